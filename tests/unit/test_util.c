@@ -1,0 +1,97 @@
+/* Unit tests for src/util: buffers, arenas, the hash map, durations, ids. */
+#include "test.h"
+#include "util/util.h"
+
+TEST(buf_grows_and_formats)
+{
+    struct buf b;
+    buf_init(&b);
+    for (int i = 0; i < 1000; i++) buf_printf(&b, "%d,", i);
+    CHECK(b.len > 3000);
+    CHECK(strncmp(b.data, "0,1,2,", 6) == 0);
+    CHECK_INT(b.data[b.len], 0);
+    char *s = buf_detach(&b);
+    CHECK(b.data == NULL && b.len == 0);
+    free(s);
+}
+
+TEST(arena_large_and_small)
+{
+    struct arena a;
+    arena_init(&a);
+    char *big = arena_alloc(&a, 1 << 20);
+    memset(big, 1, 1 << 20);
+    for (int i = 0; i < 10000; i++) {
+        char *p = arena_printf(&a, "item-%d", i);
+        CHECK(p[0] == 'i');
+    }
+    arena_reset(&a);
+    CHECK_STR(arena_strdup(&a, "again"), "again");
+    arena_cleanup(&a);
+}
+
+TEST(strmap_put_get_del)
+{
+    struct strmap m;
+    strmap_init(&m);
+    char key[32];
+    for (long i = 0; i < 5000; i++) {
+        snprintf(key, sizeof key, "k%ld", i);
+        CHECK(strmap_put(&m, key, strlen(key), (void *)(i + 1)) == NULL);
+    }
+    CHECK_INT(m.count, 5000);
+    for (long i = 0; i < 5000; i += 2) {
+        snprintf(key, sizeof key, "k%ld", i);
+        CHECK(strmap_del(&m, key, strlen(key)) == (void *)(i + 1));
+    }
+    for (long i = 0; i < 5000; i++) {
+        snprintf(key, sizeof key, "k%ld", i);
+        void *v = strmap_get(&m, key, strlen(key));
+        CHECK(v == ((i % 2) ? (void *)(i + 1) : NULL));
+    }
+    strmap_cleanup(&m);
+}
+
+TEST(durations)
+{
+    int64_t ms = 0;
+    CHECK_INT(keel_parse_duration("72h", &ms, NULL), 0);
+    CHECK_INT(ms, 72LL * 3600 * 1000);
+    CHECK_INT(keel_parse_duration("1h30m", &ms, NULL), 0);
+    CHECK_INT(ms, 5400000);
+    CHECK_INT(keel_parse_duration("250ms", &ms, NULL), 0);
+    CHECK_INT(ms, 250);
+    struct keel_err err;
+    keel_err_clear(&err);
+    CHECK_INT(keel_parse_duration("5 minutes", &ms, &err), KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "unit must be one of");
+}
+
+TEST(ids_sort_by_time)
+{
+    char a[64], b[64];
+    keel_new_id("run", a, sizeof a);
+    CHECK_INT(strlen(a), 30);
+    CHECK(strncmp(a, "run_", 4) == 0);
+    keel_new_id("run", b, sizeof b);
+    CHECK(strcmp(a, b) != 0);
+}
+
+TEST(sha256_known_vector)
+{
+    char hex[65];
+    keel_sha256_hex("abc", 3, hex);
+    CHECK_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(err_format)
+{
+    struct keel_err err;
+    keel_err_clear(&err);
+    keel_fail_at(&err, KEEL_EINVAL, "wf.yaml", 3, 7, "unknown step kind '%s'", "tol");
+    snprintf(err.path, sizeof err.path, "/steps/0");
+    char out[2048];
+    CHECK_STR(keel_err_format(&err, out, sizeof out),
+              "wf.yaml:3:7: at /steps/0: unknown step kind 'tol'");
+    CHECK_STR(keel_strerror(KEEL_ENOENT), "ENOENT");
+}
