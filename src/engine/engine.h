@@ -1,0 +1,102 @@
+/*
+ * engine.h — the run engine: runs workflows step by step on a worker pool,
+ * journals every transition before its effect, parks runs that wait
+ * (approval, timer) without holding a thread, and resumes unfinished runs
+ * after a crash.  docs/engine.md explains the lifecycle and resume rules;
+ * engine.c's opening comment holds the state machine.
+ *
+ * The HTTP API (src/api/) and the CLI reach the engine only through this
+ * header.  Functions that answer a query build JSON values in a
+ * caller-supplied arena (freed with it) in the shapes docs/api.md shows.
+ */
+#ifndef KEEL_ENGINE_H
+#define KEEL_ENGINE_H
+
+#include "../identity/identity.h"
+#include "../json/json.h"
+#include "../util/util.h"
+
+struct engine;
+
+/* Run statuses (stable strings, in the API and the journal). */
+enum engine_run_status {
+    RUN_RUNNING = 0,
+    RUN_WAITING,
+    RUN_SUCCEEDED,
+    RUN_FAILED,
+    RUN_CANCELLED,
+    RUN_NEEDS_RECONCILE,
+};
+const char *engine_status_name(enum engine_run_status s);
+
+struct engine_opts {
+    const char *data_dir;    /* required; created if missing                       */
+    const char *config_path; /* keel.yaml; NULL means DATA/keel.yaml if it exists   */
+    int workers;             /* worker threads; 0 means 4                          */
+};
+
+/* Opens the store in data_dir, loads keel.yaml (agents, tool servers,
+ * approvers, workflows, policies), creates the admin token at first start,
+ * and starts the worker pool and the timer thread.  Every unfinished run is
+ * made runnable again (resume).  Returns a new engine in *out; free with
+ * engine_stop(). */
+int engine_start(const struct engine_opts *opts, struct engine **out, struct keel_err *err);
+
+/* Stops the workers (each finishes the transition it is in) and frees e.
+ * Runs stay in the store and resume at the next engine_start. */
+void engine_stop(struct engine *e);
+
+/* The identities declared for this engine (borrowed, valid until
+ * engine_stop or the next engine_reload). */
+const struct identity_set *engine_identities(struct engine *e);
+
+/* Reloads policies (and the identities/workflows of keel.yaml) without
+ * dropping runs; a set that fails to load is refused and the old one stays. */
+int engine_reload(struct engine *e, struct keel_err *err);
+
+/* Starts a run of workflow with input (validated against the workflow's
+ * input schema).  Writes the new run id (cap >= 64) into run_id.  actor is
+ * who asked (borrowed). */
+int engine_run_start(struct engine *e, const char *workflow, const struct json_value *input,
+                     const struct identity *actor, char *run_id, size_t cap,
+                     struct keel_err *err);
+
+/* Runs, newest first: [{id, workflow, status, created, updated, step}],
+ * at most limit (capped at 1000). */
+int engine_run_list(struct engine *e, int limit, struct arena *a, struct json_value **out,
+                    struct keel_err *err);
+
+/* One run: {id, workflow, status, input, state, step, error, created, updated}. */
+int engine_run_show(struct engine *e, const char *run_id, struct arena *a,
+                    struct json_value **out, struct keel_err *err);
+
+/* Asks a run to stop.  KEEL_ESTATE if it already ended. */
+int engine_run_cancel(struct engine *e, const char *run_id, const struct identity *actor,
+                      struct keel_err *err);
+
+/* The run's journal: [{seq, time, kind, actor, payload, hash}]. */
+int engine_run_events(struct engine *e, const char *run_id, struct arena *a,
+                      struct json_value **out, struct keel_err *err);
+
+/* Verifies the run's hash chain: {run, events, ok, head, error?}.  A broken
+ * chain is reported in the value (ok false), not as a failure. */
+int engine_run_verify(struct engine *e, const char *run_id, struct arena *a,
+                      struct json_value **out, struct keel_err *err);
+
+/* Approvals, pending first: [{id, run, step, group, status, agent, tool,
+ * args_digest, policy, expires, decided_by, comment}].  pending_only limits
+ * to undecided ones. */
+int engine_approval_list(struct engine *e, bool pending_only, struct arena *a,
+                         struct json_value **out, struct keel_err *err);
+
+/* Records a human decision.  The actor must be a human of the approval's
+ * group (KEEL_EDENIED otherwise) or the admin; a decided or expired
+ * approval is KEEL_ESTATE. */
+int engine_approval_decide(struct engine *e, const char *approval_id, const struct identity *actor,
+                           bool approve, const char *comment, struct keel_err *err);
+
+/* Workflows known to the engine: [{name, steps, file}]. */
+int engine_workflow_list(struct engine *e, struct arena *a, struct json_value **out,
+                         struct keel_err *err);
+
+#endif
