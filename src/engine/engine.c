@@ -1,0 +1,941 @@
+/*
+ * engine.c — the run engine: start/stop, the runnable queue, the worker
+ * pool, the timer thread, and the operations the API calls.
+ *
+ * Run lifecycle (statuses as stored; every arrow is journaled first):
+ *
+ *                 engine_run_start
+ *                        │ run.started
+ *                        ▼
+ *     ┌──────────── running ◄───────────────┐
+ *     │  step.* / tool.call.* / state.*     │ run.resumed
+ *     │                 │                   │ (check_wait: decision, timer due)
+ *     │                 ├── run.waiting ──► waiting
+ *     │                 │  (approval requested, retry backoff)
+ *     │                 ├── run.needs_reconcile ──► needs_reconcile
+ *     │                 │  (open call to a non-idempotent tool on resume)
+ *     ▼                 ▼
+ *  succeeded          failed                  cancelled ◄── any non-final
+ *
+ *  transition                      function (file)
+ *  ----------------------------    -------------------------------------
+ *  (new) -> running                engine_run_start (engine.c)
+ *  running -> running (one step)   engine_step -> step_table[kind] (step.c)
+ *  running -> waiting (approval)   exec_approval (step.c)
+ *  running -> waiting (backoff)    step_failed -> park_timer (step.c)
+ *  waiting -> running              check_wait -> resume (step.c)
+ *  running -> succeeded            exec_succeed / end of steps -> engine_finish
+ *  running -> failed               fail_run -> engine_finish (step.c)
+ *  running -> needs_reconcile      exec_tool (open call, non-idempotent)
+ *  running|waiting -> cancelled    engine_run_cancel (request) ->
+ *                                  engine_step (journals run.cancelled)
+ *
+ * Threads and invariants:
+ *   - A run is driven by at most one worker at a time (the `busy` map);
+ *     only that worker appends to its journal, so one journal_writer per
+ *     transition never races.  Requests from outside (cancel, approval
+ *     decisions, timers) only record their fact in the store and enqueue the
+ *     run; the worker journals it.
+ *   - A worker performs one transition (one step) and puts the run back at
+ *     the end of the queue, so many runs share the pool fairly.
+ *   - A waiting run is a row, not a thread: it leaves the queue and is
+ *     enqueued again by a decision, a cancel, or the timer thread.
+ *   - The timer thread sleeps on a condition variable until the earliest
+ *     due timer (pthread_cond_timedwait on the monotonic clock) or until
+ *     someone sets a new timer and signals it.  No polling.
+ *   - After a crash every unfinished run is enqueued at start; the fold of
+ *     its journal (fold.c) decides what to do, so nothing finished is done
+ *     again.
+ */
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static const char *const status_names[] = {
+    [RUN_RUNNING] = "running",     [RUN_WAITING] = "waiting",
+    [RUN_SUCCEEDED] = "succeeded", [RUN_FAILED] = "failed",
+    [RUN_CANCELLED] = "cancelled", [RUN_NEEDS_RECONCILE] = "needs_reconcile",
+};
+
+const char *engine_status_name(enum engine_run_status s)
+{
+    if ((unsigned)s >= KEEL_ARRAY_LEN(status_names)) return "unknown";
+    return status_names[s];
+}
+
+/* ---- queue ------------------------------------------------------------- */
+
+/* Caller holds e->lock. */
+static void enqueue_locked(struct engine *e, const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n >= ENGINE_ID_MAX) return;
+    void *b = strmap_get(&e->busy, id, n);
+    if (b) {
+        strmap_put(&e->busy, id, n, (void *)2);
+        return;
+    }
+    if (strmap_get(&e->queued, id, n)) return;
+    if (e->qlen == e->qcap) {
+        if (e->qcap >= ENGINE_QUEUE_MAX) {
+            keel_log(KEEL_LOG_ERROR, "engine: run queue full; %s waits for the next restart", id);
+            return;
+        }
+        size_t cap = e->qcap ? e->qcap * 2 : 64;
+        char(*q)[ENGINE_ID_MAX] = malloc(cap * sizeof *q);
+        if (!q) return;
+        for (size_t i = 0; i < e->qlen; i++) memcpy(q[i], e->queue[(e->qhead + i) % e->qcap], ENGINE_ID_MAX);
+        free(e->queue);
+        e->queue = q;
+        e->qcap = cap;
+        e->qhead = 0;
+    }
+    memcpy(e->queue[(e->qhead + e->qlen) % e->qcap], id, n + 1);
+    e->qlen++;
+    strmap_put(&e->queued, id, n, (void *)1);
+    pthread_cond_signal(&e->work);
+}
+
+void engine_enqueue(struct engine *e, const char *run_id)
+{
+    pthread_mutex_lock(&e->lock);
+    enqueue_locked(e, run_id);
+    pthread_mutex_unlock(&e->lock);
+}
+
+/* ---- workflows --------------------------------------------------------- */
+
+static int compile_input_schema(struct engine_workflow *ew, struct keel_err *err)
+{
+    if (!ew->wf->input_schema) return 0;
+    int rc = schema_compile(NULL, ew->wf->input_schema, NULL, NULL, &ew->input_schema, err);
+    if (rc) keel_err_prefix(err, "workflow '%s' input schema", ew->wf->name);
+    return rc;
+}
+
+static void workflows_free(struct engine_workflow *w)
+{
+    while (w) {
+        struct engine_workflow *next = w->next;
+        schema_free(w->input_schema);
+        workflow_free(w->wf);
+        free(w);
+        w = next;
+    }
+}
+
+static int store_version(struct engine *e, const struct workflow *wf, struct keel_err *err)
+{
+    struct buf b;
+    buf_init(&b);
+    json_write(&b, wf->doc, JSON_WRITE_CANONICAL, NULL);
+    int rc = store_workflow_put(e->store, wf->name, wf->hash, b.data, 0, err);
+    buf_cleanup(&b);
+    return rc;
+}
+
+static bool is_workflow_file(const char *name)
+{
+    size_t n = strlen(name);
+    static const char *const exts[] = {".yaml", ".yml", ".json"};
+    if (name[0] == '.') return false;
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(exts); i++) {
+        size_t k = strlen(exts[i]);
+        if (n > k && !strcmp(name + n - k, exts[i])) return true;
+    }
+    return false;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Loads every workflow file of dir into a new list (all or nothing). */
+static int load_workflows(struct engine *e, const char *dir, struct engine_workflow **out,
+                          struct keel_err *err)
+{
+    *out = NULL;
+    DIR *d = dir ? opendir(dir) : NULL;
+    if (!d) return 0; /* no workflows folder: no workflows */
+    char *names[1024];
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < KEEL_ARRAY_LEN(names))
+        if (is_workflow_file(de->d_name)) names[n++] = strdup(de->d_name);
+    closedir(d);
+    qsort(names, n, sizeof names[0], cmp_str);
+    struct engine_workflow *list = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        struct workflow *wf;
+        rc = workflow_load_file(path, &wf, NULL, err);
+        if (rc) break;
+        if (e->cfg && (rc = workflow_check_config(wf, e->cfg, NULL, err))) {
+            workflow_free(wf);
+            break;
+        }
+        for (struct engine_workflow *x = list; x; x = x->next)
+            if (!strcmp(x->wf->name, wf->name)) {
+                rc = keel_fail(err, KEEL_EEXIST,
+                               "%s: workflow name '%s' is also used by %s; names must be unique",
+                               path, wf->name, x->wf->file);
+                break;
+            }
+        if (rc) {
+            workflow_free(wf);
+            break;
+        }
+        struct engine_workflow *ew = calloc(1, sizeof *ew);
+        ew->wf = wf;
+        ew->current = true;
+        ew->next = list;
+        list = ew;
+        if ((rc = compile_input_schema(ew, err))) break;
+        if ((rc = store_version(e, wf, err))) break;
+    }
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    if (rc) {
+        workflows_free(list);
+        return rc;
+    }
+    *out = list;
+    return 0;
+}
+
+struct engine_workflow *engine_workflow_current(struct engine *e, const char *name)
+{
+    pthread_mutex_lock(&e->lock);
+    struct engine_workflow *found = NULL;
+    for (struct engine_workflow *w = e->workflows; w; w = w->next)
+        if (w->current && !strcmp(w->wf->name, name)) found = w;
+    pthread_mutex_unlock(&e->lock);
+    return found;
+}
+
+int engine_workflow_get(struct engine *e, const char *name, const char *hash,
+                        struct engine_workflow **out, struct keel_err *err)
+{
+    pthread_mutex_lock(&e->lock);
+    for (struct engine_workflow *w = e->workflows; w; w = w->next)
+        if (!strcmp(w->wf->name, name) && !strcmp(w->wf->hash, hash)) {
+            *out = w;
+            pthread_mutex_unlock(&e->lock);
+            return 0;
+        }
+    pthread_mutex_unlock(&e->lock);
+    /* A run pinned to a version no longer in the folder: the store keeps
+     * every version it ever ran. */
+    struct arena a;
+    arena_init(&a);
+    const char *body;
+    int rc = store_workflow_get(e->store, name, hash, &a, &body, NULL, err);
+    struct workflow *wf = NULL;
+    if (!rc) rc = workflow_load(body, strlen(body), name, &wf, NULL, err);
+    arena_cleanup(&a);
+    if (rc) return rc;
+    struct engine_workflow *ew = calloc(1, sizeof *ew);
+    ew->wf = wf;
+    compile_input_schema(ew, NULL);
+    pthread_mutex_lock(&e->lock);
+    ew->next = e->workflows;
+    e->workflows = ew;
+    pthread_mutex_unlock(&e->lock);
+    *out = ew;
+    return 0;
+}
+
+/* ---- tools ------------------------------------------------------------- */
+
+int engine_tool_info(struct engine *e, const char *qualified, struct engine_tool_schemas **out,
+                     struct keel_err *err)
+{
+    size_t n = strlen(qualified);
+    pthread_mutex_lock(&e->lock);
+    struct engine_tool_schemas *ts = strmap_get(&e->tools, qualified, n);
+    pthread_mutex_unlock(&e->lock);
+    if (ts) {
+        *out = ts;
+        return 0;
+    }
+    struct arena a;
+    arena_init(&a);
+    struct mcp_tool t;
+    int rc = mcp_pool_tool(e->pool, qualified, &a, &t, err);
+    if (rc) {
+        arena_cleanup(&a);
+        return rc;
+    }
+    ts = calloc(1, sizeof *ts);
+    rc = schema_compile(NULL, t.input_schema, NULL, NULL, &ts->input, err);
+    if (!rc && t.output_schema)
+        rc = schema_compile(NULL, t.output_schema, NULL, NULL, &ts->output, err);
+    ts->idempotent = t.idempotent || (e->cfg && keel_config_tool_idempotent(e->cfg, t.server,
+                                                                             t.name));
+    arena_cleanup(&a);
+    if (rc) {
+        keel_err_prefix(err, "tool %s", qualified);
+        schema_free(ts->input);
+        schema_free(ts->output);
+        free(ts);
+        return rc;
+    }
+    pthread_mutex_lock(&e->lock);
+    struct engine_tool_schemas *old = strmap_get(&e->tools, qualified, n);
+    if (old) {
+        schema_free(ts->input);
+        schema_free(ts->output);
+        free(ts);
+        ts = old;
+    } else {
+        strmap_put(&e->tools, qualified, n, ts);
+    }
+    pthread_mutex_unlock(&e->lock);
+    *out = ts;
+    return 0;
+}
+
+/* ---- workers ----------------------------------------------------------- */
+
+static int process(struct engine *e, const char *run_id)
+{
+    struct arena a;
+    arena_init(&a);
+    struct keel_err err;
+    keel_err_clear(&err);
+    struct run_ctx c = {.e = e, .arena = &a};
+    int rc = store_run_get(e->store, run_id, &a, &c.run, &err);
+    if (!rc) rc = engine_workflow_get(e, c.run.workflow, c.run.workflow_hash, &c.ew, &err);
+    if (!rc) rc = journal_writer_open(e->store, run_id, &c.w, &err);
+    if (!rc) {
+        struct json_parse_opts o = {.dup = JSON_DUP_LAST};
+        rc = json_parse(&a, c.run.input ? c.run.input : "{}",
+                        c.run.input ? strlen(c.run.input) : 2, &o, &c.input, &err);
+    }
+    if (!rc) rc = engine_fold(e, run_id, c.ew->wf, &a, &c.view, &err);
+    if (!rc) {
+        if (c.ew->wf->identity) snprintf(c.agent_actor, sizeof c.agent_actor, "agent:%s", c.ew->wf->identity);
+        else snprintf(c.agent_actor, sizeof c.agent_actor, "system");
+        if (c.view.events == 0) {
+            /* Created but crashed before run.started was journaled. */
+            struct json_value *p = json_object(&a);
+            json_object_setc(&a, p, "workflow", json_cstr(&a, c.run.workflow));
+            json_object_setc(&a, p, "workflow_hash", json_cstr(&a, c.run.workflow_hash));
+            json_object_setc(&a, p, "input", c.input);
+            rc = engine_journal(&c, "run.started", c.run.identity, p, &err);
+            if (!rc) rc = 1;
+        } else {
+            rc = engine_step(&c, &err);
+        }
+    }
+    if (rc < 0) {
+        char msg[2 * KEEL_ERR_MSG_MAX];
+        keel_err_format(&err, msg, sizeof msg);
+        keel_log(KEEL_LOG_ERROR, "engine: run %s: %s", run_id, msg);
+    }
+    journal_writer_free(c.w);
+    arena_cleanup(&a);
+    return rc;
+}
+
+static void *worker_main(void *arg)
+{
+    struct engine *e = arg;
+    pthread_mutex_lock(&e->lock);
+    for (;;) {
+        while (!e->stopping && e->qlen == 0) pthread_cond_wait(&e->work, &e->lock);
+        if (e->stopping) break;
+        char id[ENGINE_ID_MAX];
+        memcpy(id, e->queue[e->qhead], ENGINE_ID_MAX);
+        e->qhead = (e->qhead + 1) % e->qcap;
+        e->qlen--;
+        size_t n = strlen(id);
+        strmap_del(&e->queued, id, n);
+        strmap_put(&e->busy, id, n, (void *)1);
+        pthread_mutex_unlock(&e->lock);
+
+        int rc = process(e, id);
+
+        pthread_mutex_lock(&e->lock);
+        void *again = strmap_del(&e->busy, id, n);
+        /* rc < 0: the store or journal failed; the run keeps its place in
+         * the store and resumes at the next start (or the next enqueue). */
+        if (rc == 1 || again == (void *)2) enqueue_locked(e, id);
+        pthread_cond_broadcast(&e->done);
+    }
+    pthread_mutex_unlock(&e->lock);
+    return NULL;
+}
+
+static void *timer_main(void *arg)
+{
+    struct engine *e = arg;
+    pthread_mutex_lock(&e->lock);
+    while (!e->stopping) {
+        pthread_mutex_unlock(&e->lock);
+        struct arena a;
+        arena_init(&a);
+        struct store_timer *ts = NULL;
+        size_t n = 0;
+        int64_t now = keel_wall_ms();
+        if (store_timer_claim_due(e->store, now, "engine", 30000, 0, &a, &ts, &n, NULL) == 0)
+            for (size_t i = 0; i < n; i++) engine_enqueue(e, ts[i].run_id);
+        int64_t due = 0;
+        int64_t wait_ms = 3600 * 1000;
+        if (store_timer_next_due(e->store, &due, NULL) == 0) {
+            wait_ms = due - keel_wall_ms();
+            /* A due timer is claimed and being handled by a worker; look
+             * again once its claim could have lapsed or a signal comes. */
+            if (wait_ms <= 0) wait_ms = 1000;
+        }
+        arena_cleanup(&a);
+        pthread_mutex_lock(&e->lock);
+        if (e->stopping) break;
+        struct timespec ts_abs;
+        clock_gettime(CLOCK_MONOTONIC, &ts_abs);
+        ts_abs.tv_sec += wait_ms / 1000;
+        ts_abs.tv_nsec += (wait_ms % 1000) * 1000000;
+        if (ts_abs.tv_nsec >= 1000000000) {
+            ts_abs.tv_sec++;
+            ts_abs.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&e->timer, &e->lock, &ts_abs);
+    }
+    pthread_mutex_unlock(&e->lock);
+    return NULL;
+}
+
+/* ---- start / stop ------------------------------------------------------ */
+
+static int load_identities(struct engine *e, struct identity_set **out, struct keel_err *err)
+{
+    struct identity_set *ids = identity_set_new();
+    if (!ids) return keel_fail(err, KEEL_ENOMEM, "out of memory");
+    int rc = identity_admin_token_init(ids, e->data_dir, err);
+    for (size_t i = 0; !rc && e->cfg && i < e->cfg->nhumans; i++) {
+        const struct keel_config_human *h = &e->cfg->humans[i];
+        char hash[80];
+        const char *hp = NULL;
+        if (h->token_sha256) {
+            snprintf(hash, sizeof hash, "sha256:%s", h->token_sha256);
+            hp = hash;
+        } else if (h->token_env && getenv(h->token_env)) {
+            const char *t = getenv(h->token_env);
+            char hex[65];
+            keel_sha256_hex(t, strlen(t), hex);
+            snprintf(hash, sizeof hash, "sha256:%s", hex);
+            hp = hash;
+        }
+        rc = identity_add_human(ids, h->name, hp, (const char *const *)h->groups,
+                                (int)h->ngroups, err);
+    }
+    for (size_t i = 0; !rc && e->cfg && i < e->cfg->nagents; i++)
+        rc = identity_add_agent(ids, e->cfg->agents[i].name, err);
+    for (size_t i = 0; !rc && e->cfg && i < e->cfg->ntools; i++)
+        rc = identity_add_tool_server(ids, e->cfg->tools[i].name, err);
+    if (rc) {
+        identity_set_free(ids);
+        return rc;
+    }
+    *out = ids;
+    return 0;
+}
+
+static int load_pool(struct engine *e, struct keel_err *err)
+{
+    e->pool = mcp_pool_new();
+    if (!e->pool) return keel_fail(err, KEEL_ENOMEM, "out of memory");
+    for (size_t i = 0; e->cfg && i < e->cfg->ntools; i++) {
+        const struct keel_config_tool_server *t = &e->cfg->tools[i];
+        if (!t->command) {
+            keel_log(KEEL_LOG_WARN, "tool server '%s' has no command (HTTP servers are not "
+                                    "supported yet); its tools cannot be called",
+                     t->name);
+            continue;
+        }
+        const char *env[MCP_MAX_ENV];
+        char envbuf[MCP_MAX_ENV][512];
+        size_t nenv = 0;
+        for (size_t k = 0; k < t->nenv && nenv < MCP_MAX_ENV; k++) {
+            snprintf(envbuf[nenv], sizeof envbuf[nenv], "%s=%s", t->env[k].name,
+                     t->env[k].value);
+            env[nenv] = envbuf[nenv];
+            nenv++;
+        }
+        struct mcp_server_config sc = {
+            .name = t->name,
+            .command = t->command,
+            .args = (const char *const *)t->args,
+            .nargs = t->nargs,
+            .env = env,
+            .nenv = nenv,
+            .cwd = t->cwd,
+            .idempotent = t->idempotent ? MCP_FORCE_YES : MCP_FROM_ANNOTATIONS,
+        };
+        int rc = mcp_pool_add(e->pool, &sc, err);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static void resume_all(struct engine *e)
+{
+    const char *after = NULL;
+    struct arena a;
+    arena_init(&a);
+    size_t total = 0;
+    for (;;) {
+        struct store_run *runs;
+        size_t n = 0;
+        if (store_list_unfinished_runs(e->store, after, 0, &a, &runs, &n, NULL) || n == 0) break;
+        for (size_t i = 0; i < n; i++) engine_enqueue(e, runs[i].id);
+        total += n;
+        after = runs[n - 1].id;
+    }
+    arena_cleanup(&a);
+    if (total) keel_log(KEEL_LOG_INFO, "engine: resuming %zu unfinished runs", total);
+}
+
+int engine_start(const struct engine_opts *opts, struct engine **out, struct keel_err *err)
+{
+    struct engine *e = calloc(1, sizeof *e);
+    if (!e) return keel_fail(err, KEEL_ENOMEM, "out of memory starting the engine");
+    int rc = 0;
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->work, &ca);
+    pthread_cond_init(&e->timer, &ca);
+    pthread_cond_init(&e->done, &ca);
+    pthread_condattr_destroy(&ca);
+    strmap_init(&e->tools);
+    strmap_init(&e->queued);
+    strmap_init(&e->busy);
+
+    if (opts->config_path) rc = keel_config_load(opts->config_path, &e->cfg, NULL, err);
+    const char *data = opts->data_dir ? opts->data_dir : e->cfg ? e->cfg->data_dir : ".keel";
+    snprintf(e->data_dir, sizeof e->data_dir, "%s", data);
+    if (!rc) rc = keel_mkdir_p(e->data_dir, 0700, err);
+    if (!rc) rc = load_identities(e, &e->ids, err);
+    if (!rc) {
+        char uri[2200];
+        if (e->cfg && e->cfg->store_url && !opts->data_dir)
+            snprintf(uri, sizeof uri, "%s", e->cfg->store_url);
+        else
+            snprintf(uri, sizeof uri, "sqlite:%s/keel.db", e->data_dir);
+        rc = store_open(uri, NULL, &e->store, err);
+    }
+    if (!rc) rc = load_pool(e, err);
+    if (!rc) rc = load_workflows(e, e->cfg ? e->cfg->workflows_dir : NULL, &e->workflows, err);
+    if (rc) {
+        engine_stop(e);
+        return rc;
+    }
+    e->nworkers = opts->workers > 0 ? opts->workers : 4;
+    if (e->nworkers > 256) e->nworkers = 256;
+    e->workers = calloc((size_t)e->nworkers, sizeof *e->workers);
+    for (int i = 0; i < e->nworkers; i++)
+        if (pthread_create(&e->workers[i], NULL, worker_main, e) != 0) {
+            e->nworkers = i;
+            engine_stop(e);
+            return keel_fail(err, KEEL_EIO, "cannot start worker threads");
+        }
+    if (pthread_create(&e->timer_thread, NULL, timer_main, e) == 0) e->timer_started = true;
+    resume_all(e);
+    *out = e;
+    return 0;
+}
+
+void engine_stop(struct engine *e)
+{
+    if (!e) return;
+    pthread_mutex_lock(&e->lock);
+    e->stopping = true;
+    pthread_cond_broadcast(&e->work);
+    pthread_cond_broadcast(&e->timer);
+    pthread_mutex_unlock(&e->lock);
+    for (int i = 0; i < e->nworkers; i++) pthread_join(e->workers[i], NULL);
+    if (e->timer_started) pthread_join(e->timer_thread, NULL);
+    free(e->workers);
+    mcp_pool_free(e->pool);
+    store_close(e->store);
+    for (size_t i = 0; i < e->tools.cap; i++)
+        if (e->tools.slots[i].key) {
+            struct engine_tool_schemas *ts = e->tools.slots[i].value;
+            schema_free(ts->input);
+            schema_free(ts->output);
+            free(ts);
+        }
+    strmap_cleanup(&e->tools);
+    strmap_cleanup(&e->queued);
+    strmap_cleanup(&e->busy);
+    free(e->queue);
+    workflows_free(e->workflows);
+    identity_set_free(e->ids);
+    keel_config_free(e->cfg);
+    pthread_cond_destroy(&e->work);
+    pthread_cond_destroy(&e->timer);
+    pthread_cond_destroy(&e->done);
+    pthread_mutex_destroy(&e->lock);
+    free(e);
+}
+
+const struct identity_set *engine_identities(struct engine *e)
+{
+    return e->ids;
+}
+
+int engine_reload(struct engine *e, struct keel_err *err)
+{
+    struct engine_workflow *fresh;
+    int rc = load_workflows(e, e->cfg ? e->cfg->workflows_dir : NULL, &fresh, err);
+    if (rc) {
+        keel_err_prefix(err, "reload refused, the running set stays");
+        return rc;
+    }
+    pthread_mutex_lock(&e->lock);
+    /* Old versions stay loaded (runs may be pinned to them), marked not
+     * current; the fresh list goes in front. */
+    for (struct engine_workflow *w = e->workflows; w; w = w->next) w->current = false;
+    struct engine_workflow *tail = fresh;
+    while (tail && tail->next) tail = tail->next;
+    if (tail) {
+        tail->next = e->workflows;
+        e->workflows = fresh;
+    }
+    pthread_mutex_unlock(&e->lock);
+    keel_log(KEEL_LOG_INFO, "engine: reloaded workflows");
+    return 0;
+}
+
+/* ---- operations for the API ------------------------------------------- */
+
+static bool valid_id(const char *id)
+{
+    size_t n = strlen(id);
+    return n > 0 && n < ENGINE_ID_MAX;
+}
+
+int engine_run_start(struct engine *e, const char *workflow, const struct json_value *input,
+                     const struct identity *actor, char *run_id, size_t cap,
+                     struct keel_err *err)
+{
+    struct engine_workflow *ew = engine_workflow_current(e, workflow);
+    if (!ew)
+        return keel_fail(err, KEEL_ENOENT,
+                         "no workflow named '%s'; `keel workflow list` or GET /v1/workflows "
+                         "shows the loaded ones",
+                         workflow);
+    if (ew->input_schema) {
+        struct schema_result r;
+        schema_result_init(&r);
+        bool ok = schema_validate(ew->input_schema, input, &r);
+        if (!ok) {
+            keel_fail(err, KEEL_ESCHEMA, "run input does not match the input schema of '%s': %s",
+                      workflow, r.kept ? r.errors[0].message : "invalid");
+            snprintf(err->path, sizeof err->path, "%s",
+                     r.kept ? r.errors[0].instance_location : "");
+        }
+        schema_result_cleanup(&r);
+        if (!ok) return KEEL_ESCHEMA;
+    }
+    struct buf in;
+    buf_init(&in);
+    int rc = json_write(&in, input, JSON_WRITE_CANONICAL, err);
+    if (rc) {
+        buf_cleanup(&in);
+        return rc;
+    }
+    char id[64], who[IDENTITY_NAME_MAX + 16];
+    keel_new_id("run", id, sizeof id);
+    identity_actor(actor, who, sizeof who);
+    struct store_run run = {.id = id,
+                            .workflow = ew->wf->name,
+                            .workflow_hash = ew->wf->hash,
+                            .status = STORE_RUN_RUNNING,
+                            .input = in.data,
+                            .identity = who};
+    rc = store_run_create(e->store, &run, err);
+    if (!rc) {
+        struct arena a;
+        arena_init(&a);
+        struct json_value *p = json_object(&a);
+        json_object_setc(&a, p, "workflow", json_cstr(&a, ew->wf->name));
+        json_object_setc(&a, p, "workflow_hash", json_cstr(&a, ew->wf->hash));
+        json_object_setc(&a, p, "input", json_clone(&a, input));
+        rc = journal_append(e->store, id, "run.started", who, p, NULL, err);
+        arena_cleanup(&a);
+    }
+    buf_cleanup(&in);
+    if (rc) return rc;
+    snprintf(run_id, cap, "%s", id);
+    engine_enqueue(e, id);
+    return 0;
+}
+
+static struct json_value *run_summary(struct arena *a, const struct store_run *r)
+{
+    char t[32];
+    struct json_value *o = json_object(a);
+    json_object_setc(a, o, "id", json_cstr(a, r->id));
+    json_object_setc(a, o, "workflow", json_cstr(a, r->workflow));
+    json_object_setc(a, o, "status", json_cstr(a, store_run_status_name(r->status)));
+    keel_format_time(r->created_ms, t);
+    json_object_setc(a, o, "created", json_cstr(a, t));
+    keel_format_time(r->updated_ms, t);
+    json_object_setc(a, o, "updated", json_cstr(a, t));
+    if (r->identity) json_object_setc(a, o, "started_by", json_cstr(a, r->identity));
+    if (r->reason) json_object_setc(a, o, "reason", json_cstr(a, r->reason));
+    return o;
+}
+
+int engine_run_list(struct engine *e, int limit, struct arena *a, struct json_value **out,
+                    struct keel_err *err)
+{
+    struct store_run_filter f = {.newest_first = true,
+                                 .limit = (size_t)(limit > 0 && limit <= 1000 ? limit : 100)};
+    struct store_run *runs;
+    size_t n = 0;
+    int rc = store_run_list(e->store, &f, a, &runs, &n, err);
+    if (rc) return rc;
+    struct json_value *arr = json_array(a);
+    for (size_t i = 0; i < n; i++) json_array_push(a, arr, run_summary(a, &runs[i]));
+    *out = arr;
+    return 0;
+}
+
+static int run_get(struct engine *e, const char *id, struct arena *a, struct store_run *r,
+                   struct keel_err *err)
+{
+    if (!valid_id(id)) return keel_fail(err, KEEL_ENOENT, "no run '%.64s'", id);
+    int rc = store_run_get(e->store, id, a, r, err);
+    if (rc == KEEL_ENOENT)
+        return keel_fail(err, KEEL_ENOENT, "no run '%s'; `keel run list` shows the runs", id);
+    return rc;
+}
+
+int engine_run_show(struct engine *e, const char *run_id, struct arena *a,
+                    struct json_value **out, struct keel_err *err)
+{
+    struct store_run r;
+    int rc = run_get(e, run_id, a, &r, err);
+    if (rc) return rc;
+    struct json_value *o = run_summary(a, &r);
+    struct json_value *input = NULL;
+    if (r.input && json_parse(a, r.input, strlen(r.input), NULL, &input, NULL) == 0)
+        json_object_setc(a, o, "input", input);
+    struct engine_workflow *ew = NULL;
+    struct run_view v;
+    if (engine_workflow_get(e, r.workflow, r.workflow_hash, &ew, NULL) == 0 &&
+        engine_fold(e, run_id, ew->wf, a, &v, NULL) == 0) {
+        json_object_setc(a, o, "state", v.state);
+        if (v.step) json_object_setc(a, o, "step", json_cstr(a, v.step));
+        json_object_setc(a, o, "events", json_int(a, v.events));
+        if (v.error_message) json_object_setc(a, o, "error", json_cstr(a, v.error_message));
+        if (v.wait == WAIT_APPROVAL && v.wait_id)
+            json_object_setc(a, o, "approval", json_cstr(a, v.wait_id));
+    }
+    *out = o;
+    return 0;
+}
+
+int engine_run_cancel(struct engine *e, const char *run_id, const struct identity *actor,
+                      struct keel_err *err)
+{
+    struct arena a;
+    arena_init(&a);
+    struct store_run r;
+    int rc = run_get(e, run_id, &a, &r, err);
+    if (!rc && (store_run_status_is_final(r.status) || r.status == STORE_RUN_NEEDS_RECONCILE))
+        rc = keel_fail(err, KEEL_ESTATE, "run %s already ended (%s); nothing to cancel", run_id,
+                       store_run_status_name(r.status));
+    if (!rc) {
+        char who[IDENTITY_NAME_MAX + 16], key[ENGINE_ID_MAX + 16];
+        identity_actor(actor, who, sizeof who);
+        snprintf(key, sizeof key, "cancel/%s", run_id);
+        rc = store_kv_put(e->store, key, who, err);
+    }
+    arena_cleanup(&a);
+    if (rc) return rc;
+    engine_enqueue(e, run_id);
+    /* Wait (bounded) until a worker has journaled the cancellation, so the
+     * caller sees the final status. */
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&e->lock);
+    for (;;) {
+        struct arena b;
+        arena_init(&b);
+        struct store_run now;
+        bool final = store_run_get(e->store, run_id, &b, &now, NULL) == 0 &&
+                     store_run_status_is_final(now.status);
+        arena_cleanup(&b);
+        if (final) break;
+        if (pthread_cond_timedwait(&e->done, &e->lock, &until) == ETIMEDOUT) break;
+    }
+    pthread_mutex_unlock(&e->lock);
+    return 0;
+}
+
+struct events_ctx {
+    struct arena *a;
+    struct json_value *arr;
+};
+
+static int on_event_json(void *ctx, const struct journal_event *ev)
+{
+    struct events_ctx *x = ctx;
+    struct arena *a = x->a;
+    struct json_value *o = json_object(a);
+    char t[32];
+    keel_format_time(ev->time_ms, t);
+    json_object_setc(a, o, "seq", json_int(a, ev->seq));
+    json_object_setc(a, o, "time", json_cstr(a, t));
+    json_object_setc(a, o, "kind", json_cstr(a, ev->kind));
+    json_object_setc(a, o, "actor", json_cstr(a, ev->actor));
+    struct json_value *p = NULL;
+    if (json_parse(a, ev->payload, ev->payload_len, NULL, &p, NULL) != 0)
+        p = json_string(a, ev->payload, ev->payload_len);
+    json_object_setc(a, o, "payload", p);
+    json_object_setc(a, o, "prev_hash", json_cstr(a, ev->prev_hash));
+    json_object_setc(a, o, "hash", json_cstr(a, ev->hash));
+    json_array_push(a, x->arr, o);
+    return 0;
+}
+
+int engine_run_events(struct engine *e, const char *run_id, struct arena *a,
+                      struct json_value **out, struct keel_err *err)
+{
+    struct store_run r;
+    int rc = run_get(e, run_id, a, &r, err);
+    if (rc) return rc;
+    struct events_ctx x = {.a = a, .arr = json_array(a)};
+    rc = journal_read(e->store, run_id, 1, on_event_json, &x, err);
+    if (rc) return rc;
+    *out = x.arr;
+    return 0;
+}
+
+int engine_run_verify(struct engine *e, const char *run_id, struct arena *a,
+                      struct json_value **out, struct keel_err *err)
+{
+    struct store_run r;
+    int rc = run_get(e, run_id, a, &r, err);
+    if (rc) return rc;
+    struct journal_verify_report rep;
+    memset(&rep, 0, sizeof rep);
+    rc = journal_verify(e->store, run_id, &rep, err);
+    if (rc) return rc;
+    struct json_value *o = json_object(a);
+    json_object_setc(a, o, "run", json_cstr(a, run_id));
+    json_object_setc(a, o, "ok", json_bool(a, rep.ok));
+    json_object_setc(a, o, "events", json_int(a, rep.events));
+    json_object_setc(a, o, "head", json_cstr(a, rep.last_hash));
+    if (!rep.ok) {
+        json_object_setc(a, o, "first_bad_seq", json_int(a, rep.first_bad_seq));
+        json_object_setc(a, o, "error", json_cstr(a, rep.reason));
+    }
+    *out = o;
+    return 0;
+}
+
+static struct json_value *approval_json(struct arena *a, const struct store_approval *ap)
+{
+    struct json_value *o = json_object(a);
+    char t[32];
+    json_object_setc(a, o, "id", json_cstr(a, ap->id));
+    json_object_setc(a, o, "run", json_cstr(a, ap->run_id));
+    json_object_setc(a, o, "step", json_cstr(a, ap->step_id));
+    json_object_setc(a, o, "group", json_cstr(a, ap->group));
+    json_object_setc(a, o, "status", json_cstr(a, store_approval_status_name(ap->status)));
+    keel_format_time(ap->created_ms, t);
+    json_object_setc(a, o, "created", json_cstr(a, t));
+    if (ap->expires_ms) {
+        keel_format_time(ap->expires_ms, t);
+        json_object_setc(a, o, "expires", json_cstr(a, t));
+    }
+    struct json_value *req = NULL;
+    if (ap->request && json_parse(a, ap->request, strlen(ap->request), NULL, &req, NULL) == 0)
+        json_object_setc(a, o, "request", req);
+    if (ap->decided_by) json_object_setc(a, o, "decided_by", json_cstr(a, ap->decided_by));
+    if (ap->comment) json_object_setc(a, o, "comment", json_cstr(a, ap->comment));
+    return o;
+}
+
+int engine_approval_list(struct engine *e, bool pending_only, struct arena *a,
+                         struct json_value **out, struct keel_err *err)
+{
+    struct store_approval_filter f = {
+        .status_mask = pending_only ? 1u << STORE_APPROVAL_PENDING : 0};
+    struct store_approval *aps;
+    size_t n = 0;
+    int rc = store_approval_list(e->store, &f, a, &aps, &n, err);
+    if (rc) return rc;
+    struct json_value *arr = json_array(a);
+    for (size_t i = 0; i < n; i++) json_array_push(a, arr, approval_json(a, &aps[i]));
+    *out = arr;
+    return 0;
+}
+
+int engine_approval_decide(struct engine *e, const char *approval_id, const struct identity *actor,
+                           bool approve, const char *comment, struct keel_err *err)
+{
+    struct arena a;
+    arena_init(&a);
+    struct store_approval ap;
+    int rc = valid_id(approval_id) ? store_approval_get(e->store, approval_id, &a, &ap, err)
+                                   : KEEL_ENOENT;
+    if (rc == KEEL_ENOENT)
+        rc = keel_fail(err, KEEL_ENOENT, "no approval '%.64s'; `keel approvals` lists them",
+                       approval_id);
+    char who[IDENTITY_NAME_MAX + 16];
+    identity_actor(actor, who, sizeof who);
+    if (!rc && ap.status != STORE_APPROVAL_PENDING)
+        rc = keel_fail(err, KEEL_ESTATE, "approval %s was already %s by %s", approval_id,
+                       store_approval_status_name(ap.status),
+                       ap.decided_by ? ap.decided_by : "system");
+    if (!rc && actor->kind != IDENTITY_ADMIN &&
+        !(actor->kind == IDENTITY_HUMAN && identity_in_group(actor, ap.group)))
+        rc = keel_fail(err, KEEL_EDENIED,
+                       "%s is not in group '%s', which decides approval %s", who, ap.group,
+                       approval_id);
+    if (!rc && ap.expires_ms && keel_wall_ms() >= ap.expires_ms)
+        rc = keel_fail(err, KEEL_ESTATE, "approval %s expired; it can no longer be decided",
+                       approval_id);
+    if (!rc)
+        rc = store_approval_decide(e->store, approval_id,
+                                   approve ? STORE_APPROVAL_APPROVED : STORE_APPROVAL_DENIED, who,
+                                   comment && *comment ? comment : NULL, 0, err);
+    if (!rc) engine_enqueue(e, ap.run_id);
+    arena_cleanup(&a);
+    return rc;
+}
+
+int engine_workflow_list(struct engine *e, struct arena *a, struct json_value **out,
+                         struct keel_err *err)
+{
+    struct json_value *arr = json_array(a);
+    pthread_mutex_lock(&e->lock);
+    for (struct engine_workflow *w = e->workflows; w; w = w->next) {
+        if (!w->current) continue;
+        struct json_value *o = json_object(a);
+        json_object_setc(a, o, "name", json_cstr(a, w->wf->name));
+        json_object_setc(a, o, "hash", json_cstr(a, w->wf->hash));
+        json_object_setc(a, o, "steps", json_int(a, (int64_t)w->wf->nsteps));
+        json_object_setc(a, o, "file", json_cstr(a, w->wf->file ? w->wf->file : ""));
+        json_array_push(a, arr, o);
+    }
+    pthread_mutex_unlock(&e->lock);
+    *out = arr;
+    return 0;
+}

@@ -1,0 +1,195 @@
+/*
+ * fold.c — where is a run?  Reads the run's journal and folds it into a
+ * struct run_view: the step it is in, the attempt, a tool call that started
+ * without a recorded result, what it waits for, approval decisions, and the
+ * state (state.updated events through the workflow's reducers).
+ *
+ * This is the whole of resume: after a crash the engine knows nothing but
+ * the journal, and every decision a worker makes is taken from this view.
+ * So the rules below are the resume rules of docs/engine.md:
+ *   - step.completed ends a step; its recorded result and next step are
+ *     used, the step is never executed again;
+ *   - tool.call.started without tool.call.completed is an open call
+ *     (retried with the same idempotency key, or needs_reconcile);
+ *   - run.waiting without a later run.resumed is a parked run;
+ *   - run.succeeded / failed / cancelled / needs_reconcile are final
+ *     (needs_reconcile only until a human acts).
+ */
+#include "internal.h"
+
+#include <string.h>
+
+struct fold {
+    struct run_view *v;
+    struct journal_reducers red;
+    struct keel_err *err;
+};
+
+typedef void (*fold_fn)(struct run_view *v, const struct json_value *p);
+
+static const char *str(struct run_view *v, const struct json_value *p, const char *k)
+{
+    return json_get_str(p, k, NULL);
+}
+
+static void on_step_started(struct run_view *v, const struct json_value *p)
+{
+    const char *step = str(v, p, "step");
+    if (!v->step || !step || strcmp(step, v->step) != 0) {
+        v->approval_id = v->approval_decision = v->approval_by = v->approval_comment = NULL;
+    }
+    v->step = step;
+    v->in_step = true;
+    v->attempt = (int)json_get_int(p, "attempt", 1);
+    v->call_open = v->call_done = false;
+    v->call_result = v->call_error = NULL;
+    v->have_next = false;
+}
+
+static void on_step_completed(struct run_view *v, const struct json_value *p)
+{
+    v->in_step = false;
+    v->call_open = false;
+    v->next_step = json_get_str(p, "next", "");
+    v->have_next = true;
+    v->approval_id = v->approval_decision = v->approval_by = v->approval_comment = NULL;
+}
+
+static void on_step_failed(struct run_view *v, const struct json_value *p)
+{
+    v->in_step = false;
+    v->call_open = false;
+    v->have_next = false;
+}
+
+static void on_call_started(struct run_view *v, const struct json_value *p)
+{
+    v->call_open = true;
+    v->call_done = false;
+    v->call_key = str(v, p, "idempotency_key");
+    v->call_id = str(v, p, "call_id");
+    v->call_args = json_get(p, "args");
+}
+
+static void on_call_completed(struct run_view *v, const struct json_value *p)
+{
+    v->call_open = false;
+    v->call_done = true;
+    v->call_result = json_get(p, "result");
+    v->call_error = json_get(p, "error");
+}
+
+static void on_waiting(struct run_view *v, const struct json_value *p)
+{
+    const char *r = json_get_str(p, "reason", "");
+    v->wait = !strcmp(r, "approval") ? WAIT_APPROVAL : WAIT_TIMER;
+    v->wait_id = str(v, p, !strcmp(r, "approval") ? "approval_id" : "timer_id");
+    v->wait_until = json_get_int(p, "until", 0);
+    v->status = RUN_WAITING;
+}
+
+static void on_resumed(struct run_view *v, const struct json_value *p)
+{
+    v->wait = WAIT_NONE;
+    v->wait_id = NULL;
+    v->wait_until = 0;
+    v->status = RUN_RUNNING;
+}
+
+static void on_approval_requested(struct run_view *v, const struct json_value *p)
+{
+    v->approval_id = str(v, p, "approval_id");
+    v->approval_decision = NULL;
+}
+
+static void on_approval_decided(struct run_view *v, const struct json_value *p)
+{
+    v->approval_decision = str(v, p, "decision");
+    v->approval_by = str(v, p, "by");
+    v->approval_comment = str(v, p, "comment");
+}
+
+static void final_as(struct run_view *v, enum engine_run_status st)
+{
+    v->final = true;
+    v->status = st;
+    v->wait = WAIT_NONE;
+}
+static void on_succeeded(struct run_view *v, const struct json_value *p) { final_as(v, RUN_SUCCEEDED); }
+static void on_cancelled(struct run_view *v, const struct json_value *p) { final_as(v, RUN_CANCELLED); }
+static void on_reconcile(struct run_view *v, const struct json_value *p) { final_as(v, RUN_NEEDS_RECONCILE); }
+static void on_failed(struct run_view *v, const struct json_value *p)
+{
+    final_as(v, RUN_FAILED);
+    v->error_message = json_get_str(json_get(p, "error"), "message", NULL);
+}
+
+/* What each event kind does to the view; kinds not listed change nothing
+ * but state (state.updated is folded by the journal part). */
+static const struct {
+    const char *kind;
+    fold_fn fn;
+} fold_table[] = {
+    {"step.started", on_step_started},
+    {"step.completed", on_step_completed},
+    {"step.failed", on_step_failed},
+    {"tool.call.started", on_call_started},
+    {"tool.call.completed", on_call_completed},
+    {"run.waiting", on_waiting},
+    {"run.resumed", on_resumed},
+    {"approval.requested", on_approval_requested},
+    {"approval.decided", on_approval_decided},
+    {"run.succeeded", on_succeeded},
+    {"run.failed", on_failed},
+    {"run.cancelled", on_cancelled},
+    {"run.needs_reconcile", on_reconcile},
+};
+
+static int on_event(void *ctx, const struct journal_event *ev)
+{
+    struct fold *f = ctx;
+    struct run_view *v = f->v;
+    v->events = ev->seq;
+    if (!strcmp(ev->kind, "state.updated")) {
+        int rc = journal_fold_event(&f->red, v->arena, v->state, ev, f->err);
+        return rc;
+    }
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(fold_table); i++) {
+        if (strcmp(fold_table[i].kind, ev->kind) != 0) continue;
+        struct json_value *p = NULL;
+        struct json_parse_opts o = {.dup = JSON_DUP_LAST};
+        int rc = json_parse(v->arena, ev->payload, ev->payload_len, &o, &p, f->err);
+        if (rc) {
+            keel_err_prefix(f->err, "run %s event %lld", ev->run_id, (long long)ev->seq);
+            return KEEL_ECORRUPT;
+        }
+        fold_table[i].fn(v, p);
+        break;
+    }
+    return 0;
+}
+
+int engine_fold(struct engine *e, const char *run_id, const struct workflow *wf, struct arena *a,
+                struct run_view *v, struct keel_err *err)
+{
+    memset(v, 0, sizeof *v);
+    v->run_id = run_id;
+    v->arena = a;
+    v->status = RUN_RUNNING;
+    struct fold f = {.v = v, .err = err};
+    struct journal_state_key *keys = NULL;
+    if (wf && wf->nstate) {
+        keys = arena_zalloc(a, wf->nstate * sizeof *keys);
+        for (size_t i = 0; i < wf->nstate; i++) {
+            keys[i].key = wf->state[i].name;
+            keys[i].reducer = (enum journal_reducer)wf->state[i].reducer;
+            keys[i].initial = wf->state[i].initial;
+        }
+    }
+    f.red.keys = keys;
+    f.red.n = wf ? wf->nstate : 0;
+    f.red.fallback = JOURNAL_REDUCE_REPLACE;
+    v->state = journal_state_initial(&f.red, a);
+    int rc = journal_read(e->store, run_id, 1, on_event, &f, err);
+    return rc;
+}

@@ -1,0 +1,636 @@
+/*
+ * step.c — one transition of one run: the step executors (one row per step
+ * kind in step_table), waits (approval, timer), retries and the end of a
+ * run.  Called by a worker with the run's journal folded into c->view
+ * (fold.c); every event is journaled before the effect that follows it.
+ *
+ * The path of a tool step (each arrow is a durable journal append that
+ * happens before the next effect):
+ *
+ *   step.started ─► render args ─► validate (tool inputSchema)
+ *     ─► tool.call.started {idempotency_key} ─► MCP tools/call (key in _meta)
+ *     ─► tool.call.completed {result|error} ─► validate outputSchema
+ *     ─► state.updated {key: save} ─► step.completed {result, next}
+ *
+ * A crash between tool.call.started and tool.call.completed leaves an open
+ * call: the next worker calls again with the SAME key if the tool is
+ * idempotent (the tool performs the effect once per key), else parks the
+ * run as needs_reconcile.  Idempotency keys are
+ * sha256("<run>/<step>/<call index>") — independent of the attempt, so a
+ * retry after a crash can never double an effect of an honest tool.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const unsigned not_final = STORE_RUN_MASK(STORE_RUN_PENDING) |
+                                  STORE_RUN_MASK(STORE_RUN_RUNNING) |
+                                  STORE_RUN_MASK(STORE_RUN_WAITING);
+
+static const enum store_run_status store_status[] = {
+    [RUN_RUNNING] = STORE_RUN_RUNNING,     [RUN_WAITING] = STORE_RUN_WAITING,
+    [RUN_SUCCEEDED] = STORE_RUN_SUCCEEDED, [RUN_FAILED] = STORE_RUN_FAILED,
+    [RUN_CANCELLED] = STORE_RUN_CANCELLED, [RUN_NEEDS_RECONCILE] = STORE_RUN_NEEDS_RECONCILE,
+};
+
+void engine_idempotency_key(const char *run, const char *step, int index, char out[65])
+{
+    char buf[3 * ENGINE_ID_MAX + 32];
+    int n = snprintf(buf, sizeof buf, "%s/%s/%d", run, step, index);
+    keel_sha256_hex(buf, (size_t)n, out);
+}
+
+int engine_journal(struct run_ctx *c, const char *kind, const char *actor,
+                   struct json_value *payload, struct keel_err *err)
+{
+    int rc = journal_writer_append(c->w, kind, actor ? actor : "system", payload, 0, NULL, err);
+    if (rc) keel_err_prefix(err, "run %s: journal %s", c->run.id, kind);
+    return rc;
+}
+
+static struct json_value *obj(struct run_ctx *c)
+{
+    return json_object(c->arena);
+}
+static void set_s(struct run_ctx *c, struct json_value *o, const char *k, const char *s)
+{
+    if (s) json_object_setc(c->arena, o, k, json_cstr(c->arena, s));
+}
+static void set_i(struct run_ctx *c, struct json_value *o, const char *k, int64_t i)
+{
+    json_object_setc(c->arena, o, k, json_int(c->arena, i));
+}
+static void set_v(struct run_ctx *c, struct json_value *o, const char *k, struct json_value *v)
+{
+    if (v) json_object_setc(c->arena, o, k, v);
+}
+static struct json_value *error_obj(struct run_ctx *c, int code, const char *msg)
+{
+    struct json_value *o = obj(c);
+    set_s(c, o, "code", keel_strerror(code));
+    set_s(c, o, "message", msg);
+    return o;
+}
+
+static int set_status(struct run_ctx *c, enum engine_run_status st, const char *reason,
+                      struct keel_err *err)
+{
+    return store_run_set_status(c->e->store, c->run.id, not_final, store_status[st], reason, 0,
+                                err);
+}
+
+int engine_finish(struct run_ctx *c, enum engine_run_status st, const char *kind,
+                  struct json_value *payload, const char *actor, struct keel_err *err)
+{
+    int rc = engine_journal(c, kind, actor, payload, err);
+    if (rc) return rc;
+    store_timer_delete_run(c->e->store, c->run.id, NULL, NULL);
+    /* Nobody can act on the approvals of an ended run any more. */
+    struct store_approval_filter f = {.status_mask = 1u << STORE_APPROVAL_PENDING,
+                                      .run_id = c->run.id};
+    struct store_approval *aps;
+    size_t n = 0;
+    if (store_approval_list(c->e->store, &f, c->arena, &aps, &n, NULL) == 0)
+        for (size_t i = 0; i < n; i++)
+            store_approval_decide(c->e->store, aps[i].id, STORE_APPROVAL_EXPIRED, "system",
+                                  "the run ended", 0, NULL);
+    return set_status(c, st, kind, err);
+}
+
+static int fail_run(struct run_ctx *c, const struct workflow_step *s, int code, const char *msg,
+                    struct keel_err *err)
+{
+    struct json_value *p = obj(c);
+    set_v(c, p, "error", error_obj(c, code, msg));
+    if (s) set_s(c, p, "step", s->id);
+    return engine_finish(c, RUN_FAILED, "run.failed", p, NULL, err);
+}
+
+/* Parks the run until due_ms on a timer (retry backoff). */
+static int park_timer(struct run_ctx *c, const char *timer_id, const char *step, int64_t due,
+                      struct keel_err *err)
+{
+    struct store_timer t = {.id = timer_id, .run_id = c->run.id, .step_id = step, .due_ms = due};
+    int rc = store_timer_set(c->e->store, &t, err);
+    if (rc) return rc;
+    struct json_value *p = obj(c);
+    set_s(c, p, "reason", "timer");
+    set_s(c, p, "timer_id", timer_id);
+    set_i(c, p, "until", due);
+    rc = engine_journal(c, "run.waiting", NULL, p, err);
+    if (rc) return rc;
+    rc = set_status(c, RUN_WAITING, "timer", err);
+    pthread_mutex_lock(&c->e->lock);
+    pthread_cond_signal(&c->e->timer);
+    pthread_mutex_unlock(&c->e->lock);
+    return rc;
+}
+
+/* A step attempt failed: retry after the backoff if attempts remain and
+ * the failure is worth retrying, else fail the run. */
+static int step_failed(struct run_ctx *c, const struct workflow_step *s, int code,
+                       const char *msg, bool retryable, struct keel_err *err)
+{
+    int attempt = c->view.attempt ? c->view.attempt : 1;
+    struct json_value *p = obj(c);
+    set_s(c, p, "step", s->id);
+    set_i(c, p, "attempt", attempt);
+    set_v(c, p, "error", error_obj(c, code, msg));
+    bool again = retryable && attempt < s->retry.attempts;
+    int64_t due = 0;
+    if (again) {
+        due = keel_wall_ms() + workflow_retry_delay_ms(&s->retry, attempt + 1);
+        set_i(c, p, "retry_at", due);
+    }
+    int rc = engine_journal(c, "step.failed", NULL, p, err);
+    if (rc) return rc;
+    if (!again) return fail_run(c, s, code, msg, err);
+    char tid[3 * ENGINE_ID_MAX];
+    snprintf(tid, sizeof tid, "%s/%s/retry-%d", c->run.id, s->id, attempt + 1);
+    return park_timer(c, tid, s->id, due, err);
+}
+
+static const char *next_id(struct run_ctx *c, int next)
+{
+    const struct workflow *wf = c->ew->wf;
+    if (next < 0 || (size_t)next >= wf->nsteps) return "";
+    return wf->steps[next].id;
+}
+
+static struct json_value *vars(struct run_ctx *c, struct json_value *result)
+{
+    struct json_value *o = obj(c);
+    set_v(c, o, "input", c->input);
+    set_v(c, o, "state", c->view.state);
+    set_v(c, o, "result", result);
+    return o;
+}
+
+/* Reduces value into the step's save key, then completes the step. */
+static int complete(struct run_ctx *c, const struct workflow_step *s, struct json_value *result,
+                    int next, struct keel_err *err)
+{
+    int rc;
+    if (s->save && result) {
+        const struct workflow_state_key *k = workflow_state_find(c->ew->wf, s->save);
+        struct json_value *p = obj(c);
+        set_s(c, p, "key", s->save);
+        set_v(c, p, "value", result);
+        set_s(c, p, "reducer",
+              workflow_reducer_name(k ? k->reducer : WORKFLOW_REDUCER_REPLACE));
+        if ((rc = engine_journal(c, "state.updated", NULL, p, err))) return rc;
+    }
+    struct json_value *p = obj(c);
+    set_s(c, p, "step", s->id);
+    set_i(c, p, "attempt", c->view.attempt ? c->view.attempt : 1);
+    set_v(c, p, "result", result);
+    set_s(c, p, "next", next_id(c, next));
+    return engine_journal(c, "step.completed", NULL, p, err);
+}
+
+/* ---- tool steps -------------------------------------------------------- */
+
+static bool retryable_code(int code)
+{
+    return code == KEEL_EIO || code == KEEL_ETIMEOUT || code == KEEL_EPROTO ||
+           code == KEEL_EBUSY;
+}
+
+static int validate(const struct schema *sc, const struct json_value *v, const char *what,
+                    const char *tool, struct keel_err *err)
+{
+    if (!sc) return 0;
+    struct schema_result r;
+    schema_result_init(&r);
+    bool ok = schema_validate(sc, v, &r);
+    if (!ok) {
+        const char *loc = r.kept ? r.errors[0].instance_location : "";
+        const char *msg = r.kept ? r.errors[0].message : "invalid";
+        keel_fail(err, KEEL_ESCHEMA, "%s of %s fail its schema at '%s': %s", what, tool, loc,
+                  msg);
+    }
+    schema_result_cleanup(&r);
+    return ok ? 0 : KEEL_ESCHEMA;
+}
+
+/* The value a tool result contributes to state: structuredContent if
+ * present, else the text of its content. */
+static struct json_value *result_value(struct run_ctx *c, const struct mcp_call_result *r)
+{
+    if (r->structured) return r->structured;
+    return json_cstr(c->arena, mcp_result_text(c->arena, r));
+}
+
+/* Records the outcome of a call that returned (or failed) and moves on. */
+static int call_outcome(struct run_ctx *c, const struct workflow_step *s,
+                        struct engine_tool_schemas *ts, const char *qualified,
+                        struct json_value *result, struct json_value *error,
+                        struct keel_err *err)
+{
+    if (error) {
+        const char *code = json_get_str(error, "code", "EIO");
+        const char *msg = json_get_str(error, "message", "tool call failed");
+        bool tool_error = json_get_bool(error, "tool_error", false);
+        int kc = KEEL_EIO;
+        static const int codes[] = {KEEL_EIO, KEEL_ETIMEOUT, KEEL_EPROTO, KEEL_EBUSY,
+                                    KEEL_ESCHEMA, KEEL_EINVAL, KEEL_ENOENT, KEEL_EDENIED};
+        for (size_t i = 0; i < KEEL_ARRAY_LEN(codes); i++)
+            if (!strcmp(keel_strerror(codes[i]), code)) kc = codes[i];
+        return step_failed(c, s, kc, msg, tool_error || retryable_code(kc), err);
+    }
+    if (ts && ts->output && json_is(result, JSON_OBJECT)) {
+        struct keel_err verr;
+        keel_err_clear(&verr);
+        if (validate(ts->output, result, "structuredContent", qualified, &verr))
+            return step_failed(c, s, KEEL_ESCHEMA, verr.msg, false, err);
+    }
+    return complete(c, s, result, s->next, err);
+}
+
+static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err)
+{
+    struct run_view *v = &c->view;
+    char qualified[2 * ENGINE_ID_MAX + 2];
+    snprintf(qualified, sizeof qualified, "%s/%s", s->call.server, s->call.tool);
+    if (v->call_done) return call_outcome(c, s, NULL, qualified, v->call_result, v->call_error, err);
+
+    struct engine_tool_schemas *ts = NULL;
+    struct keel_err terr;
+    keel_err_clear(&terr);
+    int rc = engine_tool_info(c->e, qualified, &ts, &terr);
+    if (rc) {
+        /* The server could not start or has no such tool: nothing ran. */
+        return step_failed(c, s, rc, terr.msg, retryable_code(rc), err);
+    }
+
+    const char *key;
+    struct json_value *args;
+    char keybuf[65];
+    if (v->call_open) {
+        /* Started before a crash, no result recorded. */
+        if (!ts->idempotent) {
+            struct json_value *p = obj(c);
+            set_s(c, p, "step", s->id);
+            set_s(c, p, "call_id", v->call_id ? v->call_id : "");
+            set_s(c, p, "tool", qualified);
+            set_s(c, p, "reason",
+                  "the tool call started but no result was recorded, and the tool is not "
+                  "declared idempotent; check the tool's side and reconcile by hand");
+            return engine_finish(c, RUN_NEEDS_RECONCILE, "run.needs_reconcile", p, NULL, err);
+        }
+        key = v->call_key;
+        args = v->call_args ? v->call_args : obj(c);
+    } else {
+        args = obj(c);
+        if (s->call.args) {
+            struct keel_err rerr;
+            keel_err_clear(&rerr);
+            if (workflow_render(s->call.args, vars(c, NULL), c->arena, &args, &rerr))
+                return step_failed(c, s, rerr.code, rerr.msg, false, err);
+        }
+        struct keel_err verr;
+        keel_err_clear(&verr);
+        if (validate(ts->input, args, "arguments", qualified, &verr))
+            return step_failed(c, s, KEEL_ESCHEMA, verr.msg, false, err);
+        engine_idempotency_key(c->run.id, s->id, 0, keybuf);
+        key = keybuf;
+        struct json_value *p = obj(c);
+        char call_id[3 * ENGINE_ID_MAX];
+        snprintf(call_id, sizeof call_id, "%s/0", s->id);
+        set_s(c, p, "step", s->id);
+        set_s(c, p, "call_id", call_id);
+        set_s(c, p, "server", s->call.server);
+        set_s(c, p, "tool", s->call.tool);
+        set_v(c, p, "args", args);
+        set_s(c, p, "idempotency_key", key);
+        if ((rc = engine_journal(c, "tool.call.started", c->agent_actor, p, err))) return rc;
+    }
+
+    struct mcp_call_result r;
+    struct keel_err cerr;
+    keel_err_clear(&cerr);
+    int64_t t0 = keel_mono_ns();
+    rc = mcp_pool_call(c->e->pool, qualified, args, key, s->timeout_ms, c->arena, &r, &cerr);
+    struct json_value *p = obj(c);
+    set_s(c, p, "step", s->id);
+    char call_id[3 * ENGINE_ID_MAX];
+    snprintf(call_id, sizeof call_id, "%s/0", s->id);
+    set_s(c, p, "call_id", call_id);
+    set_i(c, p, "duration_ms", (keel_mono_ns() - t0) / 1000000);
+    struct json_value *result = NULL, *error = NULL;
+    if (rc) {
+        error = error_obj(c, rc, cerr.msg);
+    } else if (r.is_error) {
+        error = error_obj(c, KEEL_EIO, mcp_result_text(c->arena, &r));
+        json_object_setc(c->arena, error, "tool_error", json_bool(c->arena, true));
+        set_v(c, p, "is_error", json_bool(c->arena, true));
+    } else {
+        result = result_value(c, &r);
+    }
+    set_v(c, p, "result", result);
+    set_v(c, p, "error", error);
+    if ((rc = engine_journal(c, "tool.call.completed", c->agent_actor, p, err))) return rc;
+    return call_outcome(c, s, ts, qualified, result, error, err);
+}
+
+/* ---- approval steps ---------------------------------------------------- */
+
+static int exec_approval(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err)
+{
+    struct run_view *v = &c->view;
+    int rc;
+    if (v->approval_decision) {
+        bool ok = !strcmp(v->approval_decision, "approved") ||
+                  (!strcmp(v->approval_decision, "expired") &&
+                   s->approval.on_timeout == WORKFLOW_ON_TIMEOUT_APPROVE);
+        if (!ok) {
+            char msg[KEEL_ERR_MSG_MAX];
+            snprintf(msg, sizeof msg, "approval %s %s by %s%s%s", v->approval_id,
+                     v->approval_decision, v->approval_by ? v->approval_by : "system",
+                     v->approval_comment && *v->approval_comment ? ": " : "",
+                     v->approval_comment ? v->approval_comment : "");
+            return fail_run(c, s, KEEL_EDENIED, msg, err);
+        }
+        struct json_value *res = obj(c);
+        json_object_setc(c->arena, res, "approved", json_bool(c->arena, true));
+        set_s(c, res, "by", v->approval_by);
+        set_s(c, res, "comment", v->approval_comment);
+        return complete(c, s, res, s->next, err);
+    }
+    /* The approval id is derived from (run, step, attempt), so a crash
+     * between creating the row and journaling it cannot leave a second,
+     * orphaned request behind: the retry finds the same row. */
+    char seed[3 * ENGINE_ID_MAX], hex[65], aid[40];
+    snprintf(seed, sizeof seed, "%s/%s/%d", c->run.id, s->id, v->attempt);
+    keel_sha256_hex(seed, strlen(seed), hex);
+    snprintf(aid, sizeof aid, "apr_%.26s", hex);
+    int64_t expires = s->approval.timeout_ms ? keel_wall_ms() + s->approval.timeout_ms : 0;
+    if (!v->approval_id) {
+        struct json_value *msg = NULL;
+        if (s->approval.message) {
+            struct keel_err rerr;
+            keel_err_clear(&rerr);
+            if (workflow_render(s->approval.message, vars(c, NULL), c->arena, &msg, &rerr))
+                return step_failed(c, s, rerr.code, rerr.msg, false, err);
+        }
+        struct json_value *req = obj(c);
+        set_s(c, req, "run", c->run.id);
+        set_s(c, req, "step", s->id);
+        set_s(c, req, "agent", c->ew->wf->identity);
+        set_v(c, req, "message", msg);
+        struct buf rb;
+        buf_init(&rb);
+        json_write(&rb, req, 0, NULL);
+        struct store_approval ap = {.id = aid,
+                                    .run_id = c->run.id,
+                                    .step_id = s->id,
+                                    .group = s->approval.group,
+                                    .request = rb.data,
+                                    .expires_ms = expires};
+        rc = store_approval_create(c->e->store, &ap, err);
+        buf_cleanup(&rb);
+        if (rc == KEEL_EEXIST) {
+            struct store_approval old;
+            if ((rc = store_approval_get(c->e->store, aid, c->arena, &old, err))) return rc;
+            expires = old.expires_ms;
+        } else if (rc) {
+            return rc;
+        }
+        struct json_value *p = obj(c);
+        set_s(c, p, "approval_id", aid);
+        set_s(c, p, "step", s->id);
+        set_s(c, p, "group", s->approval.group);
+        char digest[65] = "";
+        json_digest(c->input, digest, NULL);
+        set_s(c, p, "args_digest", digest);
+        if (expires) set_i(c, p, "expires_ms", expires);
+        set_v(c, p, "message", msg);
+        if ((rc = engine_journal(c, "approval.requested", NULL, p, err))) return rc;
+        v->approval_id = aid;
+    } else {
+        struct store_approval old;
+        if ((rc = store_approval_get(c->e->store, v->approval_id, c->arena, &old, err))) return rc;
+        expires = old.expires_ms;
+    }
+    if (expires) {
+        char tid[64];
+        snprintf(tid, sizeof tid, "%s/timeout", v->approval_id);
+        struct store_timer t = {
+            .id = tid, .run_id = c->run.id, .step_id = s->id, .due_ms = expires};
+        if ((rc = store_timer_set(c->e->store, &t, err))) return rc;
+    }
+    struct json_value *p = obj(c);
+    set_s(c, p, "reason", "approval");
+    set_s(c, p, "approval_id", v->approval_id);
+    if (expires) set_i(c, p, "until", expires);
+    if ((rc = engine_journal(c, "run.waiting", NULL, p, err))) return rc;
+    rc = set_status(c, RUN_WAITING, "approval", err);
+    pthread_mutex_lock(&c->e->lock);
+    pthread_cond_signal(&c->e->timer);
+    pthread_mutex_unlock(&c->e->lock);
+    return rc;
+}
+
+/* ---- control steps ----------------------------------------------------- */
+
+static int exec_switch(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err)
+{
+    int next;
+    struct keel_err serr;
+    keel_err_clear(&serr);
+    if (workflow_switch_next(s, vars(c, NULL), c->arena, &next, &serr))
+        return fail_run(c, s, serr.code ? serr.code : KEEL_EINVAL, serr.msg, err);
+    return complete(c, s, NULL, next, err);
+}
+
+static int exec_set(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err)
+{
+    for (size_t i = 0; i < s->set.nentries; i++) {
+        const struct workflow_set_entry *en = &s->set.entries[i];
+        struct json_value *val;
+        struct keel_err rerr;
+        keel_err_clear(&rerr);
+        if (workflow_render(en->value, vars(c, NULL), c->arena, &val, &rerr))
+            return fail_run(c, s, rerr.code, rerr.msg, err);
+        const struct workflow_state_key *k = workflow_state_find(c->ew->wf, en->key);
+        struct json_value *p = obj(c);
+        set_s(c, p, "key", en->key);
+        set_v(c, p, "value", val);
+        set_s(c, p, "reducer", workflow_reducer_name(k ? k->reducer : WORKFLOW_REDUCER_REPLACE));
+        int rc = engine_journal(c, "state.updated", NULL, p, err);
+        if (rc) return rc;
+    }
+    return complete(c, s, NULL, s->next, err);
+}
+
+static int exec_end(struct run_ctx *c, const struct workflow_step *s, bool ok,
+                    struct keel_err *err)
+{
+    struct json_value *out = NULL, *msg = NULL;
+    struct keel_err rerr;
+    keel_err_clear(&rerr);
+    if (s->end.output && workflow_render(s->end.output, vars(c, NULL), c->arena, &out, &rerr))
+        return fail_run(c, s, rerr.code, rerr.msg, err);
+    if (s->end.message && workflow_render(s->end.message, vars(c, NULL), c->arena, &msg, &rerr))
+        return fail_run(c, s, rerr.code, rerr.msg, err);
+    if (ok) {
+        struct json_value *p = obj(c);
+        set_v(c, p, "output", out);
+        set_s(c, p, "step", s->id);
+        return engine_finish(c, RUN_SUCCEEDED, "run.succeeded", p, NULL, err);
+    }
+    const char *m = json_is(msg, JSON_STRING) ? msg->u.s.str : "the workflow failed the run";
+    return fail_run(c, s, KEEL_EINVAL, m, err);
+}
+
+static int exec_succeed(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err)
+{
+    return exec_end(c, s, true, err);
+}
+static int exec_fail(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err)
+{
+    return exec_end(c, s, false, err);
+}
+static int exec_agent(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err)
+{
+    return fail_run(c, s, KEEL_EINVAL,
+                    "agent steps are not executed by this version of Keel; replace the step "
+                    "with tool steps",
+                    err);
+}
+
+typedef int (*step_exec)(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err);
+static const step_exec step_table[WORKFLOW_STEP_KIND_COUNT] = {
+    [WORKFLOW_STEP_TOOL] = exec_tool,       [WORKFLOW_STEP_APPROVAL] = exec_approval,
+    [WORKFLOW_STEP_SWITCH] = exec_switch,   [WORKFLOW_STEP_SET] = exec_set,
+    [WORKFLOW_STEP_SUCCEED] = exec_succeed, [WORKFLOW_STEP_FAIL] = exec_fail,
+    [WORKFLOW_STEP_AGENT] = exec_agent,
+};
+
+/* ---- waits ------------------------------------------------------------- */
+
+static int resume(struct run_ctx *c, const char *reason, const char *id_key, const char *id,
+                  struct keel_err *err)
+{
+    struct json_value *p = obj(c);
+    set_s(c, p, "reason", reason);
+    set_s(c, p, id_key, id);
+    int rc = engine_journal(c, "run.resumed", NULL, p, err);
+    if (rc) return rc;
+    return store_run_set_status(c->e->store, c->run.id, STORE_RUN_MASK(STORE_RUN_WAITING),
+                                STORE_RUN_RUNNING, reason, 0, NULL) == KEEL_ENOENT
+               ? KEEL_ENOENT
+               : 0;
+}
+
+/* Returns 1 if the wait is over (the run continues), 0 if still parked. */
+static int check_wait(struct run_ctx *c, struct keel_err *err)
+{
+    struct run_view *v = &c->view;
+    int64_t now = keel_wall_ms();
+    int rc;
+    if (v->wait == WAIT_TIMER) {
+        if (v->wait_until && now < v->wait_until) return 0;
+        struct json_value *p = obj(c);
+        set_s(c, p, "timer_id", v->wait_id);
+        set_s(c, p, "step", v->step);
+        if ((rc = engine_journal(c, "timer.fired", NULL, p, err))) return rc;
+        if ((rc = resume(c, "timer", "timer_id", v->wait_id, err))) return rc;
+        store_timer_delete(c->e->store, v->wait_id, NULL);
+        return 1;
+    }
+    struct store_approval ap;
+    if ((rc = store_approval_get(c->e->store, v->wait_id, c->arena, &ap, err))) return rc;
+    if (ap.status == STORE_APPROVAL_PENDING) {
+        if (!ap.expires_ms || now < ap.expires_ms) return 0;
+        rc = store_approval_decide(c->e->store, ap.id, STORE_APPROVAL_EXPIRED, "system",
+                                   "no decision before the deadline", 0, err);
+        if (rc && rc != KEEL_ESTATE) return rc;
+        if ((rc = store_approval_get(c->e->store, v->wait_id, c->arena, &ap, err))) return rc;
+    }
+    struct json_value *p = obj(c);
+    set_s(c, p, "approval_id", ap.id);
+    set_s(c, p, "decision", store_approval_status_name(ap.status));
+    set_s(c, p, "by", ap.decided_by ? ap.decided_by : "system");
+    set_s(c, p, "comment", ap.comment);
+    if ((rc = engine_journal(c, "approval.decided", ap.decided_by, p, err))) return rc;
+    if ((rc = resume(c, "approval", "approval_id", ap.id, err))) return rc;
+    char tid[64];
+    snprintf(tid, sizeof tid, "%s/timeout", ap.id);
+    store_timer_delete(c->e->store, tid, NULL);
+    return 1;
+}
+
+/* ---- one transition ---------------------------------------------------- */
+
+int engine_step(struct run_ctx *c, struct keel_err *err)
+{
+    struct run_view *v = &c->view;
+    const struct workflow *wf = c->ew->wf;
+    int rc;
+    if (v->final) {
+        /* The final event is journaled but the status row may lag (crash
+         * between the two writes): repair it. */
+        if (c->run.status != store_status[v->status])
+            set_status(c, v->status, "resume", NULL);
+        store_timer_delete_run(c->e->store, c->run.id, NULL, NULL);
+        return 0;
+    }
+    /* A cancel request is durable (kv "cancel/<run>") so it survives a crash
+     * between the request and this transition. */
+    struct arena *a = c->arena;
+    char ck[ENGINE_ID_MAX + 16];
+    snprintf(ck, sizeof ck, "cancel/%s", c->run.id);
+    const char *by = NULL;
+    if (store_kv_get(c->e->store, ck, a, &by, NULL) == 0) {
+        struct json_value *p = obj(c);
+        set_s(c, p, "by", by);
+        set_s(c, p, "reason", "cancelled on request");
+        rc = engine_finish(c, RUN_CANCELLED, "run.cancelled", p, by, err);
+        if (!rc) store_kv_delete(c->e->store, ck, NULL);
+        return rc;
+    }
+    if (v->wait != WAIT_NONE) {
+        if (c->run.status != STORE_RUN_WAITING) set_status(c, RUN_WAITING, "resume", NULL);
+        rc = check_wait(c, err);
+        return rc < 0 ? rc : rc;
+    }
+    if (c->run.status == STORE_RUN_PENDING || c->run.status == STORE_RUN_WAITING)
+        set_status(c, RUN_RUNNING, "running", NULL);
+
+    const struct workflow_step *s = NULL;
+    if (v->in_step) {
+        s = workflow_step_find(wf, v->step);
+    } else {
+        int attempt = 1;
+        if (!v->step) {
+            s = wf->nsteps ? &wf->steps[0] : NULL;
+        } else if (v->have_next) {
+            s = v->next_step[0] ? workflow_step_find(wf, v->next_step) : NULL;
+        } else {
+            /* step.failed then a retry timer fired: the same step again. */
+            s = workflow_step_find(wf, v->step);
+            attempt = v->attempt + 1;
+        }
+        if (!s) {
+            struct json_value *p = obj(c);
+            return engine_finish(c, RUN_SUCCEEDED, "run.succeeded", p, NULL, err);
+        }
+        struct json_value *p = obj(c);
+        set_s(c, p, "step", s->id);
+        set_i(c, p, "attempt", attempt);
+        if ((rc = engine_journal(c, "step.started", NULL, p, err))) return rc;
+        v->step = s->id;
+        v->attempt = attempt;
+        v->in_step = true;
+        v->call_open = v->call_done = false;
+        v->approval_id = v->approval_decision = NULL;
+    }
+    if (!s)
+        return fail_run(c, NULL, KEEL_ECORRUPT,
+                        "the journal names a step the workflow version does not have", err);
+    rc = step_table[s->kind](c, s, err);
+    if (rc) return rc;
+    return 1;
+}
