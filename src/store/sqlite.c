@@ -1,0 +1,1767 @@
+/*
+ * sqlite.c — the SQLite implementation of the store (struct store_ops).
+ *
+ * Connections.  One writer connection, guarded by q->wlock, makes every
+ * write; a pool of reader connections (WAL lets them read while the writer
+ * writes) serves reads, one connection per reading thread at a time.  The
+ * pool keeps up to opts.readers idle connections and opens more when all are
+ * busy, so a callback that reads from inside a scan cannot deadlock.  An
+ * in-memory database has no separate readers: reads use the writer.
+ *
+ * Durability.  journal_mode=WAL; synchronous=FULL (default: the WAL is
+ * fsynced at every commit, so a commit survives power loss) or NORMAL.
+ *
+ * Group commit.  Appends are queued (q->queue, a FIFO linked through
+ * req->impl_next) and a single committer thread drains it: it takes every
+ * queued request (up to opts.group_max_events events), runs them in ONE
+ * transaction on the writer — each request inside its own savepoint when it
+ * has more than one effect, so a request that fails its checks fails alone —
+ * commits once (one fsync), and only then calls each request's done
+ * callback.  A request is never completed before the commit that holds it.
+ *
+ * Continuity.  An event is inserted only if seq is 1 with a zero prev_hash,
+ * or event seq-1 of the run exists with hash == prev_hash; the primary key
+ * (run_id, seq) refuses a second event with the same seq.  Because the
+ * committer is the only writer of events and checks inside its transaction,
+ * two writers can never fork a run.
+ *
+ * Schema.  Versioned by PRAGMA user_version; the migrations table below is
+ * applied in order, each in its own transaction.  application_id marks the
+ * file as a Keel store.  Statements are prepared once per connection and
+ * cached (conn->st[]).
+ */
+#include "store_impl.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KEEL_APPLICATION_ID 0x4b45454c /* "KEEL" */
+
+/* ---- schema ------------------------------------------------------------ */
+
+/* migrations[i] takes the schema from user_version i to i + 1.  Never edit
+ * a shipped entry; add a row. */
+static const char *const migrations[] = {
+    /* 1: the first schema */
+    "CREATE TABLE runs ("
+    "  id TEXT PRIMARY KEY,"
+    "  workflow TEXT NOT NULL,"
+    "  workflow_hash TEXT NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  reason TEXT,"
+    "  input TEXT NOT NULL,"
+    "  identity TEXT NOT NULL,"
+    "  parent_id TEXT,"
+    "  parent_seq INTEGER NOT NULL DEFAULT 0,"
+    "  created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL,"
+    "  lease_owner TEXT,"
+    "  lease_expires_ms INTEGER NOT NULL DEFAULT 0"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX runs_by_status ON runs(status, id);"
+    "CREATE INDEX runs_by_workflow ON runs(workflow, id);"
+    "CREATE INDEX runs_by_parent ON runs(parent_id, id) WHERE parent_id IS NOT NULL;"
+    "CREATE TABLE events ("
+    "  run_id TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  time_ms INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  prev_hash TEXT NOT NULL,"
+    "  hash TEXT NOT NULL,"
+    "  PRIMARY KEY (run_id, seq)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE snapshots ("
+    "  run_id TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  PRIMARY KEY (run_id, seq)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE workflows ("
+    "  name TEXT NOT NULL,"
+    "  hash TEXT NOT NULL,"
+    "  body TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  UNIQUE (name, hash)"
+    ");"
+    "CREATE TABLE approvals ("
+    "  id TEXT PRIMARY KEY,"
+    "  run_id TEXT NOT NULL,"
+    "  step_id TEXT NOT NULL,"
+    "  grp TEXT NOT NULL,"
+    "  request TEXT NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  decided_by TEXT,"
+    "  comment TEXT,"
+    "  created_ms INTEGER NOT NULL,"
+    "  expires_ms INTEGER NOT NULL DEFAULT 0,"
+    "  decided_ms INTEGER NOT NULL DEFAULT 0"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX approvals_by_status ON approvals(status, id);"
+    "CREATE INDEX approvals_by_run ON approvals(run_id, id);"
+    "CREATE TABLE timers ("
+    "  id TEXT PRIMARY KEY,"
+    "  run_id TEXT NOT NULL,"
+    "  step_id TEXT,"
+    "  due_ms INTEGER NOT NULL,"
+    "  payload TEXT,"
+    "  claim_owner TEXT,"
+    "  claim_expires_ms INTEGER NOT NULL DEFAULT 0"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX timers_by_due ON timers(due_ms, id);"
+    "CREATE INDEX timers_by_run ON timers(run_id);"
+    "CREATE TABLE idempotency ("
+    "  key TEXT PRIMARY KEY,"
+    "  run_id TEXT,"
+    "  result TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  expires_ms INTEGER NOT NULL DEFAULT 0"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE kv ("
+    "  key TEXT PRIMARY KEY,"
+    "  value TEXT NOT NULL,"
+    "  updated_ms INTEGER NOT NULL"
+    ") WITHOUT ROWID;",
+};
+#define SCHEMA_VERSION ((int)KEEL_ARRAY_LEN(migrations))
+
+/* ---- statements -------------------------------------------------------- */
+
+#define RUN_COLS                                                                                   \
+    "id, workflow, workflow_hash, status, reason, input, identity, parent_id, parent_seq, "        \
+    "created_ms, updated_ms, lease_owner, lease_expires_ms"
+#define APPROVAL_COLS                                                                              \
+    "id, run_id, step_id, grp, request, status, decided_by, comment, created_ms, expires_ms, "     \
+    "decided_ms"
+#define TIMER_COLS "id, run_id, step_id, due_ms, payload, claim_owner, claim_expires_ms"
+#define EVENT_COLS "run_id, seq, time_ms, kind, actor, payload, prev_hash, hash"
+
+enum stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_RELEASE,
+    ST_ROLLBACK_TO,
+    ST_RUN_INSERT,
+    ST_RUN_GET,
+    ST_RUN_STATUS,
+    ST_RUN_SET_STATUS,
+    ST_RUN_CLAIM,
+    ST_RUN_LEASE,
+    ST_RUN_RELEASE,
+    ST_EV_PREV,
+    ST_EV_INSERT,
+    ST_EV_TAIL,
+    ST_EV_SCAN,
+    ST_SNAP_PUT,
+    ST_SNAP_GET,
+    ST_WF_INSERT,
+    ST_WF_GET,
+    ST_WF_LATEST,
+    ST_AP_INSERT,
+    ST_AP_GET,
+    ST_AP_DECIDE,
+    ST_TM_SET,
+    ST_TM_NEXT,
+    ST_TM_DELETE,
+    ST_TM_DELETE_RUN,
+    ST_TM_DUE,
+    ST_TM_CLAIM,
+    ST_IDEM_GET,
+    ST_IDEM_PUT,
+    ST_IDEM_EXPIRE,
+    ST_KV_PUT,
+    ST_KV_GET,
+    ST_KV_DELETE,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT req",
+    [ST_RELEASE] = "RELEASE req",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO req",
+    [ST_RUN_INSERT] = "INSERT INTO runs (" RUN_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                      "?9, ?10, ?11, NULL, 0)",
+    [ST_RUN_GET] = "SELECT " RUN_COLS " FROM runs WHERE id = ?1",
+    [ST_RUN_STATUS] = "SELECT status FROM runs WHERE id = ?1",
+    [ST_RUN_SET_STATUS] = "UPDATE runs SET status = ?2, reason = ?3, updated_ms = ?4 WHERE id = ?1",
+    [ST_RUN_CLAIM] = "UPDATE runs SET lease_owner = ?2, lease_expires_ms = ?3 WHERE id = ?1 AND "
+                     "(lease_owner IS NULL OR lease_expires_ms <= ?4 OR lease_owner = ?2)",
+    [ST_RUN_LEASE] = "SELECT lease_owner, lease_expires_ms FROM runs WHERE id = ?1",
+    [ST_RUN_RELEASE] = "UPDATE runs SET lease_owner = NULL, lease_expires_ms = 0 "
+                       "WHERE id = ?1 AND lease_owner = ?2",
+    [ST_EV_PREV] = "SELECT hash FROM events WHERE run_id = ?1 AND seq = ?2",
+    [ST_EV_INSERT] = "INSERT INTO events (" EVENT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_EV_TAIL] = "SELECT seq, hash FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1",
+    [ST_EV_SCAN] = "SELECT " EVENT_COLS " FROM events WHERE run_id = ?1 AND seq >= ?2 "
+                   "ORDER BY seq LIMIT ?3",
+    [ST_SNAP_PUT] = "INSERT OR REPLACE INTO snapshots (run_id, seq, state) VALUES (?1, ?2, ?3)",
+    [ST_SNAP_GET] = "SELECT seq, state FROM snapshots WHERE run_id = ?1 AND seq <= ?2 "
+                    "ORDER BY seq DESC LIMIT 1",
+    [ST_WF_INSERT] = "INSERT OR IGNORE INTO workflows (name, hash, body, created_ms) "
+                     "VALUES (?1, ?2, ?3, ?4)",
+    [ST_WF_GET] = "SELECT body, hash FROM workflows WHERE name = ?1 AND hash = ?2",
+    [ST_WF_LATEST] = "SELECT body, hash FROM workflows WHERE name = ?1 "
+                     "ORDER BY created_ms DESC, rowid DESC LIMIT 1",
+    [ST_AP_INSERT] = "INSERT INTO approvals (" APPROVAL_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, "
+                     "'pending', NULL, NULL, ?6, ?7, 0)",
+    [ST_AP_GET] = "SELECT " APPROVAL_COLS " FROM approvals WHERE id = ?1",
+    [ST_AP_DECIDE] = "UPDATE approvals SET status = ?2, decided_by = ?3, comment = ?4, "
+                     "decided_ms = ?5 WHERE id = ?1 AND status = 'pending'",
+    [ST_TM_SET] = "INSERT OR REPLACE INTO timers (" TIMER_COLS ") "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, NULL, 0)",
+    [ST_TM_NEXT] = "SELECT min(due_ms) FROM timers",
+    [ST_TM_DELETE] = "DELETE FROM timers WHERE id = ?1",
+    [ST_TM_DELETE_RUN] = "DELETE FROM timers WHERE run_id = ?1",
+    [ST_TM_DUE] = "SELECT " TIMER_COLS " FROM timers WHERE due_ms <= ?1 AND "
+                  "(claim_owner IS NULL OR claim_expires_ms <= ?1) ORDER BY due_ms, id LIMIT ?2",
+    [ST_TM_CLAIM] = "UPDATE timers SET claim_owner = ?2, claim_expires_ms = ?3 WHERE id = ?1",
+    [ST_IDEM_GET] = "SELECT result, expires_ms FROM idempotency WHERE key = ?1",
+    [ST_IDEM_PUT] = "INSERT OR REPLACE INTO idempotency (key, run_id, result, created_ms, "
+                    "expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_IDEM_EXPIRE] = "DELETE FROM idempotency WHERE expires_ms != 0 AND expires_ms <= ?1",
+    [ST_KV_PUT] = "INSERT OR REPLACE INTO kv (key, value, updated_ms) VALUES (?1, ?2, ?3)",
+    [ST_KV_GET] = "SELECT value FROM kv WHERE key = ?1",
+    [ST_KV_DELETE] = "DELETE FROM kv WHERE key = ?1",
+};
+
+/* ---- the store object -------------------------------------------------- */
+
+struct conn {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    struct conn *next; /* free list */
+};
+
+struct sq {
+    struct store base;
+    struct store_opts opts;
+    char path[1024];
+    bool memory;
+
+    pthread_mutex_t wlock; /* the writer connection */
+    struct conn writer;
+
+    pthread_mutex_t rlock; /* the reader pool */
+    struct conn *idle;
+    size_t n_idle;
+
+    pthread_mutex_t qlock; /* the append queue, stats, stopping */
+    pthread_cond_t qcond;
+    struct store_append *head, *tail;
+    bool stopping;
+    bool committer_running;
+    pthread_t committer;
+    struct store_stats stats;
+};
+
+static struct sq *sq_of(struct store *s)
+{
+    return (struct sq *)s;
+}
+
+static int sq_code(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return KEEL_EBUSY;
+    case SQLITE_CONSTRAINT: return KEEL_EEXIST;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: return KEEL_ECORRUPT;
+    case SQLITE_NOMEM: return KEEL_ENOMEM;
+    case SQLITE_READONLY: return KEEL_EINVAL;
+    default: return KEEL_EIO;
+    }
+}
+
+static int sq_fail(struct sq *q, sqlite3 *db, int rc, const char *what, struct keel_err *err)
+{
+    const char *hint = "";
+    int code = sq_code(rc);
+    if (code == KEEL_EBUSY) hint = "; another process holds the database lock, retry later";
+    else if (code == KEEL_ECORRUPT) hint = "; restore the store from a backup";
+    else if ((rc & 0xff) == SQLITE_FULL) hint = "; free disk space";
+    else if ((rc & 0xff) == SQLITE_READONLY) hint = "; the store was opened read-only";
+    return keel_fail(err, code, "store %s: %s: %s%s", q->path, what,
+                     db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), hint);
+}
+
+/* Returns the cached statement id of c, reset and unbound, or NULL (err set). */
+static sqlite3_stmt *stmt(struct sq *q, struct conn *c, enum stmt_id id, struct keel_err *err)
+{
+    if (!c->st[id]) {
+        int rc = sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &c->st[id],
+                                    NULL);
+        if (rc != SQLITE_OK) {
+            sq_fail(q, c->db, rc, "preparing a statement", err);
+            return NULL;
+        }
+    }
+    return c->st[id];
+}
+
+static void done_stmt(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s) sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else sqlite3_bind_null(st, i);
+}
+
+static const char *col_text(struct arena *a, sqlite3_stmt *st, int i)
+{
+    if (sqlite3_column_type(st, i) == SQLITE_NULL) return NULL;
+    const unsigned char *t = sqlite3_column_text(st, i);
+    int n = sqlite3_column_bytes(st, i);
+    return arena_strndup(a, t ? (const char *)t : "", (size_t)n);
+}
+
+/* Runs a statement that returns no rows. */
+static int exec_stmt(struct sq *q, struct conn *c, enum stmt_id id, struct keel_err *err)
+{
+    sqlite3_stmt *st = stmt(q, c, id, err);
+    if (!st) return err ? err->code : KEEL_EIO;
+    int rc = sqlite3_step(st);
+    done_stmt(st);
+    if (rc != SQLITE_DONE) return sq_fail(q, c->db, rc, stmt_sql[id], err);
+    return 0;
+}
+
+static void conn_close(struct conn *c)
+{
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (c->st[i]) sqlite3_finalize(c->st[i]);
+        c->st[i] = NULL;
+    }
+    if (c->db) sqlite3_close_v2(c->db);
+    c->db = NULL;
+}
+
+static int conn_open(struct sq *q, struct conn *c, bool writer, struct keel_err *err)
+{
+    memset(c, 0, sizeof *c);
+    int flags = SQLITE_OPEN_NOMUTEX;
+    if (q->opts.read_only) flags |= SQLITE_OPEN_READONLY;
+    else flags |= SQLITE_OPEN_READWRITE | (writer ? SQLITE_OPEN_CREATE : 0);
+    int rc = sqlite3_open_v2(q->path, &c->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        keel_fail(err, sq_code(rc) == KEEL_EBUSY ? KEEL_EBUSY : KEEL_EIO,
+                  "cannot open the store %s: %s; check that the directory exists and is writable",
+                  q->path, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        conn_close(c);
+        return err ? err->code : KEEL_EIO;
+    }
+    sqlite3_busy_timeout(c->db, q->opts.busy_timeout_ms);
+    sqlite3_extended_result_codes(c->db, 1);
+    char sql[256];
+    snprintf(sql, sizeof sql, "PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;",
+             q->opts.durability == STORE_DURABILITY_FULL ? "FULL" : "NORMAL");
+    rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        sq_fail(q, c->db, rc, "configuring the connection", err);
+        conn_close(c);
+        return err ? err->code : KEEL_EIO;
+    }
+    return 0;
+}
+
+/* ---- reader pool ------------------------------------------------------- */
+
+static struct conn *reader_get(struct sq *q, struct keel_err *err)
+{
+    if (q->memory) {
+        pthread_mutex_lock(&q->wlock);
+        return &q->writer;
+    }
+    pthread_mutex_lock(&q->rlock);
+    struct conn *c = q->idle;
+    if (c) {
+        q->idle = c->next;
+        q->n_idle--;
+    }
+    pthread_mutex_unlock(&q->rlock);
+    if (c) return c;
+    c = malloc(sizeof *c);
+    if (!c) {
+        keel_fail(err, KEEL_ENOMEM, "out of memory opening a store reader");
+        return NULL;
+    }
+    if (conn_open(q, c, false, err) != 0) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void reader_put(struct sq *q, struct conn *c)
+{
+    if (!c) return;
+    if (c == &q->writer) {
+        pthread_mutex_unlock(&q->wlock);
+        return;
+    }
+    pthread_mutex_lock(&q->rlock);
+    if (q->n_idle < q->opts.readers) {
+        c->next = q->idle;
+        q->idle = c;
+        q->n_idle++;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&q->rlock);
+    if (c) {
+        conn_close(c);
+        free(c);
+    }
+}
+
+static struct conn *writer_get(struct sq *q, struct keel_err *err)
+{
+    if (q->opts.read_only) {
+        keel_fail(err, KEEL_EINVAL, "store %s was opened read-only; this needs write access",
+                  q->path);
+        return NULL;
+    }
+    pthread_mutex_lock(&q->wlock);
+    return &q->writer;
+}
+
+static void writer_put(struct sq *q)
+{
+    pthread_mutex_unlock(&q->wlock);
+}
+
+/* Rolls back after a failure inside BEGIN..COMMIT, keeping the first error. */
+static void rollback(struct sq *q, struct conn *c)
+{
+    if (sqlite3_get_autocommit(c->db)) return;
+    exec_stmt(q, c, ST_ROLLBACK, NULL);
+}
+
+/* ---- schema ------------------------------------------------------------ */
+
+static int pragma_int(struct sq *q, struct conn *c, const char *sql, int *out,
+                      struct keel_err *err)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) return sq_fail(q, c->db, rc, sql, err);
+    rc = sqlite3_step(st);
+    *out = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sq_fail(q, c->db, rc, sql, err);
+    return 0;
+}
+
+static int migrate(struct sq *q, struct keel_err *err)
+{
+    struct conn *c = &q->writer;
+    int version, app, tables;
+    int rc = pragma_int(q, c, "PRAGMA user_version", &version, err);
+    if (!rc) rc = pragma_int(q, c, "PRAGMA application_id", &app, err);
+    if (!rc) rc = pragma_int(q, c, "SELECT count(*) FROM sqlite_master", &tables, err);
+    if (rc) return rc;
+    if (app != KEEL_APPLICATION_ID && (app != 0 || tables != 0))
+        return keel_fail(err, KEEL_ECORRUPT,
+                         "%s is an SQLite database but not a Keel store; point the store at a new "
+                         "file",
+                         q->path);
+    if (version > SCHEMA_VERSION)
+        return keel_fail(err, KEEL_ECORRUPT,
+                         "store %s has schema version %d, newer than this keel supports (%d); "
+                         "upgrade keel",
+                         q->path, version, SCHEMA_VERSION);
+    if (version == SCHEMA_VERSION) return 0;
+    if (q->opts.read_only)
+        return keel_fail(err, KEEL_ESTATE,
+                         "store %s has schema version %d and needs migrating to %d; open it once "
+                         "with write access (e.g. start the daemon)",
+                         q->path, version, SCHEMA_VERSION);
+    for (int v = version; v < SCHEMA_VERSION; v++) {
+        char *msg = NULL;
+        char tail[128];
+        snprintf(tail, sizeof tail, "PRAGMA user_version=%d; PRAGMA application_id=%d;", v + 1,
+                 KEEL_APPLICATION_ID);
+        rc = sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
+        if (rc == SQLITE_OK) rc = sqlite3_exec(c->db, migrations[v], NULL, NULL, &msg);
+        if (rc == SQLITE_OK) rc = sqlite3_exec(c->db, tail, NULL, NULL, &msg);
+        if (rc == SQLITE_OK) rc = sqlite3_exec(c->db, "COMMIT", NULL, NULL, &msg);
+        if (rc != SQLITE_OK) {
+            keel_fail(err, sq_code(rc), "store %s: migrating the schema to version %d: %s",
+                      q->path, v + 1, msg ? msg : sqlite3_errstr(rc));
+            sqlite3_free(msg);
+            rollback(q, c);
+            return err ? err->code : KEEL_EIO;
+        }
+    }
+    return 0;
+}
+
+/* ---- group commit ------------------------------------------------------ */
+
+static const char zero_hash[STORE_HASH_HEX + 1] =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+static int insert_event(struct sq *q, struct conn *c, const struct store_event *ev,
+                        struct keel_err *err)
+{
+    if (ev->seq == 1) {
+        if (strcmp(ev->prev_hash, zero_hash) != 0)
+            return keel_fail(err, KEEL_ESTATE,
+                             "event 1 of run %s must have prev_hash of 64 zeros", ev->run_id);
+    } else {
+        sqlite3_stmt *st = stmt(q, c, ST_EV_PREV, err);
+        if (!st) return err ? err->code : KEEL_EIO;
+        sqlite3_bind_text(st, 1, ev->run_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, ev->seq - 1);
+        int rc = sqlite3_step(st);
+        int krc = 0;
+        if (rc == SQLITE_ROW) {
+            const char *h = (const char *)sqlite3_column_text(st, 0);
+            if (!h || strcmp(h, ev->prev_hash) != 0)
+                krc = keel_fail(err, KEEL_ESTATE,
+                                "event %lld of run %s: prev_hash does not match the hash of event "
+                                "%lld (another writer appended first?); reopen the journal writer",
+                                (long long)ev->seq, ev->run_id, (long long)ev->seq - 1);
+        } else if (rc == SQLITE_DONE) {
+            krc = keel_fail(err, KEEL_ESTATE,
+                            "event %lld of run %s would leave a gap: the run has no event %lld; "
+                            "events are appended in order",
+                            (long long)ev->seq, ev->run_id, (long long)ev->seq - 1);
+        } else {
+            krc = sq_fail(q, c->db, rc, "reading the previous event", err);
+        }
+        done_stmt(st);
+        if (krc) return krc;
+    }
+    sqlite3_stmt *st = stmt(q, c, ST_EV_INSERT, err);
+    if (!st) return err ? err->code : KEEL_EIO;
+    sqlite3_bind_text(st, 1, ev->run_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, ev->seq);
+    sqlite3_bind_int64(st, 3, ev->time_ms);
+    sqlite3_bind_text(st, 4, ev->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, ev->actor, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, ev->payload, (int)ev->payload_len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, ev->prev_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, ev->hash, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    done_stmt(st);
+    if (rc == SQLITE_DONE) return 0;
+    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+        return keel_fail(err, KEEL_EEXIST,
+                         "event %lld of run %s already exists (another writer appended first); "
+                         "reopen the journal writer",
+                         (long long)ev->seq, ev->run_id);
+    return sq_fail(q, c->db, rc, "inserting an event", err);
+}
+
+static int set_status(struct sq *q, struct conn *c, const char *id, enum store_run_status to,
+                      const char *reason, int64_t now_ms, struct keel_err *err)
+{
+    sqlite3_stmt *st = stmt(q, c, ST_RUN_SET_STATUS, err);
+    if (!st) return err ? err->code : KEEL_EIO;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, store_run_status_name(to), -1, SQLITE_STATIC);
+    bind_text(st, 3, reason);
+    sqlite3_bind_int64(st, 4, now_ms);
+    int rc = sqlite3_step(st);
+    done_stmt(st);
+    if (rc != SQLITE_DONE) return sq_fail(q, c->db, rc, "updating a run's status", err);
+    if (sqlite3_changes(c->db) == 0)
+        return keel_fail(err, KEEL_ENOENT, "no run '%s' in the store; check the run id", id);
+    return 0;
+}
+
+/* Applies one request's effects inside the open transaction. */
+static int apply_request(struct sq *q, struct conn *c, struct store_append *req,
+                         struct keel_err *err)
+{
+    for (size_t i = 0; i < req->n_events; i++) {
+        int rc = insert_event(q, c, &req->events[i], err);
+        if (rc) return rc;
+    }
+    if (req->status_run_id) {
+        int rc = set_status(q, c, req->status_run_id, req->status, req->status_reason,
+                            keel_wall_ms(), err);
+        if (rc) return rc;
+    }
+    if (req->snapshot_run_id) {
+        sqlite3_stmt *st = stmt(q, c, ST_SNAP_PUT, err);
+        if (!st) return err ? err->code : KEEL_EIO;
+        sqlite3_bind_text(st, 1, req->snapshot_run_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, req->snapshot_seq);
+        sqlite3_bind_text(st, 3, req->snapshot_state, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        done_stmt(st);
+        if (rc != SQLITE_DONE) return sq_fail(q, c->db, rc, "writing a snapshot", err);
+    }
+    return 0;
+}
+
+struct outcome {
+    int rc;
+    struct keel_err err;
+};
+
+/* Writes a group of requests in one transaction; fills out[i] per request. */
+static void commit_group(struct sq *q, struct store_append **reqs, size_t n, struct outcome *out)
+{
+    struct conn *c = &q->writer;
+    struct keel_err gerr;
+    keel_err_clear(&gerr);
+    pthread_mutex_lock(&q->wlock);
+    int grc = exec_stmt(q, c, ST_BEGIN, &gerr);
+    for (size_t i = 0; grc == 0 && i < n; i++) {
+        struct store_append *r = reqs[i];
+        keel_err_clear(&out[i].err);
+        int effects = (int)r->n_events + (r->status_run_id != NULL) + (r->snapshot_run_id != NULL);
+        /* One effect either happens or not; several need a savepoint so the
+         * request is all-or-nothing without failing its neighbours. */
+        bool sp = effects > 1;
+        if (sp && (grc = exec_stmt(q, c, ST_SAVEPOINT, &gerr)) != 0) break;
+        out[i].rc = apply_request(q, c, r, &out[i].err);
+        if (out[i].rc && sqlite3_get_autocommit(c->db)) {
+            /* SQLite rolled the whole transaction back (I/O error, full disk). */
+            grc = out[i].rc;
+            gerr = out[i].err;
+            break;
+        }
+        if (sp) {
+            if (out[i].rc) grc = exec_stmt(q, c, ST_ROLLBACK_TO, &gerr);
+            if (!grc) grc = exec_stmt(q, c, ST_RELEASE, &gerr);
+        }
+    }
+    if (grc == 0) grc = exec_stmt(q, c, ST_COMMIT, &gerr);
+    if (grc) rollback(q, c);
+    pthread_mutex_unlock(&q->wlock);
+    if (grc) {
+        for (size_t i = 0; i < n; i++) {
+            out[i].rc = grc;
+            out[i].err = gerr;
+        }
+    }
+}
+
+static void *committer_main(void *arg)
+{
+    struct sq *q = arg;
+    size_t cap = 64;
+    struct store_append **reqs = malloc(cap * sizeof *reqs);
+    struct outcome *out = malloc(cap * sizeof *out);
+    if (!reqs || !out) abort();
+    for (;;) {
+        pthread_mutex_lock(&q->qlock);
+        while (!q->head && !q->stopping) pthread_cond_wait(&q->qcond, &q->qlock);
+        if (!q->head) {
+            pthread_mutex_unlock(&q->qlock);
+            break;
+        }
+        /* Take everything queued, up to the group's event budget (at least
+         * one request, whatever its size). */
+        size_t n = 0, events = 0;
+        while (q->head && (n == 0 || events + q->head->n_events <= q->opts.group_max_events)) {
+            struct store_append *r = q->head;
+            q->head = r->impl_next;
+            if (!q->head) q->tail = NULL;
+            r->impl_next = NULL;
+            if (n == cap) {
+                cap *= 2;
+                reqs = realloc(reqs, cap * sizeof *reqs);
+                out = realloc(out, cap * sizeof *out);
+                if (!reqs || !out) abort();
+            }
+            reqs[n++] = r;
+            events += r->n_events;
+        }
+        pthread_mutex_unlock(&q->qlock);
+
+        for (size_t i = 0; i < n; i++) out[i].rc = 0;
+        commit_group(q, reqs, n, out);
+
+        pthread_mutex_lock(&q->qlock);
+        q->stats.group_commits++;
+        q->stats.appends += n;
+        for (size_t i = 0; i < n; i++)
+            if (out[i].rc == 0) q->stats.events += reqs[i]->n_events;
+        if (n > q->stats.max_group) q->stats.max_group = n;
+        pthread_mutex_unlock(&q->qlock);
+        /* Only now, after the commit, is any request complete. */
+        for (size_t i = 0; i < n; i++)
+            reqs[i]->done(reqs[i], out[i].rc, out[i].rc ? &out[i].err : NULL);
+    }
+    free(reqs);
+    free(out);
+    return NULL;
+}
+
+static int sq_append_async(struct store *s, struct store_append *req, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    if (q->opts.read_only)
+        return keel_fail(err, KEEL_EINVAL, "store %s was opened read-only; appends need write "
+                         "access", q->path);
+    req->impl_next = NULL;
+    pthread_mutex_lock(&q->qlock);
+    if (q->stopping) {
+        pthread_mutex_unlock(&q->qlock);
+        return keel_fail(err, KEEL_ESTATE, "store %s is closing; no more appends", q->path);
+    }
+    if (q->tail) q->tail->impl_next = req;
+    else q->head = req;
+    q->tail = req;
+    pthread_cond_signal(&q->qcond);
+    pthread_mutex_unlock(&q->qlock);
+    return 0;
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+static const struct store_ops sqlite_ops;
+
+static void sq_free(struct sq *q)
+{
+    if (q->committer_running) {
+        pthread_mutex_lock(&q->qlock);
+        q->stopping = true;
+        pthread_cond_signal(&q->qcond);
+        pthread_mutex_unlock(&q->qlock);
+        pthread_join(q->committer, NULL);
+    }
+    while (q->idle) {
+        struct conn *c = q->idle;
+        q->idle = c->next;
+        conn_close(c);
+        free(c);
+    }
+    conn_close(&q->writer);
+    pthread_mutex_destroy(&q->wlock);
+    pthread_mutex_destroy(&q->rlock);
+    pthread_mutex_destroy(&q->qlock);
+    pthread_cond_destroy(&q->qcond);
+    free(q);
+}
+
+static void sq_close(struct store *s)
+{
+    sq_free(sq_of(s));
+}
+
+int store_sqlite_open(const char *location, const struct store_opts *opts, struct store **out,
+                      struct keel_err *err)
+{
+    if (strlen(location) >= sizeof(((struct sq *)0)->path))
+        return keel_fail(err, KEEL_ELIMIT, "store path is too long");
+    struct sq *q = calloc(1, sizeof *q);
+    if (!q) return keel_fail(err, KEEL_ENOMEM, "out of memory opening the store");
+    q->base.ops = &sqlite_ops;
+    snprintf(q->base.backend, sizeof q->base.backend, "sqlite");
+    snprintf(q->base.location, sizeof q->base.location, "sqlite:%s", location);
+    snprintf(q->path, sizeof q->path, "%s", location);
+    q->opts = *opts;
+    if (q->opts.busy_timeout_ms <= 0) q->opts.busy_timeout_ms = 5000;
+    if (q->opts.group_max_events == 0 || q->opts.group_max_events > STORE_APPEND_MAX)
+        q->opts.group_max_events = STORE_APPEND_MAX;
+    if (q->opts.readers == 0) q->opts.readers = 4;
+    q->memory = strcmp(location, ":memory:") == 0;
+    /* Recursive: on an in-memory store reads hold wlock too, and a scan
+     * callback may read again on the same thread. */
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&q->wlock, &attr);
+    pthread_mutexattr_destroy(&attr);
+    pthread_mutex_init(&q->rlock, NULL);
+    pthread_mutex_init(&q->qlock, NULL);
+    pthread_cond_init(&q->qcond, NULL);
+
+    int rc = conn_open(q, &q->writer, true, err);
+    if (rc) {
+        sq_free(q);
+        return rc;
+    }
+    if (!q->opts.read_only && !q->memory) {
+        /* WAL is a property of the file; it sticks once set. */
+        char *msg = NULL;
+        int src = sqlite3_exec(q->writer.db, "PRAGMA journal_mode=WAL", NULL, NULL, &msg);
+        if (src != SQLITE_OK) {
+            rc = keel_fail(err, sq_code(src),
+                           "store %s: cannot switch to WAL mode: %s; is it on a local disk?",
+                           q->path, msg ? msg : sqlite3_errstr(src));
+            sqlite3_free(msg);
+            sq_free(q);
+            return rc;
+        }
+    }
+    rc = migrate(q, err);
+    if (rc) {
+        sq_free(q);
+        return rc;
+    }
+    if (!q->opts.read_only) {
+        if (pthread_create(&q->committer, NULL, committer_main, q) != 0) {
+            sq_free(q);
+            return keel_fail(err, KEEL_EIO, "cannot start the store's committer thread");
+        }
+        q->committer_running = true;
+    }
+    *out = &q->base;
+    return 0;
+}
+
+static void sq_stats(struct store *s, struct store_stats *out)
+{
+    struct sq *q = sq_of(s);
+    pthread_mutex_lock(&q->qlock);
+    *out = q->stats;
+    pthread_mutex_unlock(&q->qlock);
+}
+
+/* ---- runs -------------------------------------------------------------- */
+
+static int read_run(struct sq *q, sqlite3_stmt *st, struct arena *a, struct store_run *r,
+                    struct keel_err *err)
+{
+    memset(r, 0, sizeof *r);
+    r->id = col_text(a, st, 0);
+    r->workflow = col_text(a, st, 1);
+    r->workflow_hash = col_text(a, st, 2);
+    const char *status = (const char *)sqlite3_column_text(st, 3);
+    if (store_run_status_parse(status, &r->status, err) != 0)
+        return keel_fail(err, KEEL_ECORRUPT, "store %s: run %s has an unknown status '%s'",
+                         q->path, r->id, status ? status : "(null)");
+    r->reason = col_text(a, st, 4);
+    r->input = col_text(a, st, 5);
+    r->identity = col_text(a, st, 6);
+    r->parent_id = col_text(a, st, 7);
+    r->parent_seq = sqlite3_column_int64(st, 8);
+    r->created_ms = sqlite3_column_int64(st, 9);
+    r->updated_ms = sqlite3_column_int64(st, 10);
+    r->lease_owner = col_text(a, st, 11);
+    r->lease_expires_ms = sqlite3_column_int64(st, 12);
+    return 0;
+}
+
+static int sq_run_create(struct store *s, const struct store_run *run, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = writer_get(q, err);
+    if (!c) return err ? err->code : KEEL_EINVAL;
+    int64_t created = run->created_ms ? run->created_ms : keel_wall_ms();
+    int64_t updated = run->updated_ms ? run->updated_ms : created;
+    int rc = 0;
+    sqlite3_stmt *st = stmt(q, c, ST_RUN_INSERT, err);
+    if (!st) rc = err ? err->code : KEEL_EIO;
+    if (st) {
+        sqlite3_bind_text(st, 1, run->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, run->workflow, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, run->workflow_hash, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, store_run_status_name(run->status), -1, SQLITE_STATIC);
+        bind_text(st, 5, run->reason);
+        sqlite3_bind_text(st, 6, run->input, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, run->identity, -1, SQLITE_STATIC);
+        bind_text(st, 8, run->parent_id);
+        sqlite3_bind_int64(st, 9, run->parent_seq);
+        sqlite3_bind_int64(st, 10, created);
+        sqlite3_bind_int64(st, 11, updated);
+        int src = sqlite3_step(st);
+        done_stmt(st);
+        if ((src & 0xff) == SQLITE_CONSTRAINT)
+            rc = keel_fail(err, KEEL_EEXIST, "a run with id '%s' already exists; use a new id",
+                           run->id);
+        else if (src != SQLITE_DONE) rc = sq_fail(q, c->db, src, "creating a run", err);
+    }
+    writer_put(q);
+    return rc;
+}
+
+static int sq_run_get(struct store *s, const char *id, struct arena *a, struct store_run *out,
+                      struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = reader_get(q, err);
+    if (!c) return err ? err->code : KEEL_EIO;
+    int rc;
+    sqlite3_stmt *st = stmt(q, c, ST_RUN_GET, err);
+    if (!st) {
+        rc = err ? err->code : KEEL_EIO;
+    } else {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        int src = sqlite3_step(st);
+        if (src == SQLITE_ROW) rc = read_run(q, st, a, out, err);
+        else if (src == SQLITE_DONE)
+            rc = keel_fail(err, KEEL_ENOENT, "no run '%s' in the store; check the run id", id);
+        else rc = sq_fail(q, c->db, src, "reading a run", err);
+        done_stmt(st);
+    }
+    reader_put(q, c);
+    return rc;
+}
+
+static int sq_run_set_status(struct store *s, const char *id, unsigned from_mask,
+                             enum store_run_status to, const char *reason, int64_t now_ms,
+                             struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = writer_get(q, err);
+    if (!c) return err ? err->code : KEEL_EINVAL;
+    int rc = 0;
+    if (from_mask != STORE_RUN_MASK_ANY) {
+        rc = exec_stmt(q, c, ST_BEGIN, err);
+        sqlite3_stmt *st = rc ? NULL : stmt(q, c, ST_RUN_STATUS, err);
+        if (!rc && !st) rc = err ? err->code : KEEL_EIO;
+        if (st) {
+            sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+            int src = sqlite3_step(st);
+            if (src == SQLITE_ROW) {
+                const char *cur = (const char *)sqlite3_column_text(st, 0);
+                enum store_run_status cs;
+                if (store_run_status_parse(cur, &cs, NULL) != 0)
+                    rc = keel_fail(err, KEEL_ECORRUPT, "run %s has an unknown status '%s'", id,
+                                   cur ? cur : "(null)");
+                else if (!(from_mask & STORE_RUN_MASK(cs)))
+                    rc = keel_fail(err, KEEL_ESTATE, "run %s is %s; it cannot become %s from there",
+                                   id, cur, store_run_status_name(to));
+            } else if (src == SQLITE_DONE) {
+                rc = keel_fail(err, KEEL_ENOENT, "no run '%s' in the store; check the run id", id);
+            } else {
+                rc = sq_fail(q, c->db, src, "reading a run's status", err);
+            }
+            done_stmt(st);
+        }
+    }
+    if (!rc) rc = set_status(q, c, id, to, reason, now_ms, err);
+    if (from_mask != STORE_RUN_MASK_ANY) {
+        if (!rc) rc = exec_stmt(q, c, ST_COMMIT, err);
+        if (rc) rollback(q, c);
+    }
+    writer_put(q);
+    return rc;
+}
+
+static void append_status_in(struct buf *sql, unsigned mask, unsigned count,
+                             const char *(*name)(int))
+{
+    if (!mask) return;
+    buf_puts(sql, " AND status IN (");
+    bool first = true;
+    for (unsigned i = 0; i < count; i++) {
+        if (!(mask & (1u << i))) continue;
+        buf_printf(sql, "%s'%s'", first ? "" : ", ", name((int)i));
+        first = false;
+    }
+    if (first) buf_puts(sql, "NULL"); /* a mask with no valid bit matches nothing */
+    buf_puts(sql, ")");
+}
+
+static const char *run_status_name_int(int i)
+{
+    return store_run_status_name((enum store_run_status)i);
+}
+
+static const char *approval_status_name_int(int i)
+{
+    return store_approval_status_name((enum store_approval_status)i);
+}
+
+/* Prepares sql (built per call: list filters vary) on c. */
+static int prepare_dynamic(struct sq *q, struct conn *c, const char *sql, sqlite3_stmt **st,
+                           struct keel_err *err)
+{
+    int rc = sqlite3_prepare_v2(c->db, sql, -1, st, NULL);
+    if (rc != SQLITE_OK) return sq_fail(q, c->db, rc, "preparing a list query", err);
+    return 0;
+}
+
+static int sq_run_list(struct store *s, const struct store_run_filter *f, struct arena *a,
+                       struct store_run **out, size_t *n, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct buf sql;
+    buf_init(&sql);
+    buf_puts(&sql, "SELECT " RUN_COLS " FROM runs WHERE 1");
+    append_status_in(&sql, f->status_mask, STORE_RUN_STATUS_COUNT, run_status_name_int);
+    int p = 0, p_wf = 0, p_parent = 0, p_after = 0;
+    if (f->workflow) buf_printf(&sql, " AND workflow = ?%d", p_wf = ++p);
+    if (f->parent_id) buf_printf(&sql, " AND parent_id = ?%d", p_parent = ++p);
+    if (f->after_id) buf_printf(&sql, " AND id %s ?%d", f->newest_first ? "<" : ">", p_after = ++p);
+    buf_printf(&sql, " ORDER BY id %s LIMIT %zu", f->newest_first ? "DESC" : "ASC", f->limit);
+
+    struct conn *c = reader_get(q, err);
+    if (!c) {
+        buf_cleanup(&sql);
+        return err ? err->code : KEEL_EIO;
+    }
+    sqlite3_stmt *st = NULL;
+    int rc = prepare_dynamic(q, c, sql.data, &st, err);
+    buf_cleanup(&sql);
+    if (!rc) {
+        if (p_wf) sqlite3_bind_text(st, p_wf, f->workflow, -1, SQLITE_STATIC);
+        if (p_parent) sqlite3_bind_text(st, p_parent, f->parent_id, -1, SQLITE_STATIC);
+        if (p_after) sqlite3_bind_text(st, p_after, f->after_id, -1, SQLITE_STATIC);
+        struct store_run *runs = arena_alloc(a, f->limit * sizeof *runs);
+        size_t count = 0;
+        int src;
+        while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW)
+            rc = read_run(q, st, a, &runs[count++], err);
+        if (!rc && src != SQLITE_DONE) rc = sq_fail(q, c->db, src, "listing runs", err);
+        if (!rc) {
+            *out = runs;
+            *n = count;
+        }
+    }
+    sqlite3_finalize(st);
+    reader_put(q, c);
+    return rc;
+}
+
+static int lease_busy(struct sq *q, struct conn *c, const char *id, struct keel_err *err)
+{
+    sqlite3_stmt *st = stmt(q, c, ST_RUN_LEASE, err);
+    if (!st) return err ? err->code : KEEL_EIO;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int src = sqlite3_step(st);
+    int rc;
+    if (src == SQLITE_ROW) {
+        const char *owner = (const char *)sqlite3_column_text(st, 0);
+        rc = keel_fail(err, KEEL_EBUSY, "run %s is leased by '%s' until %lld ms; wait for the "
+                       "lease to expire",
+                       id, owner ? owner : "?", (long long)sqlite3_column_int64(st, 1));
+    } else if (src == SQLITE_DONE) {
+        rc = keel_fail(err, KEEL_ENOENT, "no run '%s' in the store; check the run id", id);
+    } else {
+        rc = sq_fail(q, c->db, src, "reading a lease", err);
+    }
+    done_stmt(st);
+    return rc;
+}
+
+static int claim(struct sq *q, struct conn *c, const char *id, const char *owner, int64_t ttl_ms,
+                 int64_t now_ms, bool *won, struct keel_err *err)
+{
+    sqlite3_stmt *st = stmt(q, c, ST_RUN_CLAIM, err);
+    if (!st) return err ? err->code : KEEL_EIO;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now_ms + ttl_ms);
+    sqlite3_bind_int64(st, 4, now_ms);
+    int src = sqlite3_step(st);
+    done_stmt(st);
+    if (src != SQLITE_DONE) return sq_fail(q, c->db, src, "claiming a run", err);
+    *won = sqlite3_changes(c->db) == 1;
+    return 0;
+}
+
+static int sq_run_claim(struct store *s, const char *id, const char *owner, int64_t ttl_ms,
+                        int64_t now_ms, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = writer_get(q, err);
+    if (!c) return err ? err->code : KEEL_EINVAL;
+    bool won = false;
+    int rc = claim(q, c, id, owner, ttl_ms, now_ms, &won, err);
+    if (!rc && !won) rc = lease_busy(q, c, id, err);
+    writer_put(q);
+    return rc;
+}
+
+static int sq_run_claim_next(struct store *s, unsigned status_mask, const char *owner,
+                             int64_t ttl_ms, int64_t now_ms, struct arena *a,
+                             struct store_run *out, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct buf sql;
+    buf_init(&sql);
+    buf_puts(&sql, "SELECT id FROM runs WHERE (lease_owner IS NULL OR lease_expires_ms <= ?1)");
+    append_status_in(&sql, status_mask, STORE_RUN_STATUS_COUNT, run_status_name_int);
+    buf_puts(&sql, " ORDER BY id LIMIT 1");
+    struct conn *c = writer_get(q, err);
+    if (!c) {
+        buf_cleanup(&sql);
+        return err ? err->code : KEEL_EINVAL;
+    }
+    int rc = exec_stmt(q, c, ST_BEGIN, err);
+    sqlite3_stmt *st = NULL;
+    if (!rc) rc = prepare_dynamic(q, c, sql.data, &st, err);
+    buf_cleanup(&sql);
+    char *id = NULL;
+    if (!rc) {
+        sqlite3_bind_int64(st, 1, now_ms);
+        int src = sqlite3_step(st);
+        if (src == SQLITE_ROW)
+            id = arena_strdup(a, (const char *)sqlite3_column_text(st, 0));
+        else if (src == SQLITE_DONE)
+            rc = keel_fail(err, KEEL_ENOENT, "no unclaimed run to claim");
+        else rc = sq_fail(q, c->db, src, "finding a run to claim", err);
+    }
+    sqlite3_finalize(st);
+    bool won = false;
+    if (!rc) rc = claim(q, c, id, owner, ttl_ms, now_ms, &won, err);
+    if (!rc && !won) rc = keel_fail(err, KEEL_EINTERNAL, "claim of run %s lost in a transaction", id);
+    if (!rc) {
+        sqlite3_stmt *g = stmt(q, c, ST_RUN_GET, err);
+        if (!g) rc = err ? err->code : KEEL_EIO;
+        if (g) {
+            sqlite3_bind_text(g, 1, id, -1, SQLITE_STATIC);
+            int src = sqlite3_step(g);
+            if (src == SQLITE_ROW) rc = read_run(q, g, a, out, err);
+            else rc = sq_fail(q, c->db, src, "reading a claimed run", err);
+            done_stmt(g);
+        }
+    }
+    if (!rc) rc = exec_stmt(q, c, ST_COMMIT, err);
+    if (rc) rollback(q, c);
+    writer_put(q);
+    return rc;
+}
+
+static int sq_run_release(struct store *s, const char *id, const char *owner,
+                          struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = writer_get(q, err);
+    if (!c) return err ? err->code : KEEL_EINVAL;
+    sqlite3_stmt *st = stmt(q, c, ST_RUN_RELEASE, err);
+    int rc = st ? 0 : (err ? err->code : KEEL_EIO);
+    if (st) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+        int src = sqlite3_step(st);
+        done_stmt(st);
+        if (src != SQLITE_DONE) rc = sq_fail(q, c->db, src, "releasing a lease", err);
+    }
+    writer_put(q);
+    return rc;
+}
+
+/* ---- events and snapshots ---------------------------------------------- */
+
+static void copy_hash(char out[STORE_HASH_HEX + 1], sqlite3_stmt *st, int i)
+{
+    const char *h = (const char *)sqlite3_column_text(st, i);
+    snprintf(out, STORE_HASH_HEX + 1, "%s", h ? h : "");
+}
+
+static int sq_events_tail(struct store *s, const char *run_id, int64_t *seq, char *hash,
+                          struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = reader_get(q, err);
+    if (!c) return err ? err->code : KEEL_EIO;
+    sqlite3_stmt *st = stmt(q, c, ST_EV_TAIL, err);
+    int rc = st ? 0 : (err ? err->code : KEEL_EIO);
+    if (st) {
+        sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+        int src = sqlite3_step(st);
+        if (src == SQLITE_ROW) {
+            *seq = sqlite3_column_int64(st, 0);
+            copy_hash(hash, st, 1);
+        } else if (src == SQLITE_DONE) {
+            *seq = 0;
+            memcpy(hash, zero_hash, sizeof zero_hash);
+        } else {
+            rc = sq_fail(q, c->db, src, "reading a run's last event", err);
+        }
+        done_stmt(st);
+    }
+    reader_put(q, c);
+    return rc;
+}
+
+static int sq_events_scan(struct store *s, const char *run_id, int64_t from_seq, int64_t limit,
+                          store_event_fn fn, void *ctx, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = reader_get(q, err);
+    if (!c) return err ? err->code : KEEL_EIO;
+    /* A private statement: fn may read from the store again on this thread
+     * (an in-memory store has one connection), which would reset a cached
+     * statement under our feet.  fn must not write: on an in-memory store
+     * the writer waits for this scan. */
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    int src = sqlite3_prepare_v2(c->db, stmt_sql[ST_EV_SCAN], -1, &st, NULL);
+    if (src != SQLITE_OK) rc = sq_fail(q, c->db, src, "preparing an event scan", err);
+    if (!rc) {
+        sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, from_seq);
+        sqlite3_bind_int64(st, 3, limit ? limit : -1);
+        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+            struct store_event ev;
+            ev.run_id = (const char *)sqlite3_column_text(st, 0);
+            ev.seq = sqlite3_column_int64(st, 1);
+            ev.time_ms = sqlite3_column_int64(st, 2);
+            ev.kind = (const char *)sqlite3_column_text(st, 3);
+            ev.actor = (const char *)sqlite3_column_text(st, 4);
+            ev.payload = (const char *)sqlite3_column_text(st, 5);
+            ev.payload_len = (size_t)sqlite3_column_bytes(st, 5);
+            copy_hash(ev.prev_hash, st, 6);
+            copy_hash(ev.hash, st, 7);
+            if (!ev.run_id) ev.run_id = "";
+            if (!ev.kind) ev.kind = "";
+            if (!ev.actor) ev.actor = "";
+            if (!ev.payload) ev.payload = "";
+            rc = fn(ctx, &ev);
+            if (rc) break;
+        }
+        if (!rc && src != SQLITE_DONE) rc = sq_fail(q, c->db, src, "reading events", err);
+    }
+    sqlite3_finalize(st);
+    reader_put(q, c);
+    return rc;
+}
+
+static int sq_snapshot_get(struct store *s, const char *run_id, int64_t max_seq, struct arena *a,
+                           int64_t *seq, const char **state, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = reader_get(q, err);
+    if (!c) return err ? err->code : KEEL_EIO;
+    sqlite3_stmt *st = stmt(q, c, ST_SNAP_GET, err);
+    int rc = st ? 0 : (err ? err->code : KEEL_EIO);
+    if (st) {
+        sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, max_seq);
+        int src = sqlite3_step(st);
+        if (src == SQLITE_ROW) {
+            *seq = sqlite3_column_int64(st, 0);
+            *state = col_text(a, st, 1);
+        } else if (src == SQLITE_DONE) {
+            rc = keel_fail(err, KEEL_ENOENT, "run %s has no snapshot", run_id);
+        } else {
+            rc = sq_fail(q, c->db, src, "reading a snapshot", err);
+        }
+        done_stmt(st);
+    }
+    reader_put(q, c);
+    return rc;
+}
+
+/* ---- workflows --------------------------------------------------------- */
+
+static int wf_read(struct sq *q, struct conn *c, const char *name, const char *hash,
+                   struct arena *a, const char **body, const char **hash_out,
+                   struct keel_err *err)
+{
+    sqlite3_stmt *st = stmt(q, c, hash ? ST_WF_GET : ST_WF_LATEST, err);
+    if (!st) return err ? err->code : KEEL_EIO;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (hash) sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
+    int src = sqlite3_step(st);
+    int rc = 0;
+    if (src == SQLITE_ROW) {
+        *body = col_text(a, st, 0);
+        if (hash_out) *hash_out = col_text(a, st, 1);
+    } else if (src == SQLITE_DONE) {
+        rc = hash ? keel_fail(err, KEEL_ENOENT, "workflow %s has no version %.12s... in the store",
+                              name, hash)
+                  : keel_fail(err, KEEL_ENOENT, "no workflow '%s' in the store", name);
+    } else {
+        rc = sq_fail(q, c->db, src, "reading a workflow", err);
+    }
+    done_stmt(st);
+    return rc;
+}
+
+static int sq_workflow_put(struct store *s, const char *name, const char *hash, const char *body,
+                           int64_t now_ms, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = writer_get(q, err);
+    if (!c) return err ? err->code : KEEL_EINVAL;
+    sqlite3_stmt *st = stmt(q, c, ST_WF_INSERT, err);
+    int rc = st ? 0 : (err ? err->code : KEEL_EIO);
+    if (st) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, body, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, now_ms);
+        int src = sqlite3_step(st);
+        done_stmt(st);
+        if (src != SQLITE_DONE) rc = sq_fail(q, c->db, src, "storing a workflow", err);
+    }
+    if (!rc && sqlite3_changes(c->db) == 0) {
+        /* The version exists: fine if it is the same content. */
+        struct arena a;
+        arena_init(&a);
+        const char *old = NULL;
+        rc = wf_read(q, c, name, hash, &a, &old, NULL, err);
+        if (!rc && strcmp(old, body) != 0)
+            rc = keel_fail(err, KEEL_ECORRUPT,
+                           "workflow %s version %.12s... is already stored with different "
+                           "content; a version hash must name one content",
+                           name, hash);
+        arena_cleanup(&a);
+    }
+    writer_put(q);
+    return rc;
+}
+
+static int sq_workflow_get(struct store *s, const char *name, const char *hash, struct arena *a,
+                           const char **body, const char **hash_out, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = reader_get(q, err);
+    if (!c) return err ? err->code : KEEL_EIO;
+    int rc = wf_read(q, c, name, hash, a, body, hash_out, err);
+    reader_put(q, c);
+    return rc;
+}
+
+/* ---- approvals --------------------------------------------------------- */
+
+static int read_approval(struct sq *q, sqlite3_stmt *st, struct arena *a,
+                         struct store_approval *ap, struct keel_err *err)
+{
+    memset(ap, 0, sizeof *ap);
+    ap->id = col_text(a, st, 0);
+    ap->run_id = col_text(a, st, 1);
+    ap->step_id = col_text(a, st, 2);
+    ap->group = col_text(a, st, 3);
+    ap->request = col_text(a, st, 4);
+    const char *status = (const char *)sqlite3_column_text(st, 5);
+    if (store_approval_status_parse(status, &ap->status, NULL) != 0)
+        return keel_fail(err, KEEL_ECORRUPT, "store %s: approval %s has an unknown status '%s'",
+                         q->path, ap->id, status ? status : "(null)");
+    ap->decided_by = col_text(a, st, 6);
+    ap->comment = col_text(a, st, 7);
+    ap->created_ms = sqlite3_column_int64(st, 8);
+    ap->expires_ms = sqlite3_column_int64(st, 9);
+    ap->decided_ms = sqlite3_column_int64(st, 10);
+    return 0;
+}
+
+static int sq_approval_create(struct store *s, const struct store_approval *ap,
+                              struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = writer_get(q, err);
+    if (!c) return err ? err->code : KEEL_EINVAL;
+    sqlite3_stmt *st = stmt(q, c, ST_AP_INSERT, err);
+    int rc = st ? 0 : (err ? err->code : KEEL_EIO);
+    if (st) {
+        sqlite3_bind_text(st, 1, ap->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, ap->run_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, ap->step_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, ap->group, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, ap->request, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 6, ap->created_ms ? ap->created_ms : keel_wall_ms());
+        sqlite3_bind_int64(st, 7, ap->expires_ms);
+        int src = sqlite3_step(st);
+        done_stmt(st);
+        if ((src & 0xff) == SQLITE_CONSTRAINT)
+            rc = keel_fail(err, KEEL_EEXIST, "an approval with id '%s' already exists", ap->id);
+        else if (src != SQLITE_DONE) rc = sq_fail(q, c->db, src, "creating an approval", err);
+    }
+    writer_put(q);
+    return rc;
+}
+
+static int approval_read_one(struct sq *q, struct conn *c, const char *id, struct arena *a,
+                             struct store_approval *out, struct keel_err *err)
+{
+    sqlite3_stmt *st = stmt(q, c, ST_AP_GET, err);
+    if (!st) return err ? err->code : KEEL_EIO;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int src = sqlite3_step(st);
+    int rc;
+    if (src == SQLITE_ROW) rc = read_approval(q, st, a, out, err);
+    else if (src == SQLITE_DONE)
+        rc = keel_fail(err, KEEL_ENOENT, "no approval '%s'; list pending ones with "
+                       "`keel approvals`", id);
+    else rc = sq_fail(q, c->db, src, "reading an approval", err);
+    done_stmt(st);
+    return rc;
+}
+
+static int sq_approval_get(struct store *s, const char *id, struct arena *a,
+                           struct store_approval *out, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = reader_get(q, err);
+    if (!c) return err ? err->code : KEEL_EIO;
+    int rc = approval_read_one(q, c, id, a, out, err);
+    reader_put(q, c);
+    return rc;
+}
+
+static int sq_approval_list(struct store *s, const struct store_approval_filter *f,
+                            struct arena *a, struct store_approval **out, size_t *n,
+                            struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct buf sql;
+    buf_init(&sql);
+    buf_puts(&sql, "SELECT " APPROVAL_COLS " FROM approvals WHERE 1");
+    append_status_in(&sql, f->status_mask, STORE_APPROVAL_STATUS_COUNT, approval_status_name_int);
+    int p = 0, p_run = 0, p_group = 0, p_after = 0;
+    if (f->run_id) buf_printf(&sql, " AND run_id = ?%d", p_run = ++p);
+    if (f->group) buf_printf(&sql, " AND grp = ?%d", p_group = ++p);
+    if (f->after_id) buf_printf(&sql, " AND id > ?%d", p_after = ++p);
+    buf_printf(&sql, " ORDER BY id LIMIT %zu", f->limit);
+    struct conn *c = reader_get(q, err);
+    if (!c) {
+        buf_cleanup(&sql);
+        return err ? err->code : KEEL_EIO;
+    }
+    sqlite3_stmt *st = NULL;
+    int rc = prepare_dynamic(q, c, sql.data, &st, err);
+    buf_cleanup(&sql);
+    if (!rc) {
+        if (p_run) sqlite3_bind_text(st, p_run, f->run_id, -1, SQLITE_STATIC);
+        if (p_group) sqlite3_bind_text(st, p_group, f->group, -1, SQLITE_STATIC);
+        if (p_after) sqlite3_bind_text(st, p_after, f->after_id, -1, SQLITE_STATIC);
+        struct store_approval *aps = arena_alloc(a, f->limit * sizeof *aps);
+        size_t count = 0;
+        int src;
+        while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW)
+            rc = read_approval(q, st, a, &aps[count++], err);
+        if (!rc && src != SQLITE_DONE) rc = sq_fail(q, c->db, src, "listing approvals", err);
+        if (!rc) {
+            *out = aps;
+            *n = count;
+        }
+    }
+    sqlite3_finalize(st);
+    reader_put(q, c);
+    return rc;
+}
+
+static int sq_approval_decide(struct store *s, const char *id, enum store_approval_status to,
+                              const char *decided_by, const char *comment, int64_t now_ms,
+                              struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = writer_get(q, err);
+    if (!c) return err ? err->code : KEEL_EINVAL;
+    sqlite3_stmt *st = stmt(q, c, ST_AP_DECIDE, err);
+    int rc = st ? 0 : (err ? err->code : KEEL_EIO);
+    if (st) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, store_approval_status_name(to), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, decided_by, -1, SQLITE_STATIC);
+        bind_text(st, 4, comment);
+        sqlite3_bind_int64(st, 5, now_ms);
+        int src = sqlite3_step(st);
+        done_stmt(st);
+        if (src != SQLITE_DONE) rc = sq_fail(q, c->db, src, "deciding an approval", err);
+    }
+    if (!rc && sqlite3_changes(c->db) == 0) {
+        /* Not pending: say why (unknown, or decided earlier and by whom). */
+        struct arena a;
+        arena_init(&a);
+        struct store_approval ap;
+        rc = approval_read_one(q, c, id, &a, &ap, err);
+        if (!rc)
+            rc = keel_fail(err, KEEL_ESTATE, "approval %s was already %s by %s; a decision is "
+                           "final",
+                           id, store_approval_status_name(ap.status),
+                           ap.decided_by ? ap.decided_by : "(unknown)");
+        arena_cleanup(&a);
+    }
+    writer_put(q);
+    return rc;
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+static int sq_timer_set(struct store *s, const struct store_timer *t, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = writer_get(q, err);
+    if (!c) return err ? err->code : KEEL_EINVAL;
+    sqlite3_stmt *st = stmt(q, c, ST_TM_SET, err);
+    int rc = st ? 0 : (err ? err->code : KEEL_EIO);
+    if (st) {
+        sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, t->run_id, -1, SQLITE_STATIC);
+        bind_text(st, 3, t->step_id);
+        sqlite3_bind_int64(st, 4, t->due_ms);
+        bind_text(st, 5, t->payload);
+        int src = sqlite3_step(st);
+        done_stmt(st);
+        if (src != SQLITE_DONE) rc = sq_fail(q, c->db, src, "setting a timer", err);
+    }
+    writer_put(q);
+    return rc;
+}
+
+static int sq_timer_claim_due(struct store *s, int64_t now_ms, const char *owner,
+                              int64_t claim_ms, size_t max, struct arena *a,
+                              struct store_timer **out, size_t *n, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = writer_get(q, err);
+    if (!c) return err ? err->code : KEEL_EINVAL;
+    struct store_timer *ts = arena_alloc(a, max * sizeof *ts);
+    size_t count = 0;
+    int rc = exec_stmt(q, c, ST_BEGIN, err);
+    sqlite3_stmt *st = rc ? NULL : stmt(q, c, ST_TM_DUE, err);
+    if (!rc && !st) rc = err ? err->code : KEEL_EIO;
+    if (st) {
+        sqlite3_bind_int64(st, 1, now_ms);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+        int src;
+        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+            struct store_timer *t = &ts[count++];
+            t->id = col_text(a, st, 0);
+            t->run_id = col_text(a, st, 1);
+            t->step_id = col_text(a, st, 2);
+            t->due_ms = sqlite3_column_int64(st, 3);
+            t->payload = col_text(a, st, 4);
+            t->claim_owner = arena_strdup(a, owner);
+            t->claim_expires_ms = now_ms + claim_ms;
+        }
+        if (src != SQLITE_DONE) rc = sq_fail(q, c->db, src, "finding due timers", err);
+        done_stmt(st);
+    }
+    for (size_t i = 0; !rc && i < count; i++) {
+        sqlite3_stmt *u = stmt(q, c, ST_TM_CLAIM, err);
+        if (!u) {
+            rc = err ? err->code : KEEL_EIO;
+            break;
+        }
+        sqlite3_bind_text(u, 1, ts[i].id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(u, 2, owner, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(u, 3, now_ms + claim_ms);
+        int src = sqlite3_step(u);
+        done_stmt(u);
+        if (src != SQLITE_DONE) rc = sq_fail(q, c->db, src, "claiming a timer", err);
+    }
+    if (!rc) rc = exec_stmt(q, c, ST_COMMIT, err);
+    if (rc) rollback(q, c);
+    writer_put(q);
+    if (!rc) {
+        *out = ts;
+        *n = count;
+    }
+    return rc;
+}
+
+static int sq_timer_next_due(struct store *s, int64_t *due_ms, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = reader_get(q, err);
+    if (!c) return err ? err->code : KEEL_EIO;
+    sqlite3_stmt *st = stmt(q, c, ST_TM_NEXT, err);
+    int rc = st ? 0 : (err ? err->code : KEEL_EIO);
+    if (st) {
+        int src = sqlite3_step(st);
+        if (src == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+            *due_ms = sqlite3_column_int64(st, 0);
+        else if (src == SQLITE_ROW || src == SQLITE_DONE)
+            rc = keel_fail(err, KEEL_ENOENT, "no timers are set");
+        else rc = sq_fail(q, c->db, src, "reading the next timer", err);
+        done_stmt(st);
+    }
+    reader_put(q, c);
+    return rc;
+}
+
+/* Runs a one-parameter DELETE on the writer; *changes gets the row count. */
+static int delete_by(struct sq *q, enum stmt_id id, const char *key, int64_t ikey, size_t *changes,
+                     const char *what, struct keel_err *err)
+{
+    struct conn *c = writer_get(q, err);
+    if (!c) return err ? err->code : KEEL_EINVAL;
+    sqlite3_stmt *st = stmt(q, c, id, err);
+    int rc = st ? 0 : (err ? err->code : KEEL_EIO);
+    if (st) {
+        if (key) sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        else sqlite3_bind_int64(st, 1, ikey);
+        int src = sqlite3_step(st);
+        done_stmt(st);
+        if (src != SQLITE_DONE) rc = sq_fail(q, c->db, src, what, err);
+        else *changes = (size_t)sqlite3_changes(c->db);
+    }
+    writer_put(q);
+    return rc;
+}
+
+static int sq_timer_delete(struct store *s, const char *id, struct keel_err *err)
+{
+    size_t n = 0;
+    int rc = delete_by(sq_of(s), ST_TM_DELETE, id, 0, &n, "deleting a timer", err);
+    if (!rc && n == 0) rc = keel_fail(err, KEEL_ENOENT, "no timer '%s'", id);
+    return rc;
+}
+
+static int sq_timer_delete_run(struct store *s, const char *run_id, size_t *deleted,
+                               struct keel_err *err)
+{
+    return delete_by(sq_of(s), ST_TM_DELETE_RUN, run_id, 0, deleted, "deleting a run's timers",
+                     err);
+}
+
+/* ---- idempotency ------------------------------------------------------- */
+
+static int sq_idem_put(struct store *s, const char *key, const char *run_id, const char *result,
+                       int64_t expires_ms, struct arena *a, const char **existing,
+                       struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = writer_get(q, err);
+    if (!c) return err ? err->code : KEEL_EINVAL;
+    int64_t now = keel_wall_ms();
+    int rc = exec_stmt(q, c, ST_BEGIN, err);
+    sqlite3_stmt *st = rc ? NULL : stmt(q, c, ST_IDEM_GET, err);
+    if (!rc && !st) rc = err ? err->code : KEEL_EIO;
+    if (st) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        int src = sqlite3_step(st);
+        if (src == SQLITE_ROW) {
+            int64_t exp = sqlite3_column_int64(st, 1);
+            if (exp == 0 || exp > now) {
+                if (existing) *existing = col_text(a, st, 0);
+                rc = keel_fail(err, KEEL_EEXIST, "idempotency key '%s' is already recorded", key);
+            }
+        } else if (src != SQLITE_DONE) {
+            rc = sq_fail(q, c->db, src, "reading an idempotency record", err);
+        }
+        done_stmt(st);
+    }
+    if (!rc) {
+        st = stmt(q, c, ST_IDEM_PUT, err);
+        if (!st) rc = err ? err->code : KEEL_EIO;
+        if (st) {
+            sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+            bind_text(st, 2, run_id);
+            sqlite3_bind_text(st, 3, result, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 4, now);
+            sqlite3_bind_int64(st, 5, expires_ms);
+            int src = sqlite3_step(st);
+            done_stmt(st);
+            if (src != SQLITE_DONE) rc = sq_fail(q, c->db, src, "recording an idempotency key", err);
+        }
+    }
+    if (!rc) rc = exec_stmt(q, c, ST_COMMIT, err);
+    if (rc) rollback(q, c);
+    writer_put(q);
+    return rc;
+}
+
+static int sq_idem_get(struct store *s, const char *key, int64_t now_ms, struct arena *a,
+                       const char **result, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = reader_get(q, err);
+    if (!c) return err ? err->code : KEEL_EIO;
+    sqlite3_stmt *st = stmt(q, c, ST_IDEM_GET, err);
+    int rc = st ? 0 : (err ? err->code : KEEL_EIO);
+    if (st) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        int src = sqlite3_step(st);
+        if (src == SQLITE_ROW) {
+            int64_t exp = sqlite3_column_int64(st, 1);
+            if (exp != 0 && exp <= now_ms)
+                rc = keel_fail(err, KEEL_ENOENT, "idempotency key '%s' has expired", key);
+            else *result = col_text(a, st, 0);
+        } else if (src == SQLITE_DONE) {
+            rc = keel_fail(err, KEEL_ENOENT, "no idempotency record for key '%s'", key);
+        } else {
+            rc = sq_fail(q, c->db, src, "reading an idempotency record", err);
+        }
+        done_stmt(st);
+    }
+    reader_put(q, c);
+    return rc;
+}
+
+static int sq_idem_expire(struct store *s, int64_t now_ms, size_t *deleted, struct keel_err *err)
+{
+    return delete_by(sq_of(s), ST_IDEM_EXPIRE, NULL, now_ms, deleted,
+                     "expiring idempotency records", err);
+}
+
+/* ---- key/value --------------------------------------------------------- */
+
+static int sq_kv_put(struct store *s, const char *key, const char *value, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = writer_get(q, err);
+    if (!c) return err ? err->code : KEEL_EINVAL;
+    sqlite3_stmt *st = stmt(q, c, ST_KV_PUT, err);
+    int rc = st ? 0 : (err ? err->code : KEEL_EIO);
+    if (st) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, keel_wall_ms());
+        int src = sqlite3_step(st);
+        done_stmt(st);
+        if (src != SQLITE_DONE) rc = sq_fail(q, c->db, src, "writing a key", err);
+    }
+    writer_put(q);
+    return rc;
+}
+
+static int sq_kv_get(struct store *s, const char *key, struct arena *a, const char **value,
+                     struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = reader_get(q, err);
+    if (!c) return err ? err->code : KEEL_EIO;
+    sqlite3_stmt *st = stmt(q, c, ST_KV_GET, err);
+    int rc = st ? 0 : (err ? err->code : KEEL_EIO);
+    if (st) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        int src = sqlite3_step(st);
+        if (src == SQLITE_ROW) *value = col_text(a, st, 0);
+        else if (src == SQLITE_DONE) rc = keel_fail(err, KEEL_ENOENT, "no key '%s' in the store", key);
+        else rc = sq_fail(q, c->db, src, "reading a key", err);
+        done_stmt(st);
+    }
+    reader_put(q, c);
+    return rc;
+}
+
+static int sq_kv_delete(struct store *s, const char *key, struct keel_err *err)
+{
+    size_t n = 0;
+    int rc = delete_by(sq_of(s), ST_KV_DELETE, key, 0, &n, "deleting a key", err);
+    if (!rc && n == 0) rc = keel_fail(err, KEEL_ENOENT, "no key '%s' in the store", key);
+    return rc;
+}
+
+static const struct store_ops sqlite_ops = {
+    .name = "sqlite",
+    .close = sq_close,
+    .stats = sq_stats,
+    .run_create = sq_run_create,
+    .run_get = sq_run_get,
+    .run_set_status = sq_run_set_status,
+    .run_list = sq_run_list,
+    .run_claim = sq_run_claim,
+    .run_claim_next = sq_run_claim_next,
+    .run_release = sq_run_release,
+    .append_async = sq_append_async,
+    .events_tail = sq_events_tail,
+    .events_scan = sq_events_scan,
+    .snapshot_get = sq_snapshot_get,
+    .workflow_put = sq_workflow_put,
+    .workflow_get = sq_workflow_get,
+    .approval_create = sq_approval_create,
+    .approval_get = sq_approval_get,
+    .approval_list = sq_approval_list,
+    .approval_decide = sq_approval_decide,
+    .timer_set = sq_timer_set,
+    .timer_claim_due = sq_timer_claim_due,
+    .timer_next_due = sq_timer_next_due,
+    .timer_delete = sq_timer_delete,
+    .timer_delete_run = sq_timer_delete_run,
+    .idem_put = sq_idem_put,
+    .idem_get = sq_idem_get,
+    .idem_expire = sq_idem_expire,
+    .kv_put = sq_kv_put,
+    .kv_get = sq_kv_get,
+    .kv_delete = sq_kv_delete,
+};
