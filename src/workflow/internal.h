@@ -1,0 +1,28 @@
+/*
+ * internal.h — declarations shared by the files of src/workflow/ only.
+ * Other parts include workflow.h.
+ */
+#ifndef KEEL_WORKFLOW_INTERNAL_H
+#define KEEL_WORKFLOW_INTERNAL_H
+
+#include "workflow.h"
+
+/* Set in json_value.nflags of strings that were quoted in YAML (nflags is
+ * otherwise unused for strings), so a position inside the text is column+1. */
+#define WORKFLOW_STR_QUOTED 1u
+
+/* One ${...} reference in a template, for compile-time checks. */
+struct workflow_ref {
+    unsigned root;        /* WORKFLOW_VAR_* */
+    const char *text;     /* the path as written, e.g. "state.ticket.subject" */
+    const char *first;    /* first name after the root ("ticket"), or NULL */
+    size_t first_len;
+    const struct json_value *where; /* the string that holds it */
+};
+
+/* Calls fn for every reference in t (depth-first, source order); stops and
+ * returns fn's value when it is nonzero. */
+int workflow_template_each_ref(const struct workflow_template *t,
+                               int (*fn)(const struct workflow_ref *ref, void *ctx), void *ctx);
+
+#endif
