@@ -1,0 +1,476 @@
+/*
+ * authorize.c — policy sets (load, ids, template links, content hash), the
+ * scope index, and the authorizer.
+ *
+ * Decision semantics (Cedar's): a policy is satisfied when its scope
+ * matches and every `when` is true and every `unless` false; a policy
+ * whose evaluation errors is skipped and reported; any satisfied forbid
+ * denies (the reasons are the satisfied forbids); otherwise any satisfied
+ * permit allows (the reasons are the satisfied permits); otherwise deny
+ * with no reasons.
+ *
+ * The index: for each of principal, action and resource, a map from an
+ * entity uid to the policies whose scope names that uid (==, in, is..in,
+ * action in [..]), plus a list of policies that constrain nothing there.
+ * A request looks up its own uid and each of its ancestors in every
+ * dimension, and evaluates only the candidates of the dimension with the
+ * fewest (each candidate is still checked fully, so the index only has to
+ * over-approximate).  Scratch space lives in the response, so a warm
+ * response authorizes without malloc.
+ *
+ * Invariants: policies are in load order and items[i]->index order; ids
+ * are unique; templates are never evaluated.
+ */
+#include "internal.h"
+#include "../json/json.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct id_list {
+    uint32_t *items;
+    uint32_t len, cap;
+};
+
+struct dim_index {
+    struct strmap map; /* uid key -> struct id_list* */
+    struct id_list wild;
+};
+
+struct policy_set {
+    struct arena arena;
+    unsigned flags;
+    struct policy **items;
+    size_t len, cap;
+    struct strmap ids; /* id -> struct policy* */
+    size_t next_auto;  /* N of the next policyN */
+    struct buf sources; /* what the hash covers */
+    char hash[65];
+    bool hash_valid;
+    struct dim_index dims[3];
+};
+
+static void list_push(struct id_list *l, uint32_t x)
+{
+    if (l->len == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 4;
+        l->items = realloc(l->items, l->cap * sizeof *l->items);
+        if (!l->items) abort();
+    }
+    l->items[l->len++] = x;
+}
+
+#define KEY_STACK 512
+
+static const char *uid_key(const struct policy_euid *u, char *stack, char **heap, size_t *len)
+{
+    *len = (size_t)u->type_len + 1 + u->id_len;
+    char *k = *len <= KEY_STACK ? stack : (*heap = malloc(*len));
+    if (!k) abort();
+    memcpy(k, u->type, u->type_len);
+    k[u->type_len] = '\0';
+    memcpy(k + u->type_len + 1, u->id, u->id_len);
+    return k;
+}
+
+static void index_uid(struct dim_index *d, const struct policy_euid *u, uint32_t idx)
+{
+    char stack[KEY_STACK], *heap = NULL;
+    size_t len;
+    const char *k = uid_key(u, stack, &heap, &len);
+    struct id_list *l = strmap_get(&d->map, k, len);
+    if (!l) {
+        l = calloc(1, sizeof *l);
+        if (!l) abort();
+        strmap_put(&d->map, k, len, l);
+    }
+    if (!l->len || l->items[l->len - 1] != idx) list_push(l, idx);
+    free(heap);
+}
+
+static const struct id_list *index_get(const struct dim_index *d, const struct policy_euid *u)
+{
+    if (!d->map.count) return NULL;
+    char stack[KEY_STACK], *heap = NULL;
+    size_t len;
+    const char *k = uid_key(u, stack, &heap, &len);
+    const struct id_list *l = strmap_get(&d->map, k, len);
+    free(heap);
+    return l;
+}
+
+static void index_policy(struct policy_set *set, const struct policy *p, uint32_t idx)
+{
+    const struct policy_scope *scopes[3] = {&p->principal, &p->action, &p->resource};
+    for (int d = 0; d < 3; d++) {
+        const struct policy_scope *s = scopes[d];
+        if (s->op == POLICY_SCOPE_ANY || s->op == POLICY_SCOPE_IS || !s->euids) {
+            list_push(&set->dims[d].wild, idx);
+            continue;
+        }
+        for (uint32_t i = 0; i < s->neuids; i++) index_uid(&set->dims[d], &s->euids[i], idx);
+    }
+}
+
+struct policy_set *policy_set_new(unsigned flags)
+{
+    struct policy_set *set = calloc(1, sizeof *set);
+    if (!set) abort();
+    arena_init(&set->arena);
+    set->flags = flags;
+    strmap_init(&set->ids);
+    buf_init(&set->sources);
+    for (int d = 0; d < 3; d++) strmap_init(&set->dims[d].map);
+    return set;
+}
+
+void policy_set_free(struct policy_set *set)
+{
+    if (!set) return;
+    for (int d = 0; d < 3; d++) {
+        struct strmap *m = &set->dims[d].map;
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->slots[i].key) continue;
+            struct id_list *l = m->slots[i].value;
+            free(l->items);
+            free(l);
+        }
+        strmap_cleanup(m);
+        free(set->dims[d].wild.items);
+    }
+    strmap_cleanup(&set->ids);
+    buf_cleanup(&set->sources);
+    free(set->items);
+    arena_cleanup(&set->arena);
+    free(set);
+}
+
+static void add_policy(struct policy_set *set, struct policy *p)
+{
+    if (set->len == set->cap) {
+        set->cap = set->cap ? set->cap * 2 : 16;
+        set->items = realloc(set->items, set->cap * sizeof *set->items);
+        if (!set->items) abort();
+    }
+    uint32_t idx = (uint32_t)set->len;
+    set->items[set->len++] = p;
+    strmap_put(&set->ids, p->id, strlen(p->id), p);
+    if (!p->is_template) index_policy(set, p, idx);
+    set->hash_valid = false;
+}
+
+const char *policy_annotation(const struct policy *p, const char *key)
+{
+    for (uint32_t i = 0; i < p->nannotations; i++)
+        if (!strcmp(p->annotations[i].key, key)) return p->annotations[i].value;
+    return NULL;
+}
+
+int policy_set_add_text(struct policy_set *set, const char *text, size_t len, const char *file,
+                        struct keel_err *err)
+{
+    struct policy **ps;
+    size_t n;
+    if (set->len >= POLICY_MAX_POLICIES)
+        return keel_fail_at(err, KEEL_ELIMIT, file, 0, 0, "too many policies (limit %u)",
+                            POLICY_MAX_POLICIES);
+    const char *fname = file ? arena_strdup(&set->arena, file) : "";
+    if (policy_parse_policies(&set->arena, text, len, fname[0] ? fname : NULL, &ps, &n, err) < 0)
+        return KEEL_EINVAL;
+    /* Assign ids, checking them all before adding any. */
+    size_t next = set->next_auto;
+    for (size_t i = 0; i < n; i++) {
+        ps[i]->file = fname;
+        const char *id = (set->flags & POLICY_PARSE_ID_ANNOTATIONS) ? policy_annotation(ps[i], "id")
+                                                                     : NULL;
+        if (id && id[0]) ps[i]->id = id;
+        else ps[i]->id = arena_printf(&set->arena, "policy%zu", next);
+        next++;
+        bool dup = strmap_get(&set->ids, ps[i]->id, strlen(ps[i]->id)) != NULL;
+        for (size_t k = 0; k < i && !dup; k++) dup = !strcmp(ps[k]->id, ps[i]->id);
+        if (dup)
+            return keel_fail_at(err, KEEL_EINVAL, fname, ps[i]->line, ps[i]->column,
+                                "duplicate policy id \"%s\"; give each policy its own @id",
+                                ps[i]->id);
+    }
+    set->next_auto = next;
+    for (size_t i = 0; i < n; i++) add_policy(set, ps[i]);
+    buf_printf(&set->sources, "%zu:", len);
+    buf_append(&set->sources, text, len);
+    return 0;
+}
+
+int policy_set_parse(const char *text, size_t len, const char *file, unsigned flags,
+                     struct policy_set **out, struct keel_err *err)
+{
+    struct policy_set *set = policy_set_new(flags);
+    int rc = policy_set_add_text(set, text, len, file, err);
+    if (rc < 0) {
+        policy_set_free(set);
+        return rc;
+    }
+    *out = set;
+    return 0;
+}
+
+static struct policy_euid *copy_euid(struct arena *a, const struct policy_euid *u)
+{
+    struct policy_euid *c = arena_alloc(a, sizeof *c);
+    c->type = arena_strndup(a, u->type, u->type_len);
+    c->type_len = u->type_len;
+    c->id = arena_strndup(a, u->id, u->id_len);
+    c->id_len = u->id_len;
+    return c;
+}
+
+int policy_set_link(struct policy_set *set, const char *template_id, const char *new_id,
+                    const struct policy_euid *principal, const struct policy_euid *resource,
+                    struct keel_err *err)
+{
+    const struct policy *t = policy_set_find(set, template_id);
+    if (!t || !t->is_template)
+        return keel_fail(err, KEEL_ENOENT, "no template with id \"%s\" to link", template_id);
+    if (strmap_get(&set->ids, new_id, strlen(new_id)))
+        return keel_fail(err, KEEL_EEXIST, "policy id \"%s\" is already taken", new_id);
+    if ((t->principal.slot && !principal) || (t->resource.slot && !resource))
+        return keel_fail(err, KEEL_EINVAL, "template \"%s\" needs a value for %s", template_id,
+                         t->principal.slot && !principal ? "?principal" : "?resource");
+    if ((!t->principal.slot && principal) || (!t->resource.slot && resource))
+        return keel_fail(err, KEEL_EINVAL, "template \"%s\" has no slot %s", template_id,
+                         !t->principal.slot && principal ? "?principal" : "?resource");
+    struct policy *p = arena_alloc(&set->arena, sizeof *p);
+    *p = *t;
+    p->id = arena_strdup(&set->arena, new_id);
+    p->is_template = false;
+    p->template_of = t;
+    if (t->principal.slot) {
+        p->principal.euids = copy_euid(&set->arena, principal);
+        p->principal.neuids = 1;
+    }
+    if (t->resource.slot) {
+        p->resource.euids = copy_euid(&set->arena, resource);
+        p->resource.neuids = 1;
+    }
+    add_policy(set, p);
+    buf_printf(&set->sources, "link:%s:%s", template_id, new_id);
+    if (principal) buf_printf(&set->sources, ":%s::%s", p->principal.euids->type, p->principal.euids->id);
+    if (resource) buf_printf(&set->sources, ":%s::%s", p->resource.euids->type, p->resource.euids->id);
+    return 0;
+}
+
+int policy_set_link_json(struct policy_set *set, const struct json_value *links,
+                         struct keel_err *err)
+{
+    if (!json_is(links, JSON_ARRAY)) return keel_fail(err, KEEL_EINVAL, "links must be an array");
+    for (uint32_t i = 0; i < links->len; i++) {
+        const struct json_value *l = links->u.items[i];
+        const char *tid = json_get_str(l, "templateId", NULL);
+        const char *nid = json_get_str(l, "newId", NULL);
+        const struct json_value *vals = json_get(l, "values");
+        if (!tid || !nid)
+            return keel_fail_at(err, KEEL_EINVAL, NULL, l->line, l->column,
+                                "a link needs \"templateId\", \"newId\" and \"values\"");
+        struct policy_euid pu, ru;
+        bool hp = false, hr = false;
+        for (int k = 0; k < 2; k++) {
+            const struct json_value *v = json_get(vals, k ? "?resource" : "?principal");
+            if (!v) continue;
+            if (json_get(v, "__entity")) v = json_get(v, "__entity");
+            const char *type = json_get_str(v, "type", NULL), *id = json_get_str(v, "id", NULL);
+            if (!type || !id)
+                return keel_fail_at(err, KEEL_EINVAL, NULL, v->line, v->column,
+                                    "slot value must be {\"type\": ..., \"id\": ...}");
+            struct policy_euid *u = k ? &ru : &pu;
+            u->type = type;
+            u->type_len = (uint32_t)strlen(type);
+            u->id = id;
+            u->id_len = (uint32_t)strlen(id);
+            if (k) hr = true;
+            else hp = true;
+        }
+        if (policy_set_link(set, tid, nid, hp ? &pu : NULL, hr ? &ru : NULL, err) < 0)
+            return KEEL_EINVAL;
+    }
+    return 0;
+}
+
+size_t policy_set_count(const struct policy_set *set)
+{
+    return set->len;
+}
+
+const struct policy *policy_set_at(const struct policy_set *set, size_t i)
+{
+    return i < set->len ? set->items[i] : NULL;
+}
+
+const struct policy *policy_set_find(const struct policy_set *set, const char *id)
+{
+    return strmap_get(&set->ids, id, strlen(id));
+}
+
+const char *policy_set_hash(struct policy_set *set)
+{
+    if (!set->hash_valid) {
+        keel_sha256_hex(set->sources.data ? set->sources.data : "", set->sources.len, set->hash);
+        set->hash_valid = true;
+    }
+    return set->hash;
+}
+
+/* ---- responses and authorization -------------------------------------- */
+
+void policy_response_init(struct policy_response *r)
+{
+    memset(r, 0, sizeof *r);
+    arena_init(&r->arena);
+}
+
+void policy_response_cleanup(struct policy_response *r)
+{
+    free(r->reasons);
+    free(r->errors);
+    free(r->approvals);
+    free(r->mark);
+    free(r->cand);
+    free(r->satisfied);
+    arena_cleanup(&r->arena);
+    memset(r, 0, sizeof *r);
+}
+
+static void *grow(void *p, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap) return p;
+    size_t c = *cap ? *cap : 16;
+    while (c < need) c *= 2;
+    p = realloc(p, c * size);
+    if (!p) abort();
+    *cap = c;
+    return p;
+}
+
+/* Sums the candidate lists of one dimension for uid and its ancestors; if
+ * lists is non-NULL, stores them there (at most max). */
+static size_t gather(const struct dim_index *d, const struct policy_entities *es,
+                     const struct policy_euid *uid, const struct id_list **lists, size_t *nlists,
+                     size_t max)
+{
+    size_t total = d->wild.len, n = 0;
+    if (lists && n < max) lists[n++] = &d->wild;
+    if (d->map.count) {
+        const struct id_list *l = index_get(d, uid);
+        if (l) {
+            total += l->len;
+            if (lists && n < max) lists[n++] = l;
+        }
+        const struct policy_entity *e = es ? policy_entities_get(es, uid) : NULL;
+        for (uint32_t i = 0; e && i < e->nancestors; i++) {
+            l = index_get(d, &policy_entities_at(es, e->ancestors[i])->uid);
+            if (l) {
+                total += l->len;
+                if (lists && n < max) lists[n++] = l;
+            }
+        }
+    }
+    if (nlists) *nlists = n;
+    return total;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int policy_authorize(const struct policy_set *set, const struct policy_entities *entities,
+                     const struct policy_request *request, struct policy_response *resp)
+{
+    arena_reset(&resp->arena);
+    resp->decision = POLICY_DENY;
+    resp->nreasons = resp->nerrors = resp->napprovals = 0;
+    if (!set || !set->len) return 0;
+
+    /* Pick the dimension with the fewest candidates. */
+    const struct policy_euid *uids[3] = {&request->principal, &request->action,
+                                         &request->resource};
+    int best = 1;
+    size_t best_n = gather(&set->dims[1], entities, uids[1], NULL, NULL, 0);
+    for (int d = 0; d < 3 && best_n > 8; d++) {
+        if (d == 1) continue;
+        size_t n = gather(&set->dims[d], entities, uids[d], NULL, NULL, 0);
+        if (n < best_n) {
+            best = d;
+            best_n = n;
+        }
+    }
+    const struct policy_entity *e = entities ? policy_entities_get(entities, uids[best]) : NULL;
+    size_t maxlists = 2 + (e ? e->nancestors : 0);
+    const struct id_list *stack_lists[64];
+    const struct id_list **lists =
+        maxlists <= 64 ? stack_lists : arena_alloc(&resp->arena, maxlists * sizeof *lists);
+    size_t nlists;
+    gather(&set->dims[best], entities, uids[best], lists, &nlists, maxlists);
+
+    size_t old_cap = resp->mark_cap;
+    resp->mark = grow(resp->mark, &resp->mark_cap, set->len, sizeof *resp->mark);
+    if (resp->mark_cap > old_cap) /* grow keeps old contents; clear the new part */
+        memset(resp->mark + old_cap, 0, (resp->mark_cap - old_cap) * sizeof *resp->mark);
+    if (++resp->stamp == 0) {
+        memset(resp->mark, 0, resp->mark_cap * sizeof *resp->mark);
+        resp->stamp = 1;
+    }
+    resp->cand = grow(resp->cand, &resp->cand_cap, best_n + 1, sizeof *resp->cand);
+    size_t ncand = 0;
+    for (size_t i = 0; i < nlists; i++) {
+        for (uint32_t k = 0; k < lists[i]->len; k++) {
+            uint32_t idx = lists[i]->items[k];
+            if (idx < resp->mark_cap && resp->mark[idx] == resp->stamp) continue;
+            resp->mark[idx] = resp->stamp;
+            resp->cand[ncand++] = idx;
+        }
+    }
+    if (nlists > 1) qsort(resp->cand, ncand, sizeof *resp->cand, cmp_u32);
+
+    char msg[256];
+    struct eval_ctx c = {.entities = entities, .req = request, .arena = &resp->arena,
+                         .msg = msg, .msg_cap = sizeof msg};
+    resp->satisfied = grow(resp->satisfied, &resp->satisfied_cap, ncand + 1,
+                           sizeof *resp->satisfied);
+    size_t nsat = 0;
+    bool forbid = false;
+    for (size_t i = 0; i < ncand; i++) {
+        const struct policy *p = set->items[resp->cand[i]];
+        c.file = p->file;
+        msg[0] = '\0';
+        int r = policy_eval_policy(&c, p);
+        if (r < 0) {
+            resp->errors = grow(resp->errors, &resp->errors_cap, resp->nerrors + 1,
+                                sizeof *resp->errors);
+            struct policy_error *pe = &resp->errors[resp->nerrors++];
+            pe->policy = p;
+            snprintf(pe->message, sizeof pe->message, "%s", msg);
+        } else if (r > 0) {
+            resp->satisfied[nsat++] = resp->cand[i];
+            if (p->effect == POLICY_FORBID) forbid = true;
+        }
+    }
+    int want = forbid ? POLICY_FORBID : POLICY_PERMIT;
+    resp->reasons = grow(resp->reasons, &resp->reasons_cap, nsat + 1, sizeof *resp->reasons);
+    for (size_t i = 0; i < nsat; i++) {
+        const struct policy *p = set->items[resp->satisfied[i]];
+        if (p->effect != want) continue;
+        resp->reasons[resp->nreasons++] = p;
+    }
+    resp->decision = !forbid && resp->nreasons ? POLICY_ALLOW : POLICY_DENY;
+    if (resp->decision == POLICY_ALLOW) {
+        for (size_t i = 0; i < resp->nreasons; i++) {
+            const char *g = policy_annotation(resp->reasons[i], "approval");
+            if (!g) continue;
+            resp->approvals = grow(resp->approvals, &resp->approvals_cap, resp->napprovals + 1,
+                                   sizeof *resp->approvals);
+            resp->approvals[resp->napprovals++] = g;
+        }
+    }
+    return 0;
+}

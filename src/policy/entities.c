@@ -1,0 +1,406 @@
+/*
+ * entities.c — the entity store: entities read from Cedar's entity JSON
+ * (uid, attrs, parents, tags), indexed by uid, with every entity's
+ * transitive ancestors computed once at load so `in` is a binary search.
+ *
+ * Invariants: each uid appears once (duplicates are an input error);
+ * entities named only as parents exist in the store with present = false
+ * (they have ancestors of their own only if declared); ancestors[] is
+ * sorted and excludes the entity itself unless the hierarchy has a cycle.
+ * The store is immutable after policy_entities_parse_json returns and all
+ * of its memory is in es->arena (plus the map and the pointer array).
+ *
+ * With a schema, attribute and context values are read as the schema
+ * declares them (bare {"type","id"} objects are entity references, strings
+ * are extension literals where an extension type is declared), and actions
+ * declared in the schema are added with their parents, as Cedar does.
+ */
+#include "internal.h"
+#include "../json/json.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct policy_entities {
+    struct arena arena;
+    struct strmap map; /* uid key -> struct policy_entity* */
+    struct policy_entity **items;
+    size_t len, cap;
+};
+
+#define KEY_STACK 512
+
+/* The map key of a uid: type, NUL, id. */
+static const char *uid_key(const struct policy_euid *u, char *stack, char **heap, size_t *len)
+{
+    *len = (size_t)u->type_len + 1 + u->id_len;
+    char *k = *len <= KEY_STACK ? stack : (*heap = malloc(*len));
+    if (!k) abort();
+    memcpy(k, u->type, u->type_len);
+    k[u->type_len] = '\0';
+    memcpy(k + u->type_len + 1, u->id, u->id_len);
+    return k;
+}
+
+struct policy_entities *policy_entities_new(void)
+{
+    struct policy_entities *es = calloc(1, sizeof *es);
+    if (!es) abort();
+    arena_init(&es->arena);
+    strmap_init(&es->map);
+    return es;
+}
+
+void policy_entities_free(struct policy_entities *es)
+{
+    if (!es) return;
+    strmap_cleanup(&es->map);
+    free(es->items);
+    arena_cleanup(&es->arena);
+    free(es);
+}
+
+const struct policy_entity *policy_entities_get(const struct policy_entities *es,
+                                                const struct policy_euid *uid)
+{
+    if (!es || !es->len) return NULL;
+    char stack[KEY_STACK], *heap = NULL;
+    size_t len;
+    const char *k = uid_key(uid, stack, &heap, &len);
+    const struct policy_entity *e = strmap_get(&es->map, k, len);
+    free(heap);
+    return e;
+}
+
+size_t policy_entities_count(const struct policy_entities *es)
+{
+    return es ? es->len : 0;
+}
+
+const struct policy_entity *policy_entities_at(const struct policy_entities *es, size_t i)
+{
+    return es && i < es->len ? es->items[i] : NULL;
+}
+
+bool policy_entities_in(const struct policy_entities *es, const struct policy_euid *a,
+                        const struct policy_euid *b)
+{
+    if (policy_euid_equal(a, b)) return true;
+    const struct policy_entity *ea = policy_entities_get(es, a);
+    if (!ea || !ea->nancestors) return false;
+    const struct policy_entity *eb = policy_entities_get(es, b);
+    if (!eb) return false;
+    uint32_t lo = 0, hi = ea->nancestors, x = eb->index;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (ea->ancestors[mid] == x) return true;
+        if (ea->ancestors[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return false;
+}
+
+/* Finds or creates the entry for uid (copying the strings). */
+static struct policy_entity *intern(struct policy_entities *es, const struct policy_euid *uid)
+{
+    char stack[KEY_STACK], *heap = NULL;
+    size_t len;
+    const char *k = uid_key(uid, stack, &heap, &len);
+    struct policy_entity *e = strmap_get(&es->map, k, len);
+    if (!e) {
+        e = arena_zalloc(&es->arena, sizeof *e);
+        e->uid.type = arena_strndup(&es->arena, uid->type, uid->type_len);
+        e->uid.type_len = uid->type_len;
+        e->uid.id = arena_strndup(&es->arena, uid->id, uid->id_len);
+        e->uid.id_len = uid->id_len;
+        e->index = (uint32_t)es->len;
+        if (es->len == es->cap) {
+            es->cap = es->cap ? es->cap * 2 : 64;
+            es->items = realloc(es->items, es->cap * sizeof *es->items);
+            if (!es->items) abort();
+        }
+        es->items[es->len++] = e;
+        strmap_put(&es->map, k, len, e);
+    }
+    free(heap);
+    return e;
+}
+
+static int uid_from_json(const struct json_value *j, struct policy_euid *u, struct keel_err *err)
+{
+    if (json_is(j, JSON_OBJECT) && j->len == 1 && json_get(j, "__entity"))
+        j = json_get(j, "__entity");
+    const struct json_value *t = json_get(j, "type"), *id = json_get(j, "id");
+    if (!json_is(t, JSON_STRING) || !json_is(id, JSON_STRING))
+        return keel_fail_at(err, KEEL_EINVAL, NULL, j ? j->line : 0, j ? j->column : 0,
+                            "expected an entity uid {\"type\": \"...\", \"id\": \"...\"}");
+    u->type = t->u.s.str;
+    u->type_len = t->len;
+    u->id = id->u.s.str;
+    u->id_len = id->len;
+    return 0;
+}
+
+/* ---- schema-directed values --------------------------------------------- */
+
+static int typed_value(struct arena *a, const struct json_value *j, const struct policy_type *t,
+                       int depth, struct policy_value *out, struct keel_err *err);
+
+static const struct policy_type *attr_type(const struct policy_type *rec, const char *key)
+{
+    if (!rec || rec->kind != POLICY_T_RECORD) return NULL;
+    for (size_t i = 0; i < rec->nattrs; i++)
+        if (!strcmp(rec->attrs[i].name, key)) return rec->attrs[i].type;
+    return NULL;
+}
+
+static int typed_record(struct arena *a, const struct json_value *j, const struct policy_type *t,
+                        int depth, struct policy_value *out, struct keel_err *err)
+{
+    struct policy_record *r = arena_alloc(a, sizeof *r);
+    r->len = j->len;
+    r->fields = arena_alloc(a, (j->len ? j->len : 1) * sizeof *r->fields);
+    for (uint32_t i = 0; i < j->len; i++) {
+        struct policy_field *f = &r->fields[i];
+        f->key = arena_strndup(a, j->u.members[i].key, j->u.members[i].key_len);
+        f->key_len = j->u.members[i].key_len;
+        if (typed_value(a, j->u.members[i].value, attr_type(t, f->key), depth + 1, &f->value,
+                        err) < 0)
+            return KEEL_EINVAL;
+    }
+    uint32_t dup;
+    if (policy_record_sort(r->fields, r->len, &dup) < 0)
+        return keel_fail_at(err, KEEL_EINVAL, NULL, j->line, j->column, "duplicate key \"%s\"",
+                            r->fields[dup].key);
+    out->type = POLICY_RECORD;
+    out->u.rec = r;
+    return 0;
+}
+
+/* Converts j as type t says (t may be NULL: plain Cedar JSON). */
+static int typed_value(struct arena *a, const struct json_value *j, const struct policy_type *t,
+                       int depth, struct policy_value *out, struct keel_err *err)
+{
+    if (depth > POLICY_MAX_DEPTH)
+        return keel_fail_at(err, KEEL_EINVAL, NULL, j->line, j->column, "value nested too deeply");
+    if (!t) return policy_value_from_json(a, j, false, out, err);
+    if (t->kind == POLICY_T_EXT && json_is(j, JSON_STRING) && t->name) {
+        struct json_value *w = json_object(a), *x = json_object(a);
+        json_object_setc(a, x, "fn", json_cstr(a, !strcmp(t->name, "ipaddr") ? "ip" : t->name));
+        json_object_setc(a, x, "arg", (struct json_value *)j);
+        json_object_setc(a, w, "__extn", x);
+        return policy_value_from_json(a, w, false, out, err);
+    }
+    if ((t->kind == POLICY_T_ENTITY || t->kind == POLICY_T_ANY_ENTITY) && json_is(j, JSON_OBJECT))
+        return policy_value_from_json(a, j, true, out, err);
+    if (t->kind == POLICY_T_SET && json_is(j, JSON_ARRAY)) {
+        struct policy_value *items = arena_alloc(a, (j->len ? j->len : 1) * sizeof *items);
+        for (uint32_t i = 0; i < j->len; i++)
+            if (typed_value(a, j->u.items[i], t->elem, depth + 1, &items[i], err) < 0)
+                return KEEL_EINVAL;
+        out->type = POLICY_SET;
+        out->u.set = policy_vset_make(a, items, j->len);
+        return 0;
+    }
+    if (t->kind == POLICY_T_RECORD && json_is(j, JSON_OBJECT) && !json_get(j, "__extn") &&
+        !json_get(j, "__entity"))
+        return typed_record(a, j, t, depth, out, err);
+    return policy_value_from_json(a, j, false, out, err);
+}
+
+static const struct policy_type *entity_shape(const struct policy_schema *s, const char *type,
+                                              size_t len, const struct policy_type **tags)
+{
+    *tags = NULL;
+    if (!s) return NULL;
+    const struct policy_entity_type *et = strmap_get(&s->entity_index, type, len);
+    if (!et) return NULL;
+    *tags = et->tags;
+    return et->shape;
+}
+
+static int add_schema_actions(struct policy_entities *es, const struct policy_schema *s)
+{
+    for (size_t i = 0; i < s->nactions; i++) {
+        const struct policy_action *act = &s->actions[i];
+        struct policy_euid u = {act->uid.type, act->uid.id, (uint32_t)strlen(act->uid.type),
+                                (uint32_t)strlen(act->uid.id)};
+        struct policy_entity *e = intern(es, &u);
+        if (e->present) continue;
+        e->present = true;
+        e->nparents = (uint32_t)act->nparents;
+        e->parents = arena_alloc(&es->arena, (act->nparents + 1) * sizeof *e->parents);
+        for (size_t k = 0; k < act->nparents; k++) {
+            struct policy_euid pu = {act->parents[k].type, act->parents[k].id,
+                                     (uint32_t)strlen(act->parents[k].type),
+                                     (uint32_t)strlen(act->parents[k].id)};
+            e->parents[k] = intern(es, &pu)->index;
+        }
+    }
+    return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Transitive closure: a walk from each entity over parent edges. */
+static void compute_ancestors(struct policy_entities *es)
+{
+    size_t n = es->len;
+    uint32_t *seen = calloc(n ? n : 1, sizeof *seen);
+    uint32_t *stack = malloc((n ? n : 1) * sizeof *stack);
+    uint32_t *acc = malloc((n ? n : 1) * sizeof *acc);
+    if (!seen || !stack || !acc) abort();
+    for (size_t i = 0; i < n; i++) {
+        struct policy_entity *e = es->items[i];
+        if (!e->nparents) continue;
+        uint32_t mark = (uint32_t)i + 1, sp = 0, na = 0;
+        for (uint32_t k = 0; k < e->nparents; k++) {
+            if (seen[e->parents[k]] != mark) {
+                seen[e->parents[k]] = mark;
+                stack[sp++] = e->parents[k];
+            }
+        }
+        while (sp) {
+            uint32_t x = stack[--sp];
+            acc[na++] = x;
+            const struct policy_entity *p = es->items[x];
+            for (uint32_t k = 0; k < p->nparents; k++) {
+                if (seen[p->parents[k]] != mark) {
+                    seen[p->parents[k]] = mark;
+                    stack[sp++] = p->parents[k];
+                }
+            }
+        }
+        qsort(acc, na, sizeof *acc, cmp_u32);
+        e->ancestors = arena_alloc(&es->arena, na * sizeof *e->ancestors);
+        memcpy(e->ancestors, acc, na * sizeof *acc);
+        e->nancestors = na;
+    }
+    free(seen);
+    free(stack);
+    free(acc);
+}
+
+static int parse_entity(struct policy_entities *es, const struct json_value *j,
+                        const struct policy_schema *schema, struct keel_err *err)
+{
+    if (!json_is(j, JSON_OBJECT))
+        return keel_fail_at(err, KEEL_EINVAL, NULL, j->line, j->column,
+                            "each entity must be an object with \"uid\", \"attrs\", \"parents\"");
+    struct policy_euid u;
+    if (uid_from_json(json_get(j, "uid"), &u, err) < 0) {
+        if (!json_get(j, "uid"))
+            return keel_fail_at(err, KEEL_EINVAL, NULL, j->line, j->column,
+                                "entity has no \"uid\"; add {\"type\": ..., \"id\": ...}");
+        return KEEL_EINVAL;
+    }
+    struct policy_entity *e = intern(es, &u);
+    if (e->present)
+        return keel_fail_at(err, KEEL_EINVAL, NULL, j->line, j->column,
+                            "entity %s::\"%s\" appears twice; merge the two entries", e->uid.type,
+                            e->uid.id);
+    e->present = true;
+    const struct policy_type *tags_t, *shape =
+        entity_shape(schema, e->uid.type, e->uid.type_len, &tags_t);
+    const struct json_value *attrs = json_get(j, "attrs");
+    if (attrs && !json_is(attrs, JSON_OBJECT))
+        return keel_fail_at(err, KEEL_EINVAL, NULL, attrs->line, attrs->column,
+                            "\"attrs\" must be an object");
+    if (attrs) {
+        struct policy_value v;
+        if (typed_record(&es->arena, attrs, shape, 0, &v, err) < 0) return KEEL_EINVAL;
+        e->attrs = *v.u.rec;
+    }
+    const struct json_value *tags = json_get(j, "tags");
+    if (tags && !json_is(tags, JSON_OBJECT) && !json_is(tags, JSON_NULL))
+        return keel_fail_at(err, KEEL_EINVAL, NULL, tags->line, tags->column,
+                            "\"tags\" must be an object");
+    if (json_is(tags, JSON_OBJECT)) {
+        struct policy_record *r = arena_alloc(&es->arena, sizeof *r);
+        r->len = tags->len;
+        r->fields = arena_alloc(&es->arena, (tags->len ? tags->len : 1) * sizeof *r->fields);
+        for (uint32_t i = 0; i < tags->len; i++) {
+            struct policy_field *f = &r->fields[i];
+            f->key = arena_strndup(&es->arena, tags->u.members[i].key, tags->u.members[i].key_len);
+            f->key_len = tags->u.members[i].key_len;
+            if (typed_value(&es->arena, tags->u.members[i].value, tags_t, 1, &f->value, err) < 0)
+                return KEEL_EINVAL;
+        }
+        policy_record_sort(r->fields, r->len, NULL);
+        e->tags = *r;
+    }
+    const struct json_value *parents = json_get(j, "parents");
+    if (parents && !json_is(parents, JSON_ARRAY))
+        return keel_fail_at(err, KEEL_EINVAL, NULL, parents->line, parents->column,
+                            "\"parents\" must be an array of entity uids");
+    uint32_t np = parents ? parents->len : 0;
+    e->parents = arena_alloc(&es->arena, (np + 1) * sizeof *e->parents);
+    e->nparents = 0;
+    for (uint32_t i = 0; i < np; i++) {
+        struct policy_euid pu;
+        if (uid_from_json(parents->u.items[i], &pu, err) < 0) return KEEL_EINVAL;
+        e->parents[e->nparents++] = intern(es, &pu)->index; /* e is stable: in the arena */
+    }
+    return 0;
+}
+
+int policy_entities_parse_json(const struct json_value *json, const struct policy_schema *schema,
+                               struct policy_entities **out, struct keel_err *err)
+{
+    if (!json_is(json, JSON_ARRAY))
+        return keel_fail_at(err, KEEL_EINVAL, NULL, json ? json->line : 0,
+                            json ? json->column : 0, "entities must be a JSON array");
+    struct policy_entities *es = policy_entities_new();
+    for (uint32_t i = 0; i < json->len; i++) {
+        if (parse_entity(es, json->u.items[i], schema, err) < 0) {
+            char path[32];
+            snprintf(path, sizeof path, "/%u", i);
+            if (err) snprintf(err->path, sizeof err->path, "%s", path);
+            policy_entities_free(es);
+            return KEEL_EINVAL;
+        }
+    }
+    if (schema) add_schema_actions(es, schema);
+    compute_ancestors(es);
+    *out = es;
+    return 0;
+}
+
+int policy_request_from_json(struct arena *a, const struct json_value *json,
+                             const struct policy_schema *schema, struct policy_request *r,
+                             struct keel_err *err)
+{
+    static const char *const names[] = {"principal", "action", "resource"};
+    struct policy_euid *uids[] = {&r->principal, &r->action, &r->resource};
+    for (int i = 0; i < 3; i++) {
+        const struct json_value *u = json_get(json, names[i]);
+        if (!u)
+            return keel_fail_at(err, KEEL_EINVAL, NULL, json ? json->line : 0,
+                                json ? json->column : 0, "request has no \"%s\"", names[i]);
+        if (uid_from_json(u, uids[i], err) < 0) return KEEL_EINVAL;
+        uids[i]->type = arena_strndup(a, uids[i]->type, uids[i]->type_len);
+        uids[i]->id = arena_strndup(a, uids[i]->id, uids[i]->id_len);
+    }
+    const struct json_value *ctx = json_get(json, "context");
+    memset(&r->context, 0, sizeof r->context);
+    if (!ctx || json_is(ctx, JSON_NULL)) return 0;
+    if (!json_is(ctx, JSON_OBJECT))
+        return keel_fail_at(err, KEEL_EINVAL, NULL, ctx->line, ctx->column,
+                            "\"context\" must be an object (a record)");
+    const struct policy_type *ct = NULL;
+    if (schema) {
+        char key[1024];
+        snprintf(key, sizeof key, "%s%c%s", r->action.type, 0x1f, r->action.id);
+        const struct policy_action *act = strmap_get(&schema->action_index, key, strlen(key));
+        if (act) ct = act->context;
+    }
+    struct policy_value v;
+    if (typed_record(a, ctx, ct, 0, &v, err) < 0) return KEEL_EINVAL;
+    r->context = *v.u.rec;
+    return 0;
+}
