@@ -1,0 +1,1210 @@
+/*
+ * validate.c — walks a compiled schema over an instance.
+ *
+ * Two passes.  The fast pass (collect == false) stops at the first failing
+ * keyword and records nothing; for a valid instance it is the only pass,
+ * and it allocates nothing once the schema_result has warmed up: paths and
+ * the dynamic scope are linked frames on the C stack, and annotation
+ * bitsets for unevaluated* come from the result's scratch block.  Only an
+ * invalid instance is walked again with collect == true, which evaluates
+ * every keyword and records each failure with its instance location, its
+ * keyword location (the evaluation path, through $ref) and a message.
+ *
+ * Annotations (which properties/items were evaluated) are tracked only
+ * below a node that has unevaluatedProperties/unevaluatedItems: such a node
+ * gives its keywords a fresh set `ev` for the instance; in-place
+ * applicators (allOf, $ref, ...) pass the set down; anyOf/oneOf/if collect
+ * into a temporary set merged only when their subschema passed, as the
+ * spec drops annotations of failed subschemas.  ev == NULL means no one
+ * asked, and nothing is tracked.
+ *
+ * Invariants: evaluation depth is capped (SCHEMA_MAX_DEPTH), so a $ref
+ * cycle that consumes no input fails cleanly; kept errors are capped
+ * (SCHEMA_MAX_ERRORS); pattern matches run under a PCRE2 match limit.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct eset {
+    uint64_t *bits;
+    uint32_t n;
+};
+
+struct pathseg {
+    const struct pathseg *up;
+    const char *key; /* NULL for array indices */
+    uint32_t len;
+    uint32_t idx;
+};
+
+struct scope {
+    const struct scope *up;
+    const struct sresource *res;
+};
+
+struct vctx {
+    const struct schema *s;
+    struct schema_result *r;
+    bool collect;
+    int depth;
+    const struct scope *scope;
+    const struct pathseg *ipath;
+    const struct pathseg *kpath;
+    bool overflow_used;
+    struct arena overflow; /* scratch that did not fit r->scratch */
+    size_t want;
+};
+
+#define PUSH_KEY(field, seg, k, l)                                                                  \
+    struct pathseg seg = {.up = c->field, .key = (k), .len = (uint32_t)(l)};                        \
+    c->field = &seg
+#define PUSH_IDX(field, seg, i)                                                                     \
+    struct pathseg seg = {.up = c->field, .key = NULL, .idx = (uint32_t)(i)};                       \
+    c->field = &seg
+#define POP(field, seg) c->field = seg.up
+
+/* ---- scratch ---------------------------------------------------------------- */
+
+static void *scratch_alloc(struct vctx *c, size_t n)
+{
+    struct schema_result *r = c->r;
+    n = (n + 7) & ~(size_t)7;
+    if (r->scratch_used + n <= r->scratch_cap) {
+        void *p = (char *)r->scratch + r->scratch_used;
+        r->scratch_used += n;
+        return p;
+    }
+    if (!c->overflow_used) {
+        arena_init(&c->overflow);
+        c->overflow_used = true;
+    }
+    c->want += n;
+    return arena_alloc(&c->overflow, n);
+}
+
+static void scratch_finish(struct vctx *c)
+{
+    struct schema_result *r = c->r;
+    r->scratch_used = 0;
+    if (!c->overflow_used) return;
+    arena_cleanup(&c->overflow);
+    c->overflow_used = false;
+    size_t cap = r->scratch_cap + c->want;
+    if (cap < 4096) cap = 4096;
+    if (cap > (64u << 20)) cap = 64u << 20; /* beyond this, keep using the overflow */
+    if (cap > r->scratch_cap) {
+        void *p = realloc(r->scratch, cap);
+        if (p) {
+            r->scratch = p;
+            r->scratch_cap = cap;
+        }
+    }
+    c->want = 0;
+}
+
+static bool eset_new(struct vctx *c, struct eset *e, uint32_t n)
+{
+    size_t words = ((size_t)n + 63) / 64;
+    e->n = n;
+    e->bits = scratch_alloc(c, words * 8 + 8);
+    memset(e->bits, 0, words * 8);
+    return true;
+}
+
+static inline void eset_mark(struct eset *e, uint32_t i)
+{
+    if (e && i < e->n) e->bits[i / 64] |= (uint64_t)1 << (i % 64);
+}
+
+static inline bool eset_has(const struct eset *e, uint32_t i)
+{
+    return e && i < e->n && (e->bits[i / 64] >> (i % 64) & 1);
+}
+
+static void eset_or(struct eset *dst, const struct eset *src)
+{
+    if (!dst || !src) return;
+    size_t words = ((size_t)(dst->n < src->n ? dst->n : src->n) + 63) / 64;
+    for (size_t i = 0; i < words; i++) dst->bits[i] |= src->bits[i];
+}
+
+/* ---- reporting ---------------------------------------------------------------- */
+
+static void write_path(struct buf *b, const struct pathseg *p)
+{
+    if (!p) return;
+    write_path(b, p->up);
+    if (p->key) json_pointer_append(b, p->key, p->len);
+    else buf_printf(b, "/%u", p->idx);
+}
+
+/* A short description of where the instance is, for messages. */
+static void subject(struct buf *b, const struct vctx *c)
+{
+    const struct pathseg *p = c->ipath;
+    if (!p) {
+        buf_puts(b, "the value");
+        return;
+    }
+    if (p->key) {
+        buf_printf(b, "`%.*s`", p->len > 60 ? 60 : (int)p->len, p->key);
+        return;
+    }
+    if (p->up && p->up->key)
+        buf_printf(b, "item %u of `%.*s`", p->idx, p->up->len > 60 ? 60 : (int)p->up->len,
+                   p->up->key);
+    else
+        buf_printf(b, "item %u", p->idx);
+}
+
+/* Appends a short rendering of v: strings bare, others as JSON. */
+static void show(struct buf *b, const struct json_value *v)
+{
+    struct buf t;
+    buf_init(&t);
+    if (v->type == JSON_STRING) buf_append(&t, v->u.s.str, v->len);
+    else json_write(&t, v, 0, NULL);
+    if (t.len > 64) {
+        buf_append(b, t.data, 60);
+        buf_puts(b, "...");
+    } else if (t.len) {
+        buf_append(b, t.data, t.len);
+    }
+    buf_cleanup(&t);
+}
+
+static struct schema_error *new_error(struct vctx *c)
+{
+    struct schema_result *r = c->r;
+    r->error_count++;
+    if (r->kept >= SCHEMA_MAX_ERRORS) return NULL;
+    if (r->kept == r->errors_cap) {
+        size_t cap = r->errors_cap ? r->errors_cap * 2 : 8;
+        struct schema_error *e = realloc(r->errors, cap * sizeof *e);
+        if (!e) return NULL;
+        r->errors = e;
+        r->errors_cap = cap;
+    }
+    return &r->errors[r->kept++];
+}
+
+#define SENTINEL_PREFIX "https://keel.invalid/schema.json#"
+
+/* Records an error at the current location for keyword kw of node owner
+ * (kw NULL: the node itself, a false schema).  msg is complete. */
+static void record(struct vctx *c, const struct snode *owner, const char *kw, const char *msg)
+{
+    struct schema_error *e = new_error(c);
+    if (!e) return;
+    struct arena *a = &c->r->strings;
+    struct buf b;
+    buf_init(&b);
+    write_path(&b, c->ipath);
+    e->instance_location = arena_strndup(a, b.data ? b.data : "", b.len);
+    buf_reset(&b);
+    write_path(&b, c->kpath);
+    if (kw) json_pointer_append(&b, kw, strlen(kw));
+    e->keyword_location = arena_strndup(a, b.data ? b.data : "", b.len);
+    buf_reset(&b);
+    const char *abs = owner->abs;
+    if (!strncmp(abs, SENTINEL_PREFIX, strlen(SENTINEL_PREFIX)))
+        abs += strlen(SENTINEL_PREFIX) - 1;
+    buf_puts(&b, abs);
+    if (kw) json_pointer_append(&b, kw, strlen(kw));
+    e->absolute_keyword_location = arena_strndup(a, b.data, b.len);
+    e->message = arena_strdup(a, msg);
+    buf_cleanup(&b);
+}
+
+static void report(struct vctx *c, const struct sop *op, const char *fmt, ...) KEEL_PRINTF(3, 4);
+static void report(struct vctx *c, const struct sop *op, const char *fmt, ...)
+{
+    if (!c->collect) return;
+    struct buf m;
+    buf_init(&m);
+    subject(&m, c);
+    buf_putc(&m, ' ');
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(&m, fmt, ap);
+    va_end(ap);
+    record(c, op->owner, op->kw, m.data);
+    buf_cleanup(&m);
+}
+
+/* Like report, with the instance value appended as "; got `...`". */
+static void report_got(struct vctx *c, const struct sop *op, const struct json_value *inst,
+                       const char *fmt, ...) KEEL_PRINTF(4, 5);
+static void report_got(struct vctx *c, const struct sop *op, const struct json_value *inst,
+                       const char *fmt, ...)
+{
+    if (!c->collect) return;
+    struct buf m;
+    buf_init(&m);
+    subject(&m, c);
+    buf_putc(&m, ' ');
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(&m, fmt, ap);
+    va_end(ap);
+    buf_puts(&m, "; got `");
+    show(&m, inst);
+    buf_putc(&m, '`');
+    record(c, op->owner, op->kw, m.data);
+    buf_cleanup(&m);
+}
+
+static size_t errors_mark(const struct vctx *c)
+{
+    return c->r->kept | ((size_t)c->r->error_count << 32);
+}
+
+static void errors_truncate(struct vctx *c, size_t mark)
+{
+    c->r->kept = mark & 0xffffffffu;
+    c->r->error_count = mark >> 32;
+}
+
+/* ---- the walk ------------------------------------------------------------------- */
+
+static bool eval(const struct snode *n, const struct json_value *inst, struct vctx *c,
+                 struct eset *ev)
+{
+    if (n->kind == SN_TRUE) return true;
+    if (n->kind == SN_FALSE) {
+        if (c->collect) {
+            struct buf m;
+            buf_init(&m);
+            subject(&m, c);
+            buf_puts(&m, " is not allowed here (the schema is `false`)");
+            record(c, n, NULL, m.data);
+            buf_cleanup(&m);
+        }
+        return false;
+    }
+    if (c->depth >= SCHEMA_MAX_DEPTH) {
+        if (c->collect)
+            record(c, n, NULL,
+                   "evaluation nests more than 1024 schemas deep here; the schema probably "
+                   "loops through $ref without consuming input");
+        return false;
+    }
+    c->depth++;
+    struct scope sc;
+    const struct scope *saved_scope = c->scope;
+    if (!c->scope || c->scope->res != n->res) {
+        sc.up = c->scope;
+        sc.res = n->res;
+        c->scope = &sc;
+    }
+    struct eset local, *use = ev;
+    size_t smark = c->r->scratch_used;
+    if (n->uneval && (inst->type == JSON_OBJECT || inst->type == JSON_ARRAY)) {
+        eset_new(c, &local, inst->len);
+        use = &local;
+    }
+    bool ok = true;
+    for (uint32_t i = 0; i < n->nops; i++) {
+        const struct sop *op = &n->ops[i];
+        if (!op->fn(op, inst, c, use)) {
+            ok = false;
+            if (!c->collect) break;
+        }
+    }
+    if (use == &local) {
+        eset_or(ev, &local);
+        c->r->scratch_used = smark;
+    }
+    c->scope = saved_scope;
+    c->depth--;
+    return ok;
+}
+
+/* Evaluates a subschema of op at a child keyword location kw[/key|/idx]. */
+static bool eval_at(const struct sop *op, const struct snode *n, const struct json_value *inst,
+                    struct vctx *c, struct eset *ev)
+{
+    PUSH_KEY(kpath, k, op->kw, strlen(op->kw));
+    bool ok = eval(n, inst, c, ev);
+    POP(kpath, k);
+    return ok;
+}
+
+static bool eval_at_idx(const struct sop *op, const struct snode *n, uint32_t i,
+                        const struct json_value *inst, struct vctx *c, struct eset *ev)
+{
+    PUSH_KEY(kpath, k, op->kw, strlen(op->kw));
+    PUSH_IDX(kpath, k2, i);
+    bool ok = eval(n, inst, c, ev);
+    POP(kpath, k2);
+    POP(kpath, k);
+    return ok;
+}
+
+static bool eval_at_key(const struct sop *op, const struct snode *n, const char *key, uint32_t len,
+                        const struct json_value *inst, struct vctx *c, struct eset *ev)
+{
+    PUSH_KEY(kpath, k, op->kw, strlen(op->kw));
+    PUSH_KEY(kpath, k2, key, len);
+    bool ok = eval(n, inst, c, ev);
+    POP(kpath, k2);
+    POP(kpath, k);
+    return ok;
+}
+
+/* ---- assertions: any type ------------------------------------------------------- */
+
+static const uint32_t type_of[] = {
+    [JSON_NULL] = T_NULL,     [JSON_FALSE] = T_BOOLEAN, [JSON_TRUE] = T_BOOLEAN,
+    [JSON_NUMBER] = T_NUMBER, [JSON_STRING] = T_STRING, [JSON_ARRAY] = T_ARRAY,
+    [JSON_OBJECT] = T_OBJECT,
+};
+static const char *const type_word[] = {"null", "a boolean", "an object", "an array",
+                                        "a number", "a string", "an integer"};
+
+bool op_type(const struct sop *op, const struct json_value *inst, struct vctx *c, struct eset *ev)
+{
+    uint32_t t = type_of[inst->type];
+    if (op->types & t) return true;
+    if ((op->types & T_INTEGER) && json_is_integer(inst)) return true;
+    if (c->collect) {
+        char want[160] = "";
+        size_t w = 0;
+        int k = 0;
+        for (int i = 0; i < 7; i++) {
+            if (!(op->types & (1u << i))) continue;
+            w += (size_t)snprintf(want + w, sizeof want - w, "%s%s", k++ ? " or " : "",
+                                  type_word[i]);
+            if (w >= sizeof want) break;
+        }
+        report_got(c, op, inst, "must be %s, not %s", want,
+                   inst->type == JSON_NUMBER ? "a number" : type_word[__builtin_ctz(t)]);
+    }
+    return false;
+}
+
+bool op_const(const struct sop *op, const struct json_value *inst, struct vctx *c, struct eset *ev)
+{
+    if (json_equal(inst, op->val)) return true;
+    if (c->collect) {
+        struct buf b;
+        buf_init(&b);
+        show(&b, op->val);
+        report_got(c, op, inst, "must be `%s`", b.data ? b.data : "");
+        buf_cleanup(&b);
+    }
+    return false;
+}
+
+bool op_enum(const struct sop *op, const struct json_value *inst, struct vctx *c, struct eset *ev)
+{
+    const struct json_value *e = op->val;
+    for (uint32_t i = 0; i < e->len; i++)
+        if (json_equal(inst, e->u.items[i])) return true;
+    if (c->collect) {
+        struct buf b;
+        buf_init(&b);
+        for (uint32_t i = 0; i < e->len && i < 12; i++) {
+            if (i) buf_puts(&b, ", ");
+            show(&b, e->u.items[i]);
+        }
+        if (e->len > 12) buf_printf(&b, ", ... (%u in all)", e->len);
+        report_got(c, op, inst, "must be one of %s", b.data ? b.data : "(nothing: enum is empty)");
+        buf_cleanup(&b);
+    }
+    return false;
+}
+
+/* ---- numbers ------------------------------------------------------------------ */
+
+static int num_cmp(const struct json_value *a, const struct json_value *b)
+{
+    if ((a->nflags & b->nflags & JSON_NUM_I64)) return (a->u.n.i > b->u.n.i) - (a->u.n.i < b->u.n.i);
+    return json_number_cmp(a, b);
+}
+
+bool op_multiple_of(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                    struct eset *ev)
+{
+    if (inst->type != JSON_NUMBER) return true;
+    const struct json_value *m = op->val;
+    bool good;
+    bool okp = true;
+    if ((inst->nflags & m->nflags & JSON_NUM_I64) && m->u.n.i > 0)
+        good = inst->u.n.i % m->u.n.i == 0;
+    else
+        good = json_number_is_multiple(inst, m, &okp);
+    if (!okp) {
+        if (c->collect)
+            report_got(c, op, inst, "cannot be checked against multipleOf %s exactly (too many "
+                                    "digits); use a simpler multipleOf",
+                       m->u.n.text);
+        return false;
+    }
+    if (good) return true;
+    report_got(c, op, inst, "must be a multiple of %s", m->u.n.text);
+    return false;
+}
+
+#define NUM_OP(fname, test, words)                                                                  \
+    bool fname(const struct sop *op, const struct json_value *inst, struct vctx *c, struct eset *ev) \
+    {                                                                                               \
+        if (inst->type != JSON_NUMBER) return true;                                                 \
+        int r = num_cmp(inst, op->val);                                                             \
+        if (test) return true;                                                                      \
+        report_got(c, op, inst, "must be " words " %s", op->val->u.n.text);                         \
+        return false;                                                                               \
+    }
+NUM_OP(op_maximum, r <= 0, "at most")
+NUM_OP(op_exclusive_maximum, r < 0, "less than")
+NUM_OP(op_minimum, r >= 0, "at least")
+NUM_OP(op_exclusive_minimum, r > 0, "greater than")
+
+/* ---- strings ------------------------------------------------------------------ */
+
+static size_t utf8_chars(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) n += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return n;
+}
+
+bool op_max_length(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                   struct eset *ev)
+{
+    if (inst->type != JSON_STRING || (int64_t)inst->len <= op->n) return true;
+    size_t n = utf8_chars(inst->u.s.str, inst->len);
+    if ((int64_t)n <= op->n) return true;
+    report(c, op, "must be at most %lld characters long; it has %zu", (long long)op->n, n);
+    return false;
+}
+
+bool op_min_length(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                   struct eset *ev)
+{
+    if (inst->type != JSON_STRING || (int64_t)inst->len / 4 >= op->n) return true;
+    size_t n = utf8_chars(inst->u.s.str, inst->len);
+    if ((int64_t)n >= op->n) return true;
+    report(c, op, "must be at least %lld characters long; it has %zu", (long long)op->n, n);
+    return false;
+}
+
+/* 1 match, 0 no match, -1 the match limit was hit. */
+static int regex_test(struct vctx *c, pcre2_code *re, const char *s, size_t len)
+{
+    if (!c->r->match_data) {
+        c->r->match_data = pcre2_match_data_create(1, NULL);
+        if (!c->r->match_data) return -1;
+    }
+    int rc = pcre2_match(re, (PCRE2_SPTR)s, len, 0, 0, c->r->match_data, c->s->mctx);
+    if (rc >= 0) return 1;
+    if (rc == PCRE2_ERROR_NOMATCH) return 0;
+    return -1;
+}
+
+bool op_pattern(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                struct eset *ev)
+{
+    if (inst->type != JSON_STRING) return true;
+    int m = regex_test(c, op->res[0], inst->u.s.str, inst->len);
+    if (m == 1) return true;
+    if (m < 0)
+        report(c, op, "could not be matched against pattern %s within the match limit; simplify "
+                      "the pattern",
+               op->sources[0]);
+    else
+        report_got(c, op, inst, "must match the pattern %s", op->sources[0]);
+    return false;
+}
+
+bool op_format(const struct sop *op, const struct json_value *inst, struct vctx *c,
+               struct eset *ev)
+{
+    if (inst->type != JSON_STRING) return true;
+    if (schema_format_check(op->str, inst->u.s.str, inst->len) != 0) return true;
+    report_got(c, op, inst, "must be a valid %s", op->str);
+    return false;
+}
+
+static int b64val(int ch)
+{
+    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+    if (ch == '+') return 62;
+    if (ch == '/') return 63;
+    return -1;
+}
+
+/* Decodes base64 (RFC 4648, padding required) into out (cap >= len). */
+static bool b64_decode(const char *s, size_t len, char *out, size_t *olen)
+{
+    if (len % 4) return false;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        int v[4];
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            if (s[i + k] == '=' && i + 4 == len && k >= 2) {
+                v[k] = 0;
+                pad++;
+            } else {
+                if (pad) return false;
+                v[k] = b64val((unsigned char)s[i + k]);
+                if (v[k] < 0) return false;
+            }
+        }
+        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        out[o++] = (char)(w >> 16);
+        if (pad < 2) out[o++] = (char)(w >> 8);
+        if (pad < 1) out[o++] = (char)w;
+    }
+    *olen = o;
+    return true;
+}
+
+bool op_content(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                struct eset *ev)
+{
+    if (inst->type != JSON_STRING) return true;
+    const char *data = inst->u.s.str;
+    size_t len = inst->len;
+    char *dec = NULL;
+    bool ok = true;
+    if (op->str && !strcmp(op->str, "base64")) {
+        dec = malloc(len + 1);
+        if (!dec || !b64_decode(inst->u.s.str, inst->len, dec, &len)) {
+            report(c, op, "is not valid base64 (contentEncoding)");
+            free(dec);
+            return false;
+        }
+        data = dec;
+    }
+    if (op->val && !strcmp(op->val->u.s.str, "application/json")) {
+        struct arena a;
+        arena_init(&a);
+        struct json_value *v;
+        if (json_parse(&a, data, len, NULL, &v, NULL) < 0) {
+            report(c, op, "is not valid JSON (contentMediaType application/json)");
+            ok = false;
+        }
+        arena_cleanup(&a);
+    }
+    free(dec);
+    return ok;
+}
+
+/* ---- arrays ------------------------------------------------------------------- */
+
+bool op_max_items(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                  struct eset *ev)
+{
+    if (inst->type != JSON_ARRAY || (int64_t)inst->len <= op->n) return true;
+    report(c, op, "must have at most %lld items; it has %u", (long long)op->n, inst->len);
+    return false;
+}
+
+bool op_min_items(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                  struct eset *ev)
+{
+    if (inst->type != JSON_ARRAY || (int64_t)inst->len >= op->n) return true;
+    report(c, op, "must have at least %lld items; it has %u", (long long)op->n, inst->len);
+    return false;
+}
+
+/* A hash consistent with json_equal: numbers by their double (equal exact
+ * values have equal doubles), objects independent of member order. */
+static uint64_t vhash(const struct json_value *v, int depth)
+{
+    uint64_t h = (uint64_t)v->type * 0x9E3779B97F4A7C15ull;
+    if (depth > 64) return h;
+    switch (v->type) {
+    case JSON_NUMBER: {
+        double d = v->u.n.d;
+        if (d == 0) d = 0; /* -0 == 0 */
+        return keel_hash(&d, sizeof d);
+    }
+    case JSON_STRING:
+        return keel_hash(v->u.s.str, v->len) ^ h;
+    case JSON_ARRAY:
+        for (uint32_t i = 0; i < v->len; i++) h = h * 31 + vhash(v->u.items[i], depth + 1);
+        return h;
+    case JSON_OBJECT: {
+        uint64_t sum = h;
+        for (uint32_t i = 0; i < v->len; i++)
+            sum += keel_hash(v->u.members[i].key, v->u.members[i].key_len) * 7 +
+                   vhash(v->u.members[i].value, depth + 1);
+        return sum;
+    }
+    default:
+        return h;
+    }
+}
+
+struct hidx {
+    uint64_t h;
+    uint32_t i;
+};
+
+static int hidx_cmp(const void *a, const void *b)
+{
+    const struct hidx *x = a, *y = b;
+    if (x->h != y->h) return x->h < y->h ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+bool op_unique_items(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                     struct eset *ev)
+{
+    if (inst->type != JSON_ARRAY || inst->len < 2) return true;
+    uint32_t n = inst->len, di = 0, dj = 0;
+    bool dup = false;
+    if (n <= 16) {
+        for (uint32_t i = 0; i < n && !dup; i++)
+            for (uint32_t j = i + 1; j < n; j++)
+                if (json_equal(inst->u.items[i], inst->u.items[j])) {
+                    dup = true, di = i, dj = j;
+                    break;
+                }
+    } else {
+        size_t smark = c->r->scratch_used;
+        struct hidx *hs = scratch_alloc(c, (size_t)n * sizeof *hs);
+        for (uint32_t i = 0; i < n; i++) hs[i] = (struct hidx){vhash(inst->u.items[i], 0), i};
+        qsort(hs, n, sizeof *hs, hidx_cmp);
+        for (uint32_t a = 0; a < n && !dup; a++)
+            for (uint32_t b = a + 1; b < n && hs[b].h == hs[a].h; b++)
+                if (json_equal(inst->u.items[hs[a].i], inst->u.items[hs[b].i])) {
+                    dup = true, di = hs[a].i, dj = hs[b].i;
+                    break;
+                }
+        c->r->scratch_used = smark;
+    }
+    if (!dup) return true;
+    report(c, op, "must not contain duplicates; items %u and %u are equal", di, dj);
+    return false;
+}
+
+bool op_prefix_items(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                     struct eset *ev)
+{
+    if (inst->type != JSON_ARRAY) return true;
+    bool ok = true;
+    uint32_t n = inst->len < op->nsubs ? inst->len : op->nsubs;
+    for (uint32_t i = 0; i < n; i++) {
+        eset_mark(ev, i);
+        PUSH_IDX(ipath, seg, i);
+        bool r = eval_at_idx(op, op->subs[i], i, inst->u.items[i], c, NULL);
+        POP(ipath, seg);
+        if (!r) {
+            ok = false;
+            if (!c->collect) return false;
+        }
+    }
+    return ok;
+}
+
+bool op_items(const struct sop *op, const struct json_value *inst, struct vctx *c, struct eset *ev)
+{
+    if (inst->type != JSON_ARRAY) return true;
+    bool ok = true;
+    for (uint32_t i = (uint32_t)op->n; i < inst->len; i++) {
+        eset_mark(ev, i);
+        PUSH_IDX(ipath, seg, i);
+        bool r = eval_at(op, op->sub, inst->u.items[i], c, NULL);
+        POP(ipath, seg);
+        if (!r) {
+            ok = false;
+            if (!c->collect) return false;
+        }
+    }
+    return ok;
+}
+
+bool op_contains(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                 struct eset *ev)
+{
+    if (inst->type != JSON_ARRAY) return true;
+    bool collect = c->collect;
+    c->collect = false;
+    int64_t count = 0;
+    for (uint32_t i = 0; i < inst->len; i++) {
+        PUSH_IDX(ipath, seg, i);
+        bool r = eval_at(op, op->sub, inst->u.items[i], c, NULL);
+        POP(ipath, seg);
+        if (r) {
+            count++;
+            eset_mark(ev, i);
+            if (!ev && op->n2 < 0 && count >= op->n) break;
+        }
+    }
+    c->collect = collect;
+    if (count < op->n) {
+        report(c, op, "must contain at least %lld item%s matching the `contains` schema; %lld do",
+               (long long)op->n, op->n == 1 ? "" : "s", (long long)count);
+        return false;
+    }
+    if (op->n2 >= 0 && count > op->n2) {
+        report(c, op, "must contain at most %lld item%s matching the `contains` schema; %lld do",
+               (long long)op->n2, op->n2 == 1 ? "" : "s", (long long)count);
+        return false;
+    }
+    return true;
+}
+
+bool op_unevaluated_items(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                          struct eset *ev)
+{
+    if (inst->type != JSON_ARRAY) return true;
+    bool ok = true;
+    for (uint32_t i = 0; i < inst->len; i++) {
+        if (eset_has(ev, i)) continue;
+        PUSH_IDX(ipath, seg, i);
+        bool r;
+        if (op->sub->kind == SN_FALSE) {
+            r = false;
+            report(c, op, "is not allowed: no schema in `prefixItems`, `items` or `contains` "
+                          "covers it");
+        } else {
+            r = eval_at(op, op->sub, inst->u.items[i], c, NULL);
+        }
+        POP(ipath, seg);
+        if (!r) {
+            ok = false;
+            if (!c->collect) return false;
+        }
+    }
+    /* These are evaluated now, for enclosing unevaluatedItems. */
+    for (uint32_t i = 0; ev && i < inst->len; i++) eset_mark(ev, i);
+    return ok;
+}
+
+/* ---- objects ------------------------------------------------------------------ */
+
+bool op_max_properties(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                       struct eset *ev)
+{
+    if (inst->type != JSON_OBJECT || (int64_t)inst->len <= op->n) return true;
+    report(c, op, "must have at most %lld properties; it has %u", (long long)op->n, inst->len);
+    return false;
+}
+
+bool op_min_properties(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                       struct eset *ev)
+{
+    if (inst->type != JSON_OBJECT || (int64_t)inst->len >= op->n) return true;
+    report(c, op, "must have at least %lld properties; it has %u", (long long)op->n, inst->len);
+    return false;
+}
+
+bool op_required(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                 struct eset *ev)
+{
+    if (inst->type != JSON_OBJECT) return true;
+    bool ok = true;
+    for (uint32_t i = 0; i < op->nsubs; i++) {
+        if (json_getn(inst, op->names[i], op->name_lens[i])) continue;
+        ok = false;
+        if (!c->collect) return false;
+        report(c, op, "is missing the required property `%.*s`", (int)op->name_lens[i],
+               op->names[i]);
+    }
+    return ok;
+}
+
+bool op_dependent_required(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                           struct eset *ev)
+{
+    if (inst->type != JSON_OBJECT) return true;
+    bool ok = true;
+    for (uint32_t i = 0; i < op->nsubs; i++) {
+        if (!json_getn(inst, op->names[i], op->name_lens[i])) continue;
+        for (uint32_t j = 0; j < op->list_lens[i]; j++) {
+            const char *need = op->name_lists[i][j];
+            if (json_get(inst, need)) continue;
+            ok = false;
+            if (!c->collect) return false;
+            report(c, op, "must have property `%s` because it has `%.*s`", need,
+                   (int)op->name_lens[i], op->names[i]);
+        }
+    }
+    return ok;
+}
+
+/* Position (0-based) of key in a names op, or -1. */
+static long find_name(const struct sop *op, const char *key, uint32_t len)
+{
+    if (op->index) {
+        void *v = strmap_get(op->index, key, len);
+        return v ? (long)(uintptr_t)v - 1 : -1;
+    }
+    for (uint32_t i = 0; i < op->nsubs; i++)
+        if (op->name_lens[i] == len && !memcmp(op->names[i], key, len)) return (long)i;
+    return -1;
+}
+
+bool op_properties(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                   struct eset *ev)
+{
+    if (inst->type != JSON_OBJECT) return true;
+    bool ok = true;
+    for (uint32_t j = 0; j < inst->len; j++) {
+        const struct json_member *m = &inst->u.members[j];
+        long i = find_name(op, m->key, m->key_len);
+        if (i < 0) continue;
+        eset_mark(ev, j);
+        PUSH_KEY(ipath, seg, m->key, m->key_len);
+        bool r = eval_at_key(op, op->subs[i], m->key, m->key_len, m->value, c, NULL);
+        POP(ipath, seg);
+        if (!r) {
+            ok = false;
+            if (!c->collect) return false;
+        }
+    }
+    return ok;
+}
+
+bool op_dependent_schemas(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                          struct eset *ev)
+{
+    if (inst->type != JSON_OBJECT) return true;
+    bool ok = true;
+    for (uint32_t i = 0; i < op->nsubs; i++) {
+        if (!json_getn(inst, op->names[i], op->name_lens[i])) continue;
+        if (!eval_at_key(op, op->subs[i], op->names[i], op->name_lens[i], inst, c, ev)) {
+            ok = false;
+            if (!c->collect) return false;
+        }
+    }
+    return ok;
+}
+
+bool op_pattern_properties(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                           struct eset *ev)
+{
+    if (inst->type != JSON_OBJECT) return true;
+    bool ok = true;
+    for (uint32_t j = 0; j < inst->len; j++) {
+        const struct json_member *m = &inst->u.members[j];
+        for (uint32_t i = 0; i < op->nsubs; i++) {
+            int mt = regex_test(c, op->res[i], m->key, m->key_len);
+            if (mt == 0) continue;
+            PUSH_KEY(ipath, seg, m->key, m->key_len);
+            bool r;
+            if (mt < 0) {
+                r = false;
+                report(c, op, "could not be matched against pattern %s within the match limit",
+                       op->sources[i]);
+            } else {
+                eset_mark(ev, j);
+                r = eval_at_key(op, op->subs[i], op->sources[i], (uint32_t)strlen(op->sources[i]),
+                                m->value, c, NULL);
+            }
+            POP(ipath, seg);
+            if (!r) {
+                ok = false;
+                if (!c->collect) return false;
+            }
+        }
+    }
+    return ok;
+}
+
+static bool covered(const struct sop *op, struct vctx *c, const struct json_member *m)
+{
+    if (op->props && find_name(op->props, m->key, m->key_len) >= 0) return true;
+    if (op->pats)
+        for (uint32_t i = 0; i < op->pats->nsubs; i++)
+            if (regex_test(c, op->pats->res[i], m->key, m->key_len) != 0) return true;
+    return false;
+}
+
+/* "allowed: a, b, c" for messages about unexpected properties. */
+static void allowed_list(struct buf *b, const struct sop *props)
+{
+    if (!props || !props->nsubs) return;
+    buf_puts(b, "; allowed properties are ");
+    for (uint32_t i = 0; i < props->nsubs && i < 20; i++)
+        buf_printf(b, "%s%.*s", i ? ", " : "", (int)props->name_lens[i], props->names[i]);
+    if (props->nsubs > 20) buf_puts(b, ", ...");
+}
+
+bool op_additional_properties(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                              struct eset *ev)
+{
+    if (inst->type != JSON_OBJECT) return true;
+    bool ok = true;
+    for (uint32_t j = 0; j < inst->len; j++) {
+        const struct json_member *m = &inst->u.members[j];
+        if (covered(op, c, m)) continue;
+        eset_mark(ev, j);
+        PUSH_KEY(ipath, seg, m->key, m->key_len);
+        bool r;
+        if (op->sub->kind == SN_FALSE) {
+            r = false;
+            if (c->collect) {
+                struct buf b;
+                buf_init(&b);
+                buf_puts(&b, "is not an allowed property");
+                allowed_list(&b, op->props);
+                report(c, op, "%s", b.data);
+                buf_cleanup(&b);
+            }
+        } else {
+            r = eval_at(op, op->sub, m->value, c, NULL);
+        }
+        POP(ipath, seg);
+        if (!r) {
+            ok = false;
+            if (!c->collect) return false;
+        }
+    }
+    return ok;
+}
+
+bool op_property_names(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                       struct eset *ev)
+{
+    if (inst->type != JSON_OBJECT) return true;
+    bool ok = true;
+    for (uint32_t j = 0; j < inst->len; j++) {
+        const struct json_member *m = &inst->u.members[j];
+        struct json_value key = {.type = JSON_STRING, .len = m->key_len};
+        key.u.s.str = m->key;
+        PUSH_KEY(ipath, seg, m->key, m->key_len);
+        bool r = eval_at(op, op->sub, &key, c, NULL);
+        POP(ipath, seg);
+        if (!r) {
+            ok = false;
+            if (!c->collect) return false;
+        }
+    }
+    return ok;
+}
+
+bool op_unevaluated_properties(const struct sop *op, const struct json_value *inst,
+                               struct vctx *c, struct eset *ev)
+{
+    if (inst->type != JSON_OBJECT) return true;
+    bool ok = true;
+    for (uint32_t j = 0; j < inst->len; j++) {
+        if (eset_has(ev, j)) continue;
+        const struct json_member *m = &inst->u.members[j];
+        PUSH_KEY(ipath, seg, m->key, m->key_len);
+        bool r;
+        if (op->sub->kind == SN_FALSE) {
+            r = false;
+            report(c, op, "is not an allowed property (no schema here evaluates it, and "
+                          "unevaluatedProperties is false)");
+        } else {
+            r = eval_at(op, op->sub, m->value, c, NULL);
+        }
+        POP(ipath, seg);
+        if (!r) {
+            ok = false;
+            if (!c->collect) return false;
+        }
+    }
+    for (uint32_t j = 0; ev && j < inst->len; j++) eset_mark(ev, j);
+    return ok;
+}
+
+/* ---- in-place applicators -------------------------------------------------------- */
+
+bool op_ref(const struct sop *op, const struct json_value *inst, struct vctx *c, struct eset *ev)
+{
+    return eval_at(op, op->sub, inst, c, ev);
+}
+
+bool op_dynamic_ref(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                    struct eset *ev)
+{
+    const struct snode *target = op->sub;
+    if (op->str) {
+        /* The outermost resource in the dynamic scope with this anchor wins. */
+        for (const struct scope *s = c->scope; s; s = s->up)
+            for (uint32_t k = 0; k < s->res->ndyn; k++)
+                if (!strcmp(s->res->dyn_names[k], op->str)) target = s->res->dyn_nodes[k];
+    }
+    return eval_at(op, target, inst, c, ev);
+}
+
+bool op_all_of(const struct sop *op, const struct json_value *inst, struct vctx *c,
+               struct eset *ev)
+{
+    bool ok = true;
+    for (uint32_t i = 0; i < op->nsubs; i++) {
+        if (!eval_at_idx(op, op->subs[i], i, inst, c, ev)) {
+            ok = false;
+            if (!c->collect) return false;
+        }
+    }
+    return ok;
+}
+
+/* Evaluates subschema i into a temporary annotation set, merged into ev
+ * only when it passes. */
+static bool eval_branch(const struct sop *op, uint32_t i, const struct json_value *inst,
+                        struct vctx *c, struct eset *ev)
+{
+    if (!ev) return eval_at_idx(op, op->subs[i], i, inst, c, NULL);
+    size_t smark = c->r->scratch_used;
+    struct eset tmp;
+    eset_new(c, &tmp, ev->n);
+    bool r = eval_at_idx(op, op->subs[i], i, inst, c, &tmp);
+    if (r) eset_or(ev, &tmp);
+    c->r->scratch_used = smark;
+    return r;
+}
+
+bool op_any_of(const struct sop *op, const struct json_value *inst, struct vctx *c,
+               struct eset *ev)
+{
+    size_t em = errors_mark(c);
+    bool any = false;
+    for (uint32_t i = 0; i < op->nsubs; i++) {
+        if (eval_branch(op, i, inst, c, ev)) {
+            any = true;
+            if (!ev) break;
+        }
+    }
+    if (any) {
+        errors_truncate(c, em);
+        return true;
+    }
+    report(c, op, "must match at least one of the %u schemas in `anyOf`; it matches none (see "
+                  "the errors for each)",
+           op->nsubs);
+    return false;
+}
+
+bool op_one_of(const struct sop *op, const struct json_value *inst, struct vctx *c,
+               struct eset *ev)
+{
+    size_t em = errors_mark(c);
+    int count = 0;
+    uint32_t first = 0, second = 0;
+    for (uint32_t i = 0; i < op->nsubs; i++) {
+        if (eval_branch(op, i, inst, c, ev)) {
+            if (count == 0) first = i;
+            else second = i;
+            if (++count > 1) break;
+        }
+    }
+    if (count == 1) {
+        errors_truncate(c, em);
+        return true;
+    }
+    if (count > 1) {
+        errors_truncate(c, em);
+        report(c, op, "must match exactly one schema in `oneOf`, but matches both %u and %u",
+               first, second);
+    } else {
+        report(c, op, "must match exactly one of the %u schemas in `oneOf`; it matches none",
+               op->nsubs);
+    }
+    return false;
+}
+
+bool op_not(const struct sop *op, const struct json_value *inst, struct vctx *c, struct eset *ev)
+{
+    bool collect = c->collect;
+    c->collect = false;
+    bool r = eval_at(op, op->sub, inst, c, NULL);
+    c->collect = collect;
+    if (!r) return true;
+    report(c, op, "must not match the schema in `not`");
+    return false;
+}
+
+bool op_if(const struct sop *op, const struct json_value *inst, struct vctx *c, struct eset *ev)
+{
+    bool collect = c->collect;
+    c->collect = false;
+    size_t smark = c->r->scratch_used;
+    struct eset tmp;
+    if (ev) eset_new(c, &tmp, ev->n);
+    bool r = eval_at(op, op->sub, inst, c, ev ? &tmp : NULL);
+    if (r && ev) eset_or(ev, &tmp);
+    c->r->scratch_used = smark;
+    c->collect = collect;
+    const struct snode *next = r ? op->sub2 : op->sub3;
+    if (!next) return true;
+    PUSH_KEY(kpath, k, r ? "then" : "else", 4);
+    bool ok = eval(next, inst, c, ev);
+    POP(kpath, k);
+    return ok;
+}
+
+/* ---- entry points ---------------------------------------------------------------- */
+
+void schema_result_init(struct schema_result *r)
+{
+    memset(r, 0, sizeof *r);
+    arena_init(&r->strings);
+}
+
+void schema_result_cleanup(struct schema_result *r)
+{
+    if (!r) return;
+    free(r->errors);
+    arena_cleanup(&r->strings);
+    free(r->scratch);
+    if (r->match_data) pcre2_match_data_free(r->match_data);
+    memset(r, 0, sizeof *r);
+}
+
+bool schema_validate_node(const struct schema *s, const struct snode *n,
+                          const struct json_value *inst, struct schema_result *r)
+{
+    if (r->kept || r->strings.total) arena_reset(&r->strings);
+    r->kept = 0;
+    r->error_count = 0;
+    r->scratch_used = 0;
+    struct vctx c = {.s = s, .r = r};
+    bool ok = eval(n, inst, &c, NULL);
+    scratch_finish(&c);
+    if (!ok) {
+        struct vctx c2 = {.s = s, .r = r, .collect = true};
+        eval(n, inst, &c2, NULL);
+        scratch_finish(&c2);
+        if (r->kept == 0 && r->error_count == 0) {
+            struct vctx c3 = {.s = s, .r = r, .collect = true};
+            record(&c3, n, NULL, "the value is invalid");
+        }
+    }
+    r->valid = ok;
+    return ok;
+}
+
+bool schema_validate(const struct schema *s, const struct json_value *instance,
+                     struct schema_result *r)
+{
+    return schema_validate_node(s, s->root, instance, r);
+}
+
+void schema_result_write_json(const struct schema_result *r, struct buf *out)
+{
+    if (r->valid) {
+        buf_puts(out, "{\"valid\":true}");
+        return;
+    }
+    buf_puts(out, "{\"valid\":false,\"errors\":[");
+    for (size_t i = 0; i < r->kept; i++) {
+        const struct schema_error *e = &r->errors[i];
+        if (i) buf_putc(out, ',');
+        buf_puts(out, "{\"keywordLocation\":");
+        json_write_string(out, e->keyword_location, strlen(e->keyword_location));
+        buf_puts(out, ",\"absoluteKeywordLocation\":");
+        json_write_string(out, e->absolute_keyword_location, strlen(e->absolute_keyword_location));
+        buf_puts(out, ",\"instanceLocation\":");
+        json_write_string(out, e->instance_location, strlen(e->instance_location));
+        buf_puts(out, ",\"error\":");
+        json_write_string(out, e->message, strlen(e->message));
+        buf_putc(out, '}');
+    }
+    buf_putc(out, ']');
+    if (r->error_count > r->kept) buf_printf(out, ",\"omitted\":%zu", r->error_count - r->kept);
+    buf_putc(out, '}');
+}
