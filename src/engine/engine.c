@@ -200,7 +200,7 @@ static int load_workflows(struct engine *e, const char *dir, struct engine_workf
         ew->next = list;
         list = ew;
         if ((rc = compile_input_schema(ew, err))) break;
-        if ((rc = store_version(e, wf, err))) break;
+        if (e->store && (rc = store_version(e, wf, err))) break;
     }
     for (size_t i = 0; i < n; i++) free(names[i]);
     if (rc) {
@@ -521,9 +521,12 @@ int engine_start(const struct engine_opts *opts, struct engine **out, struct kee
     strmap_init(&e->queued);
     strmap_init(&e->busy);
 
+    /* Everything that can be wrong with the files is checked before the
+     * data folder is touched, so bad input writes nothing. */
     if (opts->config_path) rc = keel_config_load(opts->config_path, &e->cfg, NULL, err);
     const char *data = opts->data_dir ? opts->data_dir : e->cfg ? e->cfg->data_dir : ".keel";
     snprintf(e->data_dir, sizeof e->data_dir, "%s", data);
+    if (!rc) rc = load_workflows(e, e->cfg ? e->cfg->workflows_dir : NULL, &e->workflows, err);
     if (!rc) rc = keel_mkdir_p(e->data_dir, 0700, err);
     if (!rc) rc = load_identities(e, &e->ids, err);
     if (!rc) {
@@ -535,7 +538,8 @@ int engine_start(const struct engine_opts *opts, struct engine **out, struct kee
         rc = store_open(uri, NULL, &e->store, err);
     }
     if (!rc) rc = load_pool(e, err);
-    if (!rc) rc = load_workflows(e, e->cfg ? e->cfg->workflows_dir : NULL, &e->workflows, err);
+    for (struct engine_workflow *w = e->workflows; !rc && w; w = w->next)
+        rc = store_version(e, w->wf, err);
     if (rc) {
         engine_stop(e);
         return rc;

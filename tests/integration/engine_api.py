@@ -1,0 +1,202 @@
+"""engine_api.py — drives the real `keel serve` and CLI over the example
+tool servers: a 10-step run, approvals by named approver tokens, denial,
+cancel, events and verify, and every bad-input case of the brief (each with
+a clear message, a nonzero exit and nothing written)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from keelenv import (ALICE_TOKEN, BOB_TOKEN, GATED, KEEL, TEN_STEPS, Checks, Home,  # noqa: E402
+                     Server)
+
+c = Checks()
+
+
+def test_runs(srv, home):
+    # A 10-step run over the three example tool servers.
+    code, out, err = srv.cli("run", "start", "ten", "--input", '{"ticket":"T-1001","tag":"tagA"}')
+    c.check(code == 0, "run start exit %d %s" % (code, err))
+    rid = out.strip()
+    run = srv.wait_status(rid, ("succeeded", "failed", "needs_reconcile"))
+    c.check(run["status"] == "succeeded", "ten-step run succeeded: %s" % run)
+    c.check(run["state"]["issue"]["key"].startswith("ENG-"), "state carries the issue")
+    c.check(len(run["state"]["notes"]) == 2, "append reducer kept two notes")
+    # The tools saw each effect once.
+    notes = home.db("helpdesk").execute(
+        "SELECT count(*) FROM notes WHERE body LIKE 'tagA %'").fetchone()[0]
+    c.check(notes == 2, "two notes written, got %d" % notes)
+    # Events: every transition, acting identities recorded.
+    code, out, err = srv.cli("events", rid, "--json")
+    c.check(code == 0, "events exit 0")
+    evs = json.loads(out)["events"]
+    kinds = [e["kind"] for e in evs]
+    c.check(kinds[0] == "run.started" and kinds[-1] == "run.succeeded", "events bracket the run")
+    c.check(kinds.count("tool.call.started") == 10, "ten tool calls journaled")
+    c.check(kinds.count("tool.call.completed") == 10, "ten tool results journaled")
+    calls = [e for e in evs if e["kind"] == "tool.call.started"]
+    c.check(all(e["actor"] == "agent:support/triage" for e in calls), "tool calls act as the agent")
+    c.check(evs[0]["actor"] == "admin", "run.started records the admin")
+    keys = [e["payload"]["idempotency_key"] for e in calls]
+    c.check(len(set(keys)) == 10, "one idempotency key per call")
+    code, out, err = srv.cli("verify", rid)
+    c.check(code == 0 and out.startswith("ok"), "verify ok: %s %s" % (out, err))
+    code, out, err = srv.cli("run", "list")
+    c.check(code == 0 and rid in out, "run list shows the run")
+    code, out, err = srv.cli("run", "show", rid)
+    c.check(code == 0 and "succeeded" in out, "run show")
+
+
+def test_approvals(srv, home):
+    code, out, err = srv.cli("run", "start", "gated", "--input", '{"ticket":"T-1002"}')
+    rid = out.strip()
+    run = srv.wait_status(rid, ("waiting",))
+    aid = run.get("approval")
+    c.check(bool(aid), "waiting run names its approval")
+    # Approvers see it with their own token.
+    code, out, err = srv.cli("approvals", "--json", token=ALICE_TOKEN)
+    c.check(code == 0 and aid in out, "alice lists the approval")
+    # bob is not in support-leads.
+    code, out, err = srv.cli("approve", aid, token=BOB_TOKEN)
+    c.check(code == 5 and "not in group" in err, "bob refused: %d %s" % (code, err))
+    # an approver cannot start runs
+    code, out, err = srv.cli("run", "start", "gated", "--input", '{"ticket":"T-1"}',
+                             token=ALICE_TOKEN)
+    c.check(code == 5, "approver token cannot start runs: %d" % code)
+    code, out, err = srv.cli("approve", aid, "--comment", "looks fine", token=ALICE_TOKEN)
+    c.check(code == 0, "alice approves: %d %s" % (code, err))
+    run = srv.wait_status(rid, ("succeeded", "failed"))
+    c.check(run["status"] == "succeeded", "approved run succeeded")
+    code, out, err = srv.cli("approve", aid, token=ALICE_TOKEN)
+    c.check(code == 7 and "already approved" in err, "second decision conflicts: %d %s" % (code, err))
+    st, evs = srv.api("GET", "/v1/runs/%s/events" % rid)
+    dec = [e for e in evs["events"] if e["kind"] == "approval.decided"]
+    c.check(len(dec) == 1 and dec[0]["actor"] == "human:alice", "decision journaled as alice")
+    c.check(dec[0]["payload"].get("comment") == "looks fine", "comment journaled")
+    status = home.db("helpdesk").execute("SELECT status FROM tickets WHERE id='T-1002'").fetchone()[0]
+    c.check(status == "solved", "step after the approval ran")
+
+    # Denial fails the run with the reason.
+    code, out, err = srv.cli("run", "start", "gated", "--input", '{"ticket":"T-1003"}')
+    rid = out.strip()
+    aid = srv.wait_status(rid, ("waiting",))["approval"]
+    code, out, err = srv.cli("deny", aid, token=ALICE_TOKEN)
+    c.check(code == 2, "deny without --reason is a usage error")
+    code, out, err = srv.cli("deny", aid, "--reason", "not now", token=ALICE_TOKEN)
+    c.check(code == 0, "alice denies")
+    run = srv.wait_status(rid, ("succeeded", "failed"))
+    c.check(run["status"] == "failed" and "not now" in run.get("error", ""), "denied run failed")
+    code, out, err = srv.cli("run", "show", rid)
+    c.check(code == 1, "run show of a failed run exits 1")
+
+
+def test_cancel(srv, home):
+    code, out, err = srv.cli("run", "start", "gated", "--input", '{"ticket":"T-1004"}')
+    rid = out.strip()
+    aid = srv.wait_status(rid, ("waiting",))["approval"]
+    code, out, err = srv.cli("run", "cancel", rid)
+    c.check(code == 0 and "cancelled" in out, "cancel: %d %s %s" % (code, out, err))
+    run = srv.wait_status(rid, ("cancelled",))
+    c.check(run["status"] == "cancelled", "run cancelled")
+    code, out, err = srv.cli("run", "cancel", rid)
+    c.check(code == 7, "cancel of an ended run conflicts: %d" % code)
+    code, out, err = srv.cli("approve", aid, token=ALICE_TOKEN)
+    c.check(code == 7, "approval of a cancelled run cannot be decided: %d %s" % (code, err))
+    st, evs = srv.api("GET", "/v1/runs/%s/events" % rid)
+    c.check(evs["events"][-1]["kind"] == "run.cancelled" and evs["events"][-1]["actor"] == "admin",
+            "run.cancelled journaled with the actor")
+
+
+def test_bad_input(srv, home):
+    st, before = srv.api("GET", "/v1/runs?limit=1000")
+    n_before = len(before["runs"])
+    # Unknown run id.
+    code, out, err = srv.cli("run", "show", "run_nope")
+    c.check(code == 4 and "no run" in err, "unknown run: %d %s" % (code, err))
+    code, out, err = srv.cli("events", "run_nope")
+    c.check(code == 4, "events of unknown run: %d" % code)
+    # Input failing the input schema.
+    code, out, err = srv.cli("run", "start", "ten", "--input", '{"ticket":"bad","tag":"x"}')
+    c.check(code == 3 and "input schema" in err, "schema-invalid input: %d %s" % (code, err))
+    code, out, err = srv.cli("run", "start", "ten", "--input", '{"ticket":')
+    c.check(code == 3, "input that is not JSON: %d %s" % (code, err))
+    code, out, err = srv.cli("run", "start", "nosuch")
+    c.check(code == 4 and "no workflow" in err, "unknown workflow: %d %s" % (code, err))
+    # Oversized body.
+    st, body = srv.post_oversized("/v1/runs", 2 << 20)
+    c.check(st == 413 and body["error"]["code"] == "ELIMIT", "oversized body 413: %s" % st)
+    # Missing and wrong tokens.
+    st, body = srv.api("GET", "/v1/runs", token=False)
+    c.check(st == 401 and body["error"]["code"] == "EAUTH", "missing token 401")
+    st, body = srv.api("GET", "/v1/runs", token="wrong")
+    c.check(st == 401 and "wrong API token" in body["error"]["message"], "wrong token 401")
+    code, out, err = srv.cli("run", "list", "--token", "wrong")
+    c.check(code == 5 and "wrong API token" in err, "CLI wrong token exits 5: %d" % code)
+    st, body = srv.api("GET", "/v1/nowhere")
+    c.check(st == 404 and body["error"]["code"] == "ENOENT", "unknown route 404")
+    st, body = srv.api("DELETE", "/v1/runs")
+    c.check(st == 405, "wrong method 405")
+    st, body = srv.api("GET", "/v1/health", token=False)
+    c.check(st == 200 and body["ok"] is True, "health needs no token")
+    # Nothing was written by any of the above.
+    st, after = srv.api("GET", "/v1/runs?limit=1000")
+    c.check(len(after["runs"]) == n_before, "no run created by bad input")
+    # Daemon not reachable.
+    code, out, err = srv.cli("run", "list", env={"KEEL_SERVER": "http://127.0.0.1:1"})
+    c.check(code == 6 and "cannot reach" in err, "unreachable daemon exits 6: %d" % code)
+
+
+BAD_WORKFLOWS = {
+    "malformed YAML": ("name: x\nsteps: [\n", "3:"),
+    "unknown step kind": ("name: x\nidentity: support/triage\nsteps:\n  - id: a\n"
+                          "    tol: helpdesk/get_ticket\n", "unknown step kind"),
+    "goto to a missing step": ("name: x\nsteps:\n  - id: a\n    switch:\n      - if: 'true'\n"
+                               "        goto: nowhere\n  - id: b\n    succeed: true\n", "nowhere"),
+    "unknown template variable": ("name: x\nidentity: support/triage\nsteps:\n  - id: a\n"
+                                  "    tool: helpdesk/get_ticket\n    args: {id: \"${nope.x}\"}\n",
+                                  "nope"),
+}
+
+
+def test_bad_workflows():
+    for what, (text, needle) in BAD_WORKFLOWS.items():
+        home = Home(workflows={"bad.yaml": text})
+        p = subprocess.run([KEEL, "serve", "--data", home.data, "--listen", "127.0.0.1:0",
+                            "--config", os.path.join(home.dir, "keel.yaml")],
+                           capture_output=True, text=True, timeout=60)
+        c.check(p.returncode == 3, "%s: serve exits 3, got %d" % (what, p.returncode))
+        c.check("bad.yaml" in p.stderr and needle in p.stderr,
+                "%s: message names file and problem: %s" % (what, p.stderr.strip()))
+        c.check(not os.path.exists(home.data), "%s: nothing written" % what)
+        home.cleanup()
+
+
+def main():
+    if not shutil.which(KEEL) and not os.path.exists(KEEL):
+        print("no keel binary at %s" % KEEL)
+        return 1
+    home = Home()
+    srv = Server(home)
+    try:
+        mode = os.stat(os.path.join(home.data, "admin.token")).st_mode & 0o777
+        c.check(mode == 0o600, "admin token mode 0600, got %o" % mode)
+        test_runs(srv, home)
+        test_approvals(srv, home)
+        test_cancel(srv, home)
+        test_bad_input(srv, home)
+    finally:
+        srv.stop()
+    # Restart on the same data: the admin token stays.
+    old = srv.token
+    srv = Server(home)
+    c.check(srv.token == old, "admin token kept across restarts")
+    srv.stop()
+    home.cleanup()
+    test_bad_workflows()
+    return c.done()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
