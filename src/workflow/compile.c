@@ -317,6 +317,10 @@ static void scan_condition(struct cc *c, const struct workflow_step *s, const st
 {
     const char *t = v->u.s.str;
     size_t n = v->len;
+    /* Point at the identifier itself when the text is on one line. */
+    bool one_line = !memchr(t, '\n', n);
+    int base = v->column + ((v->nflags & WORKFLOW_STR_QUOTED) ? 1 : 0);
+    struct json_value at = *v;
     for (size_t i = 0; i < n;) {
         char ch = t[i];
         if (ch == '"') {
@@ -339,8 +343,9 @@ static void scan_condition(struct cc *c, const struct workflow_step *s, const st
         bool after_dot = k > 0 && t[k - 1] == '.';
         if (after_dot) continue;
         size_t len = i - b;
+        if (one_line) at.column = base + (int)b;
         if (len == 6 && !memcmp(t + b, "result", 6) && !s->result_available)
-            problem(c, v, path, KEEL_EINVAL,
+            problem(c, &at, path, KEEL_EINVAL,
                     "condition uses result, but no step result is available here (result is "
                     "the output of the step that ran just before; it is defined only when "
                     "every way into this step comes from a tool, agent or approval step)");
@@ -350,7 +355,7 @@ static void scan_condition(struct cc *c, const struct workflow_step *s, const st
                               (t[ke] >= '0' && t[ke] <= '9') || t[ke] == '_'))
                 ke++;
             if (ke > kb && !strmap_get(&c->state, t + kb, ke - kb))
-                problem(c, v, path, KEEL_EINVAL,
+                problem(c, &at, path, KEEL_EINVAL,
                         "condition reads state key '%.*s', which is not declared; add it under "
                         "state: with a reducer",
                         (int)(ke - kb), t + kb);
@@ -388,6 +393,9 @@ static int compile_switch(struct cc *c, struct workflow_step *s, const struct js
         /* Quoted YAML scalars start one column before their text. */
         k->column = cond->column + ((cond->type == JSON_STRING && (cond->nflags & WORKFLOW_STR_QUOTED)) ? 1 : 0);
         if (cond->type == JSON_STRING) scan_condition(c, s, cond, SP("%s/if", cp));
+        struct keel_err e;
+        keel_err_clear(&e);
+        if (workflow_condition_compile(k, c->file, &e)) problem_err(c, cond, SP("%s/if", cp), &e);
     }
     return 0;
 }
@@ -976,6 +984,9 @@ int workflow_load_file(const char *path, struct workflow **out, struct workflow_
 void workflow_free(struct workflow *wf)
 {
     if (!wf) return;
+    for (size_t i = 0; wf->steps && i < wf->nsteps; i++)
+        for (size_t k = 0; k < wf->steps[i].sw.ncases; k++)
+            workflow_condition_free(&wf->steps[i].sw.cases[k]);
     arena_cleanup(&wf->arena);
     free(wf);
 }

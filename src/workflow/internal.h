@@ -25,4 +25,10 @@ struct workflow_ref {
 int workflow_template_each_ref(const struct workflow_template *t,
                                int (*fn)(const struct workflow_ref *ref, void *ctx), void *ctx);
 
+/* condition.c: parse a case's condition into c->expr (positions point into
+ * file); free it. */
+int workflow_condition_compile(struct workflow_switch_case *c, const char *file,
+                               struct keel_err *err);
+void workflow_condition_free(struct workflow_switch_case *c);
+
 #endif

@@ -169,6 +169,8 @@ struct workflow_retry {
     double multiplier;  /* default 2.0 */
 };
 
+struct policy_expr;
+
 /* A "server/tool" name with its argument template. */
 struct workflow_call {
     const char *server;                /* "helpdesk"   */
@@ -179,8 +181,8 @@ struct workflow_call {
 struct workflow_switch_case {
     const char *condition; /* Cedar expression text, as written */
     int line, column;      /* where the expression text starts in the file */
-    void *expr;            /* compiled struct policy_expr *, or NULL when the
-                              policy part is not linked/landed (see docs) */
+    struct policy_expr *expr; /* parsed by the policy part; evaluate with
+                                 workflow_condition_eval */
     const char *target_id; /* goto */
     int target;            /* step index */
 };

@@ -646,3 +646,50 @@ TEST(check_config_reports_undeclared)
     workflow_free(wf);
     keel_config_free(cfg);
 }
+
+/* ---- conditions ---------------------------------------------------------------- */
+
+static int switch_next(const struct workflow *wf, const char *step, const char *vars_json,
+                       int *next, struct keel_err *err)
+{
+    struct arena a;
+    arena_init(&a);
+    struct json_value *vars = NULL;
+    int rc = json_parse(&a, vars_json, strlen(vars_json), NULL, &vars, err);
+    if (!rc) rc = workflow_switch_next(workflow_step_find(wf, step), vars, &a, next, err);
+    arena_cleanup(&a);
+    return rc;
+}
+
+TEST(switch_conditions_evaluate)
+{
+    struct workflow *wf = NULL;
+    struct keel_err err;
+    REQUIRE(workflow_load_file(test_source("tests/data/workflows/good/triage.yaml"), &wf, NULL,
+                               &err) == 0);
+    int next = -5;
+    CHECK_INT(switch_next(wf, "route", "{\"state\":{\"ticket\":{\"priority\":\"high\"}}}", &next,
+                          &err),
+              0);
+    CHECK_INT(next, 2);
+    CHECK_INT(switch_next(wf, "route", "{\"state\":{\"ticket\":{\"priority\":\"low\"}}}", &next,
+                          &err),
+              0);
+    CHECK_INT(next, 4);
+    /* A missing attribute is an evaluation error, not a silent false. */
+    keel_err_clear(&err);
+    CHECK(switch_next(wf, "route", "{\"state\":{\"ticket\":{}}}", &next, &err) != 0);
+    CHECK_CONTAINS(err.msg, "route");
+    workflow_free(wf);
+
+    const char *text = "name: c\nstate: {n: add}\nsteps:\n"
+                       "  - id: s\n    switch:\n      - {if: 'state.n + 1', goto: t}\n"
+                       "  - {id: t, succeed: true}\n";
+    wf = load(text, &err);
+    REQUIRE(wf);
+    keel_err_clear(&err);
+    CHECK_INT(switch_next(wf, "s", "{\"state\":{\"n\":1}}", &next, &err), KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "not true or false");
+    CHECK_INT(err.line, 6);
+    workflow_free(wf);
+}
