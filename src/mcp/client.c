@@ -671,6 +671,17 @@ static void describe_status(char *out, size_t cap, const char *name, int status,
     else snprintf(out, cap, "server '%s' exited", name);
 }
 
+/* Marks generation gen as unusable as soon as the reader knows it is, so
+ * that the next call restarts the server instead of joining the dying one.
+ * Called with mu held. */
+static void mark_dead_locked(struct mcp_client *c, uint64_t gen, int code, const char *why)
+{
+    if (c->gen != gen || c->state != ST_RUNNING) return;
+    c->state = ST_DEAD;
+    c->death_code = code;
+    snprintf(c->death, sizeof c->death, "%s", why);
+}
+
 static void *reader_main(void *arg)
 {
     struct reader_ctx *r = arg;
@@ -725,6 +736,13 @@ static void *reader_main(void *arg)
             if (got <= 0) {
                 close_fd(&r->out_fd);
                 eof_deadline_ns = keel_mono_ns() + c->cfg.shutdown_timeout_ms * 1000000;
+                /* Nothing more can be answered: new calls must restart the
+                 * server rather than queue behind this one. */
+                pthread_mutex_lock(&c->mu);
+                char why[KEEL_ERR_MSG_MAX];
+                snprintf(why, sizeof why, "server '%s' closed its stdout", c->cfg.name);
+                mark_dead_locked(c, r->gen, KEEL_EIO, why);
+                pthread_mutex_unlock(&c->mu);
             } else {
                 in.len += (size_t)got;
                 int rc = consume_lines(r, &a, &in, &scanned, proto_msg, sizeof proto_msg);
@@ -733,6 +751,7 @@ static void *reader_main(void *arg)
                     keel_log(KEEL_LOG_WARN, "mcp: %s", proto_msg);
                     pthread_mutex_lock(&c->mu);
                     fail_pending(c, r->gen, proto_rc, proto_msg);
+                    mark_dead_locked(c, r->gen, proto_rc, proto_msg);
                     pthread_mutex_unlock(&c->mu);
                     killpg(r->pid, SIGKILL);
                     killed = true;
