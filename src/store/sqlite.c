@@ -803,7 +803,10 @@ int store_sqlite_open(const char *location, const struct store_opts *opts, struc
             return rc;
         }
     }
-    rc = migrate(q, err);
+    int sync_level = 0;
+    rc = pragma_int(q, &q->writer, "PRAGMA synchronous", &sync_level, err);
+    if (!rc) q->stats.durable_commits = sync_level >= 2; /* 2 = FULL, 3 = EXTRA */
+    if (!rc) rc = migrate(q, err);
     if (rc) {
         sq_free(q);
         return rc;

@@ -97,6 +97,7 @@ struct store_stats {
     uint64_t events;        /* events written by appends                   */
     uint64_t group_commits; /* transactions the committer made             */
     uint64_t max_group;     /* most requests one group commit carried      */
+    bool durable_commits;   /* each commit reaches stable storage (FULL)   */
 };
 void store_get_stats(struct store *s, struct store_stats *out);
 

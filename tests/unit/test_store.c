@@ -1,0 +1,762 @@
+/*
+ * test_store.c — the store interface on its SQLite implementation: runs,
+ * statuses and leases, workflow versions, approvals (decide once, even under
+ * concurrency), timers, idempotency, key/value, event continuity, atomic
+ * append requests, reopening, read-only and foreign files, group commit.
+ */
+#include "store/store.h"
+#include "test.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+static const char wf_hash[] = "1111111111111111111111111111111111111111111111111111111111111111";
+static const char zeros[] = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/* A fresh directory per test; the store file inside it. */
+struct tmp {
+    char dir[256];
+    char uri[320];
+    char path[300];
+};
+
+static void tmp_make(struct tmp *t)
+{
+    snprintf(t->dir, sizeof t->dir, "%s/keel-test-store-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(t->dir)) abort();
+    snprintf(t->path, sizeof t->path, "%s/keel.db", t->dir);
+    snprintf(t->uri, sizeof t->uri, "sqlite:%s", t->path);
+}
+
+static void tmp_remove(struct tmp *t)
+{
+    const char *sfx[] = {"", "-wal", "-shm", "-journal"};
+    char p[400];
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s%s", t->path, sfx[i]);
+        unlink(p);
+    }
+    rmdir(t->dir);
+}
+
+static struct store *open_store(struct tmp *t)
+{
+    struct keel_err err;
+    struct store *s = NULL;
+    int rc = store_open(t->uri, NULL, &s, &err);
+    if (rc) fprintf(stderr, "store_open: %s\n", err.msg);
+    return s;
+}
+
+static struct store_run make_run(const char *id, enum store_run_status st)
+{
+    struct store_run r = {
+        .id = id,
+        .workflow = "triage",
+        .workflow_hash = wf_hash,
+        .status = st,
+        .input = "{\"ticket\":1}",
+        .identity = "human:alice",
+    };
+    return r;
+}
+
+TEST(open_rejects_bad_uris)
+{
+    struct keel_err err;
+    struct store *s = NULL;
+    CHECK_INT(store_open("", NULL, &s, &err), KEEL_EINVAL);
+    CHECK_INT(store_open("mysql://x", NULL, &s, &err), KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "sqlite:");
+    CHECK_INT(store_open("postgres://localhost/keel", NULL, &s, &err), KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "PostgreSQL");
+    CHECK_INT(store_open("sqlite:/nonexistent-dir-keel/x/keel.db", NULL, &s, &err), KEEL_EIO);
+    CHECK_CONTAINS(err.msg, "/nonexistent-dir-keel/x/keel.db");
+}
+
+TEST(runs_create_get_status)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct keel_err err;
+    struct store_run r = make_run("run_1", STORE_RUN_PENDING);
+    r.created_ms = 1000;
+    CHECK_INT(store_run_create(s, &r, &err), 0);
+    CHECK_INT(store_run_create(s, &r, &err), KEEL_EEXIST);
+    CHECK_CONTAINS(err.msg, "run_1");
+
+    struct arena a;
+    arena_init(&a);
+    struct store_run got;
+    REQUIRE(store_run_get(s, "run_1", &a, &got, &err) == 0);
+    CHECK_STR(got.id, "run_1");
+    CHECK_STR(got.workflow, "triage");
+    CHECK_STR(got.workflow_hash, wf_hash);
+    CHECK_STR(got.input, "{\"ticket\":1}");
+    CHECK_STR(got.identity, "human:alice");
+    CHECK_INT(got.status, STORE_RUN_PENDING);
+    CHECK_INT(got.created_ms, 1000);
+    CHECK_INT(got.updated_ms, 1000);
+    CHECK(got.parent_id == NULL);
+    CHECK(got.lease_owner == NULL);
+    CHECK_INT(store_run_get(s, "nope", &a, &got, &err), KEEL_ENOENT);
+
+    /* Compare-and-set transitions. */
+    CHECK_INT(store_run_set_status(s, "run_1", STORE_RUN_MASK(STORE_RUN_PENDING),
+                                   STORE_RUN_RUNNING, "started", 2000, &err),
+              0);
+    CHECK_INT(store_run_set_status(s, "run_1", STORE_RUN_MASK(STORE_RUN_PENDING),
+                                   STORE_RUN_RUNNING, NULL, 2001, &err),
+              KEEL_ESTATE);
+    CHECK_CONTAINS(err.msg, "running");
+    CHECK_INT(store_run_set_status(s, "run_1", STORE_RUN_MASK_ANY, STORE_RUN_FAILED, "boom", 3000,
+                                   &err),
+              0);
+    CHECK_INT(store_run_set_status(s, "ghost", STORE_RUN_MASK_ANY, STORE_RUN_FAILED, NULL, 0, &err),
+              KEEL_ENOENT);
+    CHECK_INT(store_run_set_status(s, "run_1", 0, (enum store_run_status)42, NULL, 0, &err),
+              KEEL_EINVAL);
+    REQUIRE(store_run_get(s, "run_1", &a, &got, &err) == 0);
+    CHECK_INT(got.status, STORE_RUN_FAILED);
+    CHECK_STR(got.reason, "boom");
+    CHECK_INT(got.updated_ms, 3000);
+    CHECK(store_run_status_is_final(got.status));
+    CHECK(!store_run_status_is_final(STORE_RUN_WAITING));
+
+    /* Argument checks. */
+    struct store_run bad = make_run("", STORE_RUN_PENDING);
+    CHECK_INT(store_run_create(s, &bad, &err), KEEL_EINVAL);
+    bad = make_run("x\ny", STORE_RUN_PENDING);
+    CHECK_INT(store_run_create(s, &bad, &err), KEEL_EINVAL);
+    bad = make_run("ok", STORE_RUN_PENDING);
+    bad.workflow_hash = "abc";
+    CHECK_INT(store_run_create(s, &bad, &err), KEEL_EINVAL);
+    char long_id[STORE_ID_MAX + 2];
+    memset(long_id, 'a', sizeof long_id - 1);
+    long_id[sizeof long_id - 1] = '\0';
+    bad = make_run(long_id, STORE_RUN_PENDING);
+    CHECK_INT(store_run_create(s, &bad, &err), KEEL_ELIMIT);
+
+    enum store_run_status st;
+    CHECK_INT(store_run_status_parse("needs_reconcile", &st, &err), 0);
+    CHECK_INT(st, STORE_RUN_NEEDS_RECONCILE);
+    CHECK_INT(store_run_status_parse("done", &st, &err), KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "succeeded");
+    arena_cleanup(&a);
+    store_close(s);
+    tmp_remove(&t);
+}
+
+TEST(runs_list_filter_and_page)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct keel_err err;
+    const enum store_run_status sts[] = {STORE_RUN_PENDING, STORE_RUN_RUNNING, STORE_RUN_WAITING,
+                                         STORE_RUN_SUCCEEDED, STORE_RUN_NEEDS_RECONCILE};
+    for (int i = 0; i < 25; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "run_%02d", i);
+        struct store_run r = make_run(id, sts[i % 5]);
+        if (i % 2) r.workflow = "other";
+        if (i == 7) {
+            r.parent_id = "run_03";
+            r.parent_seq = 4;
+        }
+        REQUIRE(store_run_create(s, &r, &err) == 0);
+    }
+    struct arena a;
+    arena_init(&a);
+    struct store_run *runs;
+    size_t n;
+    REQUIRE(store_run_list(s, NULL, &a, &runs, &n, &err) == 0);
+    CHECK_INT(n, 25);
+    CHECK_STR(runs[0].id, "run_00");
+    CHECK_STR(runs[24].id, "run_24");
+
+    /* Paging, newest first, 10 at a time. */
+    struct store_run_filter f = {.newest_first = true, .limit = 10};
+    size_t total = 0;
+    const char *last = NULL;
+    for (int page = 0; page < 5; page++) {
+        f.after_id = last;
+        REQUIRE(store_run_list(s, &f, &a, &runs, &n, &err) == 0);
+        if (n == 0) break;
+        if (page == 0) CHECK_STR(runs[0].id, "run_24");
+        total += n;
+        last = runs[n - 1].id;
+    }
+    CHECK_INT(total, 25);
+    CHECK_STR(last, "run_00");
+
+    struct store_run_filter by = {.status_mask = STORE_RUN_MASK(STORE_RUN_RUNNING),
+                                  .workflow = "other"};
+    REQUIRE(store_run_list(s, &by, &a, &runs, &n, &err) == 0);
+    /* running: i % 5 == 1 -> 1, 6, 11, 16, 21; odd: 1, 11, 21 */
+    CHECK_INT(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        CHECK_INT(runs[i].status, STORE_RUN_RUNNING);
+        CHECK_STR(runs[i].workflow, "other");
+    }
+    struct store_run_filter forks = {.parent_id = "run_03"};
+    REQUIRE(store_run_list(s, &forks, &a, &runs, &n, &err) == 0);
+    CHECK_INT(n, 1);
+    CHECK_STR(runs[0].id, "run_07");
+    CHECK_INT(runs[0].parent_seq, 4);
+
+    REQUIRE(store_list_unfinished_runs(s, NULL, 0, &a, &runs, &n, &err) == 0);
+    CHECK_INT(n, 15); /* pending, running, waiting: 3 of every 5 */
+    for (size_t i = 0; i < n; i++)
+        CHECK(runs[i].status == STORE_RUN_PENDING || runs[i].status == STORE_RUN_RUNNING ||
+              runs[i].status == STORE_RUN_WAITING);
+    REQUIRE(store_list_unfinished_runs(s, "run_20", 2, &a, &runs, &n, &err) == 0);
+    CHECK_INT(n, 2);
+    CHECK_STR(runs[0].id, "run_21");
+    CHECK_STR(runs[1].id, "run_22");
+    arena_cleanup(&a);
+    store_close(s);
+    tmp_remove(&t);
+}
+
+TEST(leases)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct keel_err err;
+    struct store_run r1 = make_run("run_a", STORE_RUN_PENDING);
+    struct store_run r2 = make_run("run_b", STORE_RUN_RUNNING);
+    REQUIRE(store_run_create(s, &r1, &err) == 0);
+    REQUIRE(store_run_create(s, &r2, &err) == 0);
+
+    CHECK_INT(store_run_claim(s, "run_a", "node1", 1000, 10000, &err), 0);
+    CHECK_INT(store_run_claim(s, "run_a", "node2", 1000, 10500, &err), KEEL_EBUSY);
+    CHECK_CONTAINS(err.msg, "node1");
+    CHECK_INT(store_run_claim(s, "run_a", "node1", 1000, 10900, &err), 0); /* renewal */
+    CHECK_INT(store_run_claim(s, "run_a", "node2", 1000, 11500, &err), KEEL_EBUSY);
+    CHECK_INT(store_run_claim(s, "run_a", "node2", 1000, 11900, &err), 0); /* expired */
+    CHECK_INT(store_run_claim(s, "ghost", "node2", 1000, 0, &err), KEEL_ENOENT);
+    struct arena a;
+    arena_init(&a);
+    struct store_run got;
+    REQUIRE(store_run_get(s, "run_a", &a, &got, &err) == 0);
+    CHECK_STR(got.lease_owner, "node2");
+    CHECK_INT(got.lease_expires_ms, 12900);
+    CHECK_INT(store_run_release(s, "run_a", "node1", &err), 0); /* not the holder: no-op */
+    REQUIRE(store_run_get(s, "run_a", &a, &got, &err) == 0);
+    CHECK_STR(got.lease_owner, "node2");
+    CHECK_INT(store_run_release(s, "run_a", "node2", &err), 0);
+    REQUIRE(store_run_get(s, "run_a", &a, &got, &err) == 0);
+    CHECK(got.lease_owner == NULL);
+
+    /* claim_next: oldest unclaimed run with a matching status. */
+    unsigned mask = STORE_RUN_MASK(STORE_RUN_PENDING) | STORE_RUN_MASK(STORE_RUN_RUNNING);
+    CHECK_INT(store_run_claim_next(s, mask, "n1", 1000, 20000, &a, &got, &err), 0);
+    CHECK_STR(got.id, "run_a");
+    CHECK_STR(got.lease_owner, "n1");
+    CHECK_INT(store_run_claim_next(s, mask, "n2", 1000, 20000, &a, &got, &err), 0);
+    CHECK_STR(got.id, "run_b");
+    CHECK_INT(store_run_claim_next(s, mask, "n3", 1000, 20000, &a, &got, &err), KEEL_ENOENT);
+    CHECK_INT(store_run_claim_next(s, mask, "n3", 1000, 21000, &a, &got, &err), 0);
+    CHECK_STR(got.id, "run_a");
+    arena_cleanup(&a);
+    store_close(s);
+    tmp_remove(&t);
+}
+
+TEST(workflow_versions_are_immutable)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct keel_err err;
+    const char *h2 = "2222222222222222222222222222222222222222222222222222222222222222";
+    CHECK_INT(store_workflow_put(s, "triage", wf_hash, "name: triage\n", 100, &err), 0);
+    CHECK_INT(store_workflow_put(s, "triage", wf_hash, "name: triage\n", 150, &err), 0);
+    CHECK_INT(store_workflow_put(s, "triage", wf_hash, "name: other\n", 160, &err),
+              KEEL_ECORRUPT);
+    CHECK_INT(store_workflow_put(s, "triage", h2, "name: triage\nv: 2\n", 200, &err), 0);
+    struct arena a;
+    arena_init(&a);
+    const char *body, *hash;
+    REQUIRE(store_workflow_get(s, "triage", wf_hash, &a, &body, NULL, &err) == 0);
+    CHECK_STR(body, "name: triage\n");
+    REQUIRE(store_workflow_get(s, "triage", NULL, &a, &body, &hash, &err) == 0);
+    CHECK_STR(body, "name: triage\nv: 2\n");
+    CHECK_STR(hash, h2);
+    CHECK_INT(store_workflow_get(s, "nope", NULL, &a, &body, &hash, &err), KEEL_ENOENT);
+    CHECK_INT(store_workflow_get(s, "triage", zeros, &a, &body, &hash, &err), KEEL_ENOENT);
+    arena_cleanup(&a);
+    store_close(s);
+    tmp_remove(&t);
+}
+
+struct decide_ctx {
+    struct store *s;
+    int wins;
+    int conflicts;
+    pthread_mutex_t mu;
+    int who;
+};
+
+static void *decider(void *arg)
+{
+    struct decide_ctx *c = arg;
+    pthread_mutex_lock(&c->mu);
+    int me = c->who++;
+    pthread_mutex_unlock(&c->mu);
+    char by[32];
+    snprintf(by, sizeof by, "human:u%d", me);
+    struct keel_err err;
+    int rc = store_approval_decide(c->s, "ap_race", me % 2 ? STORE_APPROVAL_APPROVED :
+                                   STORE_APPROVAL_DENIED, by, NULL, 0, &err);
+    pthread_mutex_lock(&c->mu);
+    if (rc == 0) c->wins++;
+    else if (rc == KEEL_ESTATE) c->conflicts++;
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+TEST(approvals_decide_once)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct keel_err err;
+    struct store_approval ap = {
+        .id = "ap_1",
+        .run_id = "run_1",
+        .step_id = "reply",
+        .group = "support-leads",
+        .request = "{\"args_digest\":\"abc\",\"tool\":\"mail/send\"}",
+        .expires_ms = 99999,
+    };
+    CHECK_INT(store_approval_create(s, &ap, &err), 0);
+    CHECK_INT(store_approval_create(s, &ap, &err), KEEL_EEXIST);
+    ap.id = "ap_2";
+    ap.group = "finance";
+    CHECK_INT(store_approval_create(s, &ap, &err), 0);
+
+    struct arena a;
+    arena_init(&a);
+    struct store_approval *list;
+    size_t n;
+    struct store_approval_filter pending = {.status_mask = 1u << STORE_APPROVAL_PENDING};
+    REQUIRE(store_approval_list(s, &pending, &a, &list, &n, &err) == 0);
+    CHECK_INT(n, 2);
+
+    CHECK_INT(store_approval_decide(s, "ap_1", STORE_APPROVAL_APPROVED, "human:bob", "ok", 5000,
+                                    &err),
+              0);
+    CHECK_INT(store_approval_decide(s, "ap_1", STORE_APPROVAL_DENIED, "human:carol", NULL, 6000,
+                                    &err),
+              KEEL_ESTATE);
+    CHECK_CONTAINS(err.msg, "approved by human:bob");
+    CHECK_INT(store_approval_decide(s, "ap_9", STORE_APPROVAL_DENIED, "human:carol", NULL, 0, &err),
+              KEEL_ENOENT);
+    CHECK_INT(store_approval_decide(s, "ap_2", STORE_APPROVAL_PENDING, "human:carol", NULL, 0,
+                                    &err),
+              KEEL_EINVAL);
+    struct store_approval got;
+    REQUIRE(store_approval_get(s, "ap_1", &a, &got, &err) == 0);
+    CHECK_INT(got.status, STORE_APPROVAL_APPROVED);
+    CHECK_STR(got.decided_by, "human:bob");
+    CHECK_STR(got.comment, "ok");
+    CHECK_INT(got.decided_ms, 5000);
+    CHECK_INT(got.expires_ms, 99999);
+    CHECK_STR(got.request, "{\"args_digest\":\"abc\",\"tool\":\"mail/send\"}");
+
+    REQUIRE(store_approval_list(s, &pending, &a, &list, &n, &err) == 0);
+    CHECK_INT(n, 1);
+    CHECK_STR(list[0].id, "ap_2");
+    struct store_approval_filter by_group = {.group = "support-leads"};
+    REQUIRE(store_approval_list(s, &by_group, &a, &list, &n, &err) == 0);
+    CHECK_INT(n, 1);
+    CHECK_STR(list[0].id, "ap_1");
+
+    /* Eight threads race to decide one approval: exactly one wins. */
+    ap.id = "ap_race";
+    REQUIRE(store_approval_create(s, &ap, &err) == 0);
+    struct decide_ctx c = {.s = s};
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) pthread_create(&th[i], NULL, decider, &c);
+    for (int i = 0; i < 8; i++) pthread_join(th[i], NULL);
+    CHECK_INT(c.wins, 1);
+    CHECK_INT(c.conflicts, 7);
+    pthread_mutex_destroy(&c.mu);
+    arena_cleanup(&a);
+    store_close(s);
+    tmp_remove(&t);
+}
+
+TEST(timers_claim_due)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct keel_err err;
+    struct store_timer t1 = {.id = "t1", .run_id = "run_1", .step_id = "wait", .due_ms = 1000,
+                             .payload = "{\"n\":1}"};
+    struct store_timer t2 = {.id = "t2", .run_id = "run_1", .due_ms = 3000};
+    struct store_timer t3 = {.id = "t3", .run_id = "run_2", .due_ms = 2000};
+    int64_t due;
+    CHECK_INT(store_timer_next_due(s, &due, &err), KEEL_ENOENT);
+    REQUIRE(store_timer_set(s, &t1, &err) == 0);
+    REQUIRE(store_timer_set(s, &t2, &err) == 0);
+    REQUIRE(store_timer_set(s, &t3, &err) == 0);
+    REQUIRE(store_timer_next_due(s, &due, &err) == 0);
+    CHECK_INT(due, 1000);
+
+    struct arena a;
+    arena_init(&a);
+    struct store_timer *ts;
+    size_t n;
+    REQUIRE(store_timer_claim_due(s, 2500, "node1", 500, 0, &a, &ts, &n, &err) == 0);
+    CHECK_INT(n, 2);
+    CHECK_STR(ts[0].id, "t1");
+    CHECK_STR(ts[0].step_id, "wait");
+    CHECK_STR(ts[0].payload, "{\"n\":1}");
+    CHECK_STR(ts[1].id, "t3");
+    CHECK(ts[1].step_id == NULL);
+    /* Claimed timers are not handed out again while the claim lasts ... */
+    REQUIRE(store_timer_claim_due(s, 2600, "node2", 500, 0, &a, &ts, &n, &err) == 0);
+    CHECK_INT(n, 0);
+    /* ... and are, once it expired (the claimer crashed). */
+    REQUIRE(store_timer_claim_due(s, 3000, "node2", 500, 1, &a, &ts, &n, &err) == 0);
+    CHECK_INT(n, 1);
+    CHECK_STR(ts[0].id, "t1");
+    CHECK_STR(ts[0].claim_owner, "node2");
+    CHECK_INT(store_timer_delete(s, "t1", &err), 0);
+    CHECK_INT(store_timer_delete(s, "t1", &err), KEEL_ENOENT);
+    size_t deleted = 0;
+    CHECK_INT(store_timer_delete_run(s, "run_1", &deleted, &err), 0);
+    CHECK_INT(deleted, 1);
+    REQUIRE(store_timer_next_due(s, &due, &err) == 0);
+    CHECK_INT(due, 2000);
+    /* Re-setting a timer unclaims it. */
+    t3.due_ms = 2100;
+    REQUIRE(store_timer_set(s, &t3, &err) == 0);
+    REQUIRE(store_timer_claim_due(s, 3000, "node3", 500, 0, &a, &ts, &n, &err) == 0);
+    CHECK_INT(n, 1);
+    CHECK_INT(ts[0].due_ms, 2100);
+    arena_cleanup(&a);
+    store_close(s);
+    tmp_remove(&t);
+}
+
+TEST(idempotency_and_kv)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct keel_err err;
+    struct arena a;
+    arena_init(&a);
+    const char *v = NULL;
+    CHECK_INT(store_idem_put(s, "run_1/fetch/0", "run_1", "{\"ok\":true}", 0, &a, &v, &err), 0);
+    CHECK_INT(store_idem_put(s, "run_1/fetch/0", "run_1", "{\"ok\":false}", 0, &a, &v, &err),
+              KEEL_EEXIST);
+    CHECK_STR(v, "{\"ok\":true}");
+    REQUIRE(store_idem_get(s, "run_1/fetch/0", 0, &a, &v, &err) == 0);
+    CHECK_STR(v, "{\"ok\":true}");
+    int64_t now = keel_wall_ms();
+    CHECK_INT(store_idem_put(s, "k2", NULL, "1", now + 1000, &a, NULL, &err), 0);
+    CHECK_INT(store_idem_get(s, "k2", now + 2000, &a, &v, &err), KEEL_ENOENT);
+    CHECK_CONTAINS(err.msg, "expired");
+    size_t n = 0;
+    CHECK_INT(store_idem_expire(s, now + 2000, &n, &err), 0);
+    CHECK_INT(n, 1);
+    CHECK_INT(store_idem_get(s, "nope", 0, &a, &v, &err), KEEL_ENOENT);
+
+    CHECK_INT(store_kv_put(s, "node.id", "n1", &err), 0);
+    CHECK_INT(store_kv_put(s, "node.id", "n2", &err), 0);
+    REQUIRE(store_kv_get(s, "node.id", &a, &v, &err) == 0);
+    CHECK_STR(v, "n2");
+    CHECK_INT(store_kv_delete(s, "node.id", &err), 0);
+    CHECK_INT(store_kv_get(s, "node.id", &a, &v, &err), KEEL_ENOENT);
+    CHECK_INT(store_kv_delete(s, "node.id", &err), KEEL_ENOENT);
+    arena_cleanup(&a);
+    store_close(s);
+    tmp_remove(&t);
+}
+
+/* Builds a store_event with fake but well-formed hashes: h(seq) = seq as a
+ * 64-digit decimal, so prev of seq n is h(n-1). */
+static void fake_hash(int64_t seq, char out[65])
+{
+    if (seq == 0) {
+        memcpy(out, zeros, 65);
+        return;
+    }
+    snprintf(out, 65, "%064lld", (long long)seq);
+}
+
+static struct store_event ev_at(const char *run, int64_t seq)
+{
+    struct store_event e = {.run_id = run, .seq = seq, .time_ms = 1000 + seq, .kind = "step.started",
+                            .actor = "system", .payload = "{}", .payload_len = 2};
+    fake_hash(seq - 1, e.prev_hash);
+    fake_hash(seq, e.hash);
+    return e;
+}
+
+static int count_events(void *ctx, const struct store_event *ev)
+{
+    int64_t *n = ctx;
+    (*n)++;
+    return ev->seq == *n ? 0 : 99;
+}
+
+TEST(events_continuity)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct keel_err err;
+    struct store_event e1 = ev_at("r", 1), e2 = ev_at("r", 2), e3 = ev_at("r", 3);
+    struct store_append req = {.events = &e1, .n_events = 1};
+    CHECK_INT(store_append(s, &req, &err), 0);
+    CHECK_INT(store_append(s, &req, &err), KEEL_EEXIST); /* seq 1 again */
+    req.events = &e3;
+    CHECK_INT(store_append(s, &req, &err), KEEL_ESTATE); /* gap */
+    CHECK_CONTAINS(err.msg, "gap");
+    struct store_event wrong = e2;
+    wrong.prev_hash[0] = 'f';
+    req.events = &wrong;
+    CHECK_INT(store_append(s, &req, &err), KEEL_ESTATE); /* does not chain */
+    CHECK_CONTAINS(err.msg, "prev_hash");
+    struct store_event first_bad = ev_at("q", 1);
+    first_bad.prev_hash[5] = '1';
+    req.events = &first_bad;
+    CHECK_INT(store_append(s, &req, &err), KEEL_ESTATE);
+
+    /* A request is all or nothing: [e2, e3, bad e4] inserts none. */
+    struct store_event batch[3] = {e2, e3, ev_at("r", 4)};
+    batch[2].prev_hash[0] = 'f';
+    req.events = batch;
+    req.n_events = 3;
+    CHECK_INT(store_append(s, &req, &err), KEEL_ESTATE);
+    int64_t seq = -1;
+    char hash[65];
+    REQUIRE(store_events_tail(s, "r", &seq, hash, &err) == 0);
+    CHECK_INT(seq, 1);
+    batch[2] = ev_at("r", 4);
+    CHECK_INT(store_append(s, &req, &err), 0);
+    REQUIRE(store_events_tail(s, "r", &seq, hash, &err) == 0);
+    CHECK_INT(seq, 4);
+    CHECK_STR(hash, batch[2].hash);
+    REQUIRE(store_events_tail(s, "empty", &seq, hash, &err) == 0);
+    CHECK_INT(seq, 0);
+    CHECK_STR(hash, zeros);
+
+    int64_t n = 0;
+    CHECK_INT(store_events_scan(s, "r", 1, 0, count_events, &n, &err), 0);
+    CHECK_INT(n, 4);
+    n = 1;
+    CHECK_INT(store_events_scan(s, "r", 2, 2, count_events, &n, &err), 0);
+    CHECK_INT(n, 3);
+
+    /* Events, a status change and a snapshot in one transaction. */
+    struct store_run r = make_run("r", STORE_RUN_RUNNING);
+    REQUIRE(store_run_create(s, &r, &err) == 0);
+    struct store_event e5 = ev_at("r", 5);
+    e5.kind = "run.succeeded";
+    struct store_append fin = {.events = &e5, .n_events = 1, .status_run_id = "r",
+                               .status = STORE_RUN_SUCCEEDED, .status_reason = "done",
+                               .snapshot_run_id = "r", .snapshot_seq = 5,
+                               .snapshot_state = "{\"x\":1}"};
+    CHECK_INT(store_append(s, &fin, &err), 0);
+    struct arena a;
+    arena_init(&a);
+    struct store_run got;
+    REQUIRE(store_run_get(s, "r", &a, &got, &err) == 0);
+    CHECK_INT(got.status, STORE_RUN_SUCCEEDED);
+    const char *state;
+    REQUIRE(store_snapshot_get(s, "r", 0, &a, &seq, &state, &err) == 0);
+    CHECK_INT(seq, 5);
+    CHECK_STR(state, "{\"x\":1}");
+    CHECK_INT(store_snapshot_get(s, "r", 4, &a, &seq, &state, &err), KEEL_ENOENT);
+    /* A status change for an unknown run fails the whole request. */
+    struct store_event e6 = ev_at("r", 6);
+    struct store_append ghost = {.events = &e6, .n_events = 1, .status_run_id = "ghost"};
+    CHECK_INT(store_append(s, &ghost, &err), KEEL_ENOENT);
+    REQUIRE(store_events_tail(s, "r", &seq, hash, &err) == 0);
+    CHECK_INT(seq, 5);
+    arena_cleanup(&a);
+    store_close(s);
+    tmp_remove(&t);
+}
+
+struct group_ctx {
+    struct store *s;
+    int index;
+    int per_thread;
+    int failures;
+};
+
+static void *appender(void *arg)
+{
+    struct group_ctx *c = arg;
+    char run[32];
+    snprintf(run, sizeof run, "run_%d", c->index);
+    for (int i = 1; i <= c->per_thread; i++) {
+        struct store_event e = ev_at(run, i);
+        struct store_append req = {.events = &e, .n_events = 1};
+        struct keel_err err;
+        if (store_append(c->s, &req, &err) != 0) c->failures++;
+    }
+    return NULL;
+}
+
+TEST(group_commit_groups)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    enum { THREADS = 16, PER = 50 };
+    struct group_ctx ctx[THREADS];
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        ctx[i] = (struct group_ctx){.s = s, .index = i, .per_thread = PER};
+        pthread_create(&th[i], NULL, appender, &ctx[i]);
+    }
+    for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
+    int failures = 0;
+    for (int i = 0; i < THREADS; i++) failures += ctx[i].failures;
+    CHECK_INT(failures, 0);
+    struct store_stats st;
+    store_get_stats(s, &st);
+    CHECK_INT(st.appends, THREADS * PER);
+    CHECK_INT(st.events, THREADS * PER);
+    CHECK(st.durable_commits);
+    /* Sixteen threads waiting on fsyncs: commits must carry several appends. */
+    fprintf(stderr, "group commit: %llu appends in %llu commits (max %llu per commit)\n",
+            (unsigned long long)st.appends, (unsigned long long)st.group_commits,
+            (unsigned long long)st.max_group);
+    CHECK(st.group_commits * 2 < st.appends);
+    CHECK(st.max_group > 1);
+    struct keel_err err;
+    for (int i = 0; i < THREADS; i++) {
+        char run[32];
+        snprintf(run, sizeof run, "run_%d", i);
+        int64_t n = 0;
+        CHECK_INT(store_events_scan(s, run, 1, 0, count_events, &n, &err), 0);
+        CHECK_INT(n, PER);
+    }
+    store_close(s);
+    tmp_remove(&t);
+}
+
+TEST(reopen_read_only_and_foreign_files)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct keel_err err;
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct store_run r = make_run("run_keep", STORE_RUN_WAITING);
+    REQUIRE(store_run_create(s, &r, &err) == 0);
+    store_close(s);
+
+    /* Reopen: the data is there, the schema version was kept. */
+    s = open_store(&t);
+    REQUIRE(s);
+    struct arena a;
+    arena_init(&a);
+    struct store_run got;
+    CHECK_INT(store_run_get(s, "run_keep", &a, &got, &err), 0);
+    CHECK_INT(got.status, STORE_RUN_WAITING);
+    store_close(s);
+
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(t.path, &db) == SQLITE_OK);
+    sqlite3_stmt *st;
+    REQUIRE(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    CHECK_STR((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    CHECK_INT(sqlite3_column_int(st, 0), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    /* Read-only: reads work, writes are refused with a clear message. */
+    struct store_opts ro = {.read_only = true};
+    REQUIRE(store_open(t.uri, &ro, &s, &err) == 0);
+    CHECK_INT(store_run_get(s, "run_keep", &a, &got, &err), 0);
+    struct store_run r2 = make_run("run_new", STORE_RUN_PENDING);
+    CHECK_INT(store_run_create(s, &r2, &err), KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "read-only");
+    struct store_event e = ev_at("run_keep", 1);
+    struct store_append req = {.events = &e, .n_events = 1};
+    CHECK_INT(store_append(s, &req, &err), KEEL_EINVAL);
+    store_close(s);
+    arena_cleanup(&a);
+
+    /* A database that is not a Keel store is refused, not modified. */
+    char other[400];
+    snprintf(other, sizeof other, "%s/other.db", t.dir);
+    REQUIRE(sqlite3_open(other, &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, "CREATE TABLE x(y)", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    char uri[420];
+    snprintf(uri, sizeof uri, "sqlite:%s", other);
+    CHECK_INT(store_open(uri, NULL, &s, &err), KEEL_ECORRUPT);
+    CHECK_CONTAINS(err.msg, "not a Keel store");
+    unlink(other);
+    tmp_remove(&t);
+}
+
+TEST(durability_modes)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct keel_err err;
+    struct store *s;
+    struct store_opts normal = {.durability = STORE_DURABILITY_NORMAL};
+    REQUIRE(store_open(t.uri, &normal, &s, &err) == 0);
+    struct store_stats st;
+    store_get_stats(s, &st);
+    CHECK(!st.durable_commits);
+    store_close(s);
+    REQUIRE(store_open(t.uri, NULL, &s, &err) == 0);
+    store_get_stats(s, &st);
+    CHECK(st.durable_commits);
+    CHECK_STR(store_backend(s), "sqlite");
+    CHECK_STR(store_location(s), t.uri);
+    store_close(s);
+    struct store_opts bad = {.durability = (enum store_durability)7};
+    CHECK_INT(store_open(t.uri, &bad, &s, &err), KEEL_EINVAL);
+    tmp_remove(&t);
+}
+
+TEST(memory_store)
+{
+    struct keel_err err;
+    struct store *s;
+    REQUIRE(store_open("sqlite::memory:", NULL, &s, &err) == 0);
+    struct store_run r = make_run("m1", STORE_RUN_PENDING);
+    CHECK_INT(store_run_create(s, &r, &err), 0);
+    struct store_event e = ev_at("m1", 1);
+    struct store_append req = {.events = &e, .n_events = 1};
+    CHECK_INT(store_append(s, &req, &err), 0);
+    int64_t n = 0;
+    CHECK_INT(store_events_scan(s, "m1", 1, 0, count_events, &n, &err), 0);
+    CHECK_INT(n, 1);
+    store_close(s);
+}
