@@ -11,9 +11,11 @@
  * of its memory is in es->arena (plus the map and the pointer array).
  *
  * With a schema, attribute and context values are read as the schema
- * declares them (bare {"type","id"} objects are entity references, strings
- * are extension literals where an extension type is declared), and actions
- * declared in the schema are added with their parents, as Cedar does.
+ * declares them (bare {"type","id"} objects are entity references where an
+ * entity type is declared), and actions declared in the schema are added
+ * with their parents, as Cedar does.  Extension values always need the
+ * {"__extn": ...} escape (a bare string stays a string, as in Cedar's
+ * integration tests).
  */
 #include "internal.h"
 #include "../json/json.h"
@@ -185,13 +187,6 @@ static int typed_value(struct arena *a, const struct json_value *j, const struct
     if (depth > POLICY_MAX_DEPTH)
         return keel_fail_at(err, KEEL_EINVAL, NULL, j->line, j->column, "value nested too deeply");
     if (!t) return policy_value_from_json(a, j, false, out, err);
-    if (t->kind == POLICY_T_EXT && json_is(j, JSON_STRING) && t->name) {
-        struct json_value *w = json_object(a), *x = json_object(a);
-        json_object_setc(a, x, "fn", json_cstr(a, !strcmp(t->name, "ipaddr") ? "ip" : t->name));
-        json_object_setc(a, x, "arg", (struct json_value *)j);
-        json_object_setc(a, w, "__extn", x);
-        return policy_value_from_json(a, w, false, out, err);
-    }
     if ((t->kind == POLICY_T_ENTITY || t->kind == POLICY_T_ANY_ENTITY) && json_is(j, JSON_OBJECT))
         return policy_value_from_json(a, j, true, out, err);
     if (t->kind == POLICY_T_SET && json_is(j, JSON_ARRAY)) {

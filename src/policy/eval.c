@@ -441,6 +441,37 @@ static int fn_duration(struct eval_ctx *c, const struct policy_node *n,
     return 0;
 }
 
+static const char *const fn_names[POLICY_FN__COUNT] = {
+    [POLICY_FN_DECIMAL] = "decimal",
+    [POLICY_FN_IP] = "ip",
+    [POLICY_FN_DATETIME] = "datetime",
+    [POLICY_FN_DURATION] = "duration",
+    [POLICY_FN_CONTAINS] = "contains",
+    [POLICY_FN_CONTAINS_ALL] = "containsAll",
+    [POLICY_FN_CONTAINS_ANY] = "containsAny",
+    [POLICY_FN_IS_EMPTY] = "isEmpty",
+    [POLICY_FN_HAS_TAG] = "hasTag",
+    [POLICY_FN_GET_TAG] = "getTag",
+    [POLICY_FN_LESS_THAN] = "lessThan",
+    [POLICY_FN_LESS_THAN_OR_EQUAL] = "lessThanOrEqual",
+    [POLICY_FN_GREATER_THAN] = "greaterThan",
+    [POLICY_FN_GREATER_THAN_OR_EQUAL] = "greaterThanOrEqual",
+    [POLICY_FN_IS_IPV4] = "isIpv4",
+    [POLICY_FN_IS_IPV6] = "isIpv6",
+    [POLICY_FN_IS_LOOPBACK] = "isLoopback",
+    [POLICY_FN_IS_MULTICAST] = "isMulticast",
+    [POLICY_FN_IS_IN_RANGE] = "isInRange",
+    [POLICY_FN_OFFSET] = "offset",
+    [POLICY_FN_DURATION_SINCE] = "durationSince",
+    [POLICY_FN_TO_DATE] = "toDate",
+    [POLICY_FN_TO_TIME] = "toTime",
+    [POLICY_FN_TO_DAYS] = "toDays",
+    [POLICY_FN_TO_HOURS] = "toHours",
+    [POLICY_FN_TO_MINUTES] = "toMinutes",
+    [POLICY_FN_TO_SECONDS] = "toSeconds",
+    [POLICY_FN_TO_MILLISECONDS] = "toMilliseconds",
+};
+
 static const builtin_fn builtins[POLICY_FN__COUNT] = {
     [POLICY_FN_DECIMAL] = fn_ext_ctor,
     [POLICY_FN_IP] = fn_ext_ctor,
@@ -475,9 +506,34 @@ static const builtin_fn builtins[POLICY_FN__COUNT] = {
 static int call(struct eval_ctx *c, const struct policy_node *n, struct policy_value *out)
 {
     struct policy_value args[3];
-    for (uint32_t i = 0; i < n->nkids && i < 3; i++)
-        if (eval(c, n->kids[i], &args[i]) < 0) return -1;
+    int arity;
+    policy_fn_lookup(fn_names[n->fn], &arity);
+    for (uint32_t i = 0; i < n->nkids; i++) {
+        if (i < 3) {
+            if (eval(c, n->kids[i], &args[i]) < 0) return -1;
+        } else if (eval(c, n->kids[i], out) < 0) {
+            return -1;
+        }
+    }
+    if ((int)n->nkids != arity)
+        return fail(c, n, "wrong number of arguments to `%s`: expected %d, got %u",
+                    fn_names[n->fn], arity, n->nkids);
     return builtins[n->fn](c, n, args, out);
+}
+
+int policy_call_fn(struct arena *a, int fn, const struct policy_value *args, uint32_t n,
+                   struct policy_value *out, char *msg, size_t cap)
+{
+    static struct policy_node dummy;
+    static struct policy_node *kids[3] = {&dummy, &dummy, &dummy};
+    int arity;
+    policy_fn_lookup(fn_names[fn], &arity);
+    struct eval_ctx c = {.arena = a, .msg = msg, .msg_cap = cap};
+    struct policy_node node = {.kind = PN_CALL, .fn = (uint8_t)fn, .nkids = n, .kids = kids};
+    if ((int)n != arity)
+        return fail(&c, &node, "wrong number of arguments to `%s`: expected %d, got %u",
+                    fn_names[fn], arity, n);
+    return builtins[fn](&c, &node, args, out);
 }
 
 static int eval(struct eval_ctx *c, const struct policy_node *n, struct policy_value *out)

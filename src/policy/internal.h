@@ -59,6 +59,10 @@ int policy_parse_policies(struct arena *a, const char *text, size_t len, const c
 int policy_parse_expr(struct arena *a, const char *text, size_t len, const char *file, int line,
                       int col, struct policy_node **out, struct keel_err *err);
 
+/* The builtin named name (function or method) and its arity including the
+ * receiver; -1 if there is none. */
+int policy_fn_lookup(const char *name, int *arity);
+
 /* ---- evaluation (eval.c) ----------------------------------------------- */
 
 struct eval_ctx {
@@ -77,6 +81,10 @@ int policy_eval(struct eval_ctx *c, const struct policy_node *n, struct policy_v
 /* Evaluates the whole policy p (scope, then conditions in order): 1 when
  * satisfied, 0 when not, -1 on an error (message in c->msg). */
 int policy_eval_policy(struct eval_ctx *c, const struct policy *p);
+/* Applies builtin fn to n argument values (used for JSON {"__extn":
+ * {"fn":..,"args":[..]}}).  Returns 0, or -1 with a message in msg. */
+int policy_call_fn(struct arena *a, int fn, const struct policy_value *args, uint32_t n,
+                   struct policy_value *out, char *msg, size_t cap);
 /* Does scope s accept entity uid?  (var names which variable, for messages) */
 bool policy_scope_matches(const struct policy_entities *es, const struct policy_scope *s,
                           const struct policy_euid *uid);

@@ -393,9 +393,7 @@ static int primary(struct parser *p, struct policy_node **out)
         }
         struct vec v = {0};
         if (args(p, &v) < 0) return KEEL_EINVAL;
-        if ((int)v.len != builtins[fn].arity)
-            return fail_at(p, line, col, "`%s` takes %d argument(s), %u given", name,
-                           builtins[fn].arity, v.len);
+        /* extension functions check their arity when called, as Cedar does */
         *out = call_node(p, fn, &v, line, col);
         return 0;
     }
@@ -446,7 +444,7 @@ static int member_tail(struct parser *p, struct policy_node *n, struct policy_no
                 struct vec v = {0};
                 vec_push(p->a, &v, n);
                 if (args(p, &v) < 0) return KEEL_EINVAL;
-                if ((int)v.len != builtins[fn].arity)
+                if (fn <= POLICY_FN_GET_TAG && (int)v.len != builtins[fn].arity)
                     return fail_at(p, nline, ncol, "`%s` takes %d argument(s), %u given", name,
                                    builtins[fn].arity - 1, v.len - 1);
                 n = call_node(p, fn, &v, n->line, n->column);
@@ -883,6 +881,17 @@ static int policy(struct parser *p, struct policy **out)
     pol->is_template = pol->principal.slot || pol->resource.slot;
     *out = pol;
     return 0;
+}
+
+int policy_fn_lookup(const char *name, int *arity)
+{
+    for (int i = 0; i < POLICY_FN__COUNT; i++) {
+        if (!strcmp(builtins[i].name, name)) {
+            if (arity) *arity = builtins[i].arity;
+            return i;
+        }
+    }
+    return -1;
 }
 
 int policy_parse_policies(struct arena *a, const char *text, size_t len, const char *file,

@@ -359,9 +359,18 @@ static const char *action_type_of(struct arena *a, const char *ns)
     return qualify(a, ns, "Action");
 }
 
-static char *action_key(struct arena *a, const char *type, const char *id)
+/* The action index key "type\x1fid" (ids may hold NUL: explicit lengths). */
+static char *action_key(struct arena *a, const char *type, const char *id, size_t id_len,
+                        size_t *key_len)
 {
-    return arena_printf(a, "%s\x1f%s", type, id);
+    size_t tl = strlen(type);
+    char *k = arena_alloc(a, tl + id_len + 2);
+    memcpy(k, type, tl);
+    k[tl] = '\x1f';
+    memcpy(k + tl + 1, id, id_len);
+    k[tl + 1 + id_len] = 0;
+    *key_len = tl + 1 + id_len;
+    return k;
 }
 
 static int entity_cmp(const void *x, const void *y)
@@ -491,6 +500,7 @@ int schema_build_finish(struct schema_builder *b, struct policy_schema **out,
         if (e->enum_ids) {
             t->is_enum = true;
             t->enum_ids = e->enum_ids;
+            t->enum_id_lens = e->enum_id_lens;
             t->nenum = e->nenum;
         }
     }
@@ -507,10 +517,12 @@ int schema_build_finish(struct schema_builder *b, struct policy_schema **out,
         struct policy_action *act = &s->actions[i];
         act->uid.type = action_type_of(r.a, ra->ns);
         act->uid.id = ra->id;
+        act->uid.id_len = ra->id_len;
         act->line = ra->line;
         act->column = ra->column;
-        char *key = action_key(r.a, act->uid.type, act->uid.id);
-        if (strmap_put(&s->action_index, key, strlen(key), act)) {
+        size_t klen;
+        char *key = action_key(r.a, act->uid.type, act->uid.id, act->uid.id_len, &klen);
+        if (strmap_put(&s->action_index, key, klen, act)) {
             rc = fail_at(&r, ra->line, ra->column,
                          "action %s::\"%s\" is declared twice; remove one declaration",
                          act->uid.type, act->uid.id);
@@ -533,14 +545,15 @@ int schema_build_finish(struct schema_builder *b, struct policy_schema **out,
         for (size_t k = 0; k < ra->nparents; k++) {
             struct raw_action_ref *p = &ra->parents[k];
             const struct policy_action *found = NULL;
+            size_t klen;
             if (!p->type) {
-                char *key = action_key(r.a, act->uid.type, p->id);
-                found = strmap_get(&s->action_index, key, strlen(key));
+                char *key = action_key(r.a, act->uid.type, p->id, p->id_len, &klen);
+                found = strmap_get(&s->action_index, key, klen);
             } else {
                 const char *cands[2] = {qualify(r.a, ra->ns, p->type), p->type};
                 for (int c = 0; c < 2 && !found; c++) {
-                    char *key = action_key(r.a, cands[c], p->id);
-                    found = strmap_get(&s->action_index, key, strlen(key));
+                    char *key = action_key(r.a, cands[c], p->id, p->id_len, &klen);
+                    found = strmap_get(&s->action_index, key, klen);
                 }
             }
             if (!found) {
@@ -697,13 +710,28 @@ const struct policy_entity_type *policy_schema_entity(const struct policy_schema
 const struct policy_action *policy_schema_action(const struct policy_schema *s,
                                                  const char *type, const char *id)
 {
-    size_t tl = strlen(type), il = strlen(id);
+    return policy_schema_action_n(s, type, id, strlen(id));
+}
+
+bool policy_schema_enum_has(const struct policy_entity_type *et, const char *id, size_t len)
+{
+    for (size_t i = 0; i < et->nenum; i++)
+        if (et->enum_id_lens[i] == len && memcmp(et->enum_ids[i], id, len) == 0) return true;
+    return false;
+}
+
+const struct policy_action *policy_schema_action_n(const struct policy_schema *s,
+                                                   const char *type, const char *id,
+                                                   size_t il)
+{
+    size_t tl = strlen(type);
     char small[256];
     char *key = tl + il + 2 <= sizeof small ? small : malloc(tl + il + 2);
     if (!key) abort();
     memcpy(key, type, tl);
     key[tl] = '\x1f';
-    memcpy(key + tl + 1, id, il + 1);
+    memcpy(key + tl + 1, id, il);
+    key[tl + 1 + il] = 0;
     const struct policy_action *a = strmap_get(&s->action_index, key, tl + il + 1);
     if (key != small) free(key);
     return a;

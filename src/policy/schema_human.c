@@ -479,6 +479,7 @@ static int entity_decl(struct hparser *h, const char *ns)
     size_t nparents = 0;
     struct raw_type *shape = NULL, *tags = NULL;
     const char **enum_ids = NULL;
+    size_t *enum_lens = NULL;
     size_t nenum = 0;
     if (is_word(h, "enum")) {
         if ((rc = next(h))) return rc;
@@ -492,10 +493,16 @@ static int entity_decl(struct hparser *h, const char *ns)
             if (nenum == ecap) {
                 size_t ncap = ecap ? ecap * 2 : 8;
                 const char **na = arena_alloc(h->a, ncap * sizeof *na);
-                if (nenum) memcpy(na, enum_ids, nenum * sizeof *na);
+                size_t *nl = arena_alloc(h->a, ncap * sizeof *nl);
+                if (nenum) {
+                    memcpy(na, enum_ids, nenum * sizeof *na);
+                    memcpy(nl, enum_lens, nenum * sizeof *nl);
+                }
                 enum_ids = na;
+                enum_lens = nl;
                 ecap = ncap;
             }
+            enum_lens[nenum] = h->tok.len;
             enum_ids[nenum++] = h->tok.str;
             if ((rc = next(h))) return rc;
             if (is_punct(h, ",")) {
@@ -509,7 +516,7 @@ static int entity_decl(struct hparser *h, const char *ns)
             return perr(h, h->tok.line, h->tok.column,
                         "an enumerated entity type needs at least one id");
         if ((rc = next(h))) return rc;
-        if (!enum_ids) enum_ids = arena_zalloc(h->a, sizeof *enum_ids);
+        /* Repeated ids are accepted, as Cedar 4.10 does. */
     } else {
         if (is_word(h, "in")) {
             if ((rc = next(h))) return rc;
@@ -548,6 +555,7 @@ static int entity_decl(struct hparser *h, const char *ns)
         e->shape = shape;
         e->tags = tags;
         e->enum_ids = enum_ids;
+        e->enum_id_lens = enum_lens;
         e->nenum = nenum;
     }
     return next(h);
@@ -561,6 +569,7 @@ static int action_ref(struct hparser *h, struct raw_action_ref *r)
     r->column = h->tok.column;
     if (h->tok.kind == TK_STR) {
         r->id = h->tok.str;
+        r->id_len = h->tok.len;
         return next(h);
     }
     if (h->tok.kind != TK_IDENT)
@@ -572,13 +581,17 @@ static int action_ref(struct hparser *h, struct raw_action_ref *r)
     if (is_punct(h, "::")) {
         if ((rc = next(h))) return rc; /* path() left '::' STR for us */
         r->type = p;
+        if (h->tok.kind != TK_STR)
+            return perr(h, h->tok.line, h->tok.column, "expected a string action id after '::'");
         r->id = h->tok.str;
+        r->id_len = h->tok.len;
         return next(h);
     }
     if (strstr(p, "::"))
         return perr(h, l, c,
                     "expected an action name or Type::\"id\", found the path '%s'", p);
     r->id = p;
+    r->id_len = strlen(p);
     return 0;
 }
 
@@ -594,6 +607,7 @@ static int action_decl(struct hparser *h, const char *ns)
                         tok_desc(h));
         struct raw_name *rn = push_name(h, &names, &nnames, &cap);
         rn->name = h->tok.str;
+        rn->len = h->tok.len;
         rn->line = h->tok.line;
         rn->column = h->tok.column;
         if ((rc = next(h))) return rc;
@@ -693,6 +707,7 @@ static int action_decl(struct hparser *h, const char *ns)
                              POLICY_SCHEMA_MAX_DECLS);
         a->ns = ns;
         a->id = names[i].name;
+        a->id_len = names[i].len;
         a->line = names[i].line;
         a->column = names[i].column;
         a->parents = parents;

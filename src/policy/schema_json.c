@@ -248,10 +248,12 @@ static int entity_type(struct jparser *j, const char *ns, const struct json_memb
                               "tags");
         e->nenum = x->len;
         e->enum_ids = arena_zalloc(j->a, x->len * sizeof *e->enum_ids);
+        e->enum_id_lens = arena_zalloc(j->a, x->len * sizeof *e->enum_id_lens);
         for (uint32_t i = 0; i < x->len; i++) {
             if (!json_is(x->u.items[i], JSON_STRING))
                 return jerr(j, x->u.items[i], "\"enum\" must hold strings");
             e->enum_ids[i] = str_of(j, x->u.items[i]);
+            e->enum_id_lens[i] = x->u.items[i]->len;
         }
     }
     return 0;
@@ -282,6 +284,7 @@ static int action(struct jparser *j, const char *ns, const struct json_member *m
                 return jerr(j, p, "a \"memberOf\" entry must be {\"id\": \"...\"}");
             if ((rc = only_keys(j, p, "a memberOf entry", pkeys, 2))) return rc;
             parents[i].id = str_of(j, json_get(p, "id"));
+            parents[i].id_len = json_get(p, "id")->len;
             const struct json_value *ty = json_get(p, "type");
             if (ty && !json_is(ty, JSON_STRING)) return jerr(j, ty, "\"type\" must be a string");
             parents[i].type = ty ? str_of(j, ty) : NULL;
@@ -313,6 +316,7 @@ static int action(struct jparser *j, const char *ns, const struct json_member *m
     *a = tmp;
     a->ns = ns;
     a->id = arena_strndup(j->a, m->key, m->key_len);
+    a->id_len = m->key_len;
     a->parents = parents;
     a->nparents = nparents;
     a->line = v->line;

@@ -180,7 +180,7 @@ int policy_parse_ip(const char *s, size_t len, struct policy_ip *out)
         *slash = '\0';
         const char *q = slash + 1;
         size_t n = strlen(q);
-        if (n == 0 || n > 3) return -1;
+        if (n == 0 || n > 3 || (n > 1 && q[0] == '0')) return -1; /* no leading zeros */
         prefix = 0;
         for (size_t i = 0; i < n; i++) {
             if (q[i] < '0' || q[i] > '9') return -1;
@@ -389,6 +389,32 @@ static int from_json(struct arena *a, const struct json_value *j, bool implicit,
             const struct json_value *x = j->u.members[0].value;
             const char *fn = json_get_str(x, "fn", NULL);
             const struct json_value *arg = json_get(x, "arg");
+            const struct json_value *args = json_get(x, "args");
+            if (fn && !arg && json_is(args, JSON_ARRAY)) {
+                /* {"fn": "offset", "args": [...]}: a call on argument values */
+                int fi = policy_fn_lookup(fn, NULL);
+                if (fi < 0) return json_fail(err, j, "unknown extension function \"%s\"", fn);
+                if (args->len > 8) return json_fail(err, j, "too many arguments to \"%s\"", fn);
+                struct policy_value av[8];
+                for (uint32_t i = 0; i < args->len; i++)
+                    if (from_json(a, args->u.items[i], implicit, depth + 1, &av[i], err) < 0)
+                        return KEEL_EINVAL;
+                char msg[256];
+                if (policy_call_fn(a, fi, av, args->len, out, msg, sizeof msg) < 0)
+                    return json_fail(err, j, "%s", msg);
+                return 0;
+            }
+            if (fn && json_is(arg, JSON_OBJECT) && json_get(arg, "__extn")) {
+                /* {"fn": "toDate", "arg": {"__extn": ...}}: a one-argument call */
+                int fi = policy_fn_lookup(fn, NULL);
+                if (fi < 0) return json_fail(err, j, "unknown extension function \"%s\"", fn);
+                struct policy_value av;
+                if (from_json(a, arg, implicit, depth + 1, &av, err) < 0) return KEEL_EINVAL;
+                char msg[256];
+                if (policy_call_fn(a, fi, &av, 1, out, msg, sizeof msg) < 0)
+                    return json_fail(err, j, "%s", msg);
+                return 0;
+            }
             if (!fn || !json_is(arg, JSON_STRING))
                 return json_fail(err, j, "expected {\"__extn\": {\"fn\": ..., \"arg\": \"...\"}}");
             const char *s = arg->u.s.str;
