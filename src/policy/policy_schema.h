@@ -66,14 +66,16 @@ struct policy_entity_type {
     const char **parents;           /* memberOfTypes, qualified              */
     size_t nparents;
     bool is_enum;                   /* enumerated: only ids in enum_ids exist */
-    const char **enum_ids;
+    const char **enum_ids;          /* may hold NUL bytes: see enum_id_lens */
+    const size_t *enum_id_lens;
     size_t nenum;
     int line, column;               /* where it is declared                   */
 };
 
 struct policy_action_ref {
     const char *type; /* "Action" or "NS::Action" */
-    const char *id;
+    const char *id;   /* may hold NUL bytes (Cedar strings can): use id_len */
+    size_t id_len;
 };
 
 struct policy_action {
@@ -131,6 +133,12 @@ const struct policy_entity_type *policy_schema_entity(const struct policy_schema
                                                      const char *name);
 const struct policy_action *policy_schema_action(const struct policy_schema *s,
                                                  const char *type, const char *id);
+/* The same with an id of id_len bytes (ids may hold NUL). */
+const struct policy_action *policy_schema_action_n(const struct policy_schema *s,
+                                                   const char *type, const char *id,
+                                                   size_t id_len);
+/* Is id (len bytes) one of the ids of enumerated entity type et? */
+bool policy_schema_enum_has(const struct policy_entity_type *et, const char *id, size_t len);
 /* True if name is the type of some declared action ("Action", "NS::Action"). */
 bool policy_schema_is_action_type(const struct policy_schema *s, const char *name);
 /* May an entity of type child be (transitively) in an entity of type

@@ -43,6 +43,7 @@ struct raw_attr {
 
 struct raw_name {
     const char *name;
+    size_t len;
     int line, column;
 };
 
@@ -54,6 +55,7 @@ struct raw_entity {
     struct raw_type *shape; /* NULL: empty record */
     struct raw_type *tags;  /* NULL: no tags */
     const char **enum_ids;  /* non-NULL: enumerated entity type */
+    size_t *enum_id_lens;
     size_t nenum;
     int line, column;
 };
@@ -61,12 +63,14 @@ struct raw_entity {
 struct raw_action_ref {
     const char *type; /* as written, NULL = the action type of this namespace */
     const char *id;
+    size_t id_len;
     int line, column;
 };
 
 struct raw_action {
     const char *ns;
     const char *id;
+    size_t id_len;
     struct raw_action_ref *parents;
     size_t nparents;
     bool applies;
