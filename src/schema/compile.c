@@ -412,6 +412,29 @@ static int c_schema_map(struct cctx *cc, struct ncomp *nc, const struct json_val
     return 1;
 }
 
+/* The pre-2019 `dependencies` keyword, still common in the wild: each
+ * member is either a list of names (dependentRequired) or a schema
+ * (dependentSchemas). */
+static int c_dependencies(struct cctx *cc, struct ncomp *nc, const struct json_value *val,
+                          struct sop *op)
+{
+    if (!json_is(val, JSON_OBJECT)) return 0;
+    int rc = c_dep_required(cc, nc, val, op);
+    if (rc <= 0) return rc;
+    op->subs = arena_zalloc(&cc->s->arena, (val->len + 1) * sizeof *op->subs);
+    for (uint32_t i = 0; i < val->len; i++) {
+        const struct json_member *m = &val->u.members[i];
+        if (!is_schema(m->value)) continue;
+        struct buf kb;
+        buf_init(&kb);
+        json_pointer_append(&kb, m->key, m->key_len);
+        op->subs[i] = sub(cc, nc, m->value, op->kw, kb.data + 1, -1);
+        buf_cleanup(&kb);
+        if (!op->subs[i]) return KEEL_EINVAL;
+    }
+    return 1;
+}
+
 static int c_pattern_properties(struct cctx *cc, struct ncomp *nc, const struct json_value *val,
                                 struct sop *op)
 {
@@ -518,6 +541,7 @@ static const struct kwdef kwdefs[] = {
     {"not", VOC_APPLICATOR, c_single, op_not},
     {"if", VOC_APPLICATOR, c_if, op_if},
     {"dependentSchemas", VOC_APPLICATOR, c_schema_map, op_dependent_schemas},
+    {"dependencies", VOC_APPLICATOR, c_dependencies, op_dependencies},
     {"properties", VOC_APPLICATOR, c_schema_map, op_properties},
     {"patternProperties", VOC_APPLICATOR, c_pattern_properties, op_pattern_properties},
     {"additionalProperties", VOC_APPLICATOR, c_additional, op_additional_properties},

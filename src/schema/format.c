@@ -134,7 +134,9 @@ static bool f_duration(const char *s, size_t len)
         if (week) return false;
         const char *units = in_time ? time_units : date_units;
         const char *p = strchr(units, u);
-        if (!p || u == 0 || (int)(p - units) < next) return false;
+        /* dur-year = n"Y" [dur-month]; dur-month = n"M" [dur-day]: after the
+         * first unit, each must be the very next one (likewise H, M, S). */
+        if (!p || u == 0 || (next > 0 && (int)(p - units) != next)) return false;
         next = (int)(p - units) + 1;
         any = true;
         if (in_time) any_time = true;
@@ -209,23 +211,35 @@ static bool f_ipv6(const char *s, size_t len)
 
 /* ---- hostnames ---- */
 
+static uint32_t puny_adapt(uint32_t delta, uint32_t numpoints, bool first)
+{
+    delta = first ? delta / 700 : delta / 2;
+    delta += delta / numpoints;
+    uint32_t k = 0;
+    while (delta > ((36 - 1) * 26) / 2) {
+        delta /= 36 - 1;
+        k += 36;
+    }
+    return k + (36 * delta) / (delta + 38);
+}
+
 /* Decodes a punycode label (RFC 3492) into code points; false if invalid. */
 static bool punycode_decode(const char *in, size_t len, uint32_t *out, size_t *olen, size_t cap)
 {
     size_t b = 0, n_out = 0;
+    bool has_delim = false;
     for (size_t j = 0; j < len; j++)
-        if (in[j] == '-') b = j;
+        if (in[j] == '-') b = j, has_delim = true;
     size_t start = 0;
-    if (b > 0) {
+    if (has_delim) {
         for (size_t j = 0; j < b; j++) {
             if ((unsigned char)in[j] >= 0x80 || n_out >= cap) return false;
             out[n_out++] = (unsigned char)in[j];
         }
         start = b + 1;
-    } else if (len && in[0] == '-') {
-        start = 1;
     }
     uint32_t n = 128, bias = 72, i = 0;
+    bool first = true;
     for (size_t in_i = start; in_i < len;) {
         uint32_t oldi = i, w = 1;
         for (uint32_t k = 36;; k += 36) {
@@ -243,15 +257,8 @@ static bool punycode_decode(const char *in, size_t len, uint32_t *out, size_t *o
             if (w > 0x7fffffffu / (36 - t)) return false;
             w *= 36 - t;
         }
-        /* adapt */
-        uint32_t delta = oldi == 0 ? (i - oldi) / 700 : (i - oldi) / 2;
-        delta += delta / (uint32_t)(n_out + 1);
-        uint32_t k = 0;
-        while (delta > ((36 - 1) * 26) / 2) {
-            delta /= 36 - 1;
-            k += 36;
-        }
-        bias = k + (36 * delta) / (delta + 38);
+        bias = puny_adapt(i - oldi, (uint32_t)n_out + 1, first);
+        first = false;
         if (i / (n_out + 1) > 0x10FFFF - n) return false;
         n += i / (uint32_t)(n_out + 1);
         i %= (uint32_t)(n_out + 1);
@@ -262,6 +269,54 @@ static bool punycode_decode(const char *in, size_t len, uint32_t *out, size_t *o
     }
     *olen = n_out;
     return true;
+}
+
+/* Encodes code points as punycode into out (no "xn--"); returns the length
+ * or 0 if it does not fit in cap. */
+static size_t punycode_encode(const uint32_t *in, size_t len, char *out, size_t cap)
+{
+    size_t o = 0, b = 0;
+    for (size_t j = 0; j < len; j++)
+        if (in[j] < 0x80) {
+            if (o + 1 >= cap) return 0;
+            out[o++] = (char)in[j];
+            b++;
+        }
+    size_t h = b;
+    if (b > 0) {
+        if (o + 1 >= cap) return 0;
+        out[o++] = '-';
+    }
+    uint32_t n = 128, bias = 72, delta = 0;
+    while (h < len) {
+        uint32_t m = 0x10FFFF + 1;
+        for (size_t j = 0; j < len; j++)
+            if (in[j] >= n && in[j] < m) m = in[j];
+        delta += (m - n) * (uint32_t)(h + 1);
+        n = m;
+        for (size_t j = 0; j < len; j++) {
+            if (in[j] < n) delta++;
+            if (in[j] == n) {
+                uint32_t q = delta;
+                for (uint32_t k = 36;; k += 36) {
+                    uint32_t t = k <= bias ? 1 : k >= bias + 26 ? 26 : k - bias;
+                    if (q < t) break;
+                    uint32_t d = t + (q - t) % (36 - t);
+                    if (o + 1 >= cap) return 0;
+                    out[o++] = (char)(d < 26 ? 'a' + d : '0' + d - 26);
+                    q = (q - t) / (36 - t);
+                }
+                if (o + 1 >= cap) return 0;
+                out[o++] = (char)(q < 26 ? 'a' + q : '0' + q - 26);
+                bias = puny_adapt(delta, (uint32_t)h + 1, h == b);
+                delta = 0;
+                h++;
+            }
+        }
+        delta++;
+        n++;
+    }
+    return o;
 }
 
 static size_t utf8_next(const char *s, size_t len, size_t i, uint32_t *cp)
@@ -367,53 +422,118 @@ static bool ulabel_ok(const uint32_t *cp, size_t n)
     return true;
 }
 
-static bool label_ok(const char *s, size_t len, bool idn)
+static bool is_rtl(uint32_t c)
 {
-    if (len == 0 || len > 63 + (idn ? 189 : 0)) return false;
+    return (c >= 0x0590 && c <= 0x08FF && !(c >= 0x0660 && c <= 0x0669) &&
+            !(c >= 0x06F0 && c <= 0x06F9)) ||
+           (c >= 0xFB1D && c <= 0xFDFF) || (c >= 0xFE70 && c <= 0xFEFF);
+}
+
+/* What the Bidi rule (RFC 5893) needs to know about one label. */
+struct label_info {
+    bool rtl;         /* contains a right-to-left character       */
+    bool digit_first; /* starts with a digit                      */
+    bool bad;         /* violates the rule on its own             */
+};
+
+static void bidi_scan(const uint32_t *cp, size_t n, struct label_info *li)
+{
+    bool en = false, an = false;
+    for (size_t i = 0; i < n; i++) {
+        if (is_rtl(cp[i])) li->rtl = true;
+        if ((cp[i] >= '0' && cp[i] <= '9') || (cp[i] >= 0x06F0 && cp[i] <= 0x06F9)) en = true;
+        if (cp[i] >= 0x0660 && cp[i] <= 0x0669) an = true;
+    }
+    li->digit_first = n && ((cp[0] >= '0' && cp[0] <= '9') || (cp[0] >= 0x0660 && cp[0] <= 0x0669) ||
+                            (cp[0] >= 0x06F0 && cp[0] <= 0x06F9));
+    if (li->rtl) {
+        if (!is_rtl(cp[0])) li->bad = true; /* an RTL label starts with R or AL */
+        if (en && an) li->bad = true;       /* no mixing of digit kinds         */
+    }
+}
+
+/* Checks one label; *alen gets the length of its ASCII (A-label) form. */
+static bool label_ok(const char *s, size_t len, bool idn, size_t *alen, struct label_info *li)
+{
+    if (len == 0) return false;
     bool ascii = true;
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)s[i] >= 0x80) ascii = false;
+    uint32_t cp[256];
+    size_t n = 0;
     if (ascii) {
         if (len > 63 || s[0] == '-' || s[len - 1] == '-') return false;
         for (size_t i = 0; i < len; i++)
             if (!isalnum((unsigned char)s[i]) && s[i] != '-') return false;
+        *alen = len;
         if (len >= 4 && s[2] == '-' && s[3] == '-') {
             if (!((s[0] == 'x' || s[0] == 'X') && (s[1] == 'n' || s[1] == 'N'))) return false;
-            if (s[0] != 'x' || s[1] != 'n') return false;
-            uint32_t cp[64];
-            size_t n;
-            if (!punycode_decode(s + 4, len - 4, cp, &n, 64)) return false;
-            return ulabel_ok(cp, n);
+            if (!punycode_decode(s + 4, len - 4, cp, &n, 64) || n == 0) return false;
+            char re[80];
+            size_t rl = punycode_encode(cp, n, re, sizeof re);
+            if (rl != len - 4 || strncasecmp(re, s + 4, rl) != 0) return false; /* not canonical */
+            if (!ulabel_ok(cp, n)) return false;
+            bidi_scan(cp, n, li);
+            return true;
         }
+        for (size_t i = 0; i < len; i++) cp[i] = (unsigned char)s[i];
+        bidi_scan(cp, len, li);
         return true;
     }
     if (!idn) return false;
-    uint32_t cp[256];
-    size_t n = 0;
-    for (size_t i = 0; i < len && n < 256;) {
+    for (size_t i = 0; i < len;) {
+        if (n >= 256) return false;
         uint32_t c;
         i += utf8_next(s, len, i, &c);
         cp[n++] = c;
     }
     for (size_t i = 0; i < n; i++)
         if (cp[i] >= 'A' && cp[i] <= 'Z') cp[i] += 32; /* case is not an issue for U-labels */
-    return ulabel_ok(cp, n);
+    if (!ulabel_ok(cp, n)) return false;
+    char enc[80];
+    size_t el = punycode_encode(cp, n, enc, sizeof enc);
+    if (el == 0 || el + 4 > 63) return false;
+    *alen = el + 4;
+    bidi_scan(cp, n, li);
+    return true;
+}
+
+/* Length in bytes of a label separator at s[i] (".", and for IDNs U+3002,
+ * U+FF0E, U+FF61), or 0. */
+static size_t separator(const char *s, size_t len, size_t i, bool idn)
+{
+    if (s[i] == '.') return 1;
+    if (!idn || i + 2 >= len + 0 || i + 3 > len) return 0;
+    const unsigned char *u = (const unsigned char *)s + i;
+    if (u[0] == 0xE3 && u[1] == 0x80 && u[2] == 0x82) return 3;
+    if (u[0] == 0xEF && u[1] == 0xBC && u[2] == 0x8E) return 3;
+    if (u[0] == 0xEF && u[1] == 0xBD && u[2] == 0xA1) return 3;
+    return 0;
 }
 
 static bool hostname(const char *s, size_t len, bool idn)
 {
-    if (len == 0 || len > 253 + (idn ? 500 : 0)) return false;
-    size_t st = 0;
-    for (size_t i = 0; i <= len; i++) {
-        bool dot = i < len && (s[i] == '.' ||
-                               (idn && i + 2 < len && (unsigned char)s[i] == 0xE3 &&
-                                (unsigned char)s[i + 1] == 0x80 && (unsigned char)s[i + 2] == 0x82));
-        if (i == len || dot) {
-            if (!label_ok(s + st, i - st, idn)) return false;
-            if (dot && s[i] != '.') i += 2;
-            st = i + 1;
+    if (len == 0 || len > 1024) return false;
+    size_t st = 0, total = 0;
+    bool any_rtl = false, any_digit_first = false;
+    for (size_t i = 0; i <= len;) {
+        size_t sep = i < len ? separator(s, len, i, idn) : 0;
+        if (i == len || sep) {
+            size_t alen = 0;
+            struct label_info li = {0};
+            if (!label_ok(s + st, i - st, idn, &alen, &li) || li.bad) return false;
+            any_rtl |= li.rtl;
+            any_digit_first |= li.digit_first;
+            total += alen + (i < len);
+            if (i == len) break;
+            i += sep;
+            st = i;
+            continue;
         }
+        i++;
     }
+    if (total > 253) return false;
+    if (idn && any_rtl && any_digit_first) return false;
     return true;
 }
 
@@ -540,7 +660,16 @@ static bool uri(const char *s, size_t len, bool need_scheme, bool iri)
         if (al && auth[0] == '[') {
             const char *rb = memchr(auth, ']', al);
             if (!rb) return false;
-            if (!f_ipv6(auth + 1, (size_t)(rb - auth - 1))) return false;
+            if (auth[1] == 'v' || auth[1] == 'V') {
+                /* IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ) */
+                const char *p = auth + 2;
+                if (!isxdigit((unsigned char)*p)) return false;
+                while (p < rb && isxdigit((unsigned char)*p)) p++;
+                if (p >= rb || *p != '.' || p + 1 >= rb) return false;
+                if (!comp_ok(p + 1, (size_t)(rb - p - 1), ":", false)) return false;
+            } else if (!f_ipv6(auth + 1, (size_t)(rb - auth - 1))) {
+                return false;
+            }
             size_t rest = al - (size_t)(rb - auth) - 1;
             if (rest) {
                 if (rb[1] != ':') return false;

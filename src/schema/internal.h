@@ -231,6 +231,7 @@ bool op_not(const struct sop *, const struct json_value *, struct vctx *, struct
 bool op_if(const struct sop *, const struct json_value *, struct vctx *, struct eset *);
 bool op_dependent_schemas(const struct sop *, const struct json_value *, struct vctx *,
                           struct eset *);
+bool op_dependencies(const struct sop *, const struct json_value *, struct vctx *, struct eset *);
 bool op_properties(const struct sop *, const struct json_value *, struct vctx *, struct eset *);
 bool op_pattern_properties(const struct sop *, const struct json_value *, struct vctx *,
                            struct eset *);

@@ -880,6 +880,32 @@ bool op_dependent_schemas(const struct sop *op, const struct json_value *inst, s
     return ok;
 }
 
+bool op_dependencies(const struct sop *op, const struct json_value *inst, struct vctx *c,
+                     struct eset *ev)
+{
+    if (inst->type != JSON_OBJECT) return true;
+    bool ok = true;
+    for (uint32_t i = 0; i < op->nsubs; i++) {
+        if (!json_getn(inst, op->names[i], op->name_lens[i])) continue;
+        if (op->subs[i]) {
+            if (!eval_at_key(op, op->subs[i], op->names[i], op->name_lens[i], inst, c, ev)) {
+                ok = false;
+                if (!c->collect) return false;
+            }
+            continue;
+        }
+        for (uint32_t j = 0; j < op->list_lens[i]; j++) {
+            const char *need = op->name_lists[i][j];
+            if (json_get(inst, need)) continue;
+            ok = false;
+            if (!c->collect) return false;
+            report(c, op, "must have property `%s` because it has `%.*s`", need,
+                   (int)op->name_lens[i], op->names[i]);
+        }
+    }
+    return ok;
+}
+
 bool op_pattern_properties(const struct sop *op, const struct json_value *inst, struct vctx *c,
                            struct eset *ev)
 {
