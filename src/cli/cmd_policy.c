@@ -240,250 +240,19 @@ out:
     return rc;
 }
 
-/* ---- test --------------------------------------------------------------- */
-
-struct test_stats {
-    long requests, passed, failed, errors;
-    bool verbose;
-    bool use_schema;
-};
-
-/* Is the set of ids in the JSON array exp equal to got? */
-static bool same_ids(const struct json_value *exp, const char **got, size_t ngot)
-{
-    size_t n = json_is(exp, JSON_ARRAY) ? exp->len : 0;
-    if (n != ngot) return false;
-    for (size_t i = 0; i < n; i++) {
-        const struct json_value *e = exp->u.items[i];
-        bool found = false;
-        for (size_t k = 0; k < ngot && !found; k++)
-            found = json_is(e, JSON_STRING) && !strcmp(e->u.s.str, got[k]);
-        if (!found) return false;
-    }
-    return true;
-}
-
-static void print_ids(const char *label, const struct json_value *exp)
-{
-    printf("%s[", label);
-    for (uint32_t i = 0; json_is(exp, JSON_ARRAY) && i < exp->len; i++)
-        printf("%s%s", i ? ", " : "",
-               json_is(exp->u.items[i], JSON_STRING) ? exp->u.items[i]->u.s.str : "?");
-    printf("]");
-}
-
-/* Runs one test object: policies (text), entities (array), requests. */
-static int run_test(const char *where, const char *policies, size_t plen,
-                    const struct json_value *ents, const char *schema_text, size_t slen,
-                    const struct json_value *links, const struct json_value *requests,
-                    struct test_stats *st)
-{
-    struct keel_err err;
-    keel_err_clear(&err);
-    struct policy_set *set = NULL;
-    struct policy_entities *es = NULL;
-    struct policy_schema *schema = NULL;
-    struct arena a;
-    arena_init(&a);
-    int rc = 0;
-    if (schema_text && st->use_schema &&
-        policy_schema_parse(schema_text, slen, where, &schema, &err) < 0) {
-        if (st->verbose) {
-            char m[2 * KEEL_ERR_MSG_MAX];
-            fprintf(stderr, "%s: note: schema not used: %s\n", where,
-                    keel_err_format(&err, m, sizeof m));
-        }
-        schema = NULL;
-        keel_err_clear(&err);
-    }
-    if (policy_set_parse(policies, plen, where, 0, &set, &err) < 0 ||
-        (links && policy_set_link_json(set, links, &err) < 0) ||
-        policy_entities_parse_json(ents, schema, &es, &err) < 0) {
-        char m[2 * KEEL_ERR_MSG_MAX];
-        printf("%s: cannot load the test: %s\n", where, keel_err_format(&err, m, sizeof m));
-        st->errors++;
-        rc = -1;
-        goto out;
-    }
-    struct policy_response resp;
-    policy_response_init(&resp);
-    for (uint32_t i = 0; json_is(requests, JSON_ARRAY) && i < requests->len; i++) {
-        const struct json_value *rq = requests->u.items[i];
-        const char *desc = json_get_str(rq, "description", "");
-        st->requests++;
-        struct policy_request req;
-        arena_reset(&a);
-        if (policy_request_from_json(&a, rq, schema, &req, &err) < 0) {
-            char m[2 * KEEL_ERR_MSG_MAX];
-            printf("%s: request %u (%s): cannot read the request: %s\n", where, i, desc,
-                   keel_err_format(&err, m, sizeof m));
-            st->failed++;
-            continue;
-        }
-        policy_authorize(set, es, &req, &resp);
-        const char *dec = json_get_str(rq, "decision", "");
-        const char *reasons[4096], *errs[4096];
-        size_t nr = resp.nreasons < 4096 ? resp.nreasons : 4096;
-        size_t ne = resp.nerrors < 4096 ? resp.nerrors : 4096;
-        for (size_t k = 0; k < nr; k++) reasons[k] = resp.reasons[k]->id;
-        for (size_t k = 0; k < ne; k++) errs[k] = resp.errors[k].policy->id;
-        bool ok = !strcmp(dec, resp.decision == POLICY_ALLOW ? "allow" : "deny") &&
-                  same_ids(json_get(rq, "reason"), reasons, nr) &&
-                  same_ids(json_get(rq, "errors"), errs, ne);
-        if (ok) {
-            st->passed++;
-            continue;
-        }
-        st->failed++;
-        printf("%s: request %u (%s): expected %s ", where, i, desc, dec);
-        print_ids("reasons ", json_get(rq, "reason"));
-        print_ids(" errors ", json_get(rq, "errors"));
-        printf("; got %s reasons [", resp.decision == POLICY_ALLOW ? "allow" : "deny");
-        for (size_t k = 0; k < nr; k++) printf("%s%s", k ? ", " : "", reasons[k]);
-        printf("] errors [");
-        for (size_t k = 0; k < ne; k++)
-            printf("%s%s: %s", k ? ", " : "", errs[k], resp.errors[k].message);
-        printf("]\n");
-    }
-    policy_response_cleanup(&resp);
-out:
-    policy_set_free(set);
-    policy_entities_free(es);
-    if (schema) policy_schema_free(schema);
-    arena_cleanup(&a);
-    return rc;
-}
-
-static char *join(const char *root, const char *rel)
-{
-    size_t n = strlen(root) + strlen(rel) + 2;
-    char *p = malloc(n);
-    if (!p) abort();
-    snprintf(p, n, "%s/%s", root, rel);
-    return p;
-}
-
-/* One integration-test JSON file: paths inside are relative to root. */
-static int run_json_file(const char *path, const char *root, struct test_stats *st)
-{
-    struct arena a;
-    arena_init(&a);
-    struct keel_err err;
-    keel_err_clear(&err);
-    struct json_value *t;
-    struct buf pol, sch;
-    buf_init(&pol);
-    buf_init(&sch);
-    int rc = read_json(&a, path, &t, &err);
-    if (rc == 0) {
-        const char *pp = json_get_str(t, "policies", NULL), *ep = json_get_str(t, "entities", NULL),
-                   *sp = json_get_str(t, "schema", NULL);
-        if (!pp || !ep) {
-            rc = keel_fail_at(&err, KEEL_EINVAL, path, t->line, t->column,
-                              "a test needs \"policies\" and \"entities\" paths");
-        } else {
-            char *full = join(root, pp);
-            rc = keel_read_file(full, POLICY_MAX_TEXT, &pol, &err);
-            free(full);
-            struct json_value *ents = NULL;
-            if (rc == 0) {
-                full = join(root, ep);
-                rc = read_json(&a, full, &ents, &err);
-                free(full);
-            }
-            if (rc == 0 && sp) {
-                full = join(root, sp);
-                if (keel_read_file(full, POLICY_SCHEMA_MAX_BYTES, &sch, &err) < 0) {
-                    buf_reset(&sch);
-                    keel_err_clear(&err);
-                }
-                free(full);
-            }
-            if (rc == 0)
-                run_test(path, pol.data ? pol.data : "", pol.len, ents,
-                         sch.len ? sch.data : NULL, sch.len, json_get(t, "links"),
-                         json_get(t, "requests"), st);
-        }
-    }
-    if (rc < 0) {
-        char m[2 * KEEL_ERR_MSG_MAX];
-        printf("%s: %s\n", path, keel_err_format(&err, m, sizeof m));
-        st->errors++;
-    }
-    buf_cleanup(&pol);
-    buf_cleanup(&sch);
-    arena_cleanup(&a);
-    return rc;
-}
-
-/* A JSONL corpus: one test per line with inline policies/entities/schema. */
-static int run_jsonl_file(const char *path, struct test_stats *st)
-{
-    struct keel_err err;
-    keel_err_clear(&err);
-    struct buf b;
-    buf_init(&b);
-    if (keel_read_file(path, MAX_INPUT, &b, &err) < 0) {
-        char m[2 * KEEL_ERR_MSG_MAX];
-        printf("%s: %s\n", path, keel_err_format(&err, m, sizeof m));
-        st->errors++;
-        buf_cleanup(&b);
-        return -1;
-    }
-    struct arena a;
-    arena_init(&a);
-    const char *p = b.data ? b.data : "", *end = p + b.len;
-    int line = 0;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl) nl = end;
-        line++;
-        if (nl > p) {
-            arena_reset(&a);
-            struct json_value *t;
-            char where[600];
-            snprintf(where, sizeof where, "%s:%d", path, line);
-            struct json_parse_opts o = {.file = path, .dup = JSON_DUP_LAST};
-            if (json_parse(&a, p, (size_t)(nl - p), &o, &t, &err) < 0) {
-                char m[2 * KEEL_ERR_MSG_MAX];
-                printf("%s: %s\n", where, keel_err_format(&err, m, sizeof m));
-                st->errors++;
-            } else {
-                const struct json_value *pol = json_get(t, "policies"),
-                                        *sch = json_get(t, "schema");
-                const char *name = json_get_str(t, "name", NULL);
-                if (name) snprintf(where, sizeof where, "%s:%d (%s)", path, line, name);
-                if (!json_is(pol, JSON_STRING)) {
-                    printf("%s: no \"policies\" text\n", where);
-                    st->errors++;
-                } else {
-                    run_test(where, pol->u.s.str, pol->len, json_get(t, "entities"),
-                             json_is(sch, JSON_STRING) ? sch->u.s.str : NULL,
-                             json_is(sch, JSON_STRING) ? sch->len : 0, json_get(t, "links"),
-                             json_get(t, "requests"), st);
-                }
-            }
-        }
-        p = nl + 1;
-    }
-    arena_cleanup(&a);
-    buf_cleanup(&b);
-    return 0;
-}
-
 static int cmd_test(int argc, char **argv)
 {
-    const char *root = ".";
-    struct test_stats st = {.use_schema = true};
+    struct policy_test_stats st = {0};
+    struct policy_test_opts opts = {.root = ".", .use_schema = true, .out = stdout};
     int nfiles = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--root")) {
             if (i + 1 >= argc) return cli_usage_error(self(), "--root needs a directory");
-            root = argv[++i];
+            opts.root = argv[++i];
         } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
-            st.verbose = true;
+            opts.verbose = true;
         } else if (!strcmp(argv[i], "--no-schema")) {
-            st.use_schema = false;
+            opts.use_schema = false;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             return cli_usage_error(self(), "unknown option '%s'", argv[i]);
         }
@@ -495,14 +264,12 @@ static int cmd_test(int argc, char **argv)
         }
         if (argv[i][0] == '-' && argv[i][1]) continue;
         nfiles++;
-        size_t n = strlen(argv[i]);
-        if (n > 6 && !strcmp(argv[i] + n - 6, ".jsonl")) run_jsonl_file(argv[i], &st);
-        else run_json_file(argv[i], root, &st);
+        policy_test_file(argv[i], &opts, &st);
     }
     if (!nfiles) return cli_usage_error(self(), "policy test needs test FILEs");
     printf("%ld requests: %ld passed, %ld failed; %ld tests could not be loaded\n", st.requests,
-           st.passed, st.failed, st.errors);
-    if (st.errors) return CLI_BADINPUT;
+           st.passed, st.failed, st.load_errors);
+    if (st.load_errors) return CLI_BADINPUT;
     return st.failed ? CLI_NO : CLI_OK;
 }
 

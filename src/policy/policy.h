@@ -13,6 +13,8 @@
 #ifndef KEEL_POLICY_H
 #define KEEL_POLICY_H
 
+#include <stdio.h>
+
 #include "../util/util.h"
 #include "ast.h"
 
@@ -250,6 +252,25 @@ int policy_expr_eval(const struct policy_expr *e, const struct json_value *vars,
 /* Same, returning the Cedar value (in a). */
 int policy_expr_eval_value(const struct policy_expr *e, const struct json_value *vars,
                            struct arena *a, struct policy_value *result, struct keel_err *err);
+
+/* ---- test files ------------------------------------------------------- */
+
+struct policy_test_opts {
+    const char *root; /* folder the paths inside JSON tests are relative to */
+    bool use_schema;  /* read entities schema-directed when a schema is given */
+    bool verbose;
+    FILE *out;        /* mismatch reports */
+};
+
+struct policy_test_stats {
+    long requests, passed, failed, load_errors;
+};
+
+/* Runs a test file (".jsonl": Cedar corpus lines; otherwise Cedar's
+ * integration-test JSON) and adds to st; mismatches are printed to o->out.
+ * Returns 0, or a negative code when the file could not be read. */
+int policy_test_file(const char *path, const struct policy_test_opts *o,
+                     struct policy_test_stats *st);
 
 #if defined(__has_include)
 #if __has_include("policy_schema.h")
