@@ -274,6 +274,37 @@ int mcp_pool_call(struct mcp_pool *p, const char *qualified, const struct json_v
 int mcp_pool_tool(struct mcp_pool *p, const char *qualified, struct arena *a,
                   struct mcp_tool *out, struct keel_err *err);
 
+/* ---- validation against the tool's JSON Schemas (validate.c) ------------ */
+
+/* A tool's compiled inputSchema and outputSchema (JSON Schema 2020-12, as
+ * MCP 2025-11-25 specifies; a schema without $schema is read as 2020-12).
+ * Read-only once compiled: many threads may validate with one at once. */
+struct mcp_validator; /* opaque */
+
+/* Compiles t's schemas.  On success *out is new; free with
+ * mcp_validator_free().  Fails with KEEL_ESCHEMA when a schema is itself
+ * invalid (the message names the tool and the schema location). */
+int mcp_tool_compile(const struct mcp_tool *t, struct mcp_validator **out, struct keel_err *err);
+void mcp_validator_free(struct mcp_validator *v);
+
+/* Checks arguments (NULL means {}) against the inputSchema.  Fails with
+ * KEEL_ESCHEMA: err->path is the JSON Pointer of the first bad value in the
+ * arguments and err->msg lists up to three problems. */
+int mcp_tool_validate_args(const struct mcp_validator *v, const struct json_value *args,
+                           struct keel_err *err);
+
+/* Checks a result against the outputSchema, if the tool has one: then a
+ * successful result must carry structuredContent that conforms.  Results
+ * with isError true are not checked (errors need not match the schema).
+ * Fails with KEEL_ESCHEMA as above. */
+int mcp_tool_validate_result(const struct mcp_validator *v, const struct mcp_call_result *r,
+                             struct keel_err *err);
+
+/* The validator of "server/tool", compiled on first use and cached in the
+ * pool (borrowed; valid until mcp_pool_free).  Starts the server if needed. */
+int mcp_pool_validator(struct mcp_pool *p, const char *qualified,
+                       const struct mcp_validator **out, struct keel_err *err);
+
 /* ---- helpers ----------------------------------------------------------- */
 
 /* The text of every "text" content block of a result, joined with "\n",

@@ -7,9 +7,10 @@
  * restart).  Invariants: names are unique; clients are created at add time
  * and live until mcp_pool_free, so a borrowed struct mcp_client pointer
  * stays valid for the pool's life.  The map is guarded by a mutex so that
- * adding a server while other threads call tools is safe.
+ * adding a server while other threads call tools is safe.  The pool also
+ * caches each tool's compiled schemas (validate.c).
  */
-#include "mcp.h"
+#include "internal.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 struct mcp_pool {
     pthread_mutex_t mu;
     struct strmap by_name; /* name -> struct mcp_client * */
+    struct mcp_validator_cache validators;
 };
 
 struct mcp_pool *mcp_pool_new(void)
@@ -26,6 +28,8 @@ struct mcp_pool *mcp_pool_new(void)
     if (!p) abort();
     pthread_mutex_init(&p->mu, NULL);
     strmap_init(&p->by_name);
+    pthread_mutex_init(&p->validators.mu, NULL);
+    strmap_init(&p->validators.by_name);
     return p;
 }
 
@@ -35,6 +39,7 @@ void mcp_pool_free(struct mcp_pool *p)
     for (size_t i = 0; i < p->by_name.cap; i++)
         if (p->by_name.slots[i].key) mcp_client_free(p->by_name.slots[i].value);
     strmap_cleanup(&p->by_name);
+    mcp_validator_cache_cleanup(&p->validators);
     pthread_mutex_destroy(&p->mu);
     free(p);
 }
@@ -130,4 +135,16 @@ int mcp_pool_tool(struct mcp_pool *p, const char *qualified, struct arena *a,
     rc = lookup(p, qualified, slen, &c, err);
     if (rc) return rc;
     return mcp_client_tool(c, tool, a, out, err);
+}
+
+int mcp_pool_validator(struct mcp_pool *p, const char *qualified,
+                       const struct mcp_validator **out, struct keel_err *err)
+{
+    struct arena a;
+    arena_init(&a);
+    struct mcp_tool t;
+    int rc = mcp_pool_tool(p, qualified, &a, &t, err);
+    if (!rc) rc = mcp_validator_cache_get(&p->validators, qualified, &t, out, err);
+    arena_cleanup(&a);
+    return rc;
 }

@@ -838,3 +838,54 @@ TEST(interop_server_everything)
     mcp_client_free(c);
     arena_cleanup(&a);
 }
+
+/* ---- schema validation ------------------------------------------------- */
+
+TEST(validate_args_and_results)
+{
+    struct fixture f;
+    fx_init(&f, "helpdesk");
+    struct mcp_pool *p = mcp_pool_new();
+    struct keel_err err;
+    REQUIRE(mcp_pool_add(p, &f.cfg, &err) == 0);
+    const struct mcp_validator *v = NULL, *v2 = NULL;
+    REQUIRE(mcp_pool_validator(p, "helpdesk/get_ticket", &v, &err) == 0);
+    REQUIRE(mcp_pool_validator(p, "helpdesk/get_ticket", &v2, &err) == 0);
+    CHECK(v == v2); /* cached */
+    struct arena a;
+    arena_init(&a);
+    CHECK_INT(mcp_tool_validate_args(v, parse(&a, "{\"id\":\"T-1001\"}"), &err), 0);
+    keel_err_clear(&err);
+    CHECK_INT(mcp_tool_validate_args(v, parse(&a, "{\"id\":\"X-1\"}"), &err), KEEL_ESCHEMA);
+    CHECK_STR(err.path, "/id");
+    CHECK_CONTAINS(err.msg, "arguments of tool helpdesk/get_ticket do not match its schema");
+    CHECK_INT(mcp_tool_validate_args(v, NULL, &err), KEEL_ESCHEMA); /* id is required */
+    CHECK_INT(mcp_tool_validate_args(v, parse(&a, "{\"id\":\"T-1\",\"x\":1}"), &err),
+              KEEL_ESCHEMA);
+
+    struct mcp_call_result r;
+    REQUIRE(mcp_pool_call(p, "helpdesk/get_ticket", parse(&a, "{\"id\":\"T-1003\"}"), NULL, 0,
+                          &a, &r, &err) == 0);
+    CHECK_INT(mcp_tool_validate_result(v, &r, &err), 0);
+    json_object_setc(&a, r.structured, "status", json_cstr(&a, "exploded"));
+    keel_err_clear(&err);
+    CHECK_INT(mcp_tool_validate_result(v, &r, &err), KEEL_ESCHEMA);
+    CHECK_STR(err.path, "/status");
+    r.is_error = true; /* tool errors are not held to the schema */
+    CHECK_INT(mcp_tool_validate_result(v, &r, &err), 0);
+    r.is_error = false;
+    r.structured = NULL;
+    CHECK_INT(mcp_tool_validate_result(v, &r, &err), KEEL_ESCHEMA);
+    CHECK_CONTAINS(err.msg, "returned no structuredContent");
+
+    /* A tool whose own schema is broken cannot be compiled. */
+    struct mcp_tool bad = {.server = "s", .name = "t", .input_schema = parse(&a, "{\"type\":5}")};
+    struct mcp_validator *bv = NULL;
+    CHECK_INT(mcp_tool_compile(&bad, &bv, &err), KEEL_ESCHEMA);
+    CHECK_CONTAINS(err.msg, "inputSchema of tool s/t is not a valid JSON Schema");
+    CHECK(bv == NULL);
+    CHECK_INT(mcp_pool_validator(p, "helpdesk/nope", &v, &err), KEEL_ENOENT);
+    mcp_pool_free(p);
+    arena_cleanup(&a);
+    fx_cleanup(&f);
+}
