@@ -295,3 +295,177 @@ TEST(counts_each_policy)
                     "permit(principal, action, resource);\n";
     CHECK_INT(validate_one(p, first, sizeof first), 2);
 }
+
+/* ---- requests and entities against the schema ------------------------------ */
+
+/* Every corpus request carries "validateRequest": true and every corpus
+ * entity set was accepted by Cedar with the schema, so all must conform. */
+TEST(corpus_requests_and_entities)
+{
+    struct buf text;
+    buf_init(&text);
+    struct keel_err err;
+    REQUIRE(keel_read_file(test_shared("data/cedar-corpus-public.jsonl"), 1u << 30, &text,
+                           &err) == 0);
+    int requests = 0, req_ok = 0, entity_sets = 0, ent_ok = 0, shown = 0;
+    char *line = text.data;
+    while (line && *line) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        struct arena a;
+        arena_init(&a);
+        struct json_value *doc;
+        struct policy_schema *schema = NULL;
+        if (len && json_parse(&a, line, len, NULL, &doc, &err) == 0) {
+            struct json_value *sch = json_get(doc, "schema");
+            if (json_is(sch, JSON_STRING) &&
+                policy_schema_parse(sch->u.s.str, sch->len, "schema", &schema, &err) == 0) {
+                entity_sets++;
+                if (policy_validate_entities_json(schema, json_get(doc, "entities"), &err) == 0)
+                    ent_ok++;
+                else if (shown++ < 10)
+                    fprintf(stderr, "%s entities: %s\n", json_get_str(doc, "name", "?"),
+                            err.msg);
+                struct json_value *reqs = json_get(doc, "requests");
+                for (uint32_t i = 0; reqs && i < reqs->len; i++) {
+                    struct json_value *r = reqs->u.items[i];
+                    if (!json_get_bool(r, "validateRequest", false)) continue;
+                    requests++;
+                    if (policy_validate_request_json(schema, r, &err) == 0) req_ok++;
+                    else if (shown++ < 10)
+                        fprintf(stderr, "%s request %u: %s\n", json_get_str(doc, "name", "?"),
+                                i, err.msg);
+                }
+            }
+        }
+        policy_schema_free(schema);
+        arena_cleanup(&a);
+        line = nl ? nl + 1 : NULL;
+    }
+    buf_cleanup(&text);
+    printf("cedar corpus: %d/%d requests and %d/%d entity sets conform\n", req_ok, requests,
+           ent_ok, entity_sets);
+    CHECK(requests > 30000);
+    CHECK_INT(req_ok, requests);
+    CHECK_INT(ent_ok, entity_sets);
+}
+
+static int check_request(const char *json_text, char *msg, size_t cap)
+{
+    struct policy_schema *schema;
+    struct keel_err err;
+    keel_err_clear(&err);
+    if (policy_schema_parse(photo_schema, strlen(photo_schema), "s", &schema, &err)) return -100;
+    struct arena a;
+    arena_init(&a);
+    struct json_value *j;
+    int rc = json_parse(&a, json_text, strlen(json_text), NULL, &j, &err);
+    if (rc == 0) rc = policy_validate_request_json(schema, j, &err);
+    snprintf(msg, cap, "%s", err.msg);
+    arena_cleanup(&a);
+    policy_schema_free(schema);
+    return rc;
+}
+
+TEST(request_rules)
+{
+    char msg[KEEL_ERR_MSG_MAX];
+    CHECK_INT(check_request("{\"principal\":{\"type\":\"User\",\"id\":\"a\"},"
+                            "\"action\":{\"type\":\"Action\",\"id\":\"view\"},"
+                            "\"resource\":{\"type\":\"Photo\",\"id\":\"p\"},"
+                            "\"context\":{\"ip\":{\"__extn\":{\"fn\":\"ip\",\"arg\":\"1.2.3.4\"}}}}",
+                            msg, sizeof msg),
+              0);
+    /* Wrong resource type for the action. */
+    CHECK(check_request("{\"principal\":{\"type\":\"User\",\"id\":\"a\"},"
+                        "\"action\":{\"type\":\"Action\",\"id\":\"view\"},"
+                        "\"resource\":{\"type\":\"User\",\"id\":\"p\"},"
+                        "\"context\":{\"ip\":{\"__extn\":{\"fn\":\"ip\",\"arg\":\"1.2.3.4\"}}}}",
+                        msg, sizeof msg) < 0);
+    CHECK_CONTAINS(msg, "resource types [Photo]");
+    /* Missing required context attribute. */
+    CHECK(check_request("{\"principal\":{\"type\":\"User\",\"id\":\"a\"},"
+                        "\"action\":{\"type\":\"Action\",\"id\":\"view\"},"
+                        "\"resource\":{\"type\":\"Photo\",\"id\":\"p\"},\"context\":{}}",
+                        msg, sizeof msg) < 0);
+    CHECK_CONTAINS(msg, "'ip' is missing");
+    /* Undeclared context attribute; wrong type. */
+    CHECK(check_request("{\"principal\":{\"type\":\"User\",\"id\":\"a\"},"
+                        "\"action\":{\"type\":\"Action\",\"id\":\"view\"},"
+                        "\"resource\":{\"type\":\"Photo\",\"id\":\"p\"},"
+                        "\"context\":{\"ip\":{\"__extn\":{\"fn\":\"ip\",\"arg\":\"1.2.3.4\"}},"
+                        "\"extra\":1}}",
+                        msg, sizeof msg) < 0);
+    CHECK_CONTAINS(msg, "'extra' is not declared");
+    CHECK(check_request("{\"principal\":{\"type\":\"User\",\"id\":\"a\"},"
+                        "\"action\":{\"type\":\"Action\",\"id\":\"view\"},"
+                        "\"resource\":{\"type\":\"Photo\",\"id\":\"p\"},"
+                        "\"context\":{\"ip\":{\"__extn\":{\"fn\":\"ip\",\"arg\":\"1.2.3.4\"}},"
+                        "\"level\":\"high\"}}",
+                        msg, sizeof msg) < 0);
+    CHECK_CONTAINS(msg, "context.level");
+    /* An action group without appliesTo takes no requests. */
+    CHECK(check_request("{\"principal\":{\"type\":\"User\",\"id\":\"a\"},"
+                        "\"action\":{\"type\":\"Action\",\"id\":\"read\"},"
+                        "\"resource\":{\"type\":\"Photo\",\"id\":\"p\"},\"context\":{}}",
+                        msg, sizeof msg) < 0);
+    CHECK_CONTAINS(msg, "no appliesTo");
+    CHECK(check_request("{\"principal\":{\"type\":\"User\",\"id\":\"a\"},"
+                        "\"action\":{\"type\":\"Action\",\"id\":\"nope\"},"
+                        "\"resource\":{\"type\":\"Photo\",\"id\":\"p\"},\"context\":{}}",
+                        msg, sizeof msg) < 0);
+    CHECK_CONTAINS(msg, "not declared");
+}
+
+static int check_entities(const char *json_text, char *msg, size_t cap)
+{
+    struct policy_schema *schema;
+    struct keel_err err;
+    keel_err_clear(&err);
+    if (policy_schema_parse(photo_schema, strlen(photo_schema), "s", &schema, &err)) return -100;
+    struct arena a;
+    arena_init(&a);
+    struct json_value *j;
+    int rc = json_parse(&a, json_text, strlen(json_text), NULL, &j, &err);
+    if (rc == 0) rc = policy_validate_entities_json(schema, j, &err);
+    snprintf(msg, cap, "%s", err.msg);
+    arena_cleanup(&a);
+    policy_schema_free(schema);
+    return rc;
+}
+
+TEST(entity_rules)
+{
+    char msg[KEEL_ERR_MSG_MAX];
+    const char *good =
+        "[{\"uid\":{\"type\":\"User\",\"id\":\"a\"},\"attrs\":{\"name\":\"A\",\"tags\":[]},"
+        "\"parents\":[{\"type\":\"Group\",\"id\":\"g\"}]},"
+        "{\"uid\":{\"type\":\"Group\",\"id\":\"g\"},\"attrs\":{},\"parents\":[]},"
+        "{\"uid\":{\"type\":\"Photo\",\"id\":\"p\"},\"attrs\":{\"owner\":{\"type\":\"User\","
+        "\"id\":\"a\"},\"private\":false,\"size\":3},\"parents\":[],\"tags\":{\"k\":\"v\"}}]";
+    CHECK_INT(check_entities(good, msg, sizeof msg), 0);
+    CHECK(check_entities("[{\"uid\":{\"type\":\"User\",\"id\":\"a\"},\"attrs\":{\"name\":\"A\"},"
+                         "\"parents\":[]}]",
+                         msg, sizeof msg) < 0);
+    CHECK_CONTAINS(msg, "'tags' is missing");
+    CHECK(check_entities("[{\"uid\":{\"type\":\"Group\",\"id\":\"g\"},\"attrs\":{},"
+                         "\"parents\":[{\"type\":\"Photo\",\"id\":\"p\"}]}]",
+                         msg, sizeof msg) < 0);
+    CHECK_CONTAINS(msg, "may not be a member of Photo");
+    CHECK(check_entities("[{\"uid\":{\"type\":\"Nope\",\"id\":\"g\"},\"attrs\":{},"
+                         "\"parents\":[]}]",
+                         msg, sizeof msg) < 0);
+    CHECK_CONTAINS(msg, "does not declare");
+    CHECK(check_entities("[{\"uid\":{\"type\":\"Color\",\"id\":\"green\"},\"attrs\":{},"
+                         "\"parents\":[]}]",
+                         msg, sizeof msg) < 0);
+    CHECK_CONTAINS(msg, "enumerated");
+    CHECK(check_entities("[{\"uid\":{\"type\":\"Group\",\"id\":\"g\"},\"attrs\":{},"
+                         "\"parents\":[],\"tags\":{\"a\":\"b\"}}]",
+                         msg, sizeof msg) < 0);
+    CHECK_CONTAINS(msg, "declares none");
+    CHECK(check_entities("[{\"uid\":{\"type\":\"Photo\",\"id\":\"p\"},\"attrs\":{\"owner\":"
+                         "{\"type\":\"Group\",\"id\":\"g\"},\"private\":false,\"size\":3},"
+                         "\"parents\":[]}]",
+                         msg, sizeof msg) < 0);
+}
