@@ -22,8 +22,9 @@
  *     prev_hash of seq n = hash of seq n-1 of the same run.
  *
  * Example: run "r", seq 1, time 1000, kind "run.started", actor "system",
- * payload {} hashes the 91 bytes
- *     "000...000\nr\n1\n1000\nrun.started\nsystem\n{}".
+ * payload {} hashes the 95 bytes
+ *     "000...000\nr\n1\n1000\nrun.started\nsystem\n{}"
+ * and its hash is dd79c3993a3c1e42edaf12e23076518fd734003a72aa90ab86958ad7729fb44a.
  * Fields before the payload cannot contain "\n" (the store refuses control
  * characters in ids, kinds and actors) and the payload is last, so the
  * encoding is unambiguous.  Because the payload is hashed in canonical form,
