@@ -642,6 +642,7 @@ static int consume_lines(struct reader_ctx *r, struct arena *a, struct buf *in, 
 
 static void log_stderr(struct reader_ctx *r, struct buf *eb, bool flush)
 {
+    if (!eb->len) return;
     size_t start = 0;
     for (;;) {
         char *nl = eb->len > start ? memchr(eb->data + start, '\n', eb->len - start) : NULL;
@@ -656,8 +657,10 @@ static void log_stderr(struct reader_ctx *r, struct buf *eb, bool flush)
         start = nl ? end + 1 : end;
         if (start >= eb->len) break;
     }
-    memmove(eb->data, eb->data + start, eb->len - start);
-    eb->len -= start;
+    if (start) {
+        memmove(eb->data, eb->data + start, eb->len - start);
+        eb->len -= start;
+    }
 }
 
 static void describe_status(char *out, size_t cap, const char *name, int status, bool known)
