@@ -253,6 +253,53 @@ int engine_workflow_get(struct engine *e, const char *name, const char *hash,
     return 0;
 }
 
+/* ---- policies ---------------------------------------------------------- */
+
+/* Loads every *.cedar file of dir (sorted) into a new set; no folder means
+ * an empty set, which denies every call (deny by default). */
+static int load_policies(const char *dir, struct policy_set **out, struct keel_err *err)
+{
+    struct policy_set *set = policy_set_new(POLICY_PARSE_ID_ANNOTATIONS);
+    if (!set) return keel_fail(err, KEEL_ENOMEM, "out of memory loading policies");
+    DIR *d = dir ? opendir(dir) : NULL;
+    char *names[1024];
+    size_t n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)) && n < KEEL_ARRAY_LEN(names)) {
+        size_t len = strlen(de->d_name);
+        if (de->d_name[0] != '.' && len > 6 && !strcmp(de->d_name + len - 6, ".cedar"))
+            names[n++] = strdup(de->d_name);
+    }
+    if (d) closedir(d);
+    qsort(names, n, sizeof names[0], cmp_str);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        struct buf text;
+        buf_init(&text);
+        if (!rc) rc = keel_read_file(path, POLICY_MAX_TEXT, &text, err);
+        if (!rc) rc = policy_set_add_text(set, text.data ? text.data : "", text.len, path, err);
+        buf_cleanup(&text);
+        free(names[i]);
+    }
+    if (rc) {
+        policy_set_free(set);
+        return rc;
+    }
+    *out = set;
+    return 0;
+}
+
+struct policy_set *engine_policies(struct engine *e, char hash[65])
+{
+    pthread_mutex_lock(&e->lock);
+    struct policy_set *p = e->policies;
+    if (hash) memcpy(hash, e->policy_hash, 65);
+    pthread_mutex_unlock(&e->lock);
+    return p;
+}
+
 /* ---- tools ------------------------------------------------------------- */
 
 int engine_tool_info(struct engine *e, const char *qualified, struct engine_tool_schemas **out,
@@ -527,6 +574,8 @@ int engine_start(const struct engine_opts *opts, struct engine **out, struct kee
     const char *data = opts->data_dir ? opts->data_dir : e->cfg ? e->cfg->data_dir : ".keel";
     snprintf(e->data_dir, sizeof e->data_dir, "%s", data);
     if (!rc) rc = load_workflows(e, e->cfg ? e->cfg->workflows_dir : NULL, &e->workflows, err);
+    if (!rc) rc = load_policies(e->cfg ? e->cfg->policies_dir : NULL, &e->policies, err);
+    if (!rc) snprintf(e->policy_hash, sizeof e->policy_hash, "%s", policy_set_hash(e->policies));
     if (!rc) rc = keel_mkdir_p(e->data_dir, 0700, err);
     if (!rc) rc = load_identities(e, &e->ids, err);
     if (!rc) {
@@ -584,6 +633,9 @@ void engine_stop(struct engine *e)
     strmap_cleanup(&e->busy);
     free(e->queue);
     workflows_free(e->workflows);
+    policy_set_free(e->policies);
+    for (size_t i = 0; i < e->nretired; i++) policy_set_free(e->retired[i]);
+    free(e->retired);
     identity_set_free(e->ids);
     keel_config_free(e->cfg);
     pthread_cond_destroy(&e->work);
@@ -600,13 +652,27 @@ const struct identity_set *engine_identities(struct engine *e)
 
 int engine_reload(struct engine *e, struct keel_err *err)
 {
-    struct engine_workflow *fresh;
-    int rc = load_workflows(e, e->cfg ? e->cfg->workflows_dir : NULL, &fresh, err);
+    struct policy_set *ps = NULL;
+    struct engine_workflow *fresh = NULL;
+    int rc = load_policies(e->cfg ? e->cfg->policies_dir : NULL, &ps, err);
+    if (!rc) rc = load_workflows(e, e->cfg ? e->cfg->workflows_dir : NULL, &fresh, err);
     if (rc) {
+        policy_set_free(ps);
         keel_err_prefix(err, "reload refused, the running set stays");
         return rc;
     }
+    char hash[65];
+    snprintf(hash, sizeof hash, "%s", policy_set_hash(ps));
     pthread_mutex_lock(&e->lock);
+    struct policy_set **r = realloc(e->retired, (e->nretired + 1) * sizeof *r);
+    if (r) {
+        e->retired = r;
+        e->retired[e->nretired++] = e->policies;
+        e->policies = ps;
+        memcpy(e->policy_hash, hash, sizeof hash);
+    } else {
+        policy_set_free(ps);
+    }
     /* Old versions stay loaded (runs may be pinned to them), marked not
      * current; the fresh list goes in front. */
     for (struct engine_workflow *w = e->workflows; w; w = w->next) w->current = false;
@@ -617,7 +683,7 @@ int engine_reload(struct engine *e, struct keel_err *err)
         e->workflows = fresh;
     }
     pthread_mutex_unlock(&e->lock);
-    keel_log(KEEL_LOG_INFO, "engine: reloaded workflows");
+    keel_log(KEEL_LOG_INFO, "engine: reloaded workflows and policies (set %s)", hash);
     return 0;
 }
 

@@ -10,6 +10,7 @@
 
 #include "../journal/journal.h"
 #include "../mcp/mcp.h"
+#include "../policy/policy.h"
 #include "../schema/schema.h"
 #include "../store/store.h"
 #include "../workflow/workflow.h"
@@ -46,6 +47,12 @@ struct engine {
     pthread_cond_t done;  /* a run finished a transition               */
     bool stopping;
     struct engine_workflow *workflows;
+    /* The policy set in force, and the sets replaced by reloads (kept until
+     * engine_stop, since a worker may still be reading one). */
+    struct policy_set *policies;
+    char policy_hash[65]; /* policy_set_hash of policies, computed at load */
+    struct policy_set **retired;
+    size_t nretired;
     struct strmap tools; /* "server/tool" -> struct engine_tool_schemas */
     /* Runnable queue: a ring of run ids. */
     char (*queue)[ENGINE_ID_MAX];
@@ -68,6 +75,10 @@ int engine_workflow_get(struct engine *e, const char *name, const char *hash,
                         struct engine_workflow **out, struct keel_err *err);
 /* The current version of name. */
 struct engine_workflow *engine_workflow_current(struct engine *e, const char *name);
+
+/* The policy set in force and its hash (borrowed; valid until
+ * engine_stop). */
+struct policy_set *engine_policies(struct engine *e, char hash[65]);
 
 /* Compiled schemas and idempotency of "server/tool" (cached). */
 int engine_tool_info(struct engine *e, const char *qualified, struct engine_tool_schemas **out,

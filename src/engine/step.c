@@ -189,7 +189,305 @@ static int complete(struct run_ctx *c, const struct workflow_step *s, struct jso
     return engine_journal(c, "step.completed", NULL, p, err);
 }
 
+/* ---- approvals --------------------------------------------------------- */
+
+/* What an approval request is bound to (docs/engine.md, "Approvals"). */
+struct approval_binding {
+    const char *group;
+    int64_t timeout_ms;        /* 0: waits forever */
+    struct json_value *message; /* or NULL */
+    const char *tool;          /* "server/tool" for a policy approval, or NULL */
+    const char *args_digest;   /* json_digest of the arguments (or the run input) */
+    const char *policy_hash;   /* the policy set version, or NULL */
+    const char *policies;      /* ids of the permits that asked for it, or NULL */
+};
+
+/* Creates the approval (if not yet there), journals approval.requested and
+ * run.waiting, and parks the run.  The approval id is derived from (run,
+ * step, attempt), so a crash between creating the row and journaling it
+ * cannot leave a second, orphaned request behind: the retry finds the same
+ * row. */
+static int park_for_approval(struct run_ctx *c, const struct workflow_step *s,
+                             const struct approval_binding *b, struct keel_err *err)
+{
+    struct run_view *v = &c->view;
+    int rc;
+    char seed[3 * ENGINE_ID_MAX], hex[65], aid[40];
+    snprintf(seed, sizeof seed, "%s/%s/%d", c->run.id, s->id, v->attempt);
+    keel_sha256_hex(seed, strlen(seed), hex);
+    snprintf(aid, sizeof aid, "apr_%.26s", hex);
+    int64_t expires = b->timeout_ms ? keel_wall_ms() + b->timeout_ms : 0;
+    if (!v->approval_id) {
+        struct json_value *req = obj(c);
+        set_s(c, req, "run", c->run.id);
+        set_s(c, req, "step", s->id);
+        set_s(c, req, "agent", c->ew->wf->identity);
+        set_s(c, req, "tool", b->tool);
+        set_s(c, req, "args_digest", b->args_digest);
+        set_s(c, req, "policy", b->policy_hash);
+        set_s(c, req, "policies", b->policies);
+        set_v(c, req, "message", b->message);
+        struct buf rb;
+        buf_init(&rb);
+        json_write(&rb, req, 0, NULL);
+        struct store_approval ap = {.id = aid,
+                                    .run_id = c->run.id,
+                                    .step_id = s->id,
+                                    .group = b->group,
+                                    .request = rb.data,
+                                    .expires_ms = expires};
+        rc = store_approval_create(c->e->store, &ap, err);
+        buf_cleanup(&rb);
+        if (rc == KEEL_EEXIST) {
+            struct store_approval old;
+            if ((rc = store_approval_get(c->e->store, aid, c->arena, &old, err))) return rc;
+            expires = old.expires_ms;
+        } else if (rc) {
+            return rc;
+        }
+        struct json_value *p = obj(c);
+        set_s(c, p, "approval_id", aid);
+        set_s(c, p, "step", s->id);
+        set_s(c, p, "group", b->group);
+        set_s(c, p, "args_digest", b->args_digest ? b->args_digest : "");
+        set_s(c, p, "tool", b->tool);
+        set_s(c, p, "policy", b->policy_hash);
+        if (expires) set_i(c, p, "expires_ms", expires);
+        set_v(c, p, "message", b->message);
+        if ((rc = engine_journal(c, "approval.requested", NULL, p, err))) return rc;
+        v->approval_id = arena_strdup(c->arena, aid);
+    } else {
+        struct store_approval old;
+        if ((rc = store_approval_get(c->e->store, v->approval_id, c->arena, &old, err))) return rc;
+        expires = old.expires_ms;
+    }
+    if (expires) {
+        char tid[64];
+        snprintf(tid, sizeof tid, "%s/timeout", v->approval_id);
+        struct store_timer t = {
+            .id = tid, .run_id = c->run.id, .step_id = s->id, .due_ms = expires};
+        if ((rc = store_timer_set(c->e->store, &t, err))) return rc;
+    }
+    struct json_value *p = obj(c);
+    set_s(c, p, "reason", "approval");
+    set_s(c, p, "approval_id", v->approval_id);
+    if (expires) set_i(c, p, "until", expires);
+    if ((rc = engine_journal(c, "run.waiting", NULL, p, err))) return rc;
+    rc = set_status(c, RUN_WAITING, "approval", err);
+    pthread_mutex_lock(&c->e->lock);
+    pthread_cond_signal(&c->e->timer);
+    pthread_mutex_unlock(&c->e->lock);
+    return rc;
+}
+
+/* The decision recorded for the current step: 1 approved, 0 denied or
+ * expired (on_timeout decides for expired), -1 none yet. */
+static int approval_outcome(const struct run_view *v, enum workflow_on_timeout on_timeout)
+{
+    if (!v->approval_decision) return -1;
+    if (!strcmp(v->approval_decision, "approved")) return 1;
+    if (!strcmp(v->approval_decision, "expired") && on_timeout == WORKFLOW_ON_TIMEOUT_APPROVE)
+        return 1;
+    return 0;
+}
+
+static int approval_refused(struct run_ctx *c, const struct workflow_step *s,
+                            struct keel_err *err)
+{
+    struct run_view *v = &c->view;
+    char msg[KEEL_ERR_MSG_MAX];
+    snprintf(msg, sizeof msg, "approval %s %s by %s%s%s", v->approval_id, v->approval_decision,
+             v->approval_by ? v->approval_by : "system",
+             v->approval_comment && *v->approval_comment ? ": " : "",
+             v->approval_comment ? v->approval_comment : "");
+    return fail_run(c, s, KEEL_EDENIED, msg, err);
+}
+
+static int exec_approval(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err)
+{
+    struct run_view *v = &c->view;
+    int outcome = approval_outcome(v, s->approval.on_timeout);
+    if (outcome == 0) return approval_refused(c, s, err);
+    if (outcome == 1) {
+        struct json_value *res = obj(c);
+        json_object_setc(c->arena, res, "approved", json_bool(c->arena, true));
+        set_s(c, res, "by", v->approval_by);
+        set_s(c, res, "comment", v->approval_comment);
+        return complete(c, s, res, s->next, err);
+    }
+    struct json_value *msg = NULL;
+    if (s->approval.message) {
+        struct keel_err rerr;
+        keel_err_clear(&rerr);
+        if (workflow_render(s->approval.message, vars(c, NULL), c->arena, &msg, &rerr))
+            return step_failed(c, s, rerr.code, rerr.msg, false, err);
+    }
+    char digest[65] = "";
+    json_digest(c->input, digest, NULL);
+    struct approval_binding b = {.group = s->approval.group,
+                                 .timeout_ms = s->approval.timeout_ms,
+                                 .message = msg,
+                                 .args_digest = digest};
+    return park_for_approval(c, s, &b, err);
+}
+
 /* ---- tool steps -------------------------------------------------------- */
+
+enum verdict { VERDICT_DENY, VERDICT_ALLOW, VERDICT_APPROVAL };
+
+/* Authorizes the call with the Cedar engine (deny by default) and journals
+ * the decision with the deciding policy ids and the policy set hash.
+ * principal Agent::"team/name" (parent Team::"team"), action
+ * Action::"call_tool", resource Tool::"server/tool" (parent
+ * ToolServer::"server"), context {args, workflow, step, run}. */
+static int authorize(struct run_ctx *c, const struct workflow_step *s, const char *qualified,
+                     struct json_value *args, enum verdict *out, const char **group,
+                     const char **policy_ids, char policy_hash[65], struct keel_err *err)
+{
+    struct arena *a = c->arena;
+    const char *agent = c->ew->wf->identity ? c->ew->wf->identity : "";
+    struct policy_set *set = engine_policies(c->e, policy_hash);
+
+    /* Entities: the agent with its team, the tool with its server. */
+    struct json_value *ents = json_array(a);
+    struct json_value *ag = obj(c), *agid = obj(c), *tl = obj(c), *tlid = obj(c);
+    set_s(c, agid, "type", "Agent");
+    set_s(c, agid, "id", agent);
+    set_v(c, ag, "uid", agid);
+    set_v(c, ag, "attrs", obj(c));
+    struct json_value *agp = json_array(a);
+    const char *slash = strchr(agent, '/');
+    if (slash) {
+        struct json_value *team = obj(c);
+        set_s(c, team, "type", "Team");
+        json_object_setc(a, team, "id", json_string(a, agent, (size_t)(slash - agent)));
+        json_array_push(a, agp, team);
+    }
+    set_v(c, ag, "parents", agp);
+    json_array_push(a, ents, ag);
+    set_s(c, tlid, "type", "Tool");
+    set_s(c, tlid, "id", qualified);
+    set_v(c, tl, "uid", tlid);
+    set_v(c, tl, "attrs", obj(c));
+    struct json_value *tlp = json_array(a), *srv = obj(c);
+    set_s(c, srv, "type", "ToolServer");
+    set_s(c, srv, "id", s->call.server);
+    json_array_push(a, tlp, srv);
+    set_v(c, tl, "parents", tlp);
+    json_array_push(a, ents, tl);
+
+    struct json_value *rq = obj(c), *act = obj(c), *ctx = obj(c);
+    set_v(c, rq, "principal", agid);
+    set_s(c, act, "type", "Action");
+    set_s(c, act, "id", "call_tool");
+    set_v(c, rq, "action", act);
+    set_v(c, rq, "resource", tlid);
+    set_v(c, ctx, "args", args);
+    set_s(c, ctx, "workflow", c->ew->wf->name);
+    set_s(c, ctx, "step", s->id);
+    set_s(c, ctx, "run", c->run.id);
+    set_v(c, rq, "context", ctx);
+
+    struct policy_entities *es = NULL;
+    struct policy_request req;
+    int rc = policy_entities_parse_json(ents, NULL, &es, err);
+    if (!rc) rc = policy_request_from_json(a, rq, NULL, &req, err);
+    if (rc) {
+        policy_entities_free(es);
+        return rc;
+    }
+    struct policy_response resp;
+    policy_response_init(&resp);
+    policy_authorize(set, es, &req, &resp);
+    struct buf ids;
+    buf_init(&ids);
+    struct json_value *pol = json_array(a);
+    for (size_t i = 0; i < resp.nreasons; i++) {
+        json_array_push(a, pol, json_cstr(a, resp.reasons[i]->id));
+        buf_printf(&ids, "%s%s", i ? "," : "", resp.reasons[i]->id);
+    }
+    *out = resp.decision != POLICY_ALLOW ? VERDICT_DENY
+           : resp.napprovals            ? VERDICT_APPROVAL
+                                        : VERDICT_ALLOW;
+    *group = resp.napprovals ? arena_strdup(a, resp.approvals[0]) : NULL;
+    *policy_ids = arena_strdup(a, ids.data ? ids.data : "");
+    struct json_value *p = obj(c);
+    set_s(c, p, "step", s->id);
+    set_s(c, p, "action", "call_tool");
+    char res[2 * ENGINE_ID_MAX + 16];
+    snprintf(res, sizeof res, "Tool::\"%s\"", qualified);
+    set_s(c, p, "resource", res);
+    set_s(c, p, "decision", *out == VERDICT_DENY ? "deny" : *out == VERDICT_ALLOW ? "allow" : "approval");
+    set_v(c, p, "policies", pol);
+    set_s(c, p, "policy_hash", policy_hash);
+    set_s(c, p, "group", *group);
+    for (size_t i = 0; i < resp.nerrors; i++) {
+        if (i == 0) set_v(c, p, "errors", json_array(a));
+        json_array_push(a, json_get(p, "errors"), json_cstr(a, resp.errors[i].message));
+    }
+    buf_cleanup(&ids);
+    policy_response_cleanup(&resp);
+    policy_entities_free(es);
+    return engine_journal(c, "policy.decision", c->agent_actor, p, err);
+}
+
+/* The policy gate of a tool call.  Returns 1 to go on with the call, 0 if
+ * the run was parked or ended, or a negative error. */
+static int policy_gate(struct run_ctx *c, const struct workflow_step *s, const char *qualified,
+                       struct json_value *args, struct keel_err *err)
+{
+    enum verdict verdict;
+    const char *group = NULL, *ids = NULL;
+    char hash[65];
+    int rc = authorize(c, s, qualified, args, &verdict, &group, &ids, hash, err);
+    if (rc) return rc;
+    if (verdict == VERDICT_DENY) {
+        char msg[KEEL_ERR_MSG_MAX];
+        snprintf(msg, sizeof msg,
+                 "policy denied Agent::\"%s\" calling Tool::\"%s\"%s%s (policy set %.12s); "
+                 "add a permit to the policies folder and `keel policy reload`",
+                 c->ew->wf->identity ? c->ew->wf->identity : "", qualified,
+                 *ids ? ": forbid by " : ": no permit applies", ids, hash);
+        rc = step_failed(c, s, KEEL_EDENIED, msg, false, err);
+        return rc ? rc : 0;
+    }
+    if (verdict == VERDICT_ALLOW) return 1;
+    char digest[65] = "";
+    json_digest(args, digest, NULL);
+    struct run_view *v = &c->view;
+    int outcome = approval_outcome(v, WORKFLOW_ON_TIMEOUT_DENY);
+    if (outcome == 0) {
+        rc = approval_refused(c, s, err);
+        return rc ? rc : 0;
+    }
+    if (outcome == 1) {
+        /* The approval holds only for what it was asked for. */
+        struct store_approval ap;
+        if ((rc = store_approval_get(c->e->store, v->approval_id, c->arena, &ap, err))) return rc;
+        struct json_value *req = NULL;
+        json_parse(c->arena, ap.request ? ap.request : "{}", ap.request ? strlen(ap.request) : 2,
+                   NULL, &req, NULL);
+        const char *d = json_get_str(req, "args_digest", "");
+        const char *h = json_get_str(req, "policy", "");
+        const char *t = json_get_str(req, "tool", "");
+        if (strcmp(d, digest) != 0 || strcmp(h, hash) != 0 || strcmp(t, qualified) != 0) {
+            rc = step_failed(c, s, KEEL_ESTATE,
+                             "the approval was given for other arguments, another tool or "
+                             "another policy version; start the run again to ask anew",
+                             false, err);
+            return rc ? rc : 0;
+        }
+        return 1;
+    }
+    struct approval_binding b = {.group = group,
+                                 .timeout_ms = 24 * 3600 * 1000LL,
+                                 .tool = qualified,
+                                 .args_digest = digest,
+                                 .policy_hash = hash,
+                                 .policies = ids};
+    rc = park_for_approval(c, s, &b, err);
+    return rc ? rc : 0;
+}
 
 static bool retryable_code(int code)
 {
@@ -293,6 +591,8 @@ static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct ke
         keel_err_clear(&verr);
         if (validate(ts->input, args, "arguments", qualified, &verr))
             return step_failed(c, s, KEEL_ESCHEMA, verr.msg, false, err);
+        rc = policy_gate(c, s, qualified, args, err);
+        if (rc <= 0) return rc;
         engine_idempotency_key(c->run.id, s->id, 0, keybuf);
         key = keybuf;
         struct json_value *p = obj(c);
@@ -332,104 +632,6 @@ static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct ke
     set_v(c, p, "error", error);
     if ((rc = engine_journal(c, "tool.call.completed", c->agent_actor, p, err))) return rc;
     return call_outcome(c, s, ts, qualified, result, error, err);
-}
-
-/* ---- approval steps ---------------------------------------------------- */
-
-static int exec_approval(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err)
-{
-    struct run_view *v = &c->view;
-    int rc;
-    if (v->approval_decision) {
-        bool ok = !strcmp(v->approval_decision, "approved") ||
-                  (!strcmp(v->approval_decision, "expired") &&
-                   s->approval.on_timeout == WORKFLOW_ON_TIMEOUT_APPROVE);
-        if (!ok) {
-            char msg[KEEL_ERR_MSG_MAX];
-            snprintf(msg, sizeof msg, "approval %s %s by %s%s%s", v->approval_id,
-                     v->approval_decision, v->approval_by ? v->approval_by : "system",
-                     v->approval_comment && *v->approval_comment ? ": " : "",
-                     v->approval_comment ? v->approval_comment : "");
-            return fail_run(c, s, KEEL_EDENIED, msg, err);
-        }
-        struct json_value *res = obj(c);
-        json_object_setc(c->arena, res, "approved", json_bool(c->arena, true));
-        set_s(c, res, "by", v->approval_by);
-        set_s(c, res, "comment", v->approval_comment);
-        return complete(c, s, res, s->next, err);
-    }
-    /* The approval id is derived from (run, step, attempt), so a crash
-     * between creating the row and journaling it cannot leave a second,
-     * orphaned request behind: the retry finds the same row. */
-    char seed[3 * ENGINE_ID_MAX], hex[65], aid[40];
-    snprintf(seed, sizeof seed, "%s/%s/%d", c->run.id, s->id, v->attempt);
-    keel_sha256_hex(seed, strlen(seed), hex);
-    snprintf(aid, sizeof aid, "apr_%.26s", hex);
-    int64_t expires = s->approval.timeout_ms ? keel_wall_ms() + s->approval.timeout_ms : 0;
-    if (!v->approval_id) {
-        struct json_value *msg = NULL;
-        if (s->approval.message) {
-            struct keel_err rerr;
-            keel_err_clear(&rerr);
-            if (workflow_render(s->approval.message, vars(c, NULL), c->arena, &msg, &rerr))
-                return step_failed(c, s, rerr.code, rerr.msg, false, err);
-        }
-        struct json_value *req = obj(c);
-        set_s(c, req, "run", c->run.id);
-        set_s(c, req, "step", s->id);
-        set_s(c, req, "agent", c->ew->wf->identity);
-        set_v(c, req, "message", msg);
-        struct buf rb;
-        buf_init(&rb);
-        json_write(&rb, req, 0, NULL);
-        struct store_approval ap = {.id = aid,
-                                    .run_id = c->run.id,
-                                    .step_id = s->id,
-                                    .group = s->approval.group,
-                                    .request = rb.data,
-                                    .expires_ms = expires};
-        rc = store_approval_create(c->e->store, &ap, err);
-        buf_cleanup(&rb);
-        if (rc == KEEL_EEXIST) {
-            struct store_approval old;
-            if ((rc = store_approval_get(c->e->store, aid, c->arena, &old, err))) return rc;
-            expires = old.expires_ms;
-        } else if (rc) {
-            return rc;
-        }
-        struct json_value *p = obj(c);
-        set_s(c, p, "approval_id", aid);
-        set_s(c, p, "step", s->id);
-        set_s(c, p, "group", s->approval.group);
-        char digest[65] = "";
-        json_digest(c->input, digest, NULL);
-        set_s(c, p, "args_digest", digest);
-        if (expires) set_i(c, p, "expires_ms", expires);
-        set_v(c, p, "message", msg);
-        if ((rc = engine_journal(c, "approval.requested", NULL, p, err))) return rc;
-        v->approval_id = aid;
-    } else {
-        struct store_approval old;
-        if ((rc = store_approval_get(c->e->store, v->approval_id, c->arena, &old, err))) return rc;
-        expires = old.expires_ms;
-    }
-    if (expires) {
-        char tid[64];
-        snprintf(tid, sizeof tid, "%s/timeout", v->approval_id);
-        struct store_timer t = {
-            .id = tid, .run_id = c->run.id, .step_id = s->id, .due_ms = expires};
-        if ((rc = store_timer_set(c->e->store, &t, err))) return rc;
-    }
-    struct json_value *p = obj(c);
-    set_s(c, p, "reason", "approval");
-    set_s(c, p, "approval_id", v->approval_id);
-    if (expires) set_i(c, p, "until", expires);
-    if ((rc = engine_journal(c, "run.waiting", NULL, p, err))) return rc;
-    rc = set_status(c, RUN_WAITING, "approval", err);
-    pthread_mutex_lock(&c->e->lock);
-    pthread_cond_signal(&c->e->timer);
-    pthread_mutex_unlock(&c->e->lock);
-    return rc;
 }
 
 /* ---- control steps ----------------------------------------------------- */

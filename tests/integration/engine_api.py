@@ -12,6 +12,28 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 from keelenv import (ALICE_TOKEN, BOB_TOKEN, GATED, KEEL, TEN_STEPS, Checks, Home,  # noqa: E402
                      Server)
 
+INTERN = """\
+name: intern
+identity: support/intern
+steps:
+  - id: note
+    tool: helpdesk/add_note
+    args: {id: T-1001, body: intern was here}
+"""
+
+URGENT = """\
+name: urgent
+input: {type: object, required: [title], properties: {title: {type: string}}}
+identity: support/triage
+state:
+  issue: {reducer: replace}
+steps:
+  - id: file
+    tool: tracker/create_issue
+    args: {title: "${input.title}"}
+    save: issue
+"""
+
 c = Checks()
 
 
@@ -109,6 +131,63 @@ def test_cancel(srv, home):
             "run.cancelled journaled with the actor")
 
 
+def test_policy(srv, home):
+    # Deny by default: the intern agent has no permit.
+    code, out, err = srv.cli("run", "start", "intern")
+    rid = out.strip()
+    run = srv.wait_status(rid, ("succeeded", "failed"))
+    c.check(run["status"] == "failed" and "policy denied" in run.get("error", ""),
+            "no permit -> denied: %s" % run)
+    st, evs = srv.api("GET", "/v1/runs/%s/events" % rid)
+    dec = [e for e in evs["events"] if e["kind"] == "policy.decision"]
+    c.check(len(dec) == 1 and dec[0]["payload"]["decision"] == "deny", "deny journaled")
+    c.check(len(dec[0]["payload"]["policy_hash"]) == 64, "decision names the policy set hash")
+    c.check(not any(e["kind"] == "tool.call.started" for e in evs["events"]), "denied call never started")
+    n = home.db("helpdesk").execute("SELECT count(*) FROM notes WHERE body='intern was here'").fetchone()[0]
+    c.check(n == 0, "denied call had no effect")
+    # A plain permit: decision journaled with the deciding policy id.
+    code, out, err = srv.cli("run", "start", "urgent", "--input", '{"title":"routine"}')
+    rid = out.strip()
+    run = srv.wait_status(rid, ("succeeded", "failed", "waiting"))
+    c.check(run["status"] == "succeeded", "permitted call ran: %s" % run)
+    st, evs = srv.api("GET", "/v1/runs/%s/events" % rid)
+    dec = [e for e in evs["events"] if e["kind"] == "policy.decision"]
+    c.check(dec and dec[0]["payload"]["policies"] == ["triage-tools"], "deciding policy id journaled")
+    # @approval: allowed only after a lead approves, bound to the args digest.
+    code, out, err = srv.cli("run", "start", "urgent", "--input", '{"title":"urgent: db down"}')
+    rid = out.strip()
+    run = srv.wait_status(rid, ("waiting", "succeeded", "failed"))
+    c.check(run["status"] == "waiting", "@approval parks the run: %s" % run)
+    st, aps = srv.api("GET", "/v1/approvals", token=ALICE_TOKEN)
+    ap = [a for a in aps["approvals"] if a["run"] == rid]
+    c.check(len(ap) == 1 and ap[0]["group"] == "support-leads", "approval for the lead group")
+    req = ap[0]["request"] if ap else {}
+    c.check(req.get("tool") == "tracker/create_issue" and len(req.get("args_digest", "")) == 64
+            and len(req.get("policy", "")) == 64 and req.get("agent") == "support/triage",
+            "approval bound to agent, tool, args digest, policy version: %s" % req)
+    issues = home.db("tracker").execute("SELECT count(*) FROM issues WHERE title='urgent: db down'").fetchone()[0]
+    c.check(issues == 0, "no effect before the approval")
+    st, body = srv.api("POST", "/v1/approvals/%s/decide" % ap[0]["id"], {"decision": "approve"},
+                       token=ALICE_TOKEN)
+    c.check(st == 200, "lead approves over HTTP: %s %s" % (st, body))
+    run = srv.wait_status(rid, ("succeeded", "failed"))
+    c.check(run["status"] == "succeeded", "approved call ran: %s" % run)
+    issues = home.db("tracker").execute("SELECT count(*) FROM issues WHERE title='urgent: db down'").fetchone()[0]
+    c.check(issues == 1, "one effect after the approval")
+    # A policy set that fails to load is refused; the old one stays.
+    path = os.path.join(home.policies, "broken.cedar")
+    with open(path, "w") as f:
+        f.write("permit(principal, action,")
+    st, body = srv.api("POST", "/v1/policy/reload")
+    c.check(st == 400 and "broken.cedar" in body["error"]["message"], "broken set refused: %s" % body)
+    os.remove(path)
+    code, out, err = srv.cli("run", "start", "urgent", "--input", '{"title":"after reload"}')
+    run = srv.wait_status(out.strip(), ("succeeded", "failed", "waiting"))
+    c.check(run["status"] == "succeeded", "old set still in force")
+    st, body = srv.api("POST", "/v1/policy/reload")
+    c.check(st == 200, "good set reloads")
+
+
 def test_bad_input(srv, home):
     st, before = srv.api("GET", "/v1/runs?limit=1000")
     n_before = len(before["runs"])
@@ -177,7 +256,8 @@ def main():
     if not shutil.which(KEEL) and not os.path.exists(KEEL):
         print("no keel binary at %s" % KEEL)
         return 1
-    home = Home()
+    home = Home(workflows={"ten.yaml": TEN_STEPS, "gated.yaml": GATED, "intern.yaml": INTERN,
+                           "urgent.yaml": URGENT})
     srv = Server(home)
     try:
         mode = os.stat(os.path.join(home.data, "admin.token")).st_mode & 0o777
@@ -185,6 +265,7 @@ def main():
         test_runs(srv, home)
         test_approvals(srv, home)
         test_cancel(srv, home)
+        test_policy(srv, home)
         test_bad_input(srv, home)
     finally:
         srv.stop()

@@ -103,6 +103,19 @@ steps:
 """
 
 
+POLICIES = """\
+@id("triage-tools")
+permit(principal in Team::"support", action == Action::"call_tool", resource)
+unless { principal == Agent::"support/intern" };
+
+@id("urgent-issues-need-a-lead")
+@approval("support-leads")
+permit(principal in Team::"support", action == Action::"call_tool",
+       resource == Tool::"tracker/create_issue")
+when { context.args.title like "*urgent*" };
+"""
+
+
 def sha(t):
     return hashlib.sha256(t.encode()).hexdigest()
 
@@ -110,9 +123,13 @@ def sha(t):
 class Home:
     """A temporary folder with keel.yaml, workflows/ and tool databases."""
 
-    def __init__(self, workflows=None, extra_tool_env=None):
+    def __init__(self, workflows=None, extra_tool_env=None, policies=None):
         self.dir = tempfile.mkdtemp(prefix="keel-it-")
         self.data = os.path.join(self.dir, "data")
+        self.policies = os.path.join(self.dir, "policies")
+        os.mkdir(self.policies)
+        with open(os.path.join(self.policies, "tools.cedar"), "w") as f:
+            f.write(POLICIES if policies is None else policies)
         wfdir = os.path.join(self.dir, "workflows")
         os.mkdir(wfdir)
         for name, text in (workflows or {"ten.yaml": TEN_STEPS, "gated.yaml": GATED}).items():
@@ -134,10 +151,12 @@ class Home:
         with open(os.path.join(self.dir, "keel.yaml"), "w") as f:
             f.write("tools:\n%s\n" % "\n".join(tools))
             f.write("agents:\n  support/triage: {description: test agent}\n")
+            f.write("  support/intern: {description: no permit}\n")
             f.write("humans:\n")
             f.write("  alice: {groups: [support-leads], token_sha256: %s}\n" % sha(ALICE_TOKEN))
             f.write("  bob: {groups: [finance], token_sha256: %s}\n" % sha(BOB_TOKEN))
             f.write("workflows: %s\n" % wfdir)
+            f.write("policies: %s\n" % self.policies)
 
     def db(self, srv):
         return sqlite3.connect(os.path.join(self.dir, srv + ".db"))
