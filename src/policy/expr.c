@@ -59,7 +59,7 @@ static int bind(struct arena *a, const struct json_value *vars, struct policy_re
         struct policy_field *f = &rec->fields[rec->len];
         f->key = m->key;
         f->key_len = m->key_len;
-        if (policy_value_from_json(a, m->value, false, &f->value, err) < 0) {
+        if (policy_value_from_json_vars(a, m->value, &f->value, err) < 0) {
             keel_err_prefix(err, "variable `%s`", m->key);
             return KEEL_EINVAL;
         }

@@ -103,5 +103,9 @@ int policy_parse_ip(const char *s, size_t len, struct policy_ip *out);
 int policy_parse_datetime(const char *s, size_t len, int64_t *out);
 int policy_parse_duration(const char *s, size_t len, int64_t *out);
 const char *policy_type_name(int type);
+/* policy_value_from_json for expression variables: JSON nulls (members and
+ * items) are left out instead of being errors. */
+int policy_value_from_json_vars(struct arena *a, const struct json_value *j,
+                                struct policy_value *out, struct keel_err *err);
 
 #endif

@@ -346,8 +346,10 @@ static int euid_from_json(struct arena *a, const struct json_value *j, struct po
     return 0;
 }
 
-static int from_json(struct arena *a, const struct json_value *j, bool implicit, int depth,
-                     struct policy_value *out, struct keel_err *err)
+/* With nulls, JSON null members and items are left out (expression
+ * variables); otherwise null is an error (Cedar's entity and request JSON). */
+static int from_json(struct arena *a, const struct json_value *j, bool implicit, bool nulls,
+                     int depth, struct policy_value *out, struct keel_err *err)
 {
     if (depth > POLICY_MAX_DEPTH) return json_fail(err, j, "value nested too deeply");
     switch (j->type) {
@@ -370,11 +372,14 @@ static int from_json(struct arena *a, const struct json_value *j, bool implicit,
         return 0;
     case JSON_ARRAY: {
         struct policy_value *items = arena_alloc(a, (j->len ? j->len : 1) * sizeof *items);
-        for (uint32_t i = 0; i < j->len; i++)
-            if (from_json(a, j->u.items[i], implicit, depth + 1, &items[i], err) < 0)
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < j->len; i++) {
+            if (nulls && json_is(j->u.items[i], JSON_NULL)) continue;
+            if (from_json(a, j->u.items[i], implicit, nulls, depth + 1, &items[n++], err) < 0)
                 return KEEL_EINVAL;
+        }
         out->type = POLICY_SET;
-        out->u.set = policy_vset_make(a, items, j->len);
+        out->u.set = policy_vset_make(a, items, n);
         return 0;
     }
     case JSON_OBJECT: {
@@ -397,7 +402,8 @@ static int from_json(struct arena *a, const struct json_value *j, bool implicit,
                 if (args->len > 8) return json_fail(err, j, "too many arguments to \"%s\"", fn);
                 struct policy_value av[8];
                 for (uint32_t i = 0; i < args->len; i++)
-                    if (from_json(a, args->u.items[i], implicit, depth + 1, &av[i], err) < 0)
+                    if (from_json(a, args->u.items[i], implicit, false, depth + 1, &av[i],
+                                  err) < 0)
                         return KEEL_EINVAL;
                 char msg[256];
                 if (policy_call_fn(a, fi, av, args->len, out, msg, sizeof msg) < 0)
@@ -409,7 +415,8 @@ static int from_json(struct arena *a, const struct json_value *j, bool implicit,
                 int fi = policy_fn_lookup(fn, NULL);
                 if (fi < 0) return json_fail(err, j, "unknown extension function \"%s\"", fn);
                 struct policy_value av;
-                if (from_json(a, arg, implicit, depth + 1, &av, err) < 0) return KEEL_EINVAL;
+                if (from_json(a, arg, implicit, false, depth + 1, &av, err) < 0)
+                    return KEEL_EINVAL;
                 char msg[256];
                 if (policy_call_fn(a, fi, &av, 1, out, msg, sizeof msg) < 0)
                     return json_fail(err, j, "%s", msg);
@@ -451,13 +458,15 @@ static int from_json(struct arena *a, const struct json_value *j, bool implicit,
             return 0;
         }
         struct policy_record *r = arena_alloc(a, sizeof *r);
-        r->len = j->len;
+        r->len = 0;
         r->fields = arena_alloc(a, (j->len ? j->len : 1) * sizeof *r->fields);
         for (uint32_t i = 0; i < j->len; i++) {
-            struct policy_field *f = &r->fields[i];
+            if (nulls && json_is(j->u.members[i].value, JSON_NULL)) continue;
+            struct policy_field *f = &r->fields[r->len++];
             f->key = arena_strndup(a, j->u.members[i].key, j->u.members[i].key_len);
             f->key_len = j->u.members[i].key_len;
-            if (from_json(a, j->u.members[i].value, implicit, depth + 1, &f->value, err) < 0)
+            if (from_json(a, j->u.members[i].value, implicit, nulls, depth + 1, &f->value, err) <
+                0)
                 return KEEL_EINVAL;
         }
         uint32_t dup;
@@ -474,7 +483,13 @@ static int from_json(struct arena *a, const struct json_value *j, bool implicit,
 int policy_value_from_json(struct arena *a, const struct json_value *j, bool implicit_entity,
                            struct policy_value *out, struct keel_err *err)
 {
-    return from_json(a, j, implicit_entity, 0, out, err);
+    return from_json(a, j, implicit_entity, false, 0, out, err);
+}
+
+int policy_value_from_json_vars(struct arena *a, const struct json_value *j,
+                                struct policy_value *out, struct keel_err *err)
+{
+    return from_json(a, j, false, true, 0, out, err);
 }
 
 static void format_decimal(char *o, size_t cap, int64_t v)
