@@ -796,10 +796,17 @@ static int meta_check(struct schema_registry *reg, const struct json_value *doc,
     schema_result_init(&r);
     int rc = 0;
     if (!schema_validate(reg->meta, doc, &r) && r.kept) {
-        const struct schema_error *e = &r.errors[r.kept - 1];
-        /* The deepest error is usually the one to fix. */
-        for (size_t i = 0; i < r.kept; i++)
-            if (strlen(r.errors[i].instance_location) > strlen(e->instance_location)) e = &r.errors[i];
+        /* The deepest error is usually the one to fix; among those, a
+         * concrete one beats an anyOf/oneOf summary. */
+        const struct schema_error *e = NULL;
+        size_t best = 0;
+        for (size_t i = 0; i < r.kept; i++) {
+            const struct schema_error *x = &r.errors[i];
+            const char *k = strrchr(x->keyword_location, '/');
+            bool summary = k && (!strcmp(k, "/anyOf") || !strcmp(k, "/oneOf"));
+            size_t score = strlen(x->instance_location) * 2 + !summary;
+            if (!e || score > best) e = x, best = score;
+        }
         rc = keel_fail(err, KEEL_EINVAL, "not a valid draft 2020-12 schema at '%s': %s",
                        e->instance_location, e->message);
         if (err) snprintf(err->path, sizeof err->path, "%s", e->instance_location);
