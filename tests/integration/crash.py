@@ -98,7 +98,7 @@ def main():
         code, out, err = srv.cli("verify", next(iter(runs)))
         c.check(code == 0, "keel verify exits 0")
     finally:
-        srv.stop()
+        c.check(srv.stop() == 0, "daemon stops cleanly")
     print("crash test: %d runs, %d kills, %d unfinished runs resumed (summed over restarts), "
           "%d keys asked more than once, %.1f s"
           % (len(runs), kills, interrupted, asked_again, time.monotonic() - t0))

@@ -268,12 +268,12 @@ def main():
         test_policy(srv, home)
         test_bad_input(srv, home)
     finally:
-        srv.stop()
+        c.check(srv.stop() == 0, "daemon stops cleanly")
     # Restart on the same data: the admin token stays.
     old = srv.token
     srv = Server(home)
     c.check(srv.token == old, "admin token kept across restarts")
-    srv.stop()
+    c.check(srv.stop() == 0, "daemon stops cleanly")
     home.cleanup()
     test_bad_workflows()
     return c.done()

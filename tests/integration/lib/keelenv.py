@@ -170,14 +170,19 @@ class Server:
 
     def __init__(self, home, extra=()):
         self.home = home
+        # stderr goes to a file: a pipe nobody reads could fill and block
+        # the daemon.
+        self.log_path = os.path.join(home.dir, "serve-%d.log" % time.monotonic_ns())
+        self.log = open(self.log_path, "w+")
         self.proc = subprocess.Popen(
             [KEEL, "serve", "--data", home.data, "--listen", "127.0.0.1:0",
              "--config", os.path.join(home.dir, "keel.yaml")] + list(extra),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=self.log, text=True,
             start_new_session=True)
         line = self.proc.stdout.readline()
         if "listening on" not in line:
-            err = self.proc.stderr.read()
+            self.proc.wait()
+            err = open(self.log_path).read()
             raise RuntimeError("keel serve did not start: %r %s" % (line, err))
         self.url = line.split("listening on", 1)[1].strip()
         with open(os.path.join(home.data, "admin.token")) as f:
@@ -190,6 +195,8 @@ class Server:
         self.proc.wait()
 
     def stop(self):
+        """Stops the daemon with SIGTERM; returns its exit status (sanitizer
+        reports, e.g. leaks, make it nonzero and are printed)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -197,7 +204,11 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.kill9()
         self.proc.stdout.close()
-        self.proc.stderr.close()
+        self.log.close()
+        err = open(self.log_path).read()
+        if self.proc.returncode != 0:
+            print("keel serve exited %d:\n%s" % (self.proc.returncode, err[-4000:]), flush=True)
+        return self.proc.returncode
 
     def api(self, method, path, body=None, token=None, raw=None):
         """Returns (status, parsed JSON)."""
