@@ -493,6 +493,9 @@ static int compile_agent(struct cc *c, struct workflow_step *s, const struct jso
         if (!json_is(out, JSON_OBJECT) && !json_is_bool(out))
             problem(c, out, SP("%s/output", sp), KEEL_EINVAL,
                     "output must be a JSON Schema (a mapping)");
+        else
+            workflow_schema_compile_at(out, c->file, SP("%s/output", sp), NULL, c->diags,
+                                       &c->first, &c->nerr);
         s->agent.output = out;
     }
     s->agent.max_turns = 10;
@@ -590,6 +593,9 @@ static void compile_top(struct cc *c, const struct json_value *doc)
         if (!json_is(in, JSON_OBJECT) && !json_is_bool(in))
             problem(c, in, "/input", KEEL_EINVAL,
                     "input must be a JSON Schema (a mapping like {type: object, properties: ...})");
+        else
+            workflow_schema_compile_at(in, c->file, "/input", &wf->input, c->diags, &c->first,
+                                       &c->nerr);
         wf->input_schema = in;
     }
     const struct json_value *st = json_get(doc, "state");
@@ -927,6 +933,7 @@ int workflow_compile(const struct json_value *doc, const char *file, struct work
     struct keel_err e;
     keel_err_clear(&e);
     if (json_digest(doc, wf->hash, &e)) problem_err(&c, doc, "", &e);
+    if (!c.nerr && workflow_schema_check(doc, c.file, diags, &c.first)) c.nerr++;
 done:
     strmap_cleanup(&c.ids);
     strmap_cleanup(&c.state);
@@ -987,6 +994,7 @@ void workflow_free(struct workflow *wf)
     for (size_t i = 0; wf->steps && i < wf->nsteps; i++)
         for (size_t k = 0; k < wf->steps[i].sw.ncases; k++)
             workflow_condition_free(&wf->steps[i].sw.cases[k]);
+    workflow_schema_free(wf->input);
     arena_cleanup(&wf->arena);
     free(wf);
 }

@@ -31,4 +31,19 @@ int workflow_condition_compile(struct workflow_switch_case *c, const char *file,
                                struct keel_err *err);
 void workflow_condition_free(struct workflow_switch_case *c);
 
+/* validate.c: checks doc against Keel's workflow schema; problems (code
+ * KEEL_ESCHEMA, positioned by instance pointer) go to diags and the first to
+ * *first.  Returns 0 or KEEL_ESCHEMA. */
+int workflow_schema_check(const struct json_value *doc, const char *file,
+                          struct workflow_diags *diags, struct keel_err *first);
+/* Compiles schema_doc (found at JSON Pointer path in file) as a JSON Schema;
+ * on failure adds a positioned problem (counting it in *nerr, copying the
+ * first to *first) and returns KEEL_EINVAL.  *out (if out is non-NULL) gets
+ * the compiled schema; free with workflow_schema_free. */
+struct schema;
+int workflow_schema_compile_at(const struct json_value *schema_doc, const char *file,
+                               const char *path, struct schema **out,
+                               struct workflow_diags *diags, struct keel_err *first, int *nerr);
+void workflow_schema_free(struct schema *s);
+
 #endif

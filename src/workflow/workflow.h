@@ -170,6 +170,7 @@ struct workflow_retry {
 };
 
 struct policy_expr;
+struct schema;
 
 /* A "server/tool" name with its argument template. */
 struct workflow_call {
@@ -263,6 +264,7 @@ struct workflow {
     char hash[65];             /* version: sha256 of the canonical document */
     const struct json_value *doc;          /* the loaded document */
     const struct json_value *input_schema; /* "input:" (a JSON Schema), or NULL */
+    struct schema *input;                  /* input_schema compiled, or NULL */
     const char *identity;                  /* "identity:", or NULL (no tool steps) */
     struct workflow_state_key *state;
     size_t nstate;
@@ -286,6 +288,12 @@ int workflow_load_file(const char *path, struct workflow **out, struct workflow_
                        struct keel_err *err);
 
 void workflow_free(struct workflow *wf);
+
+/* Validates a run's input against the workflow's input schema (no schema:
+ * anything goes).  Fails with KEEL_ESCHEMA, err->path naming the offending
+ * value as a JSON Pointer into input. */
+int workflow_validate_input(const struct workflow *wf, const struct json_value *input,
+                            struct keel_err *err);
 
 /* Lookups; return NULL when absent.  Borrowed from wf. */
 const struct workflow_step *workflow_step_find(const struct workflow *wf, const char *id);

@@ -693,3 +693,71 @@ TEST(switch_conditions_evaluate)
     CHECK_INT(err.line, 6);
     workflow_free(wf);
 }
+
+/* ---- JSON Schema ------------------------------------------------------------------ */
+
+#include "workflow/internal.h"
+
+TEST(input_schema_compiled_and_enforced)
+{
+    struct workflow *wf = NULL;
+    struct keel_err err;
+    REQUIRE(workflow_load_file(test_source("examples/workflows/support-triage.yaml"), &wf, NULL,
+                               &err) == 0);
+    REQUIRE(wf->input != NULL);
+    struct arena a;
+    arena_init(&a);
+    struct json_value *in = NULL;
+    REQUIRE(json_parse(&a, "{\"ticket_id\":\"T-1\"}", 19, NULL, &in, &err) == 0);
+    CHECK_INT(workflow_validate_input(wf, in, &err), 0);
+    REQUIRE(json_parse(&a, "{\"ticket_id\":7}", 15, NULL, &in, &err) == 0);
+    keel_err_clear(&err);
+    CHECK_INT(workflow_validate_input(wf, in, &err), KEEL_ESCHEMA);
+    CHECK_STR(err.path, "/ticket_id");
+    CHECK_CONTAINS(err.msg, "support-triage");
+    arena_cleanup(&a);
+    workflow_free(wf);
+}
+
+TEST(bad_input_schema_is_positioned)
+{
+    const char *text = "name: s\ninput:\n  type: object\n  properties:\n    n: {type: 12}\n"
+                       "steps: [{id: a, succeed: true}]\n";
+    struct keel_err err;
+    CHECK(load(text, &err) == NULL);
+    CHECK_CONTAINS(err.msg, "not a valid JSON Schema");
+    CHECK_INT(err.line, 5);
+    CHECK_STR(err.path, "/input/properties/n/type");
+}
+
+TEST(workflow_schema_maps_errors_to_positions)
+{
+    struct arena a;
+    arena_init(&a);
+    struct keel_err err;
+    /* A document the schema rejects: an unknown step field, a bad state key. */
+    struct json_value *doc =
+        yaml(&a, "name: x\nsteps:\n  - id: a\n    succeed: true\nstate:\n  k: {reducer: sum}\n",
+             &err);
+    REQUIRE(doc);
+    struct workflow_diags d;
+    workflow_diags_init(&d);
+    keel_err_clear(&err);
+    CHECK_INT(workflow_schema_check(doc, "s.yaml", &d, &err), KEEL_ESCHEMA);
+    CHECK(d.len >= 1);
+    bool found = false;
+    for (size_t i = 0; i < d.len; i++)
+        if (!strcmp(d.items[i].path, "/state/k") || !strcmp(d.items[i].path, "/state/k/reducer")) {
+            found = true;
+            CHECK_INT(d.items[i].line, 6);
+            CHECK_STR(d.items[i].file, "s.yaml");
+        }
+    CHECK(found);
+    workflow_diags_cleanup(&d);
+    /* Every good file passes the schema on its own too. */
+    struct json_value *good = NULL;
+    REQUIRE(workflow_doc_load(&a, test_source("tests/data/workflows/good/triage.yaml"), &good,
+                              &err) == 0);
+    CHECK_INT(workflow_schema_check(good, "triage.yaml", NULL, &err), 0);
+    arena_cleanup(&a);
+}
