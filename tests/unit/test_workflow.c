@@ -761,3 +761,44 @@ TEST(workflow_schema_maps_errors_to_positions)
     CHECK_INT(workflow_schema_check(good, "triage.yaml", NULL, &err), 0);
     arena_cleanup(&a);
 }
+
+TEST(conditions_use_cedar_operators)
+{
+    /* The operators docs/workflows.md promises, over input, state, result. */
+    static const struct {
+        const char *cond;
+        int want; /* 1 true, 0 false */
+    } cases[] = {
+        {"state.t has priority && state.t.priority == \"high\"", 1},
+        {"state.t has missing", 0},
+        {"input.id like \"T-*\"", 1},
+        {"state.t.tags.contains(\"vip\")", 1},
+        {"if input.n > 2 then true else false", 1},
+        {"!(input.n > 3) || result.ok", 1},
+        {"!(input.n <= 3) || result.ok", 0},
+        {"input.n >= 4", 0},
+    };
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(cases); i++) {
+        char text[512];
+        snprintf(text, sizeof text,
+                 "name: c\nidentity: a/b\nstate: {t: replace}\nsteps:\n"
+                 "  - {id: a, tool: x/y}\n"
+                 "  - id: s\n    switch:\n      - if: '%s'\n        goto: yes\n"
+                 "  - {id: no, succeed: true}\n  - {id: yes, succeed: true}\n",
+                 cases[i].cond);
+        struct keel_err err;
+        struct workflow *wf = load(text, &err);
+        if (!wf) fprintf(stderr, "case %zu: %d:%d: %s\n", i, err.line, err.column, err.msg);
+        REQUIRE(wf);
+        int next = -5;
+        int rc = switch_next(wf, "s",
+                             "{\"input\":{\"id\":\"T-7\",\"n\":3},\"result\":{\"ok\":false},"
+                             "\"state\":{\"t\":{\"priority\":\"high\",\"tags\":[\"vip\"]}}}",
+                             &next, &err);
+        if (rc) fprintf(stderr, "case %zu: %s\n", i, err.msg);
+        CHECK_INT(rc, 0);
+        if (next != (cases[i].want ? 3 : 2)) fprintf(stderr, "case %zu: wrong branch\n", i);
+        CHECK_INT(next, cases[i].want ? 3 : 2);
+        workflow_free(wf);
+    }
+}
