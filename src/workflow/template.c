@@ -77,7 +77,7 @@ struct tctx {
     struct arena *a;
     unsigned allowed;
     const char *file;
-    const char *path;
+    struct buf path; /* JSON Pointer of the value being compiled */
     struct keel_err *err;
 };
 
@@ -86,7 +86,7 @@ static int tfail(struct tctx *c, const struct json_value *v, const char *fmt, ..
 {
     if (c->err) {
         keel_fail_at(c->err, KEEL_EINVAL, c->file, v->line, v->column, "%s", "");
-        snprintf(c->err->path, sizeof c->err->path, "%s", c->path ? c->path : "");
+        snprintf(c->err->path, sizeof c->err->path, "%s", c->path.data ? c->path.data : "");
         va_list ap;
         va_start(ap, fmt);
         keel_vfail(c->err, KEEL_EINVAL, fmt, ap);
@@ -247,7 +247,16 @@ static int compile_node(struct tctx *c, const struct json_value *v, int depth,
         for (uint32_t i = 0; i < n && !rc; i++) {
             const struct json_value *kid =
                 v->type == JSON_ARRAY ? v->u.items[i] : v->u.members[i].value;
+            size_t mark = c->path.len;
+            if (v->type == JSON_ARRAY)
+                buf_printf(&c->path, "/%u", i);
+            else
+                json_pointer_append(&c->path, v->u.members[i].key, v->u.members[i].key_len);
             rc = compile_node(c, kid, depth + 1, &t->kids[i]);
+            if (!rc) {
+                c->path.len = mark;
+                c->path.data[mark] = '\0';
+            }
             if (!rc) {
                 t->vars |= t->kids[i]->vars;
                 if (!t->kids[i]->constant) t->constant = false;
@@ -264,9 +273,12 @@ int workflow_template_compile(struct arena *a, const struct json_value *v, unsig
                               const char *file, const char *path,
                               struct workflow_template **out, struct keel_err *err)
 {
-    struct tctx c = {.a = a, .allowed = allowed, .file = file, .path = path, .err = err};
+    struct tctx c = {.a = a, .allowed = allowed, .file = file, .err = err};
+    buf_init(&c.path);
+    buf_puts(&c.path, path ? path : "");
     struct workflow_template *t = NULL;
     int rc = compile_node(&c, v, 0, &t);
+    buf_cleanup(&c.path);
     if (rc) return rc;
     *out = t;
     return 0;

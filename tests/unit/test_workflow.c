@@ -802,3 +802,15 @@ TEST(conditions_use_cedar_operators)
         workflow_free(wf);
     }
 }
+
+TEST(template_errors_name_the_nested_path)
+{
+    const char *text = "name: p\nidentity: a/b\nsteps:\n"
+                       "  - id: x\n    tool: a/b\n"
+                       "    args: {list: [1, {deep: \"${nope.y}\"}], a/b: \"${input}\"}\n";
+    struct keel_err err;
+    CHECK(load(text, &err) == NULL);
+    CHECK_STR(err.path, "/steps/0/args/list/1/deep");
+    CHECK_INT(err.line, 6);
+    CHECK_INT(err.column, 29);
+}
