@@ -52,6 +52,16 @@ int api_runs_list(struct api_request *rq, struct json_value **out, struct keel_e
 
 int api_runs_show(struct api_request *rq, struct json_value **out, struct keel_err *err)
 {
+    /* ?wait=SECONDS: long-poll until the run stops running (waits or ends). */
+    const char *w = api_query(rq, "wait");
+    if (w) {
+        char *end;
+        long secs = strtol(w, &end, 10);
+        if (!*w || *end || secs < 0 || secs > 60)
+            return keel_fail(err, KEEL_EINVAL, "wait must be a number of seconds from 0 to 60");
+        int rc = engine_run_wait(rq->engine, rq->params[0], secs * 1000, false, NULL, err);
+        if (rc) return rc;
+    }
     return engine_run_show(rq->engine, rq->params[0], rq->arena, out, err);
 }
 

@@ -818,6 +818,47 @@ int engine_run_show(struct engine *e, const char *run_id, struct arena *a,
     return 0;
 }
 
+static const enum engine_run_status from_store[STORE_RUN_STATUS_COUNT] = {
+    [STORE_RUN_PENDING] = RUN_RUNNING,     [STORE_RUN_RUNNING] = RUN_RUNNING,
+    [STORE_RUN_WAITING] = RUN_WAITING,     [STORE_RUN_SUCCEEDED] = RUN_SUCCEEDED,
+    [STORE_RUN_FAILED] = RUN_FAILED,       [STORE_RUN_CANCELLED] = RUN_CANCELLED,
+    [STORE_RUN_NEEDS_RECONCILE] = RUN_NEEDS_RECONCILE,
+};
+
+int engine_run_wait(struct engine *e, const char *run_id, int64_t timeout_ms, bool final_only,
+                    enum engine_run_status *status, struct keel_err *err)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (timeout_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&e->lock);
+    for (;;) {
+        struct arena a;
+        arena_init(&a);
+        struct store_run r;
+        rc = run_get(e, run_id, &a, &r, err);
+        arena_cleanup(&a);
+        if (rc) break;
+        if (status) *status = from_store[r.status];
+        /* A run still queued or held by a worker is about to move on. */
+        size_t n = strlen(run_id);
+        bool moving = strmap_get(&e->queued, run_id, n) || strmap_get(&e->busy, run_id, n);
+        bool settled = final_only ? (store_run_status_is_final(r.status) ||
+                                     r.status == STORE_RUN_NEEDS_RECONCILE)
+                                  : (r.status != STORE_RUN_RUNNING && r.status != STORE_RUN_PENDING);
+        if (!moving && settled) break;
+        if (pthread_cond_timedwait(&e->done, &e->lock, &until) == ETIMEDOUT) break;
+    }
+    pthread_mutex_unlock(&e->lock);
+    return rc;
+}
+
 int engine_run_cancel(struct engine *e, const char *run_id, const struct identity *actor,
                       struct keel_err *err)
 {

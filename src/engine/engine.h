@@ -70,6 +70,13 @@ int engine_run_list(struct engine *e, int limit, struct arena *a, struct json_va
 int engine_run_show(struct engine *e, const char *run_id, struct arena *a,
                     struct json_value **out, struct keel_err *err);
 
+/* Waits until the run is no longer running (waiting, or ended; with
+ * final_only: ended) or timeout_ms passed, on the engine's condition
+ * variable (woken after every transition).  *status (may be NULL) gets the
+ * status then.  KEEL_ENOENT for an unknown run; a timeout is not an error. */
+int engine_run_wait(struct engine *e, const char *run_id, int64_t timeout_ms, bool final_only,
+                    enum engine_run_status *status, struct keel_err *err);
+
 /* Asks a run to stop.  KEEL_ESTATE if it already ended. */
 int engine_run_cancel(struct engine *e, const char *run_id, const struct identity *actor,
                       struct keel_err *err);
@@ -98,5 +105,10 @@ int engine_approval_decide(struct engine *e, const char *approval_id, const stru
 /* Workflows known to the engine: [{name, steps, file}]. */
 int engine_workflow_list(struct engine *e, struct arena *a, struct json_value **out,
                          struct keel_err *err);
+
+/* The idempotency key of call `index` of step `step` of run `run`:
+ * sha256_hex("<run>/<step>/<index>").  Independent of the attempt, so a
+ * retry after a crash sends the same key (docs/engine.md). */
+void engine_idempotency_key(const char *run, const char *step, int index, char out[65]);
 
 #endif

@@ -155,7 +155,4 @@ int engine_step(struct run_ctx *c, struct keel_err *err);
 int engine_finish(struct run_ctx *c, enum engine_run_status st, const char *kind,
                   struct json_value *payload, const char *actor, struct keel_err *err);
 
-/* The idempotency key of call `index` of step `step` of run `run`. */
-void engine_idempotency_key(const char *run, const char *step, int index, char out[65]);
-
 #endif

@@ -1,0 +1,361 @@
+/*
+ * test_engine.c — the engine in-process, without tool servers: control
+ * steps (set, switch, succeed, fail) and state reducers, approvals by
+ * humans of the right group, approval timeouts through the timer thread,
+ * cancel, resume after a restart on the same data folder, input schema
+ * refusal, and the idempotency key.  Waiting uses engine_run_wait (a
+ * condition variable), never sleeps.
+ */
+#include "engine/engine.h"
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define ALICE "tok-alice-0123456789"
+#define BOB "tok-bob-0123456789"
+
+static const char *flow_yaml =
+    "name: flow\n"
+    "input: {type: object, required: [n], properties: {n: {type: integer}}}\n"
+    "state:\n"
+    "  total: {reducer: add, initial: 0}\n"
+    "  log: {reducer: append}\n"
+    "steps:\n"
+    "  - id: first\n"
+    "    set: {total: \"${input.n}\", log: first}\n"
+    "  - id: again\n"
+    "    set: {total: 10, log: again}\n"
+    "  - id: branch\n"
+    "    switch:\n"
+    "      - if: 'state.total > 100'\n"
+    "        goto: big\n"
+    "    default: small\n"
+    "  - id: big\n"
+    "    fail: {message: too big}\n"
+    "  - id: small\n"
+    "    succeed: {output: {total: \"${state.total}\"}}\n";
+
+static const char *gate_yaml =
+    "name: gate\n"
+    "steps:\n"
+    "  - id: ask\n"
+    "    approval: {group: leads, message: please}\n"
+    "  - id: done\n"
+    "    succeed: true\n";
+
+static const char *expire_yaml =
+    "name: expire\n"
+    "steps:\n"
+    "  - id: ask\n"
+    "    approval: {group: leads, timeout: 50ms, on_timeout: approve}\n"
+    "  - id: done\n"
+    "    succeed: true\n";
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A temporary home: keel.yaml with two humans, the workflows above. */
+static char *make_home(void)
+{
+    char tmpl[] = "/tmp/keel-engine-XXXXXX";
+    char *dir = strdup(mkdtemp(tmpl));
+    char wf[4096];
+    snprintf(wf, sizeof wf, "%s/workflows", dir);
+    mkdir(wf, 0700);
+    write_file(wf, "flow.yaml", flow_yaml);
+    write_file(wf, "gate.yaml", gate_yaml);
+    write_file(wf, "expire.yaml", expire_yaml);
+    char a[65], b[65], cfg[1024];
+    keel_sha256_hex(ALICE, strlen(ALICE), a);
+    keel_sha256_hex(BOB, strlen(BOB), b);
+    snprintf(cfg, sizeof cfg,
+             "humans:\n  alice: {groups: [leads], token_sha256: %s}\n"
+             "  bob: {groups: [finance], token_sha256: %s}\n"
+             "workflows: workflows\ndata_dir: data\n",
+             a, b);
+    write_file(dir, "keel.yaml", cfg);
+    return dir;
+}
+
+static void rm_home(char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    free(dir);
+}
+
+static struct engine *start(const char *home, struct keel_err *err)
+{
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg, "%s/keel.yaml", home);
+    struct engine_opts o = {.config_path = cfg, .workers = 2};
+    struct engine *e = NULL;
+    if (engine_start(&o, &e, err)) return NULL;
+    return e;
+}
+
+static int start_run(struct engine *e, const char *wf, const char *input, char id[64],
+                     struct keel_err *err)
+{
+    struct arena a;
+    arena_init(&a);
+    struct json_value *in;
+    int rc = json_parse(&a, input, strlen(input), NULL, &in, err);
+    if (!rc) {
+        const struct identity *admin = identity_find(engine_identities(e), IDENTITY_ADMIN, "admin");
+        rc = engine_run_start(e, wf, in, admin, id, 64, err);
+    }
+    arena_cleanup(&a);
+    return rc;
+}
+
+static enum engine_run_status wait_run(struct engine *e, const char *id)
+{
+    enum engine_run_status st = RUN_RUNNING;
+    engine_run_wait(e, id, 10000, false, &st, NULL);
+    return st;
+}
+
+static enum engine_run_status wait_final(struct engine *e, const char *id)
+{
+    enum engine_run_status st = RUN_RUNNING;
+    engine_run_wait(e, id, 10000, true, &st, NULL);
+    return st;
+}
+
+/* The run's first pending approval id (static buffer). */
+static const char *pending_approval(struct engine *e, const char *run)
+{
+    static char id[64];
+    id[0] = '\0';
+    struct arena a;
+    arena_init(&a);
+    struct json_value *list;
+    if (engine_approval_list(e, true, &a, &list, NULL) == 0)
+        for (uint32_t i = 0; i < list->len; i++)
+            if (!strcmp(json_get_str(list->u.items[i], "run", ""), run))
+                snprintf(id, sizeof id, "%s", json_get_str(list->u.items[i], "id", ""));
+    arena_cleanup(&a);
+    return id;
+}
+
+TEST(control_steps_and_reducers)
+{
+    char *home = make_home();
+    struct keel_err err;
+    keel_err_clear(&err);
+    struct engine *e = start(home, &err);
+    REQUIRE(e);
+    char id[64];
+    REQUIRE(start_run(e, "flow", "{\"n\": 5}", id, &err) == 0);
+    CHECK_INT(wait_run(e, id), RUN_SUCCEEDED);
+    struct arena a;
+    arena_init(&a);
+    struct json_value *run;
+    REQUIRE(engine_run_show(e, id, &a, &run, &err) == 0);
+    struct json_value *state = json_get(run, "state");
+    CHECK_INT(json_get_int(state, "total", -1), 15);
+    struct json_value *log = json_get(state, "log");
+    CHECK(json_is(log, JSON_ARRAY) && log->len == 2);
+    struct json_value *evs;
+    REQUIRE(engine_run_events(e, id, &a, &evs, &err) == 0);
+    CHECK_STR(json_get_str(evs->u.items[0], "kind", ""), "run.started");
+    CHECK_STR(json_get_str(evs->u.items[evs->len - 1], "kind", ""), "run.succeeded");
+    struct json_value *v;
+    REQUIRE(engine_run_verify(e, id, &a, &v, &err) == 0);
+    CHECK(json_get_bool(v, "ok", false));
+    CHECK_INT(json_get_int(v, "events", 0), (int64_t)evs->len);
+    /* The switch takes the other branch for a big total. */
+    REQUIRE(start_run(e, "flow", "{\"n\": 500}", id, &err) == 0);
+    CHECK_INT(wait_run(e, id), RUN_FAILED);
+    REQUIRE(engine_run_show(e, id, &a, &run, &err) == 0);
+    CHECK_STR(json_get_str(run, "error", ""), "too big");
+    arena_cleanup(&a);
+    engine_stop(e);
+    rm_home(home);
+}
+
+TEST(input_schema_refused_and_nothing_written)
+{
+    char *home = make_home();
+    struct keel_err err;
+    keel_err_clear(&err);
+    struct engine *e = start(home, &err);
+    REQUIRE(e);
+    char id[64];
+    CHECK_INT(start_run(e, "flow", "{\"n\": \"five\"}", id, &err), KEEL_ESCHEMA);
+    CHECK_CONTAINS(err.msg, "input schema");
+    CHECK_STR(err.path, "/n");
+    CHECK_INT(start_run(e, "nope", "{}", id, &err), KEEL_ENOENT);
+    struct arena a;
+    arena_init(&a);
+    struct json_value *list;
+    REQUIRE(engine_run_list(e, 100, &a, &list, &err) == 0);
+    CHECK_INT(list->len, 0);
+    CHECK_INT(engine_run_show(e, "run_missing", &a, &list, &err), KEEL_ENOENT);
+    arena_cleanup(&a);
+    engine_stop(e);
+    rm_home(home);
+}
+
+TEST(approval_by_group_member_and_resume_after_restart)
+{
+    char *home = make_home();
+    struct keel_err err;
+    keel_err_clear(&err);
+    struct engine *e = start(home, &err);
+    REQUIRE(e);
+    char id[64];
+    REQUIRE(start_run(e, "gate", "{}", id, &err) == 0);
+    CHECK_INT(wait_run(e, id), RUN_WAITING);
+    char aid[64];
+    snprintf(aid, sizeof aid, "%s", pending_approval(e, id));
+    REQUIRE(aid[0]);
+    /* Restart on the same data: the parked run is still parked. */
+    engine_stop(e);
+    e = start(home, &err);
+    REQUIRE(e);
+    CHECK_INT(wait_run(e, id), RUN_WAITING);
+    CHECK_STR(pending_approval(e, id), aid);
+    const struct identity_set *ids = engine_identities(e);
+    const struct identity *bob = identity_authenticate(ids, BOB, strlen(BOB));
+    const struct identity *alice = identity_authenticate(ids, ALICE, strlen(ALICE));
+    REQUIRE(bob && alice);
+    CHECK_INT(engine_approval_decide(e, aid, bob, true, "", &err), KEEL_EDENIED);
+    CHECK_CONTAINS(err.msg, "not in group 'leads'");
+    CHECK_INT(engine_approval_decide(e, aid, alice, true, "ok", &err), 0);
+    CHECK_INT(wait_run(e, id), RUN_SUCCEEDED);
+    CHECK_INT(engine_approval_decide(e, aid, alice, true, "", &err), KEEL_ESTATE);
+    CHECK_CONTAINS(err.msg, "already approved by human:alice");
+    CHECK_INT(engine_approval_decide(e, "apr_nope", alice, true, "", &err), KEEL_ENOENT);
+    /* The decision event records the human as its actor. */
+    struct arena a;
+    arena_init(&a);
+    struct json_value *evs;
+    REQUIRE(engine_run_events(e, id, &a, &evs, &err) == 0);
+    bool found = false;
+    for (uint32_t i = 0; i < evs->len; i++)
+        if (!strcmp(json_get_str(evs->u.items[i], "kind", ""), "approval.decided")) {
+            CHECK_STR(json_get_str(evs->u.items[i], "actor", ""), "human:alice");
+            found = true;
+        }
+    CHECK(found);
+    arena_cleanup(&a);
+    engine_stop(e);
+    rm_home(home);
+}
+
+TEST(approval_timeout_fires_through_timer_thread)
+{
+    char *home = make_home();
+    struct keel_err err;
+    keel_err_clear(&err);
+    struct engine *e = start(home, &err);
+    REQUIRE(e);
+    char id[64];
+    REQUIRE(start_run(e, "expire", "{}", id, &err) == 0);
+    /* Parks, then the timer thread wakes it at the deadline: on_timeout
+     * approve lets it finish. */
+    CHECK_INT(wait_final(e, id), RUN_SUCCEEDED);
+    struct arena a;
+    arena_init(&a);
+    struct json_value *list;
+    REQUIRE(engine_approval_list(e, false, &a, &list, &err) == 0);
+    REQUIRE(list->len == 1);
+    CHECK_STR(json_get_str(list->u.items[0], "status", ""), "expired");
+    arena_cleanup(&a);
+    engine_stop(e);
+    rm_home(home);
+}
+
+TEST(cancel_waiting_run)
+{
+    char *home = make_home();
+    struct keel_err err;
+    keel_err_clear(&err);
+    struct engine *e = start(home, &err);
+    REQUIRE(e);
+    char id[64];
+    REQUIRE(start_run(e, "gate", "{}", id, &err) == 0);
+    CHECK_INT(wait_run(e, id), RUN_WAITING);
+    const struct identity *admin = identity_find(engine_identities(e), IDENTITY_ADMIN, "admin");
+    CHECK_INT(engine_run_cancel(e, id, admin, &err), 0);
+    CHECK_INT(wait_run(e, id), RUN_CANCELLED);
+    CHECK_INT(engine_run_cancel(e, id, admin, &err), KEEL_ESTATE);
+    /* Its approval can no longer be decided. */
+    struct arena a;
+    arena_init(&a);
+    struct json_value *list;
+    REQUIRE(engine_approval_list(e, true, &a, &list, &err) == 0);
+    CHECK_INT(list->len, 0);
+    arena_cleanup(&a);
+    engine_stop(e);
+    rm_home(home);
+}
+
+TEST(admin_token_created_private)
+{
+    char *home = make_home();
+    struct keel_err err;
+    keel_err_clear(&err);
+    struct engine *e = start(home, &err);
+    REQUIRE(e);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/data/admin.token", home);
+    struct stat st;
+    REQUIRE(stat(path, &st) == 0);
+    CHECK_INT(st.st_mode & 0777, 0600);
+    char tok[128];
+    snprintf(path, sizeof path, "%s/data", home);
+    REQUIRE(identity_admin_token_read(path, tok, sizeof tok, &err) == 0);
+    const struct identity *id = identity_authenticate(engine_identities(e), tok, strlen(tok));
+    REQUIRE(id);
+    CHECK_INT(id->kind, IDENTITY_ADMIN);
+    CHECK(!identity_authenticate(engine_identities(e), "nope", 4));
+    engine_stop(e);
+    /* A token file others can read is refused. */
+    snprintf(path, sizeof path, "%s/data/admin.token", home);
+    chmod(path, 0644);
+    CHECK(start(home, &err) == NULL);
+    CHECK_INT(err.code, KEEL_EDENIED);
+    CHECK_CONTAINS(err.msg, "chmod 600");
+    rm_home(home);
+}
+
+TEST(bad_workflow_refuses_start_and_writes_nothing)
+{
+    char *home = make_home();
+    char wf[4096];
+    snprintf(wf, sizeof wf, "%s/workflows", home);
+    write_file(wf, "zbad.yaml", "name: bad\nsteps:\n  - id: a\n    tol: x/y\n");
+    struct keel_err err;
+    keel_err_clear(&err);
+    CHECK(start(home, &err) == NULL);
+    CHECK_CONTAINS(err.file, "zbad.yaml");
+    CHECK_CONTAINS(err.msg, "unknown step kind");
+    char data[4096];
+    snprintf(data, sizeof data, "%s/data", home);
+    CHECK(access(data, F_OK) != 0);
+    rm_home(home);
+}
+
+TEST(idempotency_key_is_stable_per_call)
+{
+    char a[65], b[65], c[65];
+    engine_idempotency_key("run_1", "fetch", 0, a);
+    engine_idempotency_key("run_1", "fetch", 0, b);
+    engine_idempotency_key("run_1", "fetch2", 0, c);
+    CHECK_STR(a, b);
+    CHECK(strcmp(a, c) != 0);
+    CHECK_INT(strlen(a), 64);
+}
