@@ -82,7 +82,8 @@ struct policy_action {
     struct policy_action_ref uid;
     const struct policy_action_ref *parents; /* memberOf */
     size_t nparents;
-    bool applies;             /* false: applies to no request at all */
+    bool applies;             /* false: applies to no request at all (no
+                                 appliesTo, or an empty type list) */
     const char **principals;  /* principalTypes, qualified */
     size_t nprincipals;
     const char **resources;   /* resourceTypes, qualified */

@@ -569,7 +569,9 @@ int schema_build_finish(struct schema_builder *b, struct policy_schema **out,
         }
         act->parents = parents;
         act->nparents = ra->nparents;
-        act->applies = ra->applies;
+        /* An empty principal or resource list applies to nothing, like a
+         * missing appliesTo (Cedar's JSON form writes empty lists for it). */
+        act->applies = ra->applies && ra->nprincipals > 0 && ra->nresources > 0;
         act->nprincipals = ra->nprincipals;
         act->principals = arena_zalloc(r.a, (ra->nprincipals + 1) * sizeof(char *));
         for (size_t k = 0; k < ra->nprincipals; k++) {
