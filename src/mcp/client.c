@@ -1130,7 +1130,7 @@ static void join_reader(struct mcp_client *c)
 static int start_process(struct mcp_client *c, struct keel_err *err)
 {
     join_reader(c);
-    struct spawned sp;
+    struct spawned sp = {0, -1, -1, -1, -1};
     int rc = spawn(c, &sp, err);
     if (rc) return rc;
 

@@ -46,7 +46,7 @@ void mcp_pool_free(struct mcp_pool *p)
 
 int mcp_pool_add(struct mcp_pool *p, const struct mcp_server_config *cfg, struct keel_err *err)
 {
-    struct mcp_client *c;
+    struct mcp_client *c = NULL;
     int rc = mcp_client_new(cfg, &c, err);
     if (rc) return rc;
     pthread_mutex_lock(&p->mu);
@@ -114,11 +114,11 @@ int mcp_pool_call(struct mcp_pool *p, const char *qualified, const struct json_v
                   const char *idempotency_key, int64_t timeout_ms, struct arena *a,
                   struct mcp_call_result *out, struct keel_err *err)
 {
-    size_t slen;
-    const char *tool;
+    size_t slen = 0;
+    const char *tool = NULL;
     int rc = split(qualified, &slen, &tool, err);
     if (rc) return rc;
-    struct mcp_client *c;
+    struct mcp_client *c = NULL;
     rc = lookup(p, qualified, slen, &c, err);
     if (rc) return rc;
     return mcp_client_call_tool(c, tool, args, idempotency_key, timeout_ms, a, out, err);
@@ -127,11 +127,11 @@ int mcp_pool_call(struct mcp_pool *p, const char *qualified, const struct json_v
 int mcp_pool_tool(struct mcp_pool *p, const char *qualified, struct arena *a,
                   struct mcp_tool *out, struct keel_err *err)
 {
-    size_t slen;
-    const char *tool;
+    size_t slen = 0;
+    const char *tool = NULL;
     int rc = split(qualified, &slen, &tool, err);
     if (rc) return rc;
-    struct mcp_client *c;
+    struct mcp_client *c = NULL;
     rc = lookup(p, qualified, slen, &c, err);
     if (rc) return rc;
     return mcp_client_tool(c, tool, a, out, err);
