@@ -6,7 +6,7 @@
  * Invariants: each uid appears once (duplicates are an input error);
  * entities named only as parents exist in the store with present = false
  * (they have ancestors of their own only if declared); ancestors[] is
- * sorted and excludes the entity itself unless the hierarchy has a cycle.
+ * sorted and excludes the entity itself (a cycle is rejected at load).
  * The store is immutable after policy_entities_parse_json returns and all
  * of its memory is in es->arena (plus the map and the pointer array).
  *
@@ -242,9 +242,11 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Transitive closure: a walk from each entity over parent edges. */
-static void compute_ancestors(struct policy_entities *es)
+/* Transitive closure: a walk from each entity over parent edges.  A cycle
+ * is an input error, as in Cedar. */
+static int compute_ancestors(struct policy_entities *es, struct keel_err *err)
 {
+    int rc = 0;
     size_t n = es->len;
     uint32_t *seen = calloc(n ? n : 1, sizeof *seen);
     uint32_t *stack = malloc((n ? n : 1) * sizeof *stack);
@@ -262,6 +264,11 @@ static void compute_ancestors(struct policy_entities *es)
         }
         while (sp) {
             uint32_t x = stack[--sp];
+            if (x == i && rc == 0)
+                rc = keel_fail(err, KEEL_EINVAL,
+                               "the entity hierarchy has a cycle through %s::\"%s\"; an entity "
+                               "cannot be its own ancestor",
+                               e->uid.type, e->uid.id);
             acc[na++] = x;
             const struct policy_entity *p = es->items[x];
             for (uint32_t k = 0; k < p->nparents; k++) {
@@ -279,6 +286,7 @@ static void compute_ancestors(struct policy_entities *es)
     free(seen);
     free(stack);
     free(acc);
+    return rc;
 }
 
 static int parse_entity(struct policy_entities *es, const struct json_value *j,
@@ -361,7 +369,10 @@ int policy_entities_parse_json(const struct json_value *json, const struct polic
         }
     }
     if (schema) add_schema_actions(es, schema);
-    compute_ancestors(es);
+    if (compute_ancestors(es, err) < 0) {
+        policy_entities_free(es);
+        return KEEL_EINVAL;
+    }
     *out = es;
     return 0;
 }

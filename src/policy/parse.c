@@ -477,12 +477,15 @@ static int member(struct parser *p, struct policy_node **out)
     return member_tail(p, n, out);
 }
 
-/* Unary ::= ['!' | '-']{0..4} Member */
+/* Unary ::= '!'{0..4} Member | '-'{0..4} Member */
 static int unary(struct parser *p, struct policy_node **out)
 {
     int ops[8], nops = 0;
     int lines[8], cols[8];
     while (p->t.kind == TK_BANG || p->t.kind == TK_MINUS) {
+        if (nops > 0 && p->t.kind != ops[0])
+            return fail_at(p, p->t.line, p->t.column,
+                           "'!' and '-' cannot be mixed in a row; use parentheses");
         if (nops == 4)
             return fail_at(p, p->t.line, p->t.column,
                            "too many unary operators in a row (at most 4); use parentheses");

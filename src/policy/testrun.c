@@ -6,6 +6,10 @@
  * decision, the reason set and the error set (policy ids) and prints each
  * mismatch.  Used by `keel policy test` and by tests/unit/test_policy_corpus.c.
  *
+ * A test with "expectError": "policies" (or "entities") is a negative case:
+ * that input must be rejected (the differential fuzzer writes these when
+ * the reference implementation rejects its input).
+ *
  * Policy ids are Cedar's positional ones (policy0, ...); with a schema,
  * entity data is read schema-directed (see entities.c); a schema that does
  * not parse is not used (noted with verbose).
@@ -63,7 +67,8 @@ static void print_ids(const struct policy_test_opts *o, const char *label, const
 static int run_test(const char *where, const char *policies, size_t plen,
                     const struct json_value *ents, const char *schema_text, size_t slen,
                     const struct json_value *links, const struct json_value *requests,
-                    const struct policy_test_opts *o, struct policy_test_stats *st)
+                    const char *expect_error, const struct policy_test_opts *o,
+                    struct policy_test_stats *st)
 {
     struct keel_err err;
     keel_err_clear(&err);
@@ -83,6 +88,22 @@ static int run_test(const char *where, const char *policies, size_t plen,
         schema = NULL;
         keel_err_clear(&err);
     }
+    if (expect_error) {
+        /* A negative case: the policies (or the entities) must be rejected. */
+        bool policies_ok = policy_set_parse(policies, plen, where, 0, &set, &err) == 0;
+        bool ok = !strcmp(expect_error, "policies")
+                      ? !policies_ok
+                      : policies_ok && policy_entities_parse_json(ents, schema, &es, &err) < 0;
+        st->requests++;
+        if (ok) {
+            st->passed++;
+        } else {
+            st->failed++;
+            fprintf(o->out, "%s: expected the %s to be rejected, but they were accepted\n", where,
+                    expect_error);
+        }
+        goto out;
+    }
     if (policy_set_parse(policies, plen, where, 0, &set, &err) < 0 ||
         (links && policy_set_link_json(set, links, &err) < 0) ||
         policy_entities_parse_json(ents, schema, &es, &err) < 0) {
@@ -100,7 +121,20 @@ static int run_test(const char *where, const char *policies, size_t plen,
         st->requests++;
         struct policy_request req;
         arena_reset(&a);
-        if (policy_request_from_json(&a, rq, schema, &req, &err) < 0) {
+        const char *rq_expect = json_get_str(rq, "expectError", NULL);
+        int rq_rc = policy_request_from_json(&a, rq, schema, &req, &err);
+        if (rq_expect) {
+            /* a malformed request the reference rejects */
+            if (rq_rc < 0) {
+                st->passed++;
+            } else {
+                st->failed++;
+                fprintf(o->out, "%s: request %u (%s): expected the request to be rejected\n",
+                        where, i, desc);
+            }
+            continue;
+        }
+        if (rq_rc < 0) {
             char m[2 * KEEL_ERR_MSG_MAX];
             fprintf(o->out, "%s: request %u (%s): cannot read the request: %s\n", where, i, desc,
                    keel_err_format(&err, m, sizeof m));
@@ -190,7 +224,7 @@ static int run_json_file(const char *path, const struct policy_test_opts *o,
             if (rc == 0)
                 run_test(path, pol.data ? pol.data : "", pol.len, ents,
                          sch.len ? sch.data : NULL, sch.len, json_get(t, "links"),
-                         json_get(t, "requests"), o, st);
+                         json_get(t, "requests"), json_get_str(t, "expectError", NULL), o, st);
         }
     }
     if (rc < 0) {
@@ -249,7 +283,7 @@ static int run_jsonl_file(const char *path, const struct policy_test_opts *o,
                     run_test(where, pol->u.s.str, pol->len, json_get(t, "entities"),
                              json_is(sch, JSON_STRING) ? sch->u.s.str : NULL,
                              json_is(sch, JSON_STRING) ? sch->len : 0, json_get(t, "links"),
-                             json_get(t, "requests"), o, st);
+                             json_get(t, "requests"), json_get_str(t, "expectError", NULL), o, st);
                 }
             }
         }

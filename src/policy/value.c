@@ -190,6 +190,7 @@ int policy_parse_ip(const char *s, size_t len, struct policy_ip *out)
     struct policy_ip ip;
     memset(&ip, 0, sizeof ip);
     if (strchr(buf, ':')) {
+        if (strchr(buf, '.')) return -1; /* Cedar rejects IPv4 embedded in IPv6 */
         ip.v6 = true;
         if (inet_pton(AF_INET6, buf, ip.addr) != 1) return -1;
         if (prefix > 128) return -1;

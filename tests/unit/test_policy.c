@@ -108,6 +108,7 @@ static const struct {
     {"ip(\"01.2.3.4\")", "error: invalid ip"},
     {"ip(\"1.2.3.4/33\")", "error: invalid ip"},
     {"ip(\"1.2.3.4/08\")", "error: invalid ip"},
+    {"ip(\"::ffff:1.2.3.4\")", "error: invalid ip"},
     {"datetime(\"2024-01-01\") < datetime(\"2024-01-01T00:00:00.001Z\")", "true"},
     {"datetime(\"2024-01-01T10:00:00+0200\") == datetime(\"2024-01-01T08:00:00Z\")", "true"},
     {"datetime(\"2024-02-30\")", "error: invalid datetime"},
@@ -165,6 +166,7 @@ static const struct {
     {"permit(principal, action, resource) when { !!!!!true };", 1, 48, "too many unary"},
     {"permit(principal, action, resource, context);", 1, 35, "exactly three"},
     {"permit(principal, action, resource) when { \"\\q\" };", 1, 44, "unknown escape"},
+    {"permit(principal, action, resource) when { !-1 };", 1, 45, "cannot be mixed"},
 };
 
 TEST(parse_error_positions)
@@ -364,6 +366,11 @@ TEST(entities_hierarchy_and_errors)
                                            "\"attrs\":{\"n\":1.5}}]"),
                                      NULL, &es, &err) == KEEL_EINVAL);
     CHECK_CONTAINS(err.msg, "not a 64-bit integer");
+    CHECK(policy_entities_parse_json(
+              J(&a, "[{\"uid\":{\"type\":\"A\",\"id\":\"x\"},\"parents\":[{\"type\":\"A\",\"id\":\"y\"}]},"
+                    "{\"uid\":{\"type\":\"A\",\"id\":\"y\"},\"parents\":[{\"type\":\"A\",\"id\":\"x\"}]}]"),
+              NULL, &es, &err) == KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "cycle");
     CHECK_INT(err.line, 1);
     CHECK(err.column > 30);
     arena_cleanup(&a);
