@@ -866,9 +866,26 @@ int engine_run_cancel(struct engine *e, const char *run_id, const struct identit
     arena_init(&a);
     struct store_run r;
     int rc = run_get(e, run_id, &a, &r, err);
-    if (!rc && (store_run_status_is_final(r.status) || r.status == STORE_RUN_NEEDS_RECONCILE))
+    if (!rc && store_run_status_is_final(r.status))
         rc = keel_fail(err, KEEL_ESTATE, "run %s already ended (%s); nothing to cancel", run_id,
                        store_run_status_name(r.status));
+    if (!rc && r.status == STORE_RUN_NEEDS_RECONCILE) {
+        /* No worker drives a run parked for reconciliation, so the
+         * human's decision is journaled here: the effect was checked by
+         * hand and the run is closed. */
+        char who[IDENTITY_NAME_MAX + 16];
+        identity_actor(actor, who, sizeof who);
+        struct json_value *p = json_object(&a);
+        json_object_setc(&a, p, "by", json_cstr(&a, who));
+        json_object_setc(&a, p, "reason", json_cstr(&a, "cancelled while needing reconciliation"));
+        rc = journal_append(e->store, run_id, "run.cancelled", who, p, NULL, err);
+        if (!rc)
+            rc = store_run_set_status(e->store, run_id,
+                                      STORE_RUN_MASK(STORE_RUN_NEEDS_RECONCILE),
+                                      STORE_RUN_CANCELLED, "cancelled", 0, err);
+        arena_cleanup(&a);
+        return rc;
+    }
     if (!rc) {
         char who[IDENTITY_NAME_MAX + 16], key[ENGINE_ID_MAX + 16];
         identity_actor(actor, who, sizeof who);

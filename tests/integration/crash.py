@@ -134,6 +134,12 @@ def test_reconcile():
                 % run["status"])
         st, evs = srv.api("GET", "/v1/runs/%s/events" % rid)
         c.check(evs["events"][-1]["kind"] == "run.needs_reconcile", "needs_reconcile journaled")
+        code, out, err = srv.cli("run", "cancel", rid)
+        c.check(code == 0, "a human closes it by cancelling: %d %s" % (code, err))
+        run = srv.wait_status(rid, ("cancelled",))
+        c.check(run["status"] == "cancelled", "reconciled run cancelled")
+        st, v = srv.api("GET", "/v1/runs/%s/verify" % rid)
+        c.check(v["ok"], "journal verifies after the cancel")
     finally:
         srv.stop()
     home.cleanup()
