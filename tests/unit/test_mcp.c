@@ -634,6 +634,10 @@ TEST(server_requests_and_stray_responses)
 {
     struct fixture f;
     bad_config(&f, "stray");
+    snprintf(f.dir, sizeof f.dir, "/tmp/keel-test-mcp-XXXXXX");
+    REQUIRE(mkdtemp(f.dir) != NULL);
+    snprintf(f.log, sizeof f.log, "%s/stderr.log", f.dir);
+    f.cfg.stderr_log = f.log;
     struct mcp_client *c = NULL;
     struct keel_err err;
     REQUIRE(mcp_client_start(&f.cfg, &c, &err) == 0);
@@ -646,6 +650,14 @@ TEST(server_requests_and_stray_responses)
     mcp_client_stats(c, &st);
     CHECK_INT(st.starts, 1); /* a stray id and server requests are not errors */
     mcp_client_free(c);
+    /* Keel answered the server's ping and refused its sampling request. */
+    struct buf log;
+    buf_init(&log);
+    REQUIRE(keel_read_file(f.log, 1 << 20, &log, &err) == 0);
+    CHECK_CONTAINS(log.data, "got ping reply: {\"jsonrpc\":\"2.0\",\"id\":\"s1\",\"result\":{}}");
+    CHECK_CONTAINS(log.data, "\"id\":\"s2\",\"error\":{\"code\":-32601");
+    buf_cleanup(&log);
+    fx_cleanup(&f);
     arena_cleanup(&a);
 }
 
@@ -888,4 +900,74 @@ TEST(validate_args_and_results)
     mcp_pool_free(p);
     arena_cleanup(&a);
     fx_cleanup(&f);
+}
+
+TEST(timeout_sends_cancelled)
+{
+    struct fixture f;
+    bad_config(&f, "slow");
+    snprintf(f.dir, sizeof f.dir, "/tmp/keel-test-mcp-XXXXXX");
+    REQUIRE(mkdtemp(f.dir) != NULL);
+    snprintf(f.log, sizeof f.log, "%s/stderr.log", f.dir);
+    f.cfg.stderr_log = f.log;
+    struct mcp_client *c = NULL;
+    struct keel_err err;
+    REQUIRE(mcp_client_start(&f.cfg, &c, &err) == 0);
+    struct arena a;
+    arena_init(&a);
+    struct mcp_call_result r;
+    CHECK_INT(mcp_client_call_tool(c, "t", NULL, NULL, 100, &a, &r, &err), KEEL_ETIMEOUT);
+    /* The session survives a timeout. */
+    CHECK_INT(mcp_client_ping(c, 5000, &err), 0);
+    mcp_client_free(c); /* closes stdin: the script has read everything */
+    struct buf log;
+    buf_init(&log);
+    REQUIRE(keel_read_file(f.log, 1 << 20, &log, &err) == 0);
+    /* initialize is id 1, tools/list id 2, the call id 3. */
+    CHECK_CONTAINS(log.data, "\"method\":\"notifications/cancelled\",\"params\":"
+                             "{\"requestId\":3,\"reason\":\"timed out after 100 ms\"}");
+    buf_cleanup(&log);
+    arena_cleanup(&a);
+    fx_cleanup(&f);
+}
+
+TEST(tools_list_changed_refetches)
+{
+    struct fixture f;
+    bad_config(&f, "list-changed");
+    struct mcp_client *c = NULL;
+    struct keel_err err;
+    REQUIRE(mcp_client_start(&f.cfg, &c, &err) == 0);
+    struct arena a;
+    arena_init(&a);
+    struct mcp_tool t;
+    CHECK_INT(mcp_client_tool(c, "t2", &a, &t, &err), KEEL_ENOENT);
+    struct mcp_call_result r;
+    /* The notification precedes the result on the same pipe, so it has
+     * been handled when the call returns. */
+    REQUIRE(mcp_client_call_tool(c, "t", NULL, NULL, 0, &a, &r, &err) == 0);
+    REQUIRE(mcp_client_tool(c, "t2", &a, &t, &err) == 0);
+    CHECK(t.idempotent);
+    mcp_client_free(c);
+    arena_cleanup(&a);
+}
+
+TEST(closed_stdout_is_a_dead_server)
+{
+    struct fixture f;
+    bad_config(&f, "close-stdout");
+    struct mcp_client *c = NULL;
+    struct keel_err err;
+    REQUIRE(mcp_client_start(&f.cfg, &c, &err) == 0);
+    struct arena a;
+    arena_init(&a);
+    struct mcp_call_result r;
+    int64_t t0 = keel_mono_ns();
+    keel_err_clear(&err);
+    CHECK_INT(mcp_client_call_tool(c, "t", NULL, NULL, 0, &a, &r, &err), KEEL_EIO);
+    CHECK_CONTAINS(err.msg, "killed by signal 9"); /* after the 300 ms grace */
+    CHECK((keel_mono_ns() - t0) / 1000000 < 5000);
+    CHECK_INT(mcp_client_ping(c, 5000, &err), 0); /* restarted */
+    mcp_client_free(c);
+    arena_cleanup(&a);
 }

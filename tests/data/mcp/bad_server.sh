@@ -12,7 +12,11 @@
 #   batch         answer tools/call with a JSON-RPC batch (an array)
 #   exit-call     exit 4 when tools/call arrives
 #   stray         send an unsolicited response and a server request first
+#   slow          never answer tools/call; log notifications/cancelled to stderr
+#   list-changed  before answering tools/call, announce a new tool list
+#   close-stdout  close stdout on tools/call but keep running
 mode=$1
+changed=0
 id_of() { printf '%s' "$1" | sed -n 's/^{"jsonrpc":"2.0","id":\([0-9]*\),.*/\1/p'; }
 init_reply() {
   printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"%s","capabilities":{"tools":{}},"serverInfo":{"name":"bad","version":"0"}}}\n' "$1" "$2"
@@ -34,7 +38,13 @@ while IFS= read -r line; do
   *'"method":"ping"'*)
     printf '{"jsonrpc":"2.0","id":%s,"result":{}}\n' "$id" ;;
   *'"method":"tools/list"'*)
-    printf '{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"t","inputSchema":{"type":"object"}}]}}\n' "$id" ;;
+    if [ $changed = 1 ]; then
+      printf '{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"t","inputSchema":{"type":"object"}},{"name":"t2","inputSchema":{"type":"object"},"annotations":{"idempotentHint":true}}]}}\n' "$id"
+    else
+      printf '{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"t","inputSchema":{"type":"object"}}]}}\n' "$id"
+    fi ;;
+  *'"method":"notifications/cancelled"'*)
+    echo "bad_server: cancelled: $line" >&2 ;;
   *'"method":"tools/call"'*)
     case $mode in
     garbage-call) printf '{"jsonrpc":"2.0","id":%s,"result":\n' "$id" ;;
@@ -42,6 +52,12 @@ while IFS= read -r line; do
     wrong-shape) printf '{"jsonrpc":"2.0","id":%s,"result":{"content":"nope"}}\n' "$id" ;;
     batch) echo '[]' ;;
     exit-call) exit 4 ;;
+    slow) ;;
+    list-changed)
+      changed=1
+      printf '{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}\n'
+      printf '{"jsonrpc":"2.0","id":%s,"result":{"content":[]}}\n' "$id" ;;
+    close-stdout) exec 1>&-; sleep 30 ;;
     stray)
       printf '{"jsonrpc":"2.0","id":999999,"result":{}}\n'
       printf '{"jsonrpc":"2.0","id":"s1","method":"ping"}\n'
