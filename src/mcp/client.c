@@ -413,6 +413,17 @@ static int spawn(struct mcp_client *c, struct spawned *sp, struct keel_err *err)
         arena_cleanup(&a);
         return rc;
     }
+    /* The child changes to cfg->cwd before exec: a relative path must be
+     * made absolute here, where it was found. */
+    if (path[0] != '/') {
+        char here[4096];
+        if (!getcwd(here, sizeof here)) {
+            arena_cleanup(&a);
+            return keel_fail(err, KEEL_EIO, "tool server '%s': getcwd: %s", cfg->name,
+                             strerror(errno));
+        }
+        path = arena_printf(&a, "%s/%s", here, path);
+    }
     char **argv = arena_alloc(&a, (cfg->nargs + 2) * sizeof *argv);
     argv[0] = (char *)cfg->command;
     for (size_t i = 0; i < cfg->nargs; i++) argv[i + 1] = (char *)cfg->args[i];
@@ -460,8 +471,10 @@ static int spawn(struct mcp_client *c, struct spawned *sp, struct keel_err *err)
             f = (struct child_failure){2, errno};
             goto child_fail;
         }
-        /* Everything else closes at exec (the exec-error pipe too). */
-        close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+        /* Everything else closes at exec (the exec-error pipe too).  The
+         * fallback covers kernels before 5.11. */
+        if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+            for (int fd = 3; fd < 65536; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
         if (cfg->cwd && chdir(cfg->cwd) != 0) {
             f = (struct child_failure){1, errno};
             goto child_fail;

@@ -62,6 +62,9 @@ static void fx_init(struct fixture *f, const char *tool)
     snprintf(f->db, sizeof f->db, "%s/%s.db", f->dir, tool);
     snprintf(f->log, sizeof f->log, "%s/stderr.log", f->dir);
     snprintf(f->cmd, sizeof f->cmd, "%s/tool_%s", build_dir(), tool);
+    if (access(f->cmd, X_OK) != 0)
+        fprintf(stderr, "test_mcp: %s is missing; build it first (ninja tool_%s)\n", f->cmd,
+                tool);
     f->cfg.name = tool;
     f->cfg.command = f->cmd;
     f->cfg.env = f->env;
@@ -970,4 +973,32 @@ TEST(closed_stdout_is_a_dead_server)
     CHECK_INT(mcp_client_ping(c, 5000, &err), 0); /* restarted */
     mcp_client_free(c);
     arena_cleanup(&a);
+}
+
+TEST(relative_command_with_cwd)
+{
+    /* "bin/tool_crm" is found relative to Keel's folder even though the
+     * server runs in another one. */
+    struct fixture f;
+    fx_init(&f, "crm");
+    char old[4096], parent[4096];
+    REQUIRE(getcwd(old, sizeof old) != NULL);
+    snprintf(parent, sizeof parent, "%s", build_dir());
+    char *slash = strrchr(parent, '/');
+    REQUIRE(slash != NULL);
+    *slash = '\0';
+    char rel[4400];
+    snprintf(rel, sizeof rel, "%s/tool_crm", slash + 1);
+    REQUIRE(chdir(parent) == 0);
+    f.cfg.command = rel;
+    f.cfg.cwd = f.dir;
+    struct mcp_client *c = NULL;
+    struct keel_err err;
+    keel_err_clear(&err);
+    int rc = mcp_client_start(&f.cfg, &c, &err);
+    CHECK(chdir(old) == 0);
+    CHECK_INT(rc, 0);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    mcp_client_free(c);
+    fx_cleanup(&f);
 }
