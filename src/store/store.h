@@ -98,6 +98,8 @@ struct store_stats {
     uint64_t group_commits; /* transactions the committer made             */
     uint64_t max_group;     /* most requests one group commit carried      */
     bool durable_commits;   /* each commit reaches stable storage (FULL)   */
+    uint64_t commit_ns;     /* time the committer spent in transactions    */
+    uint64_t sync_ns;       /* ... of which in COMMIT (WAL write + fsync)  */
 };
 void store_get_stats(struct store *s, struct store_stats *out);
 
