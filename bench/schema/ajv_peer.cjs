@@ -1,0 +1,66 @@
+// ajv_peer.cjs — the peer side of bench_schema: compiles each schema of a
+// workload with ajv 8 (draft 2020-12, ajv-formats), then measures
+// validations per second on already-parsed instances and end to end
+// (JSON.parse + validate).  Prints one JSON line.
+//
+// usage: node ajv_peer.cjs WORKLOAD.json SECONDS
+// WORKLOAD: {"sets":[{"name":..,"items":[{"schema":{..},"instances":["json text",..]}]}]}
+"use strict";
+const path = require("path");
+const fs = require("fs");
+const { createRequire } = require("module");
+const peers = path.resolve(__dirname, "../../tests/peers");
+const req = createRequire(path.join(peers, "package.json"));
+const Ajv2020 = req("ajv/dist/2020");
+const addFormats = req("ajv-formats");
+
+const [file, secondsArg] = process.argv.slice(2);
+const seconds = Number(secondsArg || "0.5");
+const work = JSON.parse(fs.readFileSync(file, "utf8"));
+
+function measure(fn) {
+  // Warm up (JIT), then run whole passes until the time is used.
+  for (let i = 0; i < 3; i++) fn();
+  let ops = 0;
+  const t0 = process.hrtime.bigint();
+  const limit = BigInt(Math.round(seconds * 1e9));
+  let t;
+  do {
+    ops += fn();
+    t = process.hrtime.bigint() - t0;
+  } while (t < limit);
+  return ops / (Number(t) / 1e9);
+}
+
+const out = { sets: [] };
+for (const set of work.sets) {
+  const ajv = new Ajv2020({ strict: false, allErrors: false, logger: false });
+  addFormats(ajv);
+  const compiled = [];
+  const validators = [];
+  for (const item of set.items) {
+    try {
+      const v = ajv.compile(item.schema);
+      const docs = item.instances.map((t) => JSON.parse(t));
+      for (const d of docs) v(d); // a validator that throws (e.g. a $ref loop) is left out
+      compiled.push(true);
+      validators.push({ v, texts: item.instances, docs });
+    } catch (e) {
+      compiled.push(false);
+    }
+  }
+  let valid = 0;
+  for (const x of validators) for (const d of x.docs) if (x.v(d)) valid++;
+  const parsed = measure(() => {
+    let n = 0;
+    for (const x of validators) for (const d of x.docs) { x.v(d); n++; }
+    return n;
+  });
+  const e2e = measure(() => {
+    let n = 0;
+    for (const x of validators) for (const t of x.texts) { x.v(JSON.parse(t)); n++; }
+    return n;
+  });
+  out.sets.push({ name: set.name, compiled, valid, parsed_per_s: parsed, e2e_per_s: e2e });
+}
+process.stdout.write(JSON.stringify(out) + "\n");
