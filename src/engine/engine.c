@@ -359,6 +359,14 @@ static int process(struct engine *e, const char *run_id)
     struct keel_err err;
     keel_err_clear(&err);
     struct run_ctx c = {.e = e, .arena = &a};
+    pthread_mutex_lock(&e->lock);
+    bool recovering = strmap_del(&e->recover, run_id, strlen(run_id)) != NULL;
+    pthread_mutex_unlock(&e->lock);
+    if (recovering) {
+        char rid[ENGINE_ID_MAX + 16];
+        snprintf(rid, sizeof rid, "%s/recover", run_id);
+        store_timer_delete(e->store, rid, NULL);
+    }
     int rc = store_run_get(e->store, run_id, &a, &c.run, &err);
     if (!rc) rc = engine_workflow_get(e, c.run.workflow, c.run.workflow_hash, &c.ew, &err);
     if (!rc) rc = journal_writer_open(e->store, run_id, &c.w, &err);
@@ -386,7 +394,19 @@ static int process(struct engine *e, const char *run_id)
     if (rc < 0) {
         char msg[2 * KEEL_ERR_MSG_MAX];
         keel_err_format(&err, msg, sizeof msg);
-        keel_log(KEEL_LOG_ERROR, "engine: run %s: %s", run_id, msg);
+        keel_log(KEEL_LOG_ERROR, "engine: run %s: %s (trying again in 1 s)", run_id, msg);
+        /* The store or journal failed under the transition (disk full, a
+         * lock held too long): try the run again later through a timer row,
+         * so it is not forgotten until the next restart. */
+        char tid[ENGINE_ID_MAX + 16];
+        snprintf(tid, sizeof tid, "%s/recover", run_id);
+        struct store_timer t = {.id = tid, .run_id = run_id, .due_ms = keel_wall_ms() + 1000};
+        if (store_timer_set(e->store, &t, NULL) == 0) {
+            pthread_mutex_lock(&e->lock);
+            strmap_put(&e->recover, run_id, strlen(run_id), (void *)1);
+            pthread_cond_signal(&e->timer);
+            pthread_mutex_unlock(&e->lock);
+        }
     }
     journal_writer_free(c.w);
     arena_cleanup(&a);
@@ -567,6 +587,7 @@ int engine_start(const struct engine_opts *opts, struct engine **out, struct kee
     strmap_init(&e->tools);
     strmap_init(&e->queued);
     strmap_init(&e->busy);
+    strmap_init(&e->recover);
 
     /* Everything that can be wrong with the files is checked before the
      * data folder is touched, so bad input writes nothing. */
@@ -631,6 +652,7 @@ void engine_stop(struct engine *e)
     strmap_cleanup(&e->tools);
     strmap_cleanup(&e->queued);
     strmap_cleanup(&e->busy);
+    strmap_cleanup(&e->recover);
     free(e->queue);
     workflows_free(e->workflows);
     policy_set_free(e->policies);

@@ -59,6 +59,7 @@ struct engine {
     size_t qhead, qlen, qcap;
     struct strmap queued; /* run id -> (void*)1 while in the queue        */
     struct strmap busy;   /* run id -> (void*)1 or 2 (2: re-queue after)  */
+    struct strmap recover; /* run id -> 1 while a "<run>/recover" timer is set */
 
     pthread_t *workers;
     int nworkers;
