@@ -47,6 +47,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -97,6 +98,7 @@ struct reader_ctx {
     uint64_t gen;
     pid_t pid;
     int pidfd, out_fd, err_fd;
+    struct buf outbox; /* replies to the server's requests, not yet sent */
 };
 
 struct mcp_client {
@@ -533,8 +535,11 @@ fail:
 
 /* ---- the reader thread ------------------------------------------------- */
 
-static void reply_to_server(struct mcp_client *c, uint64_t gen, const struct mcp_rpc_msg *m,
-                            struct arena *a)
+/* Answers a request the server sent (ping; anything else is "method not
+ * found").  The reply goes to the outbox: the reader must never block on
+ * the server's stdin, or a server that writes while not reading would
+ * deadlock with it. */
+static void reply_to_server(struct reader_ctx *r, const struct mcp_rpc_msg *m, struct arena *a)
 {
     struct buf out;
     buf_init(&out);
@@ -545,8 +550,49 @@ static void reply_to_server(struct mcp_client *c, uint64_t gen, const struct mcp
         snprintf(msg, sizeof msg, "Keel's MCP client does not support '%.100s'", m->method);
         mcp_rpc_write_error(&out, m->id, MCP_RPC_METHOD_NOT_FOUND, msg, NULL);
     }
-    (void)send_line(c, gen, &out);
+    /* One line up to PIPE_BUF is written atomically or not at all, so a
+     * reply never interleaves with a caller's request. */
+    if (out.len + 1 > PIPE_BUF || r->outbox.len > 64 * PIPE_BUF)
+        keel_log(KEEL_LOG_WARN, "mcp %s: dropped the reply to a '%.100s' request", r->c->cfg.name,
+                 m->method);
+    else {
+        buf_append(&r->outbox, out.data, out.len);
+        buf_putc(&r->outbox, '\n');
+    }
     buf_cleanup(&out);
+}
+
+/* Writes whole outbox lines without blocking: only if no caller is writing
+ * and the pipe has room.  Returns true when the outbox is empty. */
+static bool flush_outbox(struct reader_ctx *r)
+{
+    struct mcp_client *c = r->c;
+    if (!r->outbox.len) return true;
+    if (pthread_mutex_trylock(&c->wmu) != 0) return false;
+    size_t off = 0;
+    if (c->in_fd < 0 || c->in_gen != r->gen) {
+        off = r->outbox.len; /* that process is gone: nobody to answer */
+    } else {
+        int fl = fcntl(c->in_fd, F_GETFL);
+        fcntl(c->in_fd, F_SETFL, fl | O_NONBLOCK);
+        while (off < r->outbox.len) {
+            char *nl = memchr(r->outbox.data + off, '\n', r->outbox.len - off);
+            size_t len = (size_t)(nl - (r->outbox.data + off)) + 1;
+            ssize_t w = write(c->in_fd, r->outbox.data + off, len);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+            if (w < 0) {
+                off = r->outbox.len; /* EPIPE: the process is dying */
+                break;
+            }
+            off += (size_t)w; /* w == len: lines are <= PIPE_BUF */
+        }
+        fcntl(c->in_fd, F_SETFL, fl);
+    }
+    pthread_mutex_unlock(&c->wmu);
+    memmove(r->outbox.data, r->outbox.data + off, r->outbox.len - off);
+    r->outbox.len -= off;
+    return r->outbox.len == 0;
 }
 
 /* Handles one line from the server.  Returns 0, or fills msg and returns
@@ -599,7 +645,7 @@ static int handle_line(struct reader_ctx *r, struct arena *a, const char *line, 
         return 0; /* unmatched: a call that timed out; dropped */
     }
     case MCP_RPC_REQUEST:
-        reply_to_server(c, r->gen, &m, a);
+        reply_to_server(r, &m, a);
         return 0;
     case MCP_RPC_NOTIFICATION:
         if (!strcmp(m.method, "notifications/tools/list_changed")) {
@@ -733,11 +779,18 @@ static void *reader_main(void *arg)
             int64_t left = (eof_deadline_ns - keel_mono_ns()) / 1000000;
             timeout = left < 0 ? 0 : (int)(left > 600000 ? 600000 : left);
         }
+        /* Replies that could not be written yet are retried shortly; the
+         * poll below does not wait on stdin, so this is the retry tick. */
+        if (!flush_outbox(r) && (timeout < 0 || timeout > 10)) timeout = 10;
+        bool outbox_tick = r->outbox.len > 0;
         int pr = poll(fds, (nfds_t)n, timeout);
         if (pr < 0) {
             if (errno == EINTR) continue;
             break;
         }
+        if (pr == 0 && outbox_tick && !(r->out_fd < 0 && !killed &&
+                                         keel_mono_ns() >= eof_deadline_ns))
+            continue;
         if (pr == 0) {
             /* This thread is the one that reaps r->pid, so it may signal
              * the group without holding mu. */
@@ -855,6 +908,7 @@ static void *reader_main(void *arg)
 
     buf_cleanup(&in);
     buf_cleanup(&eb);
+    buf_cleanup(&r->outbox);
     arena_cleanup(&a);
     free(r);
     return NULL;
@@ -1162,7 +1216,8 @@ static int start_process(struct mcp_client *c, struct keel_err *err)
     c->in_fd = sp.in_fd;
     c->in_gen = gen;
     pthread_mutex_unlock(&c->wmu);
-    *r = (struct reader_ctx){c, gen, sp.pid, sp.pidfd, sp.out_fd, sp.err_fd};
+    *r = (struct reader_ctx){c, gen, sp.pid, sp.pidfd, sp.out_fd, sp.err_fd, {0}};
+    buf_init(&r->outbox);
     pthread_t t;
     int prc = pthread_create(&t, NULL, reader_main, r);
     if (prc) abort(); /* out of threads: nothing sensible to do */
