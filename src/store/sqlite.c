@@ -57,6 +57,11 @@
 #define CHECKPOINT_FRAMES 1000
 #define WAL_BYTES (16 * 1024 * 1024)
 
+/* Events wait in events_log until it holds this many rows (see compact_log). */
+#define LOG_COMPACT_ROWS 4096
+/* Runs whose tail the committer remembers; beyond, it forgets them all. */
+#define TAIL_CACHE_MAX 65536
+
 /* ---- schema ------------------------------------------------------------ */
 
 /* migrations[i] takes the schema from user_version i to i + 1.  Never edit
@@ -143,6 +148,22 @@ static const char *const migrations[] = {
     "  value TEXT NOT NULL,"
     "  updated_ms INTEGER NOT NULL"
     ") WITHOUT ROWID;",
+
+    /* 2: the event log — appends land here, at the end of one B-tree, so a
+     * commit writes a few pages however many runs it carries; compact_log
+     * moves them into events.  No index: the committer knows each run's
+     * tail, and the log stays short. */
+    "CREATE TABLE events_log ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run_id TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  time_ms INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  prev_hash TEXT NOT NULL,"
+    "  hash TEXT NOT NULL"
+    ");",
 };
 #define SCHEMA_VERSION ((int)KEEL_ARRAY_LEN(migrations))
 
@@ -171,10 +192,13 @@ enum stmt_id {
     ST_RUN_CLAIM,
     ST_RUN_LEASE,
     ST_RUN_RELEASE,
-    ST_EV_PREV,
     ST_EV_INSERT,
     ST_EV_TAIL,
     ST_EV_SCAN,
+    ST_LOG_COPY,
+    ST_LOG_CLEAR,
+    ST_LOG_COUNT,
+    ST_DATA_VERSION,
     ST_SNAP_PUT,
     ST_SNAP_GET,
     ST_WF_INSERT,
@@ -215,11 +239,22 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_RUN_LEASE] = "SELECT lease_owner, lease_expires_ms FROM runs WHERE id = ?1",
     [ST_RUN_RELEASE] = "UPDATE runs SET lease_owner = NULL, lease_expires_ms = 0 "
                        "WHERE id = ?1 AND lease_owner = ?2",
-    [ST_EV_PREV] = "SELECT hash FROM events WHERE run_id = ?1 AND seq = ?2",
-    [ST_EV_INSERT] = "INSERT INTO events (" EVENT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    [ST_EV_TAIL] = "SELECT seq, hash FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1",
+    [ST_EV_INSERT] = "INSERT INTO events_log (" EVENT_COLS ") "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    /* An event is in exactly one of events and events_log (compaction moves
+     * rows in one transaction), so reads look at both. */
+    [ST_EV_TAIL] = "SELECT seq, hash FROM (SELECT seq, hash FROM events WHERE run_id = ?1 "
+                   "ORDER BY seq DESC LIMIT 1) UNION ALL SELECT seq, hash FROM (SELECT seq, hash "
+                   "FROM events_log WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1) "
+                   "ORDER BY seq DESC LIMIT 1",
     [ST_EV_SCAN] = "SELECT " EVENT_COLS " FROM events WHERE run_id = ?1 AND seq >= ?2 "
-                   "ORDER BY seq LIMIT ?3",
+                   "UNION ALL SELECT " EVENT_COLS " FROM events_log WHERE run_id = ?1 AND "
+                   "seq >= ?2 ORDER BY seq LIMIT ?3",
+    [ST_LOG_COPY] = "INSERT INTO events (" EVENT_COLS ") SELECT " EVENT_COLS " FROM events_log "
+                    "ORDER BY run_id, seq",
+    [ST_LOG_CLEAR] = "DELETE FROM events_log",
+    [ST_LOG_COUNT] = "SELECT count(*) FROM events_log",
+    [ST_DATA_VERSION] = "PRAGMA data_version",
     [ST_SNAP_PUT] = "INSERT OR REPLACE INTO snapshots (run_id, seq, state) VALUES (?1, ?2, ?3)",
     [ST_SNAP_GET] = "SELECT seq, state FROM snapshots WHERE run_id = ?1 AND seq <= ?2 "
                     "ORDER BY seq DESC LIMIT 1",
@@ -278,6 +313,19 @@ struct sq {
     bool committer_running;
     pthread_t committer;
     struct store_stats stats;
+
+    /* Owned by the committer thread (and wlock): */
+    struct strmap tails;   /* run id -> struct tail, as committed          */
+    struct strmap pending; /* run id -> struct tail, in the open group     */
+    int data_version;      /* PRAGMA data_version after our last commit    */
+    size_t log_rows;       /* rows in events_log                           */
+    size_t log_compact_at; /* compact when log_rows reaches this           */
+
+    pthread_mutex_t nlock; /* the notifier: completes committed requests */
+    pthread_cond_t ncond;
+    struct batch *nhead, *ntail;
+    bool nstopping, n_running;
+    pthread_t notifier;
 
     pthread_mutex_t cklock; /* the checkpointer: wakes when the WAL is long */
     pthread_cond_t ckcond;
@@ -536,38 +584,117 @@ static int migrate(struct sq *q, struct keel_err *err)
 static const char zero_hash[STORE_HASH_HEX + 1] =
     "0000000000000000000000000000000000000000000000000000000000000000";
 
+/* A run's last event as the committer knows it. */
+struct tail {
+    int64_t seq;
+    char hash[STORE_HASH_HEX + 1];
+};
+
+static void tails_clear(struct strmap *m)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].key) free(m->slots[i].value);
+    strmap_cleanup(m);
+    strmap_init(m);
+}
+
+static void tails_put(struct strmap *m, const char *run_id, int64_t seq, const char *hash)
+{
+    struct tail *t = malloc(sizeof *t);
+    if (!t) abort();
+    t->seq = seq;
+    memcpy(t->hash, hash, sizeof t->hash);
+    free(strmap_put(m, run_id, strlen(run_id), t));
+}
+
+/* The committed tail of run_id, read inside the group's transaction (so it
+ * also sees this group's earlier inserts, which callers look up first in
+ * q->pending).  Costs a scan of the (small) event log. */
+static int db_tail(struct sq *q, struct conn *c, const char *run_id, struct tail *out,
+                   struct keel_err *err)
+{
+    sqlite3_stmt *st = stmt(q, c, ST_EV_TAIL, err);
+    if (!st) return err ? err->code : KEEL_EIO;
+    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+    int src = sqlite3_step(st);
+    int rc = 0;
+    if (src == SQLITE_ROW) {
+        out->seq = sqlite3_column_int64(st, 0);
+        const char *h = (const char *)sqlite3_column_text(st, 1);
+        snprintf(out->hash, sizeof out->hash, "%s", h ? h : "");
+    } else if (src == SQLITE_DONE) {
+        out->seq = 0;
+        memcpy(out->hash, zero_hash, sizeof zero_hash);
+    } else {
+        rc = sq_fail(q, c->db, src, "reading a run's last event", err);
+    }
+    done_stmt(st);
+    return rc;
+}
+
+/* Finds the tail event ev must chain onto: an earlier event of the same
+ * run in the same request, else this group's pending tails, else the cache
+ * of committed tails, else the database (then cached). */
+static int tail_for(struct sq *q, struct conn *c, const struct store_append *req, size_t i,
+                    struct tail *out, struct keel_err *err)
+{
+    const struct store_event *ev = &req->events[i];
+    for (size_t j = i; j-- > 0;) {
+        if (strcmp(req->events[j].run_id, ev->run_id) == 0) {
+            out->seq = req->events[j].seq;
+            memcpy(out->hash, req->events[j].hash, sizeof out->hash);
+            return 0;
+        }
+    }
+    size_t len = strlen(ev->run_id);
+    struct tail *t = strmap_get(&q->pending, ev->run_id, len);
+    if (!t) t = strmap_get(&q->tails, ev->run_id, len);
+    if (t) {
+        *out = *t;
+        return 0;
+    }
+    int rc = db_tail(q, c, ev->run_id, out, err);
+    if (rc == 0) {
+        if (q->tails.count >= TAIL_CACHE_MAX) tails_clear(&q->tails);
+        tails_put(&q->tails, ev->run_id, out->seq, out->hash);
+    }
+    return rc;
+}
+
+/* Checks that every event of req continues its run: seq = tail + 1 and
+ * prev_hash = tail's hash.  Read-only, so a refused request leaves no trace. */
+static int check_events(struct sq *q, struct conn *c, const struct store_append *req,
+                        struct keel_err *err)
+{
+    for (size_t i = 0; i < req->n_events; i++) {
+        const struct store_event *ev = &req->events[i];
+        struct tail t;
+        int rc = tail_for(q, c, req, i, &t, err);
+        if (rc) return rc;
+        if (ev->seq <= t.seq)
+            return keel_fail(err, KEEL_EEXIST,
+                             "event %lld of run %s already exists (another writer appended "
+                             "first); reopen the journal writer",
+                             (long long)ev->seq, ev->run_id);
+        if (ev->seq > t.seq + 1)
+            return keel_fail(err, KEEL_ESTATE,
+                             "event %lld of run %s would leave a gap: the run's last event is "
+                             "%lld; events are appended in order",
+                             (long long)ev->seq, ev->run_id, (long long)t.seq);
+        if (strcmp(ev->prev_hash, t.hash) != 0)
+            return keel_fail(err, KEEL_ESTATE,
+                             ev->seq == 1 ? "event 1 of run %s must have prev_hash of 64 zeros"
+                                          : "event of run %s: prev_hash does not match the hash "
+                                            "of the previous event (another writer appended "
+                                            "first?); reopen the journal writer",
+                             ev->run_id);
+    }
+    return 0;
+}
+
 static int insert_event(struct sq *q, struct conn *c, const struct store_event *ev,
                         struct keel_err *err)
 {
-    if (ev->seq == 1) {
-        if (strcmp(ev->prev_hash, zero_hash) != 0)
-            return keel_fail(err, KEEL_ESTATE,
-                             "event 1 of run %s must have prev_hash of 64 zeros", ev->run_id);
-    } else {
-        sqlite3_stmt *st = stmt(q, c, ST_EV_PREV, err);
-        if (!st) return err ? err->code : KEEL_EIO;
-        sqlite3_bind_text(st, 1, ev->run_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, ev->seq - 1);
-        int rc = sqlite3_step(st);
-        int krc = 0;
-        if (rc == SQLITE_ROW) {
-            const char *h = (const char *)sqlite3_column_text(st, 0);
-            if (!h || strcmp(h, ev->prev_hash) != 0)
-                krc = keel_fail(err, KEEL_ESTATE,
-                                "event %lld of run %s: prev_hash does not match the hash of event "
-                                "%lld (another writer appended first?); reopen the journal writer",
-                                (long long)ev->seq, ev->run_id, (long long)ev->seq - 1);
-        } else if (rc == SQLITE_DONE) {
-            krc = keel_fail(err, KEEL_ESTATE,
-                            "event %lld of run %s would leave a gap: the run has no event %lld; "
-                            "events are appended in order",
-                            (long long)ev->seq, ev->run_id, (long long)ev->seq - 1);
-        } else {
-            krc = sq_fail(q, c->db, rc, "reading the previous event", err);
-        }
-        done_stmt(st);
-        if (krc) return krc;
-    }
     sqlite3_stmt *st = stmt(q, c, ST_EV_INSERT, err);
     if (!st) return err ? err->code : KEEL_EIO;
     sqlite3_bind_text(st, 1, ev->run_id, -1, SQLITE_STATIC);
@@ -581,11 +708,6 @@ static int insert_event(struct sq *q, struct conn *c, const struct store_event *
     int rc = sqlite3_step(st);
     done_stmt(st);
     if (rc == SQLITE_DONE) return 0;
-    if ((rc & 0xff) == SQLITE_CONSTRAINT)
-        return keel_fail(err, KEEL_EEXIST,
-                         "event %lld of run %s already exists (another writer appended first); "
-                         "reopen the journal writer",
-                         (long long)ev->seq, ev->run_id);
     return sq_fail(q, c->db, rc, "inserting an event", err);
 }
 
@@ -606,29 +728,41 @@ static int set_status(struct sq *q, struct conn *c, const char *id, enum store_r
     return 0;
 }
 
-/* Applies one request's effects inside the open transaction. */
-static int apply_request(struct sq *q, struct conn *c, struct store_append *req,
+/* Applies one request inside the open transaction.  The steps that can be
+ * refused (the continuity checks, then the status change of a run that may
+ * not exist) come before anything is written, so a refused request needs no
+ * savepoint; any later failure is an I/O error that fails the whole group. */
+static int apply_request(struct sq *q, struct conn *c, struct store_append *req, bool *fatal,
                          struct keel_err *err)
 {
-    for (size_t i = 0; i < req->n_events; i++) {
-        int rc = insert_event(q, c, &req->events[i], err);
-        if (rc) return rc;
-    }
+    int rc = check_events(q, c, req, err);
+    if (rc) return rc;
     if (req->status_run_id) {
-        int rc = set_status(q, c, req->status_run_id, req->status, req->status_reason,
-                            keel_wall_ms(), err);
-        if (rc) return rc;
+        rc = set_status(q, c, req->status_run_id, req->status, req->status_reason,
+                        keel_wall_ms(), err);
+        if (rc) {
+            *fatal = rc != KEEL_ENOENT;
+            return rc;
+        }
     }
+    *fatal = true;
     if (req->snapshot_run_id) {
         sqlite3_stmt *st = stmt(q, c, ST_SNAP_PUT, err);
         if (!st) return err ? err->code : KEEL_EIO;
         sqlite3_bind_text(st, 1, req->snapshot_run_id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, req->snapshot_seq);
         sqlite3_bind_text(st, 3, req->snapshot_state, -1, SQLITE_STATIC);
-        int rc = sqlite3_step(st);
+        int src = sqlite3_step(st);
         done_stmt(st);
-        if (rc != SQLITE_DONE) return sq_fail(q, c->db, rc, "writing a snapshot", err);
+        if (src != SQLITE_DONE) return sq_fail(q, c->db, src, "writing a snapshot", err);
     }
+    for (size_t i = 0; i < req->n_events; i++) {
+        rc = insert_event(q, c, &req->events[i], err);
+        if (rc) return rc;
+    }
+    for (size_t i = 0; i < req->n_events; i++)
+        tails_put(&q->pending, req->events[i].run_id, req->events[i].seq, req->events[i].hash);
+    *fatal = false;
     return 0;
 }
 
@@ -639,53 +773,131 @@ struct outcome {
 
 /* Writes a group of requests in one transaction; fills out[i] per request. */
 static void commit_group(struct sq *q, struct store_append **reqs, size_t n, struct outcome *out,
-                         uint64_t *sync_ns)
+                         uint64_t *sync_ns, size_t *inserted)
 {
     struct conn *c = &q->writer;
     struct keel_err gerr;
     keel_err_clear(&gerr);
+    *inserted = 0;
     pthread_mutex_lock(&q->wlock);
     int grc = exec_stmt(q, c, ST_BEGIN, &gerr);
+    /* Another connection (another process) that wrote since our last commit
+     * may have appended events: then the cached tails are stale. */
+    int version = 0;
+    if (grc == 0) {
+        sqlite3_stmt *st = stmt(q, c, ST_DATA_VERSION, &gerr);
+        if (!st) grc = gerr.code;
+        else if (sqlite3_step(st) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
+        if (st) done_stmt(st);
+    }
+    if (grc == 0 && version != q->data_version) tails_clear(&q->tails);
     for (size_t i = 0; grc == 0 && i < n; i++) {
-        struct store_append *r = reqs[i];
         keel_err_clear(&out[i].err);
-        int effects = (int)r->n_events + (r->status_run_id != NULL) + (r->snapshot_run_id != NULL);
-        /* One effect either happens or not; several need a savepoint so the
-         * request is all-or-nothing without failing its neighbours. */
-        bool sp = effects > 1;
-        if (sp && (grc = exec_stmt(q, c, ST_SAVEPOINT, &gerr)) != 0) break;
-        out[i].rc = apply_request(q, c, r, &out[i].err);
-        if (out[i].rc && sqlite3_get_autocommit(c->db)) {
-            /* SQLite rolled the whole transaction back (I/O error, full disk). */
+        bool fatal = false;
+        out[i].rc = apply_request(q, c, reqs[i], &fatal, &out[i].err);
+        if (out[i].rc && fatal) {
             grc = out[i].rc;
             gerr = out[i].err;
-            break;
-        }
-        if (sp) {
-            if (out[i].rc) grc = exec_stmt(q, c, ST_ROLLBACK_TO, &gerr);
-            if (!grc) grc = exec_stmt(q, c, ST_RELEASE, &gerr);
+        } else if (out[i].rc == 0) {
+            *inserted += reqs[i]->n_events;
         }
     }
     int64_t t_commit = keel_mono_ns();
     if (grc == 0) grc = exec_stmt(q, c, ST_COMMIT, &gerr);
     *sync_ns = (uint64_t)(keel_mono_ns() - t_commit);
-    if (grc) rollback(q, c);
-    pthread_mutex_unlock(&q->wlock);
-    if (grc) {
+    if (grc == 0) {
+        q->data_version = version;
+        /* Committed: the pending tails become the known tails. */
+        if (q->tails.count + q->pending.count >= TAIL_CACHE_MAX) tails_clear(&q->tails);
+        for (size_t i = 0; i < q->pending.cap; i++) {
+            struct strmap_entry *e = &q->pending.slots[i];
+            if (e->key) free(strmap_put(&q->tails, e->key, e->key_len, e->value));
+        }
+        strmap_cleanup(&q->pending);
+        strmap_init(&q->pending);
+    } else {
+        rollback(q, c);
+        tails_clear(&q->pending);
+        tails_clear(&q->tails);
+        *inserted = 0;
         for (size_t i = 0; i < n; i++) {
             out[i].rc = grc;
             out[i].err = gerr;
         }
     }
+    pthread_mutex_unlock(&q->wlock);
+}
+
+/* Moves the event log into the indexed events table, each run's events
+ * together, so the pages of the events table are written once per
+ * compaction instead of once per commit.  The move is one transaction, so
+ * a reader sees every event exactly once.  It does not fsync on its own:
+ * the next durable commit's fsync covers it (WAL frames are synced in
+ * order), and losing it to a power cut loses nothing — the events are still
+ * in the log. */
+static void compact_log(struct sq *q)
+{
+    struct conn *c = &q->writer;
+    struct keel_err err;
+    pthread_mutex_lock(&q->wlock);
+    bool full = q->opts.durability == STORE_DURABILITY_FULL;
+    if (full) sqlite3_exec(c->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+    int rc = exec_stmt(q, c, ST_BEGIN, &err);
+    if (!rc) rc = exec_stmt(q, c, ST_LOG_COPY, &err);
+    if (!rc) rc = exec_stmt(q, c, ST_LOG_CLEAR, &err);
+    if (!rc) rc = exec_stmt(q, c, ST_COMMIT, &err);
+    if (rc) {
+        rollback(q, c);
+        keel_log(KEEL_LOG_WARN, "store %s: compacting the event log failed (events stay in the "
+                 "log, reads still see them): %s", q->path, err.msg);
+        q->log_compact_at = q->log_rows + LOG_COMPACT_ROWS; /* back off */
+    } else {
+        q->log_rows = 0;
+        q->log_compact_at = LOG_COMPACT_ROWS;
+        pthread_mutex_lock(&q->qlock);
+        q->stats.compactions++;
+        pthread_mutex_unlock(&q->qlock);
+    }
+    if (full) sqlite3_exec(c->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+    pthread_mutex_unlock(&q->wlock);
+}
+
+/* A committed group on its way to the notifier. */
+struct batch {
+    struct batch *next;
+    size_t n;
+    struct store_append **reqs;
+    struct outcome *out;
+};
+
+/* Completes requests off the committer's path: waking 64 threads costs as
+ * much as a commit, and the committer can write the next group meanwhile.
+ * One notifier, FIFO, so completions keep commit order. */
+static void *notifier_main(void *arg)
+{
+    struct sq *q = arg;
+    for (;;) {
+        pthread_mutex_lock(&q->nlock);
+        while (!q->nhead && !q->nstopping) pthread_cond_wait(&q->ncond, &q->nlock);
+        struct batch *b = q->nhead;
+        if (b) {
+            q->nhead = b->next;
+            if (!q->nhead) q->ntail = NULL;
+        }
+        pthread_mutex_unlock(&q->nlock);
+        if (!b) break;
+        for (size_t i = 0; i < b->n; i++)
+            b->reqs[i]->done(b->reqs[i], b->out[i].rc, b->out[i].rc ? &b->out[i].err : NULL);
+        free(b->reqs);
+        free(b->out);
+        free(b);
+    }
+    return NULL;
 }
 
 static void *committer_main(void *arg)
 {
     struct sq *q = arg;
-    size_t cap = 64;
-    struct store_append **reqs = malloc(cap * sizeof *reqs);
-    struct outcome *out = malloc(cap * sizeof *out);
-    if (!reqs || !out) abort();
     for (;;) {
         pthread_mutex_lock(&q->qlock);
         while (!q->head && !q->stopping) pthread_cond_wait(&q->qcond, &q->qlock);
@@ -696,43 +908,55 @@ static void *committer_main(void *arg)
         /* Take everything queued, up to the group's event budget (at least
          * one request, whatever its size). */
         size_t n = 0, events = 0;
-        while (q->head && (n == 0 || events + q->head->n_events <= q->opts.group_max_events)) {
+        for (struct store_append *r = q->head;
+             r && (n == 0 || events + r->n_events <= q->opts.group_max_events); r = r->impl_next) {
+            n++;
+            events += r->n_events;
+        }
+        struct batch *b = calloc(1, sizeof *b);
+        if (b) b->reqs = malloc(n * sizeof *b->reqs);
+        if (b) b->out = calloc(n, sizeof *b->out);
+        if (!b || !b->reqs || !b->out) abort(); /* cannot complete requests: nothing sane left */
+        for (size_t i = 0; i < n; i++) {
             struct store_append *r = q->head;
             q->head = r->impl_next;
             if (!q->head) q->tail = NULL;
             r->impl_next = NULL;
-            if (n == cap) {
-                cap *= 2;
-                reqs = realloc(reqs, cap * sizeof *reqs);
-                out = realloc(out, cap * sizeof *out);
-                if (!reqs || !out) abort();
-            }
-            reqs[n++] = r;
-            events += r->n_events;
+            b->reqs[i] = r;
         }
+        b->n = n;
         pthread_mutex_unlock(&q->qlock);
 
-        for (size_t i = 0; i < n; i++) out[i].rc = 0;
         uint64_t sync_ns = 0;
+        size_t inserted = 0;
         int64_t t0 = keel_mono_ns();
-        commit_group(q, reqs, n, out, &sync_ns);
+        commit_group(q, b->reqs, n, b->out, &sync_ns, &inserted);
         uint64_t commit_ns = (uint64_t)(keel_mono_ns() - t0);
+        q->log_rows += inserted;
 
         pthread_mutex_lock(&q->qlock);
         q->stats.group_commits++;
         q->stats.commit_ns += commit_ns;
         q->stats.sync_ns += sync_ns;
         q->stats.appends += n;
-        for (size_t i = 0; i < n; i++)
-            if (out[i].rc == 0) q->stats.events += reqs[i]->n_events;
+        q->stats.events += inserted;
         if (n > q->stats.max_group) q->stats.max_group = n;
+        bool idle = q->head == NULL;
         pthread_mutex_unlock(&q->qlock);
+
         /* Only now, after the commit, is any request complete. */
-        for (size_t i = 0; i < n; i++)
-            reqs[i]->done(reqs[i], out[i].rc, out[i].rc ? &out[i].err : NULL);
+        pthread_mutex_lock(&q->nlock);
+        if (q->ntail) q->ntail->next = b;
+        else q->nhead = b;
+        q->ntail = b;
+        pthread_cond_signal(&q->ncond);
+        pthread_mutex_unlock(&q->nlock);
+
+        /* Compact when the log is long: right away if nobody is waiting,
+         * else once it is twice as long (so a busy store still compacts). */
+        if (q->log_rows >= q->log_compact_at && (idle || q->log_rows >= 2 * q->log_compact_at))
+            compact_log(q);
     }
-    free(reqs);
-    free(out);
     return NULL;
 }
 
@@ -846,6 +1070,17 @@ static void sq_free(struct sq *q)
         pthread_mutex_unlock(&q->qlock);
         pthread_join(q->committer, NULL);
     }
+    if (q->n_running) {
+        pthread_mutex_lock(&q->nlock);
+        q->nstopping = true;
+        pthread_cond_signal(&q->ncond);
+        pthread_mutex_unlock(&q->nlock);
+        pthread_join(q->notifier, NULL);
+    }
+    tails_clear(&q->tails);
+    tails_clear(&q->pending);
+    strmap_cleanup(&q->tails);
+    strmap_cleanup(&q->pending);
     if (q->ck_running) {
         pthread_mutex_lock(&q->cklock);
         q->ck_stopping = true;
@@ -867,6 +1102,8 @@ static void sq_free(struct sq *q)
     pthread_cond_destroy(&q->qcond);
     pthread_mutex_destroy(&q->cklock);
     pthread_cond_destroy(&q->ckcond);
+    pthread_mutex_destroy(&q->nlock);
+    pthread_cond_destroy(&q->ncond);
     free(q);
 }
 
@@ -904,6 +1141,12 @@ int store_sqlite_open(const char *location, const struct store_opts *opts, struc
     pthread_cond_init(&q->qcond, NULL);
     pthread_mutex_init(&q->cklock, NULL);
     pthread_cond_init(&q->ckcond, NULL);
+    pthread_mutex_init(&q->nlock, NULL);
+    pthread_cond_init(&q->ncond, NULL);
+    strmap_init(&q->tails);
+    strmap_init(&q->pending);
+    q->data_version = -1;
+    q->log_compact_at = LOG_COMPACT_ROWS;
 
     int rc = conn_open(q, &q->writer, true, err);
     if (rc) {
@@ -950,6 +1193,18 @@ int store_sqlite_open(const char *location, const struct store_opts *opts, struc
         }
     }
     if (!q->opts.read_only) {
+        int rows = 0;
+        rc = pragma_int(q, &q->writer, stmt_sql[ST_LOG_COUNT], &rows, err);
+        if (rc) {
+            sq_free(q);
+            return rc;
+        }
+        q->log_rows = (size_t)rows;
+        if (pthread_create(&q->notifier, NULL, notifier_main, q) != 0) {
+            sq_free(q);
+            return keel_fail(err, KEEL_EIO, "cannot start the store's notifier thread");
+        }
+        q->n_running = true;
         if (pthread_create(&q->committer, NULL, committer_main, q) != 0) {
             sq_free(q);
             return keel_fail(err, KEEL_EIO, "cannot start the store's committer thread");

@@ -100,6 +100,8 @@ struct store_stats {
     bool durable_commits;   /* each commit reaches stable storage (FULL)   */
     uint64_t commit_ns;     /* time the committer spent in transactions    */
     uint64_t sync_ns;       /* ... of which in COMMIT (WAL write + fsync)  */
+    uint64_t compactions;   /* implementation-specific upkeep runs (SQLite:
+                               event log moved into the events table)    */
 };
 void store_get_stats(struct store *s, struct store_stats *out);
 

@@ -691,7 +691,7 @@ TEST(reopen_read_only_and_foreign_files)
     sqlite3_finalize(st);
     REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
     REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-    CHECK_INT(sqlite3_column_int(st, 0), 1);
+    CHECK_INT(sqlite3_column_int(st, 0), 2);
     sqlite3_finalize(st);
     sqlite3_close(db);
 
