@@ -165,6 +165,9 @@ static int plain_scalar(struct yp *p, const char *s, size_t len, yaml_mark_t m,
                         struct json_value **out)
 {
     if (strlen(s) != len) goto string; /* embedded NUL: cannot be anything else */
+    /* Most plain scalars are names and words: skip the checks that cannot
+     * match by their first byte. */
+    if (len && !strchr("~nNtTfF.+-0123456789", s[0])) goto string;
     if (one_of(s, null_words)) {
         *out = new_value(p, JSON_NULL, m);
         return 0;
