@@ -681,6 +681,8 @@ static int consume_lines(struct reader_ctx *r, struct arena *a, struct buf *in, 
         }
         size_t end = (size_t)(nl - in->data);
         rc = handle_line(r, a, in->data + start, end - start, msg, msgcap);
+        /* Send any reply at once, so it precedes what later lines cause. */
+        (void)flush_outbox(r);
         start = end + 1;
         *scanned = start;
         if (rc) break;
