@@ -21,14 +21,18 @@
  *  ----------------------------    -------------------------------------
  *  (new) -> running                engine_run_start (engine.c)
  *  running -> running (one step)   engine_step -> step_table[kind] (step.c)
- *  running -> waiting (approval)   exec_approval (step.c)
+ *  running -> waiting (approval)   exec_approval, policy_gate (@approval)
+ *                                  -> park_for_approval (step.c)
  *  running -> waiting (backoff)    step_failed -> park_timer (step.c)
  *  waiting -> running              check_wait -> resume (step.c)
  *  running -> succeeded            exec_succeed / end of steps -> engine_finish
- *  running -> failed               fail_run -> engine_finish (step.c)
+ *  running -> failed               fail_run -> engine_finish (step.c), also
+ *                                  for a policy denial (policy_gate)
  *  running -> needs_reconcile      exec_tool (open call, non-idempotent)
  *  running|waiting -> cancelled    engine_run_cancel (request) ->
  *                                  engine_step (journals run.cancelled)
+ *  needs_reconcile -> cancelled    engine_run_cancel (journals directly: no
+ *                                  worker drives a parked-for-human run)
  *
  * Threads and invariants:
  *   - A run is driven by at most one worker at a time (the `busy` map);
@@ -999,29 +1003,6 @@ int engine_run_verify(struct engine *e, const char *run_id, struct arena *a,
     return 0;
 }
 
-static struct json_value *approval_json(struct arena *a, const struct store_approval *ap)
-{
-    struct json_value *o = json_object(a);
-    char t[32];
-    json_object_setc(a, o, "id", json_cstr(a, ap->id));
-    json_object_setc(a, o, "run", json_cstr(a, ap->run_id));
-    json_object_setc(a, o, "step", json_cstr(a, ap->step_id));
-    json_object_setc(a, o, "group", json_cstr(a, ap->group));
-    json_object_setc(a, o, "status", json_cstr(a, store_approval_status_name(ap->status)));
-    keel_format_time(ap->created_ms, t);
-    json_object_setc(a, o, "created", json_cstr(a, t));
-    if (ap->expires_ms) {
-        keel_format_time(ap->expires_ms, t);
-        json_object_setc(a, o, "expires", json_cstr(a, t));
-    }
-    struct json_value *req = NULL;
-    if (ap->request && json_parse(a, ap->request, strlen(ap->request), NULL, &req, NULL) == 0)
-        json_object_setc(a, o, "request", req);
-    if (ap->decided_by) json_object_setc(a, o, "decided_by", json_cstr(a, ap->decided_by));
-    if (ap->comment) json_object_setc(a, o, "comment", json_cstr(a, ap->comment));
-    return o;
-}
-
 int engine_approval_list(struct engine *e, bool pending_only, struct arena *a,
                          struct json_value **out, struct keel_err *err)
 {
@@ -1032,7 +1013,7 @@ int engine_approval_list(struct engine *e, bool pending_only, struct arena *a,
     int rc = store_approval_list(e->store, &f, a, &aps, &n, err);
     if (rc) return rc;
     struct json_value *arr = json_array(a);
-    for (size_t i = 0; i < n; i++) json_array_push(a, arr, approval_json(a, &aps[i]));
+    for (size_t i = 0; i < n; i++) json_array_push(a, arr, approval_to_json(a, &aps[i]));
     *out = arr;
     return 0;
 }
@@ -1040,34 +1021,9 @@ int engine_approval_list(struct engine *e, bool pending_only, struct arena *a,
 int engine_approval_decide(struct engine *e, const char *approval_id, const struct identity *actor,
                            bool approve, const char *comment, struct keel_err *err)
 {
-    struct arena a;
-    arena_init(&a);
-    struct store_approval ap;
-    int rc = valid_id(approval_id) ? store_approval_get(e->store, approval_id, &a, &ap, err)
-                                   : KEEL_ENOENT;
-    if (rc == KEEL_ENOENT)
-        rc = keel_fail(err, KEEL_ENOENT, "no approval '%.64s'; `keel approvals` lists them",
-                       approval_id);
-    char who[IDENTITY_NAME_MAX + 16];
-    identity_actor(actor, who, sizeof who);
-    if (!rc && ap.status != STORE_APPROVAL_PENDING)
-        rc = keel_fail(err, KEEL_ESTATE, "approval %s was already %s by %s", approval_id,
-                       store_approval_status_name(ap.status),
-                       ap.decided_by ? ap.decided_by : "system");
-    if (!rc && actor->kind != IDENTITY_ADMIN &&
-        !(actor->kind == IDENTITY_HUMAN && identity_in_group(actor, ap.group)))
-        rc = keel_fail(err, KEEL_EDENIED,
-                       "%s is not in group '%s', which decides approval %s", who, ap.group,
-                       approval_id);
-    if (!rc && ap.expires_ms && keel_wall_ms() >= ap.expires_ms)
-        rc = keel_fail(err, KEEL_ESTATE, "approval %s expired; it can no longer be decided",
-                       approval_id);
-    if (!rc)
-        rc = store_approval_decide(e->store, approval_id,
-                                   approve ? STORE_APPROVAL_APPROVED : STORE_APPROVAL_DENIED, who,
-                                   comment && *comment ? comment : NULL, 0, err);
-    if (!rc) engine_enqueue(e, ap.run_id);
-    arena_cleanup(&a);
+    char run[STORE_ID_MAX];
+    int rc = approval_decide(e->store, approval_id, actor, approve, comment, run, sizeof run, err);
+    if (!rc) engine_enqueue(e, run);
     return rc;
 }
 

@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 
+#include "../approval/approval.h"
 #include "../journal/journal.h"
 #include "../mcp/mcp.h"
 #include "../policy/policy.h"

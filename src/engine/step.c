@@ -212,10 +212,8 @@ static int park_for_approval(struct run_ctx *c, const struct workflow_step *s,
 {
     struct run_view *v = &c->view;
     int rc;
-    char seed[3 * ENGINE_ID_MAX], hex[65], aid[40];
-    snprintf(seed, sizeof seed, "%s/%s/%d", c->run.id, s->id, v->attempt);
-    keel_sha256_hex(seed, strlen(seed), hex);
-    snprintf(aid, sizeof aid, "apr_%.26s", hex);
+    char aid[APPROVAL_ID_MAX];
+    approval_id_for(c->run.id, s->id, v->attempt, aid);
     int64_t expires = b->timeout_ms ? keel_wall_ms() + b->timeout_ms : 0;
     if (!v->approval_id) {
         struct json_value *req = obj(c);
