@@ -121,9 +121,13 @@ struct journal_event {
 int journal_event_hash(const struct journal_event *ev, char out[JOURNAL_HASH_HEX + 1],
                        struct keel_err *err);
 
-/* Appends ev as one JSON line (no trailing newline): {"run","seq","time",
- * "kind","actor","payload","prev_hash","hash"}; "time" is RFC 3339 UTC with
- * milliseconds, the payload is embedded as JSON (not as a string). */
+/* Appends ev as one JSON line (no trailing newline):
+ *   {"run","seq","time","at","kind","actor","payload","prev_hash","hash"}
+ * "time" is the event's time in ms since the Unix epoch (the value that is
+ * hashed), "at" the same as RFC 3339 UTC text for people.  The payload is
+ * embedded as JSON (not as a string); a stored payload that does not parse
+ * (a damaged row) is written as "payload":null plus "payload_invalid":
+ * "<the text>", so the line stays valid JSON. */
 void journal_event_to_json(const struct journal_event *ev, struct buf *out);
 
 /* ---- writing ----------------------------------------------------------- */
