@@ -472,6 +472,17 @@ static void xproblem(const struct workflow *wf, struct workflow_diags *diags,
     workflow_diags_add(diags, &e);
 }
 
+/* Does the agent's tools: list hold server/tool? */
+static bool agent_allows(const struct keel_config_agent *ag, const char *server, const char *tool)
+{
+    size_t sl = strlen(server);
+    for (size_t i = 0; i < ag->ntools; i++) {
+        const char *t = ag->tools[i];
+        if (t && !strncmp(t, server, sl) && t[sl] == '/' && !strcmp(t + sl + 1, tool)) return true;
+    }
+    return false;
+}
+
 /* Problems go to diags/err (see workflow.h). */
 int workflow_check_config(const struct workflow *wf, const struct keel_config *cfg,
                           struct workflow_diags *diags, struct keel_err *err)
@@ -489,13 +500,22 @@ int workflow_check_config(const struct workflow *wf, const struct keel_config *c
                                                 s->compensate};
         for (size_t k = 0; k < 2; k++) {
             if (!calls[k] || !calls[k]->server) continue;
+            const struct json_value *where =
+                k ? json_get(json_get(o, "compensate"), "tool") : json_get(o, "tool");
+            snprintf(p, sizeof p, "/steps/%zu/%s", i, k ? "compensate/tool" : "tool");
             if (!keel_config_tool_server(cfg, calls[k]->server)) {
-                snprintf(p, sizeof p, "/steps/%zu/%s", i, k ? "compensate/tool" : "tool");
-                xproblem(wf, diags, err, &n,
-                         k ? json_get(json_get(o, "compensate"), "tool") : json_get(o, "tool"), p,
+                xproblem(wf, diags, err, &n, where, p,
                          "tool server '%s' is not declared under tools: in %s", calls[k]->server,
                          cfg->file);
+                continue;
             }
+            const struct keel_config_agent *id =
+                wf->identity ? keel_config_agent(cfg, wf->identity) : NULL;
+            if (id && id->tools && !agent_allows(id, calls[k]->server, calls[k]->tool))
+                xproblem(wf, diags, err, &n, where, p,
+                         "tool '%s/%s' is not in the tools: list of identity '%s' in %s; add it "
+                         "there or remove the list",
+                         calls[k]->server, calls[k]->tool, id->name, cfg->file);
         }
         if (s->kind == WORKFLOW_STEP_APPROVAL && s->approval.group &&
             !keel_config_group_exists(cfg, s->approval.group)) {
@@ -509,6 +529,19 @@ int workflow_check_config(const struct workflow *wf, const struct keel_config *c
             snprintf(p, sizeof p, "/steps/%zu/agent", i);
             xproblem(wf, diags, err, &n, json_get(o, "agent"), p,
                      "agent '%s' is not declared under agents: in %s", s->agent.agent, cfg->file);
+        }
+        for (size_t t = 0; s->kind == WORKFLOW_STEP_AGENT && t < s->agent.ntools; t++) {
+            const char *name = s->agent.tools[t];
+            const char *slash = name ? strchr(name, '/') : NULL;
+            if (!slash) continue;
+            char server[256];
+            snprintf(server, sizeof server, "%.*s", (int)(slash - name), name);
+            if (!keel_config_tool_server(cfg, server)) {
+                snprintf(p, sizeof p, "/steps/%zu/tools/%zu", i, t);
+                xproblem(wf, diags, err, &n, json_get(o, "tools")->u.items[t], p,
+                         "tool server '%s' is not declared under tools: in %s", server,
+                         cfg->file);
+            }
         }
     }
     return n ? KEEL_EINVAL : 0;

@@ -814,3 +814,31 @@ TEST(template_errors_name_the_nested_path)
     CHECK_INT(err.line, 6);
     CHECK_INT(err.column, 29);
 }
+
+TEST(check_config_identity_tool_list)
+{
+    const char *cfg_text = "tools: {h: {command: x}, t: {command: y}}\n"
+                           "agents: {a/b: {tools: [h/get]}, c/d: {}}\n";
+    const char *wf_text = "name: x\nidentity: a/b\nsteps:\n"
+                          "  - {id: s1, tool: h/get}\n"
+                          "  - {id: s2, tool: h/put}\n"
+                          "  - {id: s3, agent: c/d, prompt: hi, tools: [t/x, z/y]}\n";
+    struct keel_config *cfg = NULL;
+    struct keel_err err;
+    REQUIRE(keel_config_parse(cfg_text, strlen(cfg_text), "k.yaml", &cfg, NULL, &err) == 0);
+    struct workflow *wf = load(wf_text, &err);
+    REQUIRE(wf);
+    struct workflow_diags d;
+    workflow_diags_init(&d);
+    CHECK_INT(workflow_check_config(wf, cfg, &d, &err), KEEL_EINVAL);
+    CHECK_INT(d.len, 2);
+    if (d.len == 2) {
+        CHECK_CONTAINS(d.items[0].msg, "tool 'h/put' is not in the tools: list of identity 'a/b'");
+        CHECK_STR(d.items[0].path, "/steps/1/tool");
+        CHECK_CONTAINS(d.items[1].msg, "tool server 'z'");
+        CHECK_STR(d.items[1].path, "/steps/2/tools/1");
+    }
+    workflow_diags_cleanup(&d);
+    workflow_free(wf);
+    keel_config_free(cfg);
+}
