@@ -5,6 +5,7 @@ a clear message, a nonzero exit and nothing written)."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -180,6 +181,10 @@ def test_policy(srv, home):
         f.write("permit(principal, action,")
     st, body = srv.api("POST", "/v1/policy/reload")
     c.check(st == 400 and "broken.cedar" in body["error"]["message"], "broken set refused: %s" % body)
+    # The same through SIGHUP: refused and logged, the daemon keeps serving.
+    srv.proc.send_signal(signal.SIGHUP)
+    st, body = srv.api("GET", "/v1/workflows")
+    c.check(st == 200 and len(body["workflows"]) == 4, "daemon serves after a refused SIGHUP reload")
     os.remove(path)
     code, out, err = srv.cli("run", "start", "urgent", "--input", '{"title":"after reload"}')
     run = srv.wait_status(out.strip(), ("succeeded", "failed", "waiting"))
