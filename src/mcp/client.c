@@ -40,6 +40,8 @@
  *     a cancelled or timed-out call matches nothing and is dropped.
  *   - Only the reader thread reaps its child.  Signals to the group are sent
  *     under `mu` while `reaped` is false, so they never reach a recycled pid.
+ *   - The reader never blocks writing to the server: its replies to the
+ *     server's own requests (ping) go through a non-blocking outbox.
  *   - Every size the server controls is capped: a line at MCP_MAX_MESSAGE,
  *     tools/list at MCP_MAX_LIST_PAGES pages and MCP_MAX_TOOLS tools.
  */
@@ -921,9 +923,10 @@ static void *reader_main(void *arg)
 /* Sends method(params) to the process of generation gen and waits up to
  * timeout_ms for the answer, decoded into arena a.  A JSON-RPC error answer
  * becomes KEEL_EPROTO; what names the request in messages. */
-static int roundtrip(struct mcp_client *c, uint64_t gen, const char *method,
-                     const struct json_value *params, int64_t timeout_ms, struct arena *a,
-                     struct mcp_rpc_msg *resp, const char *what, struct keel_err *err)
+static int roundtrip_ex(struct mcp_client *c, uint64_t gen, const char *method,
+                        const struct json_value *params, int64_t timeout_ms, struct arena *a,
+                        struct mcp_rpc_msg *resp, const char *what, bool *unsent,
+                        struct keel_err *err)
 {
     struct waiter w;
     memset(&w, 0, sizeof w);
@@ -940,6 +943,9 @@ static int roundtrip(struct mcp_client *c, uint64_t gen, const char *method,
         goto out;
     }
     if (c->gen != gen || (c->state != ST_RUNNING && c->state != ST_STARTING) || c->reaped) {
+        /* The process died between ensure_running and here; nothing was
+         * sent, so the caller may safely start a new one and try again. */
+        if (unsent) *unsent = true;
         rc = keel_fail(err, c->death_code ? c->death_code : KEEL_EIO, "%s",
                        c->death[0] ? c->death : "server is not running");
         pthread_mutex_unlock(&c->mu);
@@ -1023,6 +1029,13 @@ out:
     pthread_cond_destroy(&w.cv);
     buf_cleanup(&msg);
     return rc;
+}
+
+static int roundtrip(struct mcp_client *c, uint64_t gen, const char *method,
+                     const struct json_value *params, int64_t timeout_ms, struct arena *a,
+                     struct mcp_rpc_msg *resp, const char *what, struct keel_err *err)
+{
+    return roundtrip_ex(c, gen, method, params, timeout_ms, a, resp, what, NULL, err);
 }
 
 /* ---- tools ------------------------------------------------------------- */
@@ -1436,14 +1449,20 @@ void mcp_client_stats(struct mcp_client *c, struct mcp_client_stats *out)
 
 int mcp_client_ping(struct mcp_client *c, int64_t timeout_ms, struct keel_err *err)
 {
-    uint64_t gen;
-    int rc = ensure_running(c, &gen, err);
-    if (rc) return rc;
     struct arena a;
     arena_init(&a);
-    struct mcp_rpc_msg m;
-    rc = roundtrip(c, gen, "ping", NULL, timeout_ms > 0 ? timeout_ms : c->cfg.call_timeout_ms,
-                   &a, &m, "ping", err);
+    int rc;
+    for (int attempt = 0;; attempt++) {
+        uint64_t gen;
+        rc = ensure_running(c, &gen, err);
+        if (rc) break;
+        struct mcp_rpc_msg m;
+        bool unsent = false;
+        rc = roundtrip_ex(c, gen, "ping", NULL,
+                          timeout_ms > 0 ? timeout_ms : c->cfg.call_timeout_ms, &a, &m, "ping",
+                          &unsent, err);
+        if (!rc || !unsent || attempt == 2) break;
+    }
     arena_cleanup(&a);
     return rc;
 }
@@ -1511,10 +1530,6 @@ int mcp_client_call_tool(struct mcp_client *c, const char *tool, const struct js
         const struct mcp_tool_config *tc = tool_config(c, tool);
         timeout_ms = tc && tc->timeout_ms > 0 ? tc->timeout_ms : c->cfg.call_timeout_ms;
     }
-    uint64_t gen;
-    int rc = ensure_running(c, &gen, err);
-    if (rc) return rc;
-
     /* params: {name, arguments, _meta: {io.keel/idempotency-key}}; args are
      * referenced, not copied (the writer only reads them). */
     struct arena pa;
@@ -1534,7 +1549,15 @@ int mcp_client_call_tool(struct mcp_client *c, const char *tool, const struct js
     char what[200];
     snprintf(what, sizeof what, "tool '%.120s'", tool);
     struct mcp_rpc_msg m;
-    rc = roundtrip(c, gen, "tools/call", params, timeout_ms, a, &m, what, err);
+    int rc;
+    for (int attempt = 0;; attempt++) {
+        uint64_t gen;
+        rc = ensure_running(c, &gen, err);
+        if (rc) break;
+        bool unsent = false;
+        rc = roundtrip_ex(c, gen, "tools/call", params, timeout_ms, a, &m, what, &unsent, err);
+        if (!rc || !unsent || attempt == 2) break;
+    }
     arena_cleanup(&pa);
     if (rc) return rc;
 

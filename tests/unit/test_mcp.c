@@ -1002,3 +1002,36 @@ TEST(relative_command_with_cwd)
     mcp_client_free(c);
     fx_cleanup(&f);
 }
+
+TEST(oversized_request_is_refused)
+{
+    struct fixture f;
+    fx_init(&f, "helpdesk");
+    struct mcp_client *c = NULL;
+    struct keel_err err;
+    REQUIRE(mcp_client_start(&f.cfg, &c, &err) == 0);
+    struct arena a;
+    arena_init(&a);
+    size_t n = MCP_MAX_MESSAGE + 10;
+    char *big = malloc(n);
+    REQUIRE(big != NULL);
+    memset(big, 'x', n);
+    struct json_value *args = json_object(&a);
+    json_object_setc(&a, args, "id", json_cstr(&a, "T-1001"));
+    json_object_setc(&a, args, "body", json_string(&a, big, n));
+    free(big);
+    struct mcp_call_result r;
+    keel_err_clear(&err);
+    CHECK_INT(mcp_client_call_tool(c, "add_note", args, "k", 0, &a, &r, &err), KEEL_ELIMIT);
+    CHECK_CONTAINS(err.msg, "exceeds the 16777216-byte message limit");
+    /* Nothing was sent; the session is intact. */
+    REQUIRE(mcp_client_call_tool(c, "get_ticket", parse(&a, "{\"id\":\"T-1001\"}"), NULL, 0, &a,
+                                 &r, &err) == 0);
+    CHECK_INT(json_get(r.structured, "notes")->len, 0);
+    struct mcp_client_stats st;
+    mcp_client_stats(c, &st);
+    CHECK_INT(st.starts, 1);
+    mcp_client_free(c);
+    arena_cleanup(&a);
+    fx_cleanup(&f);
+}
