@@ -46,6 +46,8 @@ struct anchor {
 
 struct yp {
     yaml_parser_t parser;
+    const char *text;
+    size_t len;
     struct arena *a;
     const char *file;
     struct keel_err *err;
@@ -75,6 +77,23 @@ static int next_event(struct yp *p, yaml_event_t *ev)
     if (p->parser.error == YAML_MEMORY_ERROR)
         return fail_mark(p, KEEL_ENOMEM, m, "out of memory while parsing YAML");
     const char *problem = p->parser.problem ? p->parser.problem : "malformed YAML";
+    if (p->parser.error == YAML_READER_ERROR) {
+        /* Reader errors carry a byte offset, not a mark: count lines. */
+        size_t off = p->parser.problem_offset < p->len ? p->parser.problem_offset : p->len;
+        yaml_mark_t r = {0, 0, 0};
+        for (size_t i = 0; i < off; i++) {
+            if (p->text[i] == '\n') {
+                r.line++;
+                r.column = 0;
+            } else if (((unsigned char)p->text[i] & 0xC0) != 0x80) {
+                r.column++;
+            }
+        }
+        return fail_mark(p, KEEL_EINVAL, r, "%s (the file must be UTF-8 text)", problem);
+    }
+    if (m.index < p->len && p->text[m.index] == '\t')
+        return fail_mark(p, KEEL_EINVAL, m,
+                         "YAML syntax error: a tab here; YAML indents with spaces only");
     if (p->parser.context) {
         return fail_mark(p, KEEL_EINVAL, m, "YAML syntax error: %s %s (at line %d)", problem,
                          p->parser.context, (int)p->parser.context_mark.line + 1);
@@ -485,7 +504,7 @@ int workflow_yaml_parse(struct arena *a, const char *text, size_t len, const cha
     if (len > WORKFLOW_MAX_FILE)
         return keel_fail_at(err, KEEL_ELIMIT, file, 0, 0,
                             "file is %zu bytes; the limit is %u", len, WORKFLOW_MAX_FILE);
-    struct yp p = {.a = a, .file = file, .err = err};
+    struct yp p = {.a = a, .file = file, .err = err, .text = text, .len = len};
     if (!yaml_parser_initialize(&p.parser))
         return keel_fail(err, KEEL_ENOMEM, "cannot initialise the YAML parser");
     yaml_parser_set_input_string(&p.parser, (const unsigned char *)text, len);
