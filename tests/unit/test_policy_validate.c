@@ -15,6 +15,8 @@
 #include "test.h"
 
 #include <dirent.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <stdio.h>
 
 struct verdict {
@@ -468,4 +470,237 @@ TEST(entity_rules)
                          "{\"type\":\"Group\",\"id\":\"g\"},\"private\":false,\"size\":3},"
                          "\"parents\":[]}]",
                          msg, sizeof msg) < 0);
+}
+
+/* ---- differential check against the reference implementation -------------- */
+
+/* Tricky cases (capabilities, singleton booleans, LUBs, tags, extension
+ * types, action groups, templates): each policy is validated by us and by
+ * Cedar itself (@cedar-policy/cedar-wasm through the Node peer).  Cedar
+ * 4.11+ reports "unable to find an applicable action" as a warning; the
+ * shared corpus (Cedar 4.10) treats it as an error, and so do we. */
+static const char diff_schema[] =
+    "namespace NS { entity Thing; action act appliesTo { principal: [Thing], resource: [Thing] }; }\n"
+    "entity User in [Group] = { name: String, age?: Long, tags: Set<String>, rec: { a: Long, b?: String }, friend?: User, grp: Group } tags String;\n"
+    "entity Group in [Org] = { level: Long };\n"
+    "entity Org;\n"
+    "entity Photo in [Album] = { owner: User, private: Bool, size: Long, meta?: { w: Long } };\n"
+    "entity Album = { owner: User };\n"
+    "entity Color enum [\"red\", \"blue\"];\n"
+    "action view, edit appliesTo { principal: [User], resource: [Photo, Album], context: { ip: ipaddr, level?: Long, when: datetime, d: duration, amt: decimal } };\n"
+    "action share in [view] appliesTo { principal: [User, Group], resource: [Photo], context: { to: User } };\n"
+    "action \"group\" ;\n"
+    "action admin in [\"group\"] appliesTo { principal: [User], resource: [Org] };\n";
+
+static const char *const diff_policies[] = {
+    "permit(principal, action, resource) when { principal.friend.name == \"x\" };",
+    "permit(principal, action, resource) when { principal has friend && principal.friend.name == \"x\" };",
+    "permit(principal, action, resource) when { principal has friend && principal.friend has age && principal.friend.age > 1 };",
+    "permit(principal, action, resource) when { resource.owner == principal };",
+    "permit(principal, action == Action::\"view\", resource) when { resource.owner == principal };",
+    "permit(principal, action == Action::\"view\", resource is Photo) when { resource.owner == principal };",
+    "permit(principal, action == Action::\"share\", resource) when { principal.name == \"x\" };",
+    "permit(principal is User, action == Action::\"share\", resource) when { principal.name == \"x\" };",
+    "permit(principal, action, resource) when { principal in Group::\"g\" };",
+    "permit(principal, action, resource) when { principal in Org::\"g\" && principal.level > 1 };",
+    "permit(principal, action, resource) when { resource in Album::\"a\" };",
+    "permit(principal, action, resource) when { action in Action::\"view\" && context.to == principal };",
+    "permit(principal, action in Action::\"view\", resource) when { context.to == principal };",
+    "permit(principal, action in [Action::\"view\", Action::\"edit\"], resource) when { context.ip.isLoopback() };",
+    "permit(principal, action in Action::\"group\", resource) when { resource.nope };",
+    "permit(principal, action, resource) when { if principal has age then principal.age > 1 else false };",
+    "permit(principal, action, resource) when { principal has age || principal.age > 1 };",
+    "permit(principal, action, resource) when { !(principal has age) || principal.age > 1 };",
+    "permit(principal, action, resource) unless { !(principal has age) || principal.age > 1 };",
+    "permit(principal, action, resource) when { principal.rec.b == \"x\" };",
+    "permit(principal, action, resource) when { principal.rec has b && principal.rec.b == \"x\" };",
+    "permit(principal, action, resource) when { principal.rec == { a: 1 } };",
+    "permit(principal, action, resource) when { principal.rec == { a: 1, b: \"x\" } };",
+    "permit(principal, action, resource) when { { a: 1 } == { a: 1, b: \"x\" } };",
+    "permit(principal, action, resource) when { [principal, resource].contains(principal) };",
+    "permit(principal, action, resource) when { [principal, principal.grp].contains(principal) };",
+    "permit(principal, action, resource) when { principal.tags.contains(1) };",
+    "permit(principal, action, resource) when { principal.tags.containsAll([1]) };",
+    "permit(principal, action, resource) when { principal.tags.containsAll([\"a\"]) && principal.tags.isEmpty() };",
+    "permit(principal, action, resource) when { principal.getTag(\"a\") == \"b\" };",
+    "permit(principal, action, resource) when { principal.hasTag(\"a\") && principal.getTag(\"a\") == \"b\" };",
+    "permit(principal, action, resource) when { resource.hasTag(\"a\") };",
+    "permit(principal, action, resource) when { principal.hasTag(\"a\") && principal.getTag(\"b\") == \"b\" };",
+    "permit(principal, action, resource) when { context.when < datetime(\"2024-01-01\") };",
+    "permit(principal, action, resource) when { context.amt < decimal(\"1.0\") };",
+    "permit(principal, action, resource) when { context.amt.lessThan(decimal(\"1.0\")) };",
+    "permit(principal, action, resource) when { context.d.toDays() > 1 && context.when.toTime() < duration(\"1h\") };",
+    "permit(principal, action, resource) when { context.when.durationSince(datetime(\"2020-01-01\")) > duration(\"1d\") };",
+    "permit(principal, action, resource) when { decimal(\"1.00001\") == context.amt };",
+    "permit(principal, action, resource) when { datetime(\"2024-13-01\") == context.when };",
+    "permit(principal, action, resource) when { duration(\"1x\") == context.d };",
+    "permit(principal, action, resource) when { ip(\"::1\").isIpv6() };",
+    "permit(principal, action, resource) when { context has level && context.level + 1 > 2 };",
+    "permit(principal, action, resource) when { context.level > 2 };",
+    "permit(principal, action, resource) when { principal == Color::\"red\" };",
+    "permit(principal, action, resource) when { Color::\"green\" == Color::\"red\" };",
+    "permit(principal, action, resource) when { NS::Thing::\"x\" == principal };",
+    "permit(principal, action == NS::Action::\"act\", resource);",
+    "permit(principal, action, resource) when { action == NS::Action::\"act\" };",
+    "permit(principal, action, resource) when { principal is Group };",
+    "permit(principal is Group, action, resource);",
+    "permit(principal is Group, action == Action::\"share\", resource);",
+    "permit(principal is Group, action == Action::\"share\", resource) when { principal.level > 1 };",
+    "permit(principal in Org::\"o\", action == Action::\"share\", resource) when { principal.level > 1 };",
+    "permit(principal, action, resource) when { principal.name like \"a*\" && 1 == 1 };",
+    "permit(principal, action, resource) when { principal.age like \"a\" };",
+    "permit(principal, action, resource) when { principal == principal.grp };",
+    "permit(principal, action, resource) when { principal in principal.grp };",
+    "permit(principal, action, resource) when { principal in [principal.grp, Org::\"o\"] };",
+    "permit(principal, action, resource) when { principal in [] };",
+    "permit(principal, action, resource) when { resource.meta.w > 1 };",
+    "permit(principal, action, resource) when { resource has meta && resource.meta.w > 1 };",
+    "permit(principal, action, resource) when { resource has meta && resource.meta has w };",
+    "permit(principal, action, resource) when { (if true then principal else resource) == principal };",
+    "permit(principal, action, resource) when { (if context.ip.isIpv4() then principal else resource) == principal };",
+    "permit(principal, action, resource) when { (if context.ip.isIpv4() then 1 else 2) == 1 };",
+    "permit(principal, action, resource) when { true && false && principal.nope };",
+    "permit(principal, action, resource) when { false || principal.nope };",
+    "permit(principal, action, resource) when { principal.nope || true };",
+    "permit(principal, action, resource) when { true || principal.nope };",
+    "permit(principal, action, resource) when { -principal.size > 1 };",
+    "permit(principal, action, resource) when { resource.size * 2 > 1 && resource is Photo };",
+    "permit(principal, action, resource) when { resource is Photo && resource.size * 2 > 1 };",
+    "permit(principal == ?principal, action, resource);",
+    "permit(principal in ?principal, action == Action::\"share\", resource) when { principal.name == \"x\" };",
+    "permit(principal, action, resource in ?resource) when { resource.owner == principal };",
+    "permit(principal, action, resource) when { context.to == principal };",
+    "permit(principal, action == Action::\"edit\", resource) when { context.to == principal };",
+    "permit(principal, action == Action::\"admin\", resource) when { resource == Org::\"x\" };",
+    "permit(principal, action, resource == Org::\"x\");",
+    "permit(principal, action == Action::\"view\", resource == Org::\"x\");",
+    "permit(principal == Group::\"g\", action == Action::\"view\", resource);",
+    "permit(principal in Group::\"g\", action == Action::\"view\", resource);",
+    "permit(principal, action, resource) when { principal.rec.a == 1 } when { principal.nope } ;",
+    "permit(principal, action, resource) when { ip(\"1.2.3.4\") == ip(\"1.2.3.4\") };",
+    "permit(principal, action, resource) when { [1,2] == [1] };",
+    "permit(principal, action, resource) when { [1,2] == [\"a\"] };",
+    "permit(principal, action, resource) when { principal.tags == [1] };",
+    "permit(principal, action, resource) when { principal has rec.b };",
+    "permit(principal, action, resource) when { \"a\" == 1 };",
+    "permit(principal, action, resource) when { principal.age == \"a\" };",
+    "permit(principal, action, resource) when { principal.grp has level && principal.grp.level > 1 };",
+    "permit(principal, action, resource) when { Group::\"g\".level > 1 };",
+    "permit(principal, action, resource) when { Group::\"g\" has level };",
+    "permit(principal, action, resource) when { principal.grp.level == resource.size };",
+    "permit(principal, action, resource) when { resource.owner.grp in Org::\"o\" };",
+    "permit(principal, action, resource) when { principal in resource.owner.grp };",
+    "permit(principal, action, resource) when { context.to in principal.grp };",
+    "permit(principal, action, resource) when { resource in principal };",
+    "permit(principal, action == Action::\"admin\", resource) when { resource in principal };",
+    "permit(principal, action, resource) when { action in [Action::\"view\", Action::\"group\"] };",
+    "permit(principal, action, resource) when { action in Action::\"nope\" };",
+    "permit(principal, action, resource) when { principal in Action::\"view\" };",
+    "permit(principal, action, resource) when { Action::\"share\" in Action::\"view\" };",
+    "permit(principal, action, resource) when { [Action::\"view\", NS::Action::\"act\"].contains(action) };",
+    "permit(principal, action, resource) when { { x: principal }.x.name == \"a\" };",
+    "permit(principal, action, resource) when { { x: principal.age }.x > 1 };",
+    "permit(principal, action, resource) when { principal.hasTag(principal.name) && principal.getTag(principal.name) == \"x\" };",
+    "permit(principal, action, resource) when { principal.hasTag(\"a\") || principal.getTag(\"a\") == \"x\" };",
+    "permit(principal, action, resource) when { if principal.hasTag(\"a\") then principal.getTag(\"a\") == \"x\" else true };",
+    "permit(principal, action, resource) when { principal.isEmpty() };",
+    "permit(principal, action, resource) when { ip(context.ip) == context.ip };",
+    "permit(principal, action, resource) when { context.ip.isInRange(context.ip) && context.ip.isMulticast() };",
+    "permit(principal, action, resource) when { context.when.offset(duration(\"1h\")).toDate() == context.when };",
+    "permit(principal, action, resource) when { context.d.toMilliseconds() + context.d.toSeconds() > 0 };",
+    "permit(principal, action, resource) when { context.amt.greaterThanOrEqual(context.amt) };",
+    "permit(principal, action, resource) when { context.amt >= context.amt };",
+    "permit(principal, action, resource) when { context.d <= context.d && context.when > context.when };",
+    "permit(principal, action, resource) when { context.when < context.d };",
+    "permit(principal, action, resource) when { 1 < context.level };",
+    "permit(principal, action, resource) when { principal.age has x };",
+    "permit(principal, action, resource) when { principal has \"name\" && principal[\"name\"] == \"a\" };",
+    "permit(principal, action, resource) when { principal.rec[\"b\"] == \"x\" };",
+    "permit(principal, action, resource) when { resource has owner && resource.owner.age > 0 };",
+    "permit(principal, action, resource) when { resource is Album && resource.owner.name == \"\" };",
+    "permit(principal, action, resource is Album) when { resource.size > 0 };",
+    "permit(principal, action, resource is Album in Photo::\"p\");",
+    "permit(principal, action, resource is Photo in Album::\"p\") when { resource.private };",
+    "permit(principal is User in Group::\"g\", action, resource) when { principal.grp.level > 0 };",
+    "permit(principal is Org in Group::\"g\", action, resource);",
+    "forbid(principal, action, resource) when { [context.when, context.when].contains(datetime(\"2020-01-01\")) };",
+    "forbid(principal, action, resource) when { [1, true].isEmpty() };",
+    "forbid(principal, action, resource) when { [[1], [2, 3]].contains([]) };",
+    "forbid(principal, action, resource) when { [{a: 1}, {a: 2}].contains({a: 3}) };",
+    "forbid(principal, action, resource) when { [{a: 1}, {b: 2}].isEmpty() };",
+    "forbid(principal, action, resource) when { [principal.rec, {a: 1}].isEmpty() };",
+    "forbid(principal, action, resource) when { [principal.rec, {a: 1, b: \"x\"}].isEmpty() };",
+    "forbid(principal, action, resource) when { principal.tags.containsAny(principal.tags) };",
+    "forbid(principal, action, resource) when { principal.tags.containsAny([principal]) };",
+    "forbid(principal, action, resource) when { if 1 > 0 then principal.age else 1 };",
+    "forbid(principal, action, resource) when { (if principal has age then principal.age else 0) > 1 };",
+    "forbid(principal, action, resource) when { true };",
+    "forbid(principal, action, resource) when { 1 };",
+    "forbid(principal, action, resource) when { principal };",
+    "forbid(principal, action, resource) unless { context.ip };",
+};
+
+TEST(differential_cedar_wasm)
+{
+    char node[4096], script[4096], input[] = "/tmp/keel_cedar_diff_XXXXXX";
+    snprintf(node, sizeof node, "%s", test_source("tests/peers/node"));
+    snprintf(script, sizeof script, "%s",
+             test_source("tests/integration/policy_check_cedar_validate.js"));
+    FILE *probe = fopen(node, "r");
+    if (!probe) {
+        printf("skipped: tests/peers/node not installed (run scripts/peers)\n");
+        return;
+    }
+    fclose(probe);
+    int fd = mkstemp(input);
+    REQUIRE(fd >= 0);
+    FILE *in = fdopen(fd, "w");
+    struct buf line;
+    buf_init(&line);
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(diff_policies); i++) {
+        buf_reset(&line);
+        buf_puts(&line, "{\"schema\":");
+        json_write_string(&line, diff_schema, strlen(diff_schema));
+        buf_puts(&line, ",\"policy\":");
+        json_write_string(&line, diff_policies[i], strlen(diff_policies[i]));
+        buf_puts(&line, "}\n");
+        fputs(line.data, in);
+    }
+    fclose(in);
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "'%s' '%s' < '%s'", node, script, input);
+    FILE *out = popen(cmd, "r");
+    REQUIRE(out != NULL);
+    char row[65536];
+    size_t i = 0, agree = 0;
+    while (i < KEEL_ARRAY_LEN(diff_policies) && fgets(row, sizeof row, out)) {
+        struct arena a;
+        arena_init(&a);
+        struct json_value *r;
+        struct keel_err err;
+        if (json_parse(&a, row, strlen(row), NULL, &r, &err) == 0 && json_get(r, "valid")) {
+            bool cedar_valid = json_get_bool(r, "valid", false) &&
+                               !json_get_bool(r, "noApplicableAction", false);
+            char first[512];
+            struct verdict v = run_case(diff_policies[i], strlen(diff_policies[i]), diff_schema,
+                                        strlen(diff_schema), "diff.cedar");
+            snprintf(first, sizeof first, "%s", v.first);
+            if ((v.rc == 0) == cedar_valid) {
+                agree++;
+            } else {
+                fprintf(stderr, "differs from Cedar: %s\n  cedar: %s %s\n  keel: rc=%d %s\n",
+                        diff_policies[i], cedar_valid ? "valid" : "invalid", row, v.rc, first);
+            }
+        } else {
+            fprintf(stderr, "cedar-wasm could not check: %s (%s)\n", diff_policies[i], row);
+        }
+        arena_cleanup(&a);
+        i++;
+    }
+    pclose(out);
+    unlink(input);
+    buf_cleanup(&line);
+    printf("differential vs cedar-wasm: %zu/%zu agree\n", agree, KEEL_ARRAY_LEN(diff_policies));
+    CHECK_INT(i, KEEL_ARRAY_LEN(diff_policies));
+    CHECK_INT(agree, KEEL_ARRAY_LEN(diff_policies));
 }
