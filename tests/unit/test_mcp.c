@@ -1035,3 +1035,99 @@ TEST(oversized_request_is_refused)
     arena_cleanup(&a);
     fx_cleanup(&f);
 }
+
+TEST(killed_while_idle)
+{
+    struct fixture f;
+    fx_init(&f, "helpdesk");
+    struct mcp_client *c = NULL;
+    struct keel_err err;
+    REQUIRE(mcp_client_start(&f.cfg, &c, &err) == 0);
+    struct mcp_client_stats st;
+    mcp_client_stats(c, &st);
+    REQUIRE(st.pid > 0);
+    REQUIRE(kill(st.pid, SIGKILL) == 0);
+    struct arena a;
+    arena_init(&a);
+    struct mcp_call_result r;
+    /* Whether the client noticed before this call decides between a
+     * transparent restart and an EIO for a request that may have been
+     * written; both are correct, and the one after always succeeds. */
+    keel_err_clear(&err);
+    int rc = mcp_client_call_tool(c, "get_ticket", parse(&a, "{\"id\":\"T-1002\"}"), NULL, 0, &a,
+                                  &r, &err);
+    if (rc) {
+        CHECK_INT(rc, KEEL_EIO);
+        CHECK_CONTAINS(err.msg, "killed by signal 9");
+    }
+    REQUIRE(mcp_client_call_tool(c, "get_ticket", parse(&a, "{\"id\":\"T-1002\"}"), NULL, 0, &a,
+                                 &r, &err) == 0);
+    CHECK_STR(json_get_str(r.structured, "id", ""), "T-1002");
+    mcp_client_stats(c, &st);
+    CHECK_INT(st.starts, 2);
+    mcp_client_free(c);
+    arena_cleanup(&a);
+    fx_cleanup(&f);
+}
+
+struct crash_worker {
+    struct mcp_client *c;
+    int index;
+    int ok, eio, other;
+};
+
+static void *crash_worker_main(void *arg)
+{
+    struct crash_worker *w = arg;
+    struct arena a;
+    arena_init(&a);
+    for (int i = 0; i < 10; i++) {
+        arena_reset(&a);
+        struct json_value *args = json_object(&a);
+        json_object_setc(&a, args, "title", json_cstr(&a, arena_printf(&a, "w%d-%d", w->index, i)));
+        struct keel_err err;
+        struct mcp_call_result r;
+        int rc = mcp_client_call_tool(w->c, "create_issue", args,
+                                      arena_printf(&a, "key-%d-%d", w->index, i), 0, &a, &r, &err);
+        if (rc == 0) w->ok++;
+        else if (rc == KEEL_EIO) w->eio++;
+        else w->other++;
+    }
+    arena_cleanup(&a);
+    return NULL;
+}
+
+TEST(crash_under_concurrency_restarts_once)
+{
+    struct fixture f;
+    fx_init(&f, "tracker");
+    fx_env(&f, "KEEL_TOOL_CRASH_ON=create_issue:before");
+    struct mcp_client *c = NULL;
+    struct keel_err err;
+    REQUIRE(mcp_client_start(&f.cfg, &c, &err) == 0);
+    pthread_t th[THREADS];
+    struct crash_worker w[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (struct crash_worker){.c = c, .index = i};
+        pthread_create(&th[i], NULL, crash_worker_main, &w[i]);
+    }
+    int ok = 0, eio = 0, other = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        ok += w[i].ok;
+        eio += w[i].eio;
+        other += w[i].other;
+    }
+    CHECK(eio >= 1);        /* at least the call that crashed the server */
+    CHECK_INT(other, 0);    /* every failure is "server exited" */
+    CHECK_INT(ok + eio, THREADS * 10);
+    /* Only the calls that succeeded had an effect (the crash came before
+     * the effect, and failed calls in flight never reached the tool or were
+     * rolled back with the process). */
+    CHECK_INT(sql_int(f.db, "SELECT count(*) FROM issues WHERE title LIKE 'w%'"), ok);
+    struct mcp_client_stats st;
+    mcp_client_stats(c, &st);
+    CHECK_INT(st.starts, 2); /* eight callers, one restart */
+    mcp_client_free(c);
+    fx_cleanup(&f);
+}
