@@ -671,6 +671,7 @@ static struct snode *compile_node(struct cctx *cc, const struct json_value *v, c
         struct sop *op = &n->ops[n->nops];
         op->fn = d->fn;
         op->kw = d->name;
+        op->kw_len = (uint32_t)strlen(d->name);
         op->owner = n;
         int rc = d->compile(cc, &nc, val, op);
         if (rc < 0) return NULL;
@@ -854,6 +855,7 @@ int schema_compile(struct schema_registry *reg, const struct json_value *doc, co
         if (!s->root) rc = err && err->code ? err->code : KEEL_EINVAL;
     }
     if (rc == 0) rc = close_dynamic(&cc);
+    s->dynamic = cc.ndyn > 0;
     rmaps_cleanup(&cc.local);
     strmap_cleanup(&cc.memo);
     strmap_cleanup(&cc.resmap);

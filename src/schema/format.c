@@ -476,8 +476,7 @@ static bool label_ok(const char *s, size_t len, bool idn, size_t *alen, struct l
             bidi_scan(cp, n, li);
             return true;
         }
-        for (size_t i = 0; i < len; i++) cp[i] = (unsigned char)s[i];
-        bidi_scan(cp, len, li);
+        li->digit_first = digit(s[0]); /* plain ASCII: no right-to-left characters */
         return true;
     }
     if (!idn) return false;

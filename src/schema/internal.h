@@ -65,6 +65,7 @@ typedef bool (*sop_fn)(const struct sop *op, const struct json_value *inst, stru
 struct sop {
     sop_fn fn;
     const char *kw;                  /* keyword, for keywordLocation           */
+    uint32_t kw_len;
     const struct snode *owner;       /* the node this op belongs to            */
     struct snode *sub, *sub2, *sub3; /* single subschemas (if/then/else ...)   */
     struct snode **subs;             /* arrays and maps of subschemas          */
@@ -106,6 +107,7 @@ struct schema {
     struct strmap **maps;
     size_t nmaps, maps_cap;
     pcre2_match_context *mctx;
+    bool dynamic; /* some $dynamicRef is dynamic: track the dynamic scope */
 };
 
 /* ---- registry internals ---- */

@@ -110,6 +110,7 @@ struct schema_result {
     size_t scratch_cap;
     size_t scratch_used;
     void *match_data;        /* PCRE2 match data, created on first pattern test */
+    struct buf msgbuf, pathbuf; /* reused while recording errors                */
 };
 
 void schema_result_init(struct schema_result *r);

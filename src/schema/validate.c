@@ -159,20 +159,19 @@ static void subject(struct buf *b, const struct vctx *c)
         buf_printf(b, "item %u", p->idx);
 }
 
-/* Appends a short rendering of v: strings bare, others as JSON. */
+/* Appends a short rendering of v: strings bare, others as JSON, cut to
+ * about 60 bytes (on a UTF-8 character boundary). */
 static void show(struct buf *b, const struct json_value *v)
 {
-    struct buf t;
-    buf_init(&t);
-    if (v->type == JSON_STRING) buf_append(&t, v->u.s.str, v->len);
-    else json_write(&t, v, 0, NULL);
-    if (t.len > 64) {
-        buf_append(b, t.data, 60);
+    size_t start = b->len;
+    if (v->type == JSON_STRING) buf_append(b, v->u.s.str, v->len > 256 ? 256 : v->len);
+    else json_write(b, v, 0, NULL);
+    if (b->len - start > 64) {
+        size_t cut = start + 60;
+        while (cut > start && ((unsigned char)b->data[cut] & 0xC0) == 0x80) cut--;
+        b->len = cut;
         buf_puts(b, "...");
-    } else if (t.len) {
-        buf_append(b, t.data, t.len);
     }
-    buf_cleanup(&t);
 }
 
 static struct schema_error *new_error(struct vctx *c)
@@ -199,39 +198,41 @@ static void record(struct vctx *c, const struct snode *owner, const char *kw, co
     struct schema_error *e = new_error(c);
     if (!e) return;
     struct arena *a = &c->r->strings;
-    struct buf b;
-    buf_init(&b);
-    write_path(&b, c->ipath);
-    e->instance_location = arena_strndup(a, b.data ? b.data : "", b.len);
-    buf_reset(&b);
-    write_path(&b, c->kpath);
-    if (kw) json_pointer_append(&b, kw, strlen(kw));
-    e->keyword_location = arena_strndup(a, b.data ? b.data : "", b.len);
-    buf_reset(&b);
+    struct buf *b = &c->r->pathbuf;
+    buf_reset(b);
+    write_path(b, c->ipath);
+    e->instance_location = arena_strndup(a, b->data ? b->data : "", b->len);
+    buf_reset(b);
+    write_path(b, c->kpath);
+    if (kw) json_pointer_append(b, kw, strlen(kw));
+    e->keyword_location = arena_strndup(a, b->data ? b->data : "", b->len);
+    buf_reset(b);
     const char *abs = owner->abs;
     if (!strncmp(abs, SENTINEL_PREFIX, strlen(SENTINEL_PREFIX)))
         abs += strlen(SENTINEL_PREFIX) - 1;
-    buf_puts(&b, abs);
-    if (kw) json_pointer_append(&b, kw, strlen(kw));
-    e->absolute_keyword_location = arena_strndup(a, b.data, b.len);
+    buf_puts(b, abs);
+    if (kw) json_pointer_append(b, kw, strlen(kw));
+    e->absolute_keyword_location = arena_strndup(a, b->data, b->len);
     e->message = arena_strdup(a, msg);
-    buf_cleanup(&b);
 }
 
 static void report(struct vctx *c, const struct sop *op, const char *fmt, ...) KEEL_PRINTF(3, 4);
 static void report(struct vctx *c, const struct sop *op, const char *fmt, ...)
 {
     if (!c->collect) return;
-    struct buf m;
-    buf_init(&m);
-    subject(&m, c);
-    buf_putc(&m, ' ');
+    if (c->r->kept >= SCHEMA_MAX_ERRORS) {
+        c->r->error_count++;
+        return;
+    }
+    struct buf *m = &c->r->msgbuf;
+    buf_reset(m);
+    subject(m, c);
+    buf_putc(m, ' ');
     va_list ap;
     va_start(ap, fmt);
-    buf_vprintf(&m, fmt, ap);
+    buf_vprintf(m, fmt, ap);
     va_end(ap);
-    record(c, op->owner, op->kw, m.data);
-    buf_cleanup(&m);
+    record(c, op->owner, op->kw, m->data);
 }
 
 /* Like report, with the instance value appended as "; got `...`". */
@@ -241,19 +242,22 @@ static void report_got(struct vctx *c, const struct sop *op, const struct json_v
                        const char *fmt, ...)
 {
     if (!c->collect) return;
-    struct buf m;
-    buf_init(&m);
-    subject(&m, c);
-    buf_putc(&m, ' ');
+    if (c->r->kept >= SCHEMA_MAX_ERRORS) {
+        c->r->error_count++;
+        return;
+    }
+    struct buf *m = &c->r->msgbuf;
+    buf_reset(m);
+    subject(m, c);
+    buf_putc(m, ' ');
     va_list ap;
     va_start(ap, fmt);
-    buf_vprintf(&m, fmt, ap);
+    buf_vprintf(m, fmt, ap);
     va_end(ap);
-    buf_puts(&m, "; got `");
-    show(&m, inst);
-    buf_putc(&m, '`');
-    record(c, op->owner, op->kw, m.data);
-    buf_cleanup(&m);
+    buf_puts(m, "; got `");
+    show(m, inst);
+    buf_putc(m, '`');
+    record(c, op->owner, op->kw, m->data);
 }
 
 static size_t errors_mark(const struct vctx *c)
@@ -294,7 +298,7 @@ static bool eval(const struct snode *n, const struct json_value *inst, struct vc
     c->depth++;
     struct scope sc;
     const struct scope *saved_scope = c->scope;
-    if (!c->scope || c->scope->res != n->res) {
+    if (c->s->dynamic && (!c->scope || c->scope->res != n->res)) {
         sc.up = c->scope;
         sc.res = n->res;
         c->scope = &sc;
@@ -326,7 +330,7 @@ static bool eval(const struct snode *n, const struct json_value *inst, struct vc
 static bool eval_at(const struct sop *op, const struct snode *n, const struct json_value *inst,
                     struct vctx *c, struct eset *ev)
 {
-    PUSH_KEY(kpath, k, op->kw, strlen(op->kw));
+    PUSH_KEY(kpath, k, op->kw, op->kw_len);
     bool ok = eval(n, inst, c, ev);
     POP(kpath, k);
     return ok;
@@ -335,7 +339,7 @@ static bool eval_at(const struct sop *op, const struct snode *n, const struct js
 static bool eval_at_idx(const struct sop *op, const struct snode *n, uint32_t i,
                         const struct json_value *inst, struct vctx *c, struct eset *ev)
 {
-    PUSH_KEY(kpath, k, op->kw, strlen(op->kw));
+    PUSH_KEY(kpath, k, op->kw, op->kw_len);
     PUSH_IDX(kpath, k2, i);
     bool ok = eval(n, inst, c, ev);
     POP(kpath, k2);
@@ -346,7 +350,7 @@ static bool eval_at_idx(const struct sop *op, const struct snode *n, uint32_t i,
 static bool eval_at_key(const struct sop *op, const struct snode *n, const char *key, uint32_t len,
                         const struct json_value *inst, struct vctx *c, struct eset *ev)
 {
-    PUSH_KEY(kpath, k, op->kw, strlen(op->kw));
+    PUSH_KEY(kpath, k, op->kw, op->kw_len);
     PUSH_KEY(kpath, k2, key, len);
     bool ok = eval(n, inst, c, ev);
     POP(kpath, k2);
@@ -832,15 +836,30 @@ bool op_dependent_required(const struct sop *op, const struct json_value *inst, 
     return ok;
 }
 
-/* Position (0-based) of key in a names op, or -1. */
-static long find_name(const struct sop *op, const char *key, uint32_t len)
+static inline bool same_key(const char *a, const char *b, uint32_t len)
+{
+    for (uint32_t i = 0; i < len; i++)
+        if (a[i] != b[i]) return false;
+    return true;
+}
+
+/* Position (0-based) of key in a names op, or -1.  The search starts at
+ * *hint and wraps around: instances usually list members in the schema's
+ * order, so the next name is usually the one after the last match. */
+static long find_name(const struct sop *op, const char *key, uint32_t len, uint32_t *hint)
 {
     if (op->index) {
         void *v = strmap_get(op->index, key, len);
         return v ? (long)(uintptr_t)v - 1 : -1;
     }
-    for (uint32_t i = 0; i < op->nsubs; i++)
-        if (op->name_lens[i] == len && !memcmp(op->names[i], key, len)) return (long)i;
+    uint32_t n = op->nsubs, start = *hint < n ? *hint : 0;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t i = start + k < n ? start + k : start + k - n;
+        if (op->name_lens[i] == len && same_key(op->names[i], key, len)) {
+            *hint = i + 1;
+            return (long)i;
+        }
+    }
     return -1;
 }
 
@@ -849,9 +868,10 @@ bool op_properties(const struct sop *op, const struct json_value *inst, struct v
 {
     if (inst->type != JSON_OBJECT) return true;
     bool ok = true;
+    uint32_t hint = 0;
     for (uint32_t j = 0; j < inst->len; j++) {
         const struct json_member *m = &inst->u.members[j];
-        long i = find_name(op, m->key, m->key_len);
+        long i = find_name(op, m->key, m->key_len, &hint);
         if (i < 0) continue;
         eset_mark(ev, j);
         PUSH_KEY(ipath, seg, m->key, m->key_len);
@@ -937,9 +957,10 @@ bool op_pattern_properties(const struct sop *op, const struct json_value *inst, 
     return ok;
 }
 
-static bool covered(const struct sop *op, struct vctx *c, const struct json_member *m)
+static bool covered(const struct sop *op, struct vctx *c, const struct json_member *m,
+                    uint32_t *hint)
 {
-    if (op->props && find_name(op->props, m->key, m->key_len) >= 0) return true;
+    if (op->props && find_name(op->props, m->key, m->key_len, hint) >= 0) return true;
     if (op->pats)
         for (uint32_t i = 0; i < op->pats->nsubs; i++)
             if (regex_test(c, op->pats->res[i], m->key, m->key_len) != 0) return true;
@@ -961,9 +982,10 @@ bool op_additional_properties(const struct sop *op, const struct json_value *ins
 {
     if (inst->type != JSON_OBJECT) return true;
     bool ok = true;
+    uint32_t hint = 0;
     for (uint32_t j = 0; j < inst->len; j++) {
         const struct json_member *m = &inst->u.members[j];
-        if (covered(op, c, m)) continue;
+        if (covered(op, c, m, &hint)) continue;
         eset_mark(ev, j);
         PUSH_KEY(ipath, seg, m->key, m->key_len);
         bool r;
@@ -1178,6 +1200,8 @@ void schema_result_cleanup(struct schema_result *r)
     arena_cleanup(&r->strings);
     free(r->scratch);
     if (r->match_data) pcre2_match_data_free(r->match_data);
+    buf_cleanup(&r->msgbuf);
+    buf_cleanup(&r->pathbuf);
     memset(r, 0, sizeof *r);
 }
 
