@@ -64,9 +64,10 @@ void workflow_diags_add(struct workflow_diags *d, const struct keel_err *e);
 int workflow_yaml_parse(struct arena *a, const char *text, size_t len, const char *file,
                         struct json_value **out, struct keel_err *err);
 
-/* Parses a workflow or config document: JSON (when file ends in ".json", or
- * the first non-blank byte is '{' or '[') through json_parse, otherwise YAML
- * through workflow_yaml_parse.  Same contract as workflow_yaml_parse. */
+/* Parses a workflow or config document: a file ending in ".json" is JSON
+ * (json_parse, duplicate keys refused), one ending in ".yaml"/".yml" is YAML;
+ * otherwise (or with file NULL) JSON if the first non-blank byte is '{' or
+ * '[', else YAML.  Same contract as workflow_yaml_parse. */
 int workflow_doc_parse(struct arena *a, const char *text, size_t len, const char *file,
                        struct json_value **out, struct keel_err *err);
 
@@ -203,7 +204,9 @@ struct workflow_step {
     const char *save;    /* state key the step's result is reduced into, or NULL */
     int64_t timeout_ms;  /* 0: no timeout (approval: see approval.timeout_ms) */
     struct workflow_retry retry;
-    bool result_available; /* ${result} may be used: every predecessor yields one */
+    bool result_available; /* ${result} may be used here: every step that can run
+                              just before this one is a tool, approval or agent
+                              step, whose output the engine passes as "result" */
     const char *description;
 
     /* kind == TOOL: the call.  compensate (any step that has one) is the
@@ -272,10 +275,12 @@ struct workflow {
     size_t nsteps;
 };
 
-/* Compiles a loaded document.  file names the source for error positions.
- * On success *out is a new workflow (free with workflow_free) holding a deep
- * copy of doc.  On failure returns KEEL_EINVAL (or KEEL_ELIMIT), every
- * problem is added to diags (may be NULL) and the first is copied to err. */
+/* Compiles a loaded document: checks it (docs/workflows.md, "Checks at load
+ * time"), then validates it against Keel's workflow schema.  file names the
+ * source for error positions.  On success *out is a new workflow (free with
+ * workflow_free) holding a deep copy of doc.  On failure returns KEEL_EINVAL
+ * (KEEL_ELIMIT, KEEL_ESCHEMA), every problem is added to diags (may be
+ * NULL) and the first is copied to err.  Thread-safe. */
 int workflow_compile(const struct json_value *doc, const char *file, struct workflow **out,
                      struct workflow_diags *diags, struct keel_err *err);
 
