@@ -132,12 +132,34 @@ static void eset_or(struct eset *dst, const struct eset *src)
 
 /* ---- reporting ---------------------------------------------------------------- */
 
+static void put_uint(struct buf *b, uint32_t v)
+{
+    char tmp[12];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n) buf_putc(b, tmp[--n]);
+}
+
 static void write_path(struct buf *b, const struct pathseg *p)
 {
     if (!p) return;
     write_path(b, p->up);
-    if (p->key) json_pointer_append(b, p->key, p->len);
-    else buf_printf(b, "/%u", p->idx);
+    if (p->key) {
+        json_pointer_append(b, p->key, p->len);
+    } else {
+        buf_putc(b, '/');
+        put_uint(b, p->idx);
+    }
+}
+
+static void put_name(struct buf *b, const char *key, uint32_t len)
+{
+    buf_putc(b, '`');
+    buf_append(b, key, len > 60 ? 60 : len);
+    buf_putc(b, '`');
 }
 
 /* A short description of where the instance is, for messages. */
@@ -149,14 +171,15 @@ static void subject(struct buf *b, const struct vctx *c)
         return;
     }
     if (p->key) {
-        buf_printf(b, "`%.*s`", p->len > 60 ? 60 : (int)p->len, p->key);
+        put_name(b, p->key, p->len);
         return;
     }
-    if (p->up && p->up->key)
-        buf_printf(b, "item %u of `%.*s`", p->idx, p->up->len > 60 ? 60 : (int)p->up->len,
-                   p->up->key);
-    else
-        buf_printf(b, "item %u", p->idx);
+    buf_puts(b, "item ");
+    put_uint(b, p->idx);
+    if (p->up && p->up->key) {
+        buf_puts(b, " of ");
+        put_name(b, p->up->key, p->up->len);
+    }
 }
 
 /* Appends a short rendering of v: strings bare, others as JSON, cut to
@@ -408,24 +431,30 @@ bool op_enum(const struct sop *op, const struct json_value *inst, struct vctx *c
     for (uint32_t i = 0; i < e->len; i++)
         if (json_equal(inst, e->u.items[i])) return true;
     if (c->collect) {
-        struct buf b;
-        buf_init(&b);
+        /* pathbuf is free here: report_got copies the list into msgbuf
+         * before record() reuses pathbuf. */
+        struct buf *b = &c->r->pathbuf;
+        buf_reset(b);
         for (uint32_t i = 0; i < e->len && i < 12; i++) {
-            if (i) buf_puts(&b, ", ");
-            show(&b, e->u.items[i]);
+            if (i) buf_puts(b, ", ");
+            show(b, e->u.items[i]);
         }
-        if (e->len > 12) buf_printf(&b, ", ... (%u in all)", e->len);
-        report_got(c, op, inst, "must be one of %s", b.data ? b.data : "(nothing: enum is empty)");
-        buf_cleanup(&b);
+        if (e->len > 12) buf_printf(b, ", ... (%u in all)", e->len);
+        report_got(c, op, inst, "must be one of %s", b->len ? b->data : "(nothing: enum is empty)");
     }
     return false;
 }
 
 /* ---- numbers ------------------------------------------------------------------ */
 
+/* Exact comparison.  Rounding to the nearest double is monotonic, so when
+ * the doubles differ they order the exact values too; only equal doubles
+ * need the exact decimal comparison. */
 static int num_cmp(const struct json_value *a, const struct json_value *b)
 {
     if ((a->nflags & b->nflags & JSON_NUM_I64)) return (a->u.n.i > b->u.n.i) - (a->u.n.i < b->u.n.i);
+    if (a->u.n.d < b->u.n.d) return -1;
+    if (a->u.n.d > b->u.n.d) return 1;
     return json_number_cmp(a, b);
 }
 
