@@ -8,6 +8,7 @@
  * idempotency table is read back with the sqlite3 command-line tool.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1129,5 +1130,47 @@ TEST(crash_under_concurrency_restarts_once)
     mcp_client_stats(c, &st);
     CHECK_INT(st.starts, 2); /* eight callers, one restart */
     mcp_client_free(c);
+    fx_cleanup(&f);
+}
+
+TEST(child_stderr_goes_to_keel_log)
+{
+    struct fixture f;
+    fx_init(&f, "helpdesk");
+    fx_env(&f, "KEEL_TOOL_CRASH_ON=set_status:before");
+    char capture[600];
+    snprintf(capture, sizeof capture, "%s/keel.log", f.dir);
+    /* Catch Keel's own log (stderr) in a file for the length of the call. */
+    fflush(stderr);
+    int saved = dup(2);
+    int fd = open(capture, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    REQUIRE(saved >= 0 && fd >= 0);
+    dup2(fd, 2);
+    close(fd);
+    keel_log_set_level(KEEL_LOG_INFO);
+    struct mcp_client *c = NULL;
+    struct keel_err err;
+    int started = mcp_client_start(&f.cfg, &c, &err);
+    struct arena a;
+    arena_init(&a);
+    struct mcp_call_result r;
+    int rc = started ? started
+                     : mcp_client_call_tool(c, "set_status",
+                                            parse(&a, "{\"id\":\"T-1001\",\"status\":\"pending\"}"),
+                                            NULL, 0, &a, &r, &err);
+    keel_log_set_level(KEEL_LOG_WARN);
+    dup2(saved, 2);
+    close(saved);
+    CHECK_INT(started, 0);
+    CHECK_INT(rc, KEEL_EIO);
+    /* The child's stderr was drained before the call failed. */
+    struct buf log;
+    buf_init(&log);
+    REQUIRE(keel_read_file(capture, 1 << 20, &log, &err) == 0);
+    CHECK_CONTAINS(log.data, "keel info: mcp helpdesk: toolkit: crashing in set_status (before)");
+    CHECK_CONTAINS(log.data, "mcp: server 'helpdesk' exited with status 99");
+    buf_cleanup(&log);
+    mcp_client_free(c);
+    arena_cleanup(&a);
     fx_cleanup(&f);
 }
