@@ -12,10 +12,11 @@
 #include <stdio.h>
 #include <string.h>
 
-void approval_id_for(const char *run, const char *step, int attempt, char out[APPROVAL_ID_MAX])
+void approval_id_for(const char *run, const char *step, int visit, int attempt,
+                     char out[APPROVAL_ID_MAX])
 {
     char seed[3 * STORE_ID_MAX], hex[65];
-    int n = snprintf(seed, sizeof seed, "%s/%s/%d", run, step, attempt);
+    int n = snprintf(seed, sizeof seed, "%s/%s/%d/%d", run, step, visit, attempt);
     keel_sha256_hex(seed, (size_t)n, hex);
     snprintf(out, APPROVAL_ID_MAX, "apr_%.26s", hex);
 }

@@ -21,10 +21,11 @@
 #define APPROVAL_COMMENT_MAX 4096
 #define APPROVAL_ID_MAX 40
 
-/* The id of the approval asked at (run, step, attempt): "apr_" + 26 hex
- * chars of sha256("<run>/<step>/<attempt>").  Deterministic, so a request
- * re-made after a crash finds the row made before it. */
-void approval_id_for(const char *run, const char *step, int attempt,
+/* The id of the approval asked at (run, step, visit, attempt): "apr_" + 26
+ * hex chars of sha256("<run>/<step>/<visit>/<attempt>").  Deterministic, so
+ * a request re-made after a crash finds the row made before it; a step
+ * visited again (a switch loop) asks anew. */
+void approval_id_for(const char *run, const char *step, int visit, int attempt,
                      char out[APPROVAL_ID_MAX]);
 
 /* May actor decide ap at now_ms?  0, or KEEL_ESTATE (decided, expired),

@@ -107,8 +107,9 @@ int engine_workflow_list(struct engine *e, struct arena *a, struct json_value **
                          struct keel_err *err);
 
 /* The idempotency key of call `index` of step `step` of run `run`:
- * sha256_hex("<run>/<step>/<index>").  Independent of the attempt, so a
- * retry after a crash sends the same key (docs/engine.md). */
+ * sha256_hex("<run>/<step>/<index>"), where index is the visit of the step
+ * (0, or more when a switch loops back to it).  Independent of the attempt,
+ * so a retry after a crash sends the same key (docs/engine.md). */
 void engine_idempotency_key(const char *run, const char *step, int index, char out[65]);
 
 #endif

@@ -9,6 +9,8 @@
  * So the rules below are the resume rules of docs/engine.md:
  *   - step.completed ends a step; its recorded result and next step are
  *     used, the step is never executed again;
+ *   - each step.started with attempt 1 starts a new visit of that step
+ *     (switch loops); idempotency keys and approval ids are per visit;
  *   - tool.call.started without tool.call.completed is an open call
  *     (retried with the same idempotency key, or needs_reconcile);
  *   - run.waiting without a later run.resumed is a parked run;
@@ -23,6 +25,7 @@ struct fold {
     struct run_view *v;
     struct journal_reducers red;
     struct keel_err *err;
+    struct strmap visits; /* step id -> first attempts started so far */
 };
 
 typedef void (*fold_fn)(struct run_view *v, const struct json_value *p);
@@ -164,6 +167,15 @@ static int on_event(void *ctx, const struct journal_event *ev)
             return KEEL_ECORRUPT;
         }
         fold_table[i].fn(v, p);
+        if (fold_table[i].fn == on_step_started && v->step) {
+            /* Visits count first attempts: a step reached again through a
+             * switch loop is a new call (new idempotency key, new
+             * approval); a retry is the same visit. */
+            size_t n = strlen(v->step);
+            uintptr_t k = (uintptr_t)strmap_get(&f->visits, v->step, n);
+            if (v->attempt <= 1) strmap_put(&f->visits, v->step, n, (void *)++k);
+            v->visit = k ? (int)k - 1 : 0;
+        }
         break;
     }
     return 0;
@@ -190,6 +202,8 @@ int engine_fold(struct engine *e, const char *run_id, const struct workflow *wf,
     f.red.n = wf ? wf->nstate : 0;
     f.red.fallback = JOURNAL_REDUCE_REPLACE;
     v->state = journal_state_initial(&f.red, a);
+    strmap_init(&f.visits);
     int rc = journal_read(e->store, run_id, 1, on_event, &f, err);
+    strmap_cleanup(&f.visits);
     return rc;
 }

@@ -101,6 +101,7 @@ struct run_view {
     const char *step;         /* step id the run is in or last completed  */
     bool in_step;             /* step.started seen, no completed/failed   */
     int attempt;              /* attempt of the current/last step          */
+    int visit;                /* 0 for the first visit of that step, ...   */
     const char *next_step;    /* from the last step.completed ("" = end)   */
     bool have_next;
     /* tool call in flight */

@@ -213,7 +213,7 @@ static int park_for_approval(struct run_ctx *c, const struct workflow_step *s,
     struct run_view *v = &c->view;
     int rc;
     char aid[APPROVAL_ID_MAX];
-    approval_id_for(c->run.id, s->id, v->attempt, aid);
+    approval_id_for(c->run.id, s->id, v->visit, v->attempt, aid);
     int64_t expires = b->timeout_ms ? keel_wall_ms() + b->timeout_ms : 0;
     if (!v->approval_id) {
         struct json_value *req = obj(c);
@@ -591,11 +591,11 @@ static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct ke
             return step_failed(c, s, KEEL_ESCHEMA, verr.msg, false, err);
         rc = policy_gate(c, s, qualified, args, err);
         if (rc <= 0) return rc;
-        engine_idempotency_key(c->run.id, s->id, 0, keybuf);
+        engine_idempotency_key(c->run.id, s->id, v->visit, keybuf);
         key = keybuf;
         struct json_value *p = obj(c);
         char call_id[3 * ENGINE_ID_MAX];
-        snprintf(call_id, sizeof call_id, "%s/0", s->id);
+        snprintf(call_id, sizeof call_id, "%s/%d", s->id, v->visit);
         set_s(c, p, "step", s->id);
         set_s(c, p, "call_id", call_id);
         set_s(c, p, "server", s->call.server);
@@ -613,7 +613,7 @@ static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct ke
     struct json_value *p = obj(c);
     set_s(c, p, "step", s->id);
     char call_id[3 * ENGINE_ID_MAX];
-    snprintf(call_id, sizeof call_id, "%s/0", s->id);
+    snprintf(call_id, sizeof call_id, "%s/%d", s->id, v->visit);
     set_s(c, p, "call_id", call_id);
     set_i(c, p, "duration_ms", (keel_mono_ns() - t0) / 1000000);
     struct json_value *result = NULL, *error = NULL;
@@ -821,11 +821,9 @@ int engine_step(struct run_ctx *c, struct keel_err *err)
         set_s(c, p, "step", s->id);
         set_i(c, p, "attempt", attempt);
         if ((rc = engine_journal(c, "step.started", NULL, p, err))) return rc;
-        v->step = s->id;
-        v->attempt = attempt;
-        v->in_step = true;
-        v->call_open = v->call_done = false;
-        v->approval_id = v->approval_decision = NULL;
+        /* The step runs in the next transition, from a fresh fold that
+         * knows which visit of the step this is. */
+        return 1;
     }
     if (!s)
         return fail_run(c, NULL, KEEL_ECORRUPT,

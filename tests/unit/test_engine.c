@@ -54,6 +54,23 @@ static const char *expire_yaml =
     "  - id: done\n"
     "    succeed: true\n";
 
+static const char *loop_yaml =
+    "name: loop\n"
+    "state:\n"
+    "  n: {reducer: add, initial: 0}\n"
+    "steps:\n"
+    "  - id: ask\n"
+    "    approval: {group: leads}\n"
+    "  - id: count\n"
+    "    set: {n: 1}\n"
+    "  - id: again\n"
+    "    switch:\n"
+    "      - if: 'state.n < 2'\n"
+    "        goto: ask\n"
+    "    default: done\n"
+    "  - id: done\n"
+    "    succeed: true\n";
+
 static void write_file(const char *dir, const char *name, const char *text)
 {
     char path[4096];
@@ -74,6 +91,7 @@ static char *make_home(void)
     write_file(wf, "flow.yaml", flow_yaml);
     write_file(wf, "gate.yaml", gate_yaml);
     write_file(wf, "expire.yaml", expire_yaml);
+    write_file(wf, "loop.yaml", loop_yaml);
     char a[65], b[65], cfg[1024];
     keel_sha256_hex(ALICE, strlen(ALICE), a);
     keel_sha256_hex(BOB, strlen(BOB), b);
@@ -250,6 +268,37 @@ TEST(approval_by_group_member_and_resume_after_restart)
             found = true;
         }
     CHECK(found);
+    arena_cleanup(&a);
+    engine_stop(e);
+    rm_home(home);
+}
+
+TEST(loop_visits_ask_anew)
+{
+    char *home = make_home();
+    struct keel_err err;
+    keel_err_clear(&err);
+    struct engine *e = start(home, &err);
+    REQUIRE(e);
+    const struct identity_set *ids = engine_identities(e);
+    const struct identity *alice = identity_authenticate(ids, ALICE, strlen(ALICE));
+    char id[64], first[64];
+    REQUIRE(start_run(e, "loop", "{}", id, &err) == 0);
+    CHECK_INT(wait_run(e, id), RUN_WAITING);
+    snprintf(first, sizeof first, "%s", pending_approval(e, id));
+    REQUIRE(first[0]);
+    CHECK_INT(engine_approval_decide(e, first, alice, true, "", &err), 0);
+    /* The switch loops back: the second visit asks again, with a new id. */
+    CHECK_INT(wait_run(e, id), RUN_WAITING);
+    const char *second = pending_approval(e, id);
+    CHECK(second[0] && strcmp(second, first) != 0);
+    CHECK_INT(engine_approval_decide(e, second, alice, true, "", &err), 0);
+    CHECK_INT(wait_final(e, id), RUN_SUCCEEDED);
+    struct arena a;
+    arena_init(&a);
+    struct json_value *run;
+    REQUIRE(engine_run_show(e, id, &a, &run, &err) == 0);
+    CHECK_INT(json_get_int(json_get(run, "state"), "n", -1), 2);
     arena_cleanup(&a);
     engine_stop(e);
     rm_home(home);
