@@ -842,3 +842,25 @@ TEST(check_config_identity_tool_list)
     workflow_free(wf);
     keel_config_free(cfg);
 }
+
+TEST(json_workflow_errors_are_positioned)
+{
+    const char *text = "{\n  \"name\": \"j\",\n  \"steps\": [\n"
+                       "    {\"id\": \"a\", \"switch\": [{\"if\": \"true\", \"goto\": \"zz\"}]}\n"
+                       "  ]\n}\n";
+    struct workflow *wf = NULL;
+    struct keel_err err;
+    keel_err_clear(&err);
+    CHECK_INT(workflow_load(text, strlen(text), "w.json", &wf, NULL, &err), KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "goto target 'zz' is not a step");
+    CHECK_STR(err.file, "w.json");
+    CHECK_INT(err.line, 4);
+    CHECK_INT(err.column, 51);
+    CHECK_STR(err.path, "/steps/0/switch/0/goto");
+    /* Duplicate keys in JSON are refused too, at the second key. */
+    text = "{\"name\": \"a\", \"steps\": [], \"name\": \"b\"}";
+    keel_err_clear(&err);
+    CHECK(workflow_load(text, strlen(text), "d.json", &wf, NULL, &err) != 0);
+    CHECK_INT(err.line, 1);
+    CHECK(err.column > 20);
+}
