@@ -11,18 +11,20 @@
 extern const struct cli_command cmd_run;
 
 static const char usage[] =
-    "usage: keel run start WORKFLOW [--input JSON|@FILE]\n"
+    "usage: keel run start WORKFLOW [--input JSON|@FILE] [--wait]\n"
     "       keel run list [--limit N]\n"
     "       keel run show RUN\n"
     "       keel run cancel RUN\n"
     "\n"
-    "Starts, lists, shows and cancels runs on the daemon.\n"
+    "Starts, lists, shows and cancels runs on the daemon.  `start --wait` waits\n"
+    "until the run stops running (ends, or waits for an approval or a timer) and\n"
+    "prints its status.\n"
     "\n"
     "Common options: --json (print the API's JSON), --server URL (default\n"
     "$KEEL_SERVER or http://127.0.0.1:7400), --token TOKEN (default $KEEL_TOKEN or\n"
     "DATA/admin.token), --data DIR (default $KEEL_DATA or ./.keel).\n"
     "\n"
-    "Exit codes: 0 ok; 1 `show` of a run that failed; 2 usage; 3 bad input (input\n"
+    "Exit codes: 0 ok; 1 `show` (or `start --wait`) of a run that failed; 2 usage; 3 bad input (input\n"
     "not JSON, input fails the workflow's schema); 4 no such run or workflow;\n"
     "5 missing or wrong token; 6 daemon not reachable; 7 run already ended.\n";
 
@@ -33,6 +35,7 @@ struct args {
     int npos;
     const char *input;
     const char *limit;
+    bool wait;
 };
 
 static int parse(int argc, char **argv, struct args *a)
@@ -45,6 +48,10 @@ static int parse(int argc, char **argv, struct args *a)
             if (i + 1 >= argc) return cli_usage_error(&cmd_run, "%s needs a value", argv[i]);
             if (argv[i][2] == 'i') a->input = argv[++i];
             else a->limit = argv[++i];
+            continue;
+        }
+        if (!strcmp(argv[i], "--wait")) {
+            a->wait = true;
             continue;
         }
         if (argv[i][0] == '-' && argv[i][1])
@@ -94,9 +101,29 @@ static int start(struct args *a, struct arena *ar)
     int rc = cli_client_request(&a->c, "POST", "/v1/runs", b.data, ar, &out, &err);
     buf_cleanup(&b);
     if (rc) return fail(&err);
+    const char *id = json_get_str(out, "id", "?");
+    if (!a->wait) {
+        if (a->c.json) cli_print_json(out);
+        else printf("%s\n", id);
+        return CLI_OK;
+    }
+    /* Long-poll until the run stops running. */
+    struct buf path;
+    buf_init(&path);
+    buf_puts(&path, "/v1/runs/");
+    cli_path_escape(&path, id);
+    buf_puts(&path, "?wait=30");
+    const char *status = "running";
+    while (!strcmp(status, "running")) {
+        rc = cli_client_request(&a->c, "GET", path.data, NULL, ar, &out, &err);
+        if (rc) break;
+        status = json_get_str(out, "status", "");
+    }
+    buf_cleanup(&path);
+    if (rc) return fail(&err);
     if (a->c.json) cli_print_json(out);
-    else printf("%s\n", json_get_str(out, "id", "?"));
-    return CLI_OK;
+    else printf("%s %s\n", id, status);
+    return !strcmp(status, "failed") ? CLI_NO : CLI_OK;
 }
 
 static int list(struct args *a, struct arena *ar)

@@ -68,6 +68,9 @@ def test_runs(srv, home):
     c.check(code == 0 and out.startswith("ok"), "verify ok: %s %s" % (out, err))
     code, out, err = srv.cli("run", "list")
     c.check(code == 0 and rid in out, "run list shows the run")
+    code, out, err = srv.cli("run", "start", "ten", "--wait", "--input",
+                             '{"ticket":"T-1002","tag":"tagW"}')
+    c.check(code == 0 and out.strip().endswith(" succeeded"), "start --wait: %d %s %s" % (code, out, err))
     code, out, err = srv.cli("run", "show", rid)
     c.check(code == 0 and "succeeded" in out, "run show")
 
