@@ -323,6 +323,13 @@ int main(int argc, char **argv)
     printf("Keel journal benchmark: durable step cost (power-loss safe: SQLite WAL, "
            "synchronous=FULL)\n");
     printf("data dir: %s (%s)\n", dir, fs_kind(dir));
+    char load[128] = "?";
+    FILE *lf = fopen("/proc/loadavg", "r");
+    if (lf) {
+        if (!fgets(load, sizeof load, lf)) snprintf(load, sizeof load, "?\n");
+        fclose(lf);
+    }
+    printf("machine: %ld CPUs, load average at start %s", sysconf(_SC_NPROCESSORS_ONLN), load);
     printf("a step = one durable journal event (step.completed with a ~120-byte result)\n\n");
 
     double f50, f99;

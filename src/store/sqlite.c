@@ -310,6 +310,8 @@ struct sq {
     pthread_cond_t qcond;
     struct store_append *head, *tail;
     bool stopping;
+    bool busy;           /* a group commit is in progress (committer or inline) */
+    bool compact_wanted; /* an inline commit left the log long: committer compacts */
     bool committer_running;
     pthread_t committer;
     struct store_stats stats;
@@ -895,15 +897,38 @@ static void *notifier_main(void *arg)
     return NULL;
 }
 
+/* Records a finished group in the stats (qlock held). */
+static void count_group(struct sq *q, size_t n, size_t inserted, uint64_t commit_ns,
+                        uint64_t sync_ns)
+{
+    q->stats.group_commits++;
+    q->stats.commit_ns += commit_ns;
+    q->stats.sync_ns += sync_ns;
+    q->stats.appends += n;
+    q->stats.events += inserted;
+    if (n > q->stats.max_group) q->stats.max_group = n;
+}
+
 static void *committer_main(void *arg)
 {
     struct sq *q = arg;
+    pthread_mutex_lock(&q->qlock);
     for (;;) {
-        pthread_mutex_lock(&q->qlock);
-        while (!q->head && !q->stopping) pthread_cond_wait(&q->qcond, &q->qlock);
+        while (((!q->head && !q->compact_wanted) || q->busy) && !q->stopping)
+            pthread_cond_wait(&q->qcond, &q->qlock);
+        if (q->busy) { /* stopping while an inline commit runs: let it finish */
+            pthread_cond_wait(&q->qcond, &q->qlock);
+            continue;
+        }
+        if (!q->head && !q->compact_wanted) break; /* stopping, nothing left */
         if (!q->head) {
+            q->compact_wanted = false;
+            q->busy = true;
             pthread_mutex_unlock(&q->qlock);
-            break;
+            compact_log(q);
+            pthread_mutex_lock(&q->qlock);
+            q->busy = false;
+            continue;
         }
         /* Take everything queued, up to the group's event budget (at least
          * one request, whatever its size). */
@@ -925,6 +950,7 @@ static void *committer_main(void *arg)
             b->reqs[i] = r;
         }
         b->n = n;
+        q->busy = true;
         pthread_mutex_unlock(&q->qlock);
 
         uint64_t sync_ns = 0;
@@ -934,16 +960,6 @@ static void *committer_main(void *arg)
         uint64_t commit_ns = (uint64_t)(keel_mono_ns() - t0);
         q->log_rows += inserted;
 
-        pthread_mutex_lock(&q->qlock);
-        q->stats.group_commits++;
-        q->stats.commit_ns += commit_ns;
-        q->stats.sync_ns += sync_ns;
-        q->stats.appends += n;
-        q->stats.events += inserted;
-        if (n > q->stats.max_group) q->stats.max_group = n;
-        bool idle = q->head == NULL;
-        pthread_mutex_unlock(&q->qlock);
-
         /* Only now, after the commit, is any request complete. */
         pthread_mutex_lock(&q->nlock);
         if (q->ntail) q->ntail->next = b;
@@ -952,12 +968,57 @@ static void *committer_main(void *arg)
         pthread_cond_signal(&q->ncond);
         pthread_mutex_unlock(&q->nlock);
 
+        pthread_mutex_lock(&q->qlock);
+        count_group(q, n, inserted, commit_ns, sync_ns);
+        bool idle = q->head == NULL;
         /* Compact when the log is long: right away if nobody is waiting,
          * else once it is twice as long (so a busy store still compacts). */
-        if (q->log_rows >= q->log_compact_at && (idle || q->log_rows >= 2 * q->log_compact_at))
+        if (q->log_rows >= q->log_compact_at && (idle || q->log_rows >= 2 * q->log_compact_at)) {
+            pthread_mutex_unlock(&q->qlock);
             compact_log(q);
+            pthread_mutex_lock(&q->qlock);
+        }
+        q->busy = false;
     }
+    pthread_mutex_unlock(&q->qlock);
     return NULL;
+}
+
+/* The synchronous append.  When no group is being committed and nothing is
+ * queued, the caller commits its own request on its own thread: a lone run
+ * then pays one fsync and no thread hand-offs.  Otherwise it joins the queue
+ * and waits like everyone else (group commit). */
+static int sq_append(struct store *s, struct store_append *req, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    if (q->opts.read_only)
+        return keel_fail(err, KEEL_EINVAL, "store %s was opened read-only; appends need write "
+                         "access", q->path);
+    pthread_mutex_lock(&q->qlock);
+    if (q->busy || q->head || q->stopping) {
+        pthread_mutex_unlock(&q->qlock);
+        return STORE_APPEND_QUEUE; /* store.c queues it and waits */
+    }
+    q->busy = true;
+    pthread_mutex_unlock(&q->qlock);
+
+    struct outcome out = {0};
+    uint64_t sync_ns = 0;
+    size_t inserted = 0;
+    int64_t t0 = keel_mono_ns();
+    commit_group(q, &req, 1, &out, &sync_ns, &inserted);
+    uint64_t commit_ns = (uint64_t)(keel_mono_ns() - t0);
+    q->log_rows += inserted;
+
+    pthread_mutex_lock(&q->qlock);
+    count_group(q, 1, inserted, commit_ns, sync_ns);
+    if (q->log_rows >= q->log_compact_at) q->compact_wanted = true;
+    q->busy = false;
+    /* Requests that queued meanwhile, or compaction, are the committer's. */
+    if (q->head || q->compact_wanted || q->stopping) pthread_cond_broadcast(&q->qcond);
+    pthread_mutex_unlock(&q->qlock);
+    if (out.rc && err) *err = out.err;
+    return out.rc;
 }
 
 static int sq_append_async(struct store *s, struct store_append *req, struct keel_err *err)
@@ -1066,7 +1127,7 @@ static void sq_free(struct sq *q)
     if (q->committer_running) {
         pthread_mutex_lock(&q->qlock);
         q->stopping = true;
-        pthread_cond_signal(&q->qcond);
+        pthread_cond_broadcast(&q->qcond);
         pthread_mutex_unlock(&q->qlock);
         pthread_join(q->committer, NULL);
     }
@@ -2139,6 +2200,7 @@ static const struct store_ops sqlite_ops = {
     .run_claim = sq_run_claim,
     .run_claim_next = sq_run_claim_next,
     .run_release = sq_run_release,
+    .append = sq_append,
     .append_async = sq_append_async,
     .events_tail = sq_events_tail,
     .events_scan = sq_events_scan,

@@ -367,6 +367,10 @@ static void sync_done(struct store_append *req, int rc, const struct keel_err *e
 int store_append(struct store *s, struct store_append *req, struct keel_err *err)
 {
     TRY(check_append(req, err));
+    if (s->ops->append) {
+        int rc = s->ops->append(s, req, err);
+        if (rc <= 0) return rc; /* done on this thread */
+    }
     struct sync_wait w;
     w.rc = 0;
     keel_err_clear(&w.err);

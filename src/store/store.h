@@ -438,6 +438,10 @@ struct store_ops {
                           struct keel_err *err);
     int (*run_release)(struct store *s, const char *id, const char *owner, struct keel_err *err);
 
+    /* Optional fast path for store_append: may commit req on the calling
+     * thread, or return a positive value to have it queued (append_async)
+     * and waited for.  NULL: always queued. */
+    int (*append)(struct store *s, struct store_append *req, struct keel_err *err);
     int (*append_async)(struct store *s, struct store_append *req, struct keel_err *err);
     int (*events_tail)(struct store *s, const char *run_id, int64_t *seq, char *hash,
                        struct keel_err *err);
