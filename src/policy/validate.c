@@ -184,6 +184,7 @@ struct checker {
     struct strmap seen; /* "line:col:message" already reported */
     const struct env *env;
     int depth;
+    struct strmap *action_in_cache; /* "child\x1fanc" -> (void *)1 or 2, per validate call */
 };
 
 static void report(struct checker *c, int line, int column, const char *fmt, ...)
@@ -498,14 +499,20 @@ static bool action_type_in(struct checker *c, const char *child, const char *anc
 {
     if (strcmp(child, anc) == 0) return true;
     const struct policy_schema *s = c->s;
-    for (size_t i = 0; i < s->nactions; i++) {
+    /* The scan is quadratic in the number of actions: remember answers. */
+    char *key = arena_printf(c->a, "%s\x1f%s", child, anc);
+    void *hit = strmap_get(c->action_in_cache, key, strlen(key));
+    if (hit) return hit == (void *)2;
+    bool found = false;
+    for (size_t i = 0; i < s->nactions && !found; i++) {
         if (strcmp(s->actions[i].uid.type, anc) != 0) continue;
-        for (size_t k = 0; k < s->nactions; k++)
+        for (size_t k = 0; k < s->nactions && !found; k++)
             if (strcmp(s->actions[k].uid.type, child) == 0 &&
                 policy_schema_action_descends(s, &s->actions[k], &s->actions[i]))
-                return true;
+                found = true;
     }
-    return false;
+    strmap_put(c->action_in_cache, key, strlen(key), found ? (void *)2 : (void *)1);
+    return found;
 }
 
 static bool type_may_be_in(struct checker *c, const char *child, const char *anc)
@@ -1439,11 +1446,13 @@ int policy_validate(const struct policy_schema *schema, const struct policy_set 
     if (!schema || !set) return KEEL_EINVAL;
     struct arena a;
     arena_init(&a);
+    struct strmap cache;
+    strmap_init(&cache);
     int total = 0;
     size_t n = policy_set_count(set);
     for (size_t i = 0; i < n; i++) {
         const struct policy *p = policy_set_at(set, i);
-        struct checker c = {.s = schema, .p = p, .a = &a, .out = out};
+        struct checker c = {.s = schema, .p = p, .a = &a, .out = out, .action_in_cache = &cache};
         strmap_init(&c.seen);
         names_scope(&c, &p->principal);
         names_scope(&c, &p->action);
@@ -1457,6 +1466,7 @@ int policy_validate(const struct policy_schema *schema, const struct policy_set 
         strmap_cleanup(&c.seen);
         arena_reset(&a);
     }
+    strmap_cleanup(&cache);
     arena_cleanup(&a);
     return total;
 }
