@@ -864,3 +864,131 @@ TEST(json_workflow_errors_are_positioned)
     CHECK_INT(err.line, 1);
     CHECK(err.column > 20);
 }
+
+/* ---- one problem each: message and JSON Pointer --------------------------------- */
+
+TEST(compile_problem_table)
+{
+#define WF(body) "name: t\nidentity: a/b\nstate: {k: replace}\nsteps:\n" body
+    static const struct {
+        const char *text, *msg, *path;
+    } cases[] = {
+        {"steps: [{id: a, succeed: true}]\n", "needs a name", ""},
+        {"name: 'a b'\nsteps: [{id: a, succeed: true}]\n", "must be 1-128 letters", "/name"},
+        {"name: t\nidentity: nobody\nsteps: [{id: a, succeed: true}]\n",
+         "must be an agent identity written team/name", "/identity"},
+        {"name: t\ninput: [1]\nsteps: [{id: a, succeed: true}]\n", "input must be a JSON Schema",
+         "/input"},
+        {"name: t\nstate: [k]\nsteps: [{id: a, succeed: true}]\n", "state must be a mapping",
+         "/state"},
+        {"name: t\nstate: {'a.b': replace}\nsteps: [{id: a, succeed: true}]\n",
+         "state key 'a.b' must be", "/state/a.b"},
+        {"name: t\nstate: {k: {initial: 1}}\nsteps: [{id: a, succeed: true}]\n", "needs a reducer",
+         "/state/k/reducer"},
+        {"name: t\nstate: {k: 3}\nsteps: [{id: a, succeed: true}]\n",
+         "reducer must be replace, append, merge or add", "/state/k"},
+        {"name: t\n", "needs steps:", "/steps"},
+        {"name: t\nsteps: []\n", "non-empty list of steps", "/steps"},
+        {"name: t\nsteps: [3]\n", "a step must be a mapping", "/steps/0"},
+        {"name: t\nsteps: [{succeed: true}]\n", "step 1 has no id", "/steps/0"},
+        {"name: t\nsteps: [{id: 'a b', succeed: true}]\n", "step id 'a b' must be", "/steps/0/id"},
+        {"name: t\nsteps: [{id: 7, succeed: true}]\n", "id must be a string, not integer",
+         "/steps/0/id"},
+        {"name: t\nsteps: [{id: a, next: b}]\n", "step 'a' has no kind", "/steps/0"},
+        {WF("  - {id: a, tool: x/y, args: [1]}\n"), "args must be a mapping", "/steps/0/args"},
+        {WF("  - {id: a, tool: x/y, compensate: x/z}\n"), "compensate must be a mapping",
+         "/steps/0/compensate"},
+        {WF("  - {id: a, tool: x/y, compensate: {args: {}}}\n"), "compensate needs a tool",
+         "/steps/0/compensate"},
+        {WF("  - {id: a, tool: x/y, compensate: {tool: x/z, args: 1}}\n"), "args must be a mapping",
+         "/steps/0/compensate/args"},
+        {WF("  - {id: a, approval: leads}\n"), "approval must be a mapping", "/steps/0/approval"},
+        {WF("  - {id: a, approval: {message: hi}}\n"), "approval needs a group",
+         "/steps/0/approval"},
+        {WF("  - {id: a, approval: {group: 'a b'}}\n"), "group 'a b' must be",
+         "/steps/0/approval/group"},
+        {WF("  - {id: a, approval: {group: g, message: [1]}}\n"), "message must be a string",
+         "/steps/0/approval/message"},
+        {WF("  - {id: a, approval: {group: g, timeout: 30}}\n"), "duration must be a string",
+         "/steps/0/approval/timeout"},
+        {WF("  - {id: a, approval: {group: g, timeout: 400d}}\n"), "longer than a year",
+         "/steps/0/approval/timeout"},
+        {WF("  - {id: a, switch: yes}\n"), "switch must be a non-empty list", "/steps/0/switch"},
+        {WF("  - {id: a, switch: [x]}\n"), "switch case must be a mapping", "/steps/0/switch/0"},
+        {WF("  - {id: a, switch: [{if: 'true'}]}\n"), "switch case needs goto",
+         "/steps/0/switch/0"},
+        {WF("  - {id: a, switch: [{goto: a}]}\n"), "switch case needs if", "/steps/0/switch/0"},
+        {WF("  - {id: a, switch: [{if: '', goto: a}]}\n"), "empty condition",
+         "/steps/0/switch/0/if"},
+        {WF("  - {id: a, switch: [{if: state.nope, goto: a}]}\n"), "reads state key 'nope'",
+         "/steps/0/switch/0/if"},
+        {WF("  - {id: a, switch: [{if: 'true', goto: a}], default: zz}\n"),
+         "goto target 'zz'", "/steps/0/default"},
+        {WF("  - {id: a, set: {}}\n"), "set must be a non-empty mapping", "/steps/0/set"},
+        {WF("  - {id: a, succeed: 3}\n"), "succeed must be true, a message string",
+         "/steps/0/succeed"},
+        {WF("  - {id: a, fail: {message: [1]}}\n"), "message must be a string",
+         "/steps/0/fail/message"},
+        {WF("  - {id: a, agent: triage, prompt: p}\n"), "must be an identity written team/name",
+         "/steps/0/agent"},
+        {WF("  - {id: a, agent: a/b}\n"), "agent step needs a prompt", "/steps/0"},
+        {WF("  - {id: a, agent: a/b, prompt: [p]}\n"), "prompt must be a string",
+         "/steps/0/prompt"},
+        {WF("  - {id: a, agent: a/b, prompt: p, tools: crm}\n"), "must be a list of strings",
+         "/steps/0/tools"},
+        {WF("  - {id: a, agent: a/b, prompt: p, tools: [crm]}\n"), "must be written server/tool",
+         "/steps/0/tools/0"},
+        {WF("  - {id: a, agent: a/b, prompt: p, output: 3}\n"), "output must be a JSON Schema",
+         "/steps/0/output"},
+        {WF("  - {id: a, agent: a/b, prompt: p, output: {type: nope}}\n"),
+         "not a valid JSON Schema", "/steps/0/output/type"},
+        {WF("  - {id: a, agent: a/b, prompt: p, max_turns: 0}\n"), "max_turns must be an integer",
+         "/steps/0/max_turns"},
+        {WF("  - {id: a, tool: x/y, retry: 0}\n"), "retry attempts must be an integer",
+         "/steps/0/retry"},
+        {WF("  - {id: a, tool: x/y, retry: {attempts: 101}}\n"), "retry attempts must be",
+         "/steps/0/retry/attempts"},
+        {WF("  - {id: a, tool: x/y, retry: {backoff: 1s}}\n"), "backoff must be a mapping",
+         "/steps/0/retry/backoff"},
+        {WF("  - {id: a, tool: x/y, retry: {backoff: {multiplier: 20}}}\n"),
+         "multiplier must be a number from 1 to 10", "/steps/0/retry/backoff/multiplier"},
+        {WF("  - {id: a, tool: x/y, retry: {backoff: {initial: 1m, max: 1s}}}\n"),
+         "backoff max is shorter than initial", "/steps/0/retry/backoff"},
+        {WF("  - {id: a, tool: x/y, retry: {tries: 2}}\n"), "unknown field 'tries' in retry",
+         "/steps/0/retry/tries"},
+        {WF("  - {id: a, tool: x/y, next: b, goto: b}\n  - {id: b, succeed: true}\n"),
+         "use next: or goto:, not both", "/steps/0/goto"},
+        {WF("  - {id: a, set: {k: 1}, next: nope}\n"), "goto target 'nope'", "/steps/0/next"},
+        {WF("  - {id: a, tool: x/y, save: 3}\n"), "save must be a string", "/steps/0/save"},
+        {WF("  - {id: a, tool: x/y, timeout: -5s}\n"), "bad duration", "/steps/0/timeout"},
+        {"[1, 2]\n", "must be a mapping", ""},
+    };
+#undef WF
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(cases); i++) {
+        struct keel_err err;
+        struct workflow *wf = load(cases[i].text, &err);
+        CHECK(wf == NULL);
+        workflow_free(wf);
+        if (!strstr(err.msg, cases[i].msg) || strcmp(err.path, cases[i].path) != 0)
+            TEST_FAIL_AT(__FILE__, __LINE__, "case %zu: expected \"%s\" at \"%s\", got \"%s\" at \"%s\"",
+                         i, cases[i].msg, cases[i].path, err.msg, err.path);
+        CHECK(err.line > 0);
+        CHECK_STR(err.file, "t.yaml");
+    }
+}
+
+TEST(diags_are_capped)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "name: many\nsteps:\n");
+    for (int i = 0; i < WORKFLOW_MAX_DIAGS + 20; i++) buf_printf(&b, "  - {id: s%d, bogus: 1}\n", i);
+    struct workflow_diags d;
+    workflow_diags_init(&d);
+    struct workflow *wf = NULL;
+    CHECK(workflow_load(b.data, b.len, "m.yaml", &wf, &d, NULL) != 0);
+    CHECK_INT(d.len, WORKFLOW_MAX_DIAGS);
+    CHECK(d.truncated);
+    workflow_diags_cleanup(&d);
+    buf_cleanup(&b);
+}
