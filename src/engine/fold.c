@@ -25,7 +25,6 @@ struct fold {
     struct run_view *v;
     struct journal_reducers red;
     struct keel_err *err;
-    struct strmap visits; /* step id -> first attempts started so far */
 };
 
 typedef void (*fold_fn)(struct run_view *v, const struct json_value *p);
@@ -38,9 +37,10 @@ static const char *str(struct run_view *v, const struct json_value *p, const cha
 static void on_step_started(struct run_view *v, const struct json_value *p)
 {
     const char *step = str(v, p, "step");
-    if (!v->step || !step || strcmp(step, v->step) != 0) {
+    /* A retry (attempt > 1) keeps the approval its visit already has; a
+     * new visit asks anew. */
+    if (!v->step || !step || strcmp(step, v->step) != 0 || json_get_int(p, "attempt", 1) <= 1)
         v->approval_id = v->approval_decision = v->approval_by = v->approval_comment = NULL;
-    }
     v->step = step;
     v->in_step = true;
     v->attempt = (int)json_get_int(p, "attempt", 1);
@@ -167,18 +167,28 @@ static int on_event(void *ctx, const struct journal_event *ev)
             return KEEL_ECORRUPT;
         }
         fold_table[i].fn(v, p);
-        if (fold_table[i].fn == on_step_started && v->step) {
-            /* Visits count first attempts: a step reached again through a
-             * switch loop is a new call (new idempotency key, new
-             * approval); a retry is the same visit. */
-            size_t n = strlen(v->step);
-            uintptr_t k = (uintptr_t)strmap_get(&f->visits, v->step, n);
-            if (v->attempt <= 1) strmap_put(&f->visits, v->step, n, (void *)++k);
-            v->visit = k ? (int)k - 1 : 0;
-        }
+        if (fold_table[i].fn == on_step_started && v->step)
+            engine_view_visit(v, v->step, v->attempt);
         break;
     }
     return 0;
+}
+
+/* Visits count first attempts: a step reached again through a switch loop
+ * is a new call (new idempotency key, new approval); a retry is the same
+ * visit. */
+void engine_view_visit(struct run_view *v, const char *step, int attempt)
+{
+    struct visit_count *vc = v->visits;
+    while (vc && strcmp(vc->step, step) != 0) vc = vc->next;
+    if (!vc) {
+        vc = arena_zalloc(v->arena, sizeof *vc);
+        vc->step = arena_strdup(v->arena, step);
+        vc->next = v->visits;
+        v->visits = vc;
+    }
+    if (attempt <= 1) vc->n++;
+    v->visit = vc->n ? vc->n - 1 : 0;
 }
 
 int engine_fold(struct engine *e, const char *run_id, const struct workflow *wf, struct arena *a,
@@ -202,8 +212,6 @@ int engine_fold(struct engine *e, const char *run_id, const struct workflow *wf,
     f.red.n = wf ? wf->nstate : 0;
     f.red.fallback = JOURNAL_REDUCE_REPLACE;
     v->state = journal_state_initial(&f.red, a);
-    strmap_init(&f.visits);
     int rc = journal_read(e->store, run_id, 1, on_event, &f, err);
-    strmap_cleanup(&f.visits);
     return rc;
 }

@@ -90,6 +90,13 @@ int engine_tool_info(struct engine *e, const char *qualified, struct engine_tool
 
 enum view_wait { WAIT_NONE = 0, WAIT_APPROVAL, WAIT_TIMER };
 
+/* How many visits (first attempts) each step had, folded from the journal. */
+struct visit_count {
+    const char *step;
+    int n;
+    struct visit_count *next;
+};
+
 struct run_view {
     const char *run_id;
     struct arena *arena;
@@ -102,6 +109,7 @@ struct run_view {
     bool in_step;             /* step.started seen, no completed/failed   */
     int attempt;              /* attempt of the current/last step          */
     int visit;                /* 0 for the first visit of that step, ...   */
+    struct visit_count *visits; /* per step, in arena                    */
     const char *next_step;    /* from the last step.completed ("" = end)   */
     bool have_next;
     /* tool call in flight */
@@ -131,6 +139,10 @@ struct run_view {
  * folded with wf's reducers. */
 int engine_fold(struct engine *e, const char *run_id, const struct workflow *wf, struct arena *a,
                 struct run_view *v, struct keel_err *err);
+
+/* Records that step starts attempt `attempt` in v (the same rule the fold
+ * applies to step.started) and sets v->visit. */
+void engine_view_visit(struct run_view *v, const char *step, int attempt);
 
 /* ---- step execution (step.c) ------------------------------------------- */
 

@@ -821,9 +821,16 @@ int engine_step(struct run_ctx *c, struct keel_err *err)
         set_s(c, p, "step", s->id);
         set_i(c, p, "attempt", attempt);
         if ((rc = engine_journal(c, "step.started", NULL, p, err))) return rc;
-        /* The step runs in the next transition, from a fresh fold that
-         * knows which visit of the step this is. */
-        return 1;
+        /* Bring the view to where the fold of this event would put it. */
+        v->step = s->id;
+        v->attempt = attempt;
+        v->in_step = true;
+        v->have_next = false;
+        v->call_open = v->call_done = false;
+        v->call_result = v->call_error = NULL;
+        if (attempt <= 1)
+            v->approval_id = v->approval_decision = v->approval_by = v->approval_comment = NULL;
+        engine_view_visit(v, s->id, attempt);
     }
     if (!s)
         return fail_run(c, NULL, KEEL_ECORRUPT,
