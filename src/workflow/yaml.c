@@ -556,7 +556,11 @@ int workflow_doc_load(struct arena *a, const char *path, struct json_value **out
     buf_init(&b);
     int rc = keel_read_file(path, WORKFLOW_MAX_FILE, &b, err);
     if (rc) {
-        if (err && !err->file[0]) snprintf(err->file, sizeof err->file, "%s", path);
+        if (err) {
+            snprintf(err->file, sizeof err->file, "%s", path);
+            err->line = err->column = 0;
+            err->path[0] = '\0';
+        }
         buf_cleanup(&b);
         return rc;
     }

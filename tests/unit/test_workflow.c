@@ -992,3 +992,80 @@ TEST(diags_are_capped)
     workflow_diags_cleanup(&d);
     buf_cleanup(&b);
 }
+
+TEST(yaml_large_mapping_duplicates)
+{
+    struct buf b;
+    buf_init(&b);
+    for (int i = 0; i < 40; i++) buf_printf(&b, "k%d: %d\n", i, i);
+    struct arena a;
+    arena_init(&a);
+    struct keel_err err;
+    struct json_value *v = yaml(&a, b.data, &err);
+    REQUIRE(v);
+    CHECK_INT(v->len, 40);
+    CHECK_INT(json_get_int(v, "k39", -1), 39);
+    buf_puts(&b, "k35: again\n");
+    CHECK(yaml(&a, b.data, &err) == NULL);
+    CHECK_CONTAINS(err.msg, "duplicate key 'k35'");
+    CHECK_INT(err.line, 41);
+    buf_cleanup(&b);
+    arena_cleanup(&a);
+}
+
+TEST(yaml_core_tags)
+{
+    struct arena a;
+    arena_init(&a);
+    struct keel_err err;
+    struct json_value *v = yaml(&a,
+                                "a: !!str 12\nb: !!int \"12\"\nc: !!bool true\nd: !!null ~\n"
+                                "e: !!float 1.5\nf: !!map {x: 1}\ng: !!seq [1]\nh: ! 12\n",
+                                &err);
+    if (!v) fprintf(stderr, "%d:%d: %s\n", err.line, err.column, err.msg);
+    REQUIRE(v);
+    char *s = to_json(v);
+    CHECK_STR(s, "{\"a\":\"12\",\"b\":12,\"c\":true,\"d\":null,\"e\":1.5,\"f\":{\"x\":1},"
+                 "\"g\":[1],\"h\":\"12\"}");
+    free(s);
+    static const struct {
+        const char *text, *msg;
+    } bad[] = {
+        {"a: !!int abc\n", "'abc' is not a valid !!int"},
+        {"a: !!bool 1\n", "'1' is not a valid !!bool"},
+        {"a: !!binary aGk=\n", "YAML tag '!!binary' is not supported"},
+        {"a: !!map [1]\n", "is not supported here"},
+        {"a: !local {x: 1}\n", "is not supported here"},
+        {"&k a: 1\n", "anchors on mapping keys"},
+        {"a: 123456789012345678901234567890123456789012345678901234567890123456789012345678901"
+         "23456789012345678901234567890123456789012345678901234567890\n",
+         "number is longer than"},
+    };
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(bad); i++) {
+        keel_err_clear(&err);
+        CHECK(yaml(&a, bad[i].text, &err) == NULL);
+        CHECK_CONTAINS(err.msg, bad[i].msg);
+        CHECK_INT(err.line, 1);
+    }
+    arena_cleanup(&a);
+}
+
+TEST(doc_parse_sniffs_without_extension)
+{
+    struct arena a;
+    arena_init(&a);
+    struct keel_err err;
+    struct json_value *v = NULL;
+    const char *j = "  \n{\"a\": 1}";
+    REQUIRE(workflow_doc_parse(&a, j, strlen(j), NULL, &v, &err) == 0);
+    CHECK_INT(json_get_int(v, "a", 0), 1);
+    /* Sniffed as JSON: YAML-only syntax is then an error. */
+    const char *y = "{a: 1}";
+    CHECK(workflow_doc_parse(&a, y, strlen(y), "noext", &v, &err) != 0);
+    const char *y2 = "a: 1\n";
+    REQUIRE(workflow_doc_parse(&a, y2, strlen(y2), NULL, &v, &err) == 0);
+    CHECK_INT(json_get_int(v, "a", 0), 1);
+    CHECK_INT(workflow_doc_load(&a, "/nonexistent/w.yaml", &v, &err), KEEL_ENOENT);
+    CHECK_STR(err.file, "/nonexistent/w.yaml");
+    arena_cleanup(&a);
+}
