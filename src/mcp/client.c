@@ -1040,50 +1040,13 @@ static int roundtrip(struct mcp_client *c, uint64_t gen, const char *method,
 
 /* ---- tools ------------------------------------------------------------- */
 
-static bool hint(const struct json_value *ann, const char *key, bool dflt)
-{
-    struct json_value *v = json_get(ann, key);
-    return json_is_bool(v) ? v->type == JSON_TRUE : dflt;
-}
-
-/* Fills t from the raw tool object (values stay where raw lives). */
+/* Decodes one tools/list entry of this client's server. */
 static int tool_from_json(struct mcp_client *c, struct json_value *raw, struct mcp_tool *t,
                           struct keel_err *err)
 {
-    if (!json_is(raw, JSON_OBJECT))
-        return keel_fail(err, KEEL_EPROTO, "server '%s': tools/list entry is not an object",
-                         c->cfg.name);
-    struct json_value *name = json_get(raw, "name");
-    if (!json_is(name, JSON_STRING) || name->len == 0 || strlen(name->u.s.str) != name->len)
-        return keel_fail(err, KEEL_EPROTO, "server '%s': tools/list entry without a name",
-                         c->cfg.name);
-    struct json_value *in = json_get(raw, "inputSchema");
-    struct json_value *outs = json_get(raw, "outputSchema");
-    if (!json_is(in, JSON_OBJECT))
-        return keel_fail(err, KEEL_EPROTO,
-                         "server '%s': tool '%s' has no inputSchema object (MCP requires one)",
-                         c->cfg.name, name->u.s.str);
-    if (outs && !json_is(outs, JSON_OBJECT))
-        return keel_fail(err, KEEL_EPROTO, "server '%s': tool '%s' has a non-object outputSchema",
-                         c->cfg.name, name->u.s.str);
-    struct json_value *ann = json_get(raw, "annotations");
-    if (!json_is(ann, JSON_OBJECT)) ann = NULL;
-    memset(t, 0, sizeof *t);
-    t->server = c->cfg.name;
-    t->name = name->u.s.str;
-    struct json_value *title = json_get(raw, "title");
-    if (!json_is(title, JSON_STRING)) title = json_get(ann, "title");
-    t->title = json_is(title, JSON_STRING) ? title->u.s.str : NULL;
-    t->description = json_get_str(raw, "description", NULL);
-    t->input_schema = in;
-    t->output_schema = outs;
-    t->annotations = ann;
-    t->read_only_hint = hint(ann, "readOnlyHint", false);
-    t->destructive_hint = hint(ann, "destructiveHint", true);
-    t->idempotent_hint = hint(ann, "idempotentHint", false);
-    t->open_world_hint = hint(ann, "openWorldHint", true);
-    t->raw = raw;
-    return 0;
+    int rc = mcp_tool_decode(raw, c->cfg.name, t, err);
+    if (rc) keel_err_prefix(err, "server '%s': tools/list", c->cfg.name);
+    return rc;
 }
 
 /* Runs tools/list over all pages for generation gen and installs the result
@@ -1561,49 +1524,7 @@ int mcp_client_call_tool(struct mcp_client *c, const char *tool, const struct js
     arena_cleanup(&pa);
     if (rc) return rc;
 
-    if (!json_is(m.result, JSON_OBJECT))
-        return keel_fail(err, KEEL_EPROTO, "tool '%s' on server '%s': result is not an object",
-                         tool, c->cfg.name);
-    struct json_value *content = json_get(m.result, "content");
-    if (!json_is(content, JSON_ARRAY))
-        return keel_fail(err, KEEL_EPROTO,
-                         "tool '%s' on server '%s': result has no content array", tool,
-                         c->cfg.name);
-    struct json_value *structured = json_get(m.result, "structuredContent");
-    if (structured && !json_is(structured, JSON_OBJECT))
-        return keel_fail(err, KEEL_EPROTO,
-                         "tool '%s' on server '%s': structuredContent is not an object", tool,
-                         c->cfg.name);
-    struct json_value *is_error = json_get(m.result, "isError");
-    if (is_error && !json_is_bool(is_error))
-        return keel_fail(err, KEEL_EPROTO, "tool '%s' on server '%s': isError is not a boolean",
-                         tool, c->cfg.name);
-    struct json_value *meta = json_get(m.result, "_meta");
-    *out = (struct mcp_call_result){
-        .content = content,
-        .structured = structured,
-        .is_error = is_error && is_error->type == JSON_TRUE,
-        .meta = json_is(meta, JSON_OBJECT) ? meta : NULL,
-        .raw = m.result,
-    };
-    return 0;
-}
-
-const char *mcp_result_text(struct arena *a, const struct mcp_call_result *r)
-{
-    struct buf b;
-    buf_init(&b);
-    bool first = true;
-    for (uint32_t i = 0; r && r->content && i < r->content->len; i++) {
-        struct json_value *blk = r->content->u.items[i];
-        const char *type = json_get_str(blk, "type", "");
-        struct json_value *text = json_get(blk, "text");
-        if (strcmp(type, "text") != 0 || !json_is(text, JSON_STRING)) continue;
-        if (!first) buf_putc(&b, '\n');
-        buf_append(&b, text->u.s.str, text->len);
-        first = false;
-    }
-    const char *s = arena_strndup(a, b.data ? b.data : "", b.len);
-    buf_cleanup(&b);
-    return s;
+    rc = mcp_call_result_decode(m.result, out, err);
+    if (rc) keel_err_prefix(err, "tool '%s' on server '%s'", tool, c->cfg.name);
+    return rc;
 }

@@ -305,7 +305,19 @@ int mcp_tool_validate_result(const struct mcp_validator *v, const struct mcp_cal
 int mcp_pool_validator(struct mcp_pool *p, const char *qualified,
                        const struct mcp_validator **out, struct keel_err *err);
 
-/* ---- helpers ----------------------------------------------------------- */
+/* ---- MCP objects (types.c) ---------------------------------------------- */
+
+/* Decodes one Tool object (an entry of tools/list) into *out, pointing into
+ * raw (nothing is copied; server is stored as given).  out->idempotent is
+ * the hint; the client applies config overrides.  KEEL_EPROTO names what is
+ * wrong; on failure *out is untouched. */
+int mcp_tool_decode(struct json_value *raw, const char *server, struct mcp_tool *out,
+                    struct keel_err *err);
+
+/* Decodes a CallToolResult object into *out, pointing into result.
+ * KEEL_EPROTO names what is wrong; on failure *out is untouched. */
+int mcp_call_result_decode(struct json_value *result, struct mcp_call_result *out,
+                           struct keel_err *err);
 
 /* The text of every "text" content block of a result, joined with "\n",
  * in arena a ("" if none). */

@@ -1174,3 +1174,56 @@ TEST(child_stderr_goes_to_keel_log)
     arena_cleanup(&a);
     fx_cleanup(&f);
 }
+
+TEST(decode_tools_and_results)
+{
+    struct arena a;
+    arena_init(&a);
+    struct keel_err err;
+    struct mcp_tool t;
+    REQUIRE(mcp_tool_decode(parse(&a, "{\"name\":\"n\",\"inputSchema\":{},\"annotations\":"
+                                      "{\"title\":\"T\",\"destructiveHint\":false,"
+                                      "\"readOnlyHint\":\"yes\"}}"),
+                            "s", &t, &err) == 0);
+    CHECK_STR(t.title, "T"); /* from annotations when there is no top-level title */
+    CHECK(!t.destructive_hint && !t.read_only_hint && !t.idempotent && t.open_world_hint);
+    static const struct {
+        const char *json;
+        const char *msg;
+    } bad_tools[] = {
+        {"[]", "must be an object, not array"},
+        {"{\"inputSchema\":{}}", "no name"},
+        {"{\"name\":\"a\\u0000b\",\"inputSchema\":{}}", "no name"},
+        {"{\"name\":\"n\"}", "no inputSchema"},
+        {"{\"name\":\"n\",\"inputSchema\":{},\"outputSchema\":true}", "outputSchema"},
+    };
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(bad_tools); i++) {
+        keel_err_clear(&err);
+        CHECK_INT(mcp_tool_decode(parse(&a, bad_tools[i].json), "s", &t, &err), KEEL_EPROTO);
+        CHECK_CONTAINS(err.msg, bad_tools[i].msg);
+    }
+    struct mcp_call_result r;
+    REQUIRE(mcp_call_result_decode(parse(&a, "{\"content\":[{\"type\":\"text\",\"text\":\"a\"},"
+                                             "{\"type\":\"image\",\"data\":\"\"},{\"type\":"
+                                             "\"text\",\"text\":\"b\"}]}"),
+                                   &r, &err) == 0);
+    CHECK_STR(mcp_result_text(&a, &r), "a\nb");
+    CHECK(!r.is_error && !r.structured && !r.meta);
+    static const struct {
+        const char *json;
+        const char *msg;
+    } bad_results[] = {
+        {"[]", "result must be an object, not array"},
+        {"{}", "no content array"},
+        {"{\"content\":[3]}", "content[0] is not a content block"},
+        {"{\"content\":[],\"structuredContent\":[]}", "structuredContent must be an object, not array"},
+        {"{\"content\":[],\"isError\":1}", "isError must be a boolean, not integer"},
+        {"{\"content\":[],\"_meta\":1}", "_meta must be an object, not integer"},
+    };
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(bad_results); i++) {
+        keel_err_clear(&err);
+        CHECK_INT(mcp_call_result_decode(parse(&a, bad_results[i].json), &r, &err), KEEL_EPROTO);
+        CHECK_CONTAINS(err.msg, bad_results[i].msg);
+    }
+    arena_cleanup(&a);
+}
