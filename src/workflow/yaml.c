@@ -62,6 +62,7 @@ static int fail_mark(struct yp *p, int code, yaml_mark_t m, const char *fmt, ...
 {
     if (p->err) {
         keel_fail_at(p->err, code, p->file, (int)m.line + 1, (int)m.column + 1, "%s", "");
+        p->err->path[0] = '\0';
         va_list ap;
         va_start(ap, fmt);
         keel_vfail(p->err, code, fmt, ap);
