@@ -451,13 +451,6 @@ int schema_build_finish(struct schema_builder *b, struct policy_schema **out,
                          "common type '%s' is declared twice; remove one declaration", q);
             goto done;
         }
-        if (strmap_get(&r.entity_raw, q, strlen(q))) {
-            rc = fail_at(&r, c->line, c->column,
-                         "'%s' is declared both as a common type and as an entity type; "
-                         "rename one",
-                         q);
-            goto done;
-        }
     }
     /* Every common type must resolve, used or not. */
     for (size_t i = 0; i < b->ncommons; i++) {

@@ -668,6 +668,11 @@ static int action_decl(struct hparser *h, const char *ns)
                     rc = ent_or_types(h, &resources, &nresources);
                 }
                 if (rc) return rc;
+                if ((is_p ? nprincipals : nresources) == 0)
+                    return perr(h, kl, kc,
+                                "'%s: []' lists no types; list at least one, or leave out "
+                                "appliesTo for an action that applies to nothing",
+                                is_p ? "principal" : "resource");
             } else if (is_word(h, "context")) {
                 if (seen_c) return perr(h, kl, kc, "'context' appears twice in appliesTo");
                 seen_c = true;
