@@ -5,6 +5,8 @@
 #ifndef KEEL_API_INTERNAL_H
 #define KEEL_API_INTERNAL_H
 
+#include <stdatomic.h>
+
 #include "../json/json.h"
 #include "api.h"
 
@@ -30,6 +32,10 @@ struct api_request {
     struct arena *arena; /* freed when the response has been sent        */
     void *conn;          /* struct MHD_Connection, for query arguments    */
     int status;          /* set by a handler for success statuses (201)   */
+    /* Long-polls in progress and the most allowed at once: a waiting
+     * handler holds an MHD thread, so at most half of them may wait. */
+    _Atomic int *waiters;
+    int max_waiters;
 };
 
 /* A handler builds *out (in rq->arena) and returns 0, or returns a negative

@@ -4,6 +4,7 @@
  */
 #include "internal.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,8 +60,14 @@ int api_runs_show(struct api_request *rq, struct json_value **out, struct keel_e
         long secs = strtol(w, &end, 10);
         if (!*w || *end || secs < 0 || secs > 60)
             return keel_fail(err, KEEL_EINVAL, "wait must be a number of seconds from 0 to 60");
-        int rc = engine_run_wait(rq->engine, rq->params[0], secs * 1000, false, NULL, err);
-        if (rc) return rc;
+        /* Past the cap the answer comes at once (the client polls again). */
+        if (atomic_fetch_add(rq->waiters, 1) < rq->max_waiters) {
+            int rc = engine_run_wait(rq->engine, rq->params[0], secs * 1000, false, NULL, err);
+            atomic_fetch_sub(rq->waiters, 1);
+            if (rc) return rc;
+        } else {
+            atomic_fetch_sub(rq->waiters, 1);
+        }
     }
     return engine_run_show(rq->engine, rq->params[0], rq->arena, out, err);
 }

@@ -34,6 +34,8 @@ struct api_server {
     struct engine *engine;
     size_t max_body;
     int port;
+    unsigned threads;
+    _Atomic int waiters;
 };
 
 struct pending {
@@ -178,7 +180,9 @@ static enum MHD_Result dispatch(struct api_server *s, struct MHD_Connection *con
                              .engine = s->engine,
                              .arena = &p->arena,
                              .conn = conn,
-                             .status = 200};
+                             .status = 200,
+                             .waiters = &s->waiters,
+                             .max_waiters = (int)(s->threads / 2)};
     bool path_known = false;
     const struct api_route *r = api_route_match(method, url, &rq, &path_known);
     if (!r) {
@@ -289,7 +293,8 @@ int api_server_start(const struct api_config *cfg, struct engine *engine, struct
     if (!s) return keel_fail(err, KEEL_ENOMEM, "out of memory starting the HTTP server");
     s->engine = engine;
     s->max_body = cfg->max_body ? cfg->max_body : API_DEFAULT_MAX_BODY;
-    unsigned threads = cfg->threads ? cfg->threads : 4;
+    unsigned threads = cfg->threads ? cfg->threads : 8;
+    s->threads = threads;
     s->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, (uint16_t)cfg->port,
         NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
