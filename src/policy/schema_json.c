@@ -268,7 +268,7 @@ static int action(struct jparser *j, const char *ns, const struct json_member *m
     int rc = only_keys(j, v, "an action", keys, KEEL_ARRAY_LEN(keys));
     if (rc) return rc;
     const struct json_value *x;
-    if ((x = json_get(v, "attributes")) && !(json_is(x, JSON_OBJECT) && x->len == 0))
+    if ((x = json_get(v, "attributes")))
         return jerr(j, x, "action attributes are not supported; move the data to the context");
     struct raw_action_ref *parents = NULL;
     size_t nparents = 0;

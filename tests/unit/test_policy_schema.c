@@ -412,7 +412,7 @@ TEST(load_from_file)
 }
 
 /* Accept/reject verdicts of Cedar 4.13 (cedar-wasm checkParseSchema) on small
- * schemas probing the grammar's corners; ours must match. */
+ * schemas, human and JSON, probing the formats' corners; ours must match. */
 static const struct {
     const char *schema;
     bool ok;
@@ -443,6 +443,35 @@ static const struct {
     {"@a @b(\"x\") namespace N { @c entity A; }", true},
     {"entity A = { \"a b\": Long };", true},
     {"entity A = { x?: Set<{ y: Long }> };", true},
+    {"{\"\":{\"entityTypes\":{\"A\":{\"shape\":{\"type\":\"Record\",\"attributes\":{},\"additionalAttributes\":true}}},\"actions\":{}}}", false},
+    {"{\"\":{\"entityTypes\":{\"A\":{\"shape\":{\"type\":\"Record\",\"attributes\":{},\"additionalAttributes\":false}}},\"actions\":{}}}", true},
+    {"{\"\":{\"entityTypes\":{\"A\":{}},\"actions\":{\"a\":{\"appliesTo\":{\"principalTypes\":[\"A\"]}}}}}", false},
+    {"{\"\":{\"entityTypes\":{\"A\":{}},\"actions\":{\"a\":{\"appliesTo\":{\"principalTypes\":[\"A\"],\"resourceTypes\":[]}}}}}", true},
+    {"{\"\":{\"entityTypes\":{\"A\":{}},\"actions\":{\"a\":{\"appliesTo\":null}}}}", true},
+    {"{\"\":{\"entityTypes\":{\"A\":{}},\"actions\":{\"a\":{\"memberOf\":null}}}}", true},
+    {"{\"\":{\"entityTypes\":{\"A\":{}},\"actions\":{\"a\":{\"attributes\":{}}}}}", false},
+    {"{\"\":{\"entityTypes\":{\"A\":{\"shape\":{\"type\":\"Long\"}}},\"actions\":{}}}", false},
+    {"{\"\":{\"entityTypes\":{\"A\":{\"shape\":{\"type\":\"T\"}}},\"actions\":{},\"commonTypes\":{\"T\":{\"type\":\"Record\",\"attributes\":{}}}}}", true},
+    {"{\"\":{\"entityTypes\":{\"A\":{\"memberOfTypes\":[\"B\"]}},\"actions\":{}}}", false},
+    {"{\"\":{\"entityTypes\":{},\"actions\":{}}}", true},
+    {"{\"\":{\"entityTypes\":{}}}", false},
+    {"{\"\":{\"actions\":{}}}", false},
+    {"{\"N\":{\"entityTypes\":{\"A\":{\"enum\":[]}},\"actions\":{}}}", false},
+    {"{\"N\":{\"entityTypes\":{\"A\":{\"enum\":[\"a\"],\"shape\":{\"type\":\"Record\",\"attributes\":{}}}},\"actions\":{}}}", false},
+    {"{\"N\":{\"entityTypes\":{\"A\":{\"bogus\":1}},\"actions\":{}}}", false},
+    {"{\"N\":{\"entityTypes\":{\"A\":{\"shape\":{\"type\":\"Record\",\"attributes\":{\"x\":{\"type\":\"Long\",\"bogus\":1}}}}},\"actions\":{}}}", false},
+    {"{\"N\":{\"entityTypes\":{\"A\":{\"shape\":{\"type\":\"Record\",\"attributes\":{\"x\":{\"type\":\"Set\",\"element\":{\"type\":\"Long\",\"required\":false}}}}}},\"actions\":{}}}", false},
+    {"{\"N\":{\"entityTypes\":{},\"actions\":{},\"annotations\":{\"a\":\"b\"}}}", true},
+    {"{\"__cedar\":{\"entityTypes\":{},\"actions\":{}}}", false},
+    {"{\"N::M\":{\"entityTypes\":{\"A\":{}},\"actions\":{}}}", true},
+    {"{\"N:\":{\"entityTypes\":{},\"actions\":{}}}", false},
+    {"{\"\":{\"entityTypes\":{\"A\":{\"shape\":{\"type\":\"Record\",\"attributes\":{\"x\":{\"type\":\"Extension\",\"name\":\"nope\"}}}}},\"actions\":{}}}", false},
+    {"{\"\":{\"entityTypes\":{\"A\":{\"shape\":{\"type\":\"Record\",\"attributes\":{\"x\":{\"type\":\"Entity\",\"name\":\"Long\"}}}}},\"actions\":{}}}", false},
+    {"{\"\":{\"entityTypes\":{\"A\":{\"shape\":{\"type\":\"Record\",\"attributes\":{\"x\":{\"type\":\"Boolean\"},\"y\":{\"type\":\"Bool\"}}}}},\"actions\":{}}}", true},
+    {"{\"\":{\"entityTypes\":{\"A\":{\"shape\":{\"type\":\"Record\",\"attributes\":{\"x\":{\"type\":\"EntityOrCommon\",\"name\":\"Bool\"}}}}},\"actions\":{}}}", true},
+    {"{\"\":{\"entityTypes\":{\"A\":{}},\"actions\":{\"a\":{\"appliesTo\":{\"principalTypes\":[\"A\"],\"resourceTypes\":[\"A\"],\"context\":{\"type\":\"Long\"}}}}}}", false},
+    {"{\"\":{\"entityTypes\":{\"A\":{}},\"actions\":{\"a\":{\"memberOf\":[{\"id\":\"b\",\"type\":\"Action\"}]},\"b\":{}}}}", true},
+    {"{\"\":{\"entityTypes\":{\"A\":{}},\"actions\":{\"a\":{\"memberOf\":[{\"id\":\"b\",\"type\":\"A\"}]}}}}", false},
 };
 
 TEST(acceptance_matches_cedar)
