@@ -1,7 +1,7 @@
 /*
  * cmd_workflow.c — `keel workflow`: offline work on workflow files.
  *
- *   keel workflow check [--json] [--config keel.yaml] FILE...
+ *   keel workflow check [--json] [--config keel.yaml] FILE|DIR...
  *       loads, validates and compiles each file; prints "ok <name> <hash>"
  *       per valid file on stdout and every problem on stderr as
  *       "keel workflow: file:line:col: at /path: message".  With --config,
@@ -17,8 +17,11 @@
 #include "json/json.h"
 #include "workflow/workflow.h"
 
+#include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 extern const struct cli_command cmd_workflow;
 
@@ -50,6 +53,86 @@ static void report(bool json, struct buf *out, const struct workflow_diags *d)
     if (d->truncated && !json)
         fprintf(stderr, "keel workflow: more than %d problems; fix these and run again\n",
                 WORKFLOW_MAX_DIAGS);
+}
+
+#define MAX_FILES 10000
+
+struct files {
+    char **items;
+    size_t len, cap;
+};
+
+static void files_add(struct files *f, const char *path)
+{
+    if (f->len == f->cap) {
+        f->cap = f->cap ? f->cap * 2 : 16;
+        f->items = realloc(f->items, f->cap * sizeof *f->items);
+        if (!f->items) abort();
+    }
+    f->items[f->len] = strdup(path);
+    if (!f->items[f->len]) abort();
+    f->len++;
+}
+
+static void files_free(struct files *f)
+{
+    for (size_t i = 0; i < f->len; i++) free(f->items[i]);
+    free(f->items);
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool workflow_file_name(const char *n)
+{
+    size_t l = strlen(n);
+    return n[0] != '.' && ((l > 5 && !strcmp(n + l - 5, ".yaml")) ||
+                           (l > 4 && !strcmp(n + l - 4, ".yml")) ||
+                           (l > 5 && !strcmp(n + l - 5, ".json")));
+}
+
+/* A folder argument stands for its *.yaml, *.yml and *.json files, sorted;
+ * anything else is taken as a file (and reported if it cannot be read). */
+static void expand(struct files *f, const char *arg)
+{
+    struct stat st;
+    DIR *d = stat(arg, &st) == 0 && S_ISDIR(st.st_mode) ? opendir(arg) : NULL;
+    if (!d) {
+        files_add(f, arg);
+        return;
+    }
+    size_t start = f->len;
+    struct dirent *e;
+    while ((e = readdir(d)) && f->len < MAX_FILES) {
+        if (!workflow_file_name(e->d_name)) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s%s%s", arg, arg[strlen(arg) - 1] == '/' ? "" : "/",
+                 e->d_name);
+        files_add(f, path);
+    }
+    closedir(d);
+    qsort(f->items + start, f->len - start, sizeof *f->items, by_name);
+}
+
+/* A name used by two files is ambiguous to the engine, which stores
+ * versions by (name, hash): report it at the second file's name. */
+static int unique_name(struct strmap *names, const struct workflow *wf, const char *file,
+                       struct workflow_diags *d, struct keel_err *err)
+{
+    const char *prev = strmap_get(names, wf->name, strlen(wf->name));
+    if (!prev) {
+        strmap_put(names, wf->name, strlen(wf->name), (void *)file);
+        return 0;
+    }
+    const struct json_value *v = json_get(wf->doc, "name");
+    keel_fail_at(err, KEEL_EINVAL, file, v ? v->line : 0, v ? v->column : 0,
+                 "workflow name '%s' is also used by %s; each workflow needs its own name",
+                 wf->name, prev);
+    snprintf(err->path, sizeof err->path, "/name");
+    workflow_diags_add(d, err);
+    return KEEL_EINVAL;
 }
 
 static int check(int argc, char **argv)
@@ -105,18 +188,24 @@ static int check(int argc, char **argv)
         }
         workflow_diags_cleanup(&d);
     }
-    for (int i = first; i < argc; i++) {
+    struct files files = {0};
+    for (int i = first; i < argc; i++) expand(&files, argv[i]);
+    struct strmap names;
+    strmap_init(&names);
+    for (size_t i = 0; i < files.len; i++) {
+        const char *file = files.items[i];
         struct workflow_diags d;
         workflow_diags_init(&d);
         struct keel_err err;
         keel_err_clear(&err);
         struct workflow *wf = NULL;
-        int r = workflow_load_file(argv[i], &wf, &d, &err);
+        int r = workflow_load_file(file, &wf, &d, &err);
         if (!r && cfg) r = workflow_check_config(wf, cfg, &d, &err);
+        if (!r) r = unique_name(&names, wf, file, &d, &err);
         if (json) {
-            if (i > first) buf_putc(&out, ',');
+            if (i > 0) buf_putc(&out, ',');
             buf_puts(&out, "{\"file\":");
-            json_write_string(&out, argv[i], strlen(argv[i]));
+            json_write_string(&out, file, strlen(file));
             buf_printf(&out, ",\"ok\":%s", r ? "false" : "true");
             if (wf && !r) {
                 buf_puts(&out, ",\"name\":");
@@ -146,6 +235,12 @@ static int check(int argc, char **argv)
         buf_puts(&out, "]}\n");
         fputs(out.data, stdout);
     }
+    if (files.len == 0) {
+        fprintf(stderr, "keel workflow: no *.yaml, *.yml or *.json files in the given folders\n");
+        if (rc == CLI_OK) rc = CLI_NOTFOUND;
+    }
+    strmap_cleanup(&names);
+    files_free(&files);
     buf_cleanup(&out);
     keel_config_free(cfg);
     return rc;
@@ -178,12 +273,14 @@ const struct cli_command cmd_workflow = {
     .name = "workflow",
     .summary = "check workflow files; print the workflow schema",
     .usage =
-        "usage: keel workflow check [--json] [--config keel.yaml] FILE...\n"
+        "usage: keel workflow check [--json] [--config keel.yaml] FILE|DIR...\n"
         "       keel workflow schema\n"
         "\n"
         "check   Loads, validates and compiles each workflow file (YAML or JSON) and\n"
         "        prints \"ok <name> <hash>\" for each valid one; every problem is\n"
-        "        printed as file:line:column: at /json/pointer: message.\n"
+        "        printed as file:line:column: at /json/pointer: message.  A folder\n"
+        "        stands for its *.yaml, *.yml and *.json files.  Two files with the\n"
+        "        same workflow name are an error.\n"
         "        --config FILE  also check tool servers, identities and approval\n"
         "                       groups against keel.yaml\n"
         "        --json         print {\"files\":[{file, ok, name, hash | errors}]}\n"

@@ -38,6 +38,26 @@ h2=$("$KEEL" workflow check same.yaml | cut -d' ' -f3)
 [ -n "$h1" ] && [ "$h1" = "$h2" ] && ok || bad "hash differs for the same document: $h1 $h2"
 rm -f same.yaml
 
+# A folder stands for its workflow files; two files with one name are an error.
+out=$("$KEEL" workflow check "$DATA/good" 2>"$WORK/err")
+rc=$?
+n=$(printf '%s\n' "$out" | grep -c '^ok ')
+[ $rc -eq 0 ] && [ "$n" -eq "$(ls "$DATA/good" | wc -l)" ] && ok || bad "folder: exit $rc, $n ok lines"
+mkdir dup
+printf 'name: same\nsteps: [{id: a, succeed: true}]\n' >dup/a.yaml
+printf '{"name": "same", "steps": [{"id": "b", "succeed": true}]}' >dup/b.json
+printf 'not a workflow' >dup/notes.txt
+out=$("$KEEL" workflow check dup 2>"$WORK/err")
+rc=$?
+[ $rc -eq 3 ] && [[ "$out" == "ok same "* ]] &&
+    grep -qF "dup/b.json:1:10: at /name: workflow name 'same' is also used by dup/a.yaml" "$WORK/err" && ok ||
+    bad "duplicate names: exit $rc, out '$out', err $(cat "$WORK/err")"
+rm -rf dup
+mkdir empty
+"$KEEL" workflow check empty 2>/dev/null
+[ $? -eq 4 ] && ok || bad "empty folder should exit 4"
+rmdir empty
+
 # Bad files: exit 3, the expected position and message, nothing on stdout.
 for f in "$DATA"/bad/*; do
     expect=$(head -1 "$f" | sed -n 's/^# expect: //p')

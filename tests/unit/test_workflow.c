@@ -256,7 +256,7 @@ TEST(compile_triage_graph)
                                 &err);
     if (rc) fprintf(stderr, "%s:%d:%d: %s\n", err.file, err.line, err.column, err.msg);
     REQUIRE(rc == 0);
-    CHECK_STR(wf->name, "support-triage");
+    CHECK_STR(wf->name, "triage");
     CHECK_STR(wf->identity, "support/triage");
     CHECK_INT(wf->nsteps, 6);
     CHECK_INT(strlen(wf->hash), 64);
