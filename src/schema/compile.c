@@ -867,6 +867,7 @@ int schema_compile(struct schema_registry *reg, const struct json_value *doc, co
         else {
             pcre2_set_match_limit(s->mctx, SCHEMA_REGEX_MATCH_LIMIT);
             pcre2_set_depth_limit(s->mctx, 10000);
+            pcre2_set_heap_limit(s->mctx, 64 * 1024); /* KiB: 64 MiB of backtracking frames */
         }
     }
     if (rc < 0) {
