@@ -797,7 +797,12 @@ static void commit_group(struct sq *q, struct store_append **reqs, size_t n, str
         keel_err_clear(&out[i].err);
         bool fatal = false;
         out[i].rc = apply_request(q, c, reqs[i], &fatal, &out[i].err);
-        if (out[i].rc && fatal) {
+        /* Refusals (a seq taken, a gap, a wrong link, an unknown run) fail the
+         * request alone.  Anything else — an I/O error, or SQLite having
+         * rolled the transaction back on its own — fails the whole group. */
+        bool refusal = out[i].rc == KEEL_EEXIST || out[i].rc == KEEL_ESTATE ||
+                       out[i].rc == KEEL_ENOENT;
+        if (out[i].rc && (fatal || !refusal || sqlite3_get_autocommit(c->db))) {
             grc = out[i].rc;
             gerr = out[i].err;
         } else if (out[i].rc == 0) {

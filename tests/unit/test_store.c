@@ -760,3 +760,73 @@ TEST(memory_store)
     CHECK_INT(n, 1);
     store_close(s);
 }
+
+struct outcome_rec {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    int rc[8];
+};
+
+struct tagged_req {
+    struct store_append req; /* first, so the callback can find the tag */
+    int index;
+};
+
+static void record_done(struct store_append *req, int rc, const struct keel_err *err)
+{
+    struct outcome_rec *o = req->ctx;
+    pthread_mutex_lock(&o->mu);
+    o->rc[((struct tagged_req *)req)->index] = rc;
+    if (rc) CHECK(err && err->msg[0]);
+    o->done++;
+    pthread_cond_signal(&o->cv);
+    pthread_mutex_unlock(&o->mu);
+}
+
+TEST(refused_requests_fail_alone)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct keel_err err;
+    struct outcome_rec o = {.done = 0};
+    pthread_mutex_init(&o.mu, NULL);
+    pthread_cond_init(&o.cv, NULL);
+    /* Queued back to back, so most share a group commit. */
+    struct store_event evs[6] = {ev_at("a", 1), ev_at("b", 2) /* gap */, ev_at("c", 1),
+                                 ev_at("a", 1) /* taken */, ev_at("a", 2), ev_at("c", 2)};
+    evs[5].prev_hash[3] = '9'; /* does not link */
+    struct tagged_req reqs[6];
+    for (int i = 0; i < 6; i++) {
+        reqs[i] = (struct tagged_req){
+            .req = {.events = &evs[i], .n_events = 1, .done = record_done, .ctx = &o},
+            .index = i};
+        REQUIRE(store_append_async(s, &reqs[i].req, &err) == 0);
+    }
+    pthread_mutex_lock(&o.mu);
+    while (o.done < 6) pthread_cond_wait(&o.cv, &o.mu);
+    pthread_mutex_unlock(&o.mu);
+    CHECK_INT(o.rc[0], 0);
+    CHECK_INT(o.rc[1], KEEL_ESTATE);
+    CHECK_INT(o.rc[2], 0);
+    CHECK_INT(o.rc[3], KEEL_EEXIST);
+    CHECK_INT(o.rc[4], 0);
+    CHECK_INT(o.rc[5], KEEL_ESTATE);
+    int64_t seq;
+    char hash[65];
+    REQUIRE(store_events_tail(s, "a", &seq, hash, &err) == 0);
+    CHECK_INT(seq, 2);
+    REQUIRE(store_events_tail(s, "b", &seq, hash, &err) == 0);
+    CHECK_INT(seq, 0);
+    REQUIRE(store_events_tail(s, "c", &seq, hash, &err) == 0);
+    CHECK_INT(seq, 1);
+    /* A request without a callback is refused up front. */
+    struct store_append nocb = {.events = &evs[0], .n_events = 1};
+    CHECK_INT(store_append_async(s, &nocb, &err), KEEL_EINVAL);
+    pthread_mutex_destroy(&o.mu);
+    pthread_cond_destroy(&o.cv);
+    store_close(s);
+    tmp_remove(&t);
+}
