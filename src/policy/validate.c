@@ -25,7 +25,7 @@
  * the result is already known, set literals may not be empty, and extension
  * constructors take literal arguments.  A policy whose condition is False in
  * every environment is "impossible", which Cedar reports as a warning, not
- * an error; so does this file (it is not counted).
+ * an error; this file neither counts nor reports it.
  *
  * Invariants: the schema and the policy set are only read; all types built
  * during checking live in one arena reset per policy; diagnostics are
@@ -788,9 +788,8 @@ static struct tc method_call(struct checker *c, struct capset prior, const struc
         }
         if (!have) {
             report(c, n->line, n->column,
-                   "getTag may fail: the tag is not known to exist; guard it with "
-                   "`%s.hasTag(...)`",
-                   recv->kind == PN_VAR ? "principal/resource" : "the entity");
+                   "getTag may fail: the tag is not known to exist here; guard the access "
+                   "with a hasTag(...) test on the same entity and key");
             return fail_type(NULL);
         }
         if (!any_tags || !tags) {
