@@ -790,6 +790,10 @@ static void *reader_main(void *arg)
         int pr = poll(fds, (nfds_t)n, timeout);
         if (pr < 0) {
             if (errno == EINTR) continue;
+            /* Cannot watch the server any more: end it, so that the
+             * blocking reap below returns. */
+            keel_log(KEEL_LOG_ERROR, "mcp %s: poll: %s", c->cfg.name, strerror(errno));
+            killpg(r->pid, SIGKILL);
             break;
         }
         if (pr == 0 && outbox_tick && !(r->out_fd < 0 && !killed &&
@@ -847,8 +851,11 @@ static void *reader_main(void *arg)
         if (fds[ipid].revents) exited = true;
     }
 
-    /* The process is gone (a zombie until reaped below).  Responses it
-     * wrote before exiting are still in the pipe: deliver them first. */
+    /* The process is gone (a zombie until reaped below, so its pid, which
+     * is also its group id, cannot be reused yet).  End what it left in its
+     * group, so nothing keeps writing to the pipes.  Responses it wrote
+     * before exiting are still in the pipe: deliver them first. */
+    killpg(r->pid, SIGKILL);
     if (r->out_fd >= 0 && !proto_rc) {
         fcntl(r->out_fd, F_SETFL, fcntl(r->out_fd, F_GETFL) | O_NONBLOCK);
         for (;;) {
@@ -872,9 +879,8 @@ static void *reader_main(void *arg)
         log_stderr(r, &eb, true);
     }
 
-    /* Kill what the server left in its group, then reap it.  `reaped` is set
-     * first, under mu, so no other thread signals a recycled pid. */
-    killpg(r->pid, SIGKILL);
+    /* Reap it.  `reaped` is set first, under mu, so no other thread
+     * signals a recycled pid. */
     pthread_mutex_lock(&c->mu);
     if (c->gen == r->gen) c->reaped = true;
     pthread_mutex_unlock(&c->mu);
