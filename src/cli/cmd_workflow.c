@@ -113,7 +113,7 @@ static void expand(struct files *f, const char *arg)
         files_add(f, path);
     }
     closedir(d);
-    qsort(f->items + start, f->len - start, sizeof *f->items, by_name);
+    if (f->len > start) qsort(f->items + start, f->len - start, sizeof *f->items, by_name);
 }
 
 /* A name used by two files is ambiguous to the engine, which stores
