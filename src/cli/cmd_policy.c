@@ -96,7 +96,7 @@ static int add_policy_file(struct policy_set *set, const char *path, struct keel
     return rc;
 }
 
-static void print_response(const struct policy_response *r, bool json)
+static void print_response(const struct policy_response *r, const char *hash, bool json)
 {
     if (json) {
         struct buf o;
@@ -121,12 +121,13 @@ static void print_response(const struct policy_response *r, bool json)
             if (i) buf_putc(&o, ',');
             json_write_string(&o, r->approvals[i], strlen(r->approvals[i]));
         }
-        buf_puts(&o, "]}");
+        buf_printf(&o, "],\"policySet\":\"%s\"}", hash);
         puts(o.data);
         buf_cleanup(&o);
         return;
     }
     printf("%s\n", r->decision == POLICY_ALLOW ? "allow" : "deny");
+    printf("  policy set: %s\n", hash);
     for (size_t i = 0; i < r->nreasons; i++)
         printf("  reason: %s (%s:%d:%d)\n", r->reasons[i]->id, r->reasons[i]->file,
                r->reasons[i]->line, r->reasons[i]->column);
@@ -225,8 +226,7 @@ static int cmd_eval(int argc, char **argv)
     struct policy_response resp;
     policy_response_init(&resp);
     policy_authorize(set, es, &req, &resp);
-    print_response(&resp, json);
-    if (!json) printf("  policy set: %s\n", policy_set_hash(set));
+    print_response(&resp, policy_set_hash(set), json);
     rc = resp.decision == POLICY_ALLOW ? CLI_OK : CLI_NO;
     policy_response_cleanup(&resp);
     goto out;

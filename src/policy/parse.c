@@ -908,7 +908,7 @@ int policy_parse_policies(struct arena *a, const char *text, size_t len, const c
     next(&p);
     struct vec v = {0};
     while (p.t.kind != TK_EOF) {
-        struct policy *pol;
+        struct policy *pol = NULL;
         if (policy(&p, &pol) < 0) return KEEL_EINVAL;
         if (v.len >= POLICY_MAX_POLICIES)
             return keel_fail_at(err, KEEL_ELIMIT, file, pol->line, pol->column,
