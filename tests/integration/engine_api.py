@@ -178,6 +178,18 @@ def test_policy(srv, home):
     c.check(run["status"] == "succeeded", "approved call ran: %s" % run)
     issues = home.db("tracker").execute("SELECT count(*) FROM issues WHERE title='urgent: db down'").fetchone()[0]
     c.check(issues == 1, "one effect after the approval")
+    # Arguments that fail the tool's inputSchema: refused before policy and call.
+    code, out, err = srv.cli("run", "start", "urgent", "--wait", "--input",
+                             json.dumps({"title": "x" * 300}))
+    rid = out.split()[0] if out else ""
+    c.check(code == 1, "schema-invalid arguments fail the run: %d %s" % (code, err))
+    st, run = srv.api("GET", "/v1/runs/" + rid)
+    c.check("inputSchema" not in run.get("error", "x") and "fail its schema" in run.get("error", ""),
+            "error names the schema failure: %s" % run.get("error"))
+    st, evs = srv.api("GET", "/v1/runs/%s/events" % rid)
+    kinds = [e["kind"] for e in evs["events"]]
+    c.check("tool.call.started" not in kinds and "policy.decision" not in kinds,
+            "no policy decision or call for invalid arguments: %s" % kinds)
     # A policy set that fails to load is refused; the old one stays.
     path = os.path.join(home.policies, "broken.cedar")
     with open(path, "w") as f:
