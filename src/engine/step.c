@@ -793,8 +793,7 @@ int engine_step(struct run_ctx *c, struct keel_err *err)
     }
     if (v->wait != WAIT_NONE) {
         if (c->run.status != STORE_RUN_WAITING) set_status(c, RUN_WAITING, "resume", NULL);
-        rc = check_wait(c, err);
-        return rc < 0 ? rc : rc;
+        return check_wait(c, err); /* 1: resumed, 0: still parked */
     }
     if (c->run.status == STORE_RUN_PENDING || c->run.status == STORE_RUN_WAITING)
         set_status(c, RUN_RUNNING, "running", NULL);
