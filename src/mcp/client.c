@@ -274,10 +274,11 @@ static int config_copy(struct arena *a, const struct mcp_server_config *in,
     for (size_t i = 0; i < in->nenv; i++) {
         const char *e = in->env[i];
         const char *eq = e ? strchr(e, '=') : NULL;
+        /* The entry itself is not quoted: it may hold a secret. */
         if (!eq || eq == e)
             return keel_fail(err, KEEL_EINVAL,
-                             "tool server '%s': env[%zu] '%s' is not KEY=VALUE", in->name, i,
-                             e ? e : "(null)");
+                             "tool server '%s': env[%zu] is not KEY=VALUE (no '=' or no key)",
+                             in->name, i);
     }
     for (size_t i = 0; i < in->ntools; i++)
         if (!in->tools[i].tool || !*in->tools[i].tool || in->tools[i].timeout_ms < 0)
