@@ -964,6 +964,9 @@ static void *committer_main(void *arg)
         commit_group(q, b->reqs, n, b->out, &sync_ns, &inserted);
         uint64_t commit_ns = (uint64_t)(keel_mono_ns() - t0);
         q->log_rows += inserted;
+        pthread_mutex_lock(&q->qlock);
+        count_group(q, n, inserted, commit_ns, sync_ns); /* before anyone sees completion */
+        pthread_mutex_unlock(&q->qlock);
 
         /* Only now, after the commit, is any request complete. */
         pthread_mutex_lock(&q->nlock);
@@ -974,7 +977,6 @@ static void *committer_main(void *arg)
         pthread_mutex_unlock(&q->nlock);
 
         pthread_mutex_lock(&q->qlock);
-        count_group(q, n, inserted, commit_ns, sync_ns);
         bool idle = q->head == NULL;
         /* Compact when the log is long: right away if nobody is waiting,
          * else once it is twice as long (so a busy store still compacts). */
