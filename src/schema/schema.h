@@ -33,7 +33,9 @@
 #include "../util/util.h"
 
 /* Limits (inputs are capped before anything is allocated for them). */
-#define SCHEMA_MAX_DEPTH 1024    /* nested schema evaluations (instance depth + $ref chains) */
+#define SCHEMA_MAX_DEPTH 1024    /* schema nesting at compile time                          */
+#define SCHEMA_MAX_EVAL_DEPTH 2048 /* nested evaluations (instance depth x $ref chain): a
+                                      recursive schema over a 512-deep document fits     */
 #define SCHEMA_MAX_ERRORS 100    /* errors kept per validation; more are counted, not kept  */
 #define SCHEMA_MAX_NODES 200000  /* compiled schema nodes per schema                       */
 #define SCHEMA_MAX_DOC_SIZE (16u << 20) /* a schema file loaded through add_dir            */

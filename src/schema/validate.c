@@ -18,7 +18,7 @@
  * spec drops annotations of failed subschemas.  ev == NULL means no one
  * asked, and nothing is tracked.
  *
- * Invariants: evaluation depth is capped (SCHEMA_MAX_DEPTH), so a $ref
+ * Invariants: evaluation depth is capped (SCHEMA_MAX_EVAL_DEPTH), so a $ref
  * cycle that consumes no input fails cleanly; kept errors are capped
  * (SCHEMA_MAX_ERRORS); pattern matches run under a PCRE2 match limit.
  */
@@ -311,10 +311,10 @@ static bool eval(const struct snode *n, const struct json_value *inst, struct vc
         }
         return false;
     }
-    if (c->depth >= SCHEMA_MAX_DEPTH) {
+    if (c->depth >= SCHEMA_MAX_EVAL_DEPTH) {
         if (c->collect)
             record(c, n, NULL,
-                   "evaluation nests more than 1024 schemas deep here; the schema probably "
+                   "evaluation nests more than 2048 schemas deep here; the schema probably "
                    "loops through $ref without consuming input");
         return false;
     }

@@ -407,6 +407,25 @@ TEST(ref_loop_fails_cleanly)
     teardown(&f);
 }
 
+TEST(recursive_schema_over_a_deep_document)
+{
+    struct fixture f;
+    REQUIRE(setup(&f, "{\"type\":\"array\",\"items\":{\"$ref\":\"#\"}}", NULL) == 0);
+    struct arena *a = &f.a;
+    struct json_value *root = json_array(a), *cur = root;
+    for (int i = 0; i < 600; i++) { /* deeper than the parser's default limit */
+        struct json_value *next = json_array(a);
+        json_array_push(a, cur, next);
+        cur = next;
+    }
+    CHECK(schema_validate(f.s, root, &f.r));
+    json_array_push(a, cur, json_int(a, 1));
+    CHECK(!schema_validate(f.s, root, &f.r));
+    REQUIRE(f.r.kept >= 1);
+    CHECK_CONTAINS(f.r.errors[0].message, "must be an array");
+    teardown(&f);
+}
+
 TEST(deep_nesting_is_refused)
 {
     struct arena a;
