@@ -180,7 +180,8 @@ int mcp_client_start(const struct mcp_server_config *cfg, struct mcp_client **ou
                      struct keel_err *err);
 
 /* Like mcp_client_start but does not spawn: the first call starts the
- * server.  Never fails except for a bad config (KEEL_EINVAL). */
+ * server.  Never fails except for a bad config (KEEL_EINVAL).  Adjusts
+ * SIGPIPE as mcp_client_start does. */
 int mcp_client_new(const struct mcp_server_config *cfg, struct mcp_client **out,
                    struct keel_err *err);
 
