@@ -1227,3 +1227,22 @@ TEST(decode_tools_and_results)
     }
     arena_cleanup(&a);
 }
+
+TEST(older_protocol_version_accepted)
+{
+    struct fixture f;
+    bad_config(&f, "older");
+    struct mcp_client *c = NULL;
+    struct keel_err err;
+    REQUIRE(mcp_client_start(&f.cfg, &c, &err) == 0);
+    struct mcp_client_stats st;
+    mcp_client_stats(c, &st);
+    CHECK_STR(st.protocol_version, "2025-06-18");
+    struct arena a;
+    arena_init(&a);
+    struct mcp_call_result r;
+    CHECK_INT(mcp_client_call_tool(c, "t", NULL, NULL, 0, &a, &r, &err), 0);
+    CHECK_INT(r.content->len, 0);
+    mcp_client_free(c);
+    arena_cleanup(&a);
+}

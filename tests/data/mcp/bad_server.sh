@@ -5,6 +5,7 @@
 #   exit-now      exit 3 before reading anything (stderr says why)
 #   garbage-init  answer initialize with a line that is not JSON
 #   old-version   answer initialize with an unsupported protocol version
+#   older         answer initialize with 2025-06-18 (supported, older)
 #   no-tools      initialize result without capabilities.tools
 #   garbage-call  answer tools/call with truncated JSON
 #   huge          answer tools/call with a 17 MB line (over the 16 MiB cap)
@@ -32,6 +33,7 @@ while IFS= read -r line; do
     case $mode in
     garbage-init) echo 'this is not json' ;;
     old-version) init_reply "$id" 1999-01-01 ;;
+    older) init_reply "$id" 2025-06-18 ;;
     no-tools) printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"bad","version":"0"}}}\n' "$id" ;;
     *) init_reply "$id" 2025-11-25 ;;
     esac ;;
