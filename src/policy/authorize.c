@@ -15,8 +15,11 @@
  * A request looks up its own uid and each of its ancestors in every
  * dimension, and evaluates only the candidates of the dimension with the
  * fewest (each candidate is still checked fully, so the index only has to
- * over-approximate).  Scratch space lives in the response, so a warm
- * response authorizes without malloc.
+ * over-approximate).  Before evaluating, a candidate's scope uids are
+ * compared by hash with the request's uids and ancestors (struct
+ * scope_filter), which drops most candidates without touching the entity
+ * store.  Scratch space lives in the response, so a warm response
+ * authorizes without malloc.
  *
  * Invariants: policies are in load order and items[i]->index order; ids
  * are unique; templates are never evaluated.
@@ -38,6 +41,15 @@ struct dim_index {
     struct id_list wild;
 };
 
+/* Per policy and dimension, the hashes of the uids its scope names (n = 0:
+ * unconstrained there).  Checked against the hashes of the request's uid
+ * and ancestors before evaluating, so most candidates are dropped without
+ * touching the entity store; a hash match still gets the full evaluation. */
+struct scope_filter {
+    uint64_t *h[3];
+    uint32_t n[3];
+};
+
 struct policy_set {
     struct arena arena;
     unsigned flags;
@@ -49,6 +61,7 @@ struct policy_set {
     char hash[65];
     bool hash_valid;
     struct dim_index dims[3];
+    struct scope_filter *filters; /* parallel to items */
 };
 
 static void list_push(struct id_list *l, uint32_t x)
@@ -103,13 +116,20 @@ static const struct id_list *index_get(const struct dim_index *d, const struct p
 static void index_policy(struct policy_set *set, const struct policy *p, uint32_t idx)
 {
     const struct policy_scope *scopes[3] = {&p->principal, &p->action, &p->resource};
+    struct scope_filter *f = &set->filters[idx];
+    memset(f, 0, sizeof *f);
     for (int d = 0; d < 3; d++) {
         const struct policy_scope *s = scopes[d];
         if (s->op == POLICY_SCOPE_ANY || s->op == POLICY_SCOPE_IS || !s->euids) {
             list_push(&set->dims[d].wild, idx);
             continue;
         }
-        for (uint32_t i = 0; i < s->neuids; i++) index_uid(&set->dims[d], &s->euids[i], idx);
+        f->h[d] = arena_alloc(&set->arena, s->neuids * sizeof *f->h[d]);
+        f->n[d] = s->neuids;
+        for (uint32_t i = 0; i < s->neuids; i++) {
+            index_uid(&set->dims[d], &s->euids[i], idx);
+            f->h[d][i] = policy_euid_hash(&s->euids[i]);
+        }
     }
 }
 
@@ -142,6 +162,7 @@ void policy_set_free(struct policy_set *set)
     strmap_cleanup(&set->ids);
     buf_cleanup(&set->sources);
     free(set->items);
+    free(set->filters);
     arena_cleanup(&set->arena);
     free(set);
 }
@@ -151,12 +172,14 @@ static void add_policy(struct policy_set *set, struct policy *p)
     if (set->len == set->cap) {
         set->cap = set->cap ? set->cap * 2 : 16;
         set->items = realloc(set->items, set->cap * sizeof *set->items);
-        if (!set->items) abort();
+        set->filters = realloc(set->filters, set->cap * sizeof *set->filters);
+        if (!set->items || !set->filters) abort();
     }
     uint32_t idx = (uint32_t)set->len;
     set->items[set->len++] = p;
     strmap_put(&set->ids, p->id, strlen(p->id), p);
     if (!p->is_template) index_policy(set, p, idx);
+    else memset(&set->filters[idx], 0, sizeof set->filters[idx]);
     set->hash_valid = false;
 }
 
@@ -350,11 +373,12 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size)
     return p;
 }
 
-/* Sums the candidate lists of one dimension for uid and its ancestors; if
- * lists is non-NULL, stores them there (at most max). */
+/* Sums the candidate lists of one dimension for uid (entity e, may be
+ * NULL) and its ancestors; if lists is non-NULL, stores them there (at most
+ * max). */
 static size_t gather(const struct dim_index *d, const struct policy_entities *es,
-                     const struct policy_euid *uid, const struct id_list **lists, size_t *nlists,
-                     size_t max)
+                     const struct policy_euid *uid, const struct policy_entity *e,
+                     const struct id_list **lists, size_t *nlists, size_t max)
 {
     size_t total = d->wild.len, n = 0;
     if (lists && n < max) lists[n++] = &d->wild;
@@ -364,7 +388,6 @@ static size_t gather(const struct dim_index *d, const struct policy_entities *es
             total += l->len;
             if (lists && n < max) lists[n++] = l;
         }
-        const struct policy_entity *e = es ? policy_entities_get(es, uid) : NULL;
         for (uint32_t i = 0; e && i < e->nancestors; i++) {
             l = index_get(d, &policy_entities_at(es, e->ancestors[i])->uid);
             if (l) {
@@ -375,6 +398,34 @@ static size_t gather(const struct dim_index *d, const struct policy_entities *es
     }
     if (nlists) *nlists = n;
     return total;
+}
+
+#define FILTER_MAX 64
+
+/* The hashes of a request uid and its ancestors; *n = 0 disables the
+ * filter for the dimension (too many ancestors to scan cheaply). */
+static void request_hashes(const struct policy_entities *es, const struct policy_euid *uid,
+                           const struct policy_entity *e, uint64_t *h, uint32_t *n)
+{
+    *n = 0;
+    if (e && e->nancestors >= FILTER_MAX) return;
+    h[(*n)++] = e ? e->uid_hash : policy_euid_hash(uid);
+    for (uint32_t i = 0; e && i < e->nancestors; i++)
+        h[(*n)++] = policy_entities_at(es, e->ancestors[i])->uid_hash;
+}
+
+/* Can policy f's scope match?  False only when it certainly cannot. */
+static bool filter_pass(const struct scope_filter *f, uint64_t h[3][FILTER_MAX],
+                        const uint32_t nh[3])
+{
+    for (int d = 0; d < 3; d++) {
+        if (!f->n[d] || !nh[d]) continue;
+        bool hit = false;
+        for (uint32_t i = 0; i < f->n[d] && !hit; i++)
+            for (uint32_t k = 0; k < nh[d] && !hit; k++) hit = f->h[d][i] == h[d][k];
+        if (!hit) return false;
+    }
+    return true;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -394,23 +445,29 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
     /* Pick the dimension with the fewest candidates. */
     const struct policy_euid *uids[3] = {&request->principal, &request->action,
                                          &request->resource};
+    const struct policy_entity *ents[3];
+    uint64_t hashes[3][FILTER_MAX];
+    uint32_t nh[3];
+    for (int d = 0; d < 3; d++) {
+        ents[d] = entities ? policy_entities_get(entities, uids[d]) : NULL;
+        request_hashes(entities, uids[d], ents[d], hashes[d], &nh[d]);
+    }
     int best = 1;
-    size_t best_n = gather(&set->dims[1], entities, uids[1], NULL, NULL, 0);
+    size_t best_n = gather(&set->dims[1], entities, uids[1], ents[1], NULL, NULL, 0);
     for (int d = 0; d < 3 && best_n > 8; d++) {
         if (d == 1) continue;
-        size_t n = gather(&set->dims[d], entities, uids[d], NULL, NULL, 0);
+        size_t n = gather(&set->dims[d], entities, uids[d], ents[d], NULL, NULL, 0);
         if (n < best_n) {
             best = d;
             best_n = n;
         }
     }
-    const struct policy_entity *e = entities ? policy_entities_get(entities, uids[best]) : NULL;
-    size_t maxlists = 2 + (e ? e->nancestors : 0);
+    size_t maxlists = 2 + (ents[best] ? ents[best]->nancestors : 0);
     const struct id_list *stack_lists[64];
     const struct id_list **lists =
         maxlists <= 64 ? stack_lists : arena_alloc(&resp->arena, maxlists * sizeof *lists);
     size_t nlists;
-    gather(&set->dims[best], entities, uids[best], lists, &nlists, maxlists);
+    gather(&set->dims[best], entities, uids[best], ents[best], lists, &nlists, maxlists);
 
     size_t old_cap = resp->mark_cap;
     resp->mark = grow(resp->mark, &resp->mark_cap, set->len, sizeof *resp->mark);
@@ -425,9 +482,9 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
     for (size_t i = 0; i < nlists; i++) {
         for (uint32_t k = 0; k < lists[i]->len; k++) {
             uint32_t idx = lists[i]->items[k];
-            if (idx < resp->mark_cap && resp->mark[idx] == resp->stamp) continue;
+            if (resp->mark[idx] == resp->stamp) continue;
             resp->mark[idx] = resp->stamp;
-            resp->cand[ncand++] = idx;
+            if (filter_pass(&set->filters[idx], hashes, nh)) resp->cand[ncand++] = idx;
         }
     }
     if (nlists > 1) qsort(resp->cand, ncand, sizeof *resp->cand, cmp_u32);

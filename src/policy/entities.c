@@ -117,6 +117,7 @@ static struct policy_entity *intern(struct policy_entities *es, const struct pol
         e->uid.id = arena_strndup(&es->arena, uid->id, uid->id_len);
         e->uid.id_len = uid->id_len;
         e->index = (uint32_t)es->len;
+        e->uid_hash = policy_euid_hash(&e->uid);
         if (es->len == es->cap) {
             es->cap = es->cap ? es->cap * 2 : 64;
             es->items = realloc(es->items, es->cap * sizeof *es->items);

@@ -92,6 +92,8 @@ bool policy_scope_matches(const struct policy_entities *es, const struct policy_
 /* ---- values (value.c) -------------------------------------------------- */
 
 bool policy_euid_equal(const struct policy_euid *a, const struct policy_euid *b);
+/* A 64-bit hash of a uid (equal uids hash equal). */
+uint64_t policy_euid_hash(const struct policy_euid *u);
 /* Makes a set of n items (deduplicated, copied into a). */
 const struct policy_vset *policy_vset_make(struct arena *a, const struct policy_value *items,
                                            uint32_t n);

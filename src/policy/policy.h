@@ -157,6 +157,7 @@ struct policy_entity {
     uint32_t nancestors;
     uint32_t *parents;   /* direct parents (indices)                       */
     uint32_t nparents;
+    uint64_t uid_hash;   /* policy_euid_hash(&uid), for the scope filter   */
 };
 
 struct policy_entities; /* opaque; see entities.c */

@@ -36,6 +36,13 @@ bool policy_euid_equal(const struct policy_euid *a, const struct policy_euid *b)
            !memcmp(a->id, b->id, a->id_len) && !memcmp(a->type, b->type, a->type_len);
 }
 
+uint64_t policy_euid_hash(const struct policy_euid *u)
+{
+    /* hash(type) and hash(id) combined: no key buffer needed */
+    uint64_t a = keel_hash(u->type, u->type_len), b = keel_hash(u->id, u->id_len);
+    return a ^ (b + 0x9e3779b97f4a7c15ull + (a << 6) + (a >> 2));
+}
+
 static int key_cmp(const char *a, uint32_t al, const char *b, uint32_t bl)
 {
     int c = memcmp(a, b, al < bl ? al : bl);
