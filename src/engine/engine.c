@@ -728,8 +728,8 @@ int engine_run_start(struct engine *e, const char *workflow, const struct json_v
     struct engine_workflow *ew = engine_workflow_current(e, workflow);
     if (!ew)
         return keel_fail(err, KEEL_ENOENT,
-                         "no workflow named '%s'; `keel workflow list` or GET /v1/workflows "
-                         "shows the loaded ones",
+                         "no workflow named '%s'; GET /v1/workflows lists the loaded ones (the "
+                         "files of the config's workflows: folder)",
                          workflow);
     if (ew->input_schema) {
         struct schema_result r;
