@@ -19,6 +19,7 @@
 
 static const char usage[] =
     "usage: keel serve [--data DIR] [--listen HOST:PORT] [--config FILE] [--workers N]\n"
+    "                  [--json]\n"
     "\n"
     "Runs the Keel daemon: the run engine and the HTTP API.\n"
     "\n"
@@ -31,7 +32,8 @@ static const char usage[] =
     "  --workers N         worker threads running steps (default 4)\n"
     "\n"
     "At first start the admin token is written to DATA/admin.token (mode 0600).\n"
-    "Prints 'keel: listening on http://HOST:PORT' when ready.  SIGHUP reloads\n"
+    "Prints 'keel: listening on http://HOST:PORT' when ready (with --json:\n"
+    "{\"listening\":\"http://HOST:PORT\"}).  SIGHUP reloads\n"
     "workflows and policies; SIGINT/SIGTERM stop (unfinished runs resume at the next\n"
     "start).  Exit codes: 0 stopped cleanly, 2 usage, 3 bad config, 5 permissions,\n"
     "6 cannot listen or open the store.\n";
@@ -41,8 +43,13 @@ static int run(int argc, char **argv)
     extern const struct cli_command cmd_serve;
     const char *data = NULL, *listen = NULL, *config = NULL;
     int workers = 0;
+    bool json = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (!strcmp(a, "--json")) {
+            json = true;
+            continue;
+        }
         const char **slot = !strcmp(a, "--data")     ? &data
                             : !strcmp(a, "--listen") ? &listen
                             : !strcmp(a, "--config") ? &config
@@ -85,7 +92,8 @@ static int run(int argc, char **argv)
         engine_stop(e);
         return cli_error("serve", &err);
     }
-    printf("keel: listening on http://%s:%d\n", host, api_server_port(srv));
+    if (json) printf("{\"listening\":\"http://%s:%d\"}\n", host, api_server_port(srv));
+    else printf("keel: listening on http://%s:%d\n", host, api_server_port(srv));
     fflush(stdout);
     for (;;) {
         int sig = 0;
