@@ -16,7 +16,7 @@ int api_approvals_list(struct api_request *rq, struct json_value **out, struct k
     const char *all = api_query(rq, "all");
     bool pending_only = !(all && (!strcmp(all, "1") || !strcmp(all, "true")));
     struct json_value *list;
-    int rc = engine_approval_list(rq->engine, pending_only, rq->arena, &list, err);
+    int rc = engine_approval_list(rq->engine, pending_only, rq->actor, rq->arena, &list, err);
     if (rc) return rc;
     struct json_value *o = json_object(rq->arena);
     json_object_setc(rq->arena, o, "approvals", list);

@@ -1003,8 +1003,8 @@ int engine_run_verify(struct engine *e, const char *run_id, struct arena *a,
     return 0;
 }
 
-int engine_approval_list(struct engine *e, bool pending_only, struct arena *a,
-                         struct json_value **out, struct keel_err *err)
+int engine_approval_list(struct engine *e, bool pending_only, const struct identity *viewer,
+                         struct arena *a, struct json_value **out, struct keel_err *err)
 {
     struct store_approval_filter f = {
         .status_mask = pending_only ? 1u << STORE_APPROVAL_PENDING : 0};
@@ -1013,7 +1013,9 @@ int engine_approval_list(struct engine *e, bool pending_only, struct arena *a,
     int rc = store_approval_list(e->store, &f, a, &aps, &n, err);
     if (rc) return rc;
     struct json_value *arr = json_array(a);
-    for (size_t i = 0; i < n; i++) json_array_push(a, arr, approval_to_json(a, &aps[i]));
+    for (size_t i = 0; i < n; i++)
+        if (!viewer || viewer->kind != IDENTITY_HUMAN || identity_in_group(viewer, aps[i].group))
+            json_array_push(a, arr, approval_to_json(a, &aps[i]));
     *out = arr;
     return 0;
 }

@@ -90,11 +90,11 @@ int engine_run_events(struct engine *e, const char *run_id, struct arena *a,
 int engine_run_verify(struct engine *e, const char *run_id, struct arena *a,
                       struct json_value **out, struct keel_err *err);
 
-/* Approvals, pending first: [{id, run, step, group, status, agent, tool,
- * args_digest, policy, expires, decided_by, comment}].  pending_only limits
- * to undecided ones. */
-int engine_approval_list(struct engine *e, bool pending_only, struct arena *a,
-                         struct json_value **out, struct keel_err *err);
+/* Approvals, oldest first, in the shape of approval_to_json.  pending_only
+ * limits to undecided ones; a human viewer (may be NULL: everything) sees
+ * only the approvals of their groups. */
+int engine_approval_list(struct engine *e, bool pending_only, const struct identity *viewer,
+                         struct arena *a, struct json_value **out, struct keel_err *err);
 
 /* Records a human decision.  The actor must be a human of the approval's
  * group (KEEL_EDENIED otherwise) or the admin; a decided or expired

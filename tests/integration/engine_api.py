@@ -84,6 +84,8 @@ def test_approvals(srv, home):
     # Approvers see it with their own token.
     code, out, err = srv.cli("approvals", "--json", token=ALICE_TOKEN)
     c.check(code == 0 and aid in out, "alice lists the approval")
+    code, out, err = srv.cli("approvals", "--json", token=BOB_TOKEN)
+    c.check(code == 0 and aid not in out, "bob (finance) does not see support-leads approvals")
     # bob is not in support-leads.
     code, out, err = srv.cli("approve", aid, token=BOB_TOKEN)
     c.check(code == 5 and "not in group" in err, "bob refused: %d %s" % (code, err))

@@ -159,7 +159,7 @@ static const char *pending_approval(struct engine *e, const char *run)
     struct arena a;
     arena_init(&a);
     struct json_value *list;
-    if (engine_approval_list(e, true, &a, &list, NULL) == 0)
+    if (engine_approval_list(e, true, NULL, &a, &list, NULL) == 0)
         for (uint32_t i = 0; i < list->len; i++)
             if (!strcmp(json_get_str(list->u.items[i], "run", ""), run))
                 snprintf(id, sizeof id, "%s", json_get_str(list->u.items[i], "id", ""));
@@ -319,7 +319,7 @@ TEST(approval_timeout_fires_through_timer_thread)
     struct arena a;
     arena_init(&a);
     struct json_value *list;
-    REQUIRE(engine_approval_list(e, false, &a, &list, &err) == 0);
+    REQUIRE(engine_approval_list(e, false, NULL, &a, &list, &err) == 0);
     REQUIRE(list->len == 1);
     CHECK_STR(json_get_str(list->u.items[0], "status", ""), "expired");
     arena_cleanup(&a);
@@ -345,7 +345,7 @@ TEST(cancel_waiting_run)
     struct arena a;
     arena_init(&a);
     struct json_value *list;
-    REQUIRE(engine_approval_list(e, true, &a, &list, &err) == 0);
+    REQUIRE(engine_approval_list(e, true, NULL, &a, &list, &err) == 0);
     CHECK_INT(list->len, 0);
     arena_cleanup(&a);
     engine_stop(e);
