@@ -304,6 +304,43 @@ TEST(loop_visits_ask_anew)
     rm_home(home);
 }
 
+static int thread_count(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    int n = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "Threads:", 8)) n = atoi(line + 8);
+    if (f) fclose(f);
+    return n;
+}
+
+TEST(parked_runs_hold_no_thread)
+{
+    char *home = make_home();
+    struct keel_err err;
+    keel_err_clear(&err);
+    struct engine *e = start(home, &err);
+    REQUIRE(e);
+    int before = thread_count();
+    enum { N = 200 };
+    static char ids[N][64];
+    for (int i = 0; i < N; i++) REQUIRE(start_run(e, "gate", "{}", ids[i], &err) == 0);
+    int waiting = 0;
+    for (int i = 0; i < N; i++) waiting += wait_run(e, ids[i]) == RUN_WAITING;
+    CHECK_INT(waiting, N);
+    /* Two workers parked 200 runs: no thread per waiting run. */
+    CHECK_INT(thread_count(), before);
+    struct arena a;
+    arena_init(&a);
+    struct json_value *list;
+    REQUIRE(engine_approval_list(e, true, NULL, &a, &list, &err) == 0);
+    CHECK_INT(list->len, N);
+    arena_cleanup(&a);
+    engine_stop(e);
+    rm_home(home);
+}
+
 TEST(approval_timeout_fires_through_timer_thread)
 {
     char *home = make_home();
