@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -222,7 +223,16 @@ static void *runner_main(void *arg)
     return NULL;
 }
 
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 struct tput {
+    double cpu_us_per_step; /* user+sys CPU of the whole process per step */
     double steps_per_s;
     double events_per_commit;
     double commit_ms; /* mean time of one group commit */
@@ -237,6 +247,7 @@ static struct tput throughput(const char *dir, int runs, int events_per_step, do
     volatile int stop = 0;
     struct runner *rs = calloc((size_t)runs, sizeof *rs);
     pthread_t *th = calloc((size_t)runs, sizeof *th);
+    double cpu0 = cpu_seconds();
     int64_t t0 = keel_mono_ns();
     for (int i = 0; i < runs; i++) {
         rs[i] = (struct runner){.s = s, .index = i, .events_per_step = events_per_step,
@@ -256,6 +267,7 @@ static struct tput throughput(const char *dir, int runs, int events_per_step, do
         steps += rs[i].steps;
     }
     double elapsed = (double)(keel_mono_ns() - t0) / 1e9;
+    double cpu = cpu_seconds() - cpu0;
     struct store_stats st;
     store_get_stats(s, &st);
     /* Spot-check that what was written is a valid chain. */
@@ -267,6 +279,7 @@ static struct tput throughput(const char *dir, int runs, int events_per_step, do
     free(rs);
     free(th);
     struct tput out = {
+        .cpu_us_per_step = steps ? cpu * 1e6 / (double)steps : 0,
         .steps_per_s = (double)steps / elapsed,
         .events_per_commit = st.group_commits ? (double)st.events / (double)st.group_commits : 0,
         .commit_ms = st.group_commits ? (double)st.commit_ns / (double)st.group_commits / 1e6 : 0,
@@ -347,6 +360,7 @@ static struct tput throughput_async(const char *dir, int runs, double seconds)
         rs[i].cv = &cv;
         rs[i].active = &active;
     }
+    double cpu0 = cpu_seconds();
     int64_t t0 = keel_mono_ns();
     for (int i = 0; i < runs; i++) async_step(&rs[i]);
     struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
@@ -356,6 +370,7 @@ static struct tput throughput_async(const char *dir, int runs, double seconds)
     while (active > 0) pthread_cond_wait(&cv, &mu);
     pthread_mutex_unlock(&mu);
     double elapsed = (double)(keel_mono_ns() - t0) / 1e9;
+    double cpu = cpu_seconds() - cpu0;
     int64_t steps = 0;
     for (int i = 0; i < runs; i++) {
         if (rs[i].failed) {
@@ -374,6 +389,7 @@ static struct tput throughput_async(const char *dir, int runs, double seconds)
     remove_db(dir, name);
     free(rs);
     struct tput out = {
+        .cpu_us_per_step = steps ? cpu * 1e6 / (double)steps : 0,
         .steps_per_s = (double)steps / elapsed,
         .events_per_commit = st.group_commits ? (double)st.events / (double)st.group_commits : 0,
         .commit_ms = st.group_commits ? (double)st.commit_ns / (double)st.group_commits / 1e6 : 0,
@@ -469,9 +485,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < 3; i++) {
         tp[i] = throughput(dir, conc[i], 1, seconds);
         printf("  %2d concurrent runs: %9.0f steps/s   (%.1f appends per group commit; a commit "
-               "takes %.3f ms, %.3f ms of it in COMMIT)\n",
+               "takes %.3f ms, %.3f ms of it in COMMIT; CPU %.1f us/step)\n",
                conc[i], tp[i].steps_per_s, tp[i].events_per_commit, tp[i].commit_ms,
-               tp[i].sync_ms);
+               tp[i].sync_ms, tp[i].cpu_us_per_step);
     }
     struct tput two = throughput(dir, 64, 2, seconds);
     printf("  64 runs, step = step.started + step.completed (2 durable appends): %.0f steps/s "
@@ -479,15 +495,20 @@ int main(int argc, char **argv)
            two.steps_per_s, two.steps_per_s * 2);
     struct tput as = throughput_async(dir, 64, seconds);
     printf("  64 runs, no thread per run (next step issued when the previous one is durable): "
-           "%.0f steps/s (%.1f per group commit; a commit takes %.3f ms)\n",
-           as.steps_per_s, as.events_per_commit, as.commit_ms);
+           "%.0f steps/s (%.1f per group commit; a commit takes %.3f ms; CPU %.1f us/step)\n",
+           as.steps_per_s, as.events_per_commit, as.commit_ms, as.cpu_us_per_step);
     printf("  goal: 64 runs >= 50,000 steps/s\n");
     g_normal = true;
     struct tput cpu = throughput(dir, 64, 1, seconds);
     g_normal = false;
     printf("  diagnosis only, NOT power-loss safe (synchronous=NORMAL, no fsync per commit):\n"
-           "  64 runs: %.0f steps/s (%.1f appends per group commit) = the CPU ceiling\n\n",
-           cpu.steps_per_s, cpu.events_per_commit);
+           "  64 runs: %.0f steps/s (%.1f appends per group commit; CPU %.1f us/step)\n"
+           "  CPU per step bounds throughput on an idle machine: %ld cores / %.1f us = %.0f "
+           "steps/s (thread per run), %.0f steps/s (no thread per run)\n\n",
+           cpu.steps_per_s, cpu.events_per_commit, cpu.cpu_us_per_step,
+           sysconf(_SC_NPROCESSORS_ONLN), tp[2].cpu_us_per_step,
+           (double)sysconf(_SC_NPROCESSORS_ONLN) * 1e6 / tp[2].cpu_us_per_step,
+           (double)sysconf(_SC_NPROCESSORS_ONLN) * 1e6 / as.cpu_us_per_step);
 
     printf("peers (published figures for this kind of machine; not installed here, not run):\n");
     printf("  %-44s %14s %18s\n", "", "one run, ms/step", "64 runs, steps/s");
