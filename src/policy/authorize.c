@@ -9,13 +9,13 @@
  * permit allows (the reasons are the satisfied permits); otherwise deny
  * with no reasons.
  *
- * The index: for each of principal, action and resource, a map from an
- * entity uid to the policies whose scope names that uid (==, in, is..in,
- * action in [..]), plus a list of policies that constrain nothing there.
- * A request looks up its own uid and each of its ancestors in every
- * dimension, and evaluates only the candidates of the dimension with the
- * fewest (each candidate is still checked fully, so the index only has to
- * over-approximate).  Before evaluating, a candidate's scope uids are
+ * The index: each policy has one home — the most selective uid in its scope
+ * (principal or resource `==` first, then `in`, then the action) — and is
+ * listed under that uid in that dimension's map; policies whose scope names
+ * no uid at all are in one unindexed list.  A request looks up its own
+ * uid and each ancestor in each dimension, so it visits only policies whose
+ * home constraint it satisfies, however large the set (each candidate is
+ * still checked fully, so the index only has to over-approximate).  Before evaluating, a candidate's scope uids are
  * compared by hash with the request's uids and ancestors (struct
  * scope_filter), which drops most candidates without touching the entity
  * store.  Scratch space lives in the response, so a warm response
@@ -38,7 +38,6 @@ struct id_list {
 
 struct dim_index {
     struct strmap map; /* uid key -> struct id_list* */
-    struct id_list wild;
 };
 
 /* Per policy and dimension, the hashes of the uids its scope names (n = 0:
@@ -46,7 +45,8 @@ struct dim_index {
  * and ancestors before evaluating, so most candidates are dropped without
  * touching the entity store; a hash match still gets the full evaluation. */
 struct scope_filter {
-    uint64_t *h[3];
+    uint64_t one[3];   /* the hash when n == 1 (inline: one cache line per policy) */
+    uint64_t *many[3]; /* the hashes when n > 1 (action in [...]) */
     uint32_t n[3];
 };
 
@@ -61,6 +61,7 @@ struct policy_set {
     char hash[65];
     bool hash_valid;
     struct dim_index dims[3];
+    struct id_list wild;          /* policies with no uid in any scope */
     struct scope_filter *filters; /* parallel to items */
 };
 
@@ -113,24 +114,47 @@ static const struct id_list *index_get(const struct dim_index *d, const struct p
     return l;
 }
 
+/* How selective a scope is as a policy's home in the index: == beats in,
+ * principal and resource beat action (actions are few and widely shared),
+ * 0 means it names no uid. */
+static int home_score(const struct policy_scope *s, int d)
+{
+    static const int by_op[] = {
+        [POLICY_SCOPE_ANY] = 0, [POLICY_SCOPE_EQ] = 30, [POLICY_SCOPE_IN] = 20,
+        [POLICY_SCOPE_IS] = 0,  [POLICY_SCOPE_IS_IN] = 20, [POLICY_SCOPE_IN_SET] = 8,
+    };
+    if (!s->euids || s->op >= KEEL_ARRAY_LEN(by_op) || !by_op[s->op]) return 0;
+    return by_op[s->op] + (d == 2 ? 1 : 0) - (d == 1 ? 12 : 0);
+}
+
 static void index_policy(struct policy_set *set, const struct policy *p, uint32_t idx)
 {
     const struct policy_scope *scopes[3] = {&p->principal, &p->action, &p->resource};
     struct scope_filter *f = &set->filters[idx];
     memset(f, 0, sizeof *f);
+    int home = -1, best = 0;
     for (int d = 0; d < 3; d++) {
         const struct policy_scope *s = scopes[d];
-        if (s->op == POLICY_SCOPE_ANY || s->op == POLICY_SCOPE_IS || !s->euids) {
-            list_push(&set->dims[d].wild, idx);
-            continue;
+        int score = home_score(s, d);
+        if (score > best) {
+            best = score;
+            home = d;
         }
-        f->h[d] = arena_alloc(&set->arena, s->neuids * sizeof *f->h[d]);
+        if (!score) continue;
         f->n[d] = s->neuids;
+        if (s->neuids > 1) f->many[d] = arena_alloc(&set->arena, s->neuids * sizeof *f->many[d]);
         for (uint32_t i = 0; i < s->neuids; i++) {
-            index_uid(&set->dims[d], &s->euids[i], idx);
-            f->h[d][i] = policy_euid_hash(&s->euids[i]);
+            uint64_t h = policy_euid_hash(&s->euids[i]);
+            if (s->neuids == 1) f->one[d] = h;
+            else f->many[d][i] = h;
         }
     }
+    if (home < 0) {
+        list_push(&set->wild, idx);
+        return;
+    }
+    for (uint32_t i = 0; i < scopes[home]->neuids; i++)
+        index_uid(&set->dims[home], &scopes[home]->euids[i], idx);
 }
 
 struct policy_set *policy_set_new(unsigned flags)
@@ -157,8 +181,8 @@ void policy_set_free(struct policy_set *set)
             free(l);
         }
         strmap_cleanup(m);
-        free(set->dims[d].wild.items);
     }
+    free(set->wild.items);
     strmap_cleanup(&set->ids);
     buf_cleanup(&set->sources);
     free(set->items);
@@ -373,30 +397,27 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size)
     return p;
 }
 
-/* Sums the candidate lists of one dimension for uid (entity e, may be
- * NULL) and its ancestors; if lists is non-NULL, stores them there (at most
- * max). */
+/* Appends the index lists of one dimension for uid (entity e, may be
+ * NULL) and its ancestors to lists (at most max); returns their total
+ * length. */
 static size_t gather(const struct dim_index *d, const struct policy_entities *es,
                      const struct policy_euid *uid, const struct policy_entity *e,
                      const struct id_list **lists, size_t *nlists, size_t max)
 {
-    size_t total = d->wild.len, n = 0;
-    if (lists && n < max) lists[n++] = &d->wild;
-    if (d->map.count) {
-        const struct id_list *l = index_get(d, uid);
-        if (l) {
+    size_t total = 0;
+    if (!d->map.count) return 0;
+    const struct id_list *l = index_get(d, uid);
+    if (l && *nlists < max) {
+        total += l->len;
+        lists[(*nlists)++] = l;
+    }
+    for (uint32_t i = 0; e && i < e->nancestors; i++) {
+        l = index_get(d, &policy_entities_at(es, e->ancestors[i])->uid);
+        if (l && *nlists < max) {
             total += l->len;
-            if (lists && n < max) lists[n++] = l;
-        }
-        for (uint32_t i = 0; e && i < e->nancestors; i++) {
-            l = index_get(d, &policy_entities_at(es, e->ancestors[i])->uid);
-            if (l) {
-                total += l->len;
-                if (lists && n < max) lists[n++] = l;
-            }
+            lists[(*nlists)++] = l;
         }
     }
-    if (nlists) *nlists = n;
     return total;
 }
 
@@ -421,8 +442,9 @@ static bool filter_pass(const struct scope_filter *f, uint64_t h[3][FILTER_MAX],
     for (int d = 0; d < 3; d++) {
         if (!f->n[d] || !nh[d]) continue;
         bool hit = false;
+        const uint64_t *fh = f->n[d] == 1 ? &f->one[d] : f->many[d];
         for (uint32_t i = 0; i < f->n[d] && !hit; i++)
-            for (uint32_t k = 0; k < nh[d] && !hit; k++) hit = f->h[d][i] == h[d][k];
+            for (uint32_t k = 0; k < nh[d] && !hit; k++) hit = fh[i] == h[d][k];
         if (!hit) return false;
     }
     return true;
@@ -442,32 +464,26 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
     resp->nreasons = resp->nerrors = resp->napprovals = 0;
     if (!set || !set->len) return 0;
 
-    /* Pick the dimension with the fewest candidates. */
+    /* Candidates: the unindexed policies, and in each dimension the policies
+     * homed under the request's uid or one of its ancestors. */
     const struct policy_euid *uids[3] = {&request->principal, &request->action,
                                          &request->resource};
     const struct policy_entity *ents[3];
     uint64_t hashes[3][FILTER_MAX];
     uint32_t nh[3];
+    size_t maxlists = 1;
     for (int d = 0; d < 3; d++) {
         ents[d] = entities ? policy_entities_get(entities, uids[d]) : NULL;
         request_hashes(entities, uids[d], ents[d], hashes[d], &nh[d]);
+        maxlists += 1 + (ents[d] ? ents[d]->nancestors : 0);
     }
-    int best = 1;
-    size_t best_n = gather(&set->dims[1], entities, uids[1], ents[1], NULL, NULL, 0);
-    for (int d = 0; d < 3 && best_n > 8; d++) {
-        if (d == 1) continue;
-        size_t n = gather(&set->dims[d], entities, uids[d], ents[d], NULL, NULL, 0);
-        if (n < best_n) {
-            best = d;
-            best_n = n;
-        }
-    }
-    size_t maxlists = 2 + (ents[best] ? ents[best]->nancestors : 0);
     const struct id_list *stack_lists[64];
     const struct id_list **lists =
         maxlists <= 64 ? stack_lists : arena_alloc(&resp->arena, maxlists * sizeof *lists);
-    size_t nlists;
-    gather(&set->dims[best], entities, uids[best], ents[best], lists, &nlists, maxlists);
+    size_t nlists = 1, total = set->wild.len;
+    lists[0] = &set->wild;
+    for (int d = 0; d < 3; d++)
+        total += gather(&set->dims[d], entities, uids[d], ents[d], lists, &nlists, maxlists);
 
     size_t old_cap = resp->mark_cap;
     resp->mark = grow(resp->mark, &resp->mark_cap, set->len, sizeof *resp->mark);
@@ -477,7 +493,7 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
         memset(resp->mark, 0, resp->mark_cap * sizeof *resp->mark);
         resp->stamp = 1;
     }
-    resp->cand = grow(resp->cand, &resp->cand_cap, best_n + 1, sizeof *resp->cand);
+    resp->cand = grow(resp->cand, &resp->cand_cap, total + 1, sizeof *resp->cand);
     size_t ncand = 0;
     for (size_t i = 0; i < nlists; i++) {
         for (uint32_t k = 0; k < lists[i]->len; k++) {
