@@ -716,3 +716,44 @@ TEST(differential_cedar_wasm)
     CHECK_INT(i, KEEL_ARRAY_LEN(diff_policies));
     CHECK_INT(agree, KEEL_ARRAY_LEN(diff_policies));
 }
+
+TEST(templates_and_links)
+{
+    struct policy_schema *schema;
+    struct keel_err err;
+    keel_err_clear(&err);
+    REQUIRE(policy_schema_parse(photo_schema, strlen(photo_schema), "s", &schema, &err) == 0);
+    struct policy_set *set = policy_set_new(POLICY_PARSE_ID_ANNOTATIONS);
+    const char *t = "@id(\"t\")\npermit(principal == ?principal, action == Action::\"view\", "
+                    "resource in ?resource) when { resource.owner == principal };\n";
+    REQUIRE(policy_set_add_text(set, t, strlen(t), "t.cedar", &err) == 0);
+    /* The template alone is valid. */
+    CHECK_INT(policy_validate(schema, set, NULL), 0);
+    struct policy_euid user = {"User", "alice", 4, 5}, photo = {"Photo", "p", 5, 1};
+    struct policy_euid nope = {"Nope", "x", 4, 1};
+    REQUIRE(policy_set_link(set, "t", "good", &user, &photo, &err) == 0);
+    CHECK_INT(policy_validate(schema, set, NULL), 0);
+    /* A link whose principal is a Photo matches no action's appliesTo. */
+    REQUIRE(policy_set_link(set, "t", "swapped", &photo, &photo, &err) == 0);
+    struct policy_diag_list d;
+    policy_diag_list_init(&d);
+    CHECK_INT(policy_validate(schema, set, &d), 1);
+    if (d.len) {
+        CHECK_STR(d.items[0].policy_id, "swapped");
+        CHECK_CONTAINS(d.items[0].message, "no action");
+    }
+    policy_diag_list_cleanup(&d);
+    /* A link to an undeclared entity type. */
+    REQUIRE(policy_set_link(set, "t", "unknown", &nope, &photo, &err) == 0);
+    policy_diag_list_init(&d);
+    CHECK(policy_validate(schema, set, &d) >= 2);
+    bool seen = false;
+    for (size_t i = 0; i < d.len; i++)
+        if (!strcmp(d.items[i].policy_id, "unknown") &&
+            strstr(d.items[i].message, "unknown entity type 'Nope'"))
+            seen = true;
+    CHECK(seen);
+    policy_diag_list_cleanup(&d);
+    policy_set_free(set);
+    policy_schema_free(schema);
+}
