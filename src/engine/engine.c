@@ -944,12 +944,15 @@ int engine_run_cancel(struct engine *e, const char *run_id, const struct identit
 struct events_ctx {
     struct arena *a;
     struct json_value *arr;
+    int64_t left; /* events still wanted; -1: no limit */
 };
 
 static int on_event_json(void *ctx, const struct journal_event *ev)
 {
     struct events_ctx *x = ctx;
     struct arena *a = x->a;
+    if (x->left == 0) return 1;
+    if (x->left > 0) x->left--;
     struct json_value *o = json_object(a);
     char t[32];
     keel_format_time(ev->time_ms, t);
@@ -967,14 +970,15 @@ static int on_event_json(void *ctx, const struct journal_event *ev)
     return 0;
 }
 
-int engine_run_events(struct engine *e, const char *run_id, struct arena *a,
-                      struct json_value **out, struct keel_err *err)
+int engine_run_events(struct engine *e, const char *run_id, int64_t from_seq, int64_t limit,
+                      struct arena *a, struct json_value **out, struct keel_err *err)
 {
     struct store_run r;
     int rc = run_get(e, run_id, a, &r, err);
     if (rc) return rc;
-    struct events_ctx x = {.a = a, .arr = json_array(a)};
-    rc = journal_read(e->store, run_id, 1, on_event_json, &x, err);
+    struct events_ctx x = {.a = a, .arr = json_array(a), .left = limit > 0 ? limit : -1};
+    rc = journal_read(e->store, run_id, from_seq > 0 ? from_seq : 1, on_event_json, &x, err);
+    if (rc == 1) rc = 0; /* stopped at the limit */
     if (rc) return rc;
     *out = x.arr;
     return 0;

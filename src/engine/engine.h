@@ -81,9 +81,10 @@ int engine_run_wait(struct engine *e, const char *run_id, int64_t timeout_ms, bo
 int engine_run_cancel(struct engine *e, const char *run_id, const struct identity *actor,
                       struct keel_err *err);
 
-/* The run's journal: [{seq, time, kind, actor, payload, hash}]. */
-int engine_run_events(struct engine *e, const char *run_id, struct arena *a,
-                      struct json_value **out, struct keel_err *err);
+/* The run's journal from seq from_seq on (1: all), at most limit events
+ * (0: all): [{seq, time, kind, actor, payload, prev_hash, hash}]. */
+int engine_run_events(struct engine *e, const char *run_id, int64_t from_seq, int64_t limit,
+                      struct arena *a, struct json_value **out, struct keel_err *err);
 
 /* Verifies the run's hash chain: {run, events, ok, head, error?}.  A broken
  * chain is reported in the value (ok false), not as a failure. */

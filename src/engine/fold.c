@@ -120,7 +120,11 @@ static void final_as(struct run_view *v, enum engine_run_status st)
 }
 static void on_succeeded(struct run_view *v, const struct json_value *p) { final_as(v, RUN_SUCCEEDED); }
 static void on_cancelled(struct run_view *v, const struct json_value *p) { final_as(v, RUN_CANCELLED); }
-static void on_reconcile(struct run_view *v, const struct json_value *p) { final_as(v, RUN_NEEDS_RECONCILE); }
+static void on_reconcile(struct run_view *v, const struct json_value *p)
+{
+    final_as(v, RUN_NEEDS_RECONCILE);
+    v->error_message = json_get_str(p, "reason", NULL);
+}
 static void on_failed(struct run_view *v, const struct json_value *p)
 {
     final_as(v, RUN_FAILED);

@@ -186,9 +186,14 @@ TEST(control_steps_and_reducers)
     struct json_value *log = json_get(state, "log");
     CHECK(json_is(log, JSON_ARRAY) && log->len == 2);
     struct json_value *evs;
-    REQUIRE(engine_run_events(e, id, &a, &evs, &err) == 0);
+    REQUIRE(engine_run_events(e, id, 1, 0, &a, &evs, &err) == 0);
     CHECK_STR(json_get_str(evs->u.items[0], "kind", ""), "run.started");
     CHECK_STR(json_get_str(evs->u.items[evs->len - 1], "kind", ""), "run.succeeded");
+    struct json_value *page;
+    REQUIRE(engine_run_events(e, id, 3, 2, &a, &page, &err) == 0);
+    REQUIRE(page->len == 2);
+    CHECK_INT(json_get_int(page->u.items[0], "seq", 0), 3);
+    CHECK_INT(json_get_int(page->u.items[1], "seq", 0), 4);
     struct json_value *v;
     REQUIRE(engine_run_verify(e, id, &a, &v, &err) == 0);
     CHECK(json_get_bool(v, "ok", false));
@@ -260,7 +265,7 @@ TEST(approval_by_group_member_and_resume_after_restart)
     struct arena a;
     arena_init(&a);
     struct json_value *evs;
-    REQUIRE(engine_run_events(e, id, &a, &evs, &err) == 0);
+    REQUIRE(engine_run_events(e, id, 1, 0, &a, &evs, &err) == 0);
     bool found = false;
     for (uint32_t i = 0; i < evs->len; i++)
         if (!strcmp(json_get_str(evs->u.items[i], "kind", ""), "approval.decided")) {
