@@ -101,8 +101,11 @@ struct schema_error {
  * validations it owns enough scratch space that validating a valid instance
  * allocates nothing. */
 struct schema_result {
+    size_t max_errors;       /* set by the caller: errors to collect, 0 = up to
+                                SCHEMA_MAX_ERRORS; 1 stops at the first error
+                                (then error_count is not the total)            */
     bool valid;
-    size_t error_count;      /* errors found (may exceed SCHEMA_MAX_ERRORS)      */
+    size_t error_count;      /* errors found (may exceed what was kept)          */
     size_t kept;             /* entries in errors[] (<= SCHEMA_MAX_ERRORS)        */
     struct schema_error *errors;
     /* private */

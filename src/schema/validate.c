@@ -55,7 +55,15 @@ struct vctx {
     bool overflow_used;
     struct arena overflow; /* scratch that did not fit r->scratch */
     size_t want;
+    size_t limit; /* errors to keep (r->max_errors or SCHEMA_MAX_ERRORS) */
 };
+
+/* True when evaluation may stop at a failure: in the fast pass, or once
+ * the collect pass has kept as many errors as the caller wants. */
+static inline bool stop(const struct vctx *c)
+{
+    return !c->collect || c->r->kept >= c->limit;
+}
 
 #define PUSH_KEY(field, seg, k, l)                                                                  \
     struct pathseg seg = {.up = c->field, .key = (k), .len = (uint32_t)(l)};                        \
@@ -132,15 +140,41 @@ static void eset_or(struct eset *dst, const struct eset *src)
 
 /* ---- reporting ---------------------------------------------------------------- */
 
+/* Appends n bytes; the buffer stays NUL-terminated (as util's buf
+ * promises) with one reservation instead of one call per byte. */
+static inline void put_bytes(struct buf *b, const char *p, size_t n)
+{
+    if (b->len + n + 1 > b->cap) buf_reserve(b, n + 1);
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = 0;
+}
+
 static void put_uint(struct buf *b, uint32_t v)
 {
     char tmp[12];
-    int n = 0;
+    int n = 12;
     do {
-        tmp[n++] = (char)('0' + v % 10);
+        tmp[--n] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    while (n) buf_putc(b, tmp[--n]);
+    put_bytes(b, tmp + n, (size_t)(12 - n));
+}
+
+/* Appends "/" and the JSON Pointer escape of key (~ -> ~0, / -> ~1). */
+static void put_token(struct buf *b, const char *key, size_t len)
+{
+    if (b->len + 2 * len + 2 > b->cap) buf_reserve(b, 2 * len + 2);
+    char *o = b->data + b->len;
+    *o++ = '/';
+    for (size_t i = 0; i < len; i++) {
+        char ch = key[i];
+        if (ch == '~') *o++ = '~', *o++ = '0';
+        else if (ch == '/') *o++ = '~', *o++ = '1';
+        else *o++ = ch;
+    }
+    *o = 0;
+    b->len = (size_t)(o - b->data);
 }
 
 static void write_path(struct buf *b, const struct pathseg *p)
@@ -148,9 +182,9 @@ static void write_path(struct buf *b, const struct pathseg *p)
     if (!p) return;
     write_path(b, p->up);
     if (p->key) {
-        json_pointer_append(b, p->key, p->len);
+        put_token(b, p->key, p->len);
     } else {
-        buf_putc(b, '/');
+        put_bytes(b, "/", 1);
         put_uint(b, p->idx);
     }
 }
@@ -201,7 +235,7 @@ static struct schema_error *new_error(struct vctx *c)
 {
     struct schema_result *r = c->r;
     r->error_count++;
-    if (r->kept >= SCHEMA_MAX_ERRORS) return NULL;
+    if (r->kept >= c->limit) return NULL;
     if (r->kept == r->errors_cap) {
         size_t cap = r->errors_cap ? r->errors_cap * 2 : 8;
         struct schema_error *e = realloc(r->errors, cap * sizeof *e);
@@ -222,19 +256,20 @@ static void record(struct vctx *c, const struct snode *owner, const char *kw, co
     if (!e) return;
     struct arena *a = &c->r->strings;
     struct buf *b = &c->r->pathbuf;
+    size_t kwl = kw ? strlen(kw) : 0;
     buf_reset(b);
     write_path(b, c->ipath);
     e->instance_location = arena_strndup(a, b->data ? b->data : "", b->len);
     buf_reset(b);
     write_path(b, c->kpath);
-    if (kw) json_pointer_append(b, kw, strlen(kw));
+    if (kw) put_token(b, kw, kwl);
     e->keyword_location = arena_strndup(a, b->data ? b->data : "", b->len);
     buf_reset(b);
     const char *abs = owner->abs;
-    if (!strncmp(abs, SENTINEL_PREFIX, strlen(SENTINEL_PREFIX)))
-        abs += strlen(SENTINEL_PREFIX) - 1;
-    buf_puts(b, abs);
-    if (kw) json_pointer_append(b, kw, strlen(kw));
+    if (abs[0] == 'h' && !strncmp(abs, SENTINEL_PREFIX, sizeof SENTINEL_PREFIX - 1))
+        abs += sizeof SENTINEL_PREFIX - 2;
+    put_bytes(b, abs, strlen(abs));
+    if (kw) put_token(b, kw, kwl);
     e->absolute_keyword_location = arena_strndup(a, b->data, b->len);
     e->message = arena_strdup(a, msg);
 }
@@ -243,7 +278,7 @@ static void report(struct vctx *c, const struct sop *op, const char *fmt, ...) K
 static void report(struct vctx *c, const struct sop *op, const char *fmt, ...)
 {
     if (!c->collect) return;
-    if (c->r->kept >= SCHEMA_MAX_ERRORS) {
+    if (c->r->kept >= c->limit) {
         c->r->error_count++;
         return;
     }
@@ -265,7 +300,7 @@ static void report_got(struct vctx *c, const struct sop *op, const struct json_v
                        const char *fmt, ...)
 {
     if (!c->collect) return;
-    if (c->r->kept >= SCHEMA_MAX_ERRORS) {
+    if (c->r->kept >= c->limit) {
         c->r->error_count++;
         return;
     }
@@ -337,7 +372,7 @@ static bool eval(const struct snode *n, const struct json_value *inst, struct vc
         const struct sop *op = &n->ops[i];
         if (!op->fn(op, inst, c, use)) {
             ok = false;
-            if (!c->collect) break;
+            if (stop(c)) break;
         }
     }
     if (use == &local) {
@@ -732,7 +767,7 @@ bool op_prefix_items(const struct sop *op, const struct json_value *inst, struct
         POP(ipath, seg);
         if (!r) {
             ok = false;
-            if (!c->collect) return false;
+            if (stop(c)) return false;
         }
     }
     return ok;
@@ -749,7 +784,7 @@ bool op_items(const struct sop *op, const struct json_value *inst, struct vctx *
         POP(ipath, seg);
         if (!r) {
             ok = false;
-            if (!c->collect) return false;
+            if (stop(c)) return false;
         }
     }
     return ok;
@@ -805,7 +840,7 @@ bool op_unevaluated_items(const struct sop *op, const struct json_value *inst, s
         POP(ipath, seg);
         if (!r) {
             ok = false;
-            if (!c->collect) return false;
+            if (stop(c)) return false;
         }
     }
     /* These are evaluated now, for enclosing unevaluatedItems. */
@@ -839,7 +874,7 @@ bool op_required(const struct sop *op, const struct json_value *inst, struct vct
     for (uint32_t i = 0; i < op->nsubs; i++) {
         if (json_getn(inst, op->names[i], op->name_lens[i])) continue;
         ok = false;
-        if (!c->collect) return false;
+        if (stop(c)) return false;
         report(c, op, "is missing the required property `%.*s`", (int)op->name_lens[i],
                op->names[i]);
     }
@@ -857,7 +892,7 @@ bool op_dependent_required(const struct sop *op, const struct json_value *inst, 
             const char *need = op->name_lists[i][j];
             if (json_get(inst, need)) continue;
             ok = false;
-            if (!c->collect) return false;
+            if (stop(c)) return false;
             report(c, op, "must have property `%s` because it has `%.*s`", need,
                    (int)op->name_lens[i], op->names[i]);
         }
@@ -908,7 +943,7 @@ bool op_properties(const struct sop *op, const struct json_value *inst, struct v
         POP(ipath, seg);
         if (!r) {
             ok = false;
-            if (!c->collect) return false;
+            if (stop(c)) return false;
         }
     }
     return ok;
@@ -923,7 +958,7 @@ bool op_dependent_schemas(const struct sop *op, const struct json_value *inst, s
         if (!json_getn(inst, op->names[i], op->name_lens[i])) continue;
         if (!eval_at_key(op, op->subs[i], op->names[i], op->name_lens[i], inst, c, ev)) {
             ok = false;
-            if (!c->collect) return false;
+            if (stop(c)) return false;
         }
     }
     return ok;
@@ -939,7 +974,7 @@ bool op_dependencies(const struct sop *op, const struct json_value *inst, struct
         if (op->subs[i]) {
             if (!eval_at_key(op, op->subs[i], op->names[i], op->name_lens[i], inst, c, ev)) {
                 ok = false;
-                if (!c->collect) return false;
+                if (stop(c)) return false;
             }
             continue;
         }
@@ -947,7 +982,7 @@ bool op_dependencies(const struct sop *op, const struct json_value *inst, struct
             const char *need = op->name_lists[i][j];
             if (json_get(inst, need)) continue;
             ok = false;
-            if (!c->collect) return false;
+            if (stop(c)) return false;
             report(c, op, "must have property `%s` because it has `%.*s`", need,
                    (int)op->name_lens[i], op->names[i]);
         }
@@ -979,7 +1014,7 @@ bool op_pattern_properties(const struct sop *op, const struct json_value *inst, 
             POP(ipath, seg);
             if (!r) {
                 ok = false;
-                if (!c->collect) return false;
+                if (stop(c)) return false;
             }
         }
     }
@@ -1034,7 +1069,7 @@ bool op_additional_properties(const struct sop *op, const struct json_value *ins
         POP(ipath, seg);
         if (!r) {
             ok = false;
-            if (!c->collect) return false;
+            if (stop(c)) return false;
         }
     }
     return ok;
@@ -1054,7 +1089,7 @@ bool op_property_names(const struct sop *op, const struct json_value *inst, stru
         POP(ipath, seg);
         if (!r) {
             ok = false;
-            if (!c->collect) return false;
+            if (stop(c)) return false;
         }
     }
     return ok;
@@ -1080,7 +1115,7 @@ bool op_unevaluated_properties(const struct sop *op, const struct json_value *in
         POP(ipath, seg);
         if (!r) {
             ok = false;
-            if (!c->collect) return false;
+            if (stop(c)) return false;
         }
     }
     for (uint32_t j = 0; ev && j < inst->len; j++) eset_mark(ev, j);
@@ -1114,7 +1149,7 @@ bool op_all_of(const struct sop *op, const struct json_value *inst, struct vctx 
     for (uint32_t i = 0; i < op->nsubs; i++) {
         if (!eval_at_idx(op, op->subs[i], i, inst, c, ev)) {
             ok = false;
-            if (!c->collect) return false;
+            if (stop(c)) return false;
         }
     }
     return ok;
@@ -1140,12 +1175,15 @@ bool op_any_of(const struct sop *op, const struct json_value *inst, struct vctx 
 {
     size_t em = errors_mark(c);
     bool any = false;
+    bool collect = c->collect;
+    if (c->limit == 1) c->collect = false; /* first-error mode: just the summary */
     for (uint32_t i = 0; i < op->nsubs; i++) {
         if (eval_branch(op, i, inst, c, ev)) {
             any = true;
             if (!ev) break;
         }
     }
+    c->collect = collect;
     if (any) {
         errors_truncate(c, em);
         return true;
@@ -1162,6 +1200,8 @@ bool op_one_of(const struct sop *op, const struct json_value *inst, struct vctx 
     size_t em = errors_mark(c);
     int count = 0;
     uint32_t first = 0, second = 0;
+    bool collect = c->collect;
+    if (c->limit == 1) c->collect = false; /* first-error mode: just the summary */
     for (uint32_t i = 0; i < op->nsubs; i++) {
         if (eval_branch(op, i, inst, c, ev)) {
             if (count == 0) first = i;
@@ -1169,6 +1209,7 @@ bool op_one_of(const struct sop *op, const struct json_value *inst, struct vctx 
             if (++count > 1) break;
         }
     }
+    c->collect = collect;
     if (count == 1) {
         errors_truncate(c, em);
         return true;
@@ -1241,15 +1282,22 @@ bool schema_validate_node(const struct schema *s, const struct snode *n,
     r->kept = 0;
     r->error_count = 0;
     r->scratch_used = 0;
-    struct vctx c = {.s = s, .r = r};
+    size_t limit = r->max_errors && r->max_errors < SCHEMA_MAX_ERRORS ? r->max_errors
+                                                                      : SCHEMA_MAX_ERRORS;
+    /* With one error wanted, a single pass can record it as it fails: a
+     * failure outside anyOf/oneOf/not/if/contains (which evaluate their
+     * subschemas without recording) is always a real error. */
+    struct vctx c = {.s = s, .r = r, .limit = limit, .collect = limit == 1};
     bool ok = eval(n, inst, &c, NULL);
     scratch_finish(&c);
-    if (!ok) {
-        struct vctx c2 = {.s = s, .r = r, .collect = true};
+    if (!ok && limit > 1) {
+        struct vctx c2 = {.s = s, .r = r, .collect = true, .limit = limit};
         eval(n, inst, &c2, NULL);
         scratch_finish(&c2);
-        if (r->kept == 0 && r->error_count == 0) {
-            struct vctx c3 = {.s = s, .r = r, .collect = true};
+    }
+    if (!ok) {
+        if (r->kept == 0) {
+            struct vctx c3 = {.s = s, .r = r, .collect = true, .limit = limit};
             record(&c3, n, NULL, "the value is invalid");
         }
     }

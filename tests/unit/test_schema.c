@@ -155,6 +155,27 @@ TEST(all_errors_are_collected)
     teardown(&f);
 }
 
+TEST(max_errors_one_stops_at_the_first_error)
+{
+    struct fixture f;
+    REQUIRE(setup(&f,
+                  "{\"required\":[\"a\",\"b\"],\"properties\":{\"c\":{\"type\":\"string\"}},"
+                  "\"anyOf\":[{\"required\":[\"x\"]},{\"required\":[\"c\"]}]}",
+                  NULL) == 0);
+    CHECK(!check(&f, "{\"c\":1}"));
+    CHECK_INT(f.r.kept, 3); /* a, b missing; c not a string */
+    f.r.max_errors = 1;
+    CHECK(!check(&f, "{\"c\":1}"));
+    CHECK_INT(f.r.kept, 1);
+    CHECK_CONTAINS(f.r.errors[0].message, "missing the required property `a`");
+    /* A failing first anyOf branch must not hide that a later one passes. */
+    CHECK(check(&f, "{\"a\":1,\"b\":2,\"c\":\"s\"}"));
+    CHECK_INT(f.r.kept, 0);
+    CHECK(!check(&f, "{\"a\":1,\"b\":2}"));
+    CHECK_INT(f.r.kept, 1);
+    teardown(&f);
+}
+
 TEST(any_of_success_leaves_no_errors_and_failure_explains)
 {
     struct fixture f;
