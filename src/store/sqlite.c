@@ -53,9 +53,10 @@
  * growing file makes fdatasync also write the inode (the new size and
  * extents); overwriting blocks already allocated is a pure data sync.
  * SQLite ignores the zeros (they fail the frame checksums) and overwrites
- * them in place. */
-#define CHECKPOINT_FRAMES 1000
-#define WAL_BYTES (16 * 1024 * 1024)
+ * them in place.  Twice the checkpoint distance leaves room for a checkpoint
+ * that lags; it is kept small because every writable open pays for it. */
+#define CHECKPOINT_FRAMES 500 /* ~2 MiB of 4 KiB pages */
+#define WAL_BYTES (4 * 1024 * 1024)
 
 /* Events wait in events_log until it holds this many rows (see compact_log). */
 #define LOG_COMPACT_ROWS 4096
