@@ -122,9 +122,9 @@ void schema_result_init(struct schema_result *r);
 void schema_result_cleanup(struct schema_result *r);
 
 /* Validates instance (borrowed) against s.  Returns true if valid.  r is
- * filled in: r->valid, and on failure the errors.  Validation first runs a
- * fast pass that stops at the first failure and records nothing; only an
- * invalid instance is walked again to collect every error. */
+ * filled in: r->valid, and on failure the errors (all of them, up to
+ * SCHEMA_MAX_ERRORS, or r->max_errors).  Errors are recorded as the walk
+ * meets them, so a valid instance records (and allocates) nothing. */
 bool schema_validate(const struct schema *s, const struct json_value *instance,
                      struct schema_result *r);
 

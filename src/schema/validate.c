@@ -1,14 +1,17 @@
 /*
  * validate.c — walks a compiled schema over an instance.
  *
- * Two passes.  The fast pass (collect == false) stops at the first failing
- * keyword and records nothing; for a valid instance it is the only pass,
- * and it allocates nothing once the schema_result has warmed up: paths and
- * the dynamic scope are linked frames on the C stack, and annotation
- * bitsets for unevaluated* come from the result's scratch block.  Only an
- * invalid instance is walked again with collect == true, which evaluates
- * every keyword and records each failure with its instance location, its
- * keyword location (the evaluation path, through $ref) and a message.
+ * One pass, recording each failure as it is met (collect == true) with its
+ * instance location, its keyword location (the evaluation path, through
+ * $ref) and a message.  Subschemas whose failure is not an error —
+ * branches of anyOf/oneOf, `not`, `if`, `contains` — run with collect ==
+ * false, which stops at the first failing keyword and records nothing; a
+ * failing anyOf/oneOf then walks its branches again to say why each failed.
+ * So a valid instance records nothing and costs what a verdict-only walk
+ * costs, and it allocates nothing once the schema_result has warmed up:
+ * paths and the dynamic scope are linked frames on the C stack, and
+ * annotation bitsets for unevaluated* come from the result's scratch block.
+ * With max_errors the walk stops as soon as that many errors are kept.
  *
  * Annotations (which properties/items were evaluated) are tracked only
  * below a node that has unevaluatedProperties/unevaluatedItems: such a node
@@ -316,17 +319,6 @@ static void report_got(struct vctx *c, const struct sop *op, const struct json_v
     show(m, inst);
     buf_putc(m, '`');
     record(c, op->owner, op->kw, m->data);
-}
-
-static size_t errors_mark(const struct vctx *c)
-{
-    return c->r->kept | ((size_t)c->r->error_count << 32);
-}
-
-static void errors_truncate(struct vctx *c, size_t mark)
-{
-    c->r->kept = mark & 0xffffffffu;
-    c->r->error_count = mark >> 32;
 }
 
 /* ---- the walk ------------------------------------------------------------------- */
@@ -1170,13 +1162,23 @@ static bool eval_branch(const struct sop *op, uint32_t i, const struct json_valu
     return r;
 }
 
+/* Records why each branch failed: the branches ran without recording (so
+ * a passing branch costs nothing extra), and only a failing anyOf/oneOf
+ * is walked again for its details.  Not in first-error mode, where the
+ * summary is the one error. */
+static void branch_details(const struct sop *op, const struct json_value *inst, struct vctx *c)
+{
+    if (!c->collect || c->limit == 1) return;
+    for (uint32_t i = 0; i < op->nsubs && !stop(c); i++)
+        eval_at_idx(op, op->subs[i], i, inst, c, NULL);
+}
+
 bool op_any_of(const struct sop *op, const struct json_value *inst, struct vctx *c,
                struct eset *ev)
 {
-    size_t em = errors_mark(c);
     bool any = false;
     bool collect = c->collect;
-    if (c->limit == 1) c->collect = false; /* first-error mode: just the summary */
+    c->collect = false;
     for (uint32_t i = 0; i < op->nsubs; i++) {
         if (eval_branch(op, i, inst, c, ev)) {
             any = true;
@@ -1184,10 +1186,8 @@ bool op_any_of(const struct sop *op, const struct json_value *inst, struct vctx 
         }
     }
     c->collect = collect;
-    if (any) {
-        errors_truncate(c, em);
-        return true;
-    }
+    if (any) return true;
+    branch_details(op, inst, c);
     report(c, op, "must match at least one of the %u schemas in `anyOf`; it matches none (see "
                   "the errors for each)",
            op->nsubs);
@@ -1197,11 +1197,10 @@ bool op_any_of(const struct sop *op, const struct json_value *inst, struct vctx 
 bool op_one_of(const struct sop *op, const struct json_value *inst, struct vctx *c,
                struct eset *ev)
 {
-    size_t em = errors_mark(c);
     int count = 0;
     uint32_t first = 0, second = 0;
     bool collect = c->collect;
-    if (c->limit == 1) c->collect = false; /* first-error mode: just the summary */
+    c->collect = false;
     for (uint32_t i = 0; i < op->nsubs; i++) {
         if (eval_branch(op, i, inst, c, ev)) {
             if (count == 0) first = i;
@@ -1210,15 +1209,12 @@ bool op_one_of(const struct sop *op, const struct json_value *inst, struct vctx 
         }
     }
     c->collect = collect;
-    if (count == 1) {
-        errors_truncate(c, em);
-        return true;
-    }
+    if (count == 1) return true;
     if (count > 1) {
-        errors_truncate(c, em);
         report(c, op, "must match exactly one schema in `oneOf`, but matches both %u and %u",
                first, second);
     } else {
+        branch_details(op, inst, c);
         report(c, op, "must match exactly one of the %u schemas in `oneOf`; it matches none",
                op->nsubs);
     }
@@ -1284,22 +1280,16 @@ bool schema_validate_node(const struct schema *s, const struct snode *n,
     r->scratch_used = 0;
     size_t limit = r->max_errors && r->max_errors < SCHEMA_MAX_ERRORS ? r->max_errors
                                                                       : SCHEMA_MAX_ERRORS;
-    /* With one error wanted, a single pass can record it as it fails: a
-     * failure outside anyOf/oneOf/not/if/contains (which evaluate their
-     * subschemas without recording) is always a real error. */
-    struct vctx c = {.s = s, .r = r, .limit = limit, .collect = limit == 1};
+    /* One pass that records failures as it meets them: a failure outside
+     * anyOf/oneOf/not/if/contains (which evaluate their subschemas without
+     * recording) is always a real error, so a valid instance records
+     * nothing and costs what a verdict-only walk costs. */
+    struct vctx c = {.s = s, .r = r, .limit = limit, .collect = true};
     bool ok = eval(n, inst, &c, NULL);
     scratch_finish(&c);
-    if (!ok && limit > 1) {
-        struct vctx c2 = {.s = s, .r = r, .collect = true, .limit = limit};
-        eval(n, inst, &c2, NULL);
-        scratch_finish(&c2);
-    }
-    if (!ok) {
-        if (r->kept == 0) {
-            struct vctx c3 = {.s = s, .r = r, .collect = true, .limit = limit};
-            record(&c3, n, NULL, "the value is invalid");
-        }
+    if (!ok && r->kept == 0) {
+        struct vctx c3 = {.s = s, .r = r, .collect = true, .limit = limit};
+        record(&c3, n, NULL, "the value is invalid");
     }
     r->valid = ok;
     return ok;
