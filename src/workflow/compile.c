@@ -549,6 +549,7 @@ static const struct step_kind *kind_row(enum workflow_step_kind k)
     return NULL;
 }
 
+/* Returns a static string. */
 const char *workflow_step_kind_name(enum workflow_step_kind k)
 {
     const struct step_kind *r = kind_row(k);
@@ -988,6 +989,7 @@ int workflow_load_file(const char *path, struct workflow **out, struct workflow_
     return rc;
 }
 
+/* Frees wf and everything it owns (arena, conditions, input schema); NULL is a no-op. */
 void workflow_free(struct workflow *wf)
 {
     if (!wf) return;
@@ -1015,6 +1017,7 @@ const struct workflow_state_key *workflow_state_find(const struct workflow *wf, 
     return NULL;
 }
 
+/* Pure; nothing allocated. */
 int64_t workflow_retry_delay_ms(const struct workflow_retry *r, int attempt)
 {
     if (attempt < 2) return 0;
@@ -1031,6 +1034,7 @@ void workflow_diags_init(struct workflow_diags *d)
     memset(d, 0, sizeof *d);
 }
 
+/* Frees the items d owns; d may be reused after workflow_diags_init. */
 void workflow_diags_cleanup(struct workflow_diags *d)
 {
     if (!d) return;

@@ -26,12 +26,14 @@ int workflow_condition_compile(struct workflow_switch_case *c, const char *file,
     return 0;
 }
 
+/* Frees c->expr (owned by the compiled workflow). */
 void workflow_condition_free(struct workflow_switch_case *c)
 {
     policy_expr_free(c->expr);
     c->expr = NULL;
 }
 
+/* Allocates only in arena a; vars is borrowed. */
 int workflow_condition_eval(const struct workflow_switch_case *c, const struct json_value *vars,
                             struct arena *a, bool *out, struct keel_err *err)
 {
@@ -51,6 +53,7 @@ int workflow_condition_eval(const struct workflow_switch_case *c, const struct j
     return 0;
 }
 
+/* Allocates only in arena a; vars is borrowed. */
 int workflow_switch_next(const struct workflow_step *s, const struct json_value *vars,
                          struct arena *a, int *next, struct keel_err *err)
 {

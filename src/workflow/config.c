@@ -394,6 +394,7 @@ int keel_config_load(const char *path, struct keel_config **out, struct workflow
     return rc;
 }
 
+/* Frees cfg and its arena; NULL is a no-op. */
 void keel_config_free(struct keel_config *cfg)
 {
     if (!cfg) return;
@@ -426,6 +427,7 @@ const struct keel_config_human *keel_config_human(const struct keel_config *cfg,
     return NULL;
 }
 
+/* Pure lookup; nothing allocated. */
 bool keel_config_tool_idempotent(const struct keel_config *cfg, const char *server,
                                  const char *tool)
 {
@@ -440,6 +442,7 @@ bool keel_config_tool_idempotent(const struct keel_config *cfg, const char *serv
     return t->idempotent;
 }
 
+/* Pure lookup; nothing allocated. */
 bool keel_config_group_exists(const struct keel_config *cfg, const char *group)
 {
     for (size_t i = 0; i < cfg->nhumans; i++)

@@ -26,6 +26,7 @@ static const struct {
     {"add", WORKFLOW_REDUCER_ADD},
 };
 
+/* Returns a static string. */
 const char *workflow_reducer_name(enum workflow_reducer r)
 {
     for (size_t i = 0; i < KEEL_ARRAY_LEN(reducers); i++)
@@ -33,6 +34,7 @@ const char *workflow_reducer_name(enum workflow_reducer r)
     return "?";
 }
 
+/* Nothing allocated. */
 int workflow_reducer_parse(const char *name, enum workflow_reducer *out, struct keel_err *err)
 {
     for (size_t i = 0; i < KEEL_ARRAY_LEN(reducers); i++)

@@ -284,11 +284,13 @@ int workflow_template_compile(struct arena *a, const struct json_value *v, unsig
     return 0;
 }
 
+/* Borrowed from t. */
 const struct json_value *workflow_template_source(const struct workflow_template *t)
 {
     return t ? t->src : NULL;
 }
 
+/* Pure. */
 unsigned workflow_template_vars(const struct workflow_template *t)
 {
     return t ? t->vars : 0;

@@ -85,6 +85,7 @@ static void add(struct workflow_diags *d, struct keel_err *first, int *n, const 
     workflow_diags_add(d, &e);
 }
 
+/* doc is borrowed; problems are copied into diags/first (see internal.h). */
 int workflow_schema_check(const struct json_value *doc, const char *file,
                           struct workflow_diags *diags, struct keel_err *first)
 {
@@ -115,6 +116,7 @@ int workflow_schema_check(const struct json_value *doc, const char *file,
     return n ? KEEL_ESCHEMA : 0;
 }
 
+/* *out is a new schema owned by the caller (workflow_schema_free); see internal.h. */
 int workflow_schema_compile_at(const struct json_value *schema_doc, const char *file,
                                const char *path, struct schema **out,
                                struct workflow_diags *diags, struct keel_err *first, int *nerr)
@@ -140,6 +142,7 @@ int workflow_schema_compile_at(const struct json_value *schema_doc, const char *
     return 0;
 }
 
+/* NULL is a no-op. */
 void workflow_schema_free(struct schema *s)
 {
     schema_free(s);
