@@ -15,15 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* `check` is implemented in cmd_policy_check.c (the schema engineer's);
- * until that file lands, the subcommand says so. */
-static int check_missing(int argc, char **argv)
-{
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "keel policy check: not available in this build yet\n");
-    return CLI_INTERNAL;
-}
+/* `check` is implemented in cmd_policy_check.c (schema validation). */
+int policy_cmd_check(int argc, char **argv);
 
 #define MAX_INPUT (256u << 20)
 
@@ -281,7 +274,7 @@ static const struct {
 } subcommands[] = {
     {"eval", cmd_eval},
     {"test", cmd_test},
-    {"check", check_missing},
+    {"check", policy_cmd_check},
 };
 
 static int run(int argc, char **argv)
