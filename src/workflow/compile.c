@@ -1029,6 +1029,7 @@ int64_t workflow_retry_delay_ms(const struct workflow_retry *r, int attempt)
 
 /* ---- diagnostics ---------------------------------------------------------------- */
 
+/* d is caller-allocated; release with workflow_diags_cleanup. */
 void workflow_diags_init(struct workflow_diags *d)
 {
     memset(d, 0, sizeof *d);
