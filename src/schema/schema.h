@@ -133,6 +133,11 @@ bool schema_validate(const struct schema *s, const struct json_value *instance,
  *  "instanceLocation":..,"error":..}]} (or {"valid":true}). */
 void schema_result_write_json(const struct schema_result *r, struct buf *out);
 
+/* Appends r as plain text for a person or a model: "valid", or one line
+ * per error, "<instance location or (root)>: <message>", and a last line
+ * "... and N more errors" when some were not kept. */
+void schema_result_write_text(const struct schema_result *r, struct buf *out);
+
 /* ---- formats ----------------------------------------------------------- */
 
 /* Checks s (len bytes) against the named format.  Returns 1 if valid, 0 if

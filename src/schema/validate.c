@@ -1325,3 +1325,20 @@ void schema_result_write_json(const struct schema_result *r, struct buf *out)
     if (r->error_count > r->kept) buf_printf(out, ",\"omitted\":%zu", r->error_count - r->kept);
     buf_putc(out, '}');
 }
+
+void schema_result_write_text(const struct schema_result *r, struct buf *out)
+{
+    if (r->valid) {
+        buf_puts(out, "valid");
+        return;
+    }
+    for (size_t i = 0; i < r->kept; i++) {
+        const struct schema_error *e = &r->errors[i];
+        if (i) buf_putc(out, '\n');
+        buf_puts(out, *e->instance_location ? e->instance_location : "(root)");
+        buf_puts(out, ": ");
+        buf_puts(out, e->message);
+    }
+    if (r->error_count > r->kept)
+        buf_printf(out, "\n... and %zu more errors", r->error_count - r->kept);
+}

@@ -210,6 +210,9 @@ TEST(basic_output_json)
               "https://example.com/s.json#/properties/n/maximum");
     CHECK_CONTAINS(json_get_str(e0, "error", ""), "must be at most 3");
     buf_reset(&b);
+    schema_result_write_text(&f.r, &b);
+    CHECK_STR(b.data, "/n: `n` must be at most 3; got `4`");
+    buf_reset(&b);
     CHECK(check(&f, "{\"n\":2}"));
     schema_result_write_json(&f.r, &b);
     CHECK_STR(b.data, "{\"valid\":true}");
