@@ -214,6 +214,35 @@ static int parse_call(struct cc *c, const struct json_value *v, const char *path
     return 0;
 }
 
+/* ---- reducer types: what can be checked before a run ------------------------------ */
+
+/* What each reducer needs of the state value it updates (old) and of a
+ * value written into it; -1 is "anything". */
+static const struct {
+    const char *wants;
+    int old_type, value_type;
+} reducer_types[] = {
+    [WORKFLOW_REDUCER_REPLACE] = {"any value", -1, -1},
+    [WORKFLOW_REDUCER_APPEND] = {"an array", JSON_ARRAY, -1},
+    [WORKFLOW_REDUCER_MERGE] = {"an object", JSON_OBJECT, JSON_OBJECT},
+    [WORKFLOW_REDUCER_ADD] = {"a number", JSON_NUMBER, JSON_NUMBER},
+};
+
+static const char *reducer_wants(enum workflow_reducer r)
+{
+    return reducer_types[r].wants;
+}
+
+static bool reducer_accepts_old(enum workflow_reducer r, const struct json_value *v)
+{
+    return reducer_types[r].old_type < 0 || v->type == reducer_types[r].old_type;
+}
+
+static bool reducer_accepts_value(enum workflow_reducer r, const struct json_value *v)
+{
+    return reducer_types[r].value_type < 0 || v->type == reducer_types[r].value_type;
+}
+
 /* ---- step kinds ------------------------------------------------------------ */
 
 #define SP(...) (snprintf(p, sizeof p, __VA_ARGS__), p)
@@ -414,8 +443,15 @@ static int compile_set(struct cc *c, struct workflow_step *s, const struct json_
         const struct json_member *m = &set->u.members[i];
         SP("%s/set/%s", sp, m->key);
         s->set.entries[i].key = m->key;
-        check_state_key(c, m->value, p, m->key, "set");
+        if (check_state_key(c, m->value, p, m->key, "set")) continue;
         s->set.entries[i].value = template(c, s, m->value, p, false);
+        const struct workflow_state_key *k = strmap_get(&c->state, m->key, m->key_len);
+        /* Without references the rendered value has the source's type. */
+        if (s->set.entries[i].value && !workflow_template_vars(s->set.entries[i].value) &&
+            !reducer_accepts_value(k->reducer, m->value))
+            problem(c, m->value, p, KEEL_EINVAL,
+                    "set writes a %s to '%s', but its reducer %s needs %s", json_type_name(m->value),
+                    m->key, workflow_reducer_name(k->reducer), reducer_wants(k->reducer));
     }
     return 0;
 }
@@ -637,7 +673,15 @@ static void compile_top(struct cc *c, const struct json_value *doc)
             }
             struct keel_err e;
             keel_err_clear(&e);
-            if (workflow_reducer_parse(r->u.s.str, &k->reducer, &e)) problem_err(c, r, p, &e);
+            if (workflow_reducer_parse(r->u.s.str, &k->reducer, &e)) {
+                problem_err(c, r, p, &e);
+            } else if (k->initial && !reducer_accepts_old(k->reducer, k->initial)) {
+                snprintf(p, sizeof p, "/state/%s/initial", m->key);
+                problem(c, k->initial, p, KEEL_EINVAL,
+                        "initial value of '%s' is a %s, but its reducer %s needs %s", m->key,
+                        json_type_name(k->initial), workflow_reducer_name(k->reducer),
+                        reducer_wants(k->reducer));
+            }
         }
     }
 }

@@ -984,6 +984,14 @@ TEST(compile_problem_table)
         {WF("  - {id: a, tool: x/y, save: 3}\n"), "save must be a string", "/steps/0/save"},
         {WF("  - {id: a, tool: x/y, timeout: -5s}\n"), "bad duration", "/steps/0/timeout"},
         {"[1, 2]\n", "must be a mapping", ""},
+        {"name: t\nstate: {n: {reducer: add, initial: '0'}}\nsteps: [{id: a, succeed: true}]\n",
+         "initial value of 'n' is a string, but its reducer add needs a number", "/state/n/initial"},
+        {"name: t\nstate: {n: {reducer: append, initial: {}}}\nsteps: [{id: a, succeed: true}]\n",
+         "reducer append needs an array", "/state/n/initial"},
+        {"name: t\nstate: {n: add}\nsteps: [{id: a, set: {n: 'one'}}]\n",
+         "set writes a string to 'n', but its reducer add needs a number", "/steps/0/set/n"},
+        {"name: t\nstate: {m: merge}\nsteps: [{id: a, set: {m: [1]}}]\n",
+         "reducer merge needs an object", "/steps/0/set/m"},
     };
 #undef WF
     for (size_t i = 0; i < KEEL_ARRAY_LEN(cases); i++) {
