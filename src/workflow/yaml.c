@@ -95,10 +95,12 @@ static int next_event(struct yp *p, yaml_event_t *ev)
     if (m.index < p->len && p->text[m.index] == '\t')
         return fail_mark(p, KEEL_EINVAL, m,
                          "YAML syntax error: a tab here; YAML indents with spaces only");
-    if (p->parser.context) {
-        return fail_mark(p, KEEL_EINVAL, m, "YAML syntax error: %s %s (at line %d)", problem,
-                         p->parser.context, (int)p->parser.context_mark.line + 1);
-    }
+    if (p->parser.context && p->parser.context_mark.line != m.line)
+        return fail_mark(p, KEEL_EINVAL, m, "YAML syntax error: %s %s (which started at line %d)",
+                         problem, p->parser.context, (int)p->parser.context_mark.line + 1);
+    if (p->parser.context)
+        return fail_mark(p, KEEL_EINVAL, m, "YAML syntax error: %s %s", problem,
+                         p->parser.context);
     return fail_mark(p, KEEL_EINVAL, m, "YAML syntax error: %s", problem);
 }
 
