@@ -170,7 +170,9 @@ int journal_writer_append_text(struct journal_writer *w, const char *kind, const
 
 /* Pipelined form: builds the event now (its seq follows the previous one),
  * queues it and returns; done(ctx, rc, appended, err) runs on the store's
- * committer thread once it is durable or failed (keep it short).  If one
+ * completion thread once it is durable or failed (keep it short; it may
+ * append asynchronously again, as the next step of a run would, but not
+ * synchronously).  If one
  * fails, every later queued event of this writer fails too (the store sees
  * a gap), and the writer must be reopened. */
 typedef void (*journal_done_fn)(void *ctx, int rc, const struct journal_appended *appended,

@@ -881,9 +881,14 @@ struct batch {
 /* Completes requests off the committer's path: waking 64 threads costs as
  * much as a commit, and the committer can write the next group meanwhile.
  * One notifier, FIFO, so completions keep commit order. */
+/* Set on the notifier thread: a completion callback that made a synchronous
+ * append there would wait for itself. */
+static _Thread_local bool on_notifier;
+
 static void *notifier_main(void *arg)
 {
     struct sq *q = arg;
+    on_notifier = true;
     for (;;) {
         pthread_mutex_lock(&q->nlock);
         while (!q->nhead && !q->nstopping) pthread_cond_wait(&q->ncond, &q->nlock);
@@ -1002,6 +1007,10 @@ static int sq_append(struct store *s, struct store_append *req, struct keel_err 
     if (q->opts.read_only)
         return keel_fail(err, KEEL_EINVAL, "store %s was opened read-only; appends need write "
                          "access", q->path);
+    if (on_notifier)
+        return keel_fail(err, KEEL_EINTERNAL,
+                         "store_append called from an append completion callback would wait "
+                         "for itself; use store_append_async there");
     pthread_mutex_lock(&q->qlock);
     if (q->busy || q->head || q->stopping) {
         pthread_mutex_unlock(&q->qlock);

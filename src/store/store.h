@@ -247,9 +247,12 @@ struct store_append {
     int64_t snapshot_seq;
     const char *snapshot_state;    /* JSON text                                   */
 
-    /* Async only: called once, on the committer thread, when the request is
-     * durable (rc 0) or failed (err describes it; borrowed for the call).
-     * Keep it short: every other request in the group waits for it. */
+    /* Async only: called once, on the store's completion thread, when the
+     * request is durable (rc 0) or failed (err describes it; borrowed for the
+     * call), in commit order.  Keep it short: later completions wait for it.
+     * It may queue more work (store_append_async) and read, but must not
+     * call store_append, which would wait for this very thread (refused
+     * with KEEL_EINTERNAL). */
     store_append_done_fn done;
     void *ctx;
 

@@ -869,3 +869,57 @@ TEST(two_store_handles_on_one_file)
     store_close(b);
     tmp_remove(&t);
 }
+
+struct nested {
+    struct store *s;
+    struct journal_writer *w;
+    int rc_sync;
+    int rc_async;
+    sem_t done;
+};
+
+static void nested_second(void *ctx, int rc, const struct journal_appended *app,
+                          const struct keel_err *err)
+{
+    struct nested *n = ctx;
+    n->rc_async = rc;
+    sem_post(&n->done);
+}
+
+static void nested_first(void *ctx, int rc, const struct journal_appended *app,
+                         const struct keel_err *err)
+{
+    struct nested *n = ctx;
+    struct keel_err e;
+    /* A synchronous append here would wait for this thread: refused. */
+    n->rc_sync = journal_append(n->s, "run_other", "run.cancelled", "system", NULL, NULL, &e);
+    /* The next step of the run, queued from the callback: fine. */
+    if (journal_writer_append_async(n->w, "run.cancelled", "system", NULL, 0, nested_second, n,
+                                    &e) != 0)
+        sem_post(&n->done);
+}
+
+TEST(callbacks_may_queue_but_not_wait)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct keel_err err;
+    struct nested n = {.s = s, .rc_async = 99};
+    sem_init(&n.done, 0, 0);
+    REQUIRE(journal_writer_open(s, "run_n", &n.w, &err) == 0);
+    REQUIRE(journal_writer_append_async(n.w, "run.cancelled", "system", NULL, 0, nested_first, &n,
+                                        &err) == 0);
+    sem_wait(&n.done);
+    CHECK_INT(n.rc_sync, KEEL_EINTERNAL);
+    CHECK_INT(n.rc_async, 0);
+    struct journal_verify_report rep;
+    REQUIRE(journal_verify(s, "run_n", &rep, &err) == 0);
+    CHECK(rep.ok);
+    CHECK_INT(rep.events, 2);
+    journal_writer_free(n.w);
+    sem_destroy(&n.done);
+    store_close(s);
+    tmp_remove(&t);
+}
