@@ -305,6 +305,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
     }
     if (rounds < 1) rounds = 1;
+    setvbuf(stdout, NULL, _IOLBF, 0);
     char dir[] = "/tmp/keel-bench-policy-XXXXXX";
     if (!mkdtemp(dir)) return 1;
     static const int sizes[] = {10, 100, 1000, 10000};
