@@ -162,8 +162,8 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* Loads every workflow file of dir into a new list (all or nothing). */
-static int load_workflows(struct engine *e, const char *dir, struct engine_workflow **out,
-                          struct keel_err *err)
+static int load_workflows(struct engine *e, const struct keel_config *cfg, const char *dir,
+                          struct engine_workflow **out, struct keel_err *err)
 {
     *out = NULL;
     DIR *d = dir ? opendir(dir) : NULL;
@@ -183,7 +183,7 @@ static int load_workflows(struct engine *e, const char *dir, struct engine_workf
         struct workflow *wf;
         rc = workflow_load_file(path, &wf, NULL, err);
         if (rc) break;
-        if (e->cfg && (rc = workflow_check_config(wf, e->cfg, NULL, err))) {
+        if (cfg && (rc = workflow_check_config(wf, cfg, NULL, err))) {
             workflow_free(wf);
             break;
         }
@@ -329,8 +329,10 @@ int engine_tool_info(struct engine *e, const char *qualified, struct engine_tool
     rc = schema_compile(NULL, t.input_schema, NULL, NULL, &ts->input, err);
     if (!rc && t.output_schema)
         rc = schema_compile(NULL, t.output_schema, NULL, NULL, &ts->output, err);
-    ts->idempotent = t.idempotent || (e->cfg && keel_config_tool_idempotent(e->cfg, t.server,
-                                                                             t.name));
+    pthread_mutex_lock(&e->lock);
+    const struct keel_config *cfg = e->cfg;
+    pthread_mutex_unlock(&e->lock);
+    ts->idempotent = t.idempotent || (cfg && keel_config_tool_idempotent(cfg, t.server, t.name));
     arena_cleanup(&a);
     if (rc) {
         keel_err_prefix(err, "tool %s", qualified);
@@ -486,13 +488,14 @@ static void *timer_main(void *arg)
 
 /* ---- start / stop ------------------------------------------------------ */
 
-static int load_identities(struct engine *e, struct identity_set **out, struct keel_err *err)
+static int load_identities(struct engine *e, const struct keel_config *cfg,
+                           struct identity_set **out, struct keel_err *err)
 {
     struct identity_set *ids = identity_set_new();
     if (!ids) return keel_fail(err, KEEL_ENOMEM, "out of memory");
     int rc = identity_admin_token_init(ids, e->data_dir, err);
-    for (size_t i = 0; !rc && e->cfg && i < e->cfg->nhumans; i++) {
-        const struct keel_config_human *h = &e->cfg->humans[i];
+    for (size_t i = 0; !rc && cfg && i < cfg->nhumans; i++) {
+        const struct keel_config_human *h = &cfg->humans[i];
         char hash[80];
         const char *hp = NULL;
         if (h->token_sha256) {
@@ -508,10 +511,10 @@ static int load_identities(struct engine *e, struct identity_set **out, struct k
         rc = identity_add_human(ids, h->name, hp, (const char *const *)h->groups,
                                 (int)h->ngroups, err);
     }
-    for (size_t i = 0; !rc && e->cfg && i < e->cfg->nagents; i++)
-        rc = identity_add_agent(ids, e->cfg->agents[i].name, err);
-    for (size_t i = 0; !rc && e->cfg && i < e->cfg->ntools; i++)
-        rc = identity_add_tool_server(ids, e->cfg->tools[i].name, err);
+    for (size_t i = 0; !rc && cfg && i < cfg->nagents; i++)
+        rc = identity_add_agent(ids, cfg->agents[i].name, err);
+    for (size_t i = 0; !rc && cfg && i < cfg->ntools; i++)
+        rc = identity_add_tool_server(ids, cfg->tools[i].name, err);
     if (rc) {
         identity_set_free(ids);
         return rc;
@@ -595,14 +598,18 @@ int engine_start(const struct engine_opts *opts, struct engine **out, struct kee
 
     /* Everything that can be wrong with the files is checked before the
      * data folder is touched, so bad input writes nothing. */
-    if (opts->config_path) rc = keel_config_load(opts->config_path, &e->cfg, NULL, err);
+    if (opts->config_path) {
+        snprintf(e->config_path, sizeof e->config_path, "%s", opts->config_path);
+        rc = keel_config_load(opts->config_path, &e->cfg, NULL, err);
+    }
     const char *data = opts->data_dir ? opts->data_dir : e->cfg ? e->cfg->data_dir : ".keel";
     snprintf(e->data_dir, sizeof e->data_dir, "%s", data);
-    if (!rc) rc = load_workflows(e, e->cfg ? e->cfg->workflows_dir : NULL, &e->workflows, err);
+    if (!rc)
+        rc = load_workflows(e, e->cfg, e->cfg ? e->cfg->workflows_dir : NULL, &e->workflows, err);
     if (!rc) rc = load_policies(e->cfg ? e->cfg->policies_dir : NULL, &e->policies, err);
     if (!rc) snprintf(e->policy_hash, sizeof e->policy_hash, "%s", policy_set_hash(e->policies));
     if (!rc) rc = keel_mkdir_p(e->data_dir, 0700, err);
-    if (!rc) rc = load_identities(e, &e->ids, err);
+    if (!rc) rc = load_identities(e, e->cfg, &e->ids, err);
     if (!rc) {
         char uri[2200];
         if (e->cfg && e->cfg->store_url && !opts->data_dir)
@@ -664,6 +671,10 @@ void engine_stop(struct engine *e)
     free(e->retired);
     identity_set_free(e->ids);
     keel_config_free(e->cfg);
+    for (size_t i = 0; i < e->nold_ids; i++) identity_set_free(e->old_ids[i]);
+    for (size_t i = 0; i < e->nold_cfgs; i++) keel_config_free(e->old_cfgs[i]);
+    free(e->old_ids);
+    free(e->old_cfgs);
     pthread_cond_destroy(&e->work);
     pthread_cond_destroy(&e->timer);
     pthread_cond_destroy(&e->done);
@@ -673,34 +684,66 @@ void engine_stop(struct engine *e)
 
 const struct identity_set *engine_identities(struct engine *e)
 {
-    return e->ids;
+    pthread_mutex_lock(&e->lock);
+    const struct identity_set *ids = e->ids;
+    pthread_mutex_unlock(&e->lock);
+    return ids;
+}
+
+/* Appends p to a retire list (kept until engine_stop).  Returns false if
+ * out of memory; the caller then keeps p in use. */
+static bool retire(void ***list, size_t *n, void *p)
+{
+    void **grown = realloc(*list, (*n + 1) * sizeof *grown);
+    if (!grown) return false;
+    grown[(*n)++] = p;
+    *list = grown;
+    return true;
 }
 
 int engine_reload(struct engine *e, struct keel_err *err)
 {
+    /* Everything is loaded first; only a complete, valid set replaces the
+     * running one.  Tool servers stay as started (their changes need a
+     * restart); agents, approvers (token rotation), workflows and policies
+     * take effect at once. */
+    struct keel_config *cfg = NULL;
+    struct identity_set *ids = NULL;
     struct policy_set *ps = NULL;
     struct engine_workflow *fresh = NULL;
-    int rc = load_policies(e->cfg ? e->cfg->policies_dir : NULL, &ps, err);
-    if (!rc) rc = load_workflows(e, e->cfg ? e->cfg->workflows_dir : NULL, &fresh, err);
+    int rc = 0;
+    if (e->config_path[0]) rc = keel_config_load(e->config_path, &cfg, NULL, err);
+    pthread_mutex_lock(&e->lock);
+    const struct keel_config *use = cfg ? cfg : e->cfg;
+    pthread_mutex_unlock(&e->lock);
+    if (!rc) rc = load_policies(use ? use->policies_dir : NULL, &ps, err);
+    if (!rc) rc = load_workflows(e, use, use ? use->workflows_dir : NULL, &fresh, err);
+    if (!rc) rc = load_identities(e, use, &ids, err);
     if (rc) {
+        workflows_free(fresh);
         policy_set_free(ps);
+        identity_set_free(ids);
+        keel_config_free(cfg);
         keel_err_prefix(err, "reload refused, the running set stays");
         return rc;
     }
     char hash[65];
     snprintf(hash, sizeof hash, "%s", policy_set_hash(ps));
     pthread_mutex_lock(&e->lock);
-    struct policy_set **r = realloc(e->retired, (e->nretired + 1) * sizeof *r);
-    if (r) {
-        e->retired = r;
-        e->retired[e->nretired++] = e->policies;
+    if (retire(&e->retired, &e->nretired, e->policies)) {
         e->policies = ps;
         memcpy(e->policy_hash, hash, sizeof hash);
     } else {
         policy_set_free(ps);
     }
-    /* Old versions stay loaded (runs may be pinned to them), marked not
-     * current; the fresh list goes in front. */
+    if (retire(&e->old_ids, &e->nold_ids, e->ids)) e->ids = ids;
+    else identity_set_free(ids);
+    if (cfg) {
+        if (!e->cfg || retire(&e->old_cfgs, &e->nold_cfgs, e->cfg)) e->cfg = cfg;
+        else keel_config_free(cfg);
+    }
+    /* Old workflow versions stay loaded (runs may be pinned to them),
+     * marked not current; the fresh list goes in front. */
     for (struct engine_workflow *w = e->workflows; w; w = w->next) w->current = false;
     struct engine_workflow *tail = fresh;
     while (tail && tail->next) tail = tail->next;
@@ -709,7 +752,8 @@ int engine_reload(struct engine *e, struct keel_err *err)
         e->workflows = fresh;
     }
     pthread_mutex_unlock(&e->lock);
-    keel_log(KEEL_LOG_INFO, "engine: reloaded workflows and policies (set %s)", hash);
+    keel_log(KEEL_LOG_INFO, "engine: reloaded keel.yaml identities, workflows and policies (set %s)",
+             hash);
     return 0;
 }
 

@@ -50,8 +50,9 @@ void engine_stop(struct engine *e);
  * engine_stop or the next engine_reload). */
 const struct identity_set *engine_identities(struct engine *e);
 
-/* Reloads policies (and the identities/workflows of keel.yaml) without
- * dropping runs; a set that fails to load is refused and the old one stays. */
+/* Reloads keel.yaml (agents, approvers and their tokens), workflows and
+ * policies without dropping runs; if anything fails to load the reload is
+ * refused and the running set stays.  Tool servers are not restarted. */
 int engine_reload(struct engine *e, struct keel_err *err);
 
 /* Starts a run of workflow with input (validated against the workflow's

@@ -37,8 +37,16 @@ struct engine_tool_schemas {
 
 struct engine {
     char data_dir[2048];
+    char config_path[2048];  /* "" when there is no keel.yaml */
+    /* keel.yaml and the identities built from it.  A reload swaps both
+     * (under lock) and keeps the old ones until engine_stop, since API
+     * threads may still hold pointers into them. */
     struct keel_config *cfg; /* NULL when there is no keel.yaml */
     struct identity_set *ids;
+    void **old_cfgs; /* struct keel_config *   */
+    size_t nold_cfgs;
+    void **old_ids;  /* struct identity_set *  */
+    size_t nold_ids;
     struct store *store;
     struct mcp_pool *pool;
 
@@ -52,7 +60,7 @@ struct engine {
      * engine_stop, since a worker may still be reading one). */
     struct policy_set *policies;
     char policy_hash[65]; /* policy_set_hash of policies, computed at load */
-    struct policy_set **retired;
+    void **retired; /* struct policy_set * */
     size_t nretired;
     struct strmap tools; /* "server/tool" -> struct engine_tool_schemas */
     /* Runnable queue: a ring of run ids. */

@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from keelenv import (ALICE_TOKEN, BOB_TOKEN, GATED, KEEL, TEN_STEPS, Checks, Home,  # noqa: E402
-                     Server)
+                     Server, sha)
 
 INTERN = """\
 name: intern
@@ -210,6 +210,29 @@ def test_policy(srv, home):
     c.check(st == 200, "good set reloads")
 
 
+def test_token_rotation(srv, home):
+    """An approver's token rotated in keel.yaml takes effect on reload."""
+    cfg = os.path.join(home.dir, "keel.yaml")
+    text = open(cfg).read()
+    new_token = "alice-rotated-token-42"
+    open(cfg, "w").write(text.replace(sha(ALICE_TOKEN), sha(new_token)))
+    st, body = srv.api("POST", "/v1/policy/reload")
+    c.check(st == 200, "reload with a rotated token: %s %s" % (st, body))
+    st, body = srv.api("GET", "/v1/approvals", token=ALICE_TOKEN)
+    c.check(st == 401, "old token refused after rotation: %s" % st)
+    st, body = srv.api("GET", "/v1/approvals", token=new_token)
+    c.check(st == 200, "new token accepted: %s" % st)
+    # A keel.yaml that does not load is refused; the running identities stay.
+    open(cfg, "w").write("humans: [not, a, mapping]\n")
+    st, body = srv.api("POST", "/v1/policy/reload")
+    c.check(st == 400 and "keel.yaml" in body["error"]["message"], "broken keel.yaml refused: %s" % body)
+    st, body = srv.api("GET", "/v1/approvals", token=new_token)
+    c.check(st == 200, "identities kept after a refused reload")
+    open(cfg, "w").write(text)
+    st, body = srv.api("POST", "/v1/policy/reload")
+    c.check(st == 200, "original keel.yaml back")
+
+
 def test_bad_input(srv, home):
     st, before = srv.api("GET", "/v1/runs?limit=1000")
     n_before = len(before["runs"])
@@ -288,6 +311,7 @@ def main():
         test_approvals(srv, home)
         test_cancel(srv, home)
         test_policy(srv, home)
+        test_token_rotation(srv, home)
         test_bad_input(srv, home)
     finally:
         c.check(srv.stop() == 0, "daemon stops cleanly")
