@@ -87,7 +87,16 @@ def main():
                 dup += 1
                 print("effects of %s (%s): notes s4=%d s8=%d issues=%d" % (rid, tag, n4, n8, ni))
         c.check(dup == 0, "%d runs with a missing or doubled effect" % dup)
-        # Every idempotency key names one effect; count > 1 only means asked again.
+        # The tools' calls tables: one row per idempotency key, and exactly one
+        # effect per key (count > 1 only means the key was asked again).
+        note_keys = hd.execute("SELECT count(*) FROM calls WHERE tool = 'add_note'").fetchone()[0]
+        notes = hd.execute("SELECT count(*) FROM notes WHERE body LIKE 'crash%'").fetchone()[0]
+        c.check(note_keys == notes == 2 * len(runs),
+                "add_note: %d keys, %d notes, %d expected" % (note_keys, notes, 2 * len(runs)))
+        issue_keys = tr.execute("SELECT count(*) FROM calls WHERE tool = 'create_issue'").fetchone()[0]
+        issues = tr.execute("SELECT count(*) FROM issues WHERE title LIKE 'crash%'").fetchone()[0]
+        c.check(issue_keys == issues == len(runs),
+                "create_issue: %d keys, %d issues, %d expected" % (issue_keys, issues, len(runs)))
         asked_again = sum(r[0] for r in hd.execute("SELECT count(*) FROM calls WHERE count > 1"))
         bad = 0
         for rid in runs:
