@@ -529,8 +529,9 @@ static int call_outcome(struct run_ctx *c, const struct workflow_step *s,
         const char *msg = json_get_str(error, "message", "tool call failed");
         bool tool_error = json_get_bool(error, "tool_error", false);
         int kc = KEEL_EIO;
-        static const int codes[] = {KEEL_EIO, KEEL_ETIMEOUT, KEEL_EPROTO, KEEL_EBUSY,
-                                    KEEL_ESCHEMA, KEEL_EINVAL, KEEL_ENOENT, KEEL_EDENIED};
+        static const int codes[] = {KEEL_EIO,     KEEL_ETIMEOUT, KEEL_EPROTO,
+                                    KEEL_EBUSY,   KEEL_ESCHEMA,  KEEL_EINVAL,
+                                    KEEL_ENOENT,  KEEL_EDENIED,  KEEL_ELIMIT};
         for (size_t i = 0; i < KEEL_ARRAY_LEN(codes); i++)
             if (!strcmp(keel_strerror(codes[i]), code)) kc = codes[i];
         return step_failed(c, s, kc, msg, tool_error || retryable_code(kc), err);
@@ -628,7 +629,19 @@ static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct ke
     }
     set_v(c, p, "result", result);
     set_v(c, p, "error", error);
-    if ((rc = engine_journal(c, "tool.call.completed", c->agent_actor, p, err))) return rc;
+    rc = engine_journal(c, "tool.call.completed", c->agent_actor, p, err);
+    if (rc == KEEL_ELIMIT) {
+        /* The result is too large for the journal: record that instead,
+         * so the run fails cleanly rather than retrying the append. */
+        json_object_del(p, "result", 6);
+        result = NULL;
+        error = error_obj(c, KEEL_ELIMIT,
+                          "the tool's result is larger than the journal's payload limit; make "
+                          "the tool return less (or a reference to the data)");
+        set_v(c, p, "error", error);
+        rc = engine_journal(c, "tool.call.completed", c->agent_actor, p, err);
+    }
+    if (rc) return rc;
     return call_outcome(c, s, ts, qualified, result, error, err);
 }
 
