@@ -23,8 +23,11 @@
  * Group commit.  Journal appends (store_append / store_append_async) from
  * any number of threads go to one queue; a single committer thread takes
  * everything queued, writes it in ONE transaction and commits it (one fsync),
- * then completes every request in the batch.  So N concurrent runs share one
- * fsync, and a lone run pays about one fsync per append.
+ * then a completion thread completes every request of the group, in commit
+ * order, while the committer writes the next one.  So N concurrent runs
+ * share one fsync.  A synchronous append that finds the store idle commits
+ * on the caller's own thread, so a lone run pays one fsync and no thread
+ * hand-off.
  *
  * Threads.  A struct store is safe to use from any number of threads at
  * once.  Every function may block on disk I/O.
