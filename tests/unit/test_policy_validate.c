@@ -115,8 +115,8 @@ TEST(corpus_agreement)
     }
     buf_cleanup(&text);
     double rate = total ? 100.0 * agree / total : 0;
-    printf("cedar corpus: %d/%d agree (%.2f%%), %d disagreements\n", agree, total, rate,
-           total - agree);
+    printf("%s: %d/%d agree (%.2f%%), %d disagreements\n", alt ? alt : "cedar corpus", agree,
+           total, rate, total - agree);
     printf("policy_validate: %.1f us per corpus case on average (%.1f ms in all); with "
            "schema and policy parsing %.1f us\n",
            total ? validate_ns / 1000.0 / total : 0.0, validate_ns / 1e6,
