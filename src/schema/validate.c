@@ -424,16 +424,14 @@ bool op_type(const struct sop *op, const struct json_value *inst, struct vctx *c
     if (op->types & t) return true;
     if ((op->types & T_INTEGER) && json_is_integer(inst)) return true;
     if (c->collect) {
-        char want[160] = "";
-        size_t w = 0;
-        int k = 0;
-        for (int i = 0; i < 7; i++) {
+        struct buf *w = &c->r->pathbuf; /* consumed by report_got before record() */
+        buf_reset(w);
+        for (int i = 0, k = 0; i < 7; i++) {
             if (!(op->types & (1u << i))) continue;
-            w += (size_t)snprintf(want + w, sizeof want - w, "%s%s", k++ ? " or " : "",
-                                  type_word[i]);
-            if (w >= sizeof want) break;
+            if (k++) put_bytes(w, " or ", 4);
+            buf_puts(w, type_word[i]);
         }
-        report_got(c, op, inst, "must be %s, not %s", want,
+        report_got(c, op, inst, "must be %s, not %s", w->data,
                    inst->type == JSON_NUMBER ? "a number" : type_word[__builtin_ctz(t)]);
     }
     return false;
@@ -1028,8 +1026,10 @@ static void allowed_list(struct buf *b, const struct sop *props)
 {
     if (!props || !props->nsubs) return;
     buf_puts(b, "; allowed properties are ");
-    for (uint32_t i = 0; i < props->nsubs && i < 20; i++)
-        buf_printf(b, "%s%.*s", i ? ", " : "", (int)props->name_lens[i], props->names[i]);
+    for (uint32_t i = 0; i < props->nsubs && i < 20; i++) {
+        if (i) put_bytes(b, ", ", 2);
+        put_bytes(b, props->names[i], props->name_lens[i] > 60 ? 60 : props->name_lens[i]);
+    }
     if (props->nsubs > 20) buf_puts(b, ", ...");
 }
 
@@ -1048,12 +1048,11 @@ bool op_additional_properties(const struct sop *op, const struct json_value *ins
         if (op->sub->kind == SN_FALSE) {
             r = false;
             if (c->collect) {
-                struct buf b;
-                buf_init(&b);
-                buf_puts(&b, "is not an allowed property");
-                allowed_list(&b, op->props);
-                report(c, op, "%s", b.data);
-                buf_cleanup(&b);
+                struct buf *b = &c->r->pathbuf; /* consumed by report before record() */
+                buf_reset(b);
+                buf_puts(b, "is not an allowed property");
+                allowed_list(b, op->props);
+                report(c, op, "%s", b->data);
             }
         } else {
             r = eval_at(op, op->sub, m->value, c, NULL);
