@@ -12,10 +12,9 @@
  *
  * With a schema, attribute and context values are read as the schema
  * declares them (bare {"type","id"} objects are entity references where an
- * entity type is declared), and actions declared in the schema are added
- * with their parents, as Cedar does.  Extension values always need the
- * {"__extn": ...} escape (a bare string stays a string, as in Cedar's
- * integration tests).
+ * entity type is declared, bare strings are extension literals where an
+ * extension type is declared), and actions declared in the schema are
+ * added with their parents, as Cedar does.
  */
 #include "internal.h"
 #include "../json/json.h"
@@ -150,11 +149,15 @@ static int uid_from_json(const struct json_value *j, struct policy_euid *u, stru
 static int typed_value(struct arena *a, const struct json_value *j, const struct policy_type *t,
                        int depth, struct policy_value *out, struct keel_err *err);
 
-static const struct policy_type *attr_type(const struct policy_type *rec, const char *key)
+/* The declared type of attribute key (key_len bytes: keys may hold NULs,
+ * so the comparison uses lengths, never strcmp alone). */
+static const struct policy_type *attr_type(const struct policy_type *rec, const char *key,
+                                           size_t key_len)
 {
     if (!rec || rec->kind != POLICY_T_RECORD) return NULL;
     for (size_t i = 0; i < rec->nattrs; i++)
-        if (!strcmp(rec->attrs[i].name, key)) return rec->attrs[i].type;
+        if (strlen(rec->attrs[i].name) == key_len && !memcmp(rec->attrs[i].name, key, key_len))
+            return rec->attrs[i].type;
     return NULL;
 }
 
@@ -168,7 +171,7 @@ static int typed_record(struct arena *a, const struct json_value *j, const struc
         struct policy_field *f = &r->fields[i];
         f->key = arena_strndup(a, j->u.members[i].key, j->u.members[i].key_len);
         f->key_len = j->u.members[i].key_len;
-        if (typed_value(a, j->u.members[i].value, attr_type(t, f->key), depth + 1, &f->value,
+        if (typed_value(a, j->u.members[i].value, attr_type(t, f->key, f->key_len), depth + 1, &f->value,
                         err) < 0)
             return KEEL_EINVAL;
     }
@@ -188,6 +191,15 @@ static int typed_value(struct arena *a, const struct json_value *j, const struct
     if (depth > POLICY_MAX_DEPTH)
         return keel_fail_at(err, KEEL_EINVAL, NULL, j->line, j->column, "value nested too deeply");
     if (!t) return policy_value_from_json(a, j, false, out, err);
+    if (t->kind == POLICY_T_EXT && json_is(j, JSON_STRING) && t->name) {
+        /* a bare string where the schema declares an extension type is its
+         * constructor's argument, as in Cedar */
+        struct json_value *w = json_object(a), *x = json_object(a);
+        json_object_setc(a, x, "fn", json_cstr(a, !strcmp(t->name, "ipaddr") ? "ip" : t->name));
+        json_object_setc(a, x, "arg", (struct json_value *)j);
+        json_object_setc(a, w, "__extn", x);
+        return policy_value_from_json(a, w, false, out, err);
+    }
     if ((t->kind == POLICY_T_ENTITY || t->kind == POLICY_T_ANY_ENTITY) && json_is(j, JSON_OBJECT))
         return policy_value_from_json(a, j, true, out, err);
     if (t->kind == POLICY_T_SET && json_is(j, JSON_ARRAY)) {

@@ -1,12 +1,14 @@
 // policy_diff_gen.mjs — differential testing of Keel's Cedar engine against
 // the reference implementation (@cedar-policy/cedar-wasm 4.13.0).
 //
-// Generates random test cases — a schema, an entity hierarchy with typed
+// Generates random test cases — an entity hierarchy with typed
 // attributes and tags, a policy set exercising every operator and extension
 // function, and requests (including entities that do not exist) — asks
 // cedar-wasm for the decision, reasons and errors of every request, and
 // writes the cases in Cedar's corpus JSONL format, which `keel policy test`
-// then checks.  Inputs cedar-wasm rejects (policies that do not parse,
+// then checks.  About 30% of the cases carry a schema: their entity data is
+// written schema-style (bare entity references, actions from the schema).
+// Inputs cedar-wasm rejects (policies that do not parse,
 // entity data with a cycle or a bad extension literal) become negative
 // cases ("expectError") that Keel must reject too.  Integers stay within +-2^53 (JavaScript's exact range).
 //
@@ -106,6 +108,60 @@ function genEntities() {
   ents.push({ uid: uid('Action', 'write'), attrs: {}, parents: [uid('Action', 'admin')] });
   ents.push({ uid: uid('Action', 'admin'), attrs: {}, parents: [uid('Action', 'all')] });
   ents.push({ uid: uid('Action', 'all'), attrs: {}, parents: [] });
+  return ents;
+}
+
+// Schema mode: entity data conforms to SCHEMA and is written the way a
+// schema lets it be (bare {"type","id"} entity references; actions and their
+// hierarchy come from the schema, not the entity data).
+const STYPES = ['User', 'Group', 'Doc', 'Folder'];
+const SCHEMA = `entity User, Group, Doc, Folder in [User, Group, Doc, Folder] = {
+  n?: Long, s?: String, b?: Bool, owner?: User, d?: decimal, ip?: ipaddr,
+  dt?: datetime, dur?: duration, set?: Set<Long>, rec?: { n?: Long, s?: String },
+};
+type Ctx = { n?: Long, s?: String, b?: Bool, owner?: User, ip?: ipaddr };
+action all appliesTo { principal: [User, Group, Doc, Folder], resource: [User, Group, Doc, Folder], context: Ctx };
+action admin in [all] appliesTo { principal: [User, Group, Doc, Folder], resource: [User, Group, Doc, Folder], context: Ctx };
+action write in [admin] appliesTo { principal: [User, Group, Doc, Folder], resource: [User, Group, Doc, Folder], context: Ctx };
+action read in [write] appliesTo { principal: [User, Group, Doc, Folder], resource: [User, Group, Doc, Folder], context: Ctx };
+`;
+
+function genSchemaContext() {
+  const c = {};
+  if (chance(0.5)) c.n = randLong();
+  if (chance(0.5)) c.s = pick(STRINGS);
+  if (chance(0.5)) c.b = chance(0.5);
+  if (chance(0.4)) c.owner = chance(0.5) ? uid('User', pick(IDS)) : { __entity: uid('User', pick(IDS)) };
+  if (chance(0.3)) c.ip = extnJson('ip');
+  return c;
+}
+
+function genSchemaEntities() {
+  const ents = [];
+  const all = [];
+  for (const t of STYPES) for (const id of IDS.slice(0, 3)) if (chance(0.7)) all.push(uid(t, id));
+  const ext = (fn) => (chance(0.15) ? extnJson(fn).__extn.arg : extnJson(fn)); // sometimes a bare string
+  for (const u of all) {
+    const attrs = {};
+    for (const a of ATTRS) if (chance(0.5)) {
+      switch (a) {
+        case 'n': attrs.n = randLong(); break;
+        case 's': attrs.s = pick(STRINGS); break;
+        case 'b': attrs.b = chance(0.5); break;
+        case 'owner': attrs.owner = chance(0.5) ? uid('User', pick(IDS)) : { __entity: uid('User', pick(IDS)) }; break;
+        case 'd': attrs.d = ext('decimal'); break;
+        case 'ip': attrs.ip = ext('ip'); break;
+        case 'dt': attrs.dt = ext('datetime'); break;
+        case 'dur': attrs.dur = ext('duration'); break;
+        case 'set': attrs.set = [randLong(), randLong()]; break;
+        case 'rec': attrs.rec = chance(0.5) ? { n: randLong() } : { s: pick(STRINGS), n: randLong() }; break;
+        default: break;
+      }
+    }
+    const parents = [];
+    for (let i = int(3); i > 0; i--) { const p = pick(all); if (p !== u) parents.push(p); }
+    ents.push({ uid: u, attrs, parents });
+  }
   return ents;
 }
 
@@ -220,23 +276,27 @@ while (total < wanted) {
     negatives++; total++;
     continue;
   }
-  const entities = genEntities();
-  const ents = cedar.checkParseEntities({ entities });
+  const schemaMode = chance(0.3);
+  const entities = schemaMode ? genSchemaEntities() : genEntities();
+  const ents = cedar.checkParseEntities(schemaMode ? { entities, schema: SCHEMA } : { entities });
   if (ents.type !== 'success') {
     if (negatives > total / 10) continue;
-    lines.push(JSON.stringify({ name: `diff-${cases++}`, policies, entities, requests: [], expectError: 'entities' }));
+    lines.push(JSON.stringify({ name: `diff-${cases++}`, policies, entities, ...(schemaMode ? { schema: SCHEMA } : {}), requests: [], expectError: 'entities' }));
     negatives++; total++;
     continue;
   }
   const requests = [];
   for (let r = 0; r < 10 && total < wanted; r++) {
+    const pool = schemaMode ? entities : entities.slice(0, -4);
+    const other = () => (schemaMode ? uid(pick(STYPES), pick(IDS)) : randUid());
     const req = {
-      principal: chance(0.8) ? pick(entities.slice(0, -4)).uid : randUid(),
+      principal: chance(0.8) && pool.length ? pick(pool).uid : other(),
       action: uid('Action', pick(ACTIONS)),
-      resource: chance(0.8) ? pick(entities.slice(0, -4)).uid : randUid(),
-      context: genContext(),
+      resource: chance(0.8) && pool.length ? pick(pool).uid : other(),
+      context: schemaMode ? genSchemaContext() : genContext(),
     };
-    const ans = cedar.isAuthorized({ ...req, policies: { staticPolicies: policies }, entities });
+    const ans = cedar.isAuthorized({ ...req, policies: { staticPolicies: policies }, entities,
+      ...(schemaMode ? { schema: SCHEMA, validateRequest: false } : {}) });
     if (ans.type !== 'success') {
       // the request itself is malformed (e.g. a bad extension value in the context)
       skipped++;
@@ -254,7 +314,7 @@ while (total < wanted) {
     total++;
   }
   if (!requests.length) continue;
-  lines.push(JSON.stringify({ name: `diff-${cases}`, policies, entities, requests }));
+  lines.push(JSON.stringify({ name: `diff-${cases}`, policies, entities, ...(schemaMode ? { schema: SCHEMA } : {}), requests }));
   cases++;
 }
 writeFileSync(out, lines.join('\n') + '\n');
