@@ -326,4 +326,7 @@ def main():
 
 
 if __name__ == "__main__":
+    # SIGTERM (e.g. a ctest timeout) exits through atexit, which removes
+    # the temporary homes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.exit(main())

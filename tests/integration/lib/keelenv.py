@@ -4,6 +4,7 @@ approver tokens), starting `keel serve` on a free port and waiting for its
 "listening on" line, calling the HTTP API and the CLI.
 
 Python stdlib only.  KEEL_BIN and KEEL_BUILD_DIR come from ctest."""
+import atexit
 import hashlib
 import json
 import os
@@ -125,6 +126,8 @@ class Home:
 
     def __init__(self, workflows=None, extra_tool_env=None, policies=None):
         self.dir = tempfile.mkdtemp(prefix="keel-it-")
+        # Removed at exit too, so an interrupted test leaves nothing behind.
+        atexit.register(self.cleanup)
         self.data = os.path.join(self.dir, "data")
         self.policies = os.path.join(self.dir, "policies")
         os.mkdir(self.policies)
