@@ -182,6 +182,7 @@ class Server:
              "--config", os.path.join(home.dir, "keel.yaml")] + list(extra),
             stdout=subprocess.PIPE, stderr=self.log, text=True,
             start_new_session=True)
+        atexit.register(self._reap)
         line = self.proc.stdout.readline()
         if "listening on" not in line:
             self.proc.wait()
@@ -190,6 +191,11 @@ class Server:
         self.url = line.split("listening on", 1)[1].strip()
         with open(os.path.join(home.data, "admin.token")) as f:
             self.token = f.read().strip()
+
+    def _reap(self):
+        """At exit: a daemon still running (an interrupted test) is killed."""
+        if self.proc.poll() is None:
+            self.kill9()
 
     def kill9(self):
         # The tool servers run in their own process groups and exit when
