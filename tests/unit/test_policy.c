@@ -551,3 +551,57 @@ TEST(index_matches_unindexed_evaluation)
     buf_cleanup(&flat);
     arena_cleanup(&a);
 }
+
+/* With a schema, entity and context data are read the way it declares them:
+ * bare entity references, bare extension strings, and the schema's action
+ * hierarchy (Cedar's behaviour; checked against cedar-wasm by the
+ * differential test). */
+TEST(schema_directed_entities_and_context)
+{
+    const char *schema_text =
+        "entity User in [Group] = { boss?: User, ip?: ipaddr, when?: datetime };\n"
+        "entity Group;\n"
+        "action all;\n"
+        "action read in [all] appliesTo { principal: [User], resource: [User], "
+        "context: { from: ipaddr } };\n";
+    struct policy_schema *schema;
+    struct keel_err err;
+    REQUIRE(policy_schema_parse(schema_text, strlen(schema_text), "s.cedarschema", &schema, &err) ==
+            0);
+    struct arena a;
+    arena_init(&a);
+    struct policy_entities *es;
+    REQUIRE(policy_entities_parse_json(
+                J(&a, "[{\"uid\":{\"type\":\"User\",\"id\":\"u\"},\"attrs\":{\"boss\":{\"type\":"
+                      "\"User\",\"id\":\"b\"},\"ip\":\"10.1.2.3\",\"when\":\"2024-01-01\"},"
+                      "\"parents\":[]}]"),
+                schema, &es, &err) == 0);
+    const char *text = "permit(principal, action in Action::\"all\", resource) when {\n"
+                       "  principal.boss == User::\"b\" && principal.ip.isInRange(ip(\"10.0.0.0/8\")) &&\n"
+                       "  principal.when < datetime(\"2025-01-01\") && context.from.isIpv4() };";
+    struct policy_set *set;
+    REQUIRE(policy_set_parse(text, strlen(text), "p.cedar", 0, &set, &err) == 0);
+    struct policy_request req;
+    REQUIRE(policy_request_from_json(
+                &a,
+                J(&a, "{\"principal\":{\"type\":\"User\",\"id\":\"u\"},\"action\":{\"type\":"
+                      "\"Action\",\"id\":\"read\"},\"resource\":{\"type\":\"User\",\"id\":\"u\"},"
+                      "\"context\":{\"from\":\"192.168.0.1\"}}"),
+                schema, &req, &err) == 0);
+    struct policy_response r;
+    policy_response_init(&r);
+    policy_authorize(set, es, &req, &r);
+    CHECK_INT(r.decision, POLICY_ALLOW); /* read in all comes from the schema */
+    CHECK_INT(r.nerrors, 0);
+    policy_entities_free(es);
+    /* a bare string that is not a valid literal of the declared type is rejected */
+    CHECK(policy_entities_parse_json(
+              J(&a, "[{\"uid\":{\"type\":\"User\",\"id\":\"u\"},\"attrs\":{\"ip\":\"::ffff:1.2.3.4\"},"
+                    "\"parents\":[]}]"),
+              schema, &es, &err) == KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "invalid ip");
+    policy_response_cleanup(&r);
+    policy_set_free(set);
+    policy_schema_free(schema);
+    arena_cleanup(&a);
+}
