@@ -91,6 +91,7 @@ bool policy_scope_matches(const struct policy_entities *es, const struct policy_
 
 /* ---- values (value.c) -------------------------------------------------- */
 
+/* Uid equality (type and id, bytewise); both borrowed. */
 bool policy_euid_equal(const struct policy_euid *a, const struct policy_euid *b);
 /* A 64-bit hash of a uid (equal uids hash equal). */
 uint64_t policy_euid_hash(const struct policy_euid *u);
@@ -104,6 +105,7 @@ int policy_parse_decimal(const char *s, size_t len, int64_t *out);
 int policy_parse_ip(const char *s, size_t len, struct policy_ip *out);
 int policy_parse_datetime(const char *s, size_t len, int64_t *out);
 int policy_parse_duration(const char *s, size_t len, int64_t *out);
+/* The name of a value type ("long", "ipaddr", ...); static storage. */
 const char *policy_type_name(int type);
 /* policy_value_from_json for expression variables: JSON nulls (members and
  * items) are left out instead of being errors. */
