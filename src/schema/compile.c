@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define SENTINEL_BASE "https://keel.invalid/schema.json"
 
 struct cctx {
     struct schema *s;
@@ -639,6 +638,9 @@ static struct snode *compile_node(struct cctx *cc, const struct json_value *v, c
     const struct vinfo *vi = reg_info(cc->reg, &cc->local, v);
     const char *base = vi ? vi->base : base_hint;
     n->abs = vi ? vi->abs : arena_strdup(a, abs_hint);
+    n->abs_shown = n->abs;
+    if (!strncmp(n->abs, SCHEMA_SENTINEL_BASE "#", sizeof SCHEMA_SENTINEL_BASE))
+        n->abs_shown = n->abs + sizeof SCHEMA_SENTINEL_BASE - 1;
     n->res = resource_for(cc, n->abs);
     if (v->type == JSON_TRUE) {
         n->kind = SN_TRUE;
@@ -672,6 +674,7 @@ static struct snode *compile_node(struct cctx *cc, const struct json_value *v, c
         op->fn = d->fn;
         op->kw = d->name;
         op->kw_len = (uint32_t)strlen(d->name);
+        op->abs_kw = arena_printf(a, "%s/%s", n->abs_shown, d->name); /* no ~ or / in names */
         op->owner = n;
         int rc = d->compile(cc, &nc, val, op);
         if (rc < 0) return NULL;
@@ -842,7 +845,7 @@ int schema_compile(struct schema_registry *reg, const struct json_value *doc, co
         return rc;
     }
     struct json_value *root = json_clone(&s->arena, doc);
-    const char *base = uri_strip_fragment(&s->arena, base_uri ? base_uri : SENTINEL_BASE);
+    const char *base = uri_strip_fragment(&s->arena, base_uri ? base_uri : SCHEMA_SENTINEL_BASE);
     struct cctx cc = {.s = s, .reg = reg, .err = err};
     rmaps_init(&cc.local, &s->arena);
     strmap_init(&cc.memo);

@@ -66,6 +66,7 @@ struct sop {
     sop_fn fn;
     const char *kw;                  /* keyword, for keywordLocation           */
     uint32_t kw_len;
+    const char *abs_kw;              /* absoluteKeywordLocation, precomputed   */
     const struct snode *owner;       /* the node this op belongs to            */
     struct snode *sub, *sub2, *sub3; /* single subschemas (if/then/else ...)   */
     struct snode **subs;             /* arrays and maps of subschemas          */
@@ -94,6 +95,7 @@ struct snode {
     struct sop *ops;
     const struct sresource *res; /* resource this node belongs to                       */
     const char *abs;             /* absolute location "uri#/pointer"                    */
+    const char *abs_shown;       /* abs as errors show it ("#/..." for anonymous)     */
     const char *dyn_anchor;      /* $dynamicAnchor on this node, or NULL                */
 };
 
@@ -109,6 +111,9 @@ struct schema {
     pcre2_match_context *mctx;
     bool dynamic; /* some $dynamicRef is dynamic: track the dynamic scope */
 };
+
+/* The base URI of a schema compiled without one; errors show "#/..." for it. */
+#define SCHEMA_SENTINEL_BASE "https://keel.invalid/schema.json"
 
 /* ---- registry internals ---- */
 

@@ -89,7 +89,8 @@ void schema_free(struct schema *s);
 /* ---- validating -------------------------------------------------------- */
 
 /* One failed assertion, in the spirit of the spec's "basic" output unit.
- * Strings are owned by the schema_result and valid until its next use. */
+ * Strings are valid until the schema_result's next use and while the
+ * schema lives (absolute_keyword_location points into the schema). */
 struct schema_error {
     const char *instance_location;          /* JSON Pointer into the instance, "" = root */
     const char *keyword_location;           /* evaluation path through the schema, with $ref */

@@ -249,31 +249,25 @@ static struct schema_error *new_error(struct vctx *c)
     return &r->errors[r->kept++];
 }
 
-#define SENTINEL_PREFIX "https://keel.invalid/schema.json#"
 
 /* Records an error at the current location for keyword kw of node owner
  * (kw NULL: the node itself, a false schema).  msg is complete. */
-static void record(struct vctx *c, const struct snode *owner, const char *kw, const char *msg)
+static void record(struct vctx *c, const struct snode *owner, const struct sop *op,
+                   const char *msg)
 {
     struct schema_error *e = new_error(c);
     if (!e) return;
     struct arena *a = &c->r->strings;
     struct buf *b = &c->r->pathbuf;
-    size_t kwl = kw ? strlen(kw) : 0;
     buf_reset(b);
     write_path(b, c->ipath);
     e->instance_location = arena_strndup(a, b->data ? b->data : "", b->len);
     buf_reset(b);
     write_path(b, c->kpath);
-    if (kw) put_token(b, kw, kwl);
+    if (op) put_token(b, op->kw, op->kw_len);
     e->keyword_location = arena_strndup(a, b->data ? b->data : "", b->len);
-    buf_reset(b);
-    const char *abs = owner->abs;
-    if (abs[0] == 'h' && !strncmp(abs, SENTINEL_PREFIX, sizeof SENTINEL_PREFIX - 1))
-        abs += sizeof SENTINEL_PREFIX - 2;
-    put_bytes(b, abs, strlen(abs));
-    if (kw) put_token(b, kw, kwl);
-    e->absolute_keyword_location = arena_strndup(a, b->data, b->len);
+    /* Schema-owned: valid while the schema lives. */
+    e->absolute_keyword_location = op ? op->abs_kw : owner->abs_shown;
     e->message = arena_strdup(a, msg);
 }
 
@@ -293,7 +287,7 @@ static void report(struct vctx *c, const struct sop *op, const char *fmt, ...)
     va_start(ap, fmt);
     buf_vprintf(m, fmt, ap);
     va_end(ap);
-    record(c, op->owner, op->kw, m->data);
+    record(c, op->owner, op, m->data);
 }
 
 /* Like report, with the instance value appended as "; got `...`". */
@@ -318,7 +312,7 @@ static void report_got(struct vctx *c, const struct sop *op, const struct json_v
     buf_puts(m, "; got `");
     show(m, inst);
     buf_putc(m, '`');
-    record(c, op->owner, op->kw, m->data);
+    record(c, op->owner, op, m->data);
 }
 
 /* ---- the walk ------------------------------------------------------------------- */

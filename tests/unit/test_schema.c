@@ -515,3 +515,23 @@ TEST(unique_items_many_items)
     buf_cleanup(&b);
     teardown(&f);
 }
+
+TEST(anonymous_schema_shows_fragment_locations)
+{
+    struct arena a;
+    arena_init(&a);
+    struct schema *s;
+    struct keel_err err;
+    REQUIRE(schema_compile(NULL, parse(&a, "{\"items\":{\"type\":\"string\"}}"), NULL, NULL, &s,
+                           &err) == 0);
+    struct schema_result r;
+    schema_result_init(&r);
+    CHECK(!schema_validate(s, parse(&a, "[\"a\",2]"), &r));
+    REQUIRE(r.kept == 1);
+    CHECK_STR(r.errors[0].absolute_keyword_location, "#/items/type");
+    CHECK_STR(r.errors[0].keyword_location, "/items/type");
+    CHECK_STR(r.errors[0].instance_location, "/1");
+    schema_result_cleanup(&r);
+    schema_free(s);
+    arena_cleanup(&a);
+}
