@@ -503,7 +503,17 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
             if (filter_pass(&set->filters[idx], hashes, nh)) resp->cand[ncand++] = idx;
         }
     }
-    if (nlists > 1) qsort(resp->cand, ncand, sizeof *resp->cand, cmp_u32);
+    /* load order, so reasons and errors come out in file order */
+    if (ncand > 32) {
+        qsort(resp->cand, ncand, sizeof *resp->cand, cmp_u32);
+    } else {
+        for (size_t i = 1; i < ncand; i++) {
+            uint32_t x = resp->cand[i];
+            size_t k = i;
+            for (; k > 0 && resp->cand[k - 1] > x; k--) resp->cand[k] = resp->cand[k - 1];
+            resp->cand[k] = x;
+        }
+    }
 
     char msg[256];
     struct eval_ctx c = {.entities = entities, .req = request, .arena = &resp->arena,
