@@ -16,6 +16,9 @@
 #include <stdio.h>
 #include <string.h>
 
+/* `keel policy check ...`: argv[0] is "check".  Returns an exit code (enum
+ * cli_exit); everything it allocates is freed before it returns.  Called by
+ * cmd_policy.c's subcommand table. */
 int policy_cmd_check(int argc, char **argv);
 
 static const char check_usage[] =

@@ -198,7 +198,8 @@ int policy_validate(const struct policy_schema *schema, const struct policy_set 
 /* Checks a request against schema: the action is declared, the principal
  * and resource types are ones it applies to, enum ids exist, and the
  * context matches the action's context type.  Returns 0 or KEEL_EINVAL
- * with a message in err. */
+ * with a message (and the dotted path in err->path) in err.  Both inputs
+ * are borrowed; nothing is allocated that outlives the call. */
 int policy_validate_request(const struct policy_schema *schema,
                             const struct policy_request *request, struct keel_err *err);
 
@@ -206,12 +207,12 @@ int policy_validate_request(const struct policy_schema *schema,
  * action declared in the schema), its attributes match the shape (required
  * ones present, no undeclared ones, values of the declared types), parents
  * are of allowed types, tags match the tag type, enum ids exist.  Returns 0
- * or KEEL_EINVAL with the first problem in err. */
+ * or KEEL_EINVAL with the first problem in err.  Both inputs are borrowed. */
 int policy_validate_entities(const struct policy_schema *schema,
                              const struct policy_entities *entities, struct keel_err *err);
 
-/* The same checks on Cedar's JSON forms, without the evaluator's data
- * structures: a request object {"principal":..., "action":..., "resource":
+/* The same checks on Cedar's JSON forms (parsed here with the schema's
+ * help and freed before returning; the inputs are borrowed): a request object {"principal":..., "action":..., "resource":
  * ..., "context": {...}} and an entities array [{"uid":..., "attrs":...,
  * "parents":[...], "tags":...}].  Values use Cedar's JSON encoding
  * ({"__entity": ...}, {"__extn": ...}, bare uid objects). */
