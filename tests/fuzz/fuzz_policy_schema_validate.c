@@ -1,5 +1,5 @@
 /*
- * fuzz_policy_validate.c — libFuzzer target for strict validation: the
+ * fuzz_policy_schema_validate.c — libFuzzer target for strict validation: the
  * input is a schema and a policy text separated by a line "%%".  Both are
  * parsed; if both parse, the policies are validated (every diagnostic must
  * have a position) and a request/entity JSON check runs on an empty
