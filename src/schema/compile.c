@@ -111,17 +111,6 @@ static bool count_of(const struct json_value *v, int64_t *out)
     return true;
 }
 
-static void track_map(struct cctx *cc, struct strmap *m)
-{
-    struct schema *s = cc->s;
-    if (s->nmaps == s->maps_cap) {
-        s->maps_cap = s->maps_cap ? s->maps_cap * 2 : 8;
-        s->maps = realloc(s->maps, s->maps_cap * sizeof *s->maps);
-        if (!s->maps) abort();
-    }
-    s->maps[s->nmaps++] = m;
-}
-
 static void track_code(struct cctx *cc, pcre2_code *c)
 {
     struct schema *s = cc->s;
@@ -133,23 +122,24 @@ static void track_code(struct cctx *cc, pcre2_code *c)
     s->codes[s->ncodes++] = c;
 }
 
-/* Property names of an object keyword, plus an index when there are many. */
+/* Property names of an object keyword, and a hash table over them so that
+ * looking up an instance member costs one hash and usually one compare. */
 static void names_of(struct cctx *cc, const struct json_value *obj, struct sop *op)
 {
     struct arena *a = &cc->s->arena;
     op->nsubs = obj->len;
     op->names = arena_alloc(a, (obj->len + 1) * sizeof *op->names);
     op->name_lens = arena_alloc(a, (obj->len + 1) * sizeof *op->name_lens);
+    uint32_t size = 8;
+    while (size < 2 * obj->len) size *= 2;
+    op->slots = arena_zalloc(a, size * sizeof *op->slots);
+    op->slot_mask = size - 1;
     for (uint32_t i = 0; i < obj->len; i++) {
         op->names[i] = obj->u.members[i].key;
         op->name_lens[i] = obj->u.members[i].key_len;
-    }
-    if (obj->len > 8) {
-        op->index = arena_zalloc(a, sizeof *op->index);
-        strmap_init(op->index);
-        track_map(cc, op->index);
-        for (uint32_t i = 0; i < obj->len; i++)
-            strmap_put(op->index, op->names[i], op->name_lens[i], (void *)(uintptr_t)(i + 1));
+        uint32_t h = schema_name_hash(op->names[i], op->name_lens[i]) & op->slot_mask;
+        while (op->slots[h]) h = (h + 1) & op->slot_mask;
+        op->slots[h] = i + 1;
     }
 }
 
@@ -297,7 +287,8 @@ static int c_format(struct cctx *cc, struct ncomp *nc, const struct json_value *
     if (!json_is(val, JSON_STRING)) return 0;
     bool assert = cc->s->opts.format_assert || (nc->vocab & VOC_FORMAT_ASSERTION);
     if (!assert) return 0;
-    if (schema_format_check(val->u.s.str, "", 0) < 0) return 0; /* unknown: annotation */
+    op->format = schema_format_find(val->u.s.str);
+    if (!op->format) return 0; /* unknown: an annotation */
     op->str = val->u.s.str;
     return 1;
 }
@@ -886,8 +877,6 @@ void schema_free(struct schema *s)
     if (!s) return;
     for (size_t i = 0; i < s->ncodes; i++) pcre2_code_free(s->codes[i]);
     free(s->codes);
-    for (size_t i = 0; i < s->nmaps; i++) strmap_cleanup(s->maps[i]);
-    free(s->maps);
     if (s->mctx) pcre2_match_context_free(s->mctx);
     schema_registry_free(s->owned_reg);
     arena_cleanup(&s->arena);

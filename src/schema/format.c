@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <string.h>
 
-typedef bool (*format_fn)(const char *s, size_t len);
 
 static bool digit(char c)
 {
@@ -811,7 +810,7 @@ static bool f_regex(const char *s, size_t len)
 
 static const struct {
     const char *name;
-    format_fn fn;
+    schema_format_fn fn;
 } formats[] = {
     {"date-time", f_date_time},
     {"date", f_date},
@@ -834,9 +833,15 @@ static const struct {
     {"regex", f_regex},
 };
 
-int schema_format_check(const char *format, const char *s, size_t len)
+schema_format_fn schema_format_find(const char *name)
 {
     for (size_t i = 0; i < KEEL_ARRAY_LEN(formats); i++)
-        if (!strcmp(format, formats[i].name)) return formats[i].fn(s, len) ? 1 : 0;
-    return -1;
+        if (!strcmp(name, formats[i].name)) return formats[i].fn;
+    return NULL;
+}
+
+int schema_format_check(const char *format, const char *s, size_t len)
+{
+    schema_format_fn fn = schema_format_find(format);
+    return fn ? fn(s, len) : -1;
 }

@@ -75,12 +75,14 @@ struct sop {
     uint32_t *name_lens;
     const char ***name_lists;        /* dependentRequired: names[i] -> list    */
     uint32_t *list_lens;
-    struct strmap *index;            /* names -> 1-based position, when many    */
+    uint32_t *slots;                 /* open-addressing table over names: 1-based */
+    uint32_t slot_mask;              /* positions, 0 = empty; size mask + 1 slots */
     pcre2_code **res;                /* compiled patterns                       */
     const char **sources;            /* their source text, for messages         */
     const struct json_value *val;    /* const, enum, numeric limit              */
     const struct sop *props, *pats;  /* additionalProperties' siblings          */
     const char *str;                 /* format name, $dynamicRef anchor         */
+    bool (*format)(const char *s, size_t len); /* the format's checker        */
     uint32_t types;                  /* `type` mask                             */
     int64_t n, n2;                   /* counts (minItems, minContains, ...)     */
     bool flag;                       /* contains: minContains given, ...        */
@@ -106,14 +108,20 @@ struct schema {
     struct schema_registry *owned_reg;
     pcre2_code **codes; /* every compiled pattern, freed with the schema */
     size_t ncodes, codes_cap;
-    struct strmap **maps;
-    size_t nmaps, maps_cap;
     pcre2_match_context *mctx;
     bool dynamic; /* some $dynamicRef is dynamic: track the dynamic scope */
 };
 
 /* The base URI of a schema compiled without one; errors show "#/..." for it. */
 #define SCHEMA_SENTINEL_BASE "https://keel.invalid/schema.json"
+
+/* FNV-1a over a property name: the hash of the names tables. */
+static inline uint32_t schema_name_hash(const char *s, uint32_t len)
+{
+    uint32_t h = 2166136261u;
+    for (uint32_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
 
 /* ---- registry internals ---- */
 
@@ -196,6 +204,12 @@ bool uri_percent_decode(const char *s, size_t len, char *out, size_t *out_len);
 pcre2_code *schema_regex_compile(const char *src, size_t len, struct keel_err *err);
 /* True if src is a valid ECMA-262 regular expression (format "regex"). */
 bool schema_regex_valid(const char *src, size_t len);
+
+/* ---- formats ---- */
+
+/* The checker of a named format, or NULL if Keel does not know it. */
+typedef bool (*schema_format_fn)(const char *s, size_t len);
+schema_format_fn schema_format_find(const char *name);
 
 /* ---- validation ---- */
 

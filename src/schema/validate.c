@@ -575,7 +575,7 @@ bool op_format(const struct sop *op, const struct json_value *inst, struct vctx 
                struct eset *ev)
 {
     if (inst->type != JSON_STRING) return true;
-    if (schema_format_check(op->str, inst->u.s.str, inst->len) != 0) return true;
+    if (op->format(inst->u.s.str, inst->len)) return true;
     report_got(c, op, inst, "must be a valid %s", op->str);
     return false;
 }
@@ -891,23 +891,12 @@ static inline bool same_key(const char *a, const char *b, uint32_t len)
     return true;
 }
 
-/* Position (0-based) of key in a names op, or -1.  The search starts at
- * *hint and wraps around: instances usually list members in the schema's
- * order, so the next name is usually the one after the last match. */
-static long find_name(const struct sop *op, const char *key, uint32_t len, uint32_t *hint)
+/* Position (0-based) of key in a names op, or -1. */
+static inline long find_name(const struct sop *op, const char *key, uint32_t len)
 {
-    if (op->index) {
-        void *v = strmap_get(op->index, key, len);
-        return v ? (long)(uintptr_t)v - 1 : -1;
-    }
-    uint32_t n = op->nsubs, start = *hint < n ? *hint : 0;
-    for (uint32_t k = 0; k < n; k++) {
-        uint32_t i = start + k < n ? start + k : start + k - n;
-        if (op->name_lens[i] == len && same_key(op->names[i], key, len)) {
-            *hint = i + 1;
-            return (long)i;
-        }
-    }
+    uint32_t h = schema_name_hash(key, len) & op->slot_mask;
+    for (uint32_t k; (k = op->slots[h]) != 0; h = (h + 1) & op->slot_mask)
+        if (op->name_lens[k - 1] == len && same_key(op->names[k - 1], key, len)) return (long)k - 1;
     return -1;
 }
 
@@ -916,10 +905,9 @@ bool op_properties(const struct sop *op, const struct json_value *inst, struct v
 {
     if (inst->type != JSON_OBJECT) return true;
     bool ok = true;
-    uint32_t hint = 0;
     for (uint32_t j = 0; j < inst->len; j++) {
         const struct json_member *m = &inst->u.members[j];
-        long i = find_name(op, m->key, m->key_len, &hint);
+        long i = find_name(op, m->key, m->key_len);
         if (i < 0) continue;
         eset_mark(ev, j);
         PUSH_KEY(ipath, seg, m->key, m->key_len);
@@ -1005,10 +993,9 @@ bool op_pattern_properties(const struct sop *op, const struct json_value *inst, 
     return ok;
 }
 
-static bool covered(const struct sop *op, struct vctx *c, const struct json_member *m,
-                    uint32_t *hint)
+static bool covered(const struct sop *op, struct vctx *c, const struct json_member *m)
 {
-    if (op->props && find_name(op->props, m->key, m->key_len, hint) >= 0) return true;
+    if (op->props && find_name(op->props, m->key, m->key_len) >= 0) return true;
     if (op->pats)
         for (uint32_t i = 0; i < op->pats->nsubs; i++)
             if (regex_test(c, op->pats->res[i], m->key, m->key_len) != 0) return true;
@@ -1032,10 +1019,9 @@ bool op_additional_properties(const struct sop *op, const struct json_value *ins
 {
     if (inst->type != JSON_OBJECT) return true;
     bool ok = true;
-    uint32_t hint = 0;
     for (uint32_t j = 0; j < inst->len; j++) {
         const struct json_member *m = &inst->u.members[j];
-        if (covered(op, c, m, &hint)) continue;
+        if (covered(op, c, m)) continue;
         eset_mark(ev, j);
         PUSH_KEY(ipath, seg, m->key, m->key_len);
         bool r;
