@@ -28,12 +28,14 @@ static const char check_usage[] =
     "policy1, ... in load order).  With --schema (a .cedarschema or JSON schema),\n"
     "also validates them the way Cedar's strict validator does, for every\n"
     "principal/action/resource combination the schema allows.  Each problem is\n"
-    "printed as file:line:column: policy ID: message.  --json prints one object.\n"
+    "printed as file:line:column: policy ID: message; policies that can never\n"
+    "apply (false for every request the schema allows) get a warning, which\n"
+    "does not fail the check.  --json prints one object.\n"
     "Exit 0 when everything is valid, 3 when something does not parse or validate,\n"
     "4 when a file is missing.\n";
 
 static void json_diag(struct buf *out, bool *first, const char *file, int line, int column,
-                      const char *policy, const char *message)
+                      const char *policy, const char *message, bool warning)
 {
     buf_puts(out, *first ? "" : ",");
     *first = false;
@@ -44,7 +46,7 @@ static void json_diag(struct buf *out, bool *first, const char *file, int line, 
     else buf_puts(out, "null");
     buf_puts(out, ",\"message\":");
     json_write_string(out, message, strlen(message));
-    buf_puts(out, "}");
+    buf_printf(out, ",\"warning\":%s}", warning ? "true" : "false");
 }
 
 int policy_cmd_check(int argc, char **argv)
@@ -98,7 +100,7 @@ int policy_cmd_check(int argc, char **argv)
         buf_cleanup(&text);
         if (r) {
             if (!err.file[0]) snprintf(err.file, sizeof err.file, "%s", files[i]);
-            if (json) json_diag(&out, &first, err.file, err.line, err.column, NULL, err.msg);
+            if (json) json_diag(&out, &first, err.file, err.line, err.column, NULL, err.msg, false);
             else fprintf(stderr, "%s\n", keel_err_format(&err, line, sizeof line));
             int code = cli_exit_for(r);
             if (rc == CLI_OK || code == CLI_BADINPUT) rc = code;
@@ -109,7 +111,7 @@ int policy_cmd_check(int argc, char **argv)
         int r = policy_schema_load(schema_path, &schema, &err);
         if (r) {
             if (!err.file[0]) snprintf(err.file, sizeof err.file, "%s", schema_path);
-            if (json) json_diag(&out, &first, err.file, err.line, err.column, NULL, err.msg);
+            if (json) json_diag(&out, &first, err.file, err.line, err.column, NULL, err.msg, false);
             else fprintf(stderr, "%s\n", keel_err_format(&err, line, sizeof line));
             rc = cli_exit_for(r);
         }
@@ -130,7 +132,8 @@ int policy_cmd_check(int argc, char **argv)
         for (size_t i = 0; i < diags.len; i++) {
             const struct policy_diag *d = &diags.items[i];
             if (json)
-                json_diag(&out, &first, d->file, d->line, d->column, d->policy_id, d->message);
+                json_diag(&out, &first, d->file, d->line, d->column, d->policy_id, d->message,
+                          d->warning);
             else
                 fprintf(stderr, "%s:%d:%d: policy %s: %s\n", d->file[0] ? d->file : "-",
                         d->line, d->column, d->policy_id, d->message);

@@ -167,6 +167,7 @@ struct policy_diag {
     char *file;      /* source file of the policy, or "" */
     int line, column;
     char *message;
+    bool warning;    /* a warning (impossible policy): listed, not counted */
 };
 
 /* A growable list of diagnostics; owns its strings. */
@@ -189,9 +190,10 @@ struct policy_entities;
 
 /* Strict validation of every policy (and template) in set against schema,
  * for every (principal type, action, resource type) the policy's scope
- * allows.  Problems are appended to out (which may be NULL).  Returns the
- * number of problems found (0 = valid) or a negative KEEL_E* code on an
- * internal failure.  Both inputs are borrowed. */
+ * allows.  Problems are appended to out (which may be NULL), and so are
+ * warnings (diag.warning: a policy false for every request, as Cedar warns),
+ * which do not count.  Returns the number of problems found (0 = valid) or a
+ * negative KEEL_E* code on an internal failure.  Both inputs are borrowed. */
 int policy_validate(const struct policy_schema *schema, const struct policy_set *set,
                     struct policy_diag_list *out);
 

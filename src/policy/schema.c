@@ -837,5 +837,6 @@ void policy_diag_add(struct policy_diag_list *l, const char *policy_id, const ch
     d->line = line;
     d->column = column;
     d->message = b.data ? buf_detach(&b) : xstrdup("");
+    d->warning = false;
     buf_cleanup(&b);
 }

@@ -25,7 +25,7 @@
  * the result is already known, set literals may not be empty, and extension
  * constructors take literal arguments.  A policy whose condition is False in
  * every environment is "impossible", which Cedar reports as a warning, not
- * an error; this file neither counts nor reports it.
+ * an error; this file lists it (diag.warning set) without counting it.
  *
  * Invariants: the schema and the policy set are only read; all types built
  * during checking live in one arena reset per policy; diagnostics are
@@ -1415,6 +1415,7 @@ static void typecheck_policy(struct checker *c)
     bool rslot = p->resource.slot && !p->resource.euids;
     const char **plinks = arena_alloc(c->a, (s->nentities + 2) * sizeof *plinks);
     const char **rlinks = arena_alloc(c->a, (s->nentities + 2) * sizeof *rlinks);
+    bool all_false = true; /* false in every environment (or there is none) */
     for (size_t ai = 0; ai < s->nactions; ai++) {
         const struct policy_action *a = &s->actions[ai];
         if (!a->applies) continue;
@@ -1430,12 +1431,20 @@ static void typecheck_policy(struct checker *c)
                                         .principal_slot = plinks[ps],
                                         .resource_slot = rlinks[rs]};
                         c->env = &e;
-                        check_env(c);
+                        struct tc r = check_env(c);
+                        if (!(r.t && r.t->kind == POLICY_T_FALSE)) all_false = false;
                         c->env = NULL;
                     }
                 }
             }
         }
+    }
+    /* Cedar's "impossible policy": a warning, listed but not counted. */
+    if (all_false && c->out) {
+        policy_diag_add(c->out, p->id, p->file, p->line, p->column,
+                        "warning: policy is impossible: it is false for every request the "
+                        "schema allows (check its scope and conditions against the schema)");
+        c->out->items[c->out->len - 1].warning = true;
     }
 }
 

@@ -69,6 +69,11 @@ e = d["errors"][0]
 assert e["policy"] == "bad" and e["line"] == 3 and e["file"].endswith("bad.cedar"), e
 ' && ok || bad "--json: rc=$rc $out"
 
+printf 'permit(principal, action, resource) when { resource is User };\n' > "$T/impossible.cedar"
+out=$("$KEEL" policy check "$T/impossible.cedar" --schema "$T/s.cedarschema" 2>&1); rc=$?
+[ $rc -eq 0 ] && echo "$out" | grep -q "impossible.cedar:1:1: policy policy0: warning: policy is impossible" \
+    && ok || bad "impossible policy: rc=$rc $out"
+
 out=$("$KEEL" policy check "$T/syntax.cedar" 2>&1); rc=$?
 [ $rc -eq 3 ] && echo "$out" | grep -q "syntax.cedar:1:" && ok || bad "syntax: rc=$rc $out"
 

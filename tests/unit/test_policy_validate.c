@@ -52,10 +52,13 @@ static struct verdict run_case(const char *policies, size_t plen, const char *sc
     int64_t t0 = keel_mono_ns();
     v.rc = policy_validate(schema, set, &diags);
     validate_ns += keel_mono_ns() - t0;
-    if (diags.len)
-        snprintf(v.first, sizeof v.first, "%s:%d:%d: %s: %s", diags.items[0].file,
-                 diags.items[0].line, diags.items[0].column, diags.items[0].policy_id,
-                 diags.items[0].message);
+    for (size_t i = 0; i < diags.len; i++) {
+        if (diags.items[i].warning) continue; /* the first error */
+        snprintf(v.first, sizeof v.first, "%s:%d:%d: %s: %s", diags.items[i].file,
+                 diags.items[i].line, diags.items[i].column, diags.items[i].policy_id,
+                 diags.items[i].message);
+        break;
+    }
     policy_diag_list_cleanup(&diags);
     policy_set_free(set);
     policy_schema_free(schema);
@@ -746,10 +749,10 @@ TEST(templates_and_links)
     struct policy_diag_list d;
     policy_diag_list_init(&d);
     CHECK_INT(policy_validate(schema, set, &d), 1);
-    if (d.len) {
-        CHECK_STR(d.items[0].policy_id, "swapped");
-        CHECK_CONTAINS(d.items[0].message, "no action");
-    }
+    REQUIRE(d.len >= 1);
+    CHECK(!d.items[0].warning);
+    CHECK_STR(d.items[0].policy_id, "swapped");
+    CHECK_CONTAINS(d.items[0].message, "no action");
     policy_diag_list_cleanup(&d);
     /* A link to an undeclared entity type. */
     REQUIRE(policy_set_link(set, "t", "unknown", &nope, &photo, &err) == 0);
@@ -761,6 +764,39 @@ TEST(templates_and_links)
             strstr(d.items[i].message, "unknown entity type 'Nope'"))
             seen = true;
     CHECK(seen);
+    policy_diag_list_cleanup(&d);
+    policy_set_free(set);
+    policy_schema_free(schema);
+}
+
+TEST(impossible_policy_is_a_warning)
+{
+    struct policy_schema *schema;
+    struct policy_set *set;
+    struct keel_err err;
+    keel_err_clear(&err);
+    REQUIRE(policy_schema_parse(photo_schema, strlen(photo_schema), "s", &schema, &err) == 0);
+    /* Photos are never principals: false everywhere, yet valid (as in Cedar). */
+    const char *p = "permit(principal, action, resource) when { principal is Photo };\n"
+                    "permit(principal, action, resource) when { principal.nope };\n";
+    REQUIRE(policy_set_parse(p, strlen(p), "w.cedar", 0, &set, &err) == 0);
+    struct policy_diag_list d;
+    policy_diag_list_init(&d);
+    CHECK_INT(policy_validate(schema, set, &d), 1);
+    int warnings = 0, errors = 0;
+    for (size_t i = 0; i < d.len; i++) {
+        if (d.items[i].warning) {
+            warnings++;
+            CHECK_STR(d.items[i].policy_id, "policy0");
+            CHECK_CONTAINS(d.items[i].message, "impossible");
+            CHECK_INT(d.items[i].line, 1);
+        } else {
+            errors++;
+            CHECK_STR(d.items[i].policy_id, "policy1");
+        }
+    }
+    CHECK_INT(warnings, 1);
+    CHECK_INT(errors, 1);
     policy_diag_list_cleanup(&d);
     policy_set_free(set);
     policy_schema_free(schema);
