@@ -26,8 +26,10 @@ function cpu() {
 }
 
 function measure(fn) {
-  // Warm up (JIT), then run whole passes until the time is used.
-  for (let i = 0; i < 20; i++) fn();
+  // Warm up (V8 optimizes hot validators after a while), then run whole
+  // passes until the time is used.
+  const w0 = cpu();
+  while (cpu() - w0 < 0.3) fn();
   let ops = 0;
   const t0 = cpu();
   let t;
