@@ -191,20 +191,18 @@ static int cmd_eval(int argc, char **argv)
             keel_err_prefix(&err, "--context");
             goto fail;
         }
+        /* Reuse the request reader so a schema types the context by the action. */
+        const struct policy_euid *uids[] = {&req.principal, &req.action, &req.resource};
+        static const char *const names[] = {"principal", "action", "resource"};
         struct json_value *rj = json_object(&a);
-        json_object_setc(&a, rj, "principal", json_object(&a));
-        struct json_value *p = json_get(rj, "principal");
-        json_object_setc(&a, p, "type", json_string(&a, req.principal.type, req.principal.type_len));
-        json_object_setc(&a, p, "id", json_string(&a, req.principal.id, req.principal.id_len));
-        json_object_setc(&a, rj, "action", p);
-        json_object_setc(&a, rj, "resource", p);
+        for (int k = 0; k < 3; k++) {
+            struct json_value *u = json_object(&a);
+            json_object_setc(&a, u, "type", json_string(&a, uids[k]->type, uids[k]->type_len));
+            json_object_setc(&a, u, "id", json_string(&a, uids[k]->id, uids[k]->id_len));
+            json_object_setc(&a, rj, names[k], u);
+        }
         json_object_setc(&a, rj, "context", cj);
         struct policy_request tmp;
-        /* the action decides the context type when a schema is given */
-        struct json_value *ap = json_object(&a);
-        json_object_setc(&a, ap, "type", json_string(&a, req.action.type, req.action.type_len));
-        json_object_setc(&a, ap, "id", json_string(&a, req.action.id, req.action.id_len));
-        json_object_setc(&a, rj, "action", ap);
         if (policy_request_from_json(&a, rj, schema, &tmp, &err) < 0) goto fail;
         req.context = tmp.context;
     }
