@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# policy_check_diff.sh — random differential test of strict validation
-# against the reference implementation: policy_check_diff_gen.mjs makes
-# policies over a rich schema and records cedar-wasm's verdict; the unit test
-# runner's corpus check then validates every case with Keel and requires full
-# agreement.  usage: policy_check_diff.sh [CASES] [SEED]
+# policy_check_diff.sh — random differential test of strict validation and
+# request validation against the reference implementation:
+# policy_check_diff_gen.mjs makes policies over a rich schema and
+# policy_check_request_gen.mjs requests, each recording cedar-wasm's verdict;
+# the unit test runner's corpus checks then run Keel on every case and
+# require full agreement.  usage: policy_check_diff.sh [CASES] [SEED]
 set -u
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 BUILD="${KEEL_BUILD_DIR:-$ROOT/build}"
@@ -22,4 +23,6 @@ OUT="$(mktemp --suffix=.jsonl)"
 trap 'rm -f "$OUT"' EXIT
 echo "seed $SEED"
 "$NODE" "$ROOT/tests/integration/policy_check_diff_gen.mjs" "$OUT" "$CASES" "$SEED" || exit 1
-KEEL_VALIDATE_JSONL="$OUT" "$BUILD/test_policy_validate" corpus_agreement
+KEEL_VALIDATE_JSONL="$OUT" "$BUILD/test_policy_validate" corpus_agreement || exit 1
+"$NODE" "$ROOT/tests/integration/policy_check_request_gen.mjs" "$OUT" "$CASES" "$SEED" || exit 1
+KEEL_REQUESTS_JSONL="$OUT" "$BUILD/test_policy_validate" corpus_requests_and_entities
