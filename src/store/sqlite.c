@@ -330,6 +330,7 @@ struct sq {
     bool nstopping, n_running;
     pthread_t notifier;
 
+    int ck_next_at, ck_last_frames; /* wal_hook's state (wlock held) */
     pthread_mutex_t cklock; /* the checkpointer: wakes when the WAL is long */
     pthread_cond_t ckcond;
     bool ck_wanted, ck_stopping, ck_running;
@@ -1060,11 +1061,18 @@ static int sq_append_async(struct store *s, struct store_append *req, struct kee
 
 /* ---- checkpoints and WAL preallocation -------------------------------- */
 
-/* Called by SQLite on the writer after each commit (wlock held). */
+/* Called by SQLite on the writer after each commit (wlock held).  Asks for
+ * a checkpoint each time the WAL grew by CHECKPOINT_FRAMES, not after every
+ * commit past the mark: the WAL only restarts at a later commit, and until
+ * then every commit would start another checkpoint (two more fsyncs each,
+ * competing with the commits' own). */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
     struct sq *q = arg;
-    if (frames >= CHECKPOINT_FRAMES) {
+    if (frames < q->ck_last_frames) q->ck_next_at = CHECKPOINT_FRAMES; /* WAL restarted */
+    q->ck_last_frames = frames;
+    if (frames >= q->ck_next_at) {
+        q->ck_next_at = frames + CHECKPOINT_FRAMES;
         pthread_mutex_lock(&q->cklock);
         q->ck_wanted = true;
         pthread_cond_signal(&q->ckcond);
@@ -1083,15 +1091,32 @@ static void *checkpointer_main(void *arg)
         q->ck_wanted = false;
         pthread_mutex_unlock(&q->cklock);
         if (stop) break;
-        /* PASSIVE: copies what it can without blocking the writer or
-         * readers; the writer restarts the WAL from its start once all of it
-         * was copied. */
-        int log = 0, done = 0;
-        int rc = sqlite3_wal_checkpoint_v2(q->ckconn.db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log,
-                                           &done);
-        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-            keel_log(KEEL_LOG_WARN, "store %s: checkpoint failed: %s", q->path,
-                     sqlite3_errmsg(q->ckconn.db));
+        /* Two PASSIVE passes.  The first copies the WAL into the database
+         * while commits go on.  The WAL can only restart from its beginning
+         * (staying inside its preallocated blocks) once a checkpoint has
+         * copied all of it, which a checkpoint racing steady commits never
+         * does; so the second pass holds the writer back and copies the few
+         * frames committed meanwhile (usually none or a handful).  Commits
+         * wait only for that short pass, once per CHECKPOINT_FRAMES. */
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 1) pthread_mutex_lock(&q->wlock);
+            int log = 0, done = 0;
+            int rc = sqlite3_wal_checkpoint_v2(q->ckconn.db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                               &log, &done);
+            if (pass == 1) pthread_mutex_unlock(&q->wlock);
+            keel_log(KEEL_LOG_DEBUG, "store %s: checkpoint pass %d: rc %d, %d of %d frames",
+                     q->path, pass + 1, rc, done, log);
+            if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+                keel_log(KEEL_LOG_WARN, "store %s: checkpoint failed: %s", q->path,
+                         sqlite3_errmsg(q->ckconn.db));
+                break;
+            }
+            /* A first pass that copied everything is not enough: a commit
+             * that was in flight adds frames right after it.  Only the
+             * second pass, with the writer idle, leaves the WAL fully copied
+             * when the next transaction starts — the moment SQLite restarts
+             * the WAL. */
+        }
     }
     return NULL;
 }
@@ -1224,6 +1249,7 @@ int store_sqlite_open(const char *location, const struct store_opts *opts, struc
     strmap_init(&q->tails);
     strmap_init(&q->pending);
     q->data_version = -1;
+    q->ck_next_at = CHECKPOINT_FRAMES;
     q->log_compact_at = LOG_COMPACT_ROWS;
 
     int rc = conn_open(q, &q->writer, true, err);
