@@ -1,8 +1,9 @@
 // diff_ajv.cjs — differential test of Keel's validator against ajv 8 on
 // generated instances for the realistic MCP tool schemas
 // (bench/schema/mcp_tools.json).  Instances start from each tool's valid
-// examples and get 0-3 random mutations (drop/add members, retype values,
-// boundary numbers, format edge cases, duplicate array items).  ajv gives
+// examples and either cross over with another valid example (mostly valid)
+// or get 0-3 random mutations (drop/add members, retype values, boundary
+// numbers, format edge cases, duplicate array items).  ajv gives
 // its verdict in-process; Keel's comes from `keel schema check --json
 // --format-assert` fed the same instances on stdin.  Any verdict that
 // differs is printed; the exit status is 1 if there is one.
@@ -114,7 +115,14 @@ for (const [ti, tool] of tools.entries()) {
   for (let i = 0; instances.length < count && i < count * 20; i++) {
     const doc = JSON.parse(JSON.stringify(pick(tool.valid)));
     let out = doc;
-    for (let k = Math.floor(rand() * 4); k > 0; k--) out = mutate(out);
+    if (rand() < 0.35) {
+      // Crossover of two valid examples: mostly valid, and new combinations.
+      const other = pick(tool.valid);
+      for (const k of Object.keys(other)) if (rand() < 0.5) out[k] = JSON.parse(JSON.stringify(other[k]));
+      if (rand() < 0.5) for (const k of Object.keys(out)) if (!(k in other) && rand() < 0.3) delete out[k];
+    } else {
+      for (let k = Math.floor(rand() * 4); k > 0; k--) out = mutate(out);
+    }
     const text = JSON.stringify(out);
     if (seen.has(text) && seen.size > 16) continue;
     seen.add(text);
