@@ -146,12 +146,12 @@ static void names_of(struct cctx *cc, const struct json_value *obj, struct sop *
 /* ---- keyword compilers --------------------------------------------------- */
 
 static struct snode *resolve_ref(struct cctx *cc, struct ncomp *nc, const char *kw,
-                                 const char *ref, bool dynamic, const char **anchor_out);
+                                 const char *ref, const char **anchor_out);
 
 static int c_ref(struct cctx *cc, struct ncomp *nc, const struct json_value *val, struct sop *op)
 {
     if (!json_is(val, JSON_STRING)) return 0;
-    op->sub = resolve_ref(cc, nc, "$ref", val->u.s.str, false, NULL);
+    op->sub = resolve_ref(cc, nc, "$ref", val->u.s.str, NULL);
     return op->sub ? 1 : KEEL_EINVAL;
 }
 
@@ -160,7 +160,7 @@ static int c_dynamic_ref(struct cctx *cc, struct ncomp *nc, const struct json_va
 {
     if (!json_is(val, JSON_STRING)) return 0;
     const char *anchor = NULL;
-    op->sub = resolve_ref(cc, nc, "$dynamicRef", val->u.s.str, true, &anchor);
+    op->sub = resolve_ref(cc, nc, "$dynamicRef", val->u.s.str, &anchor);
     if (!op->sub) return KEEL_EINVAL;
     /* Dynamic only if the static target carries a $dynamicAnchor of the
      * same name (draft 2020-12 "bookending"); otherwise it is a $ref. */
@@ -676,7 +676,7 @@ static struct snode *compile_node(struct cctx *cc, const struct json_value *v, c
 }
 
 static struct snode *resolve_ref(struct cctx *cc, struct ncomp *nc, const char *kw,
-                                 const char *ref, bool dynamic, const char **anchor_out)
+                                 const char *ref, const char **anchor_out)
 {
     struct arena *a = &cc->s->arena;
     char *full = uri_resolve(a, nc->base, ref);
@@ -723,7 +723,6 @@ static struct snode *resolve_ref(struct cctx *cc, struct ncomp *nc, const char *
                 kw, ref, docuri, frag[0] == '/' ? "location" : "anchor", frag);
         return NULL;
     }
-    (void)dynamic;
     unsigned vocab = VOC_ALL_STANDARD;
     return compile_node(cc, target, tbase, full, vocab, nc->depth + 1);
 }
@@ -843,8 +842,6 @@ int schema_compile(struct schema_registry *reg, const struct json_value *doc, co
     strmap_init(&cc.resmap);
     rc = reg_scan_root(&cc.local, root, base, err);
     if (rc == 0) {
-        struct ncomp top = {.node = NULL, .base = base, .vocab = VOC_ALL_STANDARD};
-        (void)top;
         s->root = compile_node(&cc, root, base, base, VOC_ALL_STANDARD, 0);
         if (!s->root) rc = err && err->code ? err->code : KEEL_EINVAL;
     }

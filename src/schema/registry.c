@@ -180,7 +180,6 @@ static int scan(struct rmaps *reg, const struct json_value *v, const char *base,
         }
         return 0;
     }
-    size_t mark = ptr->len;
     const struct json_value *id = json_get(v, "$id");
     if (json_is(id, JSON_STRING)) {
         char *full = uri_resolve(reg->arena, base, id->u.s.str);
@@ -242,7 +241,6 @@ static int scan(struct rmaps *reg, const struct json_value *v, const char *base,
         if (ptr->data) ptr->data[m2] = 0;
         if (rc < 0) return rc;
     }
-    (void)mark;
     return 0;
 }
 
