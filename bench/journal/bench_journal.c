@@ -23,6 +23,9 @@
  * task; the peers are not installed here, so they are printed, not run.
  *
  * Usage: bench_journal [DATA_DIR] [--seconds N] [--samples N]
+ *        (diagnosis: --one-only runs just the one-run latency, interleaved
+ *        and back to back; --ceiling-only just the non-durable 64-run pass,
+ *        for profiling)
  * DATA_DIR defaults to bench-journal-data next to the binary (the build
  * folder), because /tmp may be a tmpfs where fsync costs nothing.
  */
@@ -470,7 +473,8 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--ceiling-only") == 0) ceiling_only = true;
         else if (strcmp(argv[i], "--one-only") == 0) one_only = true;
         else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: bench_journal [DATA_DIR] [--seconds N] [--samples N]\n");
+            fprintf(stderr, "usage: bench_journal [DATA_DIR] [--seconds N] [--samples N] "
+                            "[--one-only | --ceiling-only]\n");
             return 2;
         } else snprintf(dir, sizeof dir, "%s", argv[i]);
     }
