@@ -394,15 +394,21 @@ int journal_writer_append_async(struct journal_writer *w, const char *kind, cons
     aa->req.n_events = 1;
     aa->req.done = async_done;
     aa->req.ctx = aa;
-    /* Advance the tail now: the next event chains onto this one. */
-    w->seq = aa->b.ev.seq;
-    memcpy(w->hash, aa->b.ev.hash, sizeof w->hash);
+    /* Copy the new tail first: once queued, aa may be completed and freed
+     * at any moment. */
+    int64_t seq = aa->b.ev.seq;
+    char hash[JOURNAL_HASH_HEX + 1];
+    memcpy(hash, aa->b.ev.hash, sizeof hash);
     rc = store_append_async(w->s, &aa->req, err);
     if (rc) {
         buf_cleanup(&aa->b.payload);
         free(aa);
+        return rc; /* not queued: the writer's tail stays where it was */
     }
-    return rc;
+    /* The next event chains onto this one. */
+    w->seq = seq;
+    memcpy(w->hash, hash, sizeof w->hash);
+    return 0;
 }
 
 int journal_append(struct store *s, const char *run_id, const char *kind, const char *actor,
