@@ -24,6 +24,7 @@
 #include "../json/json.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define PATH_MAX_DEPTH 64
@@ -217,6 +218,62 @@ int policy_validate_request(const struct policy_schema *schema,
     return rc;
 }
 
+/* Cedar checks ancestors against the transitive closure of memberOfTypes:
+ * a User (in [Group]) may name an Org (Group in [Org]) as a parent. */
+static bool may_be_parent(const struct policy_schema *s, const struct policy_entity_type *et,
+                          const char *parent_type)
+{
+    for (size_t i = 0; i < et->nparents; i++)
+        if (policy_schema_entity_descends(s, et->parents[i], parent_type)) return true;
+    return false;
+}
+
+/* An action in entity data must be exactly the schema's: no attributes or
+ * tags, only action parents, and the same (transitive) action groups. */
+static int action_conforms(const struct policy_schema *s, const struct policy_entities *es,
+                           const struct policy_entity *e, const struct policy_action *a,
+                           struct keel_err *err)
+{
+    const struct policy_euid *u = &e->uid;
+    if (e->attrs.len || e->tags.len)
+        return keel_fail(err, KEEL_EINVAL,
+                         "action entity %s::\"%s\" has attributes or tags; actions have none",
+                         u->type, u->id);
+    const struct policy_action **dp = NULL;
+    size_t ndp = 0;
+    int rc = 0;
+    if (e->nparents) dp = calloc(e->nparents, sizeof *dp);
+    for (uint32_t i = 0; i < e->nparents && rc == 0; i++) {
+        const struct policy_entity *p = policy_entities_at(es, e->parents[i]);
+        if (!p) continue;
+        const struct policy_action *pa =
+            policy_schema_action_n(s, p->uid.type, p->uid.id, p->uid.id_len);
+        if (!pa)
+            rc = keel_fail(err, KEEL_EINVAL,
+                           "action entity %s::\"%s\" has parent %s::\"%s\", which is not an "
+                           "action the schema declares",
+                           u->type, u->id, p->uid.type, p->uid.id);
+        else
+            dp[ndp++] = pa;
+    }
+    for (size_t b = 0; b < s->nactions && rc == 0; b++) {
+        const struct policy_action *g = &s->actions[b];
+        if (g == a) continue;
+        bool declared = policy_schema_action_descends(s, a, g);
+        bool in_data = false;
+        for (size_t k = 0; k < ndp && !in_data; k++)
+            in_data = policy_schema_action_descends(s, dp[k], g);
+        if (declared != in_data)
+            rc = keel_fail(err, KEEL_EINVAL,
+                           "action entity %s::\"%s\" does not match its schema declaration: "
+                           "the schema %s it in action group \"%s\"; list the same parents "
+                           "as the schema or leave actions out of entity data",
+                           u->type, u->id, declared ? "puts" : "does not put", g->uid.id);
+    }
+    free(dp);
+    return rc;
+}
+
 static int entity_conforms(const struct policy_schema *schema, const struct policy_entities *es,
                            const struct policy_entity *e, struct keel_err *err)
 {
@@ -227,17 +284,14 @@ static int entity_conforms(const struct policy_schema *schema, const struct poli
     int rc = 0;
     if (!et) {
         const struct policy_action *a = policy_schema_action_n(schema, u->type, u->id, u->id_len);
-        if (!a) {
+        if (!a)
             rc = keel_fail(err, KEEL_EINVAL,
                            policy_schema_is_action_type(schema, u->type)
                                ? "entity %s::\"%s\" is an action the schema does not declare"
                                : "entity %s::\"%s\" has a type the schema does not declare",
                            u->type, u->id);
-        } else if (e->attrs.len) {
-            rc = keel_fail(err, KEEL_EINVAL,
-                           "action entity %s::\"%s\" has attributes; actions have none",
-                           u->type, u->id);
-        }
+        else
+            rc = action_conforms(schema, es, e, a, err);
         goto done;
     }
     if (!enum_ok(schema, u)) {
@@ -253,7 +307,7 @@ static int entity_conforms(const struct policy_schema *schema, const struct poli
     for (uint32_t i = 0; i < e->nparents; i++) {
         const struct policy_entity *p = policy_entities_at(es, e->parents[i]);
         if (!p) continue;
-        if (!listed(et->parents, et->nparents, p->uid.type)) {
+        if (!may_be_parent(schema, et, p->uid.type)) {
             rc = keel_fail(err, KEEL_EINVAL,
                            "entity %s::\"%s\" has parent %s::\"%s\", but entity type %s may "
                            "not be a member of %s (add it to memberOfTypes / `in [...]`)",

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # policy_check_diff.sh — random differential test of strict validation and
 # request validation against the reference implementation:
-# policy_check_diff_gen.mjs makes policies over a rich schema and
-# policy_check_request_gen.mjs requests, each recording cedar-wasm's verdict;
+# policy_check_diff_gen.mjs makes policies over a rich schema,
+# policy_check_request_gen.mjs requests and policy_check_entity_gen.mjs
+# entity data, each recording cedar-wasm's verdict;
 # the unit test runner's corpus checks then run Keel on every case and
 # require full agreement.  usage: policy_check_diff.sh [CASES] [SEED]
 set -u
@@ -25,4 +26,6 @@ echo "seed $SEED"
 "$NODE" "$ROOT/tests/integration/policy_check_diff_gen.mjs" "$OUT" "$CASES" "$SEED" || exit 1
 KEEL_VALIDATE_JSONL="$OUT" "$BUILD/test_policy_validate" corpus_agreement || exit 1
 "$NODE" "$ROOT/tests/integration/policy_check_request_gen.mjs" "$OUT" "$CASES" "$SEED" || exit 1
+KEEL_REQUESTS_JSONL="$OUT" "$BUILD/test_policy_validate" corpus_requests_and_entities || exit 1
+"$NODE" "$ROOT/tests/integration/policy_check_entity_gen.mjs" "$OUT" "$CASES" "$SEED" || exit 1
 KEEL_REQUESTS_JSONL="$OUT" "$BUILD/test_policy_validate" corpus_requests_and_entities

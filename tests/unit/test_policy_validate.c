@@ -327,7 +327,8 @@ TEST(counts_each_policy)
  * entity set was accepted by Cedar with the schema, so all must conform.
  * With KEEL_REQUESTS_JSONL naming a file in the same format (the random
  * cases of tests/integration/policy_check_diff.sh), requests marked
- * "validateRequest": false must be rejected too. */
+ * "validateRequest": false and entity sets marked "entitiesValid": false
+ * must be rejected too. */
 TEST(corpus_requests_and_entities)
 {
     struct buf text;
@@ -337,6 +338,7 @@ TEST(corpus_requests_and_entities)
     REQUIRE(keel_read_file(alt ? alt : test_shared("data/cedar-corpus-public.jsonl"), 1u << 30,
                            &text, &err) == 0);
     int requests = 0, req_ok = 0, rejects = 0, rej_ok = 0, entity_sets = 0, ent_ok = 0;
+    int bad_sets = 0, bad_ok = 0;
     int shown = 0;
     char *line = text.data;
     while (line && *line) {
@@ -350,12 +352,21 @@ TEST(corpus_requests_and_entities)
             struct json_value *sch = json_get(doc, "schema");
             if (json_is(sch, JSON_STRING) &&
                 policy_schema_parse(sch->u.s.str, sch->len, "schema", &schema, &err) == 0) {
-                entity_sets++;
-                if (policy_validate_entities_json(schema, json_get(doc, "entities"), &err) == 0)
-                    ent_ok++;
-                else if (shown++ < 10)
-                    fprintf(stderr, "%s entities: %s\n", json_get_str(doc, "name", "?"),
-                            err.msg);
+                /* "entitiesValid": false marks a set Cedar rejects. */
+                bool conforms_want = json_get_bool(doc, "entitiesValid", true);
+                bool conforms =
+                    policy_validate_entities_json(schema, json_get(doc, "entities"), &err) == 0;
+                if (conforms_want) {
+                    entity_sets++;
+                    if (conforms) ent_ok++;
+                } else {
+                    bad_sets++;
+                    if (!conforms) bad_ok++;
+                }
+                if (conforms != conforms_want && shown++ < 10)
+                    fprintf(stderr, "%s entities: expected %s, got %s\n",
+                            json_get_str(doc, "name", "?"), conforms_want ? "valid" : "invalid",
+                            conforms ? "valid" : err.msg);
                 struct json_value *reqs = json_get(doc, "requests");
                 for (uint32_t i = 0; reqs && i < reqs->len; i++) {
                     struct json_value *r = reqs->u.items[i];
@@ -383,12 +394,14 @@ TEST(corpus_requests_and_entities)
     }
     buf_cleanup(&text);
     printf("%s: %d/%d valid requests accepted, %d/%d invalid requests rejected, %d/%d "
-           "entity sets conform\n",
-           alt ? alt : "cedar corpus", req_ok, requests, rej_ok, rejects, ent_ok, entity_sets);
+           "entity sets conform, %d/%d non-conforming sets rejected\n",
+           alt ? alt : "cedar corpus", req_ok, requests, rej_ok, rejects, ent_ok, entity_sets,
+           bad_ok, bad_sets);
     if (!alt) CHECK(requests > 30000);
     CHECK_INT(req_ok, requests);
     CHECK_INT(rej_ok, rejects);
     CHECK_INT(ent_ok, entity_sets);
+    CHECK_INT(bad_ok, bad_sets);
 }
 
 static int check_request(const char *json_text, char *msg, size_t cap)
@@ -505,6 +518,21 @@ TEST(entity_rules)
                          "\"parents\":[],\"tags\":{\"a\":\"b\"}}]",
                          msg, sizeof msg) < 0);
     CHECK_CONTAINS(msg, "declares none");
+    /* Parents may be any type reachable through memberOfTypes (Cedar checks
+     * against the transitive closure). */
+    const char *org_schema_entities =
+        "[{\"uid\":{\"type\":\"Group\",\"id\":\"g\"},\"attrs\":{},"
+        "\"parents\":[{\"type\":\"Group\",\"id\":\"h\"}]}]";
+    CHECK(check_entities(org_schema_entities, msg, sizeof msg) < 0); /* Group not in Group */
+    /* An action in entity data must match its declaration. */
+    CHECK(check_entities("[{\"uid\":{\"type\":\"Action\",\"id\":\"read\"},\"attrs\":{},"
+                         "\"parents\":[]}]",
+                         msg, sizeof msg) < 0);
+    CHECK_CONTAINS(msg, "does not match its schema declaration");
+    CHECK_INT(check_entities("[{\"uid\":{\"type\":\"Action\",\"id\":\"read\"},\"attrs\":{},"
+                             "\"parents\":[{\"type\":\"Action\",\"id\":\"view\"}]}]",
+                             msg, sizeof msg),
+              0);
     CHECK(check_entities("[{\"uid\":{\"type\":\"Photo\",\"id\":\"p\"},\"attrs\":{\"owner\":"
                          "{\"type\":\"Group\",\"id\":\"g\"},\"private\":false,\"size\":3},"
                          "\"parents\":[]}]",
