@@ -9,6 +9,7 @@
 #include "schema/schema.h"
 
 #include <malloc.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -29,7 +30,7 @@
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
-static size_t alloc_calls;
+static _Atomic size_t alloc_calls; /* atomic: the threads test allocates too */
 void *malloc(size_t n)
 {
     alloc_calls++;
@@ -534,4 +535,48 @@ TEST(anonymous_schema_shows_fragment_locations)
     schema_result_cleanup(&r);
     schema_free(s);
     arena_cleanup(&a);
+}
+
+/* ---- one compiled schema, many threads ----------------------------------- */
+
+struct thread_job {
+    const struct schema *s;
+    const struct json_value *good, *bad;
+    int mismatches;
+};
+
+static void *validate_many(void *arg)
+{
+    struct thread_job *j = arg;
+    struct schema_result r;
+    schema_result_init(&r);
+    for (int i = 0; i < 2000; i++) {
+        if (!schema_validate(j->s, j->good, &r)) j->mismatches++;
+        if (schema_validate(j->s, j->bad, &r) || r.kept != 2) j->mismatches++;
+    }
+    schema_result_cleanup(&r);
+    return NULL;
+}
+
+TEST(one_schema_validates_on_many_threads)
+{
+    struct fixture f;
+    REQUIRE(setup(&f,
+                  "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\","
+                  "\"pattern\":\"^[a-z]+[0-9]*$\"},\"tags\":{\"type\":\"array\",\"items\":{"
+                  "\"enum\":[\"a\",\"b\"]}}},\"unevaluatedProperties\":false}",
+                  NULL) == 0);
+    struct json_value *good = parse(&f.a, "{\"id\":\"abc12\",\"tags\":[\"a\",\"b\"]}");
+    struct json_value *bad = parse(&f.a, "{\"id\":\"12abc\",\"tags\":[\"c\"]}");
+    struct thread_job jobs[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (struct thread_job){f.s, good, bad, 0};
+        REQUIRE(pthread_create(&t[i], NULL, validate_many, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_INT(jobs[i].mismatches, 0);
+    }
+    teardown(&f);
 }
