@@ -343,18 +343,23 @@ static struct sq *sq_of(struct store *s)
     return (struct sq *)s;
 }
 
+/* SQLite primary result codes and the KEEL_E* code each becomes; anything
+ * not listed is an I/O failure. */
+static const struct {
+    int sqlite;
+    int keel;
+} code_map[] = {
+    {SQLITE_BUSY, KEEL_EBUSY},         {SQLITE_LOCKED, KEEL_EBUSY},
+    {SQLITE_CONSTRAINT, KEEL_EEXIST},  {SQLITE_CORRUPT, KEEL_ECORRUPT},
+    {SQLITE_NOTADB, KEEL_ECORRUPT},    {SQLITE_NOMEM, KEEL_ENOMEM},
+    {SQLITE_READONLY, KEEL_EINVAL},
+};
+
 static int sq_code(int rc)
 {
-    switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED: return KEEL_EBUSY;
-    case SQLITE_CONSTRAINT: return KEEL_EEXIST;
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB: return KEEL_ECORRUPT;
-    case SQLITE_NOMEM: return KEEL_ENOMEM;
-    case SQLITE_READONLY: return KEEL_EINVAL;
-    default: return KEEL_EIO;
-    }
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(code_map); i++)
+        if ((rc & 0xff) == code_map[i].sqlite) return code_map[i].keel;
+    return KEEL_EIO;
 }
 
 static int sq_fail(struct sq *q, sqlite3 *db, int rc, const char *what, struct keel_err *err)
