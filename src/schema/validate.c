@@ -170,6 +170,12 @@ static void put_token(struct buf *b, const char *key, size_t len)
     if (b->len + 2 * len + 2 > b->cap) buf_reserve(b, 2 * len + 2);
     char *o = b->data + b->len;
     *o++ = '/';
+    if (!memchr(key, '~', len) && !memchr(key, '/', len)) { /* the usual case */
+        memcpy(o, key, len);
+        o[len] = 0;
+        b->len += len + 1;
+        return;
+    }
     for (size_t i = 0; i < len; i++) {
         char ch = key[i];
         if (ch == '~') *o++ = '~', *o++ = '0';
