@@ -1454,6 +1454,19 @@ static int sq_run_set_status(struct store *s, const char *id, unsigned from_mask
     return rc;
 }
 
+/* Makes room for one more element in an arena array (*items, *cap), doubling
+ * it; the old copy stays in the arena until it is freed.  Lists are capped at
+ * STORE_LIST_MAX by the caller, so this stays small. */
+static void *grow(struct arena *a, void *items, size_t count, size_t *cap, size_t size)
+{
+    if (count < *cap) return items;
+    size_t ncap = *cap ? *cap * 2 : 16;
+    void *n = arena_alloc(a, ncap * size);
+    if (count) memcpy(n, items, count * size);
+    *cap = ncap;
+    return n;
+}
+
 static void append_status_in(struct buf *sql, unsigned mask, unsigned count,
                              const char *(*name)(int))
 {
@@ -1514,11 +1527,13 @@ static int sq_run_list(struct store *s, const struct store_run_filter *f, struct
         if (p_wf) sqlite3_bind_text(st, p_wf, f->workflow, -1, SQLITE_STATIC);
         if (p_parent) sqlite3_bind_text(st, p_parent, f->parent_id, -1, SQLITE_STATIC);
         if (p_after) sqlite3_bind_text(st, p_after, f->after_id, -1, SQLITE_STATIC);
-        struct store_run *runs = arena_alloc(a, f->limit * sizeof *runs);
-        size_t count = 0;
+        struct store_run *runs = NULL;
+        size_t count = 0, cap = 0;
         int src;
-        while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW)
+        while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW) {
+            runs = grow(a, runs, count, &cap, sizeof *runs);
             rc = read_run(q, st, a, &runs[count++], err);
+        }
         if (!rc && src != SQLITE_DONE) rc = sq_fail(q, c->db, src, "listing runs", err);
         if (!rc) {
             *out = runs;
@@ -1926,11 +1941,13 @@ static int sq_approval_list(struct store *s, const struct store_approval_filter 
         if (p_run) sqlite3_bind_text(st, p_run, f->run_id, -1, SQLITE_STATIC);
         if (p_group) sqlite3_bind_text(st, p_group, f->group, -1, SQLITE_STATIC);
         if (p_after) sqlite3_bind_text(st, p_after, f->after_id, -1, SQLITE_STATIC);
-        struct store_approval *aps = arena_alloc(a, f->limit * sizeof *aps);
-        size_t count = 0;
+        struct store_approval *aps = NULL;
+        size_t count = 0, cap = 0;
         int src;
-        while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW)
+        while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW) {
+            aps = grow(a, aps, count, &cap, sizeof *aps);
             rc = read_approval(q, st, a, &aps[count++], err);
+        }
         if (!rc && src != SQLITE_DONE) rc = sq_fail(q, c->db, src, "listing approvals", err);
         if (!rc) {
             *out = aps;
@@ -2008,8 +2025,8 @@ static int sq_timer_claim_due(struct store *s, int64_t now_ms, const char *owner
     struct sq *q = sq_of(s);
     struct conn *c = writer_get(q, err);
     if (!c) return err ? err->code : KEEL_EINVAL;
-    struct store_timer *ts = arena_alloc(a, max * sizeof *ts);
-    size_t count = 0;
+    struct store_timer *ts = NULL;
+    size_t count = 0, cap = 0;
     int rc = exec_stmt(q, c, ST_BEGIN, err);
     sqlite3_stmt *st = rc ? NULL : stmt(q, c, ST_TM_DUE, err);
     if (!rc && !st) rc = err ? err->code : KEEL_EIO;
@@ -2018,6 +2035,7 @@ static int sq_timer_claim_due(struct store *s, int64_t now_ms, const char *owner
         sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
         int src;
         while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+            ts = grow(a, ts, count, &cap, sizeof *ts);
             struct store_timer *t = &ts[count++];
             t->id = col_text(a, st, 0);
             t->run_id = col_text(a, st, 1);
