@@ -186,7 +186,8 @@ struct store_run_filter {
 };
 
 /* Lists runs matching f (NULL: all), ordered by id.  *out is an array of
- * *n runs in arena a.  To page, pass the last id returned as after_id. */
+ * *n runs in arena a (NULL when *n is 0; the same holds for every list
+ * below).  To page, pass the last id returned as after_id. */
 int store_run_list(struct store *s, const struct store_run_filter *f, struct arena *a,
                    struct store_run **out, size_t *n, struct keel_err *err);
 
