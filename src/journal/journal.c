@@ -394,21 +394,23 @@ int journal_writer_append_async(struct journal_writer *w, const char *kind, cons
     aa->req.n_events = 1;
     aa->req.done = async_done;
     aa->req.ctx = aa;
-    /* Copy the new tail first: once queued, aa may be completed and freed
-     * at any moment. */
-    int64_t seq = aa->b.ev.seq;
-    char hash[JOURNAL_HASH_HEX + 1];
-    memcpy(hash, aa->b.ev.hash, sizeof hash);
+    /* Advance the writer's tail before queueing: once queued, the event may
+     * complete at once, and its callback may append the run's next event
+     * through this writer (on another thread); after queueing, neither w nor
+     * aa may be touched here.  If it cannot be queued, put the tail back. */
+    int64_t old_seq = w->seq;
+    char old_hash[JOURNAL_HASH_HEX + 1];
+    memcpy(old_hash, w->hash, sizeof old_hash);
+    w->seq = aa->b.ev.seq;
+    memcpy(w->hash, aa->b.ev.hash, sizeof w->hash);
     rc = store_append_async(w->s, &aa->req, err);
     if (rc) {
+        w->seq = old_seq;
+        memcpy(w->hash, old_hash, sizeof w->hash);
         buf_cleanup(&aa->b.payload);
         free(aa);
-        return rc; /* not queued: the writer's tail stays where it was */
     }
-    /* The next event chains onto this one. */
-    w->seq = seq;
-    memcpy(w->hash, hash, sizeof w->hash);
-    return 0;
+    return rc;
 }
 
 int journal_append(struct store *s, const char *run_id, const char *kind, const char *actor,
