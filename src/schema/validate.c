@@ -240,6 +240,79 @@ static void show(struct buf *b, const struct json_value *v)
     }
 }
 
+/* A small vprintf for error messages: %s, %.*s, %u, %lld, %zu and %%,
+ * which is all they use; anything else goes to buf_vprintf.  Messages are
+ * most of the cost of an invalid instance, and libc's vprintf is heavy. */
+static bool simple_format(const char *f)
+{
+    for (; *f; f++) {
+        if (*f != '%') continue;
+        f++;
+        if (*f == 's' || *f == 'u' || *f == '%') continue;
+        if (!strncmp(f, ".*s", 3)) f += 2;
+        else if (!strncmp(f, "lld", 3)) f += 2;
+        else if (!strncmp(f, "zu", 2)) f += 1;
+        else return false;
+    }
+    return true;
+}
+
+static void put_u64(struct buf *b, unsigned long long v)
+{
+    char tmp[24];
+    int n = 24;
+    do {
+        tmp[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put_bytes(b, tmp + n, (size_t)(24 - n));
+}
+
+static void format_message(struct buf *b, const char *f, va_list ap)
+{
+    if (!simple_format(f)) {
+        buf_vprintf(b, f, ap);
+        return;
+    }
+    while (*f) {
+        const char *p = strchr(f, '%');
+        if (!p) {
+            put_bytes(b, f, strlen(f));
+            return;
+        }
+        put_bytes(b, f, (size_t)(p - f));
+        f = p + 1;
+        if (*f == 's') {
+            const char *str = va_arg(ap, const char *);
+            put_bytes(b, str, strlen(str));
+            f += 1;
+        } else if (*f == 'u') {
+            put_u64(b, va_arg(ap, unsigned));
+            f += 1;
+        } else if (*f == '%') {
+            put_bytes(b, "%", 1);
+            f += 1;
+        } else if (f[0] == '.') { /* %.*s */
+            int n = va_arg(ap, int);
+            const char *str = va_arg(ap, const char *);
+            put_bytes(b, str, n > 0 ? strnlen(str, (size_t)n) : 0);
+            f += 3;
+        } else if (f[0] == 'l') { /* %lld */
+            long long v = va_arg(ap, long long);
+            if (v < 0) {
+                put_bytes(b, "-", 1);
+                put_u64(b, 0ull - (unsigned long long)v);
+            } else {
+                put_u64(b, (unsigned long long)v);
+            }
+            f += 3;
+        } else { /* %zu */
+            put_u64(b, va_arg(ap, size_t));
+            f += 2;
+        }
+    }
+}
+
 static struct schema_error *new_error(struct vctx *c)
 {
     struct schema_result *r = c->r;
@@ -291,7 +364,7 @@ static void report(struct vctx *c, const struct sop *op, const char *fmt, ...)
     buf_putc(m, ' ');
     va_list ap;
     va_start(ap, fmt);
-    buf_vprintf(m, fmt, ap);
+    format_message(m, fmt, ap);
     va_end(ap);
     record(c, op->owner, op, m->data);
 }
@@ -313,7 +386,7 @@ static void report_got(struct vctx *c, const struct sop *op, const struct json_v
     buf_putc(m, ' ');
     va_list ap;
     va_start(ap, fmt);
-    buf_vprintf(m, fmt, ap);
+    format_message(m, fmt, ap);
     va_end(ap);
     buf_puts(m, "; got `");
     show(m, inst);
