@@ -170,7 +170,7 @@ int journal_writer_append_text(struct journal_writer *w, const char *kind, const
 
 /* Pipelined form: builds the event now (its seq follows the previous one),
  * queues it and returns; done(ctx, rc, appended, err) runs on the store's
- * completion thread once it is durable or failed (keep it short; it may
+ * committer thread once it is durable or failed (keep it short; it may
  * append asynchronously again, as the next step of a run would, but not
  * synchronously).  If one
  * fails, every later queued event of this writer fails too (the store sees

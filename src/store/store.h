@@ -23,9 +23,9 @@
  * Group commit.  Journal appends (store_append / store_append_async) from
  * any number of threads go to one queue; a single committer thread takes
  * everything queued, writes it in ONE transaction and commits it (one fsync),
- * then a completion thread completes every request of the group, in commit
- * order, while the committer writes the next one.  So N concurrent runs
- * share one fsync.  A synchronous append that finds the store idle commits
+ * then completes every request of the group, in commit order.  So N
+ * concurrent runs share one fsync.  A synchronous append that finds the store
+ * idle commits
  * on the caller's own thread, so a lone run pays one fsync and no thread
  * hand-off.
  *
@@ -251,9 +251,9 @@ struct store_append {
     int64_t snapshot_seq;
     const char *snapshot_state;    /* JSON text                                   */
 
-    /* Async only: called once, on the store's completion thread, when the
+    /* Async only: called once, on the store's committer thread, when the
      * request is durable (rc 0) or failed (err describes it; borrowed for the
-     * call), in commit order.  Keep it short: later completions wait for it.
+     * call), in commit order.  Keep it short: the next group waits for it.
      * It may queue more work (store_append_async) and read, but must not
      * call store_append, which would wait for this very thread (refused
      * with KEEL_EINTERNAL). */
