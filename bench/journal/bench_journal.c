@@ -8,13 +8,15 @@
  *      journal_writer_append (the engine's path); p50/p99 per append and the
  *      ratio to the raw fdatasync.
  *   3. throughput with 1, 16 and 64 concurrent runs: one thread per run, each
- *      appending durably, for a fixed time; steps/s over all runs, and how
- *      many appends each group commit carried.
+ *      appending durably, for a fixed time; steps/s over all runs, how many
+ *      appends each group commit carried, and the CPU spent per step.
+ *   4. 64 runs on a small worker pool instead of a thread each (a run's next
+ *      step is queued when its previous one is durable).
  *
  * What a "step" is here: ONE durable journal event, step.completed with a
  * small result payload (~120 bytes canonical), appended and acknowledged only
  * once it is on stable storage.  That is what a step that produces a result
- * must make durable before its effects are visible.  Section 4 also reports
+ * must make durable before its effects are visible.  The benchmark also reports
  * the stricter two-event form (step.started, then step.completed, each
  * durable before the next) at 64 runs.
  *
