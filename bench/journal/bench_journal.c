@@ -4,9 +4,10 @@
  *
  *   1. raw fdatasync: write 4 KiB into a preallocated file, then fdatasync;
  *      p50/p99 over many rounds (the floor any power-loss-safe commit pays).
- *   2. one run: durable journal appends of one run, back to back, through
- *      journal_writer_append (the engine's path); p50/p99 per append and the
- *      ratio to the raw fdatasync.
+ *   2. one run: durable journal appends of one run through
+ *      journal_writer_append (the engine's path), each preceded by one raw
+ *      round so that both see the same disk; p50/p99 of each and the ratio;
+ *      then the same appends back to back.
  *   3. throughput with 1, 16 and 64 concurrent runs: one thread per run, each
  *      appending durably, for a fixed time; steps/s over all runs, how many
  *      appends each group commit carried, and the CPU spent per step.
@@ -21,7 +22,7 @@
  * durable before the next) at 64 runs.
  *
  * Every figure is in power-loss-safe mode (synchronous=FULL: one fsync of
- * the WAL per commit).  Peers' figures are the published ones quoted in the
+ * the WAL per commit), except the lines marked "diagnosis only".  Peers' figures are the published ones quoted in the
  * task; the peers are not installed here, so they are printed, not run.
  *
  * Usage: bench_journal [DATA_DIR] [--seconds N] [--samples N]
