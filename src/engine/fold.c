@@ -54,6 +54,7 @@ static void on_step_completed(struct run_view *v, const struct json_value *p)
     v->in_step = false;
     v->call_open = false;
     v->next_step = json_get_str(p, "next", "");
+    v->last_result = json_get(p, "result");
     v->have_next = true;
     v->approval_id = v->approval_decision = v->approval_by = v->approval_comment = NULL;
 }

@@ -119,6 +119,8 @@ struct run_view {
     int visit;                /* 0 for the first visit of that step, ...   */
     struct visit_count *visits; /* per step, in arena                    */
     const char *next_step;    /* from the last step.completed ("" = end)   */
+    struct json_value *last_result; /* result of the last completed step, the
+                                       `result` of templates and conditions */
     bool have_next;
     /* tool call in flight */
     bool call_open;

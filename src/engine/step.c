@@ -317,7 +317,7 @@ static int exec_approval(struct run_ctx *c, const struct workflow_step *s, struc
     if (s->approval.message) {
         struct keel_err rerr;
         keel_err_clear(&rerr);
-        if (workflow_render(s->approval.message, vars(c, NULL), c->arena, &msg, &rerr))
+        if (workflow_render(s->approval.message, vars(c, c->view.last_result), c->arena, &msg, &rerr))
             return step_failed(c, s, rerr.code, rerr.msg, false, err);
     }
     char digest[65] = "";
@@ -583,7 +583,7 @@ static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct ke
         if (s->call.args) {
             struct keel_err rerr;
             keel_err_clear(&rerr);
-            if (workflow_render(s->call.args, vars(c, NULL), c->arena, &args, &rerr))
+            if (workflow_render(s->call.args, vars(c, c->view.last_result), c->arena, &args, &rerr))
                 return step_failed(c, s, rerr.code, rerr.msg, false, err);
         }
         struct keel_err verr;
@@ -652,7 +652,7 @@ static int exec_switch(struct run_ctx *c, const struct workflow_step *s, struct 
     int next;
     struct keel_err serr;
     keel_err_clear(&serr);
-    if (workflow_switch_next(s, vars(c, NULL), c->arena, &next, &serr))
+    if (workflow_switch_next(s, vars(c, c->view.last_result), c->arena, &next, &serr))
         return fail_run(c, s, serr.code ? serr.code : KEEL_EINVAL, serr.msg, err);
     return complete(c, s, NULL, next, err);
 }
@@ -664,7 +664,7 @@ static int exec_set(struct run_ctx *c, const struct workflow_step *s, struct kee
         struct json_value *val;
         struct keel_err rerr;
         keel_err_clear(&rerr);
-        if (workflow_render(en->value, vars(c, NULL), c->arena, &val, &rerr))
+        if (workflow_render(en->value, vars(c, c->view.last_result), c->arena, &val, &rerr))
             return fail_run(c, s, rerr.code, rerr.msg, err);
         const struct workflow_state_key *k = workflow_state_find(c->ew->wf, en->key);
         struct json_value *p = obj(c);
@@ -683,9 +683,9 @@ static int exec_end(struct run_ctx *c, const struct workflow_step *s, bool ok,
     struct json_value *out = NULL, *msg = NULL;
     struct keel_err rerr;
     keel_err_clear(&rerr);
-    if (s->end.output && workflow_render(s->end.output, vars(c, NULL), c->arena, &out, &rerr))
+    if (s->end.output && workflow_render(s->end.output, vars(c, c->view.last_result), c->arena, &out, &rerr))
         return fail_run(c, s, rerr.code, rerr.msg, err);
-    if (s->end.message && workflow_render(s->end.message, vars(c, NULL), c->arena, &msg, &rerr))
+    if (s->end.message && workflow_render(s->end.message, vars(c, c->view.last_result), c->arena, &msg, &rerr))
         return fail_run(c, s, rerr.code, rerr.msg, err);
     if (ok) {
         struct json_value *p = obj(c);

@@ -44,7 +44,7 @@ static const char *gate_yaml =
     "  - id: ask\n"
     "    approval: {group: leads, message: please}\n"
     "  - id: done\n"
-    "    succeed: true\n";
+    "    succeed: {output: {by: \"${result.by}\"}}\n";
 
 static const char *expire_yaml =
     "name: expire\n"
@@ -273,6 +273,11 @@ TEST(approval_by_group_member_and_resume_after_restart)
             found = true;
         }
     CHECK(found);
+    /* `result` in the step after the approval is the approval's outcome,
+     * rebuilt from the journal after the restart. */
+    struct json_value *last = evs->u.items[evs->len - 1];
+    CHECK_STR(json_get_str(last, "kind", ""), "run.succeeded");
+    CHECK_STR(json_get_str(json_get(json_get(last, "payload"), "output"), "by", ""), "human:alice");
     arena_cleanup(&a);
     engine_stop(e);
     rm_home(home);
