@@ -17,6 +17,7 @@
 
 /* `check` is implemented in cmd_policy_check.c (schema validation). */
 int policy_cmd_check(int argc, char **argv);
+int policy_cmd_reload(int argc, char **argv);
 
 #define MAX_INPUT (256u << 20)
 
@@ -273,14 +274,15 @@ static const struct {
     {"eval", cmd_eval},
     {"test", cmd_test},
     {"check", policy_cmd_check},
+    {"reload", policy_cmd_reload},
 };
 
 static int run(int argc, char **argv)
 {
-    if (argc < 2) return cli_usage_error(self(), "missing subcommand (eval, test or check)");
+    if (argc < 2) return cli_usage_error(self(), "missing subcommand (eval, test, check or reload)");
     for (size_t i = 0; i < KEEL_ARRAY_LEN(subcommands); i++)
         if (!strcmp(argv[1], subcommands[i].name)) return subcommands[i].run(argc - 1, argv + 1);
-    return cli_usage_error(self(), "unknown subcommand '%s' (eval, test or check)", argv[1]);
+    return cli_usage_error(self(), "unknown subcommand '%s' (eval, test, check or reload)", argv[1]);
 }
 
 const struct cli_command cmd_policy = {
@@ -291,6 +293,7 @@ const struct cli_command cmd_policy = {
         "                        [--context JSON|@FILE] [--entities FILE] [--schema S] [--json]\n"
         "       keel policy test [--root DIR] [--no-schema] [-v] FILE...\n"
         "       keel policy check FILE... [--schema S]\n"
+        "       keel policy reload [--json] [--server URL] [--token T]\n"
         "\n"
         "eval   authorizes one request against the policies in FILEs and prints the\n"
         "       decision, the policies that decided it and any policy that errored.\n"
@@ -301,7 +304,9 @@ const struct cli_command cmd_policy = {
         "       and \"schema\" paths are relative to --root, or JSONL files with one\n"
         "       inline test per line.  Checks decision, reasons and errors of every\n"
         "       request; prints each mismatch and the counts.  Exit 1 on any mismatch.\n"
-        "check  validates policies against a schema (see docs/cli/policy.md).\n",
+        "check  validates policies against a schema (see docs/cli/policy.md).\n"
+        "reload asks the daemon to reload policies, keel.yaml and workflows; a set\n"
+        "       that fails to load is refused and the old one stays (as SIGHUP).\n",
     .run = run,
 };
 

@@ -198,6 +198,8 @@ def test_policy(srv, home):
         f.write("permit(principal, action,")
     st, body = srv.api("POST", "/v1/policy/reload")
     c.check(st == 400 and "broken.cedar" in body["error"]["message"], "broken set refused: %s" % body)
+    code, out, err = srv.cli("policy", "reload")
+    c.check(code == 3 and "broken.cedar" in err, "keel policy reload refuses it too: %d %s" % (code, err))
     # The same through SIGHUP: refused and logged, the daemon keeps serving.
     srv.proc.send_signal(signal.SIGHUP)
     st, body = srv.api("GET", "/v1/workflows")
@@ -208,6 +210,8 @@ def test_policy(srv, home):
     c.check(run["status"] == "succeeded", "old set still in force")
     st, body = srv.api("POST", "/v1/policy/reload")
     c.check(st == 200, "good set reloads")
+    code, out, err = srv.cli("policy", "reload")
+    c.check(code == 0 and out.strip() == "reloaded", "keel policy reload: %d %s %s" % (code, out, err))
 
 
 def test_token_rotation(srv, home):
