@@ -259,8 +259,48 @@ int engine_workflow_get(struct engine *e, const char *name, const char *hash,
 
 /* ---- policies ---------------------------------------------------------- */
 
-/* Loads every *.cedar file of dir (sorted) into a new set; no folder means
- * an empty set, which denies every call (deny by default). */
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n > m && !strcmp(s + n - m, suffix);
+}
+
+/* Strict validation of set against the folder's schema (one file named
+ * *.cedarschema or *.cedarschema.json), when there is one.  A set with any
+ * problem is refused, naming the first and counting the rest. */
+static int validate_policies(const char *dir, const char *schema_name,
+                             const struct policy_set *set, struct keel_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, schema_name);
+    struct policy_schema *schema;
+    int rc = policy_schema_load(path, &schema, err);
+    if (rc) return rc;
+    struct policy_diag_list diags;
+    policy_diag_list_init(&diags);
+    int problems = policy_validate(schema, set, &diags);
+    if (problems > 0) {
+        for (size_t i = 0; i < diags.len; i++) {
+            const struct policy_diag *d = &diags.items[i];
+            if (d->warning) continue;
+            rc = keel_fail_at(err, KEEL_EINVAL, d->file, d->line, d->column,
+                              "policy %s does not validate against %s: %s%s", d->policy_id,
+                              path, d->message,
+                              problems > 1 ? " (and more problems; run keel policy check)" : "");
+            break;
+        }
+        if (!rc) rc = keel_fail(err, KEEL_EINVAL, "policies do not validate against %s", path);
+    } else if (problems < 0) {
+        rc = keel_fail(err, problems, "cannot validate policies against %s", path);
+    }
+    policy_diag_list_cleanup(&diags);
+    policy_schema_free(schema);
+    return rc;
+}
+
+/* Loads every *.cedar file of dir (sorted) into a new set and validates it
+ * against the folder's schema if it has one; no folder means an empty set,
+ * which denies every call (deny by default). */
 static int load_policies(const char *dir, struct policy_set **out, struct keel_err *err)
 {
     struct policy_set *set = policy_set_new(POLICY_PARSE_ID_ANNOTATIONS);
@@ -268,15 +308,24 @@ static int load_policies(const char *dir, struct policy_set **out, struct keel_e
     DIR *d = dir ? opendir(dir) : NULL;
     char *names[1024];
     size_t n = 0;
+    char *schema_name = NULL;
+    int rc = 0;
     struct dirent *de;
     while (d && (de = readdir(d)) && n < KEEL_ARRAY_LEN(names)) {
-        size_t len = strlen(de->d_name);
-        if (de->d_name[0] != '.' && len > 6 && !strcmp(de->d_name + len - 6, ".cedar"))
+        if (de->d_name[0] == '.') continue;
+        if (ends_with(de->d_name, ".cedar")) {
             names[n++] = strdup(de->d_name);
+        } else if (ends_with(de->d_name, ".cedarschema") ||
+                   ends_with(de->d_name, ".cedarschema.json")) {
+            if (schema_name && !rc)
+                rc = keel_fail(err, KEEL_EINVAL,
+                               "%s has two Cedar schemas (%s and %s); keep one", dir,
+                               schema_name, de->d_name);
+            if (!schema_name) schema_name = strdup(de->d_name);
+        }
     }
     if (d) closedir(d);
     qsort(names, n, sizeof names[0], cmp_str);
-    int rc = 0;
     for (size_t i = 0; i < n; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
@@ -287,6 +336,8 @@ static int load_policies(const char *dir, struct policy_set **out, struct keel_e
         buf_cleanup(&text);
         free(names[i]);
     }
+    if (!rc && schema_name) rc = validate_policies(dir, schema_name, set, err);
+    free(schema_name);
     if (rc) {
         policy_set_free(set);
         return rc;

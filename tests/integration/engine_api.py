@@ -212,6 +212,25 @@ def test_policy(srv, home):
     c.check(st == 200, "good set reloads")
     code, out, err = srv.cli("policy", "reload")
     c.check(code == 0 and out.strip() == "reloaded", "keel policy reload: %d %s %s" % (code, out, err))
+    # With a Cedar schema in the folder the set is validated strictly; one
+    # that does not validate is refused and the old set stays.
+    schema = os.path.join(home.policies, "keel.cedarschema")
+    with open(schema, "w") as f:
+        f.write("entity Agent;\nentity Tool;\n"
+                "action call_tool appliesTo { principal: [Agent], resource: [Tool] };\n")
+    code, out, err = srv.cli("policy", "reload")
+    c.check(code == 3 and "tools.cedar:2:" in err and "unknown entity type 'Team'" in err,
+            "set failing schema validation refused with its position: %d %s" % (code, err))
+    code, out, err = srv.cli("run", "start", "urgent", "--input", '{"title":"still old set"}')
+    run = srv.wait_status(out.strip(), ("succeeded", "failed", "waiting"))
+    c.check(run["status"] == "succeeded", "old set in force after a refused validation")
+    with open(schema, "w") as f:
+        f.write("entity Team;\nentity Agent in [Team];\nentity ToolServer;\n"
+                "entity Tool in [ToolServer];\naction call_tool appliesTo {\n"
+                "  principal: [Agent], resource: [Tool], context: { args: { title: String } } };\n")
+    code, out, err = srv.cli("policy", "reload")
+    c.check(code == 0, "set that validates against its schema loads: %d %s" % (code, err))
+    os.remove(schema)
 
 
 def test_token_rotation(srv, home):
