@@ -21,7 +21,9 @@
  * sense.
  *
  * Speed: string bodies are scanned 8 bytes at a time for the bytes that
- * need attention ('"', '\\', < 0x20, >= 0x80); short integers are converted
+ * need attention ('"', '\\', < 0x20, >= 0x80); common 2- and 3-byte UTF-8
+ * forms are validated inline; after an escape, the runs between escapes are
+ * copied whole; short integers are converted
  * while they are scanned; arena allocation is inlined (json_alloc).
  */
 #include "internal.h"
@@ -278,6 +280,20 @@ static char *put_utf8(char *o, uint32_t u)
     return o;
 }
 
+/* Length of the valid UTF-8 sequence at q (q[0] >= 0x80), 0 if invalid.
+ * Common 2- and 3-byte forms are checked inline; the rest (E0, ED, 4-byte
+ * and every error) go through json_utf8_decode. */
+static inline int utf8_seq(const unsigned char *q, const unsigned char *end)
+{
+    unsigned char c = q[0];
+    if (c >= 0xC2 && c <= 0xDF && end - q >= 2 && (q[1] & 0xC0) == 0x80) return 2;
+    if (((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) && end - q >= 3 &&
+        (q[1] & 0xC0) == 0x80 && (q[2] & 0xC0) == 0x80)
+        return 3;
+    uint32_t cp;
+    return json_utf8_decode(q, (size_t)(end - q), &cp);
+}
+
 /* string = quotation-mark *char quotation-mark
  * p points at the opening quote.  Sets *str and *len to an arena copy and
  * returns the byte after the closing quote, or NULL after an error. */
@@ -301,8 +317,7 @@ static const unsigned char *parse_string(struct parser *ps, const unsigned char 
             return q + 1;
         }
         if (*q == '\\') break;
-        uint32_t cp;
-        int k = *q >= 0x80 ? json_utf8_decode(q, (size_t)(end - q), &cp) : 0;
+        int k = *q >= 0x80 ? utf8_seq(q, end) : 0;
         if (!k) {
             bad_string_byte(ps, q);
             return NULL;
@@ -328,8 +343,7 @@ static const unsigned char *parse_string(struct parser *ps, const unsigned char 
             q += k;
             continue;
         }
-        uint32_t cp;
-        int k = *q >= 0x80 ? json_utf8_decode(q, (size_t)(end - q), &cp) : 0;
+        int k = *q >= 0x80 ? utf8_seq(q, end) : 0;
         if (!k) {
             bad_string_byte(ps, q);
             return NULL;
@@ -344,7 +358,12 @@ static const unsigned char *parse_string(struct parser *ps, const unsigned char 
     o += n0;
     for (q = first_escape; q < close;) {
         if (*q != '\\') {
-            *o++ = (char)*q++;
+            /* a validated run up to the next escape: copy it whole */
+            const unsigned char *r = memchr(q, '\\', (size_t)(close - q));
+            size_t run = (size_t)((r ? r : close) - q);
+            memcpy(o, q, run);
+            o += run;
+            q += run;
             continue;
         }
         if (q[1] != 'u') {

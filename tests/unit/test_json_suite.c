@@ -263,3 +263,41 @@ TEST(json_test_suite_choices_used)
     for (size_t k = 0; k < nrows; k++)
         if (!used[k]) TEST_FAIL_AT(__FILE__, __LINE__, "choice row %s matches no file", i_choices[k].prefix);
 }
+
+/* Strings mixing escapes with plain runs and multi-byte UTF-8 (the parser
+ * copies runs between escapes whole and checks common UTF-8 forms inline). */
+TEST(json_strings_escapes_and_utf8)
+{
+    static const struct {
+        const char *in, *out;
+        size_t out_len;
+    } ok[] = {
+        {"\"a\\nb\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\\u00e9xyz\\\\\"",
+         "a\nb\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xc3\xa9xyz\\", 18},
+        {"\"\\\"0123456789abcdef\\t\xef\xbf\xbf\xee\x80\x80\"",
+         "\"0123456789abcdef\t\xef\xbf\xbf\xee\x80\x80", 24},
+        {"\"\xe0\xa0\x80\xed\x9f\xbf\\u0000z\"", "\xe0\xa0\x80\xed\x9f\xbf\0z", 8},
+    };
+    for (size_t k = 0; k < sizeof ok / sizeof ok[0]; k++) {
+        struct arena a;
+        arena_init(&a);
+        struct json_value *v = NULL;
+        struct keel_err err;
+        CHECK_INT(json_parse(&a, ok[k].in, strlen(ok[k].in), NULL, &v, &err), 0);
+        CHECK(json_is(v, JSON_STRING) && v->len == ok[k].out_len &&
+              memcmp(v->u.s.str, ok[k].out, ok[k].out_len) == 0);
+        arena_cleanup(&a);
+    }
+    /* invalid sequences, with and without an earlier escape */
+    static const char *const bad[] = {"\"\xed\xa0\x80\"", "\"\\n\xed\xa0\x80\"", "\"\xe0\x9f\xbf\"",
+                                      "\"\\n\xc1\xbf\"", "\"\xe1\x80\"", "\"\\t\xe1\x80\""};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        struct arena a;
+        arena_init(&a);
+        struct json_value *v = NULL;
+        struct keel_err err;
+        CHECK_INT(json_parse(&a, bad[k], strlen(bad[k]), NULL, &v, &err), KEEL_EINVAL);
+        CHECK(err.line == 1 && err.column > 1);
+        arena_cleanup(&a);
+    }
+}
