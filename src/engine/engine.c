@@ -383,7 +383,9 @@ int engine_tool_info(struct engine *e, const char *qualified, struct engine_tool
     pthread_mutex_lock(&e->lock);
     const struct keel_config *cfg = e->cfg;
     pthread_mutex_unlock(&e->lock);
-    ts->idempotent = t.idempotent || (cfg && keel_config_tool_idempotent(cfg, t.server, t.name));
+    /* keel.yaml's declaration wins; without one the tool's annotation. */
+    int declared = cfg ? keel_config_tool_idempotence(cfg, t.server, t.name) : -1;
+    ts->idempotent = declared >= 0 ? declared == 1 : t.idempotent_hint;
     arena_cleanup(&a);
     if (rc) {
         keel_err_prefix(err, "tool %s", qualified);

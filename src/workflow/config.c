@@ -189,6 +189,7 @@ static void tool_servers(struct kc *c, const struct json_value *v)
         snprintf(p, sizeof p, "%s/idempotent", sp);
         if (json_is_bool(idem)) {
             t->idempotent = idem->type == JSON_TRUE;
+            t->idempotent_set = true;
         } else if (json_is(idem, JSON_OBJECT)) {
             for (uint32_t k = 0; k < idem->len; k++)
                 if (!json_is_bool(idem->u.members[k].value))
@@ -440,6 +441,21 @@ bool keel_config_tool_idempotent(const struct keel_config *cfg, const char *serv
         if (json_is_bool(d)) return d->type == JSON_TRUE;
     }
     return t->idempotent;
+}
+
+/* Pure lookup; nothing allocated. */
+int keel_config_tool_idempotence(const struct keel_config *cfg, const char *server,
+                                 const char *tool)
+{
+    const struct keel_config_tool_server *t = keel_config_tool_server(cfg, server);
+    if (!t) return -1;
+    if (t->idempotent_tools) {
+        const struct json_value *v = json_get(t->idempotent_tools, tool);
+        if (!json_is_bool(v)) v = json_get(t->idempotent_tools, "*");
+        if (json_is_bool(v)) return v->type == JSON_TRUE;
+        return -1;
+    }
+    return t->idempotent_set ? (int)t->idempotent : -1;
 }
 
 /* Pure lookup; nothing allocated. */

@@ -341,6 +341,7 @@ struct keel_config_tool_server {
     size_t nenv;
     const char *cwd;            /* resolved; NULL: the config folder */
     bool idempotent;            /* default for the server's tools (default false) */
+    bool idempotent_set;        /* `idempotent: true|false` was written */
     const struct json_value *idempotent_tools; /* {tool: bool} overrides, or NULL */
     int line, column;
 };
@@ -403,6 +404,11 @@ const struct keel_config_human *keel_config_human(const struct keel_config *cfg,
 /* Is server/tool declared idempotent (per-tool override, else the server's
  * default)?  False for unknown servers. */
 bool keel_config_tool_idempotent(const struct keel_config *cfg, const char *server,
+                                 const char *tool);
+/* What keel.yaml declares for server/tool: 1 idempotent, 0 not, -1 nothing
+ * written (then the tool's own idempotentHint annotation decides).  An
+ * explicit declaration always wins over the tool's annotations. */
+int keel_config_tool_idempotence(const struct keel_config *cfg, const char *server,
                                  const char *tool);
 /* Does any human belong to group? */
 bool keel_config_group_exists(const struct keel_config *cfg, const char *group);

@@ -577,6 +577,11 @@ TEST(config_paths_and_defaults)
     CHECK(keel_config_tool_idempotent(cfg, "path", "anything"));
     CHECK(!keel_config_tool_idempotent(cfg, "remote", "x"));
     CHECK(!keel_config_tool_idempotent(cfg, "unknown", "x"));
+    CHECK_INT(keel_config_tool_idempotence(cfg, "local", "get"), 1);
+    CHECK_INT(keel_config_tool_idempotence(cfg, "local", "put"), 0);   /* via "*" */
+    CHECK_INT(keel_config_tool_idempotence(cfg, "path", "anything"), 1);
+    CHECK_INT(keel_config_tool_idempotence(cfg, "remote", "x"), -1);   /* annotations decide */
+    CHECK_INT(keel_config_tool_idempotence(cfg, "unknown", "x"), -1);
     CHECK_INT(keel_config_agent(cfg, "ops/bot")->ntools, 1);
     CHECK_STR(keel_config_human(cfg, "ann")->token_env, "ANN_TOKEN");
     CHECK(json_is(cfg->models, JSON_OBJECT));
