@@ -318,6 +318,16 @@ size_t json_format_double(double d, char *out)
         *o++ = '-';
         d = -d;
     }
+    /* Integers below 2^53 (counts, ids, sizes: most numbers Keel writes)
+     * print as their digits, which is the ECMAScript form; no search. */
+    if (d < 9007199254740992.0 && d == (double)(int64_t)d) {
+        char rev[20];
+        int k = 0;
+        for (uint64_t u = (uint64_t)d; u; u /= 10) rev[k++] = (char)('0' + u % 10);
+        while (k) *o++ = rev[--k];
+        *o = '\0';
+        return (size_t)(o - out);
+    }
     /* The round-trip property is monotonic in the digit count (p-digit
      * decimals are a subset of (p+1)-digit ones), so binary search the
      * smallest count whose correctly rounded form reads back as d. */

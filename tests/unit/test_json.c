@@ -567,3 +567,28 @@ TEST(pointer_set_append)
     buf_cleanup(&b);
     arena_cleanup(&a);
 }
+
+TEST(canonical_integers_fast_path_matches_ecmascript)
+{
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"[1,-5,100,1.0,1e2,-0,0.0]", "[1,-5,100,1,100,0,0]"},
+        {"[9007199254740991,-9007199254740991]", "[9007199254740991,-9007199254740991]"},
+        /* 2^53 + 1 is not a double: the canonical form is the double's. */
+        {"[9007199254740993,9007199254740992]", "[9007199254740992,9007199254740992]"},
+        {"[123456789012,1e20,1e21,0.5,-1.5e-7]", "[123456789012,100000000000000000000,1e+21,0.5,-1.5e-7]"},
+    };
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(cases); i++) {
+        struct arena a;
+        arena_init(&a);
+        struct json_value *v;
+        REQUIRE(json_parse(&a, cases[i].in, strlen(cases[i].in), NULL, &v, NULL) == 0);
+        struct buf b;
+        buf_init(&b);
+        CHECK_INT(json_write(&b, v, JSON_WRITE_CANONICAL, NULL), 0);
+        CHECK_STR(b.data, cases[i].want);
+        buf_cleanup(&b);
+        arena_cleanup(&a);
+    }
+}
