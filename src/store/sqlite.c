@@ -1449,6 +1449,62 @@ static int prepare_dynamic(struct sq *q, struct conn *c, const char *sql, sqlite
     return 0;
 }
 
+static int read_approval(struct sq *q, sqlite3_stmt *st, struct arena *a,
+                         struct store_approval *ap, struct keel_err *err);
+
+/* Reads the rows of one list row type into an arena array. */
+typedef int (*row_reader)(struct sq *q, sqlite3_stmt *st, struct arena *a, void *row,
+                          struct keel_err *err);
+
+/* Runs a list query built per call: sql's ?1..?nbinds are bound to binds
+ * (borrowed text), each row is read with read into a growing array of
+ * elements of size bytes in a.  Frees sql.  On success *out and *n hold the
+ * rows (NULL and 0 when none); on failure they are untouched. */
+static int list_rows(struct sq *q, struct buf *sql, const char *const *binds, int nbinds,
+                     size_t size, row_reader read, const char *what, struct arena *a,
+                     void **out, size_t *n, struct keel_err *err)
+{
+    struct conn *c = reader_get(q, err);
+    if (!c) {
+        buf_cleanup(sql);
+        return err ? err->code : KEEL_EIO;
+    }
+    sqlite3_stmt *st = NULL;
+    int rc = prepare_dynamic(q, c, sql->data, &st, err);
+    buf_cleanup(sql);
+    if (!rc) {
+        for (int i = 0; i < nbinds; i++)
+            sqlite3_bind_text(st, i + 1, binds[i], -1, SQLITE_STATIC);
+        char *rows = NULL;
+        size_t count = 0, cap = 0;
+        int src = SQLITE_DONE;
+        while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW) {
+            rows = grow(a, rows, count, &cap, size);
+            rc = read(q, st, a, rows + size * count++, err);
+        }
+        if (!rc && src != SQLITE_DONE) rc = sq_fail(q, c->db, src, what, err);
+        if (!rc) {
+            *out = rows;
+            *n = count;
+        }
+    }
+    sqlite3_finalize(st);
+    reader_put(q, c);
+    return rc;
+}
+
+static int read_run_row(struct sq *q, sqlite3_stmt *st, struct arena *a, void *row,
+                        struct keel_err *err)
+{
+    return read_run(q, st, a, row, err);
+}
+
+static int read_approval_row(struct sq *q, sqlite3_stmt *st, struct arena *a, void *row,
+                             struct keel_err *err)
+{
+    return read_approval(q, st, a, row, err);
+}
+
 static int sq_run_list(struct store *s, const struct store_run_filter *f, struct arena *a,
                        struct store_run **out, size_t *n, struct keel_err *err)
 {
@@ -1457,40 +1513,16 @@ static int sq_run_list(struct store *s, const struct store_run_filter *f, struct
     buf_init(&sql);
     buf_puts(&sql, "SELECT " RUN_COLS " FROM runs WHERE 1");
     append_status_in(&sql, f->status_mask, STORE_RUN_STATUS_COUNT, run_status_name_int);
-    int p = 0, p_wf = 0, p_parent = 0, p_after = 0;
-    if (f->workflow) buf_printf(&sql, " AND workflow = ?%d", p_wf = ++p);
-    if (f->parent_id) buf_printf(&sql, " AND parent_id = ?%d", p_parent = ++p);
-    if (f->after_id) buf_printf(&sql, " AND id %s ?%d", f->newest_first ? "<" : ">", p_after = ++p);
+    const char *binds[3];
+    int nb = 0;
+    if (f->workflow) buf_printf(&sql, " AND workflow = ?%d", nb + 1), binds[nb++] = f->workflow;
+    if (f->parent_id) buf_printf(&sql, " AND parent_id = ?%d", nb + 1), binds[nb++] = f->parent_id;
+    if (f->after_id)
+        buf_printf(&sql, " AND id %s ?%d", f->newest_first ? "<" : ">", nb + 1),
+            binds[nb++] = f->after_id;
     buf_printf(&sql, " ORDER BY id %s LIMIT %zu", f->newest_first ? "DESC" : "ASC", f->limit);
-
-    struct conn *c = reader_get(q, err);
-    if (!c) {
-        buf_cleanup(&sql);
-        return err ? err->code : KEEL_EIO;
-    }
-    sqlite3_stmt *st = NULL;
-    int rc = prepare_dynamic(q, c, sql.data, &st, err);
-    buf_cleanup(&sql);
-    if (!rc) {
-        if (p_wf) sqlite3_bind_text(st, p_wf, f->workflow, -1, SQLITE_STATIC);
-        if (p_parent) sqlite3_bind_text(st, p_parent, f->parent_id, -1, SQLITE_STATIC);
-        if (p_after) sqlite3_bind_text(st, p_after, f->after_id, -1, SQLITE_STATIC);
-        struct store_run *runs = NULL;
-        size_t count = 0, cap = 0;
-        int src;
-        while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW) {
-            runs = grow(a, runs, count, &cap, sizeof *runs);
-            rc = read_run(q, st, a, &runs[count++], err);
-        }
-        if (!rc && src != SQLITE_DONE) rc = sq_fail(q, c->db, src, "listing runs", err);
-        if (!rc) {
-            *out = runs;
-            *n = count;
-        }
-    }
-    sqlite3_finalize(st);
-    reader_put(q, c);
-    return rc;
+    return list_rows(q, &sql, binds, nb, sizeof **out, read_run_row, "listing runs", a,
+                     (void **)out, n, err);
 }
 
 static int lease_busy(struct sq *q, struct conn *c, const char *id, struct keel_err *err)
@@ -1872,39 +1904,14 @@ static int sq_approval_list(struct store *s, const struct store_approval_filter 
     buf_init(&sql);
     buf_puts(&sql, "SELECT " APPROVAL_COLS " FROM approvals WHERE 1");
     append_status_in(&sql, f->status_mask, STORE_APPROVAL_STATUS_COUNT, approval_status_name_int);
-    int p = 0, p_run = 0, p_group = 0, p_after = 0;
-    if (f->run_id) buf_printf(&sql, " AND run_id = ?%d", p_run = ++p);
-    if (f->group) buf_printf(&sql, " AND grp = ?%d", p_group = ++p);
-    if (f->after_id) buf_printf(&sql, " AND id > ?%d", p_after = ++p);
+    const char *binds[3];
+    int nb = 0;
+    if (f->run_id) buf_printf(&sql, " AND run_id = ?%d", nb + 1), binds[nb++] = f->run_id;
+    if (f->group) buf_printf(&sql, " AND grp = ?%d", nb + 1), binds[nb++] = f->group;
+    if (f->after_id) buf_printf(&sql, " AND id > ?%d", nb + 1), binds[nb++] = f->after_id;
     buf_printf(&sql, " ORDER BY id LIMIT %zu", f->limit);
-    struct conn *c = reader_get(q, err);
-    if (!c) {
-        buf_cleanup(&sql);
-        return err ? err->code : KEEL_EIO;
-    }
-    sqlite3_stmt *st = NULL;
-    int rc = prepare_dynamic(q, c, sql.data, &st, err);
-    buf_cleanup(&sql);
-    if (!rc) {
-        if (p_run) sqlite3_bind_text(st, p_run, f->run_id, -1, SQLITE_STATIC);
-        if (p_group) sqlite3_bind_text(st, p_group, f->group, -1, SQLITE_STATIC);
-        if (p_after) sqlite3_bind_text(st, p_after, f->after_id, -1, SQLITE_STATIC);
-        struct store_approval *aps = NULL;
-        size_t count = 0, cap = 0;
-        int src;
-        while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW) {
-            aps = grow(a, aps, count, &cap, sizeof *aps);
-            rc = read_approval(q, st, a, &aps[count++], err);
-        }
-        if (!rc && src != SQLITE_DONE) rc = sq_fail(q, c->db, src, "listing approvals", err);
-        if (!rc) {
-            *out = aps;
-            *n = count;
-        }
-    }
-    sqlite3_finalize(st);
-    reader_put(q, c);
-    return rc;
+    return list_rows(q, &sql, binds, nb, sizeof **out, read_approval_row, "listing approvals", a,
+                     (void **)out, n, err);
 }
 
 static int sq_approval_decide(struct store *s, const char *id, enum store_approval_status to,
