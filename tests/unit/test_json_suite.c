@@ -301,3 +301,41 @@ TEST(json_strings_escapes_and_utf8)
         arena_cleanup(&a);
     }
 }
+
+/* The claims of docs/json.md about number flags and limit errors. */
+TEST(json_documented_number_flags_and_limits)
+{
+    static const struct {
+        const char *text;
+        unsigned flags;
+    } nums[] = {
+        {"1", JSON_NUM_INT | JSON_NUM_I64},   {"1.0", JSON_NUM_INT | JSON_NUM_I64},
+        {"1e2", JSON_NUM_INT | JSON_NUM_I64}, {"-0", JSON_NUM_INT | JSON_NUM_I64},
+        {"1.5e1", JSON_NUM_INT | JSON_NUM_I64}, {"100000000000000000000", JSON_NUM_INT},
+        {"1e400", JSON_NUM_INT},              {"0.5", 0},
+        {"1e-400", 0},
+    };
+    struct arena a;
+    arena_init(&a);
+    struct keel_err err;
+    for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
+        struct json_value *v = NULL;
+        REQUIRE(json_parse(&a, nums[k].text, strlen(nums[k].text), NULL, &v, &err) == 0);
+        if (v->nflags != nums[k].flags)
+            TEST_FAIL_AT(__FILE__, __LINE__, "%s: flags %u, documented %u", nums[k].text,
+                         v->nflags, nums[k].flags);
+    }
+    /* depth: error at the bracket that is one too deep */
+    struct json_value *v = NULL;
+    struct json_parse_opts depth = {.max_depth = 3};
+    CHECK_INT(json_parse(&a, "[[[[1]]]]", 9, &depth, &v, &err), KEEL_ELIMIT);
+    CHECK_INT(err.line, 1);
+    CHECK_INT(err.column, 4);
+    CHECK_INT(json_parse(&a, "[[[1]]]", 7, &depth, &v, &err), 0);
+    /* size: error at 1:1 */
+    struct json_parse_opts size = {.max_size = 4};
+    CHECK_INT(json_parse(&a, "[1,2]", 5, &size, &v, &err), KEEL_ELIMIT);
+    CHECK_INT(err.line, 1);
+    CHECK_INT(err.column, 1);
+    arena_cleanup(&a);
+}
