@@ -223,3 +223,20 @@ done:
     buf_cleanup(&url);
     return rc;
 }
+
+int cli_client_args_id(const struct cli_command *cmd, struct cli_client *c, int argc,
+                       char **argv, const char *what, const char **id)
+{
+    memset(c, 0, sizeof *c);
+    *id = NULL;
+    for (int i = 1; i < argc; i++) {
+        int r = cli_client_flag(cmd, c, argc, argv, &i);
+        if (r < 0) return -r;
+        if (r) continue;
+        if (argv[i][0] == '-' || *id)
+            return cli_usage_error(cmd, "unexpected argument '%s'", argv[i]);
+        *id = argv[i];
+    }
+    if (!*id) return cli_usage_error(cmd, "missing %s", what);
+    return 0;
+}

@@ -31,6 +31,12 @@ struct cli_client {
 int cli_client_flag(const struct cli_command *cmd, struct cli_client *c, int argc, char **argv,
                     int *i);
 
+/* Parses the arguments of a command that takes one id (RUN, ID) and the
+ * shared flags: fills c and *id.  Returns 0, or an exit code after printing
+ * a usage error ("missing <what>"). */
+int cli_client_args_id(const struct cli_command *cmd, struct cli_client *c, int argc,
+                       char **argv, const char *what, const char **id);
+
 /* Sends one request (body may be NULL) and parses the JSON answer into
  * arena a.  2xx: 0 with *out set.  API error: its code and message.  No
  * daemon: KEEL_EIO saying how to start one. */

@@ -12,17 +12,9 @@ extern const struct cli_command cmd_verify;
 static int run(int argc, char **argv)
 {
     struct cli_client c;
-    memset(&c, 0, sizeof c);
-    const char *id = NULL;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_client_flag(&cmd_verify, &c, argc, argv, &i);
-        if (r < 0) return -r;
-        if (r) continue;
-        if (argv[i][0] == '-' || id)
-            return cli_usage_error(&cmd_verify, "unexpected argument '%s'", argv[i]);
-        id = argv[i];
-    }
-    if (!id) return cli_usage_error(&cmd_verify, "missing RUN id");
+    const char *id;
+    int ec = cli_client_args_id(&cmd_verify, &c, argc, argv, "RUN id", &id);
+    if (ec) return ec;
     struct buf path;
     buf_init(&path);
     buf_puts(&path, "/v1/runs/");

@@ -54,7 +54,13 @@ def test_runs(srv, home):
     # Events: every transition, acting identities recorded.
     code, out, err = srv.cli("events", rid, "--json")
     c.check(code == 0, "events exit 0")
-    evs = json.loads(out)["events"]
+    # --json is the raw journal as JSONL: one event per line, with hashes.
+    lines = out.splitlines()
+    evs = [json.loads(line) for line in lines]
+    c.check(all(len(e["hash"]) == 64 for e in evs), "every JSONL event carries its hash")
+    c.check(all(evs[i]["prev_hash"] == evs[i - 1]["hash"] for i in range(1, len(evs))),
+            "JSONL events chain: each prev_hash is the previous hash")
+    c.check([e["seq"] for e in evs] == list(range(1, len(evs) + 1)), "seqs 1..N without gaps")
     kinds = [e["kind"] for e in evs]
     c.check(kinds[0] == "run.started" and kinds[-1] == "run.succeeded", "events bracket the run")
     c.check(kinds.count("tool.call.started") == 10, "ten tool calls journaled")
