@@ -281,8 +281,8 @@ static char *put_utf8(char *o, uint32_t u)
 }
 
 /* Length of the valid UTF-8 sequence at q (q[0] >= 0x80), 0 if invalid.
- * Common 2- and 3-byte forms are checked inline; the rest (E0, ED, 4-byte
- * and every error) go through json_utf8_decode. */
+ * Common 2-, 3- and 4-byte forms are checked inline; the rest (E0, ED and
+ * every error) go through json_utf8_decode. */
 static inline int utf8_seq(const unsigned char *q, const unsigned char *end)
 {
     unsigned char c = q[0];
@@ -290,6 +290,10 @@ static inline int utf8_seq(const unsigned char *q, const unsigned char *end)
     if (((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) && end - q >= 3 &&
         (q[1] & 0xC0) == 0x80 && (q[2] & 0xC0) == 0x80)
         return 3;
+    if (c >= 0xF0 && c <= 0xF4 && end - q >= 4 && (q[1] & 0xC0) == 0x80 &&
+        (q[2] & 0xC0) == 0x80 && (q[3] & 0xC0) == 0x80 && (c != 0xF0 || q[1] >= 0x90) &&
+        (c != 0xF4 || q[1] < 0x90))
+        return 4;
     uint32_t cp;
     return json_utf8_decode(q, (size_t)(end - q), &cp);
 }

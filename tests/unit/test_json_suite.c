@@ -277,6 +277,8 @@ TEST(json_strings_escapes_and_utf8)
         {"\"\\\"0123456789abcdef\\t\xef\xbf\xbf\xee\x80\x80\"",
          "\"0123456789abcdef\t\xef\xbf\xbf\xee\x80\x80", 24},
         {"\"\xe0\xa0\x80\xed\x9f\xbf\\u0000z\"", "\xe0\xa0\x80\xed\x9f\xbf\0z", 8},
+        {"\"\xf0\x90\x80\x80\xf4\x8f\xbf\xbf\xf3\xbf\xbf\xbf\"",
+         "\xf0\x90\x80\x80\xf4\x8f\xbf\xbf\xf3\xbf\xbf\xbf", 12},
     };
     for (size_t k = 0; k < sizeof ok / sizeof ok[0]; k++) {
         struct arena a;
@@ -290,7 +292,10 @@ TEST(json_strings_escapes_and_utf8)
     }
     /* invalid sequences, with and without an earlier escape */
     static const char *const bad[] = {"\"\xed\xa0\x80\"", "\"\\n\xed\xa0\x80\"", "\"\xe0\x9f\xbf\"",
-                                      "\"\\n\xc1\xbf\"", "\"\xe1\x80\"", "\"\\t\xe1\x80\""};
+                                      "\"\\n\xc1\xbf\"", "\"\xe1\x80\"", "\"\\t\xe1\x80\"",
+                                      "\"\xf0\x8f\xbf\xbf\"", "\"\xf4\x90\x80\x80\"",
+                                      "\"\xf5\x80\x80\x80\"", "\"\xf0\x9f\x98\"",
+                                      "\"\\n\xf0\x9f\x98z\""};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         struct arena a;
         arena_init(&a);
