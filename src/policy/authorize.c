@@ -36,8 +36,21 @@ struct id_list {
     uint32_t len, cap;
 };
 
+/* One dimension of the index: an open-addressing table keyed by the 64-bit
+ * uid hash (policy_euid_hash, which the entity store precomputes for every
+ * entity and its ancestors), so a request probes it without building or
+ * hashing key strings, and a probe touches one 24-byte slot and then the
+ * policy list.  Two uids with the same hash share a list; that only adds
+ * candidates, which the scope filter and the full evaluation then reject,
+ * so the index stays an over-approximation. */
+struct hslot {
+    uint64_t hash; /* 0: empty (a uid hashing to 0 is stored as 1) */
+    struct id_list list;
+};
+
 struct dim_index {
-    struct strmap map; /* uid key -> struct id_list* */
+    struct hslot *slots;
+    uint32_t cap, count; /* cap: power of two, or 0 */
 };
 
 /* Per policy and dimension, the hashes of the uids its scope names (n = 0:
@@ -65,6 +78,29 @@ struct policy_set {
     struct scope_filter *filters; /* parallel to items */
 };
 
+static uint64_t hkey(uint64_t h)
+{
+    return h ? h : 1;
+}
+
+static struct hslot *hslot_find(const struct dim_index *d, uint64_t h)
+{
+    uint32_t mask = d->cap - 1;
+    for (uint32_t i = (uint32_t)(h ^ (h >> 32)) & mask;; i = (i + 1) & mask)
+        if (d->slots[i].hash == h || !d->slots[i].hash) return &d->slots[i];
+}
+
+static void dim_grow(struct dim_index *d)
+{
+    struct dim_index n = {.cap = d->cap ? d->cap * 2 : 16, .count = d->count};
+    n.slots = calloc(n.cap, sizeof *n.slots);
+    if (!n.slots) abort();
+    for (uint32_t i = 0; i < d->cap; i++)
+        if (d->slots[i].hash) *hslot_find(&n, d->slots[i].hash) = d->slots[i];
+    free(d->slots);
+    *d = n;
+}
+
 static void list_push(struct id_list *l, uint32_t x)
 {
     if (l->len == l->cap) {
@@ -75,43 +111,24 @@ static void list_push(struct id_list *l, uint32_t x)
     l->items[l->len++] = x;
 }
 
-#define KEY_STACK 512
-
-static const char *uid_key(const struct policy_euid *u, char *stack, char **heap, size_t *len)
-{
-    *len = (size_t)u->type_len + 1 + u->id_len;
-    char *k = *len <= KEY_STACK ? stack : (*heap = malloc(*len));
-    if (!k) abort();
-    memcpy(k, u->type, u->type_len);
-    k[u->type_len] = '\0';
-    memcpy(k + u->type_len + 1, u->id, u->id_len);
-    return k;
-}
-
 static void index_uid(struct dim_index *d, const struct policy_euid *u, uint32_t idx)
 {
-    char stack[KEY_STACK], *heap = NULL;
-    size_t len;
-    const char *k = uid_key(u, stack, &heap, &len);
-    struct id_list *l = strmap_get(&d->map, k, len);
-    if (!l) {
-        l = calloc(1, sizeof *l);
-        if (!l) abort();
-        strmap_put(&d->map, k, len, l);
+    uint64_t h = hkey(policy_euid_hash(u));
+    if ((d->count + 1) * 4 > d->cap * 3) dim_grow(d); /* load <= 3/4 */
+    struct hslot *s = hslot_find(d, h);
+    if (!s->hash) {
+        s->hash = h;
+        d->count++;
     }
+    struct id_list *l = &s->list;
     if (!l->len || l->items[l->len - 1] != idx) list_push(l, idx);
-    free(heap);
 }
 
-static const struct id_list *index_get(const struct dim_index *d, const struct policy_euid *u)
+static const struct id_list *index_get(const struct dim_index *d, uint64_t h)
 {
-    if (!d->map.count) return NULL;
-    char stack[KEY_STACK], *heap = NULL;
-    size_t len;
-    const char *k = uid_key(u, stack, &heap, &len);
-    const struct id_list *l = strmap_get(&d->map, k, len);
-    free(heap);
-    return l;
+    if (!d->count) return NULL;
+    const struct hslot *s = hslot_find(d, hkey(h));
+    return s->hash ? &s->list : NULL;
 }
 
 /* How selective a scope is as a policy's home in the index: == beats in,
@@ -165,7 +182,6 @@ struct policy_set *policy_set_new(unsigned flags)
     set->flags = flags;
     strmap_init(&set->ids);
     buf_init(&set->sources);
-    for (int d = 0; d < 3; d++) strmap_init(&set->dims[d].map);
     return set;
 }
 
@@ -173,14 +189,9 @@ void policy_set_free(struct policy_set *set)
 {
     if (!set) return;
     for (int d = 0; d < 3; d++) {
-        struct strmap *m = &set->dims[d].map;
-        for (size_t i = 0; i < m->cap; i++) {
-            if (!m->slots[i].key) continue;
-            struct id_list *l = m->slots[i].value;
-            free(l->items);
-            free(l);
-        }
-        strmap_cleanup(m);
+        struct dim_index *m = &set->dims[d];
+        for (uint32_t i = 0; i < m->cap; i++) free(m->slots[i].list.items);
+        free(m->slots);
     }
     free(set->wild.items);
     strmap_cleanup(&set->ids);
@@ -405,14 +416,14 @@ static size_t gather(const struct dim_index *d, const struct policy_entities *es
                      const struct id_list **lists, size_t *nlists, size_t max)
 {
     size_t total = 0;
-    if (!d->map.count) return 0;
-    const struct id_list *l = index_get(d, uid);
+    if (!d->count) return 0;
+    const struct id_list *l = index_get(d, e ? e->uid_hash : policy_euid_hash(uid));
     if (l && *nlists < max) {
         total += l->len;
         lists[(*nlists)++] = l;
     }
     for (uint32_t i = 0; e && i < e->nancestors; i++) {
-        l = index_get(d, &policy_entities_at(es, e->ancestors[i])->uid);
+        l = index_get(d, policy_entities_at(es, e->ancestors[i])->uid_hash);
         if (l && *nlists < max) {
             total += l->len;
             lists[(*nlists)++] = l;
