@@ -18,7 +18,9 @@
  * individually; the table shows median and p99 per authorization and the
  * ratio.  Decisions are compared (allow counts must agree).
  *
- * usage: bench_policy [--no-peer] [--rounds R]
+ * usage: bench_policy [--no-peer] [--rounds R] [--size N]  (--size: that one
+ * set size only, e.g. for `valgrind --tool=callgrind
+ * --toggle-collect=policy_authorize`)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -299,10 +301,11 @@ static int run_peer(const char *dir, int n, const struct req *reqs, int rounds,
 int main(int argc, char **argv)
 {
     bool peer = true;
-    int rounds = 20;
+    int rounds = 20, only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--no-peer")) peer = false;
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--size") && i + 1 < argc) only = atoi(argv[++i]);
     }
     if (rounds < 1) rounds = 1;
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -316,6 +319,7 @@ int main(int argc, char **argv)
     int status = 0;
     for (size_t s = 0; s < KEEL_ARRAY_LEN(sizes); s++) {
         int n = sizes[s];
+        if (only && n != only) continue;
         struct req *reqs = malloc(NREQ * sizeof *reqs);
         rng = 12345u + (uint32_t)n;
         gen_requests(reqs, n);

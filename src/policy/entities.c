@@ -8,7 +8,7 @@
  * (they have ancestors of their own only if declared); ancestors[] is
  * sorted and excludes the entity itself (a cycle is rejected at load).
  * The store is immutable after policy_entities_parse_json returns and all
- * of its memory is in es->arena (plus the map and the pointer array).
+ * of its memory is in es->arena (plus the uid index and the pointer array).
  *
  * With a schema, attribute and context values are read as the schema
  * declares them (bare {"type","id"} objects are entity references where an
@@ -23,25 +23,64 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The uid index: open addressing keyed by policy_euid_hash (the value each
+ * entity keeps in uid_hash), each slot 16 bytes holding the hash and the
+ * entity's dense index, so a lookup hashes the uid's two strings once,
+ * probes one small slot and compares the uid only on a hash match. */
+struct uid_slot {
+    uint64_t hash;
+    uint32_t index1; /* entity index + 1; 0: empty */
+};
+
 struct policy_entities {
     struct arena arena;
-    struct strmap map; /* uid key -> struct policy_entity* */
+    struct uid_slot *slots;
+    uint32_t slots_cap; /* power of two, or 0 */
     struct policy_entity **items;
     size_t len, cap;
 };
 
-#define KEY_STACK 512
-
-/* The map key of a uid: type, NUL, id. */
-static const char *uid_key(const struct policy_euid *u, char *stack, char **heap, size_t *len)
+static uint32_t slot_start(uint64_t h, uint32_t cap)
 {
-    *len = (size_t)u->type_len + 1 + u->id_len;
-    char *k = *len <= KEY_STACK ? stack : (*heap = malloc(*len));
-    if (!k) abort();
-    memcpy(k, u->type, u->type_len);
-    k[u->type_len] = '\0';
-    memcpy(k + u->type_len + 1, u->id, u->id_len);
-    return k;
+    return (uint32_t)(h ^ (h >> 32)) & (cap - 1);
+}
+
+static struct policy_entity *find(const struct policy_entities *es, const struct policy_euid *uid,
+                                  uint64_t h)
+{
+    if (!es->slots_cap) return NULL;
+    uint32_t mask = es->slots_cap - 1;
+    for (uint32_t i = slot_start(h, es->slots_cap);; i = (i + 1) & mask) {
+        const struct uid_slot *s = &es->slots[i];
+        if (!s->index1) return NULL;
+        if (s->hash == h && policy_euid_equal(&es->items[s->index1 - 1]->uid, uid))
+            return es->items[s->index1 - 1];
+    }
+}
+
+static void slot_put(struct uid_slot *slots, uint32_t cap, uint64_t h, uint32_t index)
+{
+    uint32_t i = slot_start(h, cap);
+    while (slots[i].index1) i = (i + 1) & (cap - 1);
+    slots[i].hash = h;
+    slots[i].index1 = index + 1;
+}
+
+/* Adds es->items[len - 1] to the uid index, growing it to keep load <= 1/2. */
+static void index_last(struct policy_entities *es)
+{
+    if (es->len * 2 > es->slots_cap) {
+        uint32_t cap = es->slots_cap ? es->slots_cap * 2 : 64;
+        struct uid_slot *n = calloc(cap, sizeof *n);
+        if (!n) abort();
+        for (size_t i = 0; i + 1 < es->len; i++)
+            slot_put(n, cap, es->items[i]->uid_hash, (uint32_t)i);
+        free(es->slots);
+        es->slots = n;
+        es->slots_cap = cap;
+    }
+    const struct policy_entity *e = es->items[es->len - 1];
+    slot_put(es->slots, es->slots_cap, e->uid_hash, e->index);
 }
 
 struct policy_entities *policy_entities_new(void)
@@ -49,14 +88,13 @@ struct policy_entities *policy_entities_new(void)
     struct policy_entities *es = calloc(1, sizeof *es);
     if (!es) abort();
     arena_init(&es->arena);
-    strmap_init(&es->map);
     return es;
 }
 
 void policy_entities_free(struct policy_entities *es)
 {
     if (!es) return;
-    strmap_cleanup(&es->map);
+    free(es->slots);
     free(es->items);
     arena_cleanup(&es->arena);
     free(es);
@@ -66,12 +104,7 @@ const struct policy_entity *policy_entities_get(const struct policy_entities *es
                                                 const struct policy_euid *uid)
 {
     if (!es || !es->len) return NULL;
-    char stack[KEY_STACK], *heap = NULL;
-    size_t len;
-    const char *k = uid_key(uid, stack, &heap, &len);
-    const struct policy_entity *e = strmap_get(&es->map, k, len);
-    free(heap);
-    return e;
+    return find(es, uid, policy_euid_hash(uid));
 }
 
 size_t policy_entities_count(const struct policy_entities *es)
@@ -105,10 +138,8 @@ bool policy_entities_in(const struct policy_entities *es, const struct policy_eu
 /* Finds or creates the entry for uid (copying the strings). */
 static struct policy_entity *intern(struct policy_entities *es, const struct policy_euid *uid)
 {
-    char stack[KEY_STACK], *heap = NULL;
-    size_t len;
-    const char *k = uid_key(uid, stack, &heap, &len);
-    struct policy_entity *e = strmap_get(&es->map, k, len);
+    uint64_t h = policy_euid_hash(uid);
+    struct policy_entity *e = find(es, uid, h);
     if (!e) {
         e = arena_zalloc(&es->arena, sizeof *e);
         e->uid.type = arena_strndup(&es->arena, uid->type, uid->type_len);
@@ -116,16 +147,15 @@ static struct policy_entity *intern(struct policy_entities *es, const struct pol
         e->uid.id = arena_strndup(&es->arena, uid->id, uid->id_len);
         e->uid.id_len = uid->id_len;
         e->index = (uint32_t)es->len;
-        e->uid_hash = policy_euid_hash(&e->uid);
+        e->uid_hash = h;
         if (es->len == es->cap) {
             es->cap = es->cap ? es->cap * 2 : 64;
             es->items = realloc(es->items, es->cap * sizeof *es->items);
             if (!es->items) abort();
         }
         es->items[es->len++] = e;
-        strmap_put(&es->map, k, len, e);
+        index_last(es);
     }
-    free(heap);
     return e;
 }
 
