@@ -17,8 +17,8 @@
  * home constraint it satisfies, however large the set (each candidate is
  * still checked fully, so the index only has to over-approximate).  Before evaluating, a candidate's scope uids are
  * compared by hash with the request's uids and ancestors (struct
- * scope_filter), which drops most candidates without touching the entity
- * store.  Scratch space lives in the response, so a warm response
+ * scope_filter, stored inline in the index lists), which drops most
+ * candidates without touching the policy or the entity store.  Scratch space lives in the response, so a warm response
  * authorizes without malloc.
  *
  * Invariants: policies are in load order and items[i]->index order; ids
@@ -31,8 +31,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Per listed policy and dimension, the hashes of the uids its scope names
+ * (n = 0: unconstrained there), kept inline in the index lists next to the
+ * policy's index so that scanning a list reads only the list's own memory.
+ * Checked against the hashes of the request's uid and ancestors before
+ * evaluating, so most candidates are dropped without touching the policy
+ * or the entity store; a hash match still gets the full evaluation. */
+struct scope_filter {
+    uint32_t n[3];
+    uint32_t idx;      /* the policy: set->items[idx] */
+    uint64_t one[3];   /* the hash when n == 1 (n, idx, one: the first 40 bytes) */
+    uint64_t *many[3]; /* the hashes when n > 1 (action in [...]) */
+};
+
 struct id_list {
-    uint32_t *items;
+    struct scope_filter *items;
     uint32_t len, cap;
 };
 
@@ -53,16 +66,6 @@ struct dim_index {
     uint32_t cap, count; /* cap: power of two, or 0 */
 };
 
-/* Per policy and dimension, the hashes of the uids its scope names (n = 0:
- * unconstrained there).  Checked against the hashes of the request's uid
- * and ancestors before evaluating, so most candidates are dropped without
- * touching the entity store; a hash match still gets the full evaluation. */
-struct scope_filter {
-    uint64_t one[3];   /* the hash when n == 1 (inline: one cache line per policy) */
-    uint64_t *many[3]; /* the hashes when n > 1 (action in [...]) */
-    uint32_t n[3];
-};
-
 struct policy_set {
     struct arena arena;
     unsigned flags;
@@ -74,8 +77,7 @@ struct policy_set {
     char hash[65];
     bool hash_valid;
     struct dim_index dims[3];
-    struct id_list wild;          /* policies with no uid in any scope */
-    struct scope_filter *filters; /* parallel to items */
+    struct id_list wild; /* policies with no uid in any scope */
 };
 
 static uint64_t hkey(uint64_t h)
@@ -101,17 +103,18 @@ static void dim_grow(struct dim_index *d)
     *d = n;
 }
 
-static void list_push(struct id_list *l, uint32_t x)
+static void list_push(struct id_list *l, const struct scope_filter *x)
 {
     if (l->len == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 4;
         l->items = realloc(l->items, l->cap * sizeof *l->items);
         if (!l->items) abort();
     }
-    l->items[l->len++] = x;
+    l->items[l->len++] = *x;
 }
 
-static void index_uid(struct dim_index *d, const struct policy_euid *u, uint32_t idx)
+static void index_uid(struct dim_index *d, const struct policy_euid *u,
+                      const struct scope_filter *f)
 {
     uint64_t h = hkey(policy_euid_hash(u));
     if ((d->count + 1) * 4 > d->cap * 3) dim_grow(d); /* load <= 3/4 */
@@ -121,7 +124,7 @@ static void index_uid(struct dim_index *d, const struct policy_euid *u, uint32_t
         d->count++;
     }
     struct id_list *l = &s->list;
-    if (!l->len || l->items[l->len - 1] != idx) list_push(l, idx);
+    if (!l->len || l->items[l->len - 1].idx != f->idx) list_push(l, f);
 }
 
 static const struct id_list *index_get(const struct dim_index *d, uint64_t h)
@@ -147,8 +150,7 @@ static int home_score(const struct policy_scope *s, int d)
 static void index_policy(struct policy_set *set, const struct policy *p, uint32_t idx)
 {
     const struct policy_scope *scopes[3] = {&p->principal, &p->action, &p->resource};
-    struct scope_filter *f = &set->filters[idx];
-    memset(f, 0, sizeof *f);
+    struct scope_filter filter = {.idx = idx}, *f = &filter;
     int home = -1, best = 0;
     for (int d = 0; d < 3; d++) {
         const struct policy_scope *s = scopes[d];
@@ -167,11 +169,11 @@ static void index_policy(struct policy_set *set, const struct policy *p, uint32_
         }
     }
     if (home < 0) {
-        list_push(&set->wild, idx);
+        list_push(&set->wild, f);
         return;
     }
     for (uint32_t i = 0; i < scopes[home]->neuids; i++)
-        index_uid(&set->dims[home], &scopes[home]->euids[i], idx);
+        index_uid(&set->dims[home], &scopes[home]->euids[i], f);
 }
 
 struct policy_set *policy_set_new(unsigned flags)
@@ -197,7 +199,6 @@ void policy_set_free(struct policy_set *set)
     strmap_cleanup(&set->ids);
     buf_cleanup(&set->sources);
     free(set->items);
-    free(set->filters);
     arena_cleanup(&set->arena);
     free(set);
 }
@@ -207,14 +208,12 @@ static void add_policy(struct policy_set *set, struct policy *p)
     if (set->len == set->cap) {
         set->cap = set->cap ? set->cap * 2 : 16;
         set->items = realloc(set->items, set->cap * sizeof *set->items);
-        set->filters = realloc(set->filters, set->cap * sizeof *set->filters);
-        if (!set->items || !set->filters) abort();
+        if (!set->items) abort();
     }
     uint32_t idx = (uint32_t)set->len;
     set->items[set->len++] = p;
     strmap_put(&set->ids, p->id, strlen(p->id), p);
     if (!p->is_template) index_policy(set, p, idx);
-    else memset(&set->filters[idx], 0, sizeof set->filters[idx]);
     set->hash_valid = false;
 }
 
@@ -238,6 +237,8 @@ int policy_set_add_text(struct policy_set *set, const char *text, size_t len, co
         return KEEL_EINVAL;
     /* Assign ids, checking them all before adding any. */
     size_t next = set->next_auto;
+    struct strmap batch; /* ids of this text so far: duplicates within it */
+    strmap_init(&batch);
     for (size_t i = 0; i < n; i++) {
         ps[i]->file = fname;
         const char *id = (set->flags & POLICY_PARSE_ID_ANNOTATIONS) ? policy_annotation(ps[i], "id")
@@ -245,13 +246,17 @@ int policy_set_add_text(struct policy_set *set, const char *text, size_t len, co
         if (id && id[0]) ps[i]->id = id;
         else ps[i]->id = arena_printf(&set->arena, "policy%zu", next);
         next++;
-        bool dup = strmap_get(&set->ids, ps[i]->id, strlen(ps[i]->id)) != NULL;
-        for (size_t k = 0; k < i && !dup; k++) dup = !strcmp(ps[k]->id, ps[i]->id);
-        if (dup)
+        size_t idlen = strlen(ps[i]->id);
+        bool dup = strmap_get(&set->ids, ps[i]->id, idlen) || strmap_get(&batch, ps[i]->id, idlen);
+        if (!dup) strmap_put(&batch, ps[i]->id, idlen, ps[i]);
+        if (dup) {
+            strmap_cleanup(&batch);
             return keel_fail_at(err, KEEL_EINVAL, fname, ps[i]->line, ps[i]->column,
                                 "duplicate policy id \"%s\"; give each policy its own @id",
                                 ps[i]->id);
+        }
     }
+    strmap_cleanup(&batch);
     set->next_auto = next;
     for (size_t i = 0; i < n; i++) add_policy(set, ps[i]);
     buf_printf(&set->sources, "%zu:", len);
@@ -390,7 +395,6 @@ void policy_response_cleanup(struct policy_response *r)
     free(r->reasons);
     free(r->errors);
     free(r->approvals);
-    free(r->mark);
     free(r->cand);
     free(r->satisfied);
     arena_cleanup(&r->arena);
@@ -423,7 +427,7 @@ static size_t gather(const struct dim_index *d, const struct policy_entities *es
         lists[(*nlists)++] = l;
     }
     for (uint32_t i = 0; e && i < e->nancestors; i++) {
-        l = index_get(d, policy_entities_at(es, e->ancestors[i])->uid_hash);
+        l = index_get(d, e->ancestor_hashes[i]);
         if (l && *nlists < max) {
             total += l->len;
             lists[(*nlists)++] = l;
@@ -443,7 +447,7 @@ static void request_hashes(const struct policy_entities *es, const struct policy
     if (e && e->nancestors >= FILTER_MAX) return;
     h[(*n)++] = e ? e->uid_hash : policy_euid_hash(uid);
     for (uint32_t i = 0; e && i < e->nancestors; i++)
-        h[(*n)++] = policy_entities_at(es, e->ancestors[i])->uid_hash;
+        h[(*n)++] = e->ancestor_hashes[i];
 }
 
 /* Can policy f's scope match?  False only when it certainly cannot. */
@@ -496,23 +500,15 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
     for (int d = 0; d < 3; d++)
         total += gather(&set->dims[d], entities, uids[d], ents[d], lists, &nlists, maxlists);
 
-    size_t old_cap = resp->mark_cap;
-    resp->mark = grow(resp->mark, &resp->mark_cap, set->len, sizeof *resp->mark);
-    if (resp->mark_cap > old_cap) /* grow keeps old contents; clear the new part */
-        memset(resp->mark + old_cap, 0, (resp->mark_cap - old_cap) * sizeof *resp->mark);
-    if (++resp->stamp == 0) {
-        memset(resp->mark, 0, resp->mark_cap * sizeof *resp->mark);
-        resp->stamp = 1;
-    }
+    /* A policy listed under several uids of the request's chain (action in
+     * [...]) shows up more than once here; sorting makes the copies adjacent
+     * and they are dropped below. */
     resp->cand = grow(resp->cand, &resp->cand_cap, total + 1, sizeof *resp->cand);
     size_t ncand = 0;
     for (size_t i = 0; i < nlists; i++) {
-        for (uint32_t k = 0; k < lists[i]->len; k++) {
-            uint32_t idx = lists[i]->items[k];
-            if (resp->mark[idx] == resp->stamp) continue;
-            resp->mark[idx] = resp->stamp;
-            if (filter_pass(&set->filters[idx], hashes, nh)) resp->cand[ncand++] = idx;
-        }
+        const struct scope_filter *f = lists[i]->items;
+        for (uint32_t k = 0; k < lists[i]->len; k++)
+            if (filter_pass(&f[k], hashes, nh)) resp->cand[ncand++] = f[k].idx;
     }
     /* load order, so reasons and errors come out in file order */
     if (ncand > 32) {
@@ -525,6 +521,10 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
             resp->cand[k] = x;
         }
     }
+    size_t nuniq = 0;
+    for (size_t i = 0; i < ncand; i++)
+        if (!nuniq || resp->cand[nuniq - 1] != resp->cand[i]) resp->cand[nuniq++] = resp->cand[i];
+    ncand = nuniq;
 
     char msg[256];
     struct eval_ctx c = {.entities = entities, .req = request, .arena = &resp->arena,

@@ -325,6 +325,8 @@ static int compute_ancestors(struct policy_entities *es, struct keel_err *err)
         e->ancestors = arena_alloc(&es->arena, na * sizeof *e->ancestors);
         memcpy(e->ancestors, acc, na * sizeof *acc);
         e->nancestors = na;
+        e->ancestor_hashes = arena_alloc(&es->arena, na * sizeof *e->ancestor_hashes);
+        for (uint32_t k = 0; k < na; k++) e->ancestor_hashes[k] = es->items[acc[k]]->uid_hash;
     }
     free(seen);
     free(stack);

@@ -158,6 +158,7 @@ struct policy_entity {
     uint32_t *parents;   /* direct parents (indices)                       */
     uint32_t nparents;
     uint64_t uid_hash;   /* policy_euid_hash(&uid), for the scope filter   */
+    uint64_t *ancestor_hashes; /* uid_hash of each ancestors[i], same order */
 };
 
 struct policy_entities; /* opaque; see entities.c */
@@ -216,9 +217,6 @@ struct policy_response {
     /* scratch, private */
     size_t reasons_cap, errors_cap, approvals_cap;
     struct arena arena;
-    uint32_t *mark;
-    size_t mark_cap;
-    uint32_t stamp;
     uint32_t *cand;
     size_t cand_cap;
     uint32_t *satisfied;
