@@ -528,7 +528,8 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
 
     char msg[256];
     struct eval_ctx c = {.entities = entities, .req = request, .arena = &resp->arena,
-                         .msg = msg, .msg_cap = sizeof msg};
+                         .msg = msg, .msg_cap = sizeof msg, .req_ents = {ents[0], ents[1], ents[2]},
+                         .req_ents_known = true};
     resp->satisfied = grow(resp->satisfied, &resp->satisfied_cap, ncand + 1,
                            sizeof *resp->satisfied);
     size_t nsat = 0;

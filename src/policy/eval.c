@@ -42,6 +42,11 @@ static int type_error(struct eval_ctx *c, const struct policy_node *n, const cha
 
 static const struct policy_entity *lookup(const struct eval_ctx *c, const struct policy_euid *e)
 {
+    if (c->req_ents_known) { /* the request's own uids: already looked up */
+        if (e == &c->req->principal) return c->req_ents[0];
+        if (e == &c->req->action) return c->req_ents[1];
+        if (e == &c->req->resource) return c->req_ents[2];
+    }
     return c->entities ? policy_entities_get(c->entities, e) : NULL;
 }
 

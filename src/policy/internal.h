@@ -74,6 +74,10 @@ struct eval_ctx {
     char *msg; /* error message buffer */
     size_t msg_cap;
     int depth;
+    /* When req_ents_known: the store's entities for req's principal, action
+     * and resource (NULL where absent), looked up once per request. */
+    const struct policy_entity *req_ents[3];
+    bool req_ents_known;
 };
 
 /* Evaluates n; returns 0 with *out, or -1 with the message in c->msg. */
