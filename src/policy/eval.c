@@ -679,13 +679,58 @@ bool policy_scope_matches(const struct policy_entities *es, const struct policy_
     }
 }
 
+/* Cedar's `a in b` for the request's uid a whose entity ea is known (may be
+ * NULL): b's hash is looked for among ea's precomputed ancestor hashes and
+ * a hit confirmed by comparing the uid, so no store lookup is needed. */
+static bool req_in(const struct eval_ctx *c, const struct policy_euid *a,
+                   const struct policy_entity *ea, const struct policy_euid *b)
+{
+    if (policy_euid_equal(a, b)) return true;
+    if (!ea || !ea->nancestors) return false;
+    if (ea->nancestors > 32) return policy_entities_in(c->entities, a, b);
+    uint64_t h = policy_euid_hash(b);
+    for (uint32_t i = 0; i < ea->nancestors; i++)
+        if (ea->ancestor_hashes[i] == h &&
+            policy_euid_equal(&policy_entities_at(c->entities, ea->ancestors[i])->uid, b))
+            return true;
+    return false;
+}
+
+/* policy_scope_matches for request uid d (0 principal, 1 action, 2
+ * resource) when its entity is already known. */
+static bool req_scope_matches(const struct eval_ctx *c, const struct policy_scope *s, int d,
+                              const struct policy_euid *uid)
+{
+    const struct policy_entity *e = c->req_ents[d];
+    switch (s->op) {
+    case POLICY_SCOPE_ANY: return true;
+    case POLICY_SCOPE_EQ: return policy_euid_equal(uid, &s->euids[0]);
+    case POLICY_SCOPE_IN: return req_in(c, uid, e, &s->euids[0]);
+    case POLICY_SCOPE_IS:
+        return uid->type_len == s->is_type_len && !memcmp(uid->type, s->is_type, s->is_type_len);
+    case POLICY_SCOPE_IS_IN:
+        return uid->type_len == s->is_type_len &&
+               !memcmp(uid->type, s->is_type, s->is_type_len) && req_in(c, uid, e, &s->euids[0]);
+    default:
+        for (uint32_t i = 0; i < s->neuids; i++)
+            if (req_in(c, uid, e, &s->euids[i])) return true;
+        return false;
+    }
+}
+
 int policy_eval_policy(struct eval_ctx *c, const struct policy *p)
 {
     if (p->is_template) return 0;
-    if (!policy_scope_matches(c->entities, &p->principal, &c->req->principal) ||
-        !policy_scope_matches(c->entities, &p->action, &c->req->action) ||
-        !policy_scope_matches(c->entities, &p->resource, &c->req->resource))
+    if (c->req_ents_known && c->entities) {
+        if (!req_scope_matches(c, &p->principal, 0, &c->req->principal) ||
+            !req_scope_matches(c, &p->action, 1, &c->req->action) ||
+            !req_scope_matches(c, &p->resource, 2, &c->req->resource))
+            return 0;
+    } else if (!policy_scope_matches(c->entities, &p->principal, &c->req->principal) ||
+               !policy_scope_matches(c->entities, &p->action, &c->req->action) ||
+               !policy_scope_matches(c->entities, &p->resource, &c->req->resource)) {
         return 0;
+    }
     for (uint32_t i = 0; i < p->nconds; i++) {
         bool b;
         if (eval_bool(c, p->conds[i].expr, &b) < 0) return -1;
