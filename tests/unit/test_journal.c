@@ -7,6 +7,7 @@
  */
 #include "journal/journal.h"
 #include "test.h"
+#include "store_fixture.h"
 
 #include <pthread.h>
 #include <semaphore.h>
@@ -15,38 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-struct tmp {
-    char dir[256];
-    char uri[320];
-    char path[300];
-};
-
 static void tmp_make(struct tmp *t)
 {
-    snprintf(t->dir, sizeof t->dir, "%s/keel-test-journal-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(t->dir)) abort();
-    snprintf(t->path, sizeof t->path, "%s/keel.db", t->dir);
-    snprintf(t->uri, sizeof t->uri, "sqlite:%s", t->path);
-}
-
-static void tmp_remove(struct tmp *t)
-{
-    const char *sfx[] = {"", "-wal", "-shm", "-journal"};
-    char p[400];
-    for (size_t i = 0; i < 4; i++) {
-        snprintf(p, sizeof p, "%s%s", t->path, sfx[i]);
-        unlink(p);
-    }
-    rmdir(t->dir);
-}
-
-static struct store *open_store(struct tmp *t)
-{
-    struct keel_err err;
-    struct store *s = NULL;
-    if (store_open(t->uri, NULL, &s, &err)) fprintf(stderr, "store_open: %s\n", err.msg);
-    return s;
+    tmp_make_named(t, "journal");
 }
 
 static struct json_value *parse(struct arena *a, const char *text)

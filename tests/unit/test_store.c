@@ -6,6 +6,7 @@
  */
 #include "store/store.h"
 #include "test.h"
+#include "store_fixture.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -14,40 +15,9 @@
 static const char wf_hash[] = "1111111111111111111111111111111111111111111111111111111111111111";
 static const char zeros[] = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/* A fresh directory per test; the store file inside it. */
-struct tmp {
-    char dir[256];
-    char uri[320];
-    char path[300];
-};
-
 static void tmp_make(struct tmp *t)
 {
-    snprintf(t->dir, sizeof t->dir, "%s/keel-test-store-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(t->dir)) abort();
-    snprintf(t->path, sizeof t->path, "%s/keel.db", t->dir);
-    snprintf(t->uri, sizeof t->uri, "sqlite:%s", t->path);
-}
-
-static void tmp_remove(struct tmp *t)
-{
-    const char *sfx[] = {"", "-wal", "-shm", "-journal"};
-    char p[400];
-    for (size_t i = 0; i < 4; i++) {
-        snprintf(p, sizeof p, "%s%s", t->path, sfx[i]);
-        unlink(p);
-    }
-    rmdir(t->dir);
-}
-
-static struct store *open_store(struct tmp *t)
-{
-    struct keel_err err;
-    struct store *s = NULL;
-    int rc = store_open(t->uri, NULL, &s, &err);
-    if (rc) fprintf(stderr, "store_open: %s\n", err.msg);
-    return s;
+    tmp_make_named(t, "store");
 }
 
 static struct store_run make_run(const char *id, enum store_run_status st)
