@@ -73,9 +73,15 @@ static const struct kind_desc kinds[JOURNAL_KIND_COUNT] = {
     [JOURNAL_TIMER_FIRED] = {"timer.fired", "timer_id"},
     [JOURNAL_SIGNAL_RECEIVED] = {"signal.received", "name"},
     [JOURNAL_MODEL_REQUEST] = {"model.request", "step,call_id,model"},
-    [JOURNAL_MODEL_RESPONSE] = {"model.response", "step,call_id,model,response"},
+    [JOURNAL_MODEL_RESPONSE] = {"model.response", "step,call_id,model"},
     [JOURNAL_COMPENSATION_STARTED] = {"compensation.started", "step,call_id,tool"},
     [JOURNAL_COMPENSATION_COMPLETED] = {"compensation.completed", "step,call_id"},
+    [JOURNAL_TOOL_CALL_REFUSED] = {"tool.call.refused", "step,call_id,tool,reason"},
+    [JOURNAL_AGENT_OUTPUT_REJECTED] = {"agent.output.rejected", "step,call_id,errors"},
+    [JOURNAL_CONTEXT_SUMMARIZED] = {"context.summarized", "step,call_id,summary"},
+    [JOURNAL_AGENT_HANDOFF] = {"agent.handoff", "step,from,to,note"},
+    [JOURNAL_BUDGET_EXCEEDED] = {"budget.exceeded", "step,scope"},
+    [JOURNAL_BUDGET_EXTENDED] = {"budget.extended", "scope"},
 };
 
 const char *journal_kind_name(enum journal_kind k)

@@ -40,11 +40,30 @@
  *   timer.set            {timer_id, step?, due_ms}
  *   timer.fired          {timer_id, step?}
  *   signal.received      {name, value?}
- *   model.request        {step, call_id, model, provider?, messages_digest?, request?}
- *   model.response       {step, call_id, model, response, usage?: {input_tokens,
- *                         output_tokens}, cost_usd?}
+ *   model.request        {step, call_id, model, agent?, turn?, purpose?: "turn"|"summary",
+ *                         route_rule?, messages_added?: [neutral messages appended
+ *                         since the previous request of the step], tools?: ["server/tool"],
+ *                         estimated_tokens?}
+ *   model.response       {step, call_id, model, agent?, turn?, provider?, provider_model?,
+ *                         message?: neutral assistant message, stop_reason?,
+ *                         usage?: {input_tokens, output_tokens}, cost_usd?, attempts?,
+ *                         trail?, error?: {code, message}}
  *   compensation.started   {step, call_id, tool}
  *   compensation.completed {step, call_id, result?, error?}
+ *   tool.call.refused    {step, call_id, tool, reason: "denied"|"invalid_arguments"|
+ *                         "unknown_tool"|"not_offered"|"approval_denied", agent?,
+ *                         tool_call_id?, message}  (what the model was told)
+ *   agent.output.rejected {step, call_id, errors: [..], agent?, turn?, message?}
+ *   context.summarized   {step, call_id, summary, agent?, through_turn?, tokens_before?,
+ *                         tokens_after?, model?, usage?, cost_usd?}
+ *   agent.handoff        {step, from, to, note}
+ *   budget.exceeded      {step, scope: "run"|"agent", agent?, limit: {tokens?, usd?},
+ *                         used: {tokens, usd}, approval_id?}
+ *   budget.extended      {scope, agent?, tokens?, usd?, by?, approval_id?}
+ *
+ * The neutral message shape is src/model/model.h's.  Model calls and agent
+ * tool calls carry call ids "<step>/<visit>/m<turn>" and
+ * "<step>/<visit>/t<turn>.<n>" (docs/agents.md).
  *
  * Unknown kinds are refused on append (KEEL_EINVAL listing the known ones)
  * but tolerated when reading, so a journal written by a newer Keel still
@@ -83,6 +102,12 @@ enum journal_kind {
     JOURNAL_MODEL_RESPONSE,
     JOURNAL_COMPENSATION_STARTED,
     JOURNAL_COMPENSATION_COMPLETED,
+    JOURNAL_TOOL_CALL_REFUSED,
+    JOURNAL_AGENT_OUTPUT_REJECTED,
+    JOURNAL_CONTEXT_SUMMARIZED,
+    JOURNAL_AGENT_HANDOFF,
+    JOURNAL_BUDGET_EXCEEDED,
+    JOURNAL_BUDGET_EXTENDED,
     JOURNAL_KIND_COUNT
 };
 
