@@ -130,6 +130,60 @@ static int get_duration(struct cc *c, const struct json_value *v, const char *pa
     return 0;
 }
 
+static int budget_fail(const struct json_value *v, const char *file, const char *path,
+                       struct keel_err *err, const char *msg)
+{
+    keel_fail(err, KEEL_EINVAL, "%s", msg);
+    snprintf(err->file, sizeof err->file, "%s", file ? file : "");
+    err->line = v ? v->line : 0;
+    err->column = v ? v->column : 0;
+    snprintf(err->path, sizeof err->path, "%s", path);
+    return KEEL_EINVAL;
+}
+
+int workflow_budget_parse(const struct json_value *v, const char *file, const char *path,
+                          struct workflow_budget *out, struct keel_err *err)
+{
+    char p[KEEL_ERR_PATH_MAX];
+    struct workflow_budget b = {0};
+    if (!json_is(v, JSON_OBJECT))
+        return budget_fail(v, file, path, err,
+                           "budget must be a mapping {tokens: N, usd: X, approvers: group}");
+    for (uint32_t i = 0; i < v->len; i++) {
+        const struct json_member *m = &v->u.members[i];
+        snprintf(p, sizeof p, "%s/%s", path, m->key);
+        if (!strcmp(m->key, "tokens")) {
+            if (!json_is_integer(m->value) || !(m->value->nflags & JSON_NUM_I64) ||
+                m->value->u.n.i < 1)
+                return budget_fail(m->value, file, p, err,
+                                   "budget tokens must be a positive integer (input + output "
+                                   "tokens of every model call)");
+            b.tokens = m->value->u.n.i;
+        } else if (!strcmp(m->key, "usd")) {
+            if (!json_is(m->value, JSON_NUMBER) || !(m->value->u.n.d > 0) ||
+                m->value->u.n.d > 1e9)
+                return budget_fail(m->value, file, p, err,
+                                   "budget usd must be a positive number of US dollars");
+            b.usd = m->value->u.n.d;
+        } else if (!strcmp(m->key, "approvers")) {
+            if (!json_is(m->value, JSON_STRING) || !m->value->len)
+                return budget_fail(m->value, file, p, err,
+                                   "budget approvers must name a group of humans who may "
+                                   "extend the budget");
+            b.approvers = m->value->u.s.str;
+        } else {
+            char msg[KEEL_ERR_MSG_MAX];
+            snprintf(msg, sizeof msg, "unknown field '%s' in a budget (allowed: tokens, usd, "
+                     "approvers)", m->key);
+            return budget_fail(m->value, file, p, err, msg);
+        }
+    }
+    if (!b.tokens && !(b.usd > 0))
+        return budget_fail(v, file, path, err, "a budget needs tokens:, usd: or both");
+    *out = b;
+    return 0;
+}
+
 /* Checks that obj has only the listed keys. */
 static void check_fields(struct cc *c, const struct json_value *obj, const char *path,
                          const char *const *allowed, const char *what)
@@ -524,15 +578,42 @@ static int compile_agent(struct cc *c, struct workflow_step *s, const struct jso
         s->agent.prompt = template(c, s, pr, SP("%s/prompt", sp), false);
     const struct json_value *tools = json_get(o, "tools");
     if (tools) string_list(c, tools, SP("%s/tools", sp), &s->agent.tools, &s->agent.ntools, true);
+    const struct json_value *ho = json_get(o, "handoff");
+    if (ho) {
+        string_list(c, ho, SP("%s/handoff", sp), &s->agent.handoff, &s->agent.nhandoff, false);
+        for (size_t i = 0; i < s->agent.nhandoff; i++) {
+            const char *h = s->agent.handoff[i];
+            if (h && (!strchr(h, '/') || !valid_name(h, strlen(h), true)))
+                problem(c, ho->u.items[i], SP("%s/handoff/%zu", sp, i), KEEL_EINVAL,
+                        "handoff target '%s' must be an agent identity written team/name", h);
+            else if (h && s->agent.agent && !strcmp(h, s->agent.agent))
+                problem(c, ho->u.items[i], SP("%s/handoff/%zu", sp, i), KEEL_EINVAL,
+                        "agent '%s' cannot hand off to itself", h);
+        }
+    }
+    const struct json_value *v;
+    if ((v = json_get(o, "instructions")))
+        s->agent.instructions = get_string(c, v, SP("%s/instructions", sp), "instructions");
+    if ((v = json_get(o, "model")))
+        s->agent.model = get_string(c, v, SP("%s/model", sp), "model");
+    if ((v = json_get(o, "tag"))) s->agent.tag = get_string(c, v, SP("%s/tag", sp), "tag");
     const struct json_value *out = json_get(o, "output");
     if (out) {
         if (!json_is(out, JSON_OBJECT) && !json_is_bool(out))
             problem(c, out, SP("%s/output", sp), KEEL_EINVAL,
                     "output must be a JSON Schema (a mapping)");
         else
-            workflow_schema_compile_at(out, c->file, SP("%s/output", sp), NULL, c->diags,
-                                       &c->first, &c->nerr);
+            workflow_schema_compile_at(out, c->file, SP("%s/output", sp),
+                                       &s->agent.output_schema, c->diags, &c->first, &c->nerr);
         s->agent.output = out;
+    }
+    s->agent.output_retries = 2;
+    if ((v = json_get(o, "output_retries"))) {
+        if (!json_is_integer(v) || !(v->nflags & JSON_NUM_I64) || v->u.n.i < 0 || v->u.n.i > 20)
+            problem(c, v, SP("%s/output_retries", sp), KEEL_EINVAL,
+                    "output_retries must be an integer from 0 to 20");
+        else
+            s->agent.output_retries = (int)v->u.n.i;
     }
     s->agent.max_turns = 10;
     const struct json_value *mt = json_get(o, "max_turns");
@@ -555,9 +636,10 @@ static const char *const switch_fields[] = {COMMON, "switch", "default", NULL};
 static const char *const set_fields[] = {COMMON, "set", "next", "goto", NULL};
 static const char *const succeed_fields[] = {COMMON, "succeed", NULL};
 static const char *const fail_fields[] = {COMMON, "fail", NULL};
-static const char *const agent_fields[] = {COMMON,    "agent",   "prompt", "tools",
-                                           "output",  "save",    "next",   "goto",
-                                           "retry",   "timeout", "max_turns", NULL};
+static const char *const agent_fields[] = {
+    COMMON,   "agent",   "prompt",    "tools", "output",         "save",  "next",
+    "goto",   "retry",   "timeout",   "max_turns", "instructions", "model", "tag",
+    "handoff", "output_retries", NULL};
 
 /* The step-kind table: adding a kind is adding a row (and an enum value). */
 static const struct step_kind {
@@ -604,8 +686,8 @@ static bool is_field_of_any_kind(const char *key)
 
 static void compile_top(struct cc *c, const struct json_value *doc)
 {
-    static const char *const fields[] = {"name", "description", "input", "identity", "state",
-                                         "steps", NULL};
+    static const char *const fields[] = {"name",  "description", "input", "identity",
+                                         "state", "steps",       "budget", NULL};
     struct workflow *wf = c->wf;
     check_fields(c, doc, "", fields, "a workflow");
     const struct json_value *name = json_get(doc, "name");
@@ -625,6 +707,13 @@ static void compile_top(struct cc *c, const struct json_value *doc)
                 "identity '%s' must be an agent identity written team/name (declared under "
                 "agents: in keel.yaml)",
                 id->u.s.str);
+    const struct json_value *bu = json_get(doc, "budget");
+    if (bu) {
+        struct keel_err e;
+        keel_err_clear(&e);
+        if (workflow_budget_parse(bu, c->file, "/budget", &wf->budget, &e))
+            problem_err(c, bu, "/budget", &e);
+    }
     const struct json_value *in = json_get(doc, "input");
     if (in) {
         if (!json_is(in, JSON_OBJECT) && !json_is_bool(in))
@@ -1037,9 +1126,11 @@ int workflow_load_file(const char *path, struct workflow **out, struct workflow_
 void workflow_free(struct workflow *wf)
 {
     if (!wf) return;
-    for (size_t i = 0; wf->steps && i < wf->nsteps; i++)
+    for (size_t i = 0; wf->steps && i < wf->nsteps; i++) {
         for (size_t k = 0; k < wf->steps[i].sw.ncases; k++)
             workflow_condition_free(&wf->steps[i].sw.cases[k]);
+        workflow_schema_free(wf->steps[i].agent.output_schema);
+    }
     workflow_schema_free(wf->input);
     arena_cleanup(&wf->arena);
     free(wf);

@@ -204,7 +204,8 @@ static void tool_servers(struct kc *c, const struct json_value *v)
 
 static void agents(struct kc *c, const struct json_value *v)
 {
-    static const char *const allowed[] = {"description", "tools", NULL};
+    static const char *const allowed[] = {"description", "tools", "instructions", "model",
+                                          "budget", NULL};
     struct keel_config *cfg = c->cfg;
     if (!json_is(v, JSON_OBJECT)) {
         problem(c, v, "/agents", "agents must be a mapping of identities (team/name) to settings");
@@ -241,6 +242,20 @@ static void agents(struct kc *c, const struct json_value *v)
         if (tools) {
             snprintf(p, sizeof p, "%s/tools", sp);
             strings(c, tools, p, &ag->tools, &ag->ntools);
+        }
+        snprintf(p, sizeof p, "%s/instructions", sp);
+        ag->instructions = str(c, json_get(m->value, "instructions"), p, "instructions");
+        snprintf(p, sizeof p, "%s/model", sp);
+        ag->model = str(c, json_get(m->value, "model"), p, "model");
+        const struct json_value *bu = json_get(m->value, "budget");
+        if (bu) {
+            struct keel_err e;
+            keel_err_clear(&e);
+            snprintf(p, sizeof p, "%s/budget", sp);
+            if (workflow_budget_parse(bu, c->file, p, &ag->budget, &e)) {
+                if (c->nerr++ == 0) c->first = e;
+                workflow_diags_add(c->diags, &e);
+            }
         }
     }
 }
@@ -560,8 +575,32 @@ int workflow_check_config(const struct workflow *wf, const struct keel_config *c
                 xproblem(wf, diags, err, &n, json_get(o, "tools")->u.items[t], p,
                          "tool server '%s' is not declared under tools: in %s", server,
                          cfg->file);
+                continue;
+            }
+            const struct keel_config_agent *ag =
+                s->agent.agent ? keel_config_agent(cfg, s->agent.agent) : NULL;
+            if (ag && ag->tools && !agent_allows(ag, server, slash + 1)) {
+                snprintf(p, sizeof p, "/steps/%zu/tools/%zu", i, t);
+                xproblem(wf, diags, err, &n, json_get(o, "tools")->u.items[t], p,
+                         "tool '%s' is not in the tools: list of agent '%s' in %s; add it there "
+                         "or do not offer it",
+                         name, ag->name, cfg->file);
+            }
+        }
+        for (size_t h = 0; s->kind == WORKFLOW_STEP_AGENT && h < s->agent.nhandoff; h++) {
+            const char *to = s->agent.handoff[h];
+            if (to && !keel_config_agent(cfg, to)) {
+                snprintf(p, sizeof p, "/steps/%zu/handoff/%zu", i, h);
+                xproblem(wf, diags, err, &n, json_get(o, "handoff")->u.items[h], p,
+                         "handoff target '%s' is not declared under agents: in %s", to,
+                         cfg->file);
             }
         }
     }
+    if (wf->budget.approvers && !keel_config_group_exists(cfg, wf->budget.approvers))
+        xproblem(wf, diags, err, &n, json_get(json_get(wf->doc, "budget"), "approvers"),
+                 "/budget/approvers",
+                 "no human in %s belongs to group '%s', so nobody could extend the budget",
+                 cfg->file, wf->budget.approvers);
     return n ? KEEL_EINVAL : 0;
 }

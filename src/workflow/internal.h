@@ -46,4 +46,9 @@ int workflow_schema_compile_at(const struct json_value *schema_doc, const char *
                                struct workflow_diags *diags, struct keel_err *first, int *nerr);
 void workflow_schema_free(struct schema *s);
 
+/* Parses a budget mapping {tokens, usd, approvers} found at path in file.
+ * Fails with KEEL_EINVAL, err positioned at the offending value. */
+int workflow_budget_parse(const struct json_value *v, const char *file, const char *path,
+                          struct workflow_budget *out, struct keel_err *err);
+
 #endif

@@ -242,15 +242,33 @@ struct workflow_step {
         struct workflow_template *output;  /* NULL: none */
     } end;
 
-    /* kind == AGENT (not executed yet) */
+    /* kind == AGENT (docs/agents.md) */
     struct {
         const char *agent;                /* identity "team/name" */
         struct workflow_template *prompt;
+        const char *instructions;         /* system prompt; NULL: the agent's own from
+                                             keel.yaml */
+        const char *model;                /* route or model name; NULL: the agent's, else
+                                             the "default" route */
+        const char *tag;                  /* routing tag; NULL: the step id */
         const char **tools;               /* "server/tool" names */
         size_t ntools;
+        const char **handoff;             /* agents it may hand the task to */
+        size_t nhandoff;
         const struct json_value *output;  /* JSON Schema of the reply, or NULL */
+        struct schema *output_schema;     /* output compiled, or NULL */
         int max_turns;                    /* default 10 */
+        int output_retries;               /* re-asks after an invalid answer; default 2 */
     } agent;
+};
+
+/* A spending limit on model calls: tokens (input + output) and/or USD.
+ * Zero means no limit of that kind.  When the next model call would pass
+ * it, the run parks for an approval of `approvers` to extend it. */
+struct workflow_budget {
+    int64_t tokens;
+    double usd;
+    const char *approvers; /* group; NULL: only the admin can extend */
 };
 
 struct workflow_state_key {
@@ -269,6 +287,7 @@ struct workflow {
     const struct json_value *input_schema; /* "input:" (a JSON Schema), or NULL */
     struct schema *input;                  /* input_schema compiled, or NULL */
     const char *identity;                  /* "identity:", or NULL (no tool steps) */
+    struct workflow_budget budget;         /* "budget:" of each run (zero: none) */
     struct workflow_state_key *state;
     size_t nstate;
     struct workflow_step *steps;
@@ -350,8 +369,11 @@ struct keel_config_tool_server {
 struct keel_config_agent {
     const char *name;
     const char *description;
+    const char *instructions; /* its system prompt, or NULL */
+    const char *model;        /* route or model name, or NULL */
     const char **tools; /* "server/tool" allowed, or NULL when not restricted */
     size_t ntools;
+    struct workflow_budget budget; /* per run of this agent (zero: none) */
     int line, column;
 };
 
