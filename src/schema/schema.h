@@ -99,24 +99,34 @@ struct schema_error {
 };
 
 /* The outcome of schema_validate, reusable across calls: after the first few
- * validations it owns enough scratch space that validating a valid instance
- * allocates nothing. */
+ * validations it owns enough scratch space that validating allocates
+ * nothing, valid instance or not. */
 struct schema_result {
     size_t max_errors;       /* set by the caller: errors to collect, 0 = up to
                                 SCHEMA_MAX_ERRORS; 1 stops at the first error
                                 (then error_count is not the total)            */
+    bool lazy;               /* set by the caller: do not fill errors[]; read
+                                errors through schema_result_error() (or the
+                                write functions), which make their text on first
+                                use.  The instance must then stay alive and
+                                unchanged until the errors have been read.     */
     bool valid;
     size_t error_count;      /* errors found (may exceed what was kept)          */
-    size_t kept;             /* entries in errors[] (<= SCHEMA_MAX_ERRORS)        */
-    struct schema_error *errors;
+    size_t kept;             /* errors kept (<= SCHEMA_MAX_ERRORS)               */
+    struct schema_error *errors; /* kept entries; with lazy, only after
+                                    schema_result_error() has been called      */
     /* private */
     size_t errors_cap;
-    struct arena strings;
+    void *facts;             /* what each kept error is made from (validate.c) */
+    size_t facts_cap;
+    void *segs;              /* their instance and keyword paths               */
+    size_t segs_used, segs_cap;
+    bool rendered;           /* errors[] holds the text of every kept error     */
     void *scratch;           /* evaluation scratch (bitsets, hashes)            */
     size_t scratch_cap;
     size_t scratch_used;
     void *match_data;        /* PCRE2 match data, created on first pattern test */
-    struct buf msgbuf, pathbuf; /* reused while recording errors                */
+    struct buf msgbuf;       /* the text of errors[]                            */
 };
 
 void schema_result_init(struct schema_result *r);
@@ -124,10 +134,17 @@ void schema_result_cleanup(struct schema_result *r);
 
 /* Validates instance (borrowed) against s.  Returns true if valid.  r is
  * filled in: r->valid, and on failure the errors (all of them, up to
- * SCHEMA_MAX_ERRORS, or r->max_errors).  Errors are recorded as the walk
- * meets them, so a valid instance records (and allocates) nothing. */
+ * SCHEMA_MAX_ERRORS, or r->max_errors).  During the walk an error is
+ * recorded as a few pointers (keyword, instance value, path segments); its
+ * text (message, JSON Pointers) is made at the end of the call, or with
+ * r->lazy only when read.  A valid instance records nothing. */
 bool schema_validate(const struct schema *s, const struct json_value *instance,
                      struct schema_result *r);
+
+/* Error i (0 <= i < r->kept) of the last validation, its text made on the
+ * first call after a lazy validation; NULL if i is out of range.  Borrowed,
+ * valid until r's next use.  Works with or without r->lazy. */
+const struct schema_error *schema_result_error(struct schema_result *r, size_t i);
 
 /* Appends r as the spec's basic output format:
  * {"valid":false,"errors":[{"keywordLocation":..,"absoluteKeywordLocation":..,

@@ -141,7 +141,171 @@ static void eset_or(struct eset *dst, const struct eset *src)
     for (size_t i = 0; i < words; i++) dst->bits[i] |= src->bits[i];
 }
 
-/* ---- reporting ---------------------------------------------------------------- */
+/* ---- recording errors ------------------------------------------------------------ */
+
+/*
+ * An error is recorded as facts, not text: the failing keyword (its sop,
+ * or the node for a node-level error), the instance value, both paths
+ * copied out of the stack frames as arrays of segments (into r->segs),
+ * and the message as a template with its arguments (pointers into the
+ * schema or the instance, and integers).  Nothing is formatted while the
+ * walk runs.  render_all() turns the facts into the strings of struct
+ * schema_error — at the end of schema_validate(), or, when the caller set
+ * r->lazy, on the first schema_result_error() — so a caller that only
+ * wants the verdict, or only some errors, pays for no text it does not
+ * read.  The rendered text is byte for byte what formatting at the time
+ * of the failure produced.
+ *
+ * Invariant: facts[0 .. kept) are complete; segs[0 .. segs_used) hold
+ * their paths, each root first.
+ */
+
+union earg {
+    const char *s;
+    unsigned long long u;
+    long long i;
+};
+
+/* How the part of a message after its subject is made. */
+enum emsg { M_FORMAT, M_TYPE, M_CONST, M_ENUM, M_NOT_ALLOWED };
+
+struct efact {
+    const struct sop *op;          /* failing keyword; NULL: the node itself       */
+    const struct snode *owner;     /* node of op (or the failing node)             */
+    struct json_value inst;        /* the instance value, a shallow copy (it may be
+                                      a key wrapped on the stack by propertyNames)  */
+    const char *fmt;               /* M_FORMAT: template (%s %u %.*s %lld %zu %%)  */
+    union earg args[4];            /* its arguments, in order                      */
+    uint32_t iseg, niseg;          /* instance path: segs[iseg .. iseg + niseg)    */
+    uint32_t kseg, nkseg;          /* keyword path (then op->kw, if op)            */
+    uint32_t at[3];                /* offsets of the rendered strings in msgbuf    */
+    uint8_t msg;                   /* enum emsg                                    */
+    bool subject;                  /* starts with the subject ("`title`", ...)     */
+    bool got;                      /* ends with "; got `<instance>`"               */
+};
+
+struct seg {
+    const char *key; /* NULL for array indices */
+    uint32_t len;
+    uint32_t idx;
+};
+
+/* Copies the path ending at p into r->segs, root first. */
+static bool copy_path(struct schema_result *r, const struct pathseg *p, uint32_t *at, uint32_t *n)
+{
+    uint32_t k = 0;
+    for (const struct pathseg *q = p; q; q = q->up) k++;
+    if (r->segs_used + k > r->segs_cap) {
+        size_t cap = r->segs_cap ? r->segs_cap * 2 : 64;
+        if (cap < r->segs_used + k) cap = r->segs_used + k;
+        struct seg *s = realloc(r->segs, cap * sizeof *s);
+        if (!s) return false;
+        r->segs = s;
+        r->segs_cap = cap;
+    }
+    struct seg *s = (struct seg *)r->segs + r->segs_used;
+    for (uint32_t i = k; i-- > 0; p = p->up) s[i] = (struct seg){p->key, p->len, p->idx};
+    *at = (uint32_t)r->segs_used;
+    *n = k;
+    r->segs_used += k;
+    return true;
+}
+
+/* Counts an error and returns its fact to fill in, or NULL when it is not
+ * kept (enough kept already, or out of memory). */
+static struct efact *new_fact(struct vctx *c, const struct sop *op, const struct snode *owner,
+                              const struct json_value *inst, uint8_t msg, bool subject, bool got)
+{
+    struct schema_result *r = c->r;
+    r->error_count++;
+    if (r->kept >= c->limit) return NULL;
+    if (r->kept == r->facts_cap) {
+        size_t cap = r->facts_cap ? r->facts_cap * 2 : 8;
+        struct efact *f = realloc(r->facts, cap * sizeof *f);
+        if (!f) return NULL;
+        r->facts = f;
+        r->facts_cap = cap;
+    }
+    struct efact *f = (struct efact *)r->facts + r->kept;
+    if (!copy_path(r, c->ipath, &f->iseg, &f->niseg) ||
+        !copy_path(r, c->kpath, &f->kseg, &f->nkseg))
+        return NULL;
+    r->kept++;
+    f->op = op;
+    f->owner = owner;
+    if (inst) f->inst = *inst;
+    f->fmt = NULL;
+    f->msg = msg;
+    f->subject = subject;
+    f->got = got;
+    return f;
+}
+
+/* Takes the arguments fmt asks for off ap (at most four slots). */
+static void capture(struct efact *f, const char *fmt, va_list ap)
+{
+    unsigned n = 0;
+    f->fmt = fmt;
+    for (const char *p = fmt; (p = strchr(p, '%')) != NULL && n < 4;) {
+        p++;
+        if (*p == 's') f->args[n++].s = va_arg(ap, const char *);
+        else if (*p == 'u') f->args[n++].u = va_arg(ap, unsigned);
+        else if (*p == 'l') f->args[n++].i = va_arg(ap, long long), p += 2;
+        else if (*p == 'z') f->args[n++].u = va_arg(ap, size_t), p += 1;
+        else if (*p == '.' && n < 3) { /* %.*s */
+            f->args[n++].i = va_arg(ap, int);
+            f->args[n++].s = va_arg(ap, const char *);
+            p += 2;
+        }
+        if (*p) p++;
+    }
+}
+
+/* Records an error at the current location for keyword op; the message
+ * is the subject, a space and fmt with its arguments (all of which must
+ * outlive the result: literals, schema or instance strings). */
+static void report(struct vctx *c, const struct sop *op, const char *fmt, ...) KEEL_PRINTF(3, 4);
+static void report(struct vctx *c, const struct sop *op, const char *fmt, ...)
+{
+    if (!c->collect) return;
+    struct efact *f = new_fact(c, op, op->owner, NULL, M_FORMAT, true, false);
+    if (!f) return;
+    va_list ap;
+    va_start(ap, fmt);
+    capture(f, fmt, ap);
+    va_end(ap);
+}
+
+/* Like report, with the instance value appended as "; got `...`". */
+static void report_got(struct vctx *c, const struct sop *op, const struct json_value *inst,
+                       const char *fmt, ...) KEEL_PRINTF(4, 5);
+static void report_got(struct vctx *c, const struct sop *op, const struct json_value *inst,
+                       const char *fmt, ...)
+{
+    if (!c->collect) return;
+    struct efact *f = new_fact(c, op, op->owner, inst, M_FORMAT, true, true);
+    if (!f) return;
+    va_list ap;
+    va_start(ap, fmt);
+    capture(f, fmt, ap);
+    va_end(ap);
+}
+
+/* Records an error whose message is made by bodies[msg] at render time. */
+static void report_msg(struct vctx *c, const struct sop *op, const struct json_value *inst,
+                       enum emsg msg, bool got)
+{
+    if (c->collect) new_fact(c, op, op->owner, inst, (uint8_t)msg, true, got);
+}
+
+/* Records a node-level error (op NULL) with a fixed text. */
+static void report_node(struct vctx *c, const struct snode *n, const char *text, bool subject)
+{
+    struct efact *f = new_fact(c, NULL, n, NULL, M_FORMAT, subject, false);
+    if (f) f->fmt = text;
+}
+
+/* ---- rendering ------------------------------------------------------------------ */
 
 /* Appends n bytes; the buffer stays NUL-terminated (as util's buf
  * promises) with one reservation instead of one call per byte. */
@@ -153,108 +317,9 @@ static inline void put_bytes(struct buf *b, const char *p, size_t n)
     b->data[b->len] = 0;
 }
 
-static void put_uint(struct buf *b, uint32_t v)
+static inline void put_str(struct buf *b, const char *s)
 {
-    char tmp[12];
-    int n = 12;
-    do {
-        tmp[--n] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    put_bytes(b, tmp + n, (size_t)(12 - n));
-}
-
-/* Appends "/" and the JSON Pointer escape of key (~ -> ~0, / -> ~1). */
-static void put_token(struct buf *b, const char *key, size_t len)
-{
-    if (b->len + 2 * len + 2 > b->cap) buf_reserve(b, 2 * len + 2);
-    char *o = b->data + b->len;
-    *o++ = '/';
-    if (!memchr(key, '~', len) && !memchr(key, '/', len)) { /* the usual case */
-        memcpy(o, key, len);
-        o[len] = 0;
-        b->len += len + 1;
-        return;
-    }
-    for (size_t i = 0; i < len; i++) {
-        char ch = key[i];
-        if (ch == '~') *o++ = '~', *o++ = '0';
-        else if (ch == '/') *o++ = '~', *o++ = '1';
-        else *o++ = ch;
-    }
-    *o = 0;
-    b->len = (size_t)(o - b->data);
-}
-
-static void write_path(struct buf *b, const struct pathseg *p)
-{
-    if (!p) return;
-    write_path(b, p->up);
-    if (p->key) {
-        put_token(b, p->key, p->len);
-    } else {
-        put_bytes(b, "/", 1);
-        put_uint(b, p->idx);
-    }
-}
-
-static void put_name(struct buf *b, const char *key, uint32_t len)
-{
-    buf_putc(b, '`');
-    buf_append(b, key, len > 60 ? 60 : len);
-    buf_putc(b, '`');
-}
-
-/* A short description of where the instance is, for messages. */
-static void subject(struct buf *b, const struct vctx *c)
-{
-    const struct pathseg *p = c->ipath;
-    if (!p) {
-        buf_puts(b, "the value");
-        return;
-    }
-    if (p->key) {
-        put_name(b, p->key, p->len);
-        return;
-    }
-    buf_puts(b, "item ");
-    put_uint(b, p->idx);
-    if (p->up && p->up->key) {
-        buf_puts(b, " of ");
-        put_name(b, p->up->key, p->up->len);
-    }
-}
-
-/* Appends a short rendering of v: strings bare, others as JSON, cut to
- * about 60 bytes (on a UTF-8 character boundary). */
-static void show(struct buf *b, const struct json_value *v)
-{
-    size_t start = b->len;
-    if (v->type == JSON_STRING) buf_append(b, v->u.s.str, v->len > 256 ? 256 : v->len);
-    else json_write(b, v, 0, NULL);
-    if (b->len - start > 64) {
-        size_t cut = start + 60;
-        while (cut > start && ((unsigned char)b->data[cut] & 0xC0) == 0x80) cut--;
-        b->len = cut;
-        buf_puts(b, "...");
-    }
-}
-
-/* A small vprintf for error messages: %s, %.*s, %u, %lld, %zu and %%,
- * which is all they use; anything else goes to buf_vprintf.  Messages are
- * most of the cost of an invalid instance, and libc's vprintf is heavy. */
-static bool simple_format(const char *f)
-{
-    for (; *f; f++) {
-        if (*f != '%') continue;
-        f++;
-        if (*f == 's' || *f == 'u' || *f == '%') continue;
-        if (!strncmp(f, ".*s", 3)) f += 2;
-        else if (!strncmp(f, "lld", 3)) f += 2;
-        else if (!strncmp(f, "zu", 2)) f += 1;
-        else return false;
-    }
-    return true;
+    put_bytes(b, s, strlen(s));
 }
 
 static void put_u64(struct buf *b, unsigned long long v)
@@ -268,130 +333,267 @@ static void put_u64(struct buf *b, unsigned long long v)
     put_bytes(b, tmp + n, (size_t)(24 - n));
 }
 
-static void format_message(struct buf *b, const char *f, va_list ap)
+/* Appends "/" and the JSON Pointer escape of key (~ -> ~0, / -> ~1). */
+static void put_token(struct buf *b, const char *key, size_t len)
 {
-    if (!simple_format(f)) {
-        buf_vprintf(b, f, ap);
-        return;
+    if (b->len + 2 * len + 2 > b->cap) buf_reserve(b, 2 * len + 2);
+    char *o = b->data + b->len;
+    *o++ = '/';
+    for (size_t i = 0; i < len; i++) {
+        char ch = key[i];
+        if (ch == '~') *o++ = '~', *o++ = '0';
+        else if (ch == '/') *o++ = '~', *o++ = '1';
+        else *o++ = ch;
     }
-    while (*f) {
-        const char *p = strchr(f, '%');
-        if (!p) {
-            put_bytes(b, f, strlen(f));
-            return;
-        }
-        put_bytes(b, f, (size_t)(p - f));
-        f = p + 1;
-        if (*f == 's') {
-            const char *str = va_arg(ap, const char *);
-            put_bytes(b, str, strlen(str));
-            f += 1;
-        } else if (*f == 'u') {
-            put_u64(b, va_arg(ap, unsigned));
-            f += 1;
-        } else if (*f == '%') {
-            put_bytes(b, "%", 1);
-            f += 1;
-        } else if (f[0] == '.') { /* %.*s */
-            int n = va_arg(ap, int);
-            const char *str = va_arg(ap, const char *);
-            put_bytes(b, str, n > 0 ? strnlen(str, (size_t)n) : 0);
-            f += 3;
-        } else if (f[0] == 'l') { /* %lld */
-            long long v = va_arg(ap, long long);
-            if (v < 0) {
-                put_bytes(b, "-", 1);
-                put_u64(b, 0ull - (unsigned long long)v);
-            } else {
-                put_u64(b, (unsigned long long)v);
-            }
-            f += 3;
-        } else { /* %zu */
-            put_u64(b, va_arg(ap, size_t));
-            f += 2;
+    *o = 0;
+    b->len = (size_t)(o - b->data);
+}
+
+static void put_path(struct buf *b, const struct seg *s, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (s[i].key) {
+            put_token(b, s[i].key, s[i].len);
+        } else {
+            put_bytes(b, "/", 1);
+            put_u64(b, s[i].idx);
         }
     }
 }
 
-static struct schema_error *new_error(struct vctx *c)
+static void put_name(struct buf *b, const char *key, uint32_t len)
 {
-    struct schema_result *r = c->r;
-    r->error_count++;
-    if (r->kept >= c->limit) return NULL;
-    if (r->kept == r->errors_cap) {
-        size_t cap = r->errors_cap ? r->errors_cap * 2 : 8;
+    put_bytes(b, "`", 1);
+    put_bytes(b, key, len > 60 ? 60 : len);
+    put_bytes(b, "`", 1);
+}
+
+/* A short description of where the instance is, for messages: the last
+ * of the n path segments s. */
+static void subject(struct buf *b, const struct seg *s, uint32_t n)
+{
+    if (!n) {
+        put_bytes(b, "the value", 9);
+        return;
+    }
+    const struct seg *p = &s[n - 1];
+    if (p->key) {
+        put_name(b, p->key, p->len);
+        return;
+    }
+    put_bytes(b, "item ", 5);
+    put_u64(b, p->idx);
+    if (n > 1 && p[-1].key) {
+        put_bytes(b, " of ", 4);
+        put_name(b, p[-1].key, p[-1].len);
+    }
+}
+
+/* Appends a short rendering of v: strings bare, others as JSON, cut to
+ * about 60 bytes (on a UTF-8 character boundary). */
+static void show(struct buf *b, const struct json_value *v)
+{
+    size_t start = b->len;
+    if (v->type == JSON_STRING) put_bytes(b, v->u.s.str, v->len > 256 ? 256 : v->len);
+    else json_write(b, v, 0, NULL);
+    if (b->len - start > 64) {
+        size_t cut = start + 60;
+        while (cut > start && ((unsigned char)b->data[cut] & 0xC0) == 0x80) cut--;
+        b->len = cut;
+        put_bytes(b, "...", 3);
+    }
+}
+
+/* Drops what follows a NUL at or after start: text that used to pass
+ * through a "%s" ends there, and messages must not change. */
+static void cut_at_nul(struct buf *b, size_t start)
+{
+    const char *z = memchr(b->data + start, 0, b->len - start);
+    if (z) {
+        b->len = (size_t)(z - b->data);
+        b->data[b->len] = 0;
+    }
+}
+
+/* M_FORMAT: the template with its captured arguments. */
+static void body_format(struct buf *b, const struct efact *f)
+{
+    const char *s = f->fmt;
+    unsigned n = 0;
+    for (;;) {
+        const char *p = strchr(s, '%');
+        if (!p) {
+            put_str(b, s);
+            return;
+        }
+        put_bytes(b, s, (size_t)(p - s));
+        s = p + 1;
+        if (*s == '%') {
+            put_bytes(b, "%", 1);
+            s += 1;
+            continue;
+        }
+        if (n >= 4) return; /* capture() took no more */
+        if (*s == 's') {
+            put_str(b, f->args[n++].s);
+            s += 1;
+        } else if (*s == 'u' || *s == 'z') {
+            put_u64(b, f->args[n++].u);
+            s += *s == 'z' ? 2 : 1;
+        } else if (*s == 'l') { /* %lld */
+            long long v = f->args[n++].i;
+            if (v < 0) put_bytes(b, "-", 1);
+            put_u64(b, v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v);
+            s += 3;
+        } else if (*s == '.') { /* %.*s */
+            long long len = f->args[n].i;
+            const char *str = f->args[n + 1].s;
+            n += 2;
+            put_bytes(b, str, len > 0 ? strnlen(str, (size_t)len) : 0);
+            s += 3;
+        } else {
+            return; /* not a conversion the messages use */
+        }
+    }
+}
+
+static const char *const type_word[] = {"null", "a boolean", "an object", "an array",
+                                        "a number", "a string", "an integer"};
+static const uint32_t type_of[] = {
+    [JSON_NULL] = T_NULL,     [JSON_FALSE] = T_BOOLEAN, [JSON_TRUE] = T_BOOLEAN,
+    [JSON_NUMBER] = T_NUMBER, [JSON_STRING] = T_STRING, [JSON_ARRAY] = T_ARRAY,
+    [JSON_OBJECT] = T_OBJECT,
+};
+
+/* M_TYPE: "must be a string or null, not a number". */
+static void body_type(struct buf *b, const struct efact *f)
+{
+    put_bytes(b, "must be ", 8);
+    for (int i = 0, k = 0; i < 7; i++) {
+        if (!(f->op->types & (1u << i))) continue;
+        if (k++) put_bytes(b, " or ", 4);
+        put_str(b, type_word[i]);
+    }
+    put_bytes(b, ", not ", 6);
+    uint32_t t = type_of[f->inst.type];
+    put_str(b, f->inst.type == JSON_NUMBER ? "a number" : type_word[__builtin_ctz(t)]);
+}
+
+/* M_CONST: "must be `<const>`". */
+static void body_const(struct buf *b, const struct efact *f)
+{
+    put_bytes(b, "must be `", 9);
+    size_t start = b->len;
+    show(b, f->op->val);
+    cut_at_nul(b, start);
+    put_bytes(b, "`", 1);
+}
+
+/* M_ENUM: "must be one of a, b, c" (the first 12). */
+static void body_enum(struct buf *b, const struct efact *f)
+{
+    const struct json_value *e = f->op->val;
+    put_bytes(b, "must be one of ", 15);
+    if (!e->len) put_str(b, "(nothing: enum is empty)");
+    size_t start = b->len;
+    for (uint32_t i = 0; i < e->len && i < 12; i++) {
+        if (i) put_bytes(b, ", ", 2);
+        show(b, e->u.items[i]);
+    }
+    if (e->len > 12) {
+        put_str(b, ", ... (");
+        put_u64(b, e->len);
+        put_str(b, " in all)");
+    }
+    cut_at_nul(b, start);
+}
+
+/* M_NOT_ALLOWED (additionalProperties: false): the allowed names. */
+static void body_not_allowed(struct buf *b, const struct efact *f)
+{
+    const struct sop *props = f->op->props;
+    put_str(b, "is not an allowed property");
+    if (!props || !props->nsubs) return;
+    size_t start = b->len;
+    put_str(b, "; allowed properties are ");
+    for (uint32_t i = 0; i < props->nsubs && i < 20; i++) {
+        if (i) put_bytes(b, ", ", 2);
+        put_bytes(b, props->names[i], props->name_lens[i] > 60 ? 60 : props->name_lens[i]);
+    }
+    if (props->nsubs > 20) put_str(b, ", ...");
+    cut_at_nul(b, start);
+}
+
+static void (*const bodies[])(struct buf *, const struct efact *) = {
+    [M_FORMAT] = body_format,
+    [M_TYPE] = body_type,
+    [M_CONST] = body_const,
+    [M_ENUM] = body_enum,
+    [M_NOT_ALLOWED] = body_not_allowed,
+};
+
+/* Appends the message of f.  A message is read as a C string, so it ends
+ * at the first NUL a shown value may carry (as it always has). */
+static void put_message(struct buf *b, const struct efact *f, const struct seg *segs)
+{
+    if (f->subject) {
+        subject(b, segs + f->iseg, f->niseg);
+        put_bytes(b, " ", 1);
+    }
+    bodies[f->msg](b, f);
+    if (f->got) {
+        put_bytes(b, "; got `", 7);
+        show(b, &f->inst);
+        put_bytes(b, "`", 1);
+    }
+}
+
+/* Appends the instance location, keyword location and message of f, each
+ * NUL-terminated, and notes their offsets in f->at. */
+static void render_one(struct buf *b, struct efact *f, const struct seg *segs)
+{
+    f->at[0] = (uint32_t)b->len;
+    put_path(b, segs + f->iseg, f->niseg);
+    put_bytes(b, "", 1);
+    f->at[1] = (uint32_t)b->len;
+    put_path(b, segs + f->kseg, f->nkseg);
+    if (f->op) put_token(b, f->op->kw, f->op->kw_len);
+    put_bytes(b, "", 1);
+    f->at[2] = (uint32_t)b->len;
+    put_message(b, f, segs);
+    put_bytes(b, "", 1);
+}
+
+static void set_strings(struct schema_error *e, const struct efact *f, const char *base)
+{
+    e->instance_location = base + f->at[0];
+    e->keyword_location = base + f->at[1];
+    e->message = base + f->at[2];
+    /* Schema-owned: valid while the schema lives. */
+    e->absolute_keyword_location = f->op ? f->op->abs_kw : f->owner->abs_shown;
+}
+
+/* Fills r->errors[0 .. kept) from the facts; the strings live in msgbuf. */
+static void render_all(struct schema_result *r)
+{
+    r->rendered = true;
+    if (!r->kept) return;
+    if (r->errors_cap < r->kept) {
+        size_t cap = r->errors_cap ? r->errors_cap : 8;
+        while (cap < r->kept) cap *= 2;
         struct schema_error *e = realloc(r->errors, cap * sizeof *e);
-        if (!e) return NULL;
+        if (!e) {
+            r->kept = 0; /* no room to show them; error_count still tells */
+            return;
+        }
         r->errors = e;
         r->errors_cap = cap;
     }
-    return &r->errors[r->kept++];
-}
-
-
-/* Records an error at the current location for keyword kw of node owner
- * (kw NULL: the node itself, a false schema).  msg is complete. */
-static void record(struct vctx *c, const struct snode *owner, const struct sop *op,
-                   const char *msg)
-{
-    struct schema_error *e = new_error(c);
-    if (!e) return;
-    struct arena *a = &c->r->strings;
-    struct buf *b = &c->r->pathbuf;
+    struct buf *b = &r->msgbuf;
     buf_reset(b);
-    write_path(b, c->ipath);
-    e->instance_location = arena_strndup(a, b->data ? b->data : "", b->len);
-    buf_reset(b);
-    write_path(b, c->kpath);
-    if (op) put_token(b, op->kw, op->kw_len);
-    e->keyword_location = arena_strndup(a, b->data ? b->data : "", b->len);
-    /* Schema-owned: valid while the schema lives. */
-    e->absolute_keyword_location = op ? op->abs_kw : owner->abs_shown;
-    e->message = arena_strdup(a, msg);
-}
-
-static void report(struct vctx *c, const struct sop *op, const char *fmt, ...) KEEL_PRINTF(3, 4);
-static void report(struct vctx *c, const struct sop *op, const char *fmt, ...)
-{
-    if (!c->collect) return;
-    if (c->r->kept >= c->limit) {
-        c->r->error_count++;
-        return;
-    }
-    struct buf *m = &c->r->msgbuf;
-    buf_reset(m);
-    subject(m, c);
-    buf_putc(m, ' ');
-    va_list ap;
-    va_start(ap, fmt);
-    format_message(m, fmt, ap);
-    va_end(ap);
-    record(c, op->owner, op, m->data);
-}
-
-/* Like report, with the instance value appended as "; got `...`". */
-static void report_got(struct vctx *c, const struct sop *op, const struct json_value *inst,
-                       const char *fmt, ...) KEEL_PRINTF(4, 5);
-static void report_got(struct vctx *c, const struct sop *op, const struct json_value *inst,
-                       const char *fmt, ...)
-{
-    if (!c->collect) return;
-    if (c->r->kept >= c->limit) {
-        c->r->error_count++;
-        return;
-    }
-    struct buf *m = &c->r->msgbuf;
-    buf_reset(m);
-    subject(m, c);
-    buf_putc(m, ' ');
-    va_list ap;
-    va_start(ap, fmt);
-    format_message(m, fmt, ap);
-    va_end(ap);
-    buf_puts(m, "; got `");
-    show(m, inst);
-    buf_putc(m, '`');
-    record(c, op->owner, op, m->data);
+    struct efact *facts = r->facts;
+    for (size_t i = 0; i < r->kept; i++) render_one(b, &facts[i], r->segs);
+    for (size_t i = 0; i < r->kept; i++) set_strings(&r->errors[i], &facts[i], b->data);
 }
 
 /* ---- the walk ------------------------------------------------------------------- */
@@ -401,21 +603,15 @@ static bool eval(const struct snode *n, const struct json_value *inst, struct vc
 {
     if (n->kind == SN_TRUE) return true;
     if (n->kind == SN_FALSE) {
-        if (c->collect) {
-            struct buf m;
-            buf_init(&m);
-            subject(&m, c);
-            buf_puts(&m, " is not allowed here (the schema is `false`)");
-            record(c, n, NULL, m.data);
-            buf_cleanup(&m);
-        }
+        if (c->collect) report_node(c, n, "is not allowed here (the schema is `false`)", true);
         return false;
     }
     if (c->depth >= SCHEMA_MAX_EVAL_DEPTH) {
         if (c->collect)
-            record(c, n, NULL,
-                   "evaluation nests more than 2048 schemas deep here; the schema probably "
-                   "loops through $ref without consuming input");
+            report_node(c, n,
+                        "evaluation nests more than 2048 schemas deep here; the schema probably "
+                        "loops through $ref without consuming input",
+                        false);
         return false;
     }
     c->depth++;
@@ -483,43 +679,19 @@ static bool eval_at_key(const struct sop *op, const struct snode *n, const char 
 
 /* ---- assertions: any type ------------------------------------------------------- */
 
-static const uint32_t type_of[] = {
-    [JSON_NULL] = T_NULL,     [JSON_FALSE] = T_BOOLEAN, [JSON_TRUE] = T_BOOLEAN,
-    [JSON_NUMBER] = T_NUMBER, [JSON_STRING] = T_STRING, [JSON_ARRAY] = T_ARRAY,
-    [JSON_OBJECT] = T_OBJECT,
-};
-static const char *const type_word[] = {"null", "a boolean", "an object", "an array",
-                                        "a number", "a string", "an integer"};
-
 bool op_type(const struct sop *op, const struct json_value *inst, struct vctx *c, struct eset *ev)
 {
     uint32_t t = type_of[inst->type];
     if (op->types & t) return true;
     if ((op->types & T_INTEGER) && json_is_integer(inst)) return true;
-    if (c->collect) {
-        struct buf *w = &c->r->pathbuf; /* consumed by report_got before record() */
-        buf_reset(w);
-        for (int i = 0, k = 0; i < 7; i++) {
-            if (!(op->types & (1u << i))) continue;
-            if (k++) put_bytes(w, " or ", 4);
-            buf_puts(w, type_word[i]);
-        }
-        report_got(c, op, inst, "must be %s, not %s", w->data,
-                   inst->type == JSON_NUMBER ? "a number" : type_word[__builtin_ctz(t)]);
-    }
+    report_msg(c, op, inst, M_TYPE, true);
     return false;
 }
 
 bool op_const(const struct sop *op, const struct json_value *inst, struct vctx *c, struct eset *ev)
 {
     if (json_equal(inst, op->val)) return true;
-    if (c->collect) {
-        struct buf b;
-        buf_init(&b);
-        show(&b, op->val);
-        report_got(c, op, inst, "must be `%s`", b.data ? b.data : "");
-        buf_cleanup(&b);
-    }
+    report_msg(c, op, inst, M_CONST, true);
     return false;
 }
 
@@ -528,18 +700,7 @@ bool op_enum(const struct sop *op, const struct json_value *inst, struct vctx *c
     const struct json_value *e = op->val;
     for (uint32_t i = 0; i < e->len; i++)
         if (json_equal(inst, e->u.items[i])) return true;
-    if (c->collect) {
-        /* pathbuf is free here: report_got copies the list into msgbuf
-         * before record() reuses pathbuf. */
-        struct buf *b = &c->r->pathbuf;
-        buf_reset(b);
-        for (uint32_t i = 0; i < e->len && i < 12; i++) {
-            if (i) buf_puts(b, ", ");
-            show(b, e->u.items[i]);
-        }
-        if (e->len > 12) buf_printf(b, ", ... (%u in all)", e->len);
-        report_got(c, op, inst, "must be one of %s", b->len ? b->data : "(nothing: enum is empty)");
-    }
+    report_msg(c, op, inst, M_ENUM, true);
     return false;
 }
 
@@ -1081,18 +1242,6 @@ static bool covered(const struct sop *op, struct vctx *c, const struct json_memb
     return false;
 }
 
-/* "allowed: a, b, c" for messages about unexpected properties. */
-static void allowed_list(struct buf *b, const struct sop *props)
-{
-    if (!props || !props->nsubs) return;
-    buf_puts(b, "; allowed properties are ");
-    for (uint32_t i = 0; i < props->nsubs && i < 20; i++) {
-        if (i) put_bytes(b, ", ", 2);
-        put_bytes(b, props->names[i], props->name_lens[i] > 60 ? 60 : props->name_lens[i]);
-    }
-    if (props->nsubs > 20) buf_puts(b, ", ...");
-}
-
 bool op_additional_properties(const struct sop *op, const struct json_value *inst, struct vctx *c,
                               struct eset *ev)
 {
@@ -1106,13 +1255,7 @@ bool op_additional_properties(const struct sop *op, const struct json_value *ins
         bool r;
         if (op->sub->kind == SN_FALSE) {
             r = false;
-            if (c->collect) {
-                struct buf *b = &c->r->pathbuf; /* consumed by report before record() */
-                buf_reset(b);
-                buf_puts(b, "is not an allowed property");
-                allowed_list(b, op->props);
-                report(c, op, "%s", b->data);
-            }
+            report_msg(c, op, inst, M_NOT_ALLOWED, false);
         } else {
             r = eval_at(op, op->sub, m->value, c, NULL);
         }
@@ -1314,28 +1457,28 @@ bool op_if(const struct sop *op, const struct json_value *inst, struct vctx *c, 
 void schema_result_init(struct schema_result *r)
 {
     memset(r, 0, sizeof *r);
-    arena_init(&r->strings);
 }
 
 void schema_result_cleanup(struct schema_result *r)
 {
     if (!r) return;
     free(r->errors);
-    arena_cleanup(&r->strings);
+    free(r->facts);
+    free(r->segs);
     free(r->scratch);
     if (r->match_data) pcre2_match_data_free(r->match_data);
     buf_cleanup(&r->msgbuf);
-    buf_cleanup(&r->pathbuf);
     memset(r, 0, sizeof *r);
 }
 
 bool schema_validate_node(const struct schema *s, const struct snode *n,
                           const struct json_value *inst, struct schema_result *r)
 {
-    if (r->kept || r->strings.total) arena_reset(&r->strings);
     r->kept = 0;
     r->error_count = 0;
     r->scratch_used = 0;
+    r->segs_used = 0;
+    r->rendered = false;
     size_t limit = r->max_errors && r->max_errors < SCHEMA_MAX_ERRORS ? r->max_errors
                                                                       : SCHEMA_MAX_ERRORS;
     /* One pass that records failures as it meets them: a failure outside
@@ -1347,9 +1490,10 @@ bool schema_validate_node(const struct schema *s, const struct snode *n,
     scratch_finish(&c);
     if (!ok && r->kept == 0) {
         struct vctx c3 = {.s = s, .r = r, .collect = true, .limit = limit};
-        record(&c3, n, NULL, "the value is invalid");
+        report_node(&c3, n, "the value is invalid", false);
     }
     r->valid = ok;
+    if (!r->lazy) render_all(r);
     return ok;
 }
 
@@ -1359,26 +1503,49 @@ bool schema_validate(const struct schema *s, const struct json_value *instance,
     return schema_validate_node(s, s->root, instance, r);
 }
 
+const struct schema_error *schema_result_error(struct schema_result *r, size_t i)
+{
+    if (i >= r->kept) return NULL;
+    if (!r->rendered) render_all(r);
+    return i < r->kept ? &r->errors[i] : NULL;
+}
+
+/* The strings of error i: the rendered ones, or (a lazy result not yet
+ * rendered) rendered now into tmp, which must be empty. */
+static struct schema_error error_at(const struct schema_result *r, size_t i, struct buf *tmp)
+{
+    if (r->rendered) return r->errors[i];
+    struct efact f = ((const struct efact *)r->facts)[i];
+    struct schema_error e;
+    buf_reset(tmp);
+    render_one(tmp, &f, r->segs);
+    set_strings(&e, &f, tmp->data);
+    return e;
+}
+
 void schema_result_write_json(const struct schema_result *r, struct buf *out)
 {
     if (r->valid) {
         buf_puts(out, "{\"valid\":true}");
         return;
     }
+    struct buf tmp;
+    buf_init(&tmp);
     buf_puts(out, "{\"valid\":false,\"errors\":[");
     for (size_t i = 0; i < r->kept; i++) {
-        const struct schema_error *e = &r->errors[i];
+        struct schema_error e = error_at(r, i, &tmp);
         if (i) buf_putc(out, ',');
         buf_puts(out, "{\"keywordLocation\":");
-        json_write_string(out, e->keyword_location, strlen(e->keyword_location));
+        json_write_string(out, e.keyword_location, strlen(e.keyword_location));
         buf_puts(out, ",\"absoluteKeywordLocation\":");
-        json_write_string(out, e->absolute_keyword_location, strlen(e->absolute_keyword_location));
+        json_write_string(out, e.absolute_keyword_location, strlen(e.absolute_keyword_location));
         buf_puts(out, ",\"instanceLocation\":");
-        json_write_string(out, e->instance_location, strlen(e->instance_location));
+        json_write_string(out, e.instance_location, strlen(e.instance_location));
         buf_puts(out, ",\"error\":");
-        json_write_string(out, e->message, strlen(e->message));
+        json_write_string(out, e.message, strlen(e.message));
         buf_putc(out, '}');
     }
+    buf_cleanup(&tmp);
     buf_putc(out, ']');
     if (r->error_count > r->kept) buf_printf(out, ",\"omitted\":%zu", r->error_count - r->kept);
     buf_putc(out, '}');
@@ -1390,13 +1557,16 @@ void schema_result_write_text(const struct schema_result *r, struct buf *out)
         buf_puts(out, "valid");
         return;
     }
+    struct buf tmp;
+    buf_init(&tmp);
     for (size_t i = 0; i < r->kept; i++) {
-        const struct schema_error *e = &r->errors[i];
+        struct schema_error e = error_at(r, i, &tmp);
         if (i) buf_putc(out, '\n');
-        buf_puts(out, *e->instance_location ? e->instance_location : "(root)");
+        buf_puts(out, *e.instance_location ? e.instance_location : "(root)");
         buf_puts(out, ": ");
-        buf_puts(out, e->message);
+        buf_puts(out, e.message);
     }
+    buf_cleanup(&tmp);
     if (r->error_count > r->kept)
         buf_printf(out, "\n... and %zu more errors", r->error_count - r->kept);
 }
