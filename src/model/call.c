@@ -1,0 +1,479 @@
+/*
+ * call.c — model_call: one HTTP POST per attempt over libcurl, retries with
+ * jittered exponential backoff that honours Retry-After, then the route's
+ * fallbacks.  Reference: docs/models.md, "Retries and fallbacks".
+ *
+ *   for each model in [chosen, fallbacks...]:
+ *       for attempt in 0..retries:
+ *           POST -> 2xx ------------------------> parse -> answer (done)
+ *                                                       \-> EPROTO: next model
+ *                -> 429/500/502/503/504/529,
+ *                   transport error, timeout --> wait, next attempt
+ *                                                (Retry-After > max_retry_wait,
+ *                                                 or no attempts left: next model)
+ *                -> anything else (400, 401, 403, 404, 422, ...): next model
+ *
+ * The wait before a retry is the server's Retry-After (seconds or an HTTP
+ * date, or OpenAI's retry-after-ms) when it sent one, else full jitter:
+ * uniform in [0, min(8 s, 500 ms * 2^attempt)].
+ *
+ * Secrets: the key is copied only into the auth header line (built in
+ * locked memory and wiped) and into curl's copy of the header list (wiped
+ * before it is freed).  Every message built here from remote text passes
+ * through model_scrub, so a server echoing the key cannot put it into an
+ * error, the trail or a log line.
+ *
+ * Thread safety: the gateway is read-only here; each call has its own curl
+ * easy handle; curl_global_init runs once (pthread_once).
+ */
+#include "internal.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define BACKOFF_BASE_MS 500
+#define BACKOFF_CAP_MS 8000
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_started = CURLE_FAILED_INIT;
+
+static void curl_start(void)
+{
+    curl_started = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* ---- one HTTP exchange ----------------------------------------------------- */
+
+struct http {
+    long status;             /* 0 when no response came                        */
+    struct buf body;
+    bool too_big;
+    int64_t retry_after_ms;  /* -1: the server said nothing                    */
+    CURLcode rc;
+    char curl_msg[CURL_ERROR_SIZE];
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    struct http *h = ud;
+    size_t len = size * n;
+    if (len > MODEL_MAX_BODY || h->body.len + len > MODEL_MAX_BODY) {
+        h->too_big = true;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    buf_append(&h->body, p, len);
+    return len;
+}
+
+/* Parses a Retry-After value: delay-seconds or an HTTP date.  Returns ms or
+ * -1. */
+static int64_t retry_after(const char *v, size_t len)
+{
+    char s[64];
+    if (len >= sizeof s) return -1;
+    memcpy(s, v, len);
+    s[len] = '\0';
+    if (s[0] >= '0' && s[0] <= '9') {
+        char *end;
+        errno = 0;
+        double secs = strtod(s, &end);
+        if (errno || *end || !isfinite(secs) || secs < 0) return -1;
+        if (secs > 1e7) secs = 1e7;
+        return (int64_t)ceil(secs * 1000.0);
+    }
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (!end || *end) return -1;
+    int64_t when = (int64_t)timegm(&tm) * 1000, now = keel_wall_ms();
+    if (when <= now) return 0;
+    return when - now > (int64_t)1e10 ? (int64_t)1e10 : when - now;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    struct http *h = ud;
+    size_t len = size * n;
+    if (len >= 5 && !strncmp(p, "HTTP/", 5)) { /* a new response (after a 100, say) */
+        h->retry_after_ms = -1;
+        return len;
+    }
+    const char *colon = memchr(p, ':', len);
+    if (!colon) return len;
+    size_t name_len = (size_t)(colon - p);
+    const char *v = colon + 1, *end = p + len;
+    while (v < end && (*v == ' ' || *v == '\t')) v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ')) end--;
+    if (name_len == 14 && !strncasecmp(p, "retry-after-ms", 14)) {
+        int64_t ms = retry_after(v, (size_t)(end - v)); /* parsed as seconds... */
+        if (ms >= 0) h->retry_after_ms = (ms + 999) / 1000; /* ...so scale back to ms */
+    } else if (name_len == 11 && !strncasecmp(p, "retry-after", 11) && h->retry_after_ms < 0) {
+        h->retry_after_ms = retry_after(v, (size_t)(end - v));
+    }
+    return len;
+}
+
+/* Appends line (which may hold the key) to the list; the list's copy is
+ * wiped in wipe_headers. */
+static struct curl_slist *add_header(struct curl_slist *l, const char *line, bool *ok)
+{
+    struct curl_slist *n = curl_slist_append(l, line);
+    if (!n) {
+        *ok = false;
+        return l;
+    }
+    return n;
+}
+
+static void wipe_headers(struct curl_slist *l)
+{
+    for (struct curl_slist *s = l; s; s = s->next) sodium_memzero(s->data, strlen(s->data));
+    curl_slist_free_all(l);
+}
+
+static bool provider_sets(const struct model_provider *p, const char *fixed)
+{
+    const char *colon = strchr(fixed, ':');
+    size_t n = colon ? (size_t)(colon - fixed) : strlen(fixed);
+    for (size_t i = 0; i < p->nheaders; i++)
+        if (!strncasecmp(p->headers[i], fixed, n) && p->headers[i][n] == ':') return true;
+    return false;
+}
+
+/* POSTs body to p's endpoint; the outcome is in *h (init'd here). */
+static void post(const struct model_provider *p, const char *body, size_t len, struct http *h)
+{
+    memset(h, 0, sizeof *h);
+    buf_init(&h->body);
+    h->retry_after_ms = -1;
+    CURL *c = curl_easy_init();
+    if (!c) {
+        h->rc = CURLE_FAILED_INIT;
+        snprintf(h->curl_msg, sizeof h->curl_msg, "curl_easy_init failed");
+        return;
+    }
+    bool ok = true;
+    struct curl_slist *hdrs = NULL;
+    hdrs = add_header(hdrs, "Content-Type: application/json", &ok);
+    hdrs = add_header(hdrs, "Expect:", &ok);
+    for (size_t i = 0; p->kind->fixed[i]; i++)
+        if (!provider_sets(p, p->kind->fixed[i])) hdrs = add_header(hdrs, p->kind->fixed[i], &ok);
+    for (size_t i = 0; i < p->nheaders; i++) hdrs = add_header(hdrs, p->headers[i], &ok);
+    if (p->key) {
+        size_t n = strlen(p->kind->auth) + p->key_len + 1;
+        char *line = malloc(n);
+        if (!line) abort();
+        (void)sodium_mlock(line, n);
+        memcpy(line, p->kind->auth, strlen(p->kind->auth));
+        memcpy(line + strlen(p->kind->auth), p->key, p->key_len + 1);
+        hdrs = add_header(hdrs, line, &ok);
+        sodium_memzero(line, n);
+        (void)sodium_munlock(line, n);
+        free(line);
+    }
+    if (!ok) {
+        h->rc = CURLE_OUT_OF_MEMORY;
+        snprintf(h->curl_msg, sizeof h->curl_msg, "out of memory building headers");
+        wipe_headers(hdrs);
+        curl_easy_cleanup(c);
+        return;
+    }
+    curl_easy_setopt(c, CURLOPT_URL, p->url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "keel");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, h);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, h);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)p->timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)p->connect_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->curl_msg);
+    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
+    h->rc = curl_easy_perform(c);
+    if (h->rc == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &h->status);
+    else if (!h->curl_msg[0])
+        snprintf(h->curl_msg, sizeof h->curl_msg, "%s", curl_easy_strerror(h->rc));
+    wipe_headers(hdrs);
+    curl_easy_cleanup(c);
+}
+
+/* ---- classifying an attempt ------------------------------------------------ */
+
+/* Statuses with a meaning of their own; any other non-2xx is a plain
+ * KEEL_EIO without retry. */
+static const struct {
+    long status;
+    bool retry;
+    int code;
+} statuses[] = {
+    {429, true, KEEL_EBUSY},   {500, true, KEEL_EIO},     {502, true, KEEL_EIO},
+    {503, true, KEEL_EIO},     {504, true, KEEL_EIO},     {529, true, KEEL_EIO},
+    {401, false, KEEL_EDENIED}, {403, false, KEEL_EDENIED},
+};
+
+struct outcome {
+    int code;       /* 0: answered                                       */
+    bool retry;
+    long status;
+    int64_t retry_after_ms;
+    char msg[KEEL_ERR_MSG_MAX];
+};
+
+/* An excerpt of an error reply: its error.message when it is JSON with
+ * one, else the first bytes of the body. */
+static void excerpt(struct buf *out, const struct http *h)
+{
+    struct arena a;
+    arena_init(&a);
+    struct json_value *v = NULL;
+    struct json_parse_opts o = {.max_depth = 64, .dup = JSON_DUP_LAST};
+    const char *m = NULL;
+    if (h->body.len && json_parse(&a, h->body.data, h->body.len, &o, &v, NULL) == 0) {
+        const struct json_value *e = json_get(v, "error");
+        m = json_is(e, JSON_STRING) ? e->u.s.str : json_get_str(e, "message", NULL);
+        if (!m) m = json_get_str(v, "message", NULL);
+    }
+    if (m) model_quote(out, m, strlen(m), MODEL_QUOTE_MAX);
+    else if (h->body.len) model_quote(out, h->body.data, h->body.len, MODEL_QUOTE_MAX);
+    else buf_puts(out, "(empty body)");
+    arena_cleanup(&a);
+}
+
+static void classify(const struct model_provider *p, const struct model_def *m,
+                     const struct http *h, struct outcome *o)
+{
+    memset(o, 0, sizeof *o);
+    o->retry_after_ms = h->retry_after_ms;
+    o->status = h->status;
+    if (h->rc != CURLE_OK) {
+        if (h->too_big) {
+            o->code = KEEL_ELIMIT;
+            snprintf(o->msg, sizeof o->msg,
+                     "provider %s sent a reply over %u MiB for model %s; Keel refuses it",
+                     p->name, MODEL_MAX_BODY >> 20, m->name);
+        } else if (h->rc == CURLE_OPERATION_TIMEDOUT) {
+            o->code = KEEL_ETIMEOUT;
+            o->retry = true;
+            snprintf(o->msg, sizeof o->msg,
+                     "provider %s did not answer within %lld ms for model %s (%s); raise "
+                     "models.providers.%s.timeout or check the server",
+                     p->name, (long long)p->timeout_ms, m->name, h->curl_msg, p->name);
+        } else {
+            o->code = KEEL_EIO;
+            o->retry = true;
+            snprintf(o->msg, sizeof o->msg, "cannot reach provider %s at %s for model %s: %s",
+                     p->name, p->url, m->name, h->curl_msg);
+        }
+        return;
+    }
+    if (h->status >= 200 && h->status < 300) return;
+    o->code = KEEL_EIO;
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(statuses); i++)
+        if (statuses[i].status == h->status) {
+            o->code = statuses[i].code;
+            o->retry = statuses[i].retry;
+        }
+    if (o->code == KEEL_EDENIED) {
+        /* The body is not quoted: providers echo parts of a wrong key. */
+        snprintf(o->msg, sizeof o->msg,
+                 "provider %s rejected the API key (HTTP %ld); check the key named by %s",
+                 p->name, h->status, p->key ? p->key_ref : "api_key (none is set)");
+        return;
+    }
+    struct buf q;
+    buf_init(&q);
+    excerpt(&q, h);
+    if (o->code == KEEL_EBUSY)
+        snprintf(o->msg, sizeof o->msg, "provider %s rate-limited model %s (HTTP 429): %s",
+                 p->name, m->name, q.data);
+    else
+        snprintf(o->msg, sizeof o->msg, "provider %s answered HTTP %ld for model %s: %s",
+                 p->name, h->status, m->name, q.data);
+    buf_cleanup(&q);
+}
+
+/* ---- waiting ----------------------------------------------------------------- */
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec t = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+    }
+}
+
+/* Full jitter: uniform in [0, min(cap, base * 2^attempt)]. */
+static int64_t backoff_ms(int attempt)
+{
+    int64_t ceiling = BACKOFF_BASE_MS;
+    for (int i = 0; i < attempt && ceiling < BACKOFF_CAP_MS; i++) ceiling *= 2;
+    if (ceiling > BACKOFF_CAP_MS) ceiling = BACKOFF_CAP_MS;
+    uint32_t r;
+    keel_random(&r, sizeof r);
+    return (int64_t)(r % (uint32_t)(ceiling + 1));
+}
+
+/* ---- the call ------------------------------------------------------------------ */
+
+static void trail_add(struct arena *a, struct json_value *trail, const struct model_def *m,
+                      const struct outcome *o, int64_t wait_ms)
+{
+    struct json_value *t = json_object(a);
+    json_object_setc(a, t, "model", json_cstr(a, m->name));
+    json_object_setc(a, t, "status", json_int(a, o->status));
+    json_object_setc(a, t, "code", json_cstr(a, keel_strerror(o->code)));
+    json_object_setc(a, t, "error", json_cstr(a, o->msg));
+    json_object_setc(a, t, "retry_after_ms",
+                     o->retry_after_ms >= 0 ? json_int(a, o->retry_after_ms) : json_null(a));
+    json_object_setc(a, t, "wait_ms", json_int(a, wait_ms));
+    json_array_push(a, trail, t);
+}
+
+/* What one model did: 0 with *resp filled, or the last outcome in *last. */
+static int call_model(struct model_gateway *g, const struct model_def *m,
+                      const struct model_request *r, struct arena *a, struct json_value *trail,
+                      int *attempts, struct model_response *resp, struct outcome *last,
+                      struct keel_err *err)
+{
+    const struct model_provider *p = m->provider;
+    struct model_request rq = *r;
+    if (rq.max_output_tokens <= 0) rq.max_output_tokens = m->max_output;
+    struct arena scratch;
+    arena_init(&scratch);
+    struct json_value *body = NULL;
+    int rc = model_wire_request(p->kind->name, m->provider_model, &rq, &scratch, &body, err);
+    if (rc) { /* the caller's messages are wrong: no model can help */
+        arena_cleanup(&scratch);
+        return rc;
+    }
+    struct buf text;
+    buf_init(&text);
+    json_write(&text, body, 0, NULL);
+    arena_cleanup(&scratch);
+
+    rc = 1; /* 1: failed, see *last */
+    for (int attempt = 0; attempt <= p->retries; attempt++) {
+        struct http h;
+        post(p, text.data, text.len, &h);
+        (*attempts)++;
+        classify(p, m, &h, last);
+        if (last->code == 0) {
+            struct keel_err e;
+            keel_err_clear(&e);
+            int prc = model_wire_response(p->kind->name, h.body.data ? h.body.data : "",
+                                          h.body.len, a, resp, &e);
+            buf_cleanup(&h.body);
+            if (prc == 0) {
+                rc = 0;
+                break;
+            }
+            last->code = prc;
+            snprintf(last->msg, sizeof last->msg, "provider %s, model %s: %s", p->name, m->name,
+                     e.msg);
+            model_scrub(g, last->msg, sizeof last->msg);
+            trail_add(a, trail, m, last, 0);
+            break; /* a malformed reply is not retried: the next model may do better */
+        }
+        buf_cleanup(&h.body);
+        model_scrub(g, last->msg, sizeof last->msg);
+        int64_t wait = -1;
+        if (last->retry && attempt < p->retries) {
+            if (last->retry_after_ms < 0) {
+                wait = backoff_ms(attempt);
+            } else if (last->retry_after_ms <= p->max_retry_wait_ms) {
+                wait = last->retry_after_ms;
+            } else {
+                size_t n = strlen(last->msg);
+                snprintf(last->msg + n, sizeof last->msg - n,
+                         "; it asked to retry after %lld ms, more than max_retry_wait (%lld ms), "
+                         "so Keel moved on",
+                         (long long)last->retry_after_ms, (long long)p->max_retry_wait_ms);
+            }
+        }
+        trail_add(a, trail, m, last, wait > 0 ? wait : 0);
+        if (wait < 0) break;
+        keel_log(KEEL_LOG_INFO, "model %s: attempt %d failed (%s); retrying in %lld ms", m->name,
+                 attempt + 1, last->msg, (long long)wait);
+        sleep_ms(wait);
+    }
+    buf_cleanup(&text);
+    return rc;
+}
+
+/* See model.h.  On success every string and value in *out is in a. */
+int model_call(struct model_gateway *g, const struct model_request *r, struct arena *a,
+               struct model_response *out, struct keel_err *err)
+{
+    struct model_route_choice choice;
+    int rc = model_route(g, r, &choice, err);
+    if (rc) return rc;
+    pthread_once(&curl_once, curl_start);
+    if (curl_started != CURLE_OK)
+        return keel_fail(err, KEEL_EINTERNAL, "libcurl failed to start (%s)",
+                         curl_easy_strerror(curl_started));
+
+    const char *chain[MODEL_MAX_FALLBACKS + 2] = {choice.model};
+    size_t nchain = 1;
+    for (size_t i = 0; i < MODEL_MAX_FALLBACKS && choice.fallbacks[i]; i++)
+        chain[nchain++] = choice.fallbacks[i];
+
+    struct json_value *trail = json_array(a);
+    int attempts = 0;
+    struct outcome last;
+    memset(&last, 0, sizeof last);
+    struct buf tried;
+    buf_init(&tried);
+    for (size_t i = 0; i < nchain; i++) {
+        const struct model_def *m = model_find(g, chain[i]);
+        struct model_response resp = {0};
+        rc = call_model(g, m, r, a, trail, &attempts, &resp, &last, err);
+        if (rc < 0) {
+            buf_cleanup(&tried);
+            return rc;
+        }
+        buf_printf(&tried, "%s%s", i ? ", " : "", m->name);
+        if (rc > 0) continue;
+        if (resp.input_tokens < 0) resp.input_tokens = model_estimate_tokens(r->messages, r->tools);
+        if (resp.output_tokens < 0) {
+            struct json_value *one = json_array(a);
+            json_array_push(a, one, resp.message);
+            resp.output_tokens = model_estimate_tokens(one, NULL);
+        }
+        out->message = resp.message;
+        out->stop_reason = resp.stop_reason;
+        out->model = arena_strdup(a, m->name);
+        out->provider = arena_strdup(a, m->provider->name);
+        out->provider_model = arena_strdup(a, m->provider_model);
+        out->input_tokens = resp.input_tokens;
+        out->output_tokens = resp.output_tokens;
+        out->cost_usd = model_cost_usd(g, m->name, resp.input_tokens, resp.output_tokens);
+        out->attempts = attempts;
+        out->trail = trail;
+        buf_cleanup(&tried);
+        return 0;
+    }
+    if (!out->trail) out->trail = trail;
+    char when[96] = "";
+    if (last.code == KEEL_EBUSY)
+        snprintf(when, sizeof when, "; retry %s",
+                 last.retry_after_ms >= 0
+                     ? arena_printf(a, "after %lld ms", (long long)last.retry_after_ms)
+                     : "later");
+    keel_fail(err, last.code, "%s%s (models tried: %s; %d HTTP request%s)", last.msg, when,
+              tried.data, attempts, attempts == 1 ? "" : "s");
+    if (err) model_scrub(g, err->msg, sizeof err->msg);
+    buf_cleanup(&tried);
+    return last.code;
+}
