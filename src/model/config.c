@@ -223,7 +223,7 @@ static int api_key(struct cfg *c, struct model_provider *p, const struct json_va
     keel_err_clear(&e);
     rc = keel_read_file(full.data, MODEL_MAX_KEY + 2, &data, &e);
     if (rc) {
-        bad(c, file, sub, "cannot read the API key file %s of provider %s (%s); create it with "
+        rc = bad(c, file, sub, "cannot read the API key file %s of provider %s (%s); create it with "
                           "the key on one line, readable by Keel",
             full.data, p->name, rc == KEEL_ELIMIT ? "too large" : keel_strerror(rc));
     } else {

@@ -687,7 +687,7 @@ int model_wire_response(const char *kind, const char *text, size_t len, struct a
         struct buf q;
         buf_init(&q);
         model_quote(&q, text ? text : "", text ? len : 0, MODEL_QUOTE_MAX);
-        keel_fail(err, KEEL_EPROTO, "not a %s reply: %s; the reply began %s", k->name, e.msg,
+        keel_fail(err, KEEL_EPROTO, "not a valid %s reply: %s; the reply began %s", k->name, e.msg,
                   q.data);
         buf_cleanup(&q);
         return KEEL_EPROTO;
