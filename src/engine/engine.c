@@ -355,6 +355,48 @@ struct policy_set *engine_policies(struct engine *e, char hash[65])
     return p;
 }
 
+struct model_gateway *engine_models(struct engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    struct model_gateway *g = e->models;
+    pthread_mutex_unlock(&e->lock);
+    return g;
+}
+
+/* Builds the model gateway from keel.yaml and checks that every agent step
+ * of every loaded workflow names a declared model or route. */
+static int load_models(const struct keel_config *cfg, struct engine_workflow *wfs,
+                       struct model_gateway **out, struct keel_err *err)
+{
+    struct model_gateway *g = NULL;
+    int rc = model_gateway_new(cfg ? cfg->models : NULL, cfg ? cfg->file : NULL,
+                               cfg ? cfg->dir : NULL, &g, err);
+    if (rc) return rc;
+    for (struct engine_workflow *w = wfs; w; w = w->next) {
+        const struct workflow *wf = w->wf;
+        for (size_t i = 0; i < wf->nsteps; i++) {
+            const struct workflow_step *s = &wf->steps[i];
+            if (s->kind != WORKFLOW_STEP_AGENT) continue;
+            const struct keel_config_agent *ag =
+                cfg && s->agent.agent ? keel_config_agent(cfg, s->agent.agent) : NULL;
+            const char *m = s->agent.model ? s->agent.model : ag ? ag->model : NULL;
+            if (!m || model_gateway_has(g, m)) continue;
+            model_gateway_free(g);
+            keel_fail(err, KEEL_EINVAL,
+                      "agent step '%s' uses model '%s', which is neither a model nor a route "
+                      "under models: in %s; declare it or fix the name",
+                      s->id, m, cfg && cfg->file ? cfg->file : "keel.yaml");
+            snprintf(err->file, sizeof err->file, "%s", wf->file ? wf->file : "");
+            err->line = s->line;
+            err->column = s->column;
+            snprintf(err->path, sizeof err->path, "/steps/%zu/model", i);
+            return KEEL_EINVAL;
+        }
+    }
+    *out = g;
+    return 0;
+}
+
 /* ---- tools ------------------------------------------------------------- */
 
 int engine_tool_info(struct engine *e, const char *qualified, struct engine_tool_schemas **out,
@@ -663,6 +705,7 @@ int engine_start(const struct engine_opts *opts, struct engine **out, struct kee
     if (!rc) snprintf(e->policy_hash, sizeof e->policy_hash, "%s", policy_set_hash(e->policies));
     if (!rc) rc = keel_mkdir_p(e->data_dir, 0700, err);
     if (!rc) rc = load_identities(e, e->cfg, &e->ids, err);
+    if (!rc) rc = load_models(e->cfg, e->workflows, &e->models, err);
     if (!rc) {
         char uri[2200];
         if (e->cfg && e->cfg->store_url && !opts->data_dir)
@@ -726,6 +769,9 @@ void engine_stop(struct engine *e)
     keel_config_free(e->cfg);
     for (size_t i = 0; i < e->nold_ids; i++) identity_set_free(e->old_ids[i]);
     for (size_t i = 0; i < e->nold_cfgs; i++) keel_config_free(e->old_cfgs[i]);
+    model_gateway_free(e->models);
+    for (size_t i = 0; i < e->nold_models; i++) model_gateway_free(e->old_models[i]);
+    free(e->old_models);
     free(e->old_ids);
     free(e->old_cfgs);
     pthread_cond_destroy(&e->work);
@@ -764,6 +810,7 @@ int engine_reload(struct engine *e, struct keel_err *err)
     struct identity_set *ids = NULL;
     struct policy_set *ps = NULL;
     struct engine_workflow *fresh = NULL;
+    struct model_gateway *models = NULL;
     int rc = 0;
     if (e->config_path[0]) rc = keel_config_load(e->config_path, &cfg, NULL, err);
     pthread_mutex_lock(&e->lock);
@@ -772,7 +819,9 @@ int engine_reload(struct engine *e, struct keel_err *err)
     if (!rc) rc = load_policies(use ? use->policies_dir : NULL, &ps, err);
     if (!rc) rc = load_workflows(e, use, use ? use->workflows_dir : NULL, &fresh, err);
     if (!rc) rc = load_identities(e, use, &ids, err);
+    if (!rc) rc = load_models(use, fresh, &models, err);
     if (rc) {
+        model_gateway_free(models);
         workflows_free(fresh);
         policy_set_free(ps);
         identity_set_free(ids);
@@ -791,6 +840,8 @@ int engine_reload(struct engine *e, struct keel_err *err)
     }
     if (retire(&e->old_ids, &e->nold_ids, e->ids)) e->ids = ids;
     else identity_set_free(ids);
+    if (!e->models || retire(&e->old_models, &e->nold_models, e->models)) e->models = models;
+    else model_gateway_free(models);
     if (cfg) {
         if (!e->cfg || retire(&e->old_cfgs, &e->nold_cfgs, e->cfg)) e->cfg = cfg;
         else keel_config_free(cfg);

@@ -23,6 +23,7 @@
 
 struct fold {
     struct run_view *v;
+    const struct workflow *wf;
     struct journal_reducers red;
     struct keel_err *err;
 };
@@ -51,6 +52,8 @@ static void on_step_started(struct run_view *v, const struct json_value *p)
 
 static void on_step_completed(struct run_view *v, const struct json_value *p)
 {
+    v->capture = false;
+    v->nvisit_events = 0;
     v->in_step = false;
     v->call_open = false;
     v->next_step = json_get_str(p, "next", "");
@@ -153,6 +156,67 @@ static const struct {
     {"run.needs_reconcile", on_reconcile},
 };
 
+static struct agent_usage *usage_of(struct run_view *v, const char *agent)
+{
+    struct agent_usage *u = v->usage;
+    while (u && strcmp(u->agent, agent) != 0) u = u->next;
+    if (!u) {
+        u = arena_zalloc(v->arena, sizeof *u);
+        u->agent = arena_strdup(v->arena, agent);
+        u->next = v->usage;
+        v->usage = u;
+    }
+    return u;
+}
+
+/* Model usage and budget extensions count for the whole run. */
+static void on_usage(struct run_view *v, const char *kind, const struct json_value *p)
+{
+    const char *agent = json_get_str(p, "agent", NULL);
+    if (!strcmp(kind, "budget.extended")) {
+        if (!strcmp(json_get_str(p, "scope", ""), "run"))
+            v->run_extensions++;
+        else if (agent)
+            usage_of(v, agent)->extensions++;
+        return;
+    }
+    const struct json_value *u = json_get(p, "usage");
+    int64_t t = json_get_int(u, "input_tokens", 0) + json_get_int(u, "output_tokens", 0);
+    const struct json_value *cost = json_get(p, "cost_usd");
+    double usd = json_is(cost, JSON_NUMBER) ? cost->u.n.d : 0;
+    v->tokens += t;
+    v->usd += usd;
+    if (agent) {
+        struct agent_usage *au = usage_of(v, agent);
+        au->tokens += t;
+        au->usd += usd;
+    }
+}
+
+/* Keeps the events of the current visit of an agent step (agent.h). */
+static int capture(struct fold *f, const struct journal_event *ev, const struct json_value *p)
+{
+    struct run_view *v = f->v;
+    if (v->nvisit_events == v->capvisit_events) {
+        size_t cap = v->capvisit_events ? 2 * v->capvisit_events : 32;
+        struct agent_event *n = arena_alloc(v->arena, cap * sizeof *n);
+        if (v->nvisit_events) memcpy(n, v->visit_events, v->nvisit_events * sizeof *n);
+        v->visit_events = n;
+        v->capvisit_events = cap;
+    }
+    struct agent_event *e = &v->visit_events[v->nvisit_events++];
+    e->seq = ev->seq;
+    e->kind = arena_strdup(v->arena, ev->kind);
+    e->actor = arena_strdup(v->arena, ev->actor);
+    e->payload = p;
+    return 0;
+}
+
+static bool is_usage_kind(const char *k)
+{
+    return !strcmp(k, "model.response") || !strcmp(k, "budget.extended");
+}
+
 static int on_event(void *ctx, const struct journal_event *ev)
 {
     struct fold *f = ctx;
@@ -161,6 +225,16 @@ static int on_event(void *ctx, const struct journal_event *ev)
     if (!strcmp(ev->kind, "state.updated")) {
         int rc = journal_fold_event(&f->red, v->arena, v->state, ev, f->err);
         return rc;
+    }
+    if (v->capture || is_usage_kind(ev->kind)) {
+        struct json_value *p = NULL;
+        struct json_parse_opts o = {.dup = JSON_DUP_LAST};
+        if (json_parse(v->arena, ev->payload, ev->payload_len, &o, &p, f->err)) {
+            keel_err_prefix(f->err, "run %s event %lld", ev->run_id, (long long)ev->seq);
+            return KEEL_ECORRUPT;
+        }
+        if (is_usage_kind(ev->kind)) on_usage(v, ev->kind, p);
+        if (v->capture && strcmp(ev->kind, "step.started") != 0) capture(f, ev, p);
     }
     for (size_t i = 0; i < KEEL_ARRAY_LEN(fold_table); i++) {
         if (strcmp(fold_table[i].kind, ev->kind) != 0) continue;
@@ -172,8 +246,13 @@ static int on_event(void *ctx, const struct journal_event *ev)
             return KEEL_ECORRUPT;
         }
         fold_table[i].fn(v, p);
-        if (fold_table[i].fn == on_step_started && v->step)
+        if (fold_table[i].fn == on_step_started && v->step) {
             engine_view_visit(v, v->step, v->attempt);
+            const struct workflow_step *s = f->wf ? workflow_step_find(f->wf, v->step) : NULL;
+            bool agent = s && s->kind == WORKFLOW_STEP_AGENT;
+            if (!agent || v->attempt <= 1 || !v->capture) v->nvisit_events = 0;
+            v->capture = agent;
+        }
         break;
     }
     return 0;
@@ -203,7 +282,7 @@ int engine_fold(struct engine *e, const char *run_id, const struct workflow *wf,
     v->run_id = run_id;
     v->arena = a;
     v->status = RUN_RUNNING;
-    struct fold f = {.v = v, .err = err};
+    struct fold f = {.v = v, .wf = wf, .err = err};
     struct journal_state_key *keys = NULL;
     if (wf && wf->nstate) {
         keys = arena_zalloc(a, wf->nstate * sizeof *keys);

@@ -8,9 +8,11 @@
 
 #include <pthread.h>
 
+#include "../agent/agent.h"
 #include "../approval/approval.h"
 #include "../journal/journal.h"
 #include "../mcp/mcp.h"
+#include "../model/model.h"
 #include "../policy/policy.h"
 #include "../schema/schema.h"
 #include "../store/store.h"
@@ -49,6 +51,10 @@ struct engine {
     size_t nold_ids;
     struct store *store;
     struct mcp_pool *pool;
+    struct model_gateway *models; /* built from keel.yaml's models:; a reload
+                                     retires the old one into old_models */
+    void **old_models;
+    size_t nold_models;
 
     pthread_mutex_t lock; /* guards everything below */
     pthread_cond_t work;  /* a run became runnable, or stopping        */
@@ -90,6 +96,9 @@ struct engine_workflow *engine_workflow_current(struct engine *e, const char *na
  * engine_stop). */
 struct policy_set *engine_policies(struct engine *e, char hash[65]);
 
+/* The model gateway in force (borrowed; valid until engine_stop). */
+struct model_gateway *engine_models(struct engine *e);
+
 /* Compiled schemas and idempotency of "server/tool" (cached). */
 int engine_tool_info(struct engine *e, const char *qualified, struct engine_tool_schemas **out,
                      struct keel_err *err);
@@ -103,6 +112,15 @@ struct visit_count {
     const char *step;
     int n;
     struct visit_count *next;
+};
+
+/* Model usage of one agent within the run (from model.response events). */
+struct agent_usage {
+    const char *agent;
+    int64_t tokens; /* input + output */
+    double usd;
+    int extensions; /* budget.extended for scope "agent" */
+    struct agent_usage *next;
 };
 
 struct run_view {
@@ -140,6 +158,15 @@ struct run_view {
     const char *approval_decision; /* "approved" | "denied" | "expired" | NULL */
     const char *approval_by;
     const char *approval_comment;
+    /* the events of the current visit of an agent step (agent/agent.h) */
+    struct agent_event *visit_events;
+    size_t nvisit_events, capvisit_events;
+    bool capture; /* the current step is an agent step */
+    /* model usage of the whole run, and budget extensions */
+    int64_t tokens;
+    double usd;
+    int run_extensions;
+    struct agent_usage *usage; /* per agent */
     /* state */
     struct json_value *state;
     const char *error_message; /* run.failed message */
@@ -175,6 +202,56 @@ int engine_journal(struct run_ctx *c, const char *kind, const char *actor,
 /* Advances the run by one transition.  Returns 1 if the run is still
  * runnable (queue it again), 0 if it is parked or final. */
 int engine_step(struct run_ctx *c, struct keel_err *err);
+
+/* ---- shared by the step executors (step.c, agent_step.c) -------------- */
+
+struct json_value *engine_error_obj(struct run_ctx *c, int code, const char *msg);
+
+/* A step attempt failed: retry after the backoff if attempts remain and
+ * the failure is retryable, else fail the run. */
+int engine_step_failed(struct run_ctx *c, const struct workflow_step *s, int code,
+                       const char *msg, bool retryable, struct keel_err *err);
+
+/* Reduces result into the step's save key, then journals step.completed. */
+int engine_complete(struct run_ctx *c, const struct workflow_step *s, struct json_value *result,
+                    int next, struct keel_err *err);
+
+/* What an approval request is bound to (docs/engine.md, "Approvals"). */
+struct approval_binding {
+    const char *group;
+    int64_t timeout_ms;         /* 0: waits forever */
+    struct json_value *message; /* or NULL */
+    const char *agent;          /* acting agent, or NULL: the workflow's identity */
+    const char *tool;           /* "server/tool" for a policy approval, or NULL */
+    const char *args_digest;    /* json_digest of the arguments (or the run input) */
+    const char *policy_hash;    /* the policy set version, or NULL */
+    const char *policies;       /* ids of the permits that asked for it, or NULL */
+    const char *key;            /* approval id key: NULL for (step, visit, attempt),
+                                   else approval_id_for(run, key, 0, 1) (agent calls) */
+};
+void engine_approval_id(struct run_ctx *c, const struct workflow_step *s,
+                        const struct approval_binding *b, char out[APPROVAL_ID_MAX]);
+int engine_park_for_approval(struct run_ctx *c, const struct workflow_step *s,
+                             const struct approval_binding *b, struct keel_err *err);
+
+enum verdict { VERDICT_DENY, VERDICT_ALLOW, VERDICT_APPROVAL };
+
+/* Authorizes agent calling server/tool (qualified) with args under the
+ * policy set in force and journals policy.decision (with call_id if not
+ * NULL).  extra (may be NULL) is merged into the Cedar context. */
+int engine_authorize(struct run_ctx *c, const struct workflow_step *s, const char *agent,
+                     const char *server, const char *qualified, const char *call_id,
+                     struct json_value *args, struct json_value *extra, enum verdict *out,
+                     const char **group, const char **policy_ids, char policy_hash[65],
+                     struct keel_err *err);
+
+/* Validates v against sc; on failure a message naming what, the tool and
+ * the first error's location. */
+int engine_validate(const struct schema *sc, const struct json_value *v, const char *what,
+                    const char *qualified, struct keel_err *err);
+
+/* The agent step (agent_step.c). */
+int engine_exec_agent(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err);
 
 /* Ends the run: journals the final event and sets the store status. */
 int engine_finish(struct run_ctx *c, enum engine_run_status st, const char *kind,

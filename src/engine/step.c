@@ -65,7 +65,7 @@ static void set_v(struct run_ctx *c, struct json_value *o, const char *k, struct
 {
     if (v) json_object_setc(c->arena, o, k, v);
 }
-static struct json_value *error_obj(struct run_ctx *c, int code, const char *msg)
+struct json_value *engine_error_obj(struct run_ctx *c, int code, const char *msg)
 {
     struct json_value *o = obj(c);
     set_s(c, o, "code", keel_strerror(code));
@@ -102,7 +102,7 @@ static int fail_run(struct run_ctx *c, const struct workflow_step *s, int code, 
                     struct keel_err *err)
 {
     struct json_value *p = obj(c);
-    set_v(c, p, "error", error_obj(c, code, msg));
+    set_v(c, p, "error", engine_error_obj(c, code, msg));
     if (s) set_s(c, p, "step", s->id);
     return engine_finish(c, RUN_FAILED, "run.failed", p, NULL, err);
 }
@@ -129,14 +129,14 @@ static int park_timer(struct run_ctx *c, const char *timer_id, const char *step,
 
 /* A step attempt failed: retry after the backoff if attempts remain and
  * the failure is worth retrying, else fail the run. */
-static int step_failed(struct run_ctx *c, const struct workflow_step *s, int code,
+int engine_step_failed(struct run_ctx *c, const struct workflow_step *s, int code,
                        const char *msg, bool retryable, struct keel_err *err)
 {
     int attempt = c->view.attempt ? c->view.attempt : 1;
     struct json_value *p = obj(c);
     set_s(c, p, "step", s->id);
     set_i(c, p, "attempt", attempt);
-    set_v(c, p, "error", error_obj(c, code, msg));
+    set_v(c, p, "error", engine_error_obj(c, code, msg));
     bool again = retryable && attempt < s->retry.attempts;
     int64_t due = 0;
     if (again) {
@@ -168,7 +168,7 @@ static struct json_value *vars(struct run_ctx *c, struct json_value *result)
 }
 
 /* Reduces value into the step's save key, then completes the step. */
-static int complete(struct run_ctx *c, const struct workflow_step *s, struct json_value *result,
+int engine_complete(struct run_ctx *c, const struct workflow_step *s, struct json_value *result,
                     int next, struct keel_err *err)
 {
     int rc;
@@ -191,35 +191,34 @@ static int complete(struct run_ctx *c, const struct workflow_step *s, struct jso
 
 /* ---- approvals --------------------------------------------------------- */
 
-/* What an approval request is bound to (docs/engine.md, "Approvals"). */
-struct approval_binding {
-    const char *group;
-    int64_t timeout_ms;        /* 0: waits forever */
-    struct json_value *message; /* or NULL */
-    const char *tool;          /* "server/tool" for a policy approval, or NULL */
-    const char *args_digest;   /* json_digest of the arguments (or the run input) */
-    const char *policy_hash;   /* the policy set version, or NULL */
-    const char *policies;      /* ids of the permits that asked for it, or NULL */
-};
 
 /* Creates the approval (if not yet there), journals approval.requested and
  * run.waiting, and parks the run.  The approval id is derived from (run,
  * step, attempt), so a crash between creating the row and journaling it
  * cannot leave a second, orphaned request behind: the retry finds the same
  * row. */
-static int park_for_approval(struct run_ctx *c, const struct workflow_step *s,
+void engine_approval_id(struct run_ctx *c, const struct workflow_step *s,
+                        const struct approval_binding *b, char out[APPROVAL_ID_MAX])
+{
+    if (b->key)
+        approval_id_for(c->run.id, b->key, 0, 1, out);
+    else
+        approval_id_for(c->run.id, s->id, c->view.visit, c->view.attempt, out);
+}
+
+int engine_park_for_approval(struct run_ctx *c, const struct workflow_step *s,
                              const struct approval_binding *b, struct keel_err *err)
 {
     struct run_view *v = &c->view;
     int rc;
     char aid[APPROVAL_ID_MAX];
-    approval_id_for(c->run.id, s->id, v->visit, v->attempt, aid);
+    engine_approval_id(c, s, b, aid);
     int64_t expires = b->timeout_ms ? keel_wall_ms() + b->timeout_ms : 0;
-    if (!v->approval_id) {
+    if (!v->approval_id || strcmp(v->approval_id, aid) != 0) {
         struct json_value *req = obj(c);
         set_s(c, req, "run", c->run.id);
         set_s(c, req, "step", s->id);
-        set_s(c, req, "agent", c->ew->wf->identity);
+        set_s(c, req, "agent", b->agent ? b->agent : c->ew->wf->identity);
         set_s(c, req, "tool", b->tool);
         set_s(c, req, "args_digest", b->args_digest);
         set_s(c, req, "policy", b->policy_hash);
@@ -249,6 +248,7 @@ static int park_for_approval(struct run_ctx *c, const struct workflow_step *s,
         set_s(c, p, "group", b->group);
         set_s(c, p, "args_digest", b->args_digest ? b->args_digest : "");
         set_s(c, p, "tool", b->tool);
+        set_s(c, p, "agent", b->agent);
         set_s(c, p, "policy", b->policy_hash);
         if (expires) set_i(c, p, "expires_ms", expires);
         set_v(c, p, "message", b->message);
@@ -311,14 +311,14 @@ static int exec_approval(struct run_ctx *c, const struct workflow_step *s, struc
         json_object_setc(c->arena, res, "approved", json_bool(c->arena, true));
         set_s(c, res, "by", v->approval_by);
         set_s(c, res, "comment", v->approval_comment);
-        return complete(c, s, res, s->next, err);
+        return engine_complete(c, s, res, s->next, err);
     }
     struct json_value *msg = NULL;
     if (s->approval.message) {
         struct keel_err rerr;
         keel_err_clear(&rerr);
         if (workflow_render(s->approval.message, vars(c, c->view.last_result), c->arena, &msg, &rerr))
-            return step_failed(c, s, rerr.code, rerr.msg, false, err);
+            return engine_step_failed(c, s, rerr.code, rerr.msg, false, err);
     }
     char digest[65] = "";
     json_digest(c->input, digest, NULL);
@@ -326,24 +326,24 @@ static int exec_approval(struct run_ctx *c, const struct workflow_step *s, struc
                                  .timeout_ms = s->approval.timeout_ms,
                                  .message = msg,
                                  .args_digest = digest};
-    return park_for_approval(c, s, &b, err);
+    return engine_park_for_approval(c, s, &b, err);
 }
 
 /* ---- tool steps -------------------------------------------------------- */
-
-enum verdict { VERDICT_DENY, VERDICT_ALLOW, VERDICT_APPROVAL };
 
 /* Authorizes the call with the Cedar engine (deny by default) and journals
  * the decision with the deciding policy ids and the policy set hash.
  * principal Agent::"team/name" (parent Team::"team"), action
  * Action::"call_tool", resource Tool::"server/tool" (parent
  * ToolServer::"server"), context {args, workflow, step, run}. */
-static int authorize(struct run_ctx *c, const struct workflow_step *s, const char *qualified,
-                     struct json_value *args, enum verdict *out, const char **group,
-                     const char **policy_ids, char policy_hash[65], struct keel_err *err)
+int engine_authorize(struct run_ctx *c, const struct workflow_step *s, const char *agent,
+                     const char *server, const char *qualified, const char *call_id,
+                     struct json_value *args, struct json_value *extra, enum verdict *out,
+                     const char **group, const char **policy_ids, char policy_hash[65],
+                     struct keel_err *err)
 {
     struct arena *a = c->arena;
-    const char *agent = c->ew->wf->identity ? c->ew->wf->identity : "";
+    if (!agent) agent = "";
     struct policy_set *set = engine_policies(c->e, policy_hash);
 
     /* Entities: the agent with its team, the tool with its server. */
@@ -369,7 +369,7 @@ static int authorize(struct run_ctx *c, const struct workflow_step *s, const cha
     set_v(c, tl, "attrs", obj(c));
     struct json_value *tlp = json_array(a), *srv = obj(c);
     set_s(c, srv, "type", "ToolServer");
-    set_s(c, srv, "id", s->call.server);
+    set_s(c, srv, "id", server);
     json_array_push(a, tlp, srv);
     set_v(c, tl, "parents", tlp);
     json_array_push(a, ents, tl);
@@ -384,6 +384,8 @@ static int authorize(struct run_ctx *c, const struct workflow_step *s, const cha
     set_s(c, ctx, "workflow", c->ew->wf->name);
     set_s(c, ctx, "step", s->id);
     set_s(c, ctx, "run", c->run.id);
+    for (uint32_t i = 0; json_is(extra, JSON_OBJECT) && i < extra->len; i++)
+        json_object_setc(a, ctx, extra->u.members[i].key, extra->u.members[i].value);
     set_v(c, rq, "context", ctx);
 
     struct policy_entities *es = NULL;
@@ -411,6 +413,8 @@ static int authorize(struct run_ctx *c, const struct workflow_step *s, const cha
     *policy_ids = arena_strdup(a, ids.data ? ids.data : "");
     struct json_value *p = obj(c);
     set_s(c, p, "step", s->id);
+    set_s(c, p, "call_id", call_id);
+    set_s(c, p, "agent", agent);
     set_s(c, p, "action", "call_tool");
     char res[2 * ENGINE_ID_MAX + 16];
     snprintf(res, sizeof res, "Tool::\"%s\"", qualified);
@@ -426,7 +430,9 @@ static int authorize(struct run_ctx *c, const struct workflow_step *s, const cha
     buf_cleanup(&ids);
     policy_response_cleanup(&resp);
     policy_entities_free(es);
-    return engine_journal(c, "policy.decision", c->agent_actor, p, err);
+    char actor[IDENTITY_NAME_MAX + 16];
+    snprintf(actor, sizeof actor, "agent:%s", agent);
+    return engine_journal(c, "policy.decision", *agent ? actor : NULL, p, err);
 }
 
 /* The policy gate of a tool call.  Returns 1 to go on with the call, 0 if
@@ -437,7 +443,8 @@ static int policy_gate(struct run_ctx *c, const struct workflow_step *s, const c
     enum verdict verdict;
     const char *group = NULL, *ids = NULL;
     char hash[65];
-    int rc = authorize(c, s, qualified, args, &verdict, &group, &ids, hash, err);
+    int rc = engine_authorize(c, s, c->ew->wf->identity, s->call.server, qualified, NULL, args,
+                              NULL, &verdict, &group, &ids, hash, err);
     if (rc) return rc;
     if (verdict == VERDICT_DENY) {
         char msg[KEEL_ERR_MSG_MAX];
@@ -446,7 +453,7 @@ static int policy_gate(struct run_ctx *c, const struct workflow_step *s, const c
                  "add a permit to the policies folder and `keel policy reload`",
                  c->ew->wf->identity ? c->ew->wf->identity : "", qualified,
                  *ids ? ": forbid by " : ": no permit applies", ids, hash);
-        rc = step_failed(c, s, KEEL_EDENIED, msg, false, err);
+        rc = engine_step_failed(c, s, KEEL_EDENIED, msg, false, err);
         return rc ? rc : 0;
     }
     if (verdict == VERDICT_ALLOW) return 1;
@@ -469,7 +476,7 @@ static int policy_gate(struct run_ctx *c, const struct workflow_step *s, const c
         const char *h = json_get_str(req, "policy", "");
         const char *t = json_get_str(req, "tool", "");
         if (strcmp(d, digest) != 0 || strcmp(h, hash) != 0 || strcmp(t, qualified) != 0) {
-            rc = step_failed(c, s, KEEL_ESTATE,
+            rc = engine_step_failed(c, s, KEEL_ESTATE,
                              "the approval was given for other arguments, another tool or "
                              "another policy version; start the run again to ask anew",
                              false, err);
@@ -483,7 +490,7 @@ static int policy_gate(struct run_ctx *c, const struct workflow_step *s, const c
                                  .args_digest = digest,
                                  .policy_hash = hash,
                                  .policies = ids};
-    rc = park_for_approval(c, s, &b, err);
+    rc = engine_park_for_approval(c, s, &b, err);
     return rc ? rc : 0;
 }
 
@@ -493,7 +500,7 @@ static bool retryable_code(int code)
            code == KEEL_EBUSY;
 }
 
-static int validate(const struct schema *sc, const struct json_value *v, const char *what,
+int engine_validate(const struct schema *sc, const struct json_value *v, const char *what,
                     const char *tool, struct keel_err *err)
 {
     if (!sc) return 0;
@@ -534,15 +541,15 @@ static int call_outcome(struct run_ctx *c, const struct workflow_step *s,
                                     KEEL_ENOENT,  KEEL_EDENIED,  KEEL_ELIMIT};
         for (size_t i = 0; i < KEEL_ARRAY_LEN(codes); i++)
             if (!strcmp(keel_strerror(codes[i]), code)) kc = codes[i];
-        return step_failed(c, s, kc, msg, tool_error || retryable_code(kc), err);
+        return engine_step_failed(c, s, kc, msg, tool_error || retryable_code(kc), err);
     }
     if (ts && ts->output && json_is(result, JSON_OBJECT)) {
         struct keel_err verr;
         keel_err_clear(&verr);
-        if (validate(ts->output, result, "structuredContent", qualified, &verr))
-            return step_failed(c, s, KEEL_ESCHEMA, verr.msg, false, err);
+        if (engine_validate(ts->output, result, "structuredContent", qualified, &verr))
+            return engine_step_failed(c, s, KEEL_ESCHEMA, verr.msg, false, err);
     }
-    return complete(c, s, result, s->next, err);
+    return engine_complete(c, s, result, s->next, err);
 }
 
 static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err)
@@ -558,7 +565,7 @@ static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct ke
     int rc = engine_tool_info(c->e, qualified, &ts, &terr);
     if (rc) {
         /* The server could not start or has no such tool: nothing ran. */
-        return step_failed(c, s, rc, terr.msg, retryable_code(rc), err);
+        return engine_step_failed(c, s, rc, terr.msg, retryable_code(rc), err);
     }
 
     const char *key;
@@ -584,12 +591,12 @@ static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct ke
             struct keel_err rerr;
             keel_err_clear(&rerr);
             if (workflow_render(s->call.args, vars(c, c->view.last_result), c->arena, &args, &rerr))
-                return step_failed(c, s, rerr.code, rerr.msg, false, err);
+                return engine_step_failed(c, s, rerr.code, rerr.msg, false, err);
         }
         struct keel_err verr;
         keel_err_clear(&verr);
-        if (validate(ts->input, args, "arguments", qualified, &verr))
-            return step_failed(c, s, KEEL_ESCHEMA, verr.msg, false, err);
+        if (engine_validate(ts->input, args, "arguments", qualified, &verr))
+            return engine_step_failed(c, s, KEEL_ESCHEMA, verr.msg, false, err);
         rc = policy_gate(c, s, qualified, args, err);
         if (rc <= 0) return rc;
         engine_idempotency_key(c->run.id, s->id, v->visit, keybuf);
@@ -619,9 +626,9 @@ static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct ke
     set_i(c, p, "duration_ms", (keel_mono_ns() - t0) / 1000000);
     struct json_value *result = NULL, *error = NULL;
     if (rc) {
-        error = error_obj(c, rc, cerr.msg);
+        error = engine_error_obj(c, rc, cerr.msg);
     } else if (r.is_error) {
-        error = error_obj(c, KEEL_EIO, mcp_result_text(c->arena, &r));
+        error = engine_error_obj(c, KEEL_EIO, mcp_result_text(c->arena, &r));
         json_object_setc(c->arena, error, "tool_error", json_bool(c->arena, true));
         set_v(c, p, "is_error", json_bool(c->arena, true));
     } else {
@@ -635,7 +642,7 @@ static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct ke
          * so the run fails cleanly rather than retrying the append. */
         json_object_del(p, "result", 6);
         result = NULL;
-        error = error_obj(c, KEEL_ELIMIT,
+        error = engine_error_obj(c, KEEL_ELIMIT,
                           "the tool's result is larger than the journal's payload limit; make "
                           "the tool return less (or a reference to the data)");
         set_v(c, p, "error", error);
@@ -654,7 +661,7 @@ static int exec_switch(struct run_ctx *c, const struct workflow_step *s, struct 
     keel_err_clear(&serr);
     if (workflow_switch_next(s, vars(c, c->view.last_result), c->arena, &next, &serr))
         return fail_run(c, s, serr.code ? serr.code : KEEL_EINVAL, serr.msg, err);
-    return complete(c, s, NULL, next, err);
+    return engine_complete(c, s, NULL, next, err);
 }
 
 static int exec_set(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err)
@@ -674,7 +681,7 @@ static int exec_set(struct run_ctx *c, const struct workflow_step *s, struct kee
         int rc = engine_journal(c, "state.updated", NULL, p, err);
         if (rc) return rc;
     }
-    return complete(c, s, NULL, s->next, err);
+    return engine_complete(c, s, NULL, s->next, err);
 }
 
 static int exec_end(struct run_ctx *c, const struct workflow_step *s, bool ok,
@@ -705,20 +712,13 @@ static int exec_fail(struct run_ctx *c, const struct workflow_step *s, struct ke
 {
     return exec_end(c, s, false, err);
 }
-static int exec_agent(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err)
-{
-    return fail_run(c, s, KEEL_EINVAL,
-                    "agent steps are not executed by this version of Keel; replace the step "
-                    "with tool steps",
-                    err);
-}
 
 typedef int (*step_exec)(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err);
 static const step_exec step_table[WORKFLOW_STEP_KIND_COUNT] = {
     [WORKFLOW_STEP_TOOL] = exec_tool,       [WORKFLOW_STEP_APPROVAL] = exec_approval,
     [WORKFLOW_STEP_SWITCH] = exec_switch,   [WORKFLOW_STEP_SET] = exec_set,
     [WORKFLOW_STEP_SUCCEED] = exec_succeed, [WORKFLOW_STEP_FAIL] = exec_fail,
-    [WORKFLOW_STEP_AGENT] = exec_agent,
+    [WORKFLOW_STEP_AGENT] = engine_exec_agent,
 };
 
 /* ---- waits ------------------------------------------------------------- */
@@ -843,6 +843,8 @@ int engine_step(struct run_ctx *c, struct keel_err *err)
         if (attempt <= 1)
             v->approval_id = v->approval_decision = v->approval_by = v->approval_comment = NULL;
         engine_view_visit(v, s->id, attempt);
+        if (s->kind != WORKFLOW_STEP_AGENT || attempt <= 1 || !v->capture) v->nvisit_events = 0;
+        v->capture = s->kind == WORKFLOW_STEP_AGENT;
     }
     if (!s)
         return fail_run(c, NULL, KEEL_ECORRUPT,

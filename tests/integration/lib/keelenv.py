@@ -124,7 +124,8 @@ def sha(t):
 class Home:
     """A temporary folder with keel.yaml, workflows/ and tool databases."""
 
-    def __init__(self, workflows=None, extra_tool_env=None, policies=None):
+    def __init__(self, workflows=None, extra_tool_env=None, policies=None, agents=None,
+                 extra_yaml=""):
         self.dir = tempfile.mkdtemp(prefix="keel-it-")
         # Removed at exit too, so an interrupted test leaves nothing behind.
         atexit.register(self.cleanup)
@@ -153,13 +154,14 @@ class Home:
             tools.append("\n".join(lines))
         with open(os.path.join(self.dir, "keel.yaml"), "w") as f:
             f.write("tools:\n%s\n" % "\n".join(tools))
-            f.write("agents:\n  support/triage: {description: test agent}\n")
-            f.write("  support/intern: {description: no permit}\n")
+            f.write(agents or ("agents:\n  support/triage: {description: test agent}\n"
+                               "  support/intern: {description: no permit}\n"))
             f.write("humans:\n")
             f.write("  alice: {groups: [support-leads], token_sha256: %s}\n" % sha(ALICE_TOKEN))
             f.write("  bob: {groups: [finance], token_sha256: %s}\n" % sha(BOB_TOKEN))
             f.write("workflows: %s\n" % wfdir)
             f.write("policies: %s\n" % self.policies)
+            f.write(extra_yaml)
 
     def db(self, srv):
         return sqlite3.connect(os.path.join(self.dir, srv + ".db"))
@@ -289,6 +291,46 @@ class Server:
                 return run
             if time.monotonic() > deadline:
                 raise AssertionError("run %s stuck in %s" % (run_id, run))
+
+
+class MockModel:
+    """examples/mock-model: an OpenAI/Anthropic-compatible server playing a
+    script and recording every request (examples/mock-model/README.md)."""
+
+    def __init__(self, script=None):
+        self.dir = tempfile.mkdtemp(prefix="keel-mock-")
+        atexit.register(lambda: shutil.rmtree(self.dir, ignore_errors=True))
+        path = os.path.join(self.dir, "script.json")
+        with open(path, "w") as f:
+            json.dump(script or {"responses": []}, f)
+        self.proc = subprocess.Popen(
+            [os.path.join(BUILD, "keel-mock-model"), "--script", path,
+             "--log", os.path.join(self.dir, "requests.jsonl")],
+            stdout=subprocess.PIPE, text=True, start_new_session=True)
+        atexit.register(self.stop)
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            raise RuntimeError("keel-mock-model did not start: %r" % line)
+        self.url = line.split("listening on", 1)[1].strip()
+
+    def _call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read() or b"null")
+
+    def script(self, responses):
+        """Replaces the script (and clears the records)."""
+        return self._call("POST", "/_mock/script", {"responses": responses})
+
+    def requests(self):
+        return self._call("GET", "/_mock/requests")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
 
 
 class Checks:
