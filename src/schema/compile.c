@@ -498,6 +498,35 @@ static int c_uneval(struct cctx *cc, struct ncomp *nc, const struct json_value *
     return 1;
 }
 
+/* Precomputes the keyword location tokens of op, so that the validator's
+ * paths are one pre-escaped segment per step: "/properties/a~1b" rather
+ * than a keyword and a key escaped again for every error.  The key of a
+ * subschema is its name (properties, dependentSchemas, dependencies), its
+ * pattern (patternProperties) or its index (allOf, anyOf, oneOf,
+ * prefixItems). */
+static void op_tokens(struct arena *a, struct sop *op)
+{
+    op->tok = arena_printf(a, "/%s", op->kw); /* no ~ or / in keywords */
+    if (!op->subs || !op->nsubs) return;
+    op->sub_toks = arena_alloc(a, op->nsubs * sizeof *op->sub_toks);
+    op->sub_tok_lens = arena_alloc(a, op->nsubs * sizeof *op->sub_tok_lens);
+    struct buf b;
+    buf_init(&b);
+    for (uint32_t i = 0; i < op->nsubs; i++) {
+        buf_reset(&b);
+        buf_puts(&b, op->tok);
+        if (op->names)
+            json_pointer_append(&b, op->names[i], op->name_lens[i]);
+        else if (op->sources)
+            json_pointer_append(&b, op->sources[i], strlen(op->sources[i]));
+        else
+            buf_printf(&b, "/%u", i);
+        op->sub_toks[i] = arena_strndup(a, b.data, b.len);
+        op->sub_tok_lens[i] = (uint32_t)b.len;
+    }
+    buf_cleanup(&b);
+}
+
 /* The keyword table, in evaluation order.  Keywords not listed here are
  * annotations (title, default, ...) or are read by a sibling's compiler
  * (then/else by if, minContains/maxContains by contains). */
@@ -669,7 +698,10 @@ static struct snode *compile_node(struct cctx *cc, const struct json_value *v, c
         op->owner = n;
         int rc = d->compile(cc, &nc, val, op);
         if (rc < 0) return NULL;
-        if (rc > 0) n->nops++;
+        if (rc > 0) {
+            op_tokens(a, op);
+            n->nops++;
+        }
         else memset(op, 0, sizeof *op);
     }
     return n;

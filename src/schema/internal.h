@@ -67,6 +67,9 @@ struct sop {
     const char *kw;                  /* keyword, for keywordLocation           */
     uint32_t kw_len;
     const char *abs_kw;              /* absoluteKeywordLocation, precomputed   */
+    const char *tok;                 /* "/<kw>": keywordLocation token          */
+    const char **sub_toks;           /* "/<kw>/<name, pattern or index>", JSON  */
+    uint32_t *sub_tok_lens;          /* Pointer-escaped, per subschema in subs  */
     const struct snode *owner;       /* the node this op belongs to            */
     struct snode *sub, *sub2, *sub3; /* single subschemas (if/then/else ...)   */
     struct snode **subs;             /* arrays and maps of subschemas          */

@@ -35,9 +35,12 @@ struct eset {
     uint32_t n;
 };
 
+/* A step of a path, linked on the C stack.  Instance paths: a member key
+ * (escaped when rendered) or, with key NULL, an array index.  Keyword
+ * paths: always key, a pre-escaped token such as "/properties/a~1b". */
 struct pathseg {
     const struct pathseg *up;
-    const char *key; /* NULL for array indices */
+    const char *key;
     uint32_t len;
     uint32_t idx;
 };
@@ -59,6 +62,14 @@ struct vctx {
     struct arena overflow; /* scratch that did not fit r->scratch */
     size_t want;
     size_t limit; /* errors to keep (r->max_errors or SCHEMA_MAX_ERRORS) */
+    /* Which members of memo_inst (an object of at most 64 members) have a
+     * name in the properties op memo_props: set by op_properties, read by
+     * its sibling additionalProperties, so that each key is looked up once.
+     * A pure function of the two pointers, so an older entry is never
+     * wrong; it starts empty for every validation. */
+    const struct json_value *memo_inst;
+    const struct sop *memo_props;
+    uint64_t memo_bits;
 };
 
 /* True when evaluation may stop at a failure: in the fast pass, or once
@@ -556,8 +567,9 @@ static void render_one(struct buf *b, struct efact *f, const struct seg *segs)
     put_path(b, segs + f->iseg, f->niseg);
     put_bytes(b, "", 1);
     f->at[1] = (uint32_t)b->len;
-    put_path(b, segs + f->kseg, f->nkseg);
-    if (f->op) put_token(b, f->op->kw, f->op->kw_len);
+    for (uint32_t i = 0; i < f->nkseg; i++)
+        put_bytes(b, segs[f->kseg + i].key, segs[f->kseg + i].len);
+    if (f->op) put_bytes(b, f->op->tok, f->op->kw_len + 1);
     put_bytes(b, "", 1);
     f->at[2] = (uint32_t)b->len;
     put_message(b, f, segs);
@@ -645,34 +657,23 @@ static bool eval(const struct snode *n, const struct json_value *inst, struct vc
     return ok;
 }
 
-/* Evaluates a subschema of op at a child keyword location kw[/key|/idx]. */
+/* Evaluates the single subschema n of op at keyword location .../<kw>.
+ * Keyword path segments are pre-escaped tokens (sop.tok, sop.sub_toks). */
 static bool eval_at(const struct sop *op, const struct snode *n, const struct json_value *inst,
                     struct vctx *c, struct eset *ev)
 {
-    PUSH_KEY(kpath, k, op->kw, op->kw_len);
+    PUSH_KEY(kpath, k, op->tok, op->kw_len + 1);
     bool ok = eval(n, inst, c, ev);
     POP(kpath, k);
     return ok;
 }
 
-static bool eval_at_idx(const struct sop *op, const struct snode *n, uint32_t i,
-                        const struct json_value *inst, struct vctx *c, struct eset *ev)
+/* Evaluates subschema i of op (subs[i]) at .../<kw>/<name or index>. */
+static bool eval_at_sub(const struct sop *op, uint32_t i, const struct json_value *inst,
+                        struct vctx *c, struct eset *ev)
 {
-    PUSH_KEY(kpath, k, op->kw, op->kw_len);
-    PUSH_IDX(kpath, k2, i);
-    bool ok = eval(n, inst, c, ev);
-    POP(kpath, k2);
-    POP(kpath, k);
-    return ok;
-}
-
-static bool eval_at_key(const struct sop *op, const struct snode *n, const char *key, uint32_t len,
-                        const struct json_value *inst, struct vctx *c, struct eset *ev)
-{
-    PUSH_KEY(kpath, k, op->kw, op->kw_len);
-    PUSH_KEY(kpath, k2, key, len);
-    bool ok = eval(n, inst, c, ev);
-    POP(kpath, k2);
+    PUSH_KEY(kpath, k, op->sub_toks[i], op->sub_tok_lens[i]);
+    bool ok = eval(op->subs[i], inst, c, ev);
     POP(kpath, k);
     return ok;
 }
@@ -987,7 +988,7 @@ bool op_prefix_items(const struct sop *op, const struct json_value *inst, struct
     for (uint32_t i = 0; i < n; i++) {
         eset_mark(ev, i);
         PUSH_IDX(ipath, seg, i);
-        bool r = eval_at_idx(op, op->subs[i], i, inst->u.items[i], c, NULL);
+        bool r = eval_at_sub(op, i, inst->u.items[i], c, NULL);
         POP(ipath, seg);
         if (!r) {
             ok = false;
@@ -1074,6 +1075,24 @@ bool op_unevaluated_items(const struct sop *op, const struct json_value *inst, s
 
 /* ---- objects ------------------------------------------------------------------ */
 
+static inline bool same_key(const char *a, const char *b, uint32_t len)
+{
+    for (uint32_t i = 0; i < len; i++)
+        if (a[i] != b[i]) return false;
+    return true;
+}
+
+/* True if the object inst has a member named key (json_getn, inlined:
+ * member names are short, and this runs for every required name). */
+static inline bool has_key(const struct json_value *inst, const char *key, uint32_t len)
+{
+    for (uint32_t j = 0; j < inst->len; j++) {
+        const struct json_member *m = &inst->u.members[j];
+        if (m->key_len == len && same_key(m->key, key, len)) return true;
+    }
+    return false;
+}
+
 bool op_max_properties(const struct sop *op, const struct json_value *inst, struct vctx *c,
                        struct eset *ev)
 {
@@ -1096,7 +1115,7 @@ bool op_required(const struct sop *op, const struct json_value *inst, struct vct
     if (inst->type != JSON_OBJECT) return true;
     bool ok = true;
     for (uint32_t i = 0; i < op->nsubs; i++) {
-        if (json_getn(inst, op->names[i], op->name_lens[i])) continue;
+        if (has_key(inst, op->names[i], op->name_lens[i])) continue;
         ok = false;
         if (stop(c)) return false;
         report(c, op, "is missing the required property `%.*s`", (int)op->name_lens[i],
@@ -1124,13 +1143,6 @@ bool op_dependent_required(const struct sop *op, const struct json_value *inst, 
     return ok;
 }
 
-static inline bool same_key(const char *a, const char *b, uint32_t len)
-{
-    for (uint32_t i = 0; i < len; i++)
-        if (a[i] != b[i]) return false;
-    return true;
-}
-
 /* Position (0-based) of key in a names op, or -1. */
 static inline long find_name(const struct sop *op, const char *key, uint32_t len)
 {
@@ -1145,18 +1157,25 @@ bool op_properties(const struct sop *op, const struct json_value *inst, struct v
 {
     if (inst->type != JSON_OBJECT) return true;
     bool ok = true;
+    uint64_t bits = 0;
     for (uint32_t j = 0; j < inst->len; j++) {
         const struct json_member *m = &inst->u.members[j];
         long i = find_name(op, m->key, m->key_len);
         if (i < 0) continue;
+        bits |= j < 64 ? (uint64_t)1 << j : 0;
         eset_mark(ev, j);
         PUSH_KEY(ipath, seg, m->key, m->key_len);
-        bool r = eval_at_key(op, op->subs[i], m->key, m->key_len, m->value, c, NULL);
+        bool r = eval_at_sub(op, (uint32_t)i, m->value, c, NULL);
         POP(ipath, seg);
         if (!r) {
             ok = false;
             if (stop(c)) return false;
         }
+    }
+    if (inst->len <= 64) {
+        c->memo_inst = inst;
+        c->memo_props = op;
+        c->memo_bits = bits;
     }
     return ok;
 }
@@ -1168,7 +1187,7 @@ bool op_dependent_schemas(const struct sop *op, const struct json_value *inst, s
     bool ok = true;
     for (uint32_t i = 0; i < op->nsubs; i++) {
         if (!json_getn(inst, op->names[i], op->name_lens[i])) continue;
-        if (!eval_at_key(op, op->subs[i], op->names[i], op->name_lens[i], inst, c, ev)) {
+        if (!eval_at_sub(op, i, inst, c, ev)) {
             ok = false;
             if (stop(c)) return false;
         }
@@ -1184,7 +1203,7 @@ bool op_dependencies(const struct sop *op, const struct json_value *inst, struct
     for (uint32_t i = 0; i < op->nsubs; i++) {
         if (!json_getn(inst, op->names[i], op->name_lens[i])) continue;
         if (op->subs[i]) {
-            if (!eval_at_key(op, op->subs[i], op->names[i], op->name_lens[i], inst, c, ev)) {
+            if (!eval_at_sub(op, i, inst, c, ev)) {
                 ok = false;
                 if (stop(c)) return false;
             }
@@ -1220,8 +1239,7 @@ bool op_pattern_properties(const struct sop *op, const struct json_value *inst, 
                        op->sources[i]);
             } else {
                 eset_mark(ev, j);
-                r = eval_at_key(op, op->subs[i], op->sources[i], (uint32_t)strlen(op->sources[i]),
-                                m->value, c, NULL);
+                r = eval_at_sub(op, i, m->value, c, NULL);
             }
             POP(ipath, seg);
             if (!r) {
@@ -1233,9 +1251,11 @@ bool op_pattern_properties(const struct sop *op, const struct json_value *inst, 
     return ok;
 }
 
-static bool covered(const struct sop *op, struct vctx *c, const struct json_member *m)
+/* known: the memo of op_properties applies (bits are its answer for m). */
+static bool covered(const struct sop *op, struct vctx *c, const struct json_member *m, bool known,
+                    bool bit)
 {
-    if (op->props && find_name(op->props, m->key, m->key_len) >= 0) return true;
+    if (known ? bit : op->props && find_name(op->props, m->key, m->key_len) >= 0) return true;
     if (op->pats)
         for (uint32_t i = 0; i < op->pats->nsubs; i++)
             if (regex_test(c, op->pats->res[i], m->key, m->key_len) != 0) return true;
@@ -1247,9 +1267,11 @@ bool op_additional_properties(const struct sop *op, const struct json_value *ins
 {
     if (inst->type != JSON_OBJECT) return true;
     bool ok = true;
+    bool known = op->props && c->memo_inst == inst && c->memo_props == op->props;
+    uint64_t bits = c->memo_bits; /* nested evaluations below may replace the memo */
     for (uint32_t j = 0; j < inst->len; j++) {
         const struct json_member *m = &inst->u.members[j];
-        if (covered(op, c, m)) continue;
+        if (covered(op, c, m, known, bits >> (j & 63) & 1)) continue;
         eset_mark(ev, j);
         PUSH_KEY(ipath, seg, m->key, m->key_len);
         bool r;
@@ -1340,7 +1362,7 @@ bool op_all_of(const struct sop *op, const struct json_value *inst, struct vctx 
 {
     bool ok = true;
     for (uint32_t i = 0; i < op->nsubs; i++) {
-        if (!eval_at_idx(op, op->subs[i], i, inst, c, ev)) {
+        if (!eval_at_sub(op, i, inst, c, ev)) {
             ok = false;
             if (stop(c)) return false;
         }
@@ -1353,11 +1375,11 @@ bool op_all_of(const struct sop *op, const struct json_value *inst, struct vctx 
 static bool eval_branch(const struct sop *op, uint32_t i, const struct json_value *inst,
                         struct vctx *c, struct eset *ev)
 {
-    if (!ev) return eval_at_idx(op, op->subs[i], i, inst, c, NULL);
+    if (!ev) return eval_at_sub(op, i, inst, c, NULL);
     size_t smark = c->r->scratch_used;
     struct eset tmp;
     eset_new(c, &tmp, ev->n);
-    bool r = eval_at_idx(op, op->subs[i], i, inst, c, &tmp);
+    bool r = eval_at_sub(op, i, inst, c, &tmp);
     if (r) eset_or(ev, &tmp);
     c->r->scratch_used = smark;
     return r;
@@ -1371,7 +1393,7 @@ static void branch_details(const struct sop *op, const struct json_value *inst, 
 {
     if (!c->collect || c->limit == 1) return;
     for (uint32_t i = 0; i < op->nsubs && !stop(c); i++)
-        eval_at_idx(op, op->subs[i], i, inst, c, NULL);
+        eval_at_sub(op, i, inst, c, NULL);
 }
 
 bool op_any_of(const struct sop *op, const struct json_value *inst, struct vctx *c,
@@ -1446,7 +1468,7 @@ bool op_if(const struct sop *op, const struct json_value *inst, struct vctx *c, 
     c->collect = collect;
     const struct snode *next = r ? op->sub2 : op->sub3;
     if (!next) return true;
-    PUSH_KEY(kpath, k, r ? "then" : "else", 4);
+    PUSH_KEY(kpath, k, r ? "/then" : "/else", 5);
     bool ok = eval(next, inst, c, ev);
     POP(kpath, k);
     return ok;
