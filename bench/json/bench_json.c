@@ -16,7 +16,12 @@
  * Keel's parse includes UTF-8 validation of bytes and arena reset; Node's
  * parse starts from an already-decoded JS string.
  *
- * usage: bench_json [--seconds S] [--repeat N] [--no-peer]
+ * usage: bench_json [--seconds S] [--repeat N] [--no-peer] [--doc NAME] [--op parse|write]
+ *                   [--iterations N]
+ * --doc and --op restrict the run to one document / operation (the peer
+ * still measures both).  --iterations N runs exactly N calls per figure
+ * instead of timed rounds and skips the peer: a fixed amount of work, for
+ * instruction counts (valgrind --tool=callgrind --toggle-collect=json_parse).
  * Run from anywhere; the peer is found through KEEL_SOURCE_DIR.
  */
 #include "json/json.h"
@@ -103,7 +108,11 @@ static double now_s(void)
     return (double)keel_mono_ns() / 1e9;
 }
 
-/* Best MB/s over `repeat` rounds of at least `seconds` each. */
+/* Exact call count per figure when > 0 (--iterations). */
+static long iterations;
+
+/* Best MB/s over `repeat` rounds of at least `seconds` each (or one round
+ * of exactly `iterations` calls). */
 static double measure_parse(const struct doc *d, double seconds, int repeat)
 {
     struct arena a;
@@ -114,7 +123,7 @@ static double measure_parse(const struct doc *d, double seconds, int repeat)
         double t0 = now_s(), t;
         size_t bytes = 0;
         do {
-            for (int k = 0; k < 16; k++) {
+            for (int k = 0; k < (iterations > 0 ? iterations : 16); k++) {
                 struct json_value *v;
                 arena_reset(&a);
                 if (json_parse(&a, d->text.data, d->text.len, NULL, &v, &err) < 0) {
@@ -124,7 +133,7 @@ static double measure_parse(const struct doc *d, double seconds, int repeat)
                 bytes += d->text.len;
             }
             t = now_s() - t0;
-        } while (t < seconds);
+        } while (iterations <= 0 && t < seconds);
         double mbps = (double)bytes / t / 1e6;
         if (mbps > best) best = mbps;
     }
@@ -149,13 +158,13 @@ static double measure_write(const struct doc *d, double seconds, int repeat)
         double t0 = now_s(), t;
         size_t bytes = 0;
         do {
-            for (int k = 0; k < 16; k++) {
+            for (int k = 0; k < (iterations > 0 ? iterations : 16); k++) {
                 buf_reset(&out);
                 json_write(&out, v, 0, &err);
                 bytes += out.len;
             }
             t = now_s() - t0;
-        } while (t < seconds);
+        } while (iterations <= 0 && t < seconds);
         double mbps = (double)bytes / t / 1e6;
         if (mbps > best) best = mbps;
     }
@@ -223,17 +232,33 @@ int main(int argc, char **argv)
     double seconds = 0.3;
     int repeat = 5;
     bool peer = true;
+    const char *only_doc = NULL, *only_op = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-peer")) peer = false;
+        else if (!strcmp(argv[i], "--doc") && i + 1 < argc) only_doc = argv[++i];
+        else if (!strcmp(argv[i], "--op") && i + 1 < argc) only_op = argv[++i];
+        else if (!strcmp(argv[i], "--iterations") && i + 1 < argc) iterations = atol(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_json [--seconds S] [--repeat N] [--no-peer]\n");
+            fprintf(stderr, "usage: bench_json [--seconds S] [--repeat N] [--no-peer] "
+                            "[--doc tool-call|transcript] [--op parse|write] "
+                            "[--iterations N]\n");
             return 2;
         }
     }
     if (seconds <= 0) seconds = 0.3;
     if (repeat < 1) repeat = 1;
+    if (iterations > 1000000) iterations = 1000000;
+    if (iterations > 0) repeat = 1, peer = false;
+    if (only_doc && strcmp(only_doc, "tool-call") && strcmp(only_doc, "transcript")) {
+        fprintf(stderr, "bench_json: unknown --doc %s; use tool-call or transcript\n", only_doc);
+        return 2;
+    }
+    if (only_op && strcmp(only_op, "parse") && strcmp(only_op, "write")) {
+        fprintf(stderr, "bench_json: unknown --op %s; use parse or write\n", only_op);
+        return 2;
+    }
 
     struct doc docs[2];
     memset(docs, 0, sizeof docs);
@@ -245,9 +270,13 @@ int main(int argc, char **argv)
     gen_transcript(&docs[1].text);
     for (int i = 0; i < 2; i++) write_temp(&docs[i]);
 
+    bool want[2][2]; /* [doc][op] */
     for (int i = 0; i < 2; i++) {
-        docs[i].keel_parse = measure_parse(&docs[i], seconds, repeat);
-        docs[i].keel_write = measure_write(&docs[i], seconds, repeat);
+        bool d = !only_doc || !strcmp(only_doc, docs[i].name);
+        want[i][0] = d && (!only_op || !strcmp(only_op, "parse"));
+        want[i][1] = d && (!only_op || !strcmp(only_op, "write"));
+        if (want[i][0]) docs[i].keel_parse = measure_parse(&docs[i], seconds, repeat);
+        if (want[i][1]) docs[i].keel_write = measure_write(&docs[i], seconds, repeat);
     }
     if (peer) run_peer(docs, 2, seconds, repeat);
 
@@ -258,6 +287,7 @@ int main(int argc, char **argv)
         const char *ops[2] = {"parse", "write"};
         double k[2] = {d->keel_parse, d->keel_write}, nd[2] = {d->node_parse, d->node_write};
         for (int o = 0; o < 2; o++) {
+            if (!want[i][o]) continue;
             if (d->have_node)
                 printf("%-11s %9zu  %-6s %10.1f %10.1f %8.2fx\n", d->name, d->text.len, ops[o],
                        k[o], nd[o], nd[o] > 0 ? k[o] / nd[o] : 0.0);

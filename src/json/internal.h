@@ -1,8 +1,9 @@
 /*
  * internal.h — what the files of src/json/ share and nothing else includes:
  * the decimal view of a number text (number.c), the ECMAScript double
- * formatter (number.c), UTF-8 decoding (write.c), and the inline arena bump
- * used by the parser and the builders.
+ * formatter (number.c), UTF-8 decoding (write.c), the block scanner of string
+ * bytes (SSE2 or 64-bit words), and the inline arena bump used by the parser
+ * and the builders.
  */
 #ifndef KEEL_JSON_INTERNAL_H
 #define KEEL_JSON_INTERNAL_H
@@ -47,6 +48,9 @@ void json_num_classify(struct json_value *v);
 /* Nearest double of a valid number text of len bytes (NUL-terminated). */
 double json_num_to_double(const char *text, size_t len);
 
+/* 10^0 .. 10^22, the powers of ten that are exact doubles. */
+extern const double json_pow10[23];
+
 /* Length of the longest prefix of s[0..len) that is a JSON number; 0 if
  * none. */
 size_t json_num_scan(const char *s, size_t len);
@@ -59,6 +63,113 @@ size_t json_format_double(double d, char *out);
  * (1..4) and the code point in *cp, or 0 if the bytes are not valid UTF-8
  * (overlong, surrogate, beyond U+10FFFF, truncated). */
 int json_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+
+/* ---- scanning string bytes a block at a time -------------------------------
+ *
+ * json_block_special(q) looks at the JSON_BLOCK bytes at q (the caller
+ * guarantees they are readable) and returns a mask that is nonzero iff one
+ * of them is '"', '\\', a control character (< 0x20) or a non-ASCII byte
+ * (>= 0x80); json_block_first(mask) is then the index of the first such
+ * byte.  json_block_quote_bs is the same for '"' and '\\' only.
+ *
+ * With SSE2 (every x86-64) a block is 16 bytes: one signed compare against
+ * 0x20 catches both the control and the non-ASCII bytes.  Elsewhere a block
+ * is one 64-bit word (loaded first byte lowest) tested with the "has a zero
+ * byte" trick; its borrows only ever flag bytes above a real hit, so the
+ * lowest flagged byte is exact.  -DJSON_NO_SSE2 forces the word form (to
+ * test it on x86-64). */
+#if defined(__SSE2__) && !defined(JSON_NO_SSE2)
+#include <emmintrin.h>
+
+#define JSON_BLOCK 16
+
+static inline unsigned json_block_special(const unsigned char *q)
+{
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)q);
+    __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
+                                            _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
+                               _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
+    return (unsigned)_mm_movemask_epi8(hit);
+}
+
+/* Copies the block at q to o (both JSON_BLOCK bytes) and returns
+ * json_block_special(q). */
+static inline unsigned json_block_copy_special(unsigned char *o, const unsigned char *q)
+{
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)q);
+    _mm_storeu_si128((__m128i *)(void *)o, x);
+    __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
+                                            _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
+                               _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
+    return (unsigned)_mm_movemask_epi8(hit);
+}
+
+static inline unsigned json_block_quote_bs(const unsigned char *q)
+{
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)q);
+    __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
+                               _mm_cmpeq_epi8(x, _mm_set1_epi8('\\')));
+    return (unsigned)_mm_movemask_epi8(hit);
+}
+
+static inline size_t json_block_first(unsigned mask)
+{
+    return (size_t)__builtin_ctz(mask);
+}
+
+#else /* portable: one 64-bit word */
+
+#define JSON_BLOCK 8
+#define JSON_ONES 0x0101010101010101ULL
+#define JSON_HIGH 0x8080808080808080ULL
+
+static inline uint64_t json_word_special(uint64_t x)
+{
+    uint64_t q = x ^ (JSON_ONES * '"'), b = x ^ (JSON_ONES * '\\');
+    return (((q - JSON_ONES) & ~q) | ((b - JSON_ONES) & ~b) | (x - JSON_ONES * 0x20) | x) &
+           JSON_HIGH;
+}
+
+/* Loads 8 bytes with q[0] in the low byte, so the first byte is the lowest. */
+static inline uint64_t json_load8(const unsigned char *q)
+{
+    uint64_t x;
+    memcpy(&x, q, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    x = __builtin_bswap64(x);
+#endif
+    return x;
+}
+
+static inline uint64_t json_block_special(const unsigned char *q)
+{
+    return json_word_special(json_load8(q));
+}
+
+static inline uint64_t json_block_copy_special(unsigned char *o, const unsigned char *q)
+{
+    memcpy(o, q, 8);
+    return json_word_special(json_load8(q));
+}
+
+static inline uint64_t json_block_quote_bs(const unsigned char *q)
+{
+    uint64_t x = json_load8(q);
+    uint64_t qx = x ^ (JSON_ONES * '"'), bx = x ^ (JSON_ONES * '\\');
+    return (((qx - JSON_ONES) & ~qx) | ((bx - JSON_ONES) & ~bx)) & JSON_HIGH;
+}
+
+static inline size_t json_block_first(uint64_t mask)
+{
+    return (size_t)__builtin_ctzll(mask) >> 3;
+}
+#endif
+
+/* The byte-at-a-time form of json_block_special. */
+static inline bool json_byte_special(unsigned char c)
+{
+    return c < 0x20 || c >= 0x80 || c == '"' || c == '\\';
+}
 
 /* Arena bump without a call in the common case (same contract as
  * arena_alloc). */

@@ -116,9 +116,9 @@ void json_num_classify(struct json_value *v)
     v->u.n.i = acc;
 }
 
-static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+const double json_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 double json_num_to_double(const char *text, size_t len)
 {
@@ -132,8 +132,8 @@ double json_num_to_double(const char *text, size_t len)
         for (size_t k = 0; k < d.ndig; k++) m = m * 10 + (uint64_t)(json_dec_digit(&d, k) - '0');
         int64_t e = d.point - (int64_t)d.ndig;
         double r;
-        if (e >= 0 && e <= 22) r = (double)m * pow10_exact[e];
-        else if (e < 0 && e >= -22) r = (double)m / pow10_exact[-e];
+        if (e >= 0 && e <= 22) r = (double)m * json_pow10[e];
+        else if (e < 0 && e >= -22) r = (double)m / json_pow10[-e];
         else goto slow;
         return d.neg ? -r : r;
     }

@@ -153,27 +153,33 @@ static inline const unsigned char *skip_ws(struct parser *ps, const unsigned cha
 
 /* ---- strings ------------------------------------------------------------- */
 
-#define ONES 0x0101010101010101ULL
-#define HIGH 0x8080808080808080ULL
-
-/* Nonzero if any of the 8 bytes in x is '"', '\\', < 0x20 or >= 0x80. */
-static inline uint64_t special8(uint64_t x)
+/* Copies n bytes from s (input, end bounds it) to a fresh NUL-terminated
+ * arena string.  Short texts (keys, numbers) are copied as one or two 8-byte
+ * words: the arena rounds every allocation up to 8 bytes, and the input has
+ * the bytes to read. */
+static inline char *copy_text(struct parser *ps, const unsigned char *s, size_t n)
 {
-    uint64_t q = x ^ (ONES * '"'), b = x ^ (ONES * '\\');
-    return (((q - ONES) & ~q) | ((b - ONES) & ~b) | (x - ONES * 0x20) | x) & HIGH;
+    char *d = json_alloc(ps->a, n + 1);
+    if (n < 16 && ps->end - s >= 16) {
+        memcpy(d, s, 8);
+        if (n >= 8) memcpy(d + 8, s + 8, 8);
+    } else {
+        memcpy(d, s, n);
+    }
+    d[n] = '\0';
+    return d;
 }
 
 /* Skips bytes that need no attention; returns the first one that does
  * (or end). */
 static inline const unsigned char *scan_plain(const unsigned char *q, const unsigned char *end)
 {
-    while (end - q >= 8) {
-        uint64_t x;
-        memcpy(&x, q, 8);
-        if (special8(x)) break;
-        q += 8;
+    while (end - q >= JSON_BLOCK) {
+        uint64_t m = json_block_special(q);
+        if (m) return q + json_block_first(m);
+        q += JSON_BLOCK;
     }
-    while (q < end && *q != '"' && *q != '\\' && *q >= 0x20 && *q < 0x80) q++;
+    while (q < end && !json_byte_special(*q)) q++;
     return q;
 }
 
@@ -193,7 +199,7 @@ static inline int32_t hex4(const unsigned char *q)
     return (a << 12) | (b << 8) | (c << 4) | d;
 }
 
-/* Checks a non-ASCII sequence or control byte at q inside a string. */
+/* Reports a control byte or a byte that starts no valid UTF-8 sequence. */
 static int bad_string_byte(struct parser *ps, const unsigned char *q)
 {
     if (*q < 0x20)
@@ -204,31 +210,59 @@ static int bad_string_byte(struct parser *ps, const unsigned char *q)
                 "invalid UTF-8 byte 0x%02X inside a string; the text must be UTF-8 encoded", *q);
 }
 
-/* Validates one escape at q (q[0] == '\\'); returns its length in the
- * source, and adds its decoded length to *outlen.  0 after an error. */
-static size_t check_escape(struct parser *ps, const unsigned char *q, size_t *outlen)
+/* The byte each one-character escape stands for; 0: not an escape. */
+static const unsigned char simple_escape[256] = {
+    ['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b',
+    ['f'] = '\f', ['n'] = '\n', ['r'] = '\r', ['t'] = '\t',
+};
+
+static inline unsigned char *put_utf8(unsigned char *o, uint32_t u)
 {
-    const unsigned char *end = ps->end;
-    if (q + 1 >= end) {
+    if (u < 0x80) {
+        *o++ = (unsigned char)u;
+    } else if (u < 0x800) {
+        *o++ = (unsigned char)(0xC0 | (u >> 6));
+        *o++ = (unsigned char)(0x80 | (u & 0x3F));
+    } else if (u < 0x10000) {
+        *o++ = (unsigned char)(0xE0 | (u >> 12));
+        *o++ = (unsigned char)(0x80 | ((u >> 6) & 0x3F));
+        *o++ = (unsigned char)(0x80 | (u & 0x3F));
+    } else {
+        *o++ = (unsigned char)(0xF0 | (u >> 18));
+        *o++ = (unsigned char)(0x80 | ((u >> 12) & 0x3F));
+        *o++ = (unsigned char)(0x80 | ((u >> 6) & 0x3F));
+        *o++ = (unsigned char)(0x80 | (u & 0x3F));
+    }
+    return o;
+}
+
+/* Decodes the escape at q (q[0] == '\\', lim bounds the bytes it may use)
+ * into *o, advancing *o by its UTF-8 length (at most 4, never more than the
+ * escape's source length).  Returns the escape's source length, or 0 after
+ * an error positioned at q. */
+static size_t decode_escape(struct parser *ps, const unsigned char *q, const unsigned char *lim,
+                            unsigned char **o)
+{
+    if (lim - q < 2) {
         fail(ps, q, KEEL_EINVAL, "unterminated string: the input ends inside an escape");
         return 0;
     }
     unsigned char c = q[1];
     if (c != 'u') {
-        if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' || c == 'r' ||
-            c == 't') {
-            *outlen += 1;
+        unsigned char e = simple_escape[c];
+        if (KEEL_LIKELY(e)) {
+            *(*o)++ = e;
             return 2;
         }
         char what[32];
-        describe(q + 1, end, what, sizeof what);
+        describe(q + 1, ps->end, what, sizeof what);
         fail(ps, q, KEEL_EINVAL,
              "invalid escape '\\' followed by %s; valid escapes are \\\" \\\\ \\/ \\b \\f \\n "
              "\\r \\t \\uXXXX",
              what);
         return 0;
     }
-    int32_t u = end - q >= 6 ? hex4(q + 2) : -1;
+    int32_t u = lim - q >= 6 ? hex4(q + 2) : -1;
     if (u < 0) {
         fail(ps, q, KEEL_EINVAL, "invalid \\u escape: expected 4 hex digits after \\u");
         return 0;
@@ -240,7 +274,7 @@ static size_t check_escape(struct parser *ps, const unsigned char *q, size_t *ou
         return 0;
     }
     if (u >= 0xD800 && u <= 0xDBFF) {
-        int32_t l = end - q >= 12 && q[6] == '\\' && q[7] == 'u' ? hex4(q + 8) : -1;
+        int32_t l = lim - q >= 12 && q[6] == '\\' && q[7] == 'u' ? hex4(q + 8) : -1;
         if (l < 0xDC00 || l > 0xDFFF) {
             fail(ps, q, KEEL_EINVAL,
                  "lone high surrogate \\u%04X; it must be followed by a low surrogate "
@@ -248,59 +282,180 @@ static size_t check_escape(struct parser *ps, const unsigned char *q, size_t *ou
                  (unsigned)u);
             return 0;
         }
-        *outlen += 4;
+        *o = put_utf8(*o, 0x10000 + (((uint32_t)u - 0xD800) << 10) + ((uint32_t)l - 0xDC00));
         return 12;
     }
-    *outlen += u < 0x80 ? 1 : u < 0x800 ? 2 : 3;
+    *o = put_utf8(*o, (uint32_t)u);
     return 6;
 }
 
-static const unsigned char simple_escape[256] = {
-    ['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b',
-    ['f'] = '\f', ['n'] = '\n', ['r'] = '\r', ['t'] = '\t',
-};
-
-static char *put_utf8(char *o, uint32_t u)
-{
-    if (u < 0x80) {
-        *o++ = (char)u;
-    } else if (u < 0x800) {
-        *o++ = (char)(0xC0 | (u >> 6));
-        *o++ = (char)(0x80 | (u & 0x3F));
-    } else if (u < 0x10000) {
-        *o++ = (char)(0xE0 | (u >> 12));
-        *o++ = (char)(0x80 | ((u >> 6) & 0x3F));
-        *o++ = (char)(0x80 | (u & 0x3F));
-    } else {
-        *o++ = (char)(0xF0 | (u >> 18));
-        *o++ = (char)(0x80 | ((u >> 12) & 0x3F));
-        *o++ = (char)(0x80 | ((u >> 6) & 0x3F));
-        *o++ = (char)(0x80 | (u & 0x3F));
-    }
-    return o;
-}
-
-/* Length of the valid UTF-8 sequence at q (q[0] >= 0x80), 0 if invalid.
- * Common 2-, 3- and 4-byte forms are checked inline; the rest (E0, ED and
- * every error) go through json_utf8_decode. */
-static inline int utf8_seq(const unsigned char *q, const unsigned char *end)
+/* Length of the valid UTF-8 sequence at q (q[0] >= 0x80, lim bounds it), 0
+ * if invalid.  Common 2-, 3- and 4-byte forms are checked inline; the rest
+ * (E0, ED and every error) go through json_utf8_decode. */
+static inline int utf8_seq(const unsigned char *q, const unsigned char *lim)
 {
     unsigned char c = q[0];
-    if (c >= 0xC2 && c <= 0xDF && end - q >= 2 && (q[1] & 0xC0) == 0x80) return 2;
-    if (((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) && end - q >= 3 &&
+    if (c >= 0xC2 && c <= 0xDF && lim - q >= 2 && (q[1] & 0xC0) == 0x80) return 2;
+    if (((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) && lim - q >= 3 &&
         (q[1] & 0xC0) == 0x80 && (q[2] & 0xC0) == 0x80)
         return 3;
-    if (c >= 0xF0 && c <= 0xF4 && end - q >= 4 && (q[1] & 0xC0) == 0x80 &&
+    if (c >= 0xF0 && c <= 0xF4 && lim - q >= 4 && (q[1] & 0xC0) == 0x80 &&
         (q[2] & 0xC0) == 0x80 && (q[3] & 0xC0) == 0x80 && (c != 0xF0 || q[1] >= 0x90) &&
         (c != 0xF4 || q[1] < 0x90))
         return 4;
     uint32_t cp;
-    return json_utf8_decode(q, (size_t)(end - q), &cp);
+    return json_utf8_decode(q, (size_t)(lim - q), &cp);
+}
+
+/* Validates the run of non-ASCII sequences at q (q[0] >= 0x80) and returns
+ * the first byte after it, or NULL after an error.  Non-ASCII text comes in
+ * runs (words of CJK, emoji), so the loop stays here instead of going back
+ * to the block scan after every character. */
+static inline const unsigned char *skip_utf8(struct parser *ps, const unsigned char *q,
+                                             const unsigned char *lim)
+{
+    do {
+        int k = utf8_seq(q, lim);
+        if (KEEL_UNLIKELY(!k)) {
+            bad_string_byte(ps, q);
+            return NULL;
+        }
+        q += k;
+    } while (q < lim && *q >= 0x80);
+    return q;
+}
+
+/* The closing quote of a string whose escapes start at or after q: the
+ * first '"' not taken by a backslash (whatever the escape is; the decoder
+ * checks it).  NULL if the input ends first. */
+static const unsigned char *find_close(const unsigned char *q, const unsigned char *end)
+{
+    for (;;) {
+        while (end - q >= JSON_BLOCK) {
+            uint64_t m = json_block_quote_bs(q);
+            if (m) {
+                q += json_block_first(m);
+                goto hit;
+            }
+            q += JSON_BLOCK;
+        }
+        while (q < end && *q != '"' && *q != '\\') q++;
+        if (q >= end) return NULL;
+    hit:
+        if (*q == '"') return q;
+        if (end - q <= 2) return NULL;
+        q += 2;
+    }
+}
+
+/* A string that does not end: reports the first error in it from q on
+ * (a bad escape or byte, else the missing quote).  Returns NULL. */
+static const unsigned char *unterminated(struct parser *ps, const unsigned char *p,
+                                         const unsigned char *q)
+{
+    const unsigned char *end = ps->end;
+    unsigned char tmp[4];
+    for (;;) {
+        q = scan_plain(q, end);
+        if (q >= end) break;
+        if (*q == '\\') {
+            unsigned char *o = tmp;
+            size_t k = decode_escape(ps, q, end, &o);
+            if (!k) return NULL;
+            q += k;
+        } else if (*q >= 0x80) {
+            if (!(q = skip_utf8(ps, q, end))) return NULL;
+        } else if (*q < 0x20) {
+            bad_string_byte(ps, q);
+            return NULL;
+        } else {
+            break; /* a quote: cannot happen, find_close found none */
+        }
+    }
+    fail(ps, p, KEEL_EINVAL, "unterminated string: no closing '\"' before the end");
+    return NULL;
+}
+
+/* The rest of a string from its first escape at q: finds the closing quote
+ * first, so the arena copy can be sized from the source (the decoded text
+ * is never longer), then validates and decodes in one pass, copying plain
+ * bytes a block at a time.  Arguments and result as parse_string. */
+static const unsigned char *parse_escaped(struct parser *ps, const unsigned char *p,
+                                          const unsigned char *q, const char **str,
+                                          uint32_t *len)
+{
+    const unsigned char *s = p + 1, *close = find_close(q, ps->end);
+    if (!close) return unterminated(ps, p, q);
+    size_t cap = (size_t)(close - s);
+    unsigned char *d = json_alloc(ps->a, cap + 1), *o = d + (q - s);
+    memcpy(d, s, (size_t)(q - s));
+    /* Invariant: o - d <= q - s, so a block stored at o while close - q >=
+     * JSON_BLOCK stays inside the cap bytes. */
+    while (q < close) {
+        if (close - q >= JSON_BLOCK) {
+            uint64_t m = json_block_copy_special(o, q);
+            if (!m) {
+                q += JSON_BLOCK;
+                o += JSON_BLOCK;
+                continue;
+            }
+            size_t i = json_block_first(m);
+            q += i;
+            o += i;
+        } else {
+            while (q < close && !json_byte_special(*q)) *o++ = *q++;
+            if (q >= close) break;
+        }
+        unsigned char c = *q;
+        if (c == '\\') {
+            unsigned char e = simple_escape[q[1]]; /* q[1] < close: see find_close */
+            if (KEEL_LIKELY(e)) {
+                *o++ = e;
+                q += 2;
+                continue;
+            }
+            size_t k = decode_escape(ps, q, close, &o);
+            if (!k) return NULL;
+            q += k;
+        } else if (c >= 0x80) {
+            do {
+                int k = utf8_seq(q, close);
+                if (KEEL_UNLIKELY(!k)) {
+                    bad_string_byte(ps, q);
+                    return NULL;
+                }
+                if (close - q >= 4) memcpy(o, q, 4); /* o + 4 <= d + cap */
+                else memcpy(o, q, (size_t)k);
+                q += k;
+                o += k;
+            } while (q < close && *q >= 0x80);
+        } else if (c < 0x20) {
+            bad_string_byte(ps, q);
+            return NULL;
+        } else {
+            *o++ = *q++; /* a quote: cannot happen before close, find_close
+                            and the decoder see the same escapes */
+        }
+    }
+    *o = '\0';
+    size_t n = (size_t)(o - d);
+    /* Give back the bytes the escapes saved when this is the arena's last
+     * allocation (it is, unless the string got a chunk of its own). */
+    size_t have = (cap + 1 + 7) & ~(size_t)7, need = (n + 1 + 7) & ~(size_t)7;
+    if ((char *)d + have == ps->a->ptr) {
+        ps->a->ptr -= have - need;
+        ps->a->total -= have - need;
+    }
+    *str = (const char *)d;
+    *len = (uint32_t)n;
+    return close + 1;
 }
 
 /* string = quotation-mark *char quotation-mark
  * p points at the opening quote.  Sets *str and *len to an arena copy and
- * returns the byte after the closing quote, or NULL after an error. */
+ * returns the byte after the closing quote, or NULL after an error.
+ * Strings without escapes (the common case) are validated in one scan and
+ * copied whole. */
 static const unsigned char *parse_string(struct parser *ps, const unsigned char *p,
                                          const char **str, uint32_t *len)
 {
@@ -311,88 +466,34 @@ static const unsigned char *parse_string(struct parser *ps, const unsigned char 
             fail(ps, p, KEEL_EINVAL, "unterminated string: no closing '\"' before the end");
             return NULL;
         }
-        if (*q == '"') {
-            size_t n = (size_t)(q - s);
-            char *d = json_alloc(ps->a, n + 1);
-            memcpy(d, s, n);
-            d[n] = '\0';
-            *str = d;
-            *len = (uint32_t)n;
+        unsigned char c = *q;
+        if (c == '"') {
+            *str = copy_text(ps, s, (size_t)(q - s));
+            *len = (uint32_t)(q - s);
             return q + 1;
         }
-        if (*q == '\\') break;
-        int k = *q >= 0x80 ? utf8_seq(q, end) : 0;
-        if (!k) {
+        if (c == '\\') return parse_escaped(ps, p, q, str, len);
+        if (KEEL_UNLIKELY(c < 0x80)) {
             bad_string_byte(ps, q);
             return NULL;
         }
-        q += k;
+        if (!(q = skip_utf8(ps, q, end))) return NULL;
     }
-    /* Escapes: a validating pass to find the end and the decoded length,
-     * then a decoding pass straight into the arena. */
-    const unsigned char *first_escape = q;
-    size_t outlen = (size_t)(q - s);
-    for (;;) {
-        const unsigned char *r = scan_plain(q, end);
-        outlen += (size_t)(r - q);
-        q = r;
-        if (q >= end) {
-            fail(ps, p, KEEL_EINVAL, "unterminated string: no closing '\"' before the end");
-            return NULL;
-        }
-        if (*q == '"') break;
-        if (*q == '\\') {
-            size_t k = check_escape(ps, q, &outlen);
-            if (!k) return NULL;
-            q += k;
-            continue;
-        }
-        int k = *q >= 0x80 ? utf8_seq(q, end) : 0;
-        if (!k) {
-            bad_string_byte(ps, q);
-            return NULL;
-        }
-        q += k;
-        outlen += (size_t)k;
-    }
-    const unsigned char *close = q;
-    char *d = json_alloc(ps->a, outlen + 1), *o = d;
-    size_t n0 = (size_t)(first_escape - s);
-    memcpy(o, s, n0);
-    o += n0;
-    for (q = first_escape; q < close;) {
-        if (*q != '\\') {
-            /* a validated run up to the next escape: copy it whole */
-            const unsigned char *r = memchr(q, '\\', (size_t)(close - q));
-            size_t run = (size_t)((r ? r : close) - q);
-            memcpy(o, q, run);
-            o += run;
-            q += run;
-            continue;
-        }
-        if (q[1] != 'u') {
-            *o++ = (char)simple_escape[q[1]];
-            q += 2;
-            continue;
-        }
-        uint32_t u = (uint32_t)hex4(q + 2);
-        q += 6;
-        if (u >= 0xD800 && u <= 0xDBFF) {
-            uint32_t l = (uint32_t)hex4(q + 2);
-            u = 0x10000 + ((u - 0xD800) << 10) + (l - 0xDC00);
-            q += 6;
-        }
-        o = put_utf8(o, u);
-    }
-    *o = '\0';
-    *str = d;
-    *len = (uint32_t)(o - d);
-    return close + 1;
 }
 
 /* ---- numbers ------------------------------------------------------------- */
 
-/* number = [ minus ] int [ frac ] [ exp ] */
+/* number = [ minus ] int [ frac ] [ exp ]
+ *
+ * The value is worked out while the text is scanned when the digits fit in
+ * 64 bits: integers of up to 20 digits get d (one correctly rounded
+ * conversion) and i; decimals with at most 19 digits and a power of ten
+ * within 10^+-22 get d by Clinger's fast path (an exact mantissa <= 2^53
+ * divided by an exact power of ten, one rounding) when their last
+ * significant digit is after the point, so they are not integers.  The rest
+ * (integers spelled with a point or an exponent, long or huge numbers)
+ * goes through the general code of number.c, which gives the same results
+ * (both are correctly rounded and exact). */
 static const unsigned char *parse_number(struct parser *ps, const unsigned char *p,
                                          struct json_value *v)
 {
@@ -406,8 +507,9 @@ static const unsigned char *parse_number(struct parser *ps, const unsigned char 
             fail_unexpected(ps, p, "a digit after '-'");
         return NULL;
     }
-    uint64_t m = 0;
-    size_t ndig = 0;
+    uint64_t m = 0;       /* the digits read so far, while ndig <= 19 */
+    size_t ndig = 0;      /* digits in the integer and fraction parts  */
+    bool wide = false;    /* an integer of 20 digits that overflowed m  */
     if (*p == '0') {
         p++;
         ndig = 1;
@@ -418,47 +520,87 @@ static const unsigned char *parse_number(struct parser *ps, const unsigned char 
             return NULL;
         }
     } else {
-        while (p < end && *p >= '0' && *p <= '9') {
-            m = m * 10 + (uint64_t)(*p - '0');
+        const unsigned char *d0 = p;
+        while (p < end && *p >= '0' && *p <= '9' && p - d0 < 19) m = m * 10 + (uint64_t)(*p++ - '0');
+        if (p < end && *p >= '0' && *p <= '9') {
+            /* a 20th digit fits unless it overflows */
+            if (__builtin_mul_overflow(m, 10, &m) || __builtin_add_overflow(m, (uint64_t)(*p - '0'), &m))
+                wide = true;
             p++;
-            ndig++;
+            while (p < end && *p >= '0' && *p <= '9') p++, wide = true;
         }
+        ndig = (size_t)(p - d0);
     }
-    bool simple = true;
+    bool frac = false, expo = false;
+    int64_t e10 = 0; /* value = m * 10^e10 while ndig <= 19 */
     if (p < end && *p == '.') {
-        simple = false;
+        frac = true;
         p++;
         if (p >= end || *p < '0' || *p > '9') {
             fail_unexpected(ps, p, "a digit after the decimal point");
             return NULL;
         }
-        while (p < end && *p >= '0' && *p <= '9') p++;
+        const unsigned char *f0 = p;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (ndig < 19) m = m * 10 + (uint64_t)(*p - '0');
+            ndig++;
+            p++;
+        }
+        e10 = -(int64_t)(p - f0);
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
-        simple = false;
+        expo = true;
         p++;
-        if (p < end && (*p == '+' || *p == '-')) p++;
+        bool eneg = false;
+        if (p < end && (*p == '+' || *p == '-')) eneg = *p++ == '-';
         if (p >= end || *p < '0' || *p > '9') {
             fail_unexpected(ps, p, "a digit in the exponent");
             return NULL;
         }
-        while (p < end && *p >= '0' && *p <= '9') p++;
+        int64_t x = 0;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (x < 1000000) x = x * 10 + (*p - '0'); /* saturated: only |e10| <= 22 is used */
+            p++;
+        }
+        e10 += eneg ? -x : x;
     }
     size_t n = (size_t)(p - s);
-    char *t = json_alloc(ps->a, n + 1);
-    memcpy(t, s, n);
-    t[n] = '\0';
+    char *t = copy_text(ps, s, n);
     v->type = JSON_NUMBER;
     v->u.n.text = t;
-    if (simple && ndig <= 18) {
-        int64_t i = neg ? -(int64_t)m : (int64_t)m;
-        v->u.n.i = i;
+    if (!frac && !expo && !wide) {
+        /* an integer below 2^64 */
         v->u.n.d = neg ? -(double)m : (double)m;
-        v->nflags = JSON_NUM_INT | JSON_NUM_I64;
-    } else {
-        v->u.n.d = json_num_to_double(t, n);
-        json_num_classify(v);
+        v->u.n.i = 0;
+        v->nflags = JSON_NUM_INT;
+        if (m <= (uint64_t)INT64_MAX) {
+            v->u.n.i = neg ? -(int64_t)m : (int64_t)m;
+            v->nflags |= JSON_NUM_I64;
+        } else if (neg && m == (uint64_t)INT64_MAX + 1) {
+            v->u.n.i = INT64_MIN;
+            v->nflags |= JSON_NUM_I64;
+        }
+        return p;
     }
+    if (ndig <= 19 && !wide) {
+        if (m == 0) {
+            v->u.n.d = neg ? -0.0 : 0.0;
+            v->u.n.i = 0;
+            v->nflags = JSON_NUM_INT | JSON_NUM_I64;
+            return p;
+        }
+        while (m % 10 == 0) m /= 10, e10++;
+        if (e10 < 0 && e10 >= -22 && m <= (uint64_t)1 << 53) {
+            /* not an integer: the last significant digit is after the point */
+            double r = (double)m / json_pow10[-e10];
+            v->u.n.d = neg ? -r : r;
+            v->u.n.i = 0;
+            v->nflags = 0;
+            return p;
+        }
+    }
+    v->u.n.d = json_num_to_double(t, n);
+    json_num_classify(v);
     return p;
 }
 
@@ -473,7 +615,9 @@ static inline uint64_t key_hash(const char *k, uint32_t n)
 
 static inline bool same_key(const struct json_member *a, const struct json_member *b)
 {
-    return a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0;
+    /* keys are NUL-terminated, so key[0] is readable even when empty */
+    return a->key_len == b->key_len && a->key[0] == b->key[0] &&
+           memcmp(a->key, b->key, a->key_len) == 0;
 }
 
 /* Handles a duplicate: member j repeats member i (i < j).  Returns 0 to go
