@@ -676,9 +676,10 @@ int model_wire_response(const char *kind, const char *text, size_t len, struct a
     keel_err_clear(&e);
     int rc = json_parse(&scratch, text, len, &o, &reply, &e);
     if (rc) {
-        rc = KEEL_EPROTO;
-        keel_fail(&e, KEEL_EPROTO, "the reply is not JSON (%s at line %d, column %d)", e.msg,
-                  e.line, e.column);
+        char why[KEEL_ERR_MSG_MAX];
+        snprintf(why, sizeof why, "%s", e.msg);
+        rc = keel_fail(&e, KEEL_EPROTO, "the reply is not JSON (line %d, column %d: %s)", e.line,
+                       e.column, why);
     } else {
         rc = k->response(reply, a, &r, &e);
     }

@@ -1,0 +1,657 @@
+/*
+ * test_model_http.c — the model gateway over real HTTP, against the mock
+ * model server (examples/mock-model, built as keel-mock-model next to this
+ * runner).  One mock runs for the whole file; each test loads its own
+ * script with POST /_mock/script (which also clears the records) and reads
+ * what arrived with GET /_mock/requests.
+ *
+ * Every provider's API key is a canary made fresh for the run: each test
+ * checks that the mock saw it in the auth header and that it appears in
+ * nothing the gateway returned (messages, err text, trail) or logged.
+ */
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "model/model.h"
+#include "test.h"
+
+/* ---- the mock server ------------------------------------------------------- */
+
+static const char *build_dir(void)
+{
+    static char dir[4096];
+    if (!dir[0]) {
+        ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+        if (n <= 0) return ".";
+        dir[n] = '\0';
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = '\0';
+    }
+    return dir;
+}
+
+static pid_t mock_pid;
+static char mock_url[128]; /* "http://127.0.0.1:PORT" */
+static char canary[64];
+static struct model_gateway *gw;
+
+static void mock_stop(void)
+{
+    if (mock_pid > 0) {
+        kill(mock_pid, SIGTERM);
+        waitpid(mock_pid, NULL, 0);
+        mock_pid = 0;
+    }
+    model_gateway_free(gw);
+    gw = NULL;
+}
+
+/* Starts keel-mock-model with an empty script and reads its "listening on"
+ * line (no polling: the line is printed once the socket is bound). */
+static bool mock_start(void)
+{
+    if (mock_pid > 0) return true;
+    char bin[4200], script[] = "/tmp/keel-test-model-script-XXXXXX";
+    snprintf(bin, sizeof bin, "%s/keel-mock-model", build_dir());
+    if (access(bin, X_OK) != 0) {
+        fprintf(stderr, "test_model_http: %s is missing; build it first (ninja keel-mock-model)\n",
+                bin);
+        return false;
+    }
+    int sfd = mkstemp(script);
+    if (sfd < 0) return false;
+    if (write(sfd, "{\"responses\": []}", 17) != 17) return false;
+    close(sfd);
+    int p[2];
+    if (pipe(p) != 0) return false;
+    mock_pid = fork();
+    if (mock_pid < 0) return false;
+    if (mock_pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        execl(bin, bin, "--script", script, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    FILE *f = fdopen(p[0], "r");
+    char line[256] = "";
+    bool ok = f && fgets(line, sizeof line, f) && !strncmp(line, "listening on ", 13);
+    if (f) fclose(f);
+    unlink(script);
+    if (!ok) {
+        fprintf(stderr, "test_model_http: the mock did not start (got '%s')\n", line);
+        return false;
+    }
+    line[strcspn(line, "\r\n")] = '\0';
+    snprintf(mock_url, sizeof mock_url, "%s", line + 13);
+    atexit(mock_stop);
+    return true;
+}
+
+static size_t collect(char *p, size_t size, size_t n, void *ud)
+{
+    buf_append(ud, p, size * n);
+    return size * n;
+}
+
+/* A plain HTTP exchange with the mock's control endpoints. */
+static long http(const char *method, const char *path, const char *body, struct buf *out)
+{
+    char url[512];
+    snprintf(url, sizeof url, "%s%s", mock_url, path);
+    CURL *c = curl_easy_init();
+    if (!c) return -1;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body) curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    long status = -1;
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+static bool script(const char *text)
+{
+    struct buf out;
+    buf_init(&out);
+    long st = http("POST", "/_mock/script", text, &out);
+    if (st != 200) fprintf(stderr, "script refused (%ld): %s\n", st, out.data ? out.data : "");
+    buf_cleanup(&out);
+    return st == 200;
+}
+
+/* The mock's records, parsed into a. */
+static struct json_value *records(struct arena *a)
+{
+    struct buf out;
+    buf_init(&out);
+    struct json_value *v = NULL;
+    if (http("GET", "/_mock/requests", NULL, &out) == 200)
+        json_parse(a, out.data, out.len, NULL, &v, NULL);
+    buf_cleanup(&out);
+    return json_is(v, JSON_ARRAY) ? v : json_array(a);
+}
+
+/* The gateway: every provider points at the mock, all with the canary. */
+static struct model_gateway *gateway(void)
+{
+    if (gw) return gw;
+    if (!mock_start()) return NULL;
+    uint8_t rnd[12];
+    char hex[25];
+    keel_random(rnd, sizeof rnd);
+    keel_hex(rnd, sizeof rnd, hex);
+    snprintf(canary, sizeof canary, "sk-canary-%s", hex);
+    setenv("KEEL_TEST_CANARY_KEY", canary, 1);
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg,
+             "{\"providers\": {"
+             " \"oa\": {\"kind\": \"openai\", \"base_url\": \"%s/v1\", \"api_key\": {\"env\": "
+             "\"KEEL_TEST_CANARY_KEY\"}, \"retries\": 2, \"max_retry_wait\": \"5s\", "
+             "\"headers\": {\"X-Org\": \"acme\"}},"
+             " \"an\": {\"kind\": \"anthropic\", \"base_url\": \"%s/v1\", \"api_key\": {\"env\": "
+             "\"KEEL_TEST_CANARY_KEY\"}},"
+             " \"fast\": {\"kind\": \"openai\", \"base_url\": \"%s\", \"api_key\": {\"env\": "
+             "\"KEEL_TEST_CANARY_KEY\"}, \"timeout\": \"300ms\", \"retries\": 0},"
+             " \"impatient\": {\"kind\": \"openai\", \"base_url\": \"%s/v1\", \"api_key\": "
+             "{\"env\": \"KEEL_TEST_CANARY_KEY\"}, \"max_retry_wait\": \"500ms\"},"
+             " \"flaky\": {\"kind\": \"openai\", \"base_url\": \"%s/v1\", \"api_key\": {\"env\": "
+             "\"KEEL_TEST_CANARY_KEY\"}, \"retries\": 1}},"
+             "\"models\": {"
+             " \"gpt\": {\"provider\": \"oa\", \"model\": \"gpt-4o-mini\", \"price\": {\"input\": "
+             "0.15, \"output\": 0.6}},"
+             " \"claude\": {\"provider\": \"an\", \"model\": \"claude-x\", \"max_output\": 512, "
+             "\"price\": {\"input\": 3, \"output\": 15}},"
+             " \"slow\": {\"provider\": \"fast\", \"model\": \"slow-1\"},"
+             " \"hurried\": {\"provider\": \"impatient\", \"model\": \"hurry-1\"},"
+             " \"a\": {\"provider\": \"flaky\", \"model\": \"model-a\"},"
+             " \"b\": {\"provider\": \"oa\", \"model\": \"model-b\"}},"
+             "\"routes\": {\"default\": {\"model\": \"gpt\"}, \"chain\": {\"model\": \"a\", "
+             "\"fallback\": [\"b\"]}}}",
+             mock_url, mock_url, mock_url, mock_url, mock_url);
+    struct arena a;
+    arena_init(&a);
+    struct json_value *v = NULL;
+    struct keel_err err;
+    if (json_parse(&a, cfg, strlen(cfg), NULL, &v, &err) == 0 &&
+        model_gateway_new(v, "keel.yaml", ".", &gw, &err) != 0)
+        fprintf(stderr, "gateway refused: %s at %s\n", err.msg, err.path);
+    arena_cleanup(&a);
+    return gw;
+}
+
+static struct json_value *parse(struct arena *a, const char *text)
+{
+    struct json_value *v = NULL;
+    if (json_parse(a, text, strlen(text), NULL, &v, NULL) != 0) abort();
+    return v;
+}
+
+/* The canary must appear in nothing the gateway gave back. */
+static void check_no_canary(const char *where, const struct keel_err *err,
+                            const struct model_response *out)
+{
+    struct buf b;
+    buf_init(&b);
+    if (err) buf_printf(&b, "%s|%s|%s|", err->msg, err->path, err->file);
+    if (out && out->message) json_write(&b, out->message, 0, NULL);
+    if (out && out->trail) json_write(&b, out->trail, 0, NULL);
+    if (b.data && strstr(b.data, canary))
+        TEST_FAIL_AT(__FILE__, __LINE__, "%s: the API key leaked into the output", where);
+    buf_cleanup(&b);
+}
+
+static const char *rec_str(const struct json_value *recs, uint32_t i, const char *key)
+{
+    if (!recs || i >= recs->len) return NULL;
+    return json_get_str(recs->u.items[i], key, NULL);
+}
+
+/* ---- tests ----------------------------------------------------------------- */
+
+TEST(http_openai_tool_call_round_trip)
+{
+    struct model_gateway *g = gateway();
+    REQUIRE(g);
+    REQUIRE(script("{\"responses\": ["
+                   "{\"when\": {\"last_user_contains\": \"ticket 42\"}, \"tool_calls\": "
+                   "[{\"name\": \"crm__lookup\", \"arguments\": {\"id\": 42}}], "
+                   "\"usage\": {\"input_tokens\": 50, \"output_tokens\": 10}},"
+                   "{\"when\": {\"last_message_contains\": \"plan pro\"}, \"content\": "
+                   "\"Severity 2.\", \"usage\": {\"input_tokens\": 80, \"output_tokens\": 4}}]}"));
+    struct arena a;
+    arena_init(&a);
+    struct json_value *msgs = parse(&a, "[{\"role\": \"system\", \"content\": \"You triage.\"},"
+                                        "{\"role\": \"user\", \"content\": \"Look at ticket 42\"}]");
+    struct json_value *tools =
+        parse(&a, "[{\"name\": \"crm__lookup\", \"description\": \"Find an account\", "
+                  "\"input_schema\": {\"type\": \"object\", \"properties\": {\"id\": {\"type\": "
+                  "\"integer\"}}}}]");
+    struct model_request r = {.messages = msgs, .tools = tools};
+    struct model_response out = {0};
+    struct keel_err err;
+    keel_err_clear(&err);
+    int rc = model_call(g, &r, &a, &out, &err);
+    check_no_canary("first call", &err, &out);
+    if (rc) fprintf(stderr, "model_call: %s\n", err.msg);
+    REQUIRE(rc == 0);
+    CHECK_STR(out.stop_reason, "tool_calls");
+    CHECK_STR(out.model, "gpt");
+    CHECK_STR(out.provider, "oa");
+    CHECK_STR(out.provider_model, "gpt-4o-mini");
+    CHECK_INT(out.input_tokens, 50);
+    CHECK_INT(out.output_tokens, 10);
+    CHECK(out.cost_usd > 0.000013499 && out.cost_usd < 0.000013501); /* 50*.15+10*.6 per M */
+    CHECK_INT(out.attempts, 1);
+    REQUIRE(json_is(out.trail, JSON_ARRAY));
+    CHECK_INT(out.trail->len, 0);
+    struct json_value *calls = json_get(out.message, "tool_calls");
+    REQUIRE(json_is(calls, JSON_ARRAY) && calls->len == 1);
+    CHECK_STR(json_get_str(calls->u.items[0], "name", ""), "crm__lookup");
+    CHECK_INT(json_get_int(json_get(calls->u.items[0], "arguments"), "id", 0), 42);
+    const char *call_id = json_get_str(calls->u.items[0], "id", NULL);
+    REQUIRE(call_id);
+
+    /* Second turn: the call and its result go back. */
+    json_array_push(&a, msgs, out.message);
+    struct json_value *result = json_object(&a);
+    json_object_setc(&a, result, "role", json_cstr(&a, "tool"));
+    json_object_setc(&a, result, "tool_call_id", json_cstr(&a, call_id));
+    json_object_setc(&a, result, "content", json_cstr(&a, "{\"plan pro\": true}"));
+    json_array_push(&a, msgs, result);
+    struct model_response out2 = {0};
+    rc = model_call(g, &r, &a, &out2, &err);
+    check_no_canary("second call", &err, &out2);
+    if (rc) fprintf(stderr, "model_call: %s\n", err.msg);
+    REQUIRE(rc == 0);
+    CHECK_STR(out2.stop_reason, "end");
+    CHECK_STR(json_get_str(out2.message, "content", ""), "Severity 2.");
+
+    /* The mock received exactly what the wire layer builds, with the key
+     * in the Authorization header. */
+    struct json_value *recs = records(&a);
+    REQUIRE(recs->len == 2);
+    char bearer[128];
+    snprintf(bearer, sizeof bearer, "Bearer %s", canary);
+    for (uint32_t i = 0; i < 2; i++) {
+        CHECK_STR(rec_str(recs, i, "authorization"), bearer);
+        CHECK_STR(rec_str(recs, i, "path"), "/v1/chat/completions");
+        CHECK_INT(json_get_int(recs->u.items[i], "status", 0), 200);
+    }
+    struct json_value *want = NULL;
+    struct keel_err werr;
+    REQUIRE(model_wire_request("openai", "gpt-4o-mini", &r, &a, &want, &werr) == 0);
+    CHECK(json_equal(json_get(recs->u.items[1], "body"), want));
+    arena_cleanup(&a);
+}
+
+TEST(http_anthropic_tool_use_round_trip)
+{
+    struct model_gateway *g = gateway();
+    REQUIRE(g);
+    REQUIRE(script("{\"responses\": ["
+                   "{\"when\": {\"path\": \"anthropic\", \"tool_offered\": \"crm__lookup\", "
+                   "\"last_user_contains\": \"ticket\"}, \"tool_calls\": "
+                   "[{\"name\": \"crm__lookup\", \"arguments\": {\"id\": 7}}]},"
+                   "{\"when\": {\"path\": \"anthropic\"}, \"content\": \"All done.\"}]}"));
+    struct arena a;
+    arena_init(&a);
+    struct json_value *msgs = parse(&a, "[{\"role\": \"system\", \"content\": \"Be brief.\"},"
+                                        "{\"role\": \"user\", \"content\": \"Check ticket 7\"}]");
+    struct json_value *tools = parse(&a, "[{\"name\": \"crm__lookup\", \"input_schema\": "
+                                         "{\"type\": \"object\"}}]");
+    struct model_request r = {.route = "claude", .messages = msgs, .tools = tools};
+    struct model_response out = {0};
+    struct keel_err err;
+    int rc = model_call(g, &r, &a, &out, &err);
+    check_no_canary("anthropic call", &err, &out);
+    if (rc) fprintf(stderr, "model_call: %s\n", err.msg);
+    REQUIRE(rc == 0);
+    CHECK_STR(out.stop_reason, "tool_calls");
+    CHECK_STR(out.model, "claude");
+    CHECK(out.input_tokens > 0 && out.output_tokens > 0); /* the mock's estimates */
+    struct json_value *calls = json_get(out.message, "tool_calls");
+    REQUIRE(json_is(calls, JSON_ARRAY) && calls->len == 1);
+    CHECK_INT(json_get_int(json_get(calls->u.items[0], "arguments"), "id", 0), 7);
+    json_array_push(&a, msgs, out.message);
+    struct json_value *result = json_object(&a);
+    json_object_setc(&a, result, "role", json_cstr(&a, "tool"));
+    json_object_setc(&a, result, "tool_call_id",
+                     json_get(calls->u.items[0], "id"));
+    json_object_setc(&a, result, "content", json_cstr(&a, "plan: pro"));
+    json_array_push(&a, msgs, result);
+    struct model_response out2 = {0};
+    rc = model_call(g, &r, &a, &out2, &err);
+    check_no_canary("anthropic second call", &err, &out2);
+    if (rc) fprintf(stderr, "model_call: %s\n", err.msg);
+    REQUIRE(rc == 0);
+    CHECK_STR(out2.stop_reason, "end");
+    CHECK_STR(json_get_str(out2.message, "content", ""), "All done.");
+
+    struct json_value *recs = records(&a);
+    REQUIRE(recs->len == 2);
+    CHECK_STR(rec_str(recs, 0, "x_api_key"), canary);
+    CHECK(json_is(json_get(recs->u.items[0], "authorization"), JSON_NULL));
+    CHECK_STR(rec_str(recs, 1, "path"), "/v1/messages");
+    struct model_request sent = r;
+    sent.max_output_tokens = 512; /* the model's max_output */
+    struct json_value *want = NULL;
+    struct keel_err werr;
+    REQUIRE(model_wire_request("anthropic", "claude-x", &sent, &a, &want, &werr) == 0);
+    CHECK(json_equal(json_get(recs->u.items[1], "body"), want));
+    CHECK_INT(json_get_int(json_get(recs->u.items[1], "body"), "max_tokens", 0), 512);
+    arena_cleanup(&a);
+}
+
+TEST(http_structured_output_both_providers)
+{
+    struct model_gateway *g = gateway();
+    REQUIRE(g);
+    REQUIRE(script("{\"responses\": [{\"json\": {\"severity\": 2}, \"sticky\": true}]}"));
+    struct arena a;
+    arena_init(&a);
+    struct model_request r = {
+        .messages = parse(&a, "[{\"role\": \"user\", \"content\": \"Classify\"}]"),
+        .output_schema = parse(&a, "{\"type\": \"object\", \"required\": [\"severity\"]}")};
+    const char *routes[] = {"gpt", "claude"};
+    for (int i = 0; i < 2; i++) {
+        r.route = routes[i];
+        struct model_response out = {0};
+        struct keel_err err;
+        int rc = model_call(g, &r, &a, &out, &err);
+        check_no_canary("structured", &err, &out);
+        REQUIRE(rc == 0);
+        CHECK_STR(json_get_str(out.message, "content", ""), "{\"severity\":2}");
+    }
+    struct json_value *recs = records(&a);
+    REQUIRE(recs->len == 2);
+    const struct json_value *rf = json_get(json_get(recs->u.items[0], "body"), "response_format");
+    CHECK_STR(json_get_str(rf, "type", ""), "json_schema");
+    CHECK(json_equal(json_pointer_get(rf, "/json_schema/schema"), r.output_schema));
+    CHECK_STR(json_get_str(json_get(rf, "json_schema"), "name", ""), "output");
+    CHECK_CONTAINS(json_get_str(json_get(recs->u.items[1], "body"), "system", ""),
+                   "validates against this JSON Schema: "
+                   "{\"type\":\"object\",\"required\":[\"severity\"]}");
+    arena_cleanup(&a);
+}
+
+TEST(http_429_retry_after_is_honoured)
+{
+    struct model_gateway *g = gateway();
+    REQUIRE(g);
+    REQUIRE(script("{\"responses\": [{\"status\": 429, \"retry_after\": 1}, "
+                   "{\"content\": \"ok after waiting\"}]}"));
+    struct arena a;
+    arena_init(&a);
+    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
+    struct model_response out = {0};
+    struct keel_err err;
+    int rc = model_call(g, &r, &a, &out, &err);
+    check_no_canary("429", &err, &out);
+    if (rc) fprintf(stderr, "model_call: %s\n", err.msg);
+    REQUIRE(rc == 0);
+    CHECK_STR(json_get_str(out.message, "content", ""), "ok after waiting");
+    CHECK_INT(out.attempts, 2);
+    REQUIRE(out.trail && out.trail->len == 1);
+    const struct json_value *t = out.trail->u.items[0];
+    CHECK_STR(json_get_str(t, "model", ""), "gpt");
+    CHECK_INT(json_get_int(t, "status", 0), 429);
+    CHECK_INT(json_get_int(t, "retry_after_ms", 0), 1000);
+    CHECK_INT(json_get_int(t, "wait_ms", 0), 1000);
+    CHECK_STR(json_get_str(t, "code", ""), "EBUSY");
+    struct json_value *recs = records(&a);
+    REQUIRE(recs->len == 2);
+    int64_t t0 = json_get_int(recs->u.items[0], "time_ms", 0);
+    int64_t t1 = json_get_int(recs->u.items[1], "time_ms", 0);
+    CHECK(t1 - t0 >= 1000);
+    arena_cleanup(&a);
+}
+
+TEST(http_429_longer_than_max_retry_wait_moves_on)
+{
+    struct model_gateway *g = gateway();
+    REQUIRE(g);
+    REQUIRE(script("{\"responses\": [{\"status\": 429, \"retry_after\": 30, \"sticky\": true}]}"));
+    struct arena a;
+    arena_init(&a);
+    struct model_request r = {.route = "hurried",
+                              .messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
+    struct model_response out = {0};
+    struct keel_err err;
+    int64_t t0 = keel_mono_ns();
+    CHECK_INT(model_call(g, &r, &a, &out, &err), KEEL_EBUSY);
+    CHECK((keel_mono_ns() - t0) / 1000000 < 5000); /* did not sleep 30 s */
+    check_no_canary("429 long", &err, &out);
+    CHECK_CONTAINS(err.msg, "rate-limited model hurried (HTTP 429)");
+    CHECK_CONTAINS(err.msg, "retry after 30000 ms");
+    CHECK_CONTAINS(err.msg, "more than max_retry_wait (500 ms)");
+    CHECK(out.message == NULL);
+    REQUIRE(out.trail && out.trail->len == 1);
+    CHECK_INT(json_get_int(out.trail->u.items[0], "retry_after_ms", 0), 30000);
+    CHECK_INT(records(&a)->len, 1);
+    arena_cleanup(&a);
+}
+
+TEST(http_5xx_retry_then_fallback)
+{
+    struct model_gateway *g = gateway();
+    REQUIRE(g);
+    REQUIRE(script("{\"responses\": ["
+                   "{\"when\": {\"model\": \"model-a\"}, \"status\": 503, \"sticky\": true},"
+                   "{\"when\": {\"model\": \"model-b\"}, \"content\": \"from b\"}]}"));
+    struct arena a;
+    arena_init(&a);
+    struct model_request r = {.route = "chain",
+                              .messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
+    struct model_response out = {0};
+    struct keel_err err;
+    int rc = model_call(g, &r, &a, &out, &err);
+    check_no_canary("5xx", &err, &out);
+    if (rc) fprintf(stderr, "model_call: %s\n", err.msg);
+    REQUIRE(rc == 0);
+    CHECK_STR(out.model, "b");
+    CHECK_STR(out.provider_model, "model-b");
+    CHECK_STR(json_get_str(out.message, "content", ""), "from b");
+    CHECK_INT(out.attempts, 3); /* a, a again (retries: 1), then b */
+    REQUIRE(out.trail && out.trail->len == 2);
+    for (uint32_t i = 0; i < 2; i++) {
+        CHECK_STR(json_get_str(out.trail->u.items[i], "model", ""), "a");
+        CHECK_INT(json_get_int(out.trail->u.items[i], "status", 0), 503);
+        CHECK_CONTAINS(json_get_str(out.trail->u.items[i], "error", ""),
+                       "provider flaky answered HTTP 503 for model a");
+    }
+    /* The first failure waited a jittered backoff in [0, 500] ms. */
+    CHECK(json_get_int(out.trail->u.items[0], "wait_ms", -1) <= 500);
+    CHECK_INT(json_get_int(out.trail->u.items[1], "wait_ms", -1), 0);
+    struct json_value *recs = records(&a);
+    REQUIRE(recs->len == 3);
+    CHECK_STR(json_get_str(json_get(recs->u.items[2], "body"), "model", ""), "model-b");
+
+    /* Every model failing: the error is the last one, listing what was tried. */
+    REQUIRE(script("{\"responses\": [{\"status\": 500, \"sticky\": true}]}"));
+    struct model_response fail = {0};
+    CHECK_INT(model_call(g, &r, &a, &fail, &err), KEEL_EIO);
+    check_no_canary("5xx all", &err, &fail);
+    CHECK_CONTAINS(err.msg, "models tried: a, b");
+    CHECK_CONTAINS(err.msg, "5 HTTP requests"); /* a twice, b three times */
+    CHECK(fail.message == NULL);
+    CHECK(fail.trail && fail.trail->len == 5);
+    arena_cleanup(&a);
+}
+
+TEST(http_401_is_denied_without_quoting_the_key)
+{
+    struct model_gateway *g = gateway();
+    REQUIRE(g);
+    REQUIRE(script("{\"responses\": [{\"status\": 401, \"error\": \"Incorrect API key\", "
+                   "\"sticky\": true}]}"));
+    struct arena a;
+    arena_init(&a);
+    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
+    struct model_response out = {0};
+    struct keel_err err;
+    CHECK_INT(model_call(g, &r, &a, &out, &err), KEEL_EDENIED);
+    check_no_canary("401", &err, &out);
+    CHECK_CONTAINS(err.msg, "provider oa rejected the API key (HTTP 401); check the key named by "
+                            "models.providers.oa.api_key");
+    CHECK_INT(records(&a)->len, 1); /* no retry */
+    REQUIRE(out.trail && out.trail->len == 1);
+    CHECK_STR(json_get_str(out.trail->u.items[0], "code", ""), "EDENIED");
+    arena_cleanup(&a);
+}
+
+TEST(http_reply_not_json_is_eproto)
+{
+    struct model_gateway *g = gateway();
+    REQUIRE(g);
+    REQUIRE(script("{\"responses\": [{\"body\": \"<html>upstream said no</html>\", "
+                   "\"sticky\": true}]}"));
+    struct arena a;
+    arena_init(&a);
+    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
+    struct model_response out = {0};
+    struct keel_err err;
+    CHECK_INT(model_call(g, &r, &a, &out, &err), KEEL_EPROTO);
+    check_no_canary("not json", &err, &out);
+    CHECK_CONTAINS(err.msg, "the reply began '<html>upstream said no</html>'");
+    CHECK_INT(records(&a)->len, 1); /* not retried */
+    arena_cleanup(&a);
+}
+
+TEST(http_timeout_is_etimeout)
+{
+    struct model_gateway *g = gateway();
+    REQUIRE(g);
+    REQUIRE(script("{\"responses\": [{\"delay_ms\": 3000, \"content\": \"too late\"}]}"));
+    struct arena a;
+    arena_init(&a);
+    struct model_request r = {.route = "slow",
+                              .messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
+    struct model_response out = {0};
+    struct keel_err err;
+    int64_t t0 = keel_mono_ns();
+    CHECK_INT(model_call(g, &r, &a, &out, &err), KEEL_ETIMEOUT);
+    int64_t ms = (keel_mono_ns() - t0) / 1000000;
+    CHECK(ms >= 300 && ms < 2500);
+    check_no_canary("timeout", &err, &out);
+    CHECK_CONTAINS(err.msg, "did not answer within 300 ms");
+    REQUIRE(out.trail && out.trail->len == 1);
+    CHECK_INT(json_get_int(out.trail->u.items[0], "status", -1), 0);
+    arena_cleanup(&a);
+}
+
+TEST(http_key_echoed_by_the_server_is_redacted)
+{
+    /* A hostile or broken server that echoes the key in its error body. */
+    struct model_gateway *g = gateway();
+    REQUIRE(g);
+    char s[512];
+    snprintf(s, sizeof s,
+             "{\"responses\": [{\"status\": 400, \"error\": \"bad key %s\", \"sticky\": true}]}",
+             canary);
+    REQUIRE(script(s));
+    struct arena a;
+    arena_init(&a);
+    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
+    struct model_response out = {0};
+    struct keel_err err;
+    CHECK_INT(model_call(g, &r, &a, &out, &err), KEEL_EIO);
+    check_no_canary("echo", &err, &out);
+    CHECK_CONTAINS(err.msg, "HTTP 400");
+    CHECK_CONTAINS(err.msg, "bad key [redacted]");
+    snprintf(s, sizeof s, "{\"responses\": [{\"body\": \"not json %s\", \"sticky\": true}]}",
+             canary);
+    REQUIRE(script(s));
+    struct model_response out2 = {0};
+    CHECK_INT(model_call(g, &r, &a, &out2, &err), KEEL_EPROTO);
+    check_no_canary("echo body", &err, &out2);
+    CHECK_CONTAINS(err.msg, "not json [redacted]");
+    arena_cleanup(&a);
+}
+
+TEST(http_logs_never_hold_the_key)
+{
+    /* Capture stderr (where keel_log writes) around calls that log. */
+    struct model_gateway *g = gateway();
+    REQUIRE(g);
+    REQUIRE(script("{\"responses\": [{\"status\": 503}, {\"status\": 429, \"retry_after\": 0}, "
+                   "{\"content\": \"fine\"}, {\"status\": 401, \"sticky\": true}]}"));
+    char path[] = "/tmp/keel-test-model-log-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+    keel_log_set_level(KEEL_LOG_DEBUG);
+    struct arena a;
+    arena_init(&a);
+    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
+    struct model_response out = {0}, out2 = {0};
+    struct keel_err err;
+    int rc1 = model_call(g, &r, &a, &out, &err);
+    int rc2 = model_call(g, &r, &a, &out2, &err);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    keel_log_set_level(KEEL_LOG_WARN);
+    CHECK_INT(rc1, 0);
+    CHECK_INT(rc2, KEEL_EDENIED);
+    CHECK_INT(out.attempts, 3);
+    struct buf log;
+    buf_init(&log);
+    struct keel_err rerr;
+    REQUIRE(keel_read_file(path, 1 << 20, &log, &rerr) == 0);
+    CHECK_CONTAINS(log.data, "retrying in");
+    CHECK(!strstr(log.data, canary));
+    buf_cleanup(&log);
+    close(fd);
+    unlink(path);
+    arena_cleanup(&a);
+}
+
+static void *call_thread(void *arg)
+{
+    int *rc = arg;
+    struct arena a;
+    arena_init(&a);
+    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
+    struct model_response out = {0};
+    struct keel_err err;
+    *rc = model_call(gw, &r, &a, &out, &err);
+    if (*rc == 0 && strcmp(json_get_str(out.message, "content", ""), "same")) *rc = 1;
+    arena_cleanup(&a);
+    return NULL;
+}
+
+TEST(http_calls_from_many_threads)
+{
+    /* model_call is thread-safe once the gateway is built. */
+    struct model_gateway *g = gateway();
+    REQUIRE(g);
+    REQUIRE(script("{\"responses\": [{\"content\": \"same\", \"sticky\": true}]}"));
+    enum { N = 8 };
+    pthread_t th[N];
+    int rcs[N];
+    for (int i = 0; i < N; i++) {
+        rcs[i] = -100;
+        REQUIRE(pthread_create(&th[i], NULL, call_thread, &rcs[i]) == 0);
+    }
+    for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < N; i++) CHECK_INT(rcs[i], 0);
+    struct arena a;
+    arena_init(&a);
+    CHECK_INT(records(&a)->len, N);
+    arena_cleanup(&a);
+}
