@@ -18,9 +18,19 @@
  * individually; the table shows median and p99 per authorization and the
  * ratio.  Decisions are compared (allow counts must agree).
  *
- * usage: bench_policy [--no-peer] [--rounds R] [--size N]  (--size: that one
- * set size only, e.g. for `valgrind --tool=callgrind
- * --toggle-collect=policy_authorize`)
+ * Two workloads.  "scaled" (the original one): 500 agents at every size, so
+ * the policies naming one agent grow with N (0.04 per agent at 100, 4 at
+ * 10,000) and so do the policies a request has to evaluate.  "fixed": N/5
+ * agents, so every agent is named by the same number of policies at every
+ * size and a request has the same number of applicable policies whatever N
+ * is (the store grows with N: more policies come with more agents and
+ * tools).  The table shows, per request, how many policies Keel evaluated
+ * (candidates left after its index and scope filter).
+ *
+ * usage: bench_policy [--no-peer] [--rounds R] [--size N] [--workload
+ * scaled|fixed|both]  (--size: that one set size only, e.g. for `valgrind
+ * --tool=callgrind --toggle-collect=policy_authorize`; default: both
+ * workloads)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,12 +43,14 @@
 #include "policy/policy.h"
 
 #define NREQ 1000
-#define AGENTS 500
+#define AGENTS 500 /* the scaled workload; the fixed one has N / 5 */
 #define TEAMS 50
 #define DEPTS 10
 #define ORGS 3
 #define SERVERS 40
 #define CATEGORIES 5
+
+static int agents = AGENTS; /* of the workload being generated */
 
 static uint32_t rng = 12345;
 static uint32_t rnd(uint32_t n)
@@ -69,7 +81,7 @@ static void gen_policies(struct buf *b, int n)
                        "@id(\"p%d\")\npermit(principal == Agent::\"a%d\", action in "
                        "[Action::\"read\", Action::\"call\"], resource in Server::\"s%d\") when { "
                        "context.time < 2000 };\n",
-                       i, i % AGENTS, i % SERVERS);
+                       i, i % agents, i % SERVERS);
         else if (k < 9)
             buf_printf(b,
                        "@id(\"p%d\")\nforbid(principal, action == Action::\"call\", resource == "
@@ -109,7 +121,7 @@ static void gen_entities(struct buf *b, int ntools, int agent, int tool)
     bool first = true;
     char attrs[128];
     buf_putc(b, '[');
-    for (int a = 0; a < AGENTS; a++) {
+    for (int a = 0; a < agents; a++) {
         if (agent >= 0 && a != agent) continue;
         snprintf(attrs, sizeof attrs, "\"level\":%d%s", a % 4,
                  a % 97 == 0 ? ",\"suspended\":true" : "");
@@ -149,7 +161,7 @@ struct req {
 static void gen_requests(struct req *r, int ntools)
 {
     for (int i = 0; i < NREQ; i++) {
-        r[i].agent = (int)rnd(AGENTS);
+        r[i].agent = (int)rnd((uint32_t)agents);
         /* mostly tools the agent's team may call, so many requests allow */
         r[i].tool = (int)rnd(10) < 6 ? (int)((rnd((uint32_t)(ntools / TEAMS + 1)) * TEAMS +
                                              (uint32_t)(r[i].agent % TEAMS)) % (uint32_t)ntools)
@@ -187,6 +199,7 @@ static int write_file(const char *path, const struct buf *b)
 struct result {
     double median_us, p99_us;
     long allows;
+    double evaluated; /* policies evaluated per request (Keel) */
 };
 
 static int run_keel(int n, const struct req *reqs, int rounds, struct result *out)
@@ -230,7 +243,7 @@ static int run_keel(int n, const struct req *reqs, int rounds, struct result *ou
     for (int i = 0; i < NREQ; i++) policy_authorize(set, es, &rq[i], &resp); /* warm-up */
     size_t ns = (size_t)NREQ * (size_t)rounds;
     int64_t *t = malloc(ns * sizeof *t);
-    long allows = 0;
+    long allows = 0, evaluated = 0;
     size_t k = 0;
     for (int r = 0; r < rounds; r++) {
         for (int i = 0; i < NREQ; i++) {
@@ -240,12 +253,14 @@ static int run_keel(int n, const struct req *reqs, int rounds, struct result *ou
             clock_gettime(CLOCK_MONOTONIC, &t1);
             t[k++] = (t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec);
             if (r == 0 && resp.decision == POLICY_ALLOW) allows++;
+            if (r == 0) evaluated += (long)resp.nevaluated;
         }
     }
     qsort(t, ns, sizeof *t, cmp_i64);
     out->median_us = (double)t[ns / 2] / 1000.0;
     out->p99_us = (double)t[ns * 99 / 100] / 1000.0;
     out->allows = allows;
+    out->evaluated = (double)evaluated / NREQ;
     free(t);
     free(rq);
     policy_response_cleanup(&resp);
@@ -298,51 +313,83 @@ static int run_peer(const char *dir, int n, const struct req *reqs, int rounds,
     return 0;
 }
 
+/* Runs one workload at every size (or only `only`); returns 0, or 1 when
+ * the peer failed or disagreed. */
+static int run_workload(const char *dir, bool fixed, int only, int rounds, bool *peer)
+{
+    static const int sizes[] = {10, 100, 1000, 10000};
+    int status = 0;
+    printf("workload %s: %s\n", fixed ? "fixed" : "scaled",
+           fixed ? "N/5 agents, each named by the same number of policies at every size"
+                 : "500 agents at every size (policies naming an agent grow with N)");
+    printf("%8s | %12s %10s | %14s %12s | %7s %7s | %8s | %s\n", "policies", "keel median",
+           "keel p99", "wasm median", "wasm p99", "x med", "x p99", "eval/req", "allows keel/wasm");
+    for (size_t s = 0; s < KEEL_ARRAY_LEN(sizes); s++) {
+        int n = sizes[s];
+        if (only && n != only) continue;
+        agents = fixed ? (n / 5 > 0 ? n / 5 : 1) : AGENTS;
+        struct req *reqs = malloc(NREQ * sizeof *reqs);
+        rng = 12345u + (uint32_t)n;
+        gen_requests(reqs, n);
+        struct result k, w = {0, 0, -1, 0};
+        if (run_keel(n, reqs, rounds, &k) < 0) exit(1);
+        /* cedar-wasm evaluates every policy on every call: fewer rounds for big sets */
+        int peer_rounds = n >= 1000 ? 1 : rounds > 5 ? 5 : rounds;
+        if (*peer && run_peer(dir, n, reqs, peer_rounds, &w) < 0) {
+            *peer = false;
+            status = 1;
+        }
+        if (*peer) {
+            printf("%8d | %9.3f us %7.3f us | %11.2f us %9.2f us | %6.0fx %6.0fx | %8.2f | "
+                   "%ld/%ld%s\n",
+                   n, k.median_us, k.p99_us, w.median_us, w.p99_us, w.median_us / k.median_us,
+                   w.p99_us / k.p99_us, k.evaluated, k.allows, w.allows,
+                   k.allows == w.allows ? "" : "  DECISIONS DIFFER");
+            if (k.allows != w.allows) status = 1;
+        } else {
+            printf("%8d | %9.3f us %7.3f us | %14s %12s | %7s %7s | %8.2f | %ld\n", n,
+                   k.median_us, k.p99_us, "-", "-", "-", "-", k.evaluated, k.allows);
+        }
+        free(reqs);
+    }
+    return status;
+}
+
 int main(int argc, char **argv)
 {
-    bool peer = true;
+    bool peer = true, scaled = true, fixed = true;
     int rounds = 20, only = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--no-peer")) peer = false;
-        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--size") && i + 1 < argc) only = atoi(argv[++i]);
+        if (!strcmp(argv[i], "--no-peer")) {
+            peer = false;
+        } else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) {
+            rounds = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--size") && i + 1 < argc) {
+            only = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--workload") && i + 1 < argc) {
+            const char *w = argv[++i];
+            scaled = !strcmp(w, "scaled") || !strcmp(w, "both");
+            fixed = !strcmp(w, "fixed") || !strcmp(w, "both");
+            if (!scaled && !fixed) {
+                fprintf(stderr, "bench_policy: --workload takes scaled, fixed or both, not "
+                                "\"%s\"\n", w);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "usage: bench_policy [--no-peer] [--rounds R] [--size N] "
+                            "[--workload scaled|fixed|both]\n");
+            return 2;
+        }
     }
     if (rounds < 1) rounds = 1;
     setvbuf(stdout, NULL, _IOLBF, 0);
     char dir[] = "/tmp/keel-bench-policy-XXXXXX";
     if (!mkdtemp(dir)) return 1;
-    static const int sizes[] = {10, 100, 1000, 10000};
     printf("Cedar authorization latency per request (%d requests x %d rounds, hierarchy depth 3)\n",
            NREQ, rounds);
-    printf("%8s | %12s %10s | %14s %12s | %7s %7s | %s\n", "policies", "keel median", "keel p99",
-           "wasm median", "wasm p99", "x med", "x p99", "allows keel/wasm");
     int status = 0;
-    for (size_t s = 0; s < KEEL_ARRAY_LEN(sizes); s++) {
-        int n = sizes[s];
-        if (only && n != only) continue;
-        struct req *reqs = malloc(NREQ * sizeof *reqs);
-        rng = 12345u + (uint32_t)n;
-        gen_requests(reqs, n);
-        struct result k, w = {0, 0, -1};
-        if (run_keel(n, reqs, rounds, &k) < 0) return 1;
-        /* cedar-wasm evaluates every policy on every call: fewer rounds for big sets */
-        int peer_rounds = n >= 1000 ? 1 : rounds > 5 ? 5 : rounds;
-        if (peer && run_peer(dir, n, reqs, peer_rounds, &w) < 0) {
-            peer = false;
-            status = 1;
-        }
-        if (peer) {
-            printf("%8d | %9.3f us %7.3f us | %11.2f us %9.2f us | %6.0fx %6.0fx | %ld/%ld%s\n", n,
-                   k.median_us, k.p99_us, w.median_us, w.p99_us, w.median_us / k.median_us,
-                   w.p99_us / k.p99_us, k.allows, w.allows,
-                   k.allows == w.allows ? "" : "  DECISIONS DIFFER");
-            if (k.allows != w.allows) status = 1;
-        } else {
-            printf("%8d | %9.3f us %7.3f us | %14s %12s | %7s %7s | %ld\n", n, k.median_us,
-                   k.p99_us, "-", "-", "-", "-", k.allows);
-        }
-        free(reqs);
-    }
+    if (scaled) status |= run_workload(dir, false, only, rounds, &peer);
+    if (fixed) status |= run_workload(dir, true, only, rounds, &peer);
     char rm[256];
     snprintf(rm, sizeof rm, "rm -rf %s", dir);
     if (system(rm) != 0) status = 1;

@@ -144,6 +144,8 @@ struct policy_scope {
     uint32_t is_type_len;
     struct policy_euid *euids; /* EQ/IN/IS_IN: 1 (NULL while an unlinked slot); IN_SET: n */
     uint32_t neuids;
+    const uint64_t *hashes; /* policy_euid_hash of each euids[i], set when the policy is
+                               added to a set (NULL before: compute on demand) */
     int line, column;
 };
 

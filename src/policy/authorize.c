@@ -31,18 +31,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Per listed policy and dimension, the hashes of the uids its scope names
- * (n = 0: unconstrained there), kept inline in the index lists next to the
- * policy's index so that scanning a list reads only the list's own memory.
- * Checked against the hashes of the request's uid and ancestors before
+/* Per listed policy, what its scope names in each dimension, in 16 bytes
+ * (four to a cache line), stored inline in the index so that scanning a
+ * candidate list reads only the list's own memory.  h[d] is 0 when the
+ * scope names no uid in dimension d; otherwise the 32-bit fold of the one
+ * uid's hash, or, when the dimension's FILTER_BLOOM flag is set in idx (a
+ * list of several uids: `action in [...]`), a 32-bit mask with one bit
+ * per uid.  Checked against the request's uid and ancestors before
  * evaluating, so most candidates are dropped without touching the policy
- * or the entity store; a hash match still gets the full evaluation. */
+ * or the entity store; a pass (including a mere fold collision) still gets
+ * the full evaluation, so the filter only has to over-approximate. */
 struct scope_filter {
-    uint32_t n[3];
-    uint32_t idx;      /* the policy: set->items[idx] */
-    uint64_t one[3];   /* the hash when n == 1 (n, idx, one: the first 40 bytes) */
-    uint64_t *many[3]; /* the hashes when n > 1 (action in [...]) */
+    uint32_t idx; /* the policy, set->items[idx & FILTER_IDX], plus flags */
+    uint32_t h[3];
 };
+
+#define FILTER_IDX 0x1fffffffu            /* > POLICY_MAX_POLICIES */
+#define FILTER_BLOOM(d) (0x20000000u << (d))
+
+_Static_assert(POLICY_MAX_POLICIES < FILTER_IDX, "policy index must fit the filter");
+
+/* The 32-bit fold of a uid hash as the filter keeps it (never 0). */
+static uint32_t fold32(uint64_t h)
+{
+    uint32_t x = (uint32_t)(h ^ (h >> 32));
+    return x ? x : 1;
+}
+
+/* The bloom bit of a uid hash (top bits: independent of the table index). */
+static uint32_t bloom_bit(uint64_t h)
+{
+    return 1u << (fold32(h) >> 27);
+}
 
 struct id_list {
     struct scope_filter *items;
@@ -52,14 +72,20 @@ struct id_list {
 /* One dimension of the index: an open-addressing table keyed by the 64-bit
  * uid hash (policy_euid_hash, which the entity store precomputes for every
  * entity and its ancestors), so a request probes it without building or
- * hashing key strings, and a probe touches one 24-byte slot and then the
- * policy list.  Two uids with the same hash share a list; that only adds
- * candidates, which the scope filter and the full evaluation then reject,
- * so the index stays an over-approximation. */
+ * hashing key strings.  A slot is 32 bytes (two to a cache line) and holds
+ * the first policy listed under its key inline, so a key naming one policy
+ * (the common case: one tool, one agent) costs one cache line; further
+ * policies are a contiguous run in the set's filter pool.  Two uids with
+ * the same hash share a list; that only adds candidates, which the filter
+ * and the full evaluation reject, so the index stays an over-approximation. */
 struct hslot {
-    uint64_t hash; /* 0: empty (a uid hashing to 0 is stored as 1) */
-    struct id_list list;
+    uint64_t hash;  /* 0: empty (a uid hashing to 0 is stored as 1) */
+    uint32_t len;   /* policies listed under this key */
+    uint32_t off;   /* the 2nd and later: pool[off .. off + len - 2] */
+    struct scope_filter first;
 };
+
+_Static_assert(sizeof(struct hslot) == 32, "index slots are 32 bytes");
 
 struct dim_index {
     struct hslot *slots;
@@ -78,6 +104,7 @@ struct policy_set {
     bool hash_valid;
     struct dim_index dims[3];
     struct id_list wild; /* policies with no uid in any scope */
+    struct id_list pool; /* the index lists' 2nd and later entries, in runs */
 };
 
 static uint64_t hkey(uint64_t h)
@@ -113,25 +140,49 @@ static void list_push(struct id_list *l, const struct scope_filter *x)
     l->items[l->len++] = *x;
 }
 
-static void index_uid(struct dim_index *d, const struct policy_euid *u,
+/* Reserves n filters at the end of the pool; returns their offset. */
+static uint32_t pool_alloc(struct id_list *pool, uint32_t n)
+{
+    if (pool->len + n > pool->cap) {
+        uint32_t cap = pool->cap ? pool->cap : 64;
+        while (cap < pool->len + n) cap *= 2;
+        pool->items = realloc(pool->items, (size_t)cap * sizeof *pool->items);
+        if (!pool->items) abort();
+        pool->cap = cap;
+    }
+    uint32_t off = pool->len;
+    pool->len += n;
+    return off;
+}
+
+/* Lists f under uid hash `hash` in d.  A key's run in the pool has room for
+ * a power of two of entries; a full run moves to the end of the pool with
+ * twice the room (amortized O(1); the abandoned runs at most double the
+ * pool). */
+static void index_uid(struct policy_set *set, struct dim_index *d, uint64_t hash,
                       const struct scope_filter *f)
 {
-    uint64_t h = hkey(policy_euid_hash(u));
+    uint64_t h = hkey(hash);
     if ((d->count + 1) * 4 > d->cap * 3) dim_grow(d); /* load <= 3/4 */
     struct hslot *s = hslot_find(d, h);
     if (!s->hash) {
         s->hash = h;
+        s->len = 1;
+        s->first = *f;
         d->count++;
+        return;
     }
-    struct id_list *l = &s->list;
-    if (!l->len || l->items[l->len - 1].idx != f->idx) list_push(l, f);
-}
-
-static const struct id_list *index_get(const struct dim_index *d, uint64_t h)
-{
-    if (!d->count) return NULL;
-    const struct hslot *s = hslot_find(d, hkey(h));
-    return s->hash ? &s->list : NULL;
+    uint32_t rest = s->len - 1;
+    const struct scope_filter *last = rest ? &set->pool.items[s->off + rest - 1] : &s->first;
+    if ((last->idx & FILTER_IDX) == (f->idx & FILTER_IDX)) return; /* listed already */
+    if (!rest || !(rest & (rest - 1))) {                         /* run full (or none) */
+        uint32_t off = pool_alloc(&set->pool, rest ? rest * 2 : 1);
+        if (rest)
+            memcpy(&set->pool.items[off], &set->pool.items[s->off], rest * sizeof *f);
+        s->off = off;
+    }
+    set->pool.items[s->off + rest] = *f;
+    s->len++;
 }
 
 /* How selective a scope is as a policy's home in the index: == beats in,
@@ -147,33 +198,37 @@ static int home_score(const struct policy_scope *s, int d)
     return by_op[s->op] + (d == 2 ? 1 : 0) - (d == 1 ? 12 : 0);
 }
 
-static void index_policy(struct policy_set *set, const struct policy *p, uint32_t idx)
+static void index_policy(struct policy_set *set, struct policy *p, uint32_t idx)
 {
-    const struct policy_scope *scopes[3] = {&p->principal, &p->action, &p->resource};
-    struct scope_filter filter = {.idx = idx}, *f = &filter;
+    struct policy_scope *scopes[3] = {&p->principal, &p->action, &p->resource};
+    struct scope_filter f = {.idx = idx};
     int home = -1, best = 0;
     for (int d = 0; d < 3; d++) {
-        const struct policy_scope *s = scopes[d];
+        struct policy_scope *s = scopes[d];
+        if (s->euids && s->neuids) { /* hashed once here, read by the evaluator */
+            uint64_t *hs = arena_alloc(&set->arena, s->neuids * sizeof *hs);
+            for (uint32_t i = 0; i < s->neuids; i++) hs[i] = policy_euid_hash(&s->euids[i]);
+            s->hashes = hs;
+        }
         int score = home_score(s, d);
         if (score > best) {
             best = score;
             home = d;
         }
         if (!score) continue;
-        f->n[d] = s->neuids;
-        if (s->neuids > 1) f->many[d] = arena_alloc(&set->arena, s->neuids * sizeof *f->many[d]);
-        for (uint32_t i = 0; i < s->neuids; i++) {
-            uint64_t h = policy_euid_hash(&s->euids[i]);
-            if (s->neuids == 1) f->one[d] = h;
-            else f->many[d][i] = h;
+        if (s->neuids == 1) {
+            f.h[d] = fold32(s->hashes[0]);
+        } else {
+            f.idx |= FILTER_BLOOM(d); /* mask 0 (`in []`): matches nothing */
+            for (uint32_t i = 0; i < s->neuids; i++) f.h[d] |= bloom_bit(s->hashes[i]);
         }
     }
     if (home < 0) {
-        list_push(&set->wild, f);
+        list_push(&set->wild, &f);
         return;
     }
     for (uint32_t i = 0; i < scopes[home]->neuids; i++)
-        index_uid(&set->dims[home], &scopes[home]->euids[i], f);
+        index_uid(set, &set->dims[home], scopes[home]->hashes[i], &f);
 }
 
 struct policy_set *policy_set_new(unsigned flags)
@@ -192,10 +247,10 @@ void policy_set_free(struct policy_set *set)
     if (!set) return;
     for (int d = 0; d < 3; d++) {
         struct dim_index *m = &set->dims[d];
-        for (uint32_t i = 0; i < m->cap; i++) free(m->slots[i].list.items);
         free(m->slots);
     }
     free(set->wild.items);
+    free(set->pool.items);
     strmap_cleanup(&set->ids);
     buf_cleanup(&set->sources);
     free(set->items);
@@ -412,55 +467,62 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size)
     return p;
 }
 
-/* Appends the index lists of one dimension for uid (entity e, may be
- * NULL) and its ancestors to lists (at most max); returns their total
- * length. */
-static size_t gather(const struct dim_index *d, const struct policy_entities *es,
-                     const struct policy_euid *uid, const struct policy_entity *e,
-                     const struct id_list **lists, size_t *nlists, size_t max)
+/* A stretch of index entries to scan: a slot's inline first entry, the
+ * rest of its list in the pool, or the unindexed list. */
+struct run {
+    const struct scope_filter *f;
+    uint32_t n;
+};
+
+/* Appends the list of uid hash h in d to runs; returns its length. */
+static size_t gather(const struct policy_set *set, const struct dim_index *d, uint64_t h,
+                     struct run *runs, size_t *nruns)
 {
-    size_t total = 0;
     if (!d->count) return 0;
-    const struct id_list *l = index_get(d, e ? e->uid_hash : policy_euid_hash(uid));
-    if (l && *nlists < max) {
-        total += l->len;
-        lists[(*nlists)++] = l;
-    }
-    for (uint32_t i = 0; e && i < e->nancestors; i++) {
-        l = index_get(d, e->ancestor_hashes[i]);
-        if (l && *nlists < max) {
-            total += l->len;
-            lists[(*nlists)++] = l;
-        }
-    }
-    return total;
+    const struct hslot *s = hslot_find(d, hkey(h));
+    if (!s->hash) return 0;
+    runs[(*nruns)++] = (struct run){&s->first, 1};
+    if (s->len > 1) runs[(*nruns)++] = (struct run){&set->pool.items[s->off], s->len - 1};
+    return s->len;
 }
 
 #define FILTER_MAX 64
 
-/* The hashes of a request uid and its ancestors; *n = 0 disables the
- * filter for the dimension (too many ancestors to scan cheaply). */
-static void request_hashes(const struct policy_entities *es, const struct policy_euid *uid,
-                           const struct policy_entity *e, uint64_t *h, uint32_t *n)
+/* What the filter compares a dimension with: the folds of the request
+ * uid's hash and its ancestors' (n = 0 disables the filter there: too many
+ * ancestors to scan cheaply), and the OR of their bloom bits. */
+struct req_filter {
+    uint32_t fold[3][FILTER_MAX];
+    uint32_t n[3];
+    uint32_t bloom[3];
+};
+
+static void req_filter_dim(struct req_filter *r, int d, uint64_t h, const struct policy_entity *e)
 {
-    *n = 0;
+    r->n[d] = 0;
+    r->bloom[d] = 0;
     if (e && e->nancestors >= FILTER_MAX) return;
-    h[(*n)++] = e ? e->uid_hash : policy_euid_hash(uid);
-    for (uint32_t i = 0; e && i < e->nancestors; i++)
-        h[(*n)++] = e->ancestor_hashes[i];
+    r->fold[d][r->n[d]++] = fold32(h);
+    r->bloom[d] = bloom_bit(h);
+    for (uint32_t i = 0; e && i < e->nancestors; i++) {
+        r->fold[d][r->n[d]++] = fold32(e->ancestor_hashes[i]);
+        r->bloom[d] |= bloom_bit(e->ancestor_hashes[i]);
+    }
 }
 
 /* Can policy f's scope match?  False only when it certainly cannot. */
-static bool filter_pass(const struct scope_filter *f, uint64_t h[3][FILTER_MAX],
-                        const uint32_t nh[3])
+static bool filter_pass(const struct scope_filter *f, const struct req_filter *r)
 {
     for (int d = 0; d < 3; d++) {
-        if (!f->n[d] || !nh[d]) continue;
-        bool hit = false;
-        const uint64_t *fh = f->n[d] == 1 ? &f->one[d] : f->many[d];
-        for (uint32_t i = 0; i < f->n[d] && !hit; i++)
-            for (uint32_t k = 0; k < nh[d] && !hit; k++) hit = fh[i] == h[d][k];
-        if (!hit) return false;
+        uint32_t x = f->h[d];
+        if (!x || !r->n[d]) continue;
+        if (f->idx & FILTER_BLOOM(d)) {
+            if (!(x & r->bloom[d])) return false;
+            continue;
+        }
+        uint32_t k = 0;
+        while (k < r->n[d] && r->fold[d][k] != x) k++;
+        if (k == r->n[d]) return false;
     }
     return true;
 }
@@ -477,38 +539,46 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
     arena_reset(&resp->arena);
     resp->decision = POLICY_DENY;
     resp->nreasons = resp->nerrors = resp->napprovals = 0;
+    resp->nevaluated = 0;
     if (!set || !set->len) return 0;
 
-    /* Candidates: the unindexed policies, and in each dimension the policies
-     * homed under the request's uid or one of its ancestors. */
+    /* The request's uids are hashed once; the entity lookups, the index
+     * probes, the filter and the scope checks all reuse the hashes. */
     const struct policy_euid *uids[3] = {&request->principal, &request->action,
                                          &request->resource};
     const struct policy_entity *ents[3];
-    uint64_t hashes[3][FILTER_MAX];
-    uint32_t nh[3];
-    size_t maxlists = 1;
+    uint64_t uh[3];
+    struct req_filter rf;
+    size_t maxruns = 1;
     for (int d = 0; d < 3; d++) {
-        ents[d] = entities ? policy_entities_get(entities, uids[d]) : NULL;
-        request_hashes(entities, uids[d], ents[d], hashes[d], &nh[d]);
-        maxlists += 1 + (ents[d] ? ents[d]->nancestors : 0);
+        uh[d] = policy_euid_hash(uids[d]);
+        ents[d] = entities ? policy_entities_find_hashed(entities, uids[d], uh[d]) : NULL;
+        req_filter_dim(&rf, d, uh[d], ents[d]);
+        maxruns += 2 * (1 + (size_t)(ents[d] ? ents[d]->nancestors : 0));
     }
-    const struct id_list *stack_lists[64];
-    const struct id_list **lists =
-        maxlists <= 64 ? stack_lists : arena_alloc(&resp->arena, maxlists * sizeof *lists);
-    size_t nlists = 1, total = set->wild.len;
-    lists[0] = &set->wild;
-    for (int d = 0; d < 3; d++)
-        total += gather(&set->dims[d], entities, uids[d], ents[d], lists, &nlists, maxlists);
+
+    /* Candidates: the unindexed policies, and in each dimension the policies
+     * homed under the request's uid or one of its ancestors. */
+    struct run stack_runs[64];
+    struct run *runs =
+        maxruns <= 64 ? stack_runs : arena_alloc(&resp->arena, maxruns * sizeof *runs);
+    size_t nruns = 1, total = set->wild.len;
+    runs[0] = (struct run){set->wild.items, set->wild.len};
+    for (int d = 0; d < 3; d++) {
+        total += gather(set, &set->dims[d], uh[d], runs, &nruns);
+        for (uint32_t i = 0; ents[d] && i < ents[d]->nancestors; i++)
+            total += gather(set, &set->dims[d], ents[d]->ancestor_hashes[i], runs, &nruns);
+    }
 
     /* A policy listed under several uids of the request's chain (action in
      * [...]) shows up more than once here; sorting makes the copies adjacent
      * and they are dropped below. */
     resp->cand = grow(resp->cand, &resp->cand_cap, total + 1, sizeof *resp->cand);
     size_t ncand = 0;
-    for (size_t i = 0; i < nlists; i++) {
-        const struct scope_filter *f = lists[i]->items;
-        for (uint32_t k = 0; k < lists[i]->len; k++)
-            if (filter_pass(&f[k], hashes, nh)) resp->cand[ncand++] = f[k].idx;
+    for (size_t i = 0; i < nruns; i++) {
+        const struct scope_filter *f = runs[i].f;
+        for (uint32_t k = 0; k < runs[i].n; k++)
+            if (filter_pass(&f[k], &rf)) resp->cand[ncand++] = f[k].idx & FILTER_IDX;
     }
     /* load order, so reasons and errors come out in file order */
     if (ncand > 32) {
@@ -525,11 +595,12 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
     for (size_t i = 0; i < ncand; i++)
         if (!nuniq || resp->cand[nuniq - 1] != resp->cand[i]) resp->cand[nuniq++] = resp->cand[i];
     ncand = nuniq;
+    resp->nevaluated = ncand;
 
     char msg[256];
     struct eval_ctx c = {.entities = entities, .req = request, .arena = &resp->arena,
                          .msg = msg, .msg_cap = sizeof msg, .req_ents = {ents[0], ents[1], ents[2]},
-                         .req_ents_known = true};
+                         .req_hash = {uh[0], uh[1], uh[2]}, .req_ents_known = true};
     resp->satisfied = grow(resp->satisfied, &resp->satisfied_cap, ncand + 1,
                            sizeof *resp->satisfied);
     size_t nsat = 0;

@@ -107,6 +107,13 @@ const struct policy_entity *policy_entities_get(const struct policy_entities *es
     return find(es, uid, policy_euid_hash(uid));
 }
 
+const struct policy_entity *policy_entities_find_hashed(const struct policy_entities *es,
+                                                        const struct policy_euid *uid, uint64_t h)
+{
+    if (!es || !es->len) return NULL;
+    return find(es, uid, h);
+}
+
 size_t policy_entities_count(const struct policy_entities *es)
 {
     return es ? es->len : 0;

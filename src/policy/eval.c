@@ -679,41 +679,51 @@ bool policy_scope_matches(const struct policy_entities *es, const struct policy_
     }
 }
 
-/* Cedar's `a in b` for the request's uid a whose entity ea is known (may be
- * NULL): b's hash is looked for among ea's precomputed ancestor hashes and
- * a hit confirmed by comparing the uid, so no store lookup is needed. */
-static bool req_in(const struct eval_ctx *c, const struct policy_euid *a,
-                   const struct policy_entity *ea, const struct policy_euid *b)
+/* The hash of scope s's i-th uid: precomputed when s's policy was added
+ * to a set. */
+static uint64_t scope_hash(const struct policy_scope *s, uint32_t i)
 {
-    if (policy_euid_equal(a, b)) return true;
+    return s->hashes ? s->hashes[i] : policy_euid_hash(&s->euids[i]);
+}
+
+/* Cedar's `a in b` for request uid d (a, entity ea, may be NULL) and b
+ * with hash hb: equality and ancestry are decided on the hashes (the
+ * request's and ea's precomputed ancestor hashes) and only a hash match is
+ * confirmed by comparing the uids, so a miss touches neither b's strings
+ * nor the store. */
+static bool req_in(const struct eval_ctx *c, int d, const struct policy_euid *a,
+                   const struct policy_entity *ea, const struct policy_euid *b, uint64_t hb)
+{
+    if (hb == c->req_hash[d] && policy_euid_equal(a, b)) return true;
     if (!ea || !ea->nancestors) return false;
     if (ea->nancestors > 32) return policy_entities_in(c->entities, a, b);
-    uint64_t h = policy_euid_hash(b);
     for (uint32_t i = 0; i < ea->nancestors; i++)
-        if (ea->ancestor_hashes[i] == h &&
+        if (ea->ancestor_hashes[i] == hb &&
             policy_euid_equal(&policy_entities_at(c->entities, ea->ancestors[i])->uid, b))
             return true;
     return false;
 }
 
 /* policy_scope_matches for request uid d (0 principal, 1 action, 2
- * resource) when its entity is already known. */
+ * resource) when its entity and hash are already known. */
 static bool req_scope_matches(const struct eval_ctx *c, const struct policy_scope *s, int d,
                               const struct policy_euid *uid)
 {
     const struct policy_entity *e = c->req_ents[d];
     switch (s->op) {
     case POLICY_SCOPE_ANY: return true;
-    case POLICY_SCOPE_EQ: return policy_euid_equal(uid, &s->euids[0]);
-    case POLICY_SCOPE_IN: return req_in(c, uid, e, &s->euids[0]);
+    case POLICY_SCOPE_EQ:
+        return scope_hash(s, 0) == c->req_hash[d] && policy_euid_equal(uid, &s->euids[0]);
+    case POLICY_SCOPE_IN: return req_in(c, d, uid, e, &s->euids[0], scope_hash(s, 0));
     case POLICY_SCOPE_IS:
         return uid->type_len == s->is_type_len && !memcmp(uid->type, s->is_type, s->is_type_len);
     case POLICY_SCOPE_IS_IN:
         return uid->type_len == s->is_type_len &&
-               !memcmp(uid->type, s->is_type, s->is_type_len) && req_in(c, uid, e, &s->euids[0]);
+               !memcmp(uid->type, s->is_type, s->is_type_len) &&
+               req_in(c, d, uid, e, &s->euids[0], scope_hash(s, 0));
     default:
         for (uint32_t i = 0; i < s->neuids; i++)
-            if (req_in(c, uid, e, &s->euids[i])) return true;
+            if (req_in(c, d, uid, e, &s->euids[i], scope_hash(s, i))) return true;
         return false;
     }
 }

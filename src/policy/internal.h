@@ -77,6 +77,7 @@ struct eval_ctx {
     /* When req_ents_known: the store's entities for req's principal, action
      * and resource (NULL where absent), looked up once per request. */
     const struct policy_entity *req_ents[3];
+    uint64_t req_hash[3]; /* policy_euid_hash of the request's three uids */
     bool req_ents_known;
 };
 
@@ -92,6 +93,12 @@ int policy_call_fn(struct arena *a, int fn, const struct policy_value *args, uin
 /* Does scope s accept entity uid?  (var names which variable, for messages) */
 bool policy_scope_matches(const struct policy_entities *es, const struct policy_scope *s,
                           const struct policy_euid *uid);
+
+/* ---- entities (entities.c) -------------------------------------------- */
+
+/* policy_entities_get for a uid whose policy_euid_hash h is known. */
+const struct policy_entity *policy_entities_find_hashed(const struct policy_entities *es,
+                                                        const struct policy_euid *uid, uint64_t h);
 
 /* ---- values (value.c) -------------------------------------------------- */
 

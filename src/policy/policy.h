@@ -221,6 +221,9 @@ struct policy_response {
     size_t cand_cap;
     uint32_t *satisfied;
     size_t satisfied_cap;
+    /* policies the last call evaluated: the candidates left after the scope
+     * index and filter (for benchmarks and tests; not part of the decision) */
+    size_t nevaluated;
 };
 
 void policy_response_init(struct policy_response *r);

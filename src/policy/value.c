@@ -36,11 +36,53 @@ bool policy_euid_equal(const struct policy_euid *a, const struct policy_euid *b)
            !memcmp(a->id, b->id, a->id_len) && !memcmp(a->type, b->type, a->type_len);
 }
 
+/* Reads 8, 4 or 1 bytes at s as an integer (memcpy: any alignment). */
+static uint64_t rd64(const char *s)
+{
+    uint64_t x;
+    memcpy(&x, s, 8);
+    return x;
+}
+
+static uint64_t rd32(const char *s)
+{
+    uint32_t x;
+    memcpy(&x, s, 4);
+    return x;
+}
+
+/* Folds n bytes at s into h, a word at a time: full 8-byte words, then the
+ * tail as two overlapping 4-byte reads (4..7 bytes) or its first, middle
+ * and last byte (1..3), so short ids cost a handful of multiplies. */
+static uint64_t hash_bytes(uint64_t h, const char *s, uint32_t n)
+{
+    const uint64_t k = 0x9e3779b97f4a7c15ull;
+    h = (h ^ n) * k;
+    for (; n >= 8; s += 8, n -= 8) {
+        h = (h ^ rd64(s)) * k;
+        h ^= h >> 29;
+    }
+    uint64_t t = 0;
+    if (n >= 4) t = rd32(s) | rd32(s + n - 4) << 32;
+    else if (n) t = (uint64_t)(uint8_t)s[0] | (uint64_t)(uint8_t)s[n / 2] << 8 |
+                    (uint64_t)(uint8_t)s[n - 1] << 16;
+    h = (h ^ t ^ ((uint64_t)n << 56)) * k;
+    return h ^ (h >> 31);
+}
+
 uint64_t policy_euid_hash(const struct policy_euid *u)
 {
-    /* hash(type) and hash(id) combined: no key buffer needed */
-    uint64_t a = keel_hash(u->type, u->type_len), b = keel_hash(u->id, u->id_len);
-    return a ^ (b + 0x9e3779b97f4a7c15ull + (a << 6) + (a >> 2));
+    /* type and id with their lengths (no key buffer needed), then a full
+     * avalanche so that the low bits (table index) and the high bits (the
+     * index filter's bloom bit) are both usable */
+    uint64_t h = hash_bytes(hash_bytes(0x243f6a8885a308d3ull, u->type, u->type_len), u->id,
+                            u->id_len);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
 }
 
 static int key_cmp(const char *a, uint32_t al, const char *b, uint32_t bl)
