@@ -441,6 +441,31 @@ if summ and reqs:
     last = json.dumps(reqs[-1]["body"]["messages"])
     c.check("SUMMARY: T-1001" in last, "summary: the summary is carried forward")
 
+# ---- 10. explain names the tool result behind a bad branch ---------------
+# T-1003: the CRM's record of Globex is years stale (a starter plan
+# updated in 2019); the triage agent believes it and calls the ticket low,
+# so the run takes the "normal" branch instead of escalating.
+mock.script([call("crm__lookup_account", {"id": "A-300"}),
+             answer({"severity": "low", "needs_engineering": False})])
+run = start("triage", {"ticket_id": "T-1003"})
+r = srv.wait_status(run, ["succeeded", "failed"])
+evs = events(run)
+stale = [e for e in kinds(evs, "tool.call.completed") if e["payload"].get("tool") ==
+         "crm/lookup_account"]
+c.check(r["status"] == "succeeded" and r.get("output") in ("normal", None) and len(stale) == 1,
+        "bad run: took the normal branch after one CRM lookup (%s)" % r.get("status"))
+st, rep = srv.api("GET", "/v1/runs/%s/explain" % run)
+c.check(st == 200, "explain: GET /v1/runs/{id}/explain answers 200 (%s)" % st)
+causes = [e["switch"]["cause"] for e in (rep or {}).get("timeline", []) if e.get("switch")]
+want = "crm/lookup_account (#%d)" % stale[0]["seq"] if stale else "?"
+c.check(len(causes) == 1 and "route → normal" in causes[0] and want in causes[0] and
+        "A-300" in causes[0],
+        "explain: the switch's cause names the stale tool result %s: %s" % (want, causes))
+code, out, err = srv.cli("explain", run)
+c.check(code == 0 and want in out and len(out.split("Timeline")[0].splitlines()) <= 24,
+        "keel explain: text names %s, summary within a screen" % want)
+c.check(CANARY not in json.dumps(rep) + out, "canary absent from explain")
+
 # ---- 9. unknown tool, unknown model ---------------------------------------
 mock.script([])
 run = start("missing-tool", {})
