@@ -27,8 +27,11 @@
  *
  * Usage: bench_journal [DATA_DIR] [--seconds N] [--samples N]
  *        (diagnosis: --one-only runs just the one-run latency, interleaved
- *        and back to back; --ceiling-only just the non-durable 64-run pass,
- *        for profiling)
+ *        and back to back; --ceiling-only just the non-durable 64-run pass;
+ *        --pass threads|pool|ceiling just one 64-run pass (durable, except
+ *        ceiling), for profiling; --appends N makes N appends of one run
+ *        without fsync and prints nothing else, for counting instructions
+ *        per append under callgrind)
  * DATA_DIR defaults to bench-journal-data next to the binary (the build
  * folder), because /tmp may be a tmpfs where fsync costs nothing.
  */
@@ -518,14 +521,19 @@ int main(int argc, char **argv)
     int samples = 2000;
     bool ceiling_only = false; /* profiling aid: only the non-durable 64-run pass */
     bool one_only = false;     /* diagnosis: one run, with and without interleaving */
+    const char *pass = NULL;   /* profiling aid: one 64-run pass */
+    int appends = 0;           /* profiling aid: N non-durable appends of one run */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) seconds = atof(argv[++i]);
         else if (strcmp(argv[i], "--samples") == 0 && i + 1 < argc) samples = atoi(argv[++i]);
         else if (strcmp(argv[i], "--ceiling-only") == 0) ceiling_only = true;
         else if (strcmp(argv[i], "--one-only") == 0) one_only = true;
+        else if (strcmp(argv[i], "--pass") == 0 && i + 1 < argc) pass = argv[++i];
+        else if (strcmp(argv[i], "--appends") == 0 && i + 1 < argc) appends = atoi(argv[++i]);
         else if (argv[i][0] == '-') {
             fprintf(stderr, "usage: bench_journal [DATA_DIR] [--seconds N] [--samples N] "
-                            "[--one-only | --ceiling-only]\n");
+                            "[--one-only | --ceiling-only | --pass threads|pool|ceiling | "
+                            "--appends N]\n");
             return 2;
         } else snprintf(dir, sizeof dir, "%s", argv[i]);
     }
@@ -548,6 +556,25 @@ int main(int argc, char **argv)
         printf("interleaved: raw p50 %.3f, append p50 %.3f; alone: append p50 %.3f mean %.3f\n",
                a.raw_p50, a.p50, b.p50, b.mean);
         return 0;
+    }
+    if (appends > 0) {
+        g_normal = true;
+        struct one_result r = one_run(dir, appends < 10 ? 10 : appends, false);
+        printf("%d appends without fsync: p50 %.3f ms\n", appends, r.p50);
+        return 0;
+    }
+    if (pass && strcmp(pass, "ceiling") == 0) ceiling_only = true;
+    else if (pass && (strcmp(pass, "threads") == 0 || strcmp(pass, "pool") == 0)) {
+        bool pool = strcmp(pass, "pool") == 0;
+        struct tput t = pool ? throughput_async(dir, 64, seconds) : throughput(dir, 64, 1, seconds);
+        printf("durable, 64 runs (%s): %.0f steps/s, %.1f per commit, commit %.3f ms (COMMIT "
+               "%.3f ms), CPU %.1f us/step\n",
+               pool ? "worker pool" : "thread per run", t.steps_per_s, t.events_per_commit,
+               t.commit_ms, t.sync_ms, t.cpu_us_per_step);
+        return 0;
+    } else if (pass) {
+        fprintf(stderr, "bench_journal: --pass takes threads, pool or ceiling\n");
+        return 2;
     }
     if (ceiling_only) {
         g_normal = true;

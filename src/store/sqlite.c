@@ -65,6 +65,8 @@
 
 /* ---- schema ------------------------------------------------------------ */
 
+#define EVENT_COLS "run_id, seq, time_ms, kind, actor, payload, prev_hash, hash"
+
 /* migrations[i] takes the schema from user_version i to i + 1.  Never edit
  * a shipped entry; add a row. */
 static const char *const migrations[] = {
@@ -165,6 +167,30 @@ static const char *const migrations[] = {
     "  prev_hash TEXT NOT NULL,"
     "  hash TEXT NOT NULL"
     ");",
+
+    /* 3: events becomes a rowid table with a small unique index on (run_id,
+     * seq).  As a WITHOUT ROWID table it was a B-tree of whole rows (~300
+     * bytes, interior cells included) into which each compaction inserted
+     * every run's rows in the middle; now the rows are appended at the end
+     * and only the index entries (~20 bytes) go in the middle.  Measured on
+     * a compaction of 4096 events of 64 runs: 614-697 WAL frames before,
+     * 361-473 after. */
+    "CREATE TABLE events_v3 ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run_id TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  time_ms INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  prev_hash TEXT NOT NULL,"
+    "  hash TEXT NOT NULL"
+    ");"
+    "INSERT INTO events_v3 (" EVENT_COLS ") SELECT " EVENT_COLS " FROM events "
+    "  ORDER BY run_id, seq;"
+    "DROP TABLE events;"
+    "ALTER TABLE events_v3 RENAME TO events;"
+    "CREATE UNIQUE INDEX events_by_run ON events(run_id, seq);",
 };
 #define SCHEMA_VERSION ((int)KEEL_ARRAY_LEN(migrations))
 
@@ -177,7 +203,6 @@ static const char *const migrations[] = {
     "id, run_id, step_id, grp, request, status, decided_by, comment, created_ms, expires_ms, "     \
     "decided_ms"
 #define TIMER_COLS "id, run_id, step_id, due_ms, payload, claim_owner, claim_expires_ms"
-#define EVENT_COLS "run_id, seq, time_ms, kind, actor, payload, prev_hash, hash"
 
 enum stmt_id {
     ST_BEGIN,
@@ -890,6 +915,7 @@ static void *committer_main(void *arg)
 {
     struct sq *q = arg;
     on_committer = true;
+    pthread_setname_np(pthread_self(), "keel-commit");
     size_t cap = 64;
     struct store_append **reqs = malloc(cap * sizeof *reqs);
     struct outcome *out = malloc(cap * sizeof *out);
@@ -1053,6 +1079,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 static void *checkpointer_main(void *arg)
 {
     struct sq *q = arg;
+    pthread_setname_np(pthread_self(), "keel-ckpt");
     for (;;) {
         pthread_mutex_lock(&q->cklock);
         while (!q->ck_wanted && !q->ck_stopping) pthread_cond_wait(&q->ckcond, &q->cklock);
@@ -1237,9 +1264,16 @@ int store_sqlite_open(const char *location, const struct store_opts *opts, struc
         return rc;
     }
     if (!q->opts.read_only && !q->memory) {
-        char pragma[128];
+        /* secure_delete: this SQLite is built to overwrite every freed page
+         * with zeros, so each compaction wrote the whole emptied event log
+         * to the WAL a second time (929-1012 frames per 4096 events moved,
+         * against 614-697 with FAST).  FAST still clears deleted content
+         * whenever that costs no extra I/O. */
+        char pragma[160];
         snprintf(pragma, sizeof pragma,
-                 "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=%d;", WAL_BYTES);
+                 "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=%d; "
+                 "PRAGMA secure_delete=FAST;",
+                 WAL_BYTES);
         int src = sqlite3_exec(q->writer.db, pragma, NULL, NULL, NULL);
         if (src != SQLITE_OK) {
             rc = sq_fail(q, q->writer.db, src, "configuring checkpoints", err);

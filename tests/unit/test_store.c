@@ -661,7 +661,7 @@ TEST(reopen_read_only_and_foreign_files)
     sqlite3_finalize(st);
     REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
     REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-    CHECK_INT(sqlite3_column_int(st, 0), 2);
+    CHECK_INT(sqlite3_column_int(st, 0), 3);
     sqlite3_finalize(st);
     sqlite3_close(db);
 
@@ -689,6 +689,107 @@ TEST(reopen_read_only_and_foreign_files)
     CHECK_INT(store_open(uri, NULL, &s, &err), KEEL_ECORRUPT);
     CHECK_CONTAINS(err.msg, "not a Keel store");
     unlink(other);
+    tmp_remove(&t);
+}
+
+/* Runs sql on the database file behind the store's back. */
+static void raw_exec(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    if (sqlite3_open(path, &db) != SQLITE_OK) abort();
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        fprintf(stderr, "raw_exec: %s\n", msg ? msg : "?");
+        abort();
+    }
+    sqlite3_close(db);
+}
+
+static int64_t raw_int(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    if (sqlite3_open(path, &db) != SQLITE_OK) abort();
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "raw_int %s: %s\n", sql, sqlite3_errmsg(db));
+        abort();
+    }
+    int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Schema 3 turned events from a WITHOUT ROWID table into a rowid table with
+ * a unique index.  A store written by schema 2, with events in both tables,
+ * opens migrated and reads, continues and refuses exactly as before. */
+TEST(events_table_migrates_from_schema_2)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct keel_err err;
+    for (int64_t i = 1; i <= 4; i++) {
+        struct store_event ea = ev_at("run_a", i), eb = ev_at("run_b", i);
+        struct store_append ra = {.events = &ea, .n_events = 1};
+        struct store_append rb = {.events = &eb, .n_events = 1};
+        REQUIRE(store_append(s, &ra, &err) == 0);
+        if (i <= 2) REQUIRE(store_append(s, &rb, &err) == 0);
+    }
+    store_close(s);
+    /* Rebuild the schema-2 layout: events 1-3 in a WITHOUT ROWID events
+     * table, the rest still in the log. */
+    raw_exec(t.path,
+             "BEGIN;"
+             "CREATE TABLE events_old (run_id TEXT NOT NULL, seq INTEGER NOT NULL, time_ms "
+             "INTEGER NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL, payload TEXT NOT NULL, "
+             "prev_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT "
+             "ROWID;"
+             "INSERT INTO events_old SELECT run_id, seq, time_ms, kind, actor, payload, "
+             "prev_hash, hash FROM events_log WHERE seq <= 3;"
+             "DELETE FROM events_log WHERE seq <= 3;"
+             "DROP TABLE events;"
+             "ALTER TABLE events_old RENAME TO events;"
+             "PRAGMA user_version=2;"
+             "COMMIT;");
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM events"), 5);
+
+    s = open_store(&t);
+    REQUIRE(s);
+    CHECK_INT(raw_int(t.path, "PRAGMA user_version"), 3);
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM pragma_index_list('events') WHERE name = "
+                              "'events_by_run' AND \"unique\" = 1"),
+              1);
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM events WHERE id IS NOT NULL"), 5);
+    int64_t n = 0;
+    CHECK_INT(store_events_scan(s, "run_a", 1, 0, count_events, &n, &err), 0);
+    CHECK_INT(n, 4);
+    n = 0;
+    CHECK_INT(store_events_scan(s, "run_b", 1, 0, count_events, &n, &err), 0);
+    CHECK_INT(n, 2);
+    int64_t seq = 0;
+    char hash[STORE_HASH_HEX + 1];
+    REQUIRE(store_events_tail(s, "run_b", &seq, hash, &err) == 0);
+    CHECK_INT(seq, 2);
+    /* The chain continues on the migrated rows; a taken seq is refused. */
+    struct store_event e3 = ev_at("run_b", 3), again = ev_at("run_b", 2);
+    struct store_append r3 = {.events = &e3, .n_events = 1};
+    struct store_append r2 = {.events = &again, .n_events = 1};
+    CHECK_INT(store_append(s, &r3, &err), 0);
+    CHECK_INT(store_append(s, &r2, &err), KEEL_EEXIST);
+    store_close(s);
+    /* The unique index backs the committer's check. */
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(t.path, &db) == SQLITE_OK);
+    CHECK_INT(sqlite3_exec(db,
+                           "INSERT INTO events (run_id, seq, time_ms, kind, actor, payload, "
+                           "prev_hash, hash) SELECT run_id, seq, time_ms, kind, actor, payload, "
+                           "prev_hash, hash FROM events WHERE run_id = 'run_a' AND seq = 1",
+                           NULL, NULL, NULL) &
+                  0xff,
+              SQLITE_CONSTRAINT);
+    sqlite3_close(db);
     tmp_remove(&t);
 }
 
