@@ -20,6 +20,7 @@ const struct api_route api_routes[] = {
     {"POST", "/v1/runs/{id}/cancel", API_ADMIN, api_runs_cancel},
     {"GET", "/v1/runs/{id}/events", API_READ, api_events_list},
     {"GET", "/v1/runs/{id}/verify", API_READ, api_runs_verify},
+    {"GET", "/v1/runs/{id}/explain", API_READ, api_runs_explain},
     {"GET", "/v1/approvals", API_READ, api_approvals_list},
     {"POST", "/v1/approvals/{id}/decide", API_READ, api_approvals_decide},
     {"POST", "/v1/policy/reload", API_ADMIN, api_policy_reload},

@@ -747,7 +747,6 @@ static void on_run_failed(struct ctx *c, const struct json_value *p)
 {
     on_final(c, p, "failed");
     const struct json_value *e = json_get(p, "error");
-    c->failures++;
     attention(c, "run_failed", str(p, "step"), "the run failed%s%s: %s %s",
               str(p, "step") ? " at step " : "", str(p, "step") ? str(p, "step") : "",
               json_get_str(e, "code", ""), json_get_str(e, "message", ""));
@@ -1259,9 +1258,17 @@ static void on_switch_completed(struct ctx *c, struct visit *v, const struct jso
     const char *cond = json_get_str(sw, "condition", NULL);
     buf_printf(&brief, "%s → %s (%s)", v->step, went,
                !ws ? "recorded" : cond && strcmp(cond, "default") != 0 ? cond : "default: no case held");
+    /* When a case held, its own reads are the cause; by default, all. */
+    const struct json_value *only =
+        ws && cond && strcmp(cond, "default") != 0 ? obs_condition_paths(cond, c->a) : NULL;
+    int shown = 0;
     for (uint32_t i = 0; json_is(reads, JSON_ARRAY) && i < reads->len; i++) {
         const struct json_value *r = reads->u.items[i];
-        buf_printf(&brief, "%s %s=%s", i ? " |" : ";", json_get_str(r, "path", "?"),
+        bool keep = !only;
+        for (uint32_t k = 0; only && k < only->len && !keep; k++)
+            keep = !strcmp(only->u.items[k]->u.s.str, json_get_str(r, "path", ""));
+        if (!keep) continue;
+        buf_printf(&brief, "%s %s=%s", shown++ ? " |" : ";", json_get_str(r, "path", "?"),
                    json_get(r, "value") ? preview(c->a, json_get(r, "value"), 40) : "(missing)");
         if (json_get(r, "written_by")) {
             buf_puts(&brief, " ← ");

@@ -14,7 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#define WIDTH_VALUE 90  /* bytes of a value shown inline          */
+#define WIDTH_VALUE 160 /* bytes of a value shown inline          */
+#define WIDTH_RESULT 480 /* bytes of a tool result or state value  */
 #define WIDTH_LINE 240  /* bytes of a summary line, at most       */
 
 struct out {
@@ -141,10 +142,12 @@ static void summary_text(struct out *o, const struct json_value *r)
     buf_printf(l, "%lld allowed, %lld denied, %lld needed approval), %lld refused",
                i_(n, "allowed"), i_(n, "denied"), i_(n, "needed_approval"), i_(n, "refusals"));
     emit(&s);
-    buf_printf(l, "Models: %lld calls, %lld tokens in, %lld out, $%.4f · rejected outputs %lld",
-               i_(n, "model_calls"), i_(n, "input_tokens"), i_(n, "output_tokens"),
-               d_(n, "cost_usd"), i_(n, "rejected_outputs"));
-    emit(&s);
+    if (i_(n, "model_calls") || i_(n, "input_tokens")) {
+        buf_printf(l, "Models: %lld calls, %lld tokens in, %lld out, $%.4f · rejected outputs %lld",
+                   i_(n, "model_calls"), i_(n, "input_tokens"), i_(n, "output_tokens"),
+                   d_(n, "cost_usd"), i_(n, "rejected_outputs"));
+        emit(&s);
+    }
     /* Identities: up to 3 lines. */
     const struct json_value *ag = json_get(sum, "agents");
     uint32_t na = json_is(ag, JSON_ARRAY) ? ag->len : 0;
@@ -212,7 +215,7 @@ static void call_text(struct out *o, const struct json_value *call)
 {
     struct buf *b = o->b;
     buf_printf(b, "    call %s %s ", s_(call, "call_id", "-"), s_(call, "tool", "?"));
-    put_value(b, json_get(call, "args"), WIDTH_VALUE / 2);
+    put_value(b, json_get(call, "args"), WIDTH_VALUE);
     const struct json_value *pol = json_get(call, "policy");
     if (pol) {
         buf_puts(b, "  policy ");
@@ -247,7 +250,7 @@ static void call_text(struct out *o, const struct json_value *call)
         tone(o, tone_of(st), st);
         buf_printf(b, " #%lld %lld ms: ", i_(call, "completed_seq"), i_(call, "duration_ms"));
         put_value(b, json_get(call, "error") ? json_get(call, "error") : json_get(call, "result"),
-                  WIDTH_VALUE);
+                  WIDTH_RESULT);
         buf_putc(b, '\n');
     } else if (json_get(call, "started_seq")) {
         buf_printf(b, "      → no result recorded (started #%lld)\n", i_(call, "started_seq"));
@@ -356,9 +359,9 @@ static void visit_text(struct out *o, const struct json_value *e)
         const struct json_value *w = l->u.items[i];
         buf_printf(b, "    writes %s (%s) #%lld: ", s_(w, "key", "?"), s_(w, "reducer", "replace"),
                    i_(w, "seq"));
-        put_value(b, json_get(w, "before"), WIDTH_VALUE / 3);
+        put_value(b, json_get(w, "before"), WIDTH_VALUE / 2);
         buf_puts(b, " → ");
-        put_value(b, json_get(w, "after"), WIDTH_VALUE);
+        put_value(b, json_get(w, "after"), WIDTH_RESULT);
         buf_putc(b, '\n');
     }
     l = json_get(e, "errors");
