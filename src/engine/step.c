@@ -167,12 +167,34 @@ static struct json_value *vars(struct run_ctx *c, struct json_value *result)
     return o;
 }
 
+/* The key's value after its reducer applies value must be a valid
+ * reduction and match the key's schema (docs/workflows.md, "state"). */
+static int check_state(struct run_ctx *c, const char *key, const struct json_value *value,
+                       struct keel_err *err)
+{
+    const struct workflow_state_key *k = workflow_state_find(c->ew->wf, key);
+    if (!k) return 0;
+    struct json_value *after = NULL;
+    int rc = workflow_reduce(k->reducer, json_get(c->view.state, key), value, c->arena, &after,
+                             err);
+    if (rc) {
+        keel_err_prefix(err, "state.%s", key);
+        return rc;
+    }
+    return workflow_state_check(k, after, err);
+}
+
 /* Reduces value into the step's save key, then completes the step. */
 int engine_complete(struct run_ctx *c, const struct workflow_step *s, struct json_value *result,
                     int next, struct keel_err *err)
 {
     int rc;
     if (s->save && result) {
+        struct keel_err serr;
+        keel_err_clear(&serr);
+        if (check_state(c, s->save, result, &serr))
+            return engine_step_failed(c, s, serr.code ? serr.code : KEEL_ESCHEMA, serr.msg, false,
+                                      err);
         const struct workflow_state_key *k = workflow_state_find(c->ew->wf, s->save);
         struct json_value *p = obj(c);
         set_s(c, p, "key", s->save);
@@ -673,6 +695,8 @@ static int exec_set(struct run_ctx *c, const struct workflow_step *s, struct kee
         keel_err_clear(&rerr);
         if (workflow_render(en->value, vars(c, c->view.last_result), c->arena, &val, &rerr))
             return fail_run(c, s, rerr.code, rerr.msg, err);
+        if (check_state(c, en->key, val, &rerr))
+            return fail_run(c, s, rerr.code ? rerr.code : KEEL_ESCHEMA, rerr.msg, err);
         const struct workflow_state_key *k = workflow_state_find(c->ew->wf, en->key);
         struct json_value *p = obj(c);
         set_s(c, p, "key", en->key);

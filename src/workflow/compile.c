@@ -743,9 +743,30 @@ static void compile_top(struct cc *c, const struct json_value *doc)
             strmap_put(&c->state, m->key, m->key_len, k);
             const struct json_value *r = m->value;
             if (json_is(r, JSON_OBJECT)) {
-                static const char *const kf[] = {"reducer", "initial", "description", NULL};
+                static const char *const kf[] = {"reducer", "initial", "description", "schema",
+                                                 NULL};
                 check_fields(c, r, p, kf, "a state key");
                 k->initial = json_get(r, "initial");
+                const struct json_value *ks = json_get(r, "schema");
+                if (ks) {
+                    snprintf(p, sizeof p, "/state/%s/schema", m->key);
+                    if (!json_is(ks, JSON_OBJECT) && !json_is_bool(ks))
+                        problem(c, ks, p, KEEL_EINVAL,
+                                "schema of state key '%s' must be a JSON Schema (a mapping)",
+                                m->key);
+                    else if (workflow_schema_compile_at(ks, c->file, p, &k->schema, c->diags,
+                                                        &c->first, &c->nerr) == 0 &&
+                             k->initial) {
+                        struct keel_err ve;
+                        keel_err_clear(&ve);
+                        if (workflow_state_check(k, k->initial, &ve)) {
+                            snprintf(p, sizeof p, "/state/%s/initial", m->key);
+                            problem(c, k->initial, p, KEEL_ESCHEMA, "%s", ve.msg);
+                        }
+                    }
+                    k->schema_doc = ks;
+                }
+                snprintf(p, sizeof p, "/state/%s", m->key);
                 r = json_get(r, "reducer");
                 snprintf(p, sizeof p, "/state/%s/reducer", m->key);
                 if (!r) {
@@ -1131,6 +1152,7 @@ void workflow_free(struct workflow *wf)
             workflow_condition_free(&wf->steps[i].sw.cases[k]);
         workflow_schema_free(wf->steps[i].agent.output_schema);
     }
+    for (size_t i = 0; wf->state && i < wf->nstate; i++) workflow_schema_free(wf->state[i].schema);
     workflow_schema_free(wf->input);
     arena_cleanup(&wf->arena);
     free(wf);

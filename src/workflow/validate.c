@@ -165,3 +165,22 @@ int workflow_validate_input(const struct workflow *wf, const struct json_value *
     schema_result_cleanup(&r);
     return rc;
 }
+
+/* Nothing allocated that outlives the call. */
+int workflow_state_check(const struct workflow_state_key *k, const struct json_value *value,
+                         struct keel_err *err)
+{
+    if (!k || !k->schema) return 0;
+    struct schema_result r;
+    schema_result_init(&r);
+    int rc = 0;
+    if (!schema_validate(k->schema, value, &r)) {
+        const struct schema_error *e = r.kept ? &r.errors[0] : NULL;
+        rc = keel_fail(err, KEEL_ESCHEMA, "state.%s would not match its schema: %s%s%s%s",
+                       k->name, e && e->instance_location[0] ? "at " : "",
+                       e ? e->instance_location : "", e && e->instance_location[0] ? ": " : "",
+                       e ? e->message : "invalid");
+    }
+    schema_result_cleanup(&r);
+    return rc;
+}

@@ -275,6 +275,9 @@ struct workflow_state_key {
     const char *name;
     enum workflow_reducer reducer;
     const struct json_value *initial; /* "initial:" value, or NULL */
+    const struct json_value *schema_doc; /* "schema:", or NULL */
+    struct schema *schema;            /* compiled: the key's value after every
+                                         reducer must validate, or NULL */
 };
 
 struct workflow {
@@ -318,6 +321,12 @@ void workflow_free(struct workflow *wf);
  * value as a JSON Pointer into input. */
 int workflow_validate_input(const struct workflow *wf, const struct json_value *input,
                             struct keel_err *err);
+
+/* Checks value, the state key's value after a reducer, against the key's
+ * schema (none: always valid).  Fails with KEEL_ESCHEMA naming the key, the
+ * location in the value and the problem. */
+int workflow_state_check(const struct workflow_state_key *k, const struct json_value *value,
+                         struct keel_err *err);
 
 /* Lookups; return NULL when absent.  Borrowed from wf. */
 const struct workflow_step *workflow_step_find(const struct workflow *wf, const char *id);

@@ -81,6 +81,21 @@ static void write_file(const char *dir, const char *name, const char *text)
 }
 
 /* A temporary home: keel.yaml with two humans, the workflows above. */
+/* State keys with schemas: the value after each reducer must match. */
+static const char *guard_yaml =
+    "name: guard\n"
+    "input: {type: object}\n"
+    "state:\n"
+    "  total: {reducer: add, initial: 0, schema: {type: integer, maximum: 10}}\n"
+    "  tags: {reducer: append, schema: {type: array, maxItems: 2, items: {type: string}}}\n"
+    "steps:\n"
+    "  - id: one\n"
+    "    set: {total: 6, tags: a}\n"
+    "  - id: two\n"
+    "    set: {tags: b}\n"
+    "  - id: three\n"
+    "    set: {total: 6}\n";
+
 static char *make_home(void)
 {
     char tmpl[] = "/tmp/keel-engine-XXXXXX";
@@ -92,6 +107,7 @@ static char *make_home(void)
     write_file(wf, "gate.yaml", gate_yaml);
     write_file(wf, "expire.yaml", expire_yaml);
     write_file(wf, "loop.yaml", loop_yaml);
+    write_file(wf, "guard.yaml", guard_yaml);
     char a[65], b[65], cfg[1024];
     keel_sha256_hex(ALICE, strlen(ALICE), a);
     keel_sha256_hex(BOB, strlen(BOB), b);
@@ -454,4 +470,30 @@ TEST(idempotency_key_is_stable_per_call)
     CHECK_STR(a, b);
     CHECK(strcmp(a, c) != 0);
     CHECK_INT(strlen(a), 64);
+}
+
+TEST(state_schema_checked_after_each_reducer)
+{
+    char *home = make_home();
+    struct keel_err err;
+    keel_err_clear(&err);
+    struct engine *e = start(home, &err);
+    REQUIRE(e);
+    char id[64];
+    REQUIRE(start_run(e, "guard", "{}", id, &err) == 0);
+    CHECK_INT(wait_run(e, id), RUN_FAILED);
+    struct arena a;
+    arena_init(&a);
+    struct json_value *run;
+    REQUIRE(engine_run_show(e, id, &a, &run, &err) == 0);
+    /* 6 + 6 = 12 > maximum 10: step three fails, and its update is not
+     * journaled; the earlier updates (total 6, tags [a, b]) stand. */
+    CHECK_CONTAINS(json_get_str(run, "error", ""), "state.total would not match its schema");
+    CHECK_CONTAINS(json_get_str(run, "error", ""), "10");
+    struct json_value *state = json_get(run, "state");
+    CHECK_INT(json_get_int(state, "total", -1), 6);
+    CHECK(json_is(json_get(state, "tags"), JSON_ARRAY) && json_get(state, "tags")->len == 2);
+    arena_cleanup(&a);
+    engine_stop(e);
+    rm_home(home);
 }

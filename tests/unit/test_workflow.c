@@ -1104,3 +1104,35 @@ TEST(doc_parse_sniffs_without_extension)
     CHECK_STR(err.file, "/nonexistent/w.yaml");
     arena_cleanup(&a);
 }
+
+TEST(state_key_schemas)
+{
+    struct keel_err err;
+    /* The initial value must match the key's schema, positioned at it. */
+    const char *bad_initial = "name: s\nstate:\n  n: {reducer: add, initial: 50,\n"
+                              "      schema: {maximum: 10}}\nsteps: [{id: a, succeed: true}]\n";
+    CHECK(load(bad_initial, &err) == NULL);
+    CHECK_CONTAINS(err.msg, "state.n would not match its schema");
+    CHECK_STR(err.path, "/state/n/initial");
+    CHECK_INT(err.line, 3);
+    const char *bad_schema = "name: s\nstate:\n  n: {reducer: add, schema: {type: 12}}\n"
+                             "steps: [{id: a, succeed: true}]\n";
+    CHECK(load(bad_schema, &err) == NULL);
+    CHECK_CONTAINS(err.path, "/state/n/schema");
+    const char *good = "name: s\nstate:\n  n: {reducer: add, initial: 1, schema: {maximum: 10}}\n"
+                       "steps: [{id: a, succeed: true}]\n";
+    struct workflow *wf = load(good, &err);
+    REQUIRE(wf);
+    const struct workflow_state_key *k = workflow_state_find(wf, "n");
+    REQUIRE(k && k->schema);
+    struct arena a;
+    arena_init(&a);
+    struct json_value *v = NULL;
+    REQUIRE(json_parse(&a, "11", 2, NULL, &v, &err) == 0);
+    CHECK_INT(workflow_state_check(k, v, &err), KEEL_ESCHEMA);
+    CHECK_CONTAINS(err.msg, "state.n");
+    REQUIRE(json_parse(&a, "10", 2, NULL, &v, &err) == 0);
+    CHECK_INT(workflow_state_check(k, v, &err), 0);
+    arena_cleanup(&a);
+    workflow_free(wf);
+}
