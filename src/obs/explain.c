@@ -1129,40 +1129,48 @@ static void short_prov(struct ctx *c, struct buf *b, const struct json_value *p,
         buf_puts(b, !strcmp(origin, "initial") ? "initial value" : "never written");
         return;
     }
-    buf_printf(b, "%s %s #%lld", !strcmp(origin, "result") ? "result of step" : "step",
-               json_get_str(p, "step", "?"), (long long)json_get_int(p, "seq", 0));
+    const char *step = json_get_str(p, "step", "?");
     const struct json_value *src = json_get(p, "source");
     const char *kind = json_get_str(src, "kind", "");
     const struct json_value *t = json_get(src, "tool");
     if (!strcmp(kind, "tool") && t) {
-        buf_printf(b, " ← tool %s #%lld: %s", json_get_str(t, "tool", "?"),
-                   (long long)json_get_int(t, "seq", 0),
-                   cut(c->a, json_get_str(t, "result", ""), strlen(json_get_str(t, "result", "")), 60));
+        const char *r = json_get_str(t, "result", "");
+        buf_printf(b, "tool %s #%lld (step %s): %s", json_get_str(t, "tool", "?"),
+                   (long long)json_get_int(t, "seq", 0), step, cut(c->a, r, strlen(r), 110));
     } else if (!strcmp(kind, "agent")) {
-        buf_printf(b, " ← agent %s (model.response #%lld)", json_get_str(src, "agent", "?"),
-                   (long long)json_get_int(json_get(src, "model"), "seq", 0));
+        buf_printf(b, "agent %s (step %s, model.response #%lld)", json_get_str(src, "agent", "?"),
+                   step, (long long)json_get_int(json_get(src, "model"), "seq", 0));
         const struct json_value *ev = json_get(src, "evidence");
-        for (uint32_t i = 0; json_is(ev, JSON_ARRAY) && i < ev->len && i < 2; i++) {
-            const struct json_value *e = ev->u.items[i];
+        uint32_t n = json_is(ev, JSON_ARRAY) ? ev->len : 0;
+        if (n) {
+            /* The last result read is the freshest evidence of the answer. */
+            const struct json_value *e = ev->u.items[n - 1];
             const char *r = json_get_str(e, "result", "");
-            buf_printf(b, "%s %s #%lld: %s", i ? "," : " ← read", json_get_str(e, "tool", "?"),
-                       (long long)json_get_int(e, "seq", 0), cut(c->a, r, strlen(r), 60));
+            buf_printf(b, " ← read %s #%lld: %s", json_get_str(e, "tool", "?"),
+                       (long long)json_get_int(e, "seq", 0), cut(c->a, r, strlen(r), 90));
+            if (n > 1) buf_printf(b, " (+%u more)", n - 1);
+        } else {
+            buf_puts(b, " ← no tool result read");
         }
     } else if (!strcmp(kind, "approval")) {
         const struct json_value *ap = json_get(src, "approval");
-        buf_printf(b, " ← approval %s %s by %s", json_get_str(ap, "id", "?"),
-                   json_get_str(ap, "decision", "?"), json_get_str(ap, "by", "?"));
+        buf_printf(b, "approval %s %s by %s (step %s)", json_get_str(ap, "id", "?"),
+                   json_get_str(ap, "decision", "?"), json_get_str(ap, "by", "?"), step);
     } else if (!strcmp(kind, "set")) {
         const struct json_value *in = json_get(src, "inputs");
         const struct json_value *first = json_is(in, JSON_ARRAY) && in->len ? in->u.items[0] : NULL;
+        buf_printf(b, "set step %s #%lld", step, (long long)json_get_int(p, "seq", 0));
         if (first) {
-            buf_printf(b, " ← set from %s", json_get_str(first, "path", "?"));
+            buf_printf(b, " from %s", json_get_str(first, "path", "?"));
             const struct json_value *wb = json_get(first, "written_by");
             if (wb && depth > 1) {
                 buf_puts(b, " ← ");
                 short_prov(c, b, wb, depth - 1);
             }
         }
+    } else {
+        buf_printf(b, "%s %s #%lld", !strcmp(origin, "result") ? "result of step" : "step", step,
+                   (long long)json_get_int(p, "seq", 0));
     }
 }
 

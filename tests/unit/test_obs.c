@@ -416,8 +416,12 @@ TEST(text_summary_fits_a_screen)
     CHECK_CONTAINS(out.data, "support/billing");
     CHECK_CONTAINS(out.data, "ap1 (group support-leads, step ask): approved by human:alice");
     CHECK_CONTAINS(out.data, "route → note (default: no case held); state.triage.severity=\"low\" "
-                             "← step triage #30 ← agent support/billing (model.response #29) ← "
-                             "read crm/lookup_account #21");
+                             "← agent support/billing (step triage, model.response #29) ← "
+                             "read crm/lookup_account #21: {\"id\":\"A-300\",\"tier\":"
+                             "\"enterprise\",\"plan\":\"starter\"");
+    CHECK_CONTAINS(out.data, "check → ask (state.notes.contains(\"severity low\")); "
+                             "state.notes=[\"severity low\"] ← set step note #35 from "
+                             "state.triage.severity ← agent support/billing");
     CHECK_STR(json_get_str(visit_of(rep, "done", 0), "status", ""), "completed");
     /* The timeline follows, one block per visit. */
     CHECK_CONTAINS(out.data + sl, "fetch (tool, 2 attempts) as support/triage");
