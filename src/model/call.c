@@ -57,6 +57,7 @@ struct http {
     struct buf body;
     bool too_big;
     int64_t retry_after_ms;  /* -1: the server said nothing                    */
+    bool retry_after_precise; /* it came from retry-after-ms                    */
     CURLcode rc;
     char curl_msg[CURL_ERROR_SIZE];
 };
@@ -73,29 +74,29 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-/* Parses a Retry-After value: delay-seconds or an HTTP date.  Returns ms or
- * -1. */
-static int64_t retry_after(const char *v, size_t len)
+/* See internal.h. */
+int64_t model_retry_after_ms(const char *v, size_t len, bool is_ms, int64_t now_ms)
 {
     char s[64];
-    if (len >= sizeof s) return -1;
+    if (!v || len == 0 || len >= sizeof s) return -1;
     memcpy(s, v, len);
     s[len] = '\0';
     if (s[0] >= '0' && s[0] <= '9') {
         char *end;
         errno = 0;
-        double secs = strtod(s, &end);
-        if (errno || *end || !isfinite(secs) || secs < 0) return -1;
-        if (secs > 1e7) secs = 1e7;
-        return (int64_t)ceil(secs * 1000.0);
+        double n = strtod(s, &end);
+        if (errno || *end || !isfinite(n) || n < 0) return -1;
+        double ms = is_ms ? n : n * 1000.0;
+        return ms > 1e10 ? (int64_t)1e10 : (int64_t)ceil(ms);
     }
+    if (is_ms) return -1;
     struct tm tm;
     memset(&tm, 0, sizeof tm);
     const char *end = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm);
     if (!end || *end) return -1;
-    int64_t when = (int64_t)timegm(&tm) * 1000, now = keel_wall_ms();
-    if (when <= now) return 0;
-    return when - now > (int64_t)1e10 ? (int64_t)1e10 : when - now;
+    int64_t when = (int64_t)timegm(&tm) * 1000;
+    if (when <= now_ms) return 0;
+    return when - now_ms > (int64_t)1e10 ? (int64_t)1e10 : when - now_ms;
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
@@ -104,6 +105,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     size_t len = size * n;
     if (len >= 5 && !strncmp(p, "HTTP/", 5)) { /* a new response (after a 100, say) */
         h->retry_after_ms = -1;
+        h->retry_after_precise = false;
         return len;
     }
     const char *colon = memchr(p, ':', len);
@@ -112,11 +114,16 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     const char *v = colon + 1, *end = p + len;
     while (v < end && (*v == ' ' || *v == '\t')) v++;
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ')) end--;
+    /* OpenAI's retry-after-ms is more precise than Retry-After: it wins,
+     * whichever comes first. */
     if (name_len == 14 && !strncasecmp(p, "retry-after-ms", 14)) {
-        int64_t ms = retry_after(v, (size_t)(end - v)); /* parsed as seconds... */
-        if (ms >= 0) h->retry_after_ms = (ms + 999) / 1000; /* ...so scale back to ms */
-    } else if (name_len == 11 && !strncasecmp(p, "retry-after", 11) && h->retry_after_ms < 0) {
-        h->retry_after_ms = retry_after(v, (size_t)(end - v));
+        int64_t ms = model_retry_after_ms(v, (size_t)(end - v), true, keel_wall_ms());
+        if (ms >= 0) {
+            h->retry_after_ms = ms;
+            h->retry_after_precise = true;
+        }
+    } else if (name_len == 11 && !strncasecmp(p, "retry-after", 11) && !h->retry_after_precise) {
+        h->retry_after_ms = model_retry_after_ms(v, (size_t)(end - v), false, keel_wall_ms());
     }
     return len;
 }
@@ -288,9 +295,15 @@ static void classify(const struct model_provider *p, const struct model_def *m,
         }
     if (o->code == KEEL_EDENIED) {
         /* The body is not quoted: providers echo parts of a wrong key. */
-        snprintf(o->msg, sizeof o->msg,
-                 "provider %s rejected the API key (HTTP %ld); check the key named by %s",
-                 p->name, h->status, p->key ? p->key_ref : "api_key (none is set)");
+        if (p->key)
+            snprintf(o->msg, sizeof o->msg,
+                     "provider %s rejected the API key (HTTP %ld); check the key named by %s",
+                     p->name, h->status, p->key_ref);
+        else
+            snprintf(o->msg, sizeof o->msg,
+                     "provider %s refused the request (HTTP %ld) and keel.yaml gives it no key; "
+                     "add %s: {env: NAME}",
+                     p->name, h->status, p->key_ref);
         return;
     }
     struct buf q;

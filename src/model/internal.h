@@ -107,6 +107,12 @@ struct model_routedef *model_route_find(const struct model_gateway *g, const cha
  * error could echo it. */
 void model_scrub(const struct model_gateway *g, char *s, size_t cap);
 
+/* Parses a Retry-After header value (delay-seconds, or an HTTP date
+ * compared with now_ms, the wall clock) or, when is_ms, OpenAI's
+ * retry-after-ms (milliseconds).  Returns the wait in ms (0 for a date in
+ * the past, capped at 1e10), or -1 when the value is not one of those. */
+int64_t model_retry_after_ms(const char *value, size_t len, bool is_ms, int64_t now_ms);
+
 /* Appends at most max bytes of s (len bytes) to out as a quoted, escaped
  * excerpt, with "..." when cut. */
 void model_quote(struct buf *out, const char *s, size_t len, size_t max);

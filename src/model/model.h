@@ -112,7 +112,11 @@ struct model_response {
     double cost_usd;
     int attempts;                /* HTTP requests made, over all models tried       */
     struct json_value *trail;    /* [{model, status, error, retry_after_ms}] of the
-                                    failed attempts before the answer (or [])       */
+                                    failed attempts before the answer (or []);
+                                    also "code" (keel_strerror name) and "wait_ms"
+                                    (time waited before the next attempt); status
+                                    is 0 when no HTTP response came, retry_after_ms
+                                    null when the server sent no Retry-After      */
 };
 
 /* Calls the model chosen by model_route, retrying on 429/5xx/timeouts with
@@ -139,8 +143,9 @@ int model_wire_request(const char *kind, const char *provider_model,
 
 /* Parses a provider's HTTP response body (text, len bytes) into *out
  * (message, stop_reason, input_tokens, output_tokens; other fields left as
- * they were).  Any input may come here (it is what a remote server sent):
- * a body that is not the format fails with KEEL_EPROTO, never crashes. */
+ * they were; a token count the reply does not give is -1).  Any input may
+ * come here (it is what a remote server sent): a body that is not the
+ * format fails with KEEL_EPROTO, never crashes. */
 int model_wire_response(const char *kind, const char *text, size_t len, struct arena *a,
                         struct model_response *out, struct keel_err *err);
 

@@ -831,3 +831,37 @@ TEST(scrub_removes_keys_from_text)
     CHECK_STR(t, "no key here");
     model_gateway_free(g);
 }
+
+TEST(retry_after_values)
+{
+    /* Sun, 06 Nov 1994 08:49:37 GMT is 784111777 s after the epoch. */
+    const int64_t now = INT64_C(784111777) * 1000;
+    struct {
+        const char *v;
+        bool ms;
+        int64_t want;
+    } cases[] = {
+        {"2", false, 2000},
+        {"0", false, 0},
+        {"120", false, 120000},
+        {"1.5", false, 1500},
+        {"Sun, 06 Nov 1994 08:49:47 GMT", false, 10000},
+        {"Sun, 06 Nov 1994 08:49:37 GMT", false, 0},
+        {"Sat, 05 Nov 1994 08:49:37 GMT", false, 0}, /* in the past */
+        {"Mon, 07 Nov 1994 08:49:37 GMT", false, 86400000},
+        {"1500", true, 1500},
+        {"20.2", true, 21},
+        {"soon", false, -1},
+        {"-3", false, -1},
+        {"", false, -1},
+        {"2x", false, -1},
+        {"Sun, 06 Nov 1994 08:49:47 GMT", true, -1},
+        {"99999999999999999999", false, 10000000000},
+    };
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(cases); i++) {
+        int64_t got = model_retry_after_ms(cases[i].v, strlen(cases[i].v), cases[i].ms, now);
+        if (got != cases[i].want)
+            TEST_FAIL_AT(__FILE__, __LINE__, "'%s' (ms=%d): %lld, expected %lld", cases[i].v,
+                         cases[i].ms, (long long)got, (long long)cases[i].want);
+    }
+}
