@@ -102,7 +102,12 @@ struct policy_set {
     struct buf sources; /* what the hash covers */
     char hash[65];
     bool hash_valid;
-    struct dim_index dims[3];
+    /* per dimension d: dims[2d] lists policies homed by `==` (only the
+     * request's own uid can match them), dims[2d + 1] those homed by `in`,
+     * `is .. in` or `in [...]` (the request's uid and its ancestors are
+     * probed), so ancestors are never probed in the often large table of
+     * `==` homes, whose slots for them would be cold */
+    struct dim_index dims[6];
     struct id_list wild; /* policies with no uid in any scope */
     struct id_list pool; /* the index lists' 2nd and later entries, in runs */
 };
@@ -163,7 +168,7 @@ static void index_uid(struct policy_set *set, struct dim_index *d, uint64_t hash
                       const struct scope_filter *f)
 {
     uint64_t h = hkey(hash);
-    if ((d->count + 1) * 4 > d->cap * 3) dim_grow(d); /* load <= 3/4 */
+    if ((d->count + 1) * 2 > d->cap) dim_grow(d); /* load <= 1/2: short probes */
     struct hslot *s = hslot_find(d, h);
     if (!s->hash) {
         s->hash = h;
@@ -228,7 +233,8 @@ static void index_policy(struct policy_set *set, struct policy *p, uint32_t idx)
         return;
     }
     for (uint32_t i = 0; i < scopes[home]->neuids; i++)
-        index_uid(set, &set->dims[home], scopes[home]->hashes[i], &f);
+        index_uid(set, &set->dims[2 * home + (scopes[home]->op != POLICY_SCOPE_EQ)],
+                  scopes[home]->hashes[i], &f);
 }
 
 struct policy_set *policy_set_new(unsigned flags)
@@ -245,7 +251,7 @@ struct policy_set *policy_set_new(unsigned flags)
 void policy_set_free(struct policy_set *set)
 {
     if (!set) return;
-    for (int d = 0; d < 3; d++) {
+    for (int d = 0; d < 6; d++) {
         struct dim_index *m = &set->dims[d];
         free(m->slots);
     }
@@ -554,7 +560,7 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
         uh[d] = policy_euid_hash(uids[d]);
         ents[d] = entities ? policy_entities_find_hashed(entities, uids[d], uh[d]) : NULL;
         req_filter_dim(&rf, d, uh[d], ents[d]);
-        maxruns += 2 * (1 + (size_t)(ents[d] ? ents[d]->nancestors : 0));
+        maxruns += 2 * (2 + (size_t)(ents[d] ? ents[d]->nancestors : 0));
     }
 
     /* Candidates: the unindexed policies, and in each dimension the policies
@@ -565,9 +571,12 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
     size_t nruns = 1, total = set->wild.len;
     runs[0] = (struct run){set->wild.items, set->wild.len};
     for (int d = 0; d < 3; d++) {
-        total += gather(set, &set->dims[d], uh[d], runs, &nruns);
+        total += gather(set, &set->dims[2 * d], uh[d], runs, &nruns);
+        const struct dim_index *in = &set->dims[2 * d + 1];
+        if (!in->count) continue;
+        total += gather(set, in, uh[d], runs, &nruns);
         for (uint32_t i = 0; ents[d] && i < ents[d]->nancestors; i++)
-            total += gather(set, &set->dims[d], ents[d]->ancestor_hashes[i], runs, &nruns);
+            total += gather(set, in, ents[d]->ancestor_hashes[i], runs, &nruns);
     }
 
     /* A policy listed under several uids of the request's chain (action in

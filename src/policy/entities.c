@@ -25,15 +25,16 @@
 
 /* The uid index: open addressing keyed by policy_euid_hash (the value each
  * entity keeps in uid_hash), each slot 16 bytes holding the hash and the
- * entity's dense index, so a lookup hashes the uid's two strings once,
- * probes one small slot and compares the uid only on a hash match. */
+ * entity, so a lookup probes one small slot, then reads the entity itself
+ * (no index array in between) and compares the uid only on a hash match. */
 struct uid_slot {
     uint64_t hash;
-    uint32_t index1; /* entity index + 1; 0: empty */
+    const struct policy_entity *e; /* NULL: empty */
 };
 
 struct policy_entities {
     struct arena arena;
+    struct arena hot; /* the entities once loaded, each in one block (compact()) */
     struct uid_slot *slots;
     uint32_t slots_cap; /* power of two, or 0 */
     struct policy_entity **items;
@@ -52,18 +53,18 @@ static struct policy_entity *find(const struct policy_entities *es, const struct
     uint32_t mask = es->slots_cap - 1;
     for (uint32_t i = slot_start(h, es->slots_cap);; i = (i + 1) & mask) {
         const struct uid_slot *s = &es->slots[i];
-        if (!s->index1) return NULL;
-        if (s->hash == h && policy_euid_equal(&es->items[s->index1 - 1]->uid, uid))
-            return es->items[s->index1 - 1];
+        if (!s->e) return NULL;
+        if (s->hash == h && policy_euid_equal(&s->e->uid, uid))
+            return (struct policy_entity *)s->e; /* the store's own: not const while loading */
     }
 }
 
-static void slot_put(struct uid_slot *slots, uint32_t cap, uint64_t h, uint32_t index)
+static void slot_put(struct uid_slot *slots, uint32_t cap, const struct policy_entity *e)
 {
-    uint32_t i = slot_start(h, cap);
-    while (slots[i].index1) i = (i + 1) & (cap - 1);
-    slots[i].hash = h;
-    slots[i].index1 = index + 1;
+    uint32_t i = slot_start(e->uid_hash, cap);
+    while (slots[i].e) i = (i + 1) & (cap - 1);
+    slots[i].hash = e->uid_hash;
+    slots[i].e = e;
 }
 
 /* Adds es->items[len - 1] to the uid index, growing it to keep load <= 1/2. */
@@ -73,14 +74,12 @@ static void index_last(struct policy_entities *es)
         uint32_t cap = es->slots_cap ? es->slots_cap * 2 : 64;
         struct uid_slot *n = calloc(cap, sizeof *n);
         if (!n) abort();
-        for (size_t i = 0; i + 1 < es->len; i++)
-            slot_put(n, cap, es->items[i]->uid_hash, (uint32_t)i);
+        for (size_t i = 0; i + 1 < es->len; i++) slot_put(n, cap, es->items[i]);
         free(es->slots);
         es->slots = n;
         es->slots_cap = cap;
     }
-    const struct policy_entity *e = es->items[es->len - 1];
-    slot_put(es->slots, es->slots_cap, e->uid_hash, e->index);
+    slot_put(es->slots, es->slots_cap, es->items[es->len - 1]);
 }
 
 struct policy_entities *policy_entities_new(void)
@@ -88,6 +87,7 @@ struct policy_entities *policy_entities_new(void)
     struct policy_entities *es = calloc(1, sizeof *es);
     if (!es) abort();
     arena_init(&es->arena);
+    arena_init(&es->hot);
     return es;
 }
 
@@ -97,6 +97,7 @@ void policy_entities_free(struct policy_entities *es)
     free(es->slots);
     free(es->items);
     arena_cleanup(&es->arena);
+    arena_cleanup(&es->hot);
     free(es);
 }
 
@@ -341,6 +342,81 @@ static int compute_ancestors(struct policy_entities *es, struct keel_err *err)
     return rc;
 }
 
+/* size bytes at a 64-byte boundary (a cache line) in a. */
+static void *line_alloc(struct arena *a, size_t size)
+{
+    uintptr_t p = (uintptr_t)arena_alloc(a, size + 56); /* arena memory is 8-aligned */
+    return (void *)((p + 63) & ~(uintptr_t)63);
+}
+
+/* Copies n fields to *at (advancing it) with their keys at *chars. */
+static struct policy_field *copy_fields(char **at, char **chars, const struct policy_field *f,
+                                        uint32_t n)
+{
+    struct policy_field *out = (struct policy_field *)*at;
+    *at += n * sizeof *out;
+    for (uint32_t i = 0; i < n; i++) {
+        out[i] = f[i];
+        memcpy(*chars, f[i].key, f[i].key_len);
+        (*chars)[f[i].key_len] = '\0';
+        out[i].key = *chars;
+        *chars += f[i].key_len + 1;
+    }
+    return out;
+}
+
+/* Lays every entity out again, each in one block of its own starting at a
+ * cache line: the struct, its id, its ancestors' hashes, its top-level
+ * attribute and tag fields, its ancestors and parents, then the field keys
+ * (type names are shared: one copy per type).  A request reads an
+ * entity's uid, ancestors and attributes, so it now touches a few adjacent
+ * lines instead of allocations scattered over the whole load.  Nested
+ * values stay in es->arena.  Rebuilds the uid index for the new addresses. */
+static void compact(struct policy_entities *es)
+{
+    struct strmap types; /* type name -> its copy in es->hot */
+    strmap_init(&types);
+    for (size_t i = 0; i < es->len; i++) {
+        const struct policy_entity *o = es->items[i];
+        uint32_t na = o->nancestors, np = o->nparents, nf = o->attrs.len, nt = o->tags.len;
+        size_t idsize = (o->uid.id_len + 8) & ~(size_t)7, chars = 0;
+        for (uint32_t k = 0; k < nf; k++) chars += o->attrs.fields[k].key_len + 1;
+        for (uint32_t k = 0; k < nt; k++) chars += o->tags.fields[k].key_len + 1;
+        size_t size = sizeof *o + idsize + na * sizeof(uint64_t) + (nf + nt) * sizeof(struct policy_field) +
+                      (na + np) * sizeof(uint32_t) + chars;
+        char *at = line_alloc(&es->hot, size);
+        struct policy_entity *e = (struct policy_entity *)at;
+        *e = *o;
+        at += sizeof *e;
+        memcpy(at, o->uid.id, o->uid.id_len);
+        at[o->uid.id_len] = '\0';
+        e->uid.id = at;
+        at += idsize;
+        if (na) {
+            e->ancestor_hashes = memcpy(at, o->ancestor_hashes, na * sizeof(uint64_t));
+            at += na * sizeof(uint64_t);
+        }
+        char *str = at + (nf + nt) * sizeof(struct policy_field) + (na + np) * sizeof(uint32_t);
+        if (nf) e->attrs.fields = copy_fields(&at, &str, o->attrs.fields, nf);
+        if (nt) e->tags.fields = copy_fields(&at, &str, o->tags.fields, nt);
+        if (na) {
+            e->ancestors = memcpy(at, o->ancestors, na * sizeof(uint32_t));
+            at += na * sizeof(uint32_t);
+        }
+        if (np) e->parents = memcpy(at, o->parents, np * sizeof(uint32_t));
+        char *type = strmap_get(&types, o->uid.type, o->uid.type_len);
+        if (!type) {
+            type = arena_strndup(&es->hot, o->uid.type, o->uid.type_len);
+            strmap_put(&types, type, o->uid.type_len, type);
+        }
+        e->uid.type = type;
+        es->items[i] = e;
+    }
+    strmap_cleanup(&types);
+    if (es->slots_cap) memset(es->slots, 0, es->slots_cap * sizeof *es->slots);
+    for (size_t i = 0; i < es->len; i++) slot_put(es->slots, es->slots_cap, es->items[i]);
+}
+
 static int parse_entity(struct policy_entities *es, const struct json_value *j,
                         const struct policy_schema *schema, struct keel_err *err)
 {
@@ -425,6 +501,7 @@ int policy_entities_parse_json(const struct json_value *json, const struct polic
         policy_entities_free(es);
         return KEEL_EINVAL;
     }
+    compact(es);
     *out = es;
     return 0;
 }
