@@ -1477,50 +1477,31 @@ static void plan(struct arena *a, const struct entry *e, int64_t n, const struct
     if (e->usage_out < 0 && p->output_tokens < 1) p->output_tokens = 1;
 }
 
-/* POST to a model endpoint (lock held). */
-static void handle_model(struct mock *m, struct arena *a, const struct mock_http_request *rq,
-                         int fmt, struct mock_http_reply *out)
+/* One request being answered: what every route handler gets. */
+struct call {
+    struct arena *a; /* per request; freed when the reply is built */
+    const struct mock_http_request *rq;
+    int format;              /* enum format_id of a model endpoint, else -1 */
+    struct json_value *body; /* the parsed body, or NULL: not JSON or not read */
+    struct keel_err perr;    /* why body is NULL */
+};
+
+/* Records the request and sends v with status (lock held). */
+static void model_answer(struct mock *m, struct call *c, int64_t n, int status,
+                         const struct json_value *v, int64_t entry, struct mock_http_reply *out)
 {
-    const struct format *f = &formats[fmt];
+    if (v) send_value(out, status, v);
+    record(m, c->a, n, c->rq, formats[c->format].name, c->body, entry, out->status);
+}
+
+/* Picks the entry for view v, consumes it and builds its reply (lock
+ * held: the entry's strings live in the script's arena). */
+static void play(struct mock *m, struct call *c, const struct view *v,
+                 struct mock_http_reply *out)
+{
+    const struct format *f = &formats[c->format];
+    struct arena *a = c->a;
     int64_t n = ++m->calls;
-    struct verr ve = {{0}, {0}};
-    struct json_value *body = NULL;
-    if (rq->too_large) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "request body is larger than the mock's limit of %zu bytes",
-                 MOCK_MAX_BODY);
-        send_value(out, 413, f->error(a, 413, msg, NULL));
-        record(m, a, n, rq, f->name, NULL, -1, 413);
-        return;
-    }
-    struct json_parse_opts opts = {.max_size = MOCK_MAX_BODY, .dup = JSON_DUP_LAST};
-    struct keel_err perr;
-    keel_err_clear(&perr);
-    if (json_parse(a, rq->body ? rq->body : "", rq->body_len, &opts, &body, &perr) != 0)
-        body = NULL;
-    if (f->check_auth(rq, &ve)) {
-        send_value(out, 401, f->error(a, 401, ve.msg, NULL));
-        record(m, a, n, rq, f->name, body, -1, 401);
-        return;
-    }
-    if (!body) {
-        char msg[KEEL_ERR_MSG_MAX + 64];
-        snprintf(msg, sizeof msg, "the request body is not valid JSON: line %d, column %d: %s",
-                 perr.line, perr.column, perr.msg);
-        send_value(out, 400, f->error(a, 400, msg, NULL));
-        record(m, a, n, rq, f->name, NULL, -1, 400);
-        return;
-    }
-    if (f->validate(a, body, &ve)) {
-        send_value(out, 400, f->error(a, 400, ve.msg, ve.param));
-        record(m, a, n, rq, f->name, body, -1, 400);
-        return;
-    }
-    struct view v = {.format = fmt};
-    buf_init(&v.system);
-    buf_init(&v.last_user);
-    buf_init(&v.last_message);
-    f->view(body, &v);
     struct script *s = m->script;
     struct entry *e = NULL;
     size_t used_up = 0;
@@ -1529,15 +1510,13 @@ static void handle_model(struct mock *m, struct arena *a, const struct mock_http
             used_up++;
             continue;
         }
-        if (!e && entry_matches(&s->entries[i], &v)) e = &s->entries[i];
+        if (!e && entry_matches(&s->entries[i], v)) e = &s->entries[i];
     }
     if (!e) {
         char msg[128];
         snprintf(msg, sizeof msg, "mock: no script entry matches (%zu entries, %zu used up)",
                  s->count, used_up);
-        send_value(out, 500, f->error(a, 500, msg, NULL));
-        record(m, a, n, rq, f->name, body, -1, 500);
-        view_cleanup(&v);
+        model_answer(m, c, n, 500, f->error(a, 500, msg, NULL), -1, out);
         return;
     }
     e->used++;
@@ -1548,15 +1527,59 @@ static void handle_model(struct mock *m, struct arena *a, const struct mock_http
         out->status = e->status ? (int)e->status : 200;
         buf_reset(&out->body);
         buf_append(&out->body, e->body.p, e->body.n);
+        model_answer(m, c, n, out->status, NULL, index, out);
     } else if (e->status) {
         char *msg = span_has(e->error) ? arena_strndup(a, e->error.p, e->error.n) : NULL;
-        send_value(out, (int)e->status, f->error(a, (int)e->status, msg, NULL));
+        model_answer(m, c, n, (int)e->status, f->error(a, (int)e->status, msg, NULL), index, out);
     } else {
         struct planned p;
-        plan(a, e, n, &v, rq->body_len, &p);
-        send_value(out, 200, f->reply(a, &p));
+        plan(a, e, n, v, c->rq->body_len, &p);
+        model_answer(m, c, n, 200, f->reply(a, &p), index, out);
     }
-    record(m, a, n, rq, f->name, body, index, out->status);
+}
+
+/* POST to a model endpoint.  Everything that reads only the request (auth,
+ * validation, the view for matching) runs before the lock is taken. */
+static void handle_model(struct mock *m, struct call *c, struct mock_http_reply *out)
+{
+    const struct format *f = &formats[c->format];
+    struct arena *a = c->a;
+    struct verr ve = {{0}, {0}};
+    int status = 0;
+    struct json_value *err = NULL;
+    if (c->rq->too_large) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "request body is larger than the mock's limit of %zu bytes",
+                 MOCK_MAX_BODY);
+        status = 413;
+        err = f->error(a, 413, msg, NULL);
+    } else if (f->check_auth(c->rq, &ve)) {
+        status = 401;
+        err = f->error(a, 401, ve.msg, NULL);
+    } else if (!c->body) {
+        char msg[KEEL_ERR_MSG_MAX + 64];
+        snprintf(msg, sizeof msg, "the request body is not valid JSON: line %d, column %d: %s",
+                 c->perr.line, c->perr.column, c->perr.msg);
+        status = 400;
+        err = f->error(a, 400, msg, NULL);
+    } else if (f->validate(a, c->body, &ve)) {
+        status = 400;
+        err = f->error(a, 400, ve.msg, ve.param);
+    }
+    if (err) {
+        pthread_mutex_lock(&m->lock);
+        model_answer(m, c, ++m->calls, status, err, -1, out);
+        pthread_mutex_unlock(&m->lock);
+        return;
+    }
+    struct view v = {.format = c->format};
+    buf_init(&v.system);
+    buf_init(&v.last_user);
+    buf_init(&v.last_message);
+    f->view(c->body, &v);
+    pthread_mutex_lock(&m->lock);
+    play(m, c, &v, out);
+    pthread_mutex_unlock(&m->lock);
     view_cleanup(&v);
 }
 
@@ -1567,21 +1590,23 @@ static void send_ok(struct arena *a, struct mock_http_reply *out, struct json_va
     send_value(out, 200, r);
 }
 
-static void handle_requests(struct mock *m, struct arena *a, const struct mock_http_request *rq,
-                            int fmt, struct mock_http_reply *out)
+static void handle_requests(struct mock *m, struct call *c, struct mock_http_reply *out)
 {
     out->status = 200;
     buf_reset(&out->body);
     buf_putc(&out->body, '[');
+    pthread_mutex_lock(&m->lock);
     if (m->records.len) buf_append(&out->body, m->records.data, m->records.len);
+    pthread_mutex_unlock(&m->lock);
     buf_putc(&out->body, ']');
 }
 
-static void handle_stats(struct mock *m, struct arena *a, const struct mock_http_request *rq,
-                         int fmt, struct mock_http_reply *out)
+static void handle_stats(struct mock *m, struct call *c, struct mock_http_reply *out)
 {
+    struct arena *a = c->a;
     struct json_value *r = json_object(a), *served = json_object(a);
     int64_t remaining = 0;
+    pthread_mutex_lock(&m->lock);
     for (size_t i = 0; i < m->script->count; i++) {
         const struct entry *e = &m->script->entries[i];
         char key[24];
@@ -1590,6 +1615,7 @@ static void handle_stats(struct mock *m, struct arena *a, const struct mock_http
         remaining += entry_available(e);
     }
     json_object_setc(a, r, "calls", json_int(a, m->calls));
+    pthread_mutex_unlock(&m->lock);
     json_object_setc(a, r, "served", served);
     json_object_setc(a, r, "remaining", json_int(a, remaining));
     send_value(out, 200, r);
@@ -1605,13 +1631,12 @@ static void control_error(struct arena *a, struct mock_http_reply *out, int stat
     send_value(out, status, r);
 }
 
-/* POST /_mock/script runs without the lock held during parsing (see
- * mock_handle): the body is parsed first, then swapped in. */
-static void handle_script(struct mock *m, struct arena *a, const struct mock_http_request *rq,
-                          int fmt, struct mock_http_reply *out)
+/* POST /_mock/script: parsed without the lock, then swapped in. */
+static void handle_script(struct mock *m, struct call *c, struct mock_http_reply *out)
 {
+    const struct mock_http_request *rq = c->rq;
     if (rq->too_large) {
-        control_error(a, out, 413, "too_large", "the script is larger than the 8 MiB limit");
+        control_error(c->a, out, 413, "too_large", "the script is larger than the 8 MiB limit");
         return;
     }
     struct script *s;
@@ -1620,35 +1645,52 @@ static void handle_script(struct mock *m, struct arena *a, const struct mock_htt
     if (script_parse(rq->body ? rq->body : "", rq->body_len, "<POST /_mock/script body>", &s,
                      &err) != 0) {
         char msg[KEEL_ERR_MSG_MAX + KEEL_ERR_PATH_MAX * 2 + 64];
-        control_error(a, out, 400, "invalid_script", keel_err_format(&err, msg, sizeof msg));
+        control_error(c->a, out, 400, "invalid_script", keel_err_format(&err, msg, sizeof msg));
         return;
     }
+    /* Read before the swap: once unlocked, another POST may free s. */
+    int64_t count = (int64_t)s->count;
     pthread_mutex_lock(&m->lock);
     struct script *old = m->script;
     m->script = s;
     clear_state(m);
     pthread_mutex_unlock(&m->lock);
     script_free(old);
-    struct json_value *r = json_object(a);
-    json_object_setc(a, r, "entries", json_int(a, (int64_t)s->count));
-    send_ok(a, out, r);
+    struct json_value *r = json_object(c->a);
+    json_object_setc(c->a, r, "entries", json_int(c->a, count));
+    send_ok(c->a, out, r);
 }
 
-static void handle_reset(struct mock *m, struct arena *a, const struct mock_http_request *rq,
-                         int fmt, struct mock_http_reply *out)
+static void handle_reset(struct mock *m, struct call *c, struct mock_http_reply *out)
 {
+    pthread_mutex_lock(&m->lock);
     clear_state(m);
-    send_ok(a, out, NULL);
+    pthread_mutex_unlock(&m->lock);
+    send_ok(c->a, out, NULL);
 }
 
-/* The routes.  locked: the handler runs with m->lock held. */
+/* Anything else: 404, recorded (format "other"). */
+static void handle_not_found(struct mock *m, struct call *c, struct mock_http_reply *out)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg,
+             "mock: no endpoint %.16s %.200s; the mock serves POST /v1/chat/completions, "
+             "POST /v1/messages (also without /v1), GET /_mock/requests, GET /_mock/stats, "
+             "POST /_mock/script and POST /_mock/reset",
+             c->rq->method ? c->rq->method : "", c->rq->path ? c->rq->path : "");
+    control_error(c->a, out, 404, "not_found", msg);
+    pthread_mutex_lock(&m->lock);
+    record(m, c->a, ++m->calls, c->rq, "other", c->body, -1, 404);
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* The routes.  parse: the handler wants the body parsed (c->body). */
 struct route {
     const char *method;
     const char *path;
-    int format; /* enum format_id for model endpoints, -1 for control calls */
-    bool locked;
-    void (*handle)(struct mock *m, struct arena *a, const struct mock_http_request *rq, int fmt,
-                   struct mock_http_reply *out);
+    int format; /* enum format_id for model endpoints, -1 for the others */
+    bool parse;
+    void (*handle)(struct mock *m, struct call *c, struct mock_http_reply *out);
 };
 
 static const struct route routes[] = {
@@ -1656,11 +1698,13 @@ static const struct route routes[] = {
     {"POST", "/chat/completions", FMT_OPENAI, true, handle_model},
     {"POST", "/v1/messages", FMT_ANTHROPIC, true, handle_model},
     {"POST", "/messages", FMT_ANTHROPIC, true, handle_model},
-    {"GET", "/_mock/requests", -1, true, handle_requests},
-    {"GET", "/_mock/stats", -1, true, handle_stats},
+    {"GET", "/_mock/requests", -1, false, handle_requests},
+    {"GET", "/_mock/stats", -1, false, handle_stats},
     {"POST", "/_mock/script", -1, false, handle_script},
-    {"POST", "/_mock/reset", -1, true, handle_reset},
+    {"POST", "/_mock/reset", -1, false, handle_reset},
 };
+
+static const struct route not_found = {NULL, NULL, -1, true, handle_not_found};
 
 void mock_handle(struct mock *m, const struct mock_http_request *rq, struct mock_http_reply *out)
 {
@@ -1671,33 +1715,17 @@ void mock_handle(struct mock *m, const struct mock_http_request *rq, struct mock
     out->delay_ms = 0;
     buf_reset(&out->body);
     const char *method = rq->method ? rq->method : "", *path = rq->path ? rq->path : "";
-    const struct route *r = NULL;
+    const struct route *r = &not_found;
     for (size_t i = 0; i < KEEL_ARRAY_LEN(routes); i++)
         if (!strcmp(routes[i].method, method) && !strcmp(routes[i].path, path)) r = &routes[i];
-    if (r && !r->locked) {
-        r->handle(m, &a, rq, r->format, out);
-    } else if (r) {
-        pthread_mutex_lock(&m->lock);
-        r->handle(m, &a, rq, r->format, out);
-        pthread_mutex_unlock(&m->lock);
-    } else {
-        char msg[512];
-        snprintf(msg, sizeof msg,
-                 "mock: no endpoint %.16s %.200s; the mock serves POST /v1/chat/completions, "
-                 "POST /v1/messages (also without /v1), GET /_mock/requests, GET /_mock/stats, "
-                 "POST /_mock/script and POST /_mock/reset",
-                 method, path);
-        control_error(&a, out, 404, "not_found", msg);
-        pthread_mutex_lock(&m->lock);
-        int64_t n = ++m->calls;
-        struct keel_err perr;
-        struct json_value *body = NULL;
+    struct call c = {.a = &a, .rq = rq, .format = r->format};
+    keel_err_clear(&c.perr);
+    if (r->parse && !rq->too_large) {
+        /* Duplicate keys: the last wins, as in the providers' parsers. */
         struct json_parse_opts opts = {.max_size = MOCK_MAX_BODY, .dup = JSON_DUP_LAST};
-        if (!rq->too_large &&
-            json_parse(&a, rq->body ? rq->body : "", rq->body_len, &opts, &body, &perr) != 0)
-            body = NULL;
-        record(m, &a, n, rq, "other", body, -1, 404);
-        pthread_mutex_unlock(&m->lock);
+        if (json_parse(&a, rq->body ? rq->body : "", rq->body_len, &opts, &c.body, &c.perr))
+            c.body = NULL;
     }
+    r->handle(m, &c, out);
     arena_cleanup(&a);
 }

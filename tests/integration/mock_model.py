@@ -646,8 +646,11 @@ def delays_and_shutdown():
     # SIGTERM does not wait out a pending 60 s delay.
     stuck = threading.Thread(target=lambda: result.update(stuck=_try(m, user("stuck"))))
     stuck.start()
+    # The record exists as soon as the request was taken (before the delay);
+    # wait for that state, not for a time.
+    deadline = time.monotonic() + 30
     while not any(r["body"]["messages"][0]["content"] == "stuck" for r in m.records()):
-        pass  # the record exists as soon as the request was taken
+        assert time.monotonic() < deadline, "the delayed request was never recorded"
     t1 = time.monotonic()
     m.stop()
     assert time.monotonic() - t1 < 10
@@ -688,6 +691,65 @@ def concurrent_requests():
     texts = sorted(r["body"]["messages"][0]["content"] for r in recs)
     assert texts == sorted("w%d-%d" % (k, i) for k in range(8) for i in range(15))
     assert m.stats()["served"] == {"0": 120}
+    m.stop()
+
+
+@test
+def script_swap_under_load():
+    """POST /_mock/script while model requests run: every request gets a
+    whole reply from one script or the other (run under ASan in CI)."""
+    m = Mock([{"content": "old", "sticky": True}])
+    stop = threading.Event()
+    bad = []
+
+    def caller():
+        while not stop.is_set():
+            status, _, raw = m.openai(user("x"))
+            text = json.loads(raw)["choices"][0]["message"]["content"] if status == 200 else None
+            if text not in ("old", "new-a", "new-b"):
+                bad.append((status, raw))
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(40):
+        name = "new-a" if i % 2 else "new-b"
+        status, _, raw = m.request("POST", "/_mock/script", [{"content": name, "sticky": True}])
+        assert status == 200 and json.loads(raw)["entries"] == 1
+    stop.set()
+    for t in threads:
+        t.join(60)
+    assert not bad, bad[:3]
+    recs = m.records()
+    assert [r["n"] for r in recs] == list(range(1, len(recs) + 1))
+    m.stop()
+
+
+@test
+def demo_script_loads():
+    """The demo's script (examples/mock-model/demo.json) is valid and plays."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    demo = os.path.join(here, "..", "..", "examples", "mock-model", "demo.json")
+    m = Mock(open(demo).read())
+    body = {"model": "x", "messages": [
+        {"role": "system", "content": "You are the triage agent."},
+        {"role": "user", "content": "Triage this support ticket: T-1"}],
+        "tools": [{"type": "function", "function": {"name": "crm__lookup_account",
+                                                    "parameters": {"type": "object"}}}]}
+    status, _, raw = m.openai(body)
+    assert status == 200, raw
+    calls = json.loads(raw)["choices"][0]["message"]["tool_calls"]
+    assert calls[0]["function"]["name"] == "crm__lookup_account"
+    assert m.records()[0]["entry"] == 0
+    m.stop()
+
+
+@test
+def duplicate_keys_last_wins():
+    m = Mock([{"when": {"model": "second"}, "content": "last key won"}])
+    status, _, raw = m.openai(
+        '{"model": "first", "model": "second", "messages": [{"role": "user", "content": "x"}]}')
+    assert status == 200 and json.loads(raw)["model"] == "second", raw
     m.stop()
 
 
