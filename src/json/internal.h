@@ -78,6 +78,28 @@ int json_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
  * byte" trick; its borrows only ever flag bytes above a real hit, so the
  * lowest flagged byte is exact.  -DJSON_NO_SSE2 forces the word form (to
  * test it on x86-64). */
+/* Loads 8 bytes with q[0] in the low byte, so the first byte is the lowest. */
+static inline uint64_t json_load8(const unsigned char *q)
+{
+    uint64_t x;
+    memcpy(&x, q, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    x = __builtin_bswap64(x);
+#endif
+    return x;
+}
+
+/* Loads 4 bytes the same way. */
+static inline uint32_t json_load4(const unsigned char *q)
+{
+    uint32_t x;
+    memcpy(&x, q, 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    x = __builtin_bswap32(x);
+#endif
+    return x;
+}
+
 #if defined(__SSE2__) && !defined(JSON_NO_SSE2)
 #include <emmintrin.h>
 
@@ -128,17 +150,6 @@ static inline uint64_t json_word_special(uint64_t x)
     uint64_t q = x ^ (JSON_ONES * '"'), b = x ^ (JSON_ONES * '\\');
     return (((q - JSON_ONES) & ~q) | ((b - JSON_ONES) & ~b) | (x - JSON_ONES * 0x20) | x) &
            JSON_HIGH;
-}
-
-/* Loads 8 bytes with q[0] in the low byte, so the first byte is the lowest. */
-static inline uint64_t json_load8(const unsigned char *q)
-{
-    uint64_t x;
-    memcpy(&x, q, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    x = __builtin_bswap64(x);
-#endif
-    return x;
 }
 
 static inline uint64_t json_block_special(const unsigned char *q)

@@ -20,11 +20,19 @@
  * byte; an error's is that of the byte where the input stopped making
  * sense.
  *
- * Speed: string bodies are scanned 8 bytes at a time for the bytes that
- * need attention ('"', '\\', < 0x20, >= 0x80); common 2- and 3-byte UTF-8
- * forms are validated inline; after an escape, the runs between escapes are
- * copied whole; short integers are converted
- * while they are scanned; arena allocation is inlined (json_alloc).
+ * Speed: string bodies are scanned a block at a time (16 bytes with SSE2,
+ * else one 64-bit word; internal.h) for the bytes that need attention ('"',
+ * '\\', < 0x20, >= 0x80), and the position of the first one comes straight
+ * from the block's mask.  Runs of non-ASCII text are validated sequence
+ * after sequence without going back to the scan, each sequence checked as
+ * one 32-bit word.  A string without escapes is then copied whole; one
+ * with escapes has its closing quote found first (a scan for '"' and '\\'
+ * only), so its copy can be sized from the source and decoded in a single
+ * validating pass that moves plain bytes a block at a time.  Numbers get
+ * their value while they are scanned (8 digits at a time) unless they need
+ * the general code of number.c.  Arena allocation is inlined (json_alloc),
+ * short texts are copied as one or two words, and duplicate keys in small
+ * objects are looked for only among keys with the same cheap signature.
  */
 #include "internal.h"
 
@@ -183,20 +191,20 @@ static inline const unsigned char *scan_plain(const unsigned char *q, const unsi
     return q;
 }
 
-static inline int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
+/* Hex digit values plus one (0: not a hex digit). */
+static const uint8_t hex1[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,
+    ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14,
+    ['e'] = 15, ['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15,
+    ['F'] = 16,
+};
 
 /* Reads 4 hex digits at q (bounds checked by the caller); -1 if invalid. */
 static inline int32_t hex4(const unsigned char *q)
 {
-    int a = hexval(q[0]), b = hexval(q[1]), c = hexval(q[2]), d = hexval(q[3]);
-    if ((a | b | c | d) < 0) return -1;
-    return (a << 12) | (b << 8) | (c << 4) | d;
+    int a = hex1[q[0]], b = hex1[q[1]], c = hex1[q[2]], d = hex1[q[3]];
+    if (!a || !b || !c || !d) return -1;
+    return ((a - 1) << 12) | ((b - 1) << 8) | ((c - 1) << 4) | (d - 1);
 }
 
 /* Reports a control byte or a byte that starts no valid UTF-8 sequence. */
@@ -289,20 +297,33 @@ static size_t decode_escape(struct parser *ps, const unsigned char *q, const uns
     return 6;
 }
 
-/* Length of the valid UTF-8 sequence at q (q[0] >= 0x80, lim bounds it), 0
- * if invalid.  Common 2-, 3- and 4-byte forms are checked inline; the rest
- * (E0, ED and every error) go through json_utf8_decode. */
+/* Length of the valid UTF-8 sequence at q (q[0] >= 0x80; lim bounds the
+ * bytes that may be read), 0 if there is none (RFC 3629 section 4: no
+ * overlongs, no surrogates, nothing beyond U+10FFFF, no truncation).
+ * With 4 bytes readable the sequence is checked as one 32-bit word (first
+ * byte lowest): the lead and continuation bits against a pattern per
+ * length, then the few values those patterns let through:
+ *   2 bytes: C0 and C1 (overlong) have lead bits 1-4 all zero;
+ *   3 bytes: E0 followed by 80-9F (overlong) has lead nibble 0 and bit 5 of
+ *            the second byte 0; ED followed by A0-BF (surrogates) has
+ *            nibble D and that bit 1;
+ *   4 bytes: the plane (lead bits 0-2, second byte bits 4-5) must be 1-16.
+ * Near the end of the input json_utf8_decode does the same. */
 static inline int utf8_seq(const unsigned char *q, const unsigned char *lim)
 {
-    unsigned char c = q[0];
-    if (c >= 0xC2 && c <= 0xDF && lim - q >= 2 && (q[1] & 0xC0) == 0x80) return 2;
-    if (((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) && lim - q >= 3 &&
-        (q[1] & 0xC0) == 0x80 && (q[2] & 0xC0) == 0x80)
-        return 3;
-    if (c >= 0xF0 && c <= 0xF4 && lim - q >= 4 && (q[1] & 0xC0) == 0x80 &&
-        (q[2] & 0xC0) == 0x80 && (q[3] & 0xC0) == 0x80 && (c != 0xF0 || q[1] >= 0x90) &&
-        (c != 0xF4 || q[1] < 0x90))
-        return 4;
+    if (KEEL_LIKELY(lim - q >= 4)) {
+        uint32_t w = json_load4(q);
+        if ((w & 0xC0E0u) == 0x80C0u) return (w & 0x1Eu) ? 2 : 0;
+        if ((w & 0xC0C0F0u) == 0x8080E0u) {
+            uint32_t t = w & 0x200Fu;
+            return t && t != 0x200Du ? 3 : 0;
+        }
+        if ((w & 0xC0C0C0F8u) == 0x808080F0u) {
+            uint32_t plane = ((w & 7u) << 2) | ((w >> 12) & 3u);
+            return plane - 1 < 16 ? 4 : 0;
+        }
+        return 0;
+    }
     uint32_t cp;
     return json_utf8_decode(q, (size_t)(lim - q), &cp);
 }
@@ -419,7 +440,9 @@ static const unsigned char *parse_escaped(struct parser *ps, const unsigned char
             q += k;
         } else if (c >= 0x80) {
             do {
-                int k = utf8_seq(q, close);
+                /* bounded by the input's end, not close: a sequence that
+                 * runs into the closing quote is invalid either way */
+                int k = utf8_seq(q, ps->end);
                 if (KEEL_UNLIKELY(!k)) {
                     bad_string_byte(ps, q);
                     return NULL;
@@ -483,6 +506,25 @@ static const unsigned char *parse_string(struct parser *ps, const unsigned char 
 
 /* ---- numbers ------------------------------------------------------------- */
 
+/* Are all 8 bytes of x (first byte lowest) ASCII digits?  A byte is a
+ * digit iff its high nibble is 3 and adding 6 leaves it 3 (0x30-0x39). */
+static inline bool eight_digits(uint64_t x)
+{
+    return ((x & 0xF0F0F0F0F0F0F0F0ULL) |
+            (((x + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) ==
+           0x3333333333333333ULL;
+}
+
+/* The value of 8 ASCII digits (first byte lowest, most significant), by
+ * combining neighbours: pairs (10a + b), then quads, then the 8 digits. */
+static inline uint64_t eight_digits_value(uint64_t x)
+{
+    x -= 0x3030303030303030ULL;
+    x = (x * 10 + (x >> 8)) & 0x00FF00FF00FF00FFULL;    /* 4 values 0..99 in 16-bit lanes */
+    x = (x * 100 + (x >> 16)) & 0x0000FFFF0000FFFFULL;  /* 2 values 0..9999 in 32-bit lanes */
+    return (x * 10000 + (x >> 32)) & 0xFFFFFFFFULL;      /* 0..99999999 */
+}
+
 /* number = [ minus ] int [ frac ] [ exp ]
  *
  * The value is worked out while the text is scanned when the digits fit in
@@ -521,7 +563,16 @@ static const unsigned char *parse_number(struct parser *ps, const unsigned char 
         }
     } else {
         const unsigned char *d0 = p;
-        while (p < end && *p >= '0' && *p <= '9' && p - d0 < 19) m = m * 10 + (uint64_t)(*p++ - '0');
+        if (end - p >= 8 && eight_digits(json_load8(p))) {
+            m = eight_digits_value(json_load8(p));
+            p += 8;
+            if (end - p >= 8 && eight_digits(json_load8(p))) {
+                m = m * 100000000 + eight_digits_value(json_load8(p));
+                p += 8;
+            }
+        }
+        const unsigned char *lim = end - p > 19 - (p - d0) ? d0 + 19 : end;
+        while (p < lim && (unsigned char)(*p - '0') < 10) m = m * 10 + (uint64_t)(*p++ - '0');
         if (p < end && *p >= '0' && *p <= '9') {
             /* a 20th digit fits unless it overflows */
             if (__builtin_mul_overflow(m, 10, &m) || __builtin_add_overflow(m, (uint64_t)(*p - '0'), &m))
@@ -646,13 +697,25 @@ static int check_duplicates(struct parser *ps, size_t start)
     struct pmember *m = ps->members + start;
     size_t n = ps->nmembers - start;
     if (n <= 16) {
-        for (size_t j = 1; j < n; j++)
-            for (size_t i = 0; i < j; i++)
-                if (m[i].m.key && same_key(&m[i].m, &m[j].m)) {
-                    int rc = duplicate(ps, &m[i], &m[j]);
-                    if (rc) return rc;
-                    break;
-                }
+        /* A 64-bit set of cheap key signatures: a key whose signature is
+         * new cannot repeat an earlier key, so only the rest are compared
+         * with the keys before them. */
+        uint64_t seen = 0;
+        for (size_t j = 0; j < n; j++) {
+            const struct json_member *k = &m[j].m;
+            unsigned sig = (k->key_len * 7u + (unsigned char)k->key[0] +
+                            (unsigned char)k->key[k->key_len ? k->key_len - 1 : 0] * 3u) & 63u;
+            uint64_t bit = (uint64_t)1 << sig;
+            if (seen & bit) {
+                for (size_t i = 0; i < j; i++)
+                    if (m[i].m.key && same_key(&m[i].m, k)) {
+                        int rc = duplicate(ps, &m[i], &m[j]);
+                        if (rc) return rc;
+                        break;
+                    }
+            }
+            seen |= bit;
+        }
         return 0;
     }
     size_t cap = 64;

@@ -18,6 +18,9 @@
  * output writes its nearest double in ECMAScript form (json_format_double),
  * and fails for numbers whose double overflows (1e400).
  *
+ * Plain runs of strings are found a block at a time (internal.h) and
+ * copied whole.
+ *
  * Invariant of the hot path: text is written through a raw pointer into
  * reserved buffer space; b->len and the buffer's NUL are brought up to
  * date before any call that may reallocate and at the end.
@@ -41,15 +44,6 @@ static const char escape_of[128] = {
 
 static const char hexdig[] = "0123456789abcdef";
 
-#define ONES 0x0101010101010101ULL
-#define HIGH 0x8080808080808080ULL
-
-static inline uint64_t special8(uint64_t x)
-{
-    uint64_t q = x ^ (ONES * '"'), b = x ^ (ONES * '\\');
-    return (((q - ONES) & ~q) | ((b - ONES) & ~b) | (x - ONES * 0x20) | x) & HIGH;
-}
-
 static char *put_u(char *o, uint32_t u)
 {
     o[0] = '\\';
@@ -71,13 +65,16 @@ static void write_str(struct buf *b, const char *str, size_t len, bool ascii)
     for (;;) {
         /* Copy the plain run. */
         const unsigned char *r = s;
-        while (end - r >= 8) {
-            uint64_t x;
-            memcpy(&x, r, 8);
-            if (special8(x)) break;
-            r += 8;
+        while (end - r >= JSON_BLOCK) {
+            uint64_t m = json_block_special(r);
+            if (m) {
+                r += json_block_first(m);
+                goto run_end;
+            }
+            r += JSON_BLOCK;
         }
-        while (r < end && *r >= 0x20 && *r < 0x80 && *r != '"' && *r != '\\') r++;
+        while (r < end && !json_byte_special(*r)) r++;
+    run_end:
         memcpy(o, s, (size_t)(r - s));
         o += r - s;
         s = r;
