@@ -23,10 +23,15 @@
  * callback.  A request is never completed before the commit that holds it.
  *
  * Continuity.  An event is inserted only if seq is 1 with a zero prev_hash,
- * or event seq-1 of the run exists with hash == prev_hash; the primary key
- * (run_id, seq) refuses a second event with the same seq.  Because the
- * committer is the only writer of events and checks inside its transaction,
- * two writers can never fork a run.
+ * or event seq-1 of the run exists with hash == prev_hash (so a second event
+ * with the same seq is refused).  Because the committer is the only writer
+ * of events and checks inside its transaction, two writers can never fork a
+ * run; the primary key (run_id, seq) of events_index is a second line that
+ * would refuse to index a duplicate.
+ *
+ * Events.  One table in append order; events_index (run_id, seq -> id) is
+ * built behind it in batches, and the rows not yet indexed ("the log") are
+ * found by a range scan of the newest ids (see migration 3 and index_log).
  *
  * Schema.  Versioned by PRAGMA user_version; the migrations table below is
  * applied in order, each in its own transaction.  application_id marks the
@@ -58,14 +63,16 @@
 #define CHECKPOINT_FRAMES 500 /* ~2 MiB of 4 KiB pages */
 #define WAL_BYTES (4 * 1024 * 1024)
 
-/* Events wait in events_log until it holds this many rows (see compact_log). */
-#define LOG_COMPACT_ROWS 4096
+/* Events are indexed once this many wait in the log (see index_log). */
+#define LOG_INDEX_ROWS 4096
 /* Runs whose tail the committer remembers; beyond, it forgets them all. */
 #define TAIL_CACHE_MAX 65536
 
 /* ---- schema ------------------------------------------------------------ */
 
 #define EVENT_COLS "run_id, seq, time_ms, kind, actor, payload, prev_hash, hash"
+#define EVENT_COLS_E                                                                               \
+    "e.run_id, e.seq, e.time_ms, e.kind, e.actor, e.payload, e.prev_hash, e.hash"
 
 /* migrations[i] takes the schema from user_version i to i + 1.  Never edit
  * a shipped entry; add a row. */
@@ -168,14 +175,18 @@ static const char *const migrations[] = {
     "  hash TEXT NOT NULL"
     ");",
 
-    /* 3: events becomes a rowid table with a small unique index on (run_id,
-     * seq).  As a WITHOUT ROWID table it was a B-tree of whole rows (~300
-     * bytes, interior cells included) into which each compaction inserted
-     * every run's rows in the middle; now the rows are appended at the end
-     * and only the index entries (~20 bytes) go in the middle.  Measured on
-     * a compaction of 4096 events of 64 runs: 614-697 WAL frames before,
-     * 361-473 after. */
-    "CREATE TABLE events_v3 ("
+    /* 3: one events table for good, in append order, and an index built
+     * behind it.  Appends go to the end of events (a rowid table), so a
+     * commit writes a few pages however many runs it carries; every
+     * LOG_INDEX_ROWS events the committer adds the new rows' (run_id, seq)
+     * to events_index in one sorted batch (index_log).  events_indexed.upto
+     * is the last id indexed; rows after it are "the log", read by a rowid
+     * range scan.  Until schema 2, compaction moved whole rows from
+     * events_log into a WITHOUT ROWID events table: per 4096 events of 64
+     * runs that wrote 614-1012 WAL frames and took 29-42 ms of CPU; adding
+     * the index entries writes 22-124 frames. */
+    "ALTER TABLE events RENAME TO events_v2;"
+    "CREATE TABLE events ("
     "  id INTEGER PRIMARY KEY,"
     "  run_id TEXT NOT NULL,"
     "  seq INTEGER NOT NULL,"
@@ -186,11 +197,20 @@ static const char *const migrations[] = {
     "  prev_hash TEXT NOT NULL,"
     "  hash TEXT NOT NULL"
     ");"
-    "INSERT INTO events_v3 (" EVENT_COLS ") SELECT " EVENT_COLS " FROM events "
+    "INSERT INTO events (" EVENT_COLS ") SELECT " EVENT_COLS " FROM events_v2 "
     "  ORDER BY run_id, seq;"
-    "DROP TABLE events;"
-    "ALTER TABLE events_v3 RENAME TO events;"
-    "CREATE UNIQUE INDEX events_by_run ON events(run_id, seq);",
+    "INSERT INTO events (" EVENT_COLS ") SELECT " EVENT_COLS " FROM events_log ORDER BY id;"
+    "DROP TABLE events_v2;"
+    "DROP TABLE events_log;"
+    "CREATE TABLE events_index ("
+    "  run_id TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  id INTEGER NOT NULL,"
+    "  PRIMARY KEY (run_id, seq)"
+    ") WITHOUT ROWID;"
+    "INSERT INTO events_index SELECT run_id, seq, id FROM events;"
+    "CREATE TABLE events_indexed (upto INTEGER NOT NULL);"
+    "INSERT INTO events_indexed SELECT coalesce(max(id), 0) FROM events;",
 };
 #define SCHEMA_VERSION ((int)KEEL_ARRAY_LEN(migrations))
 
@@ -221,8 +241,8 @@ enum stmt_id {
     ST_EV_INSERT,
     ST_EV_TAIL,
     ST_EV_SCAN,
-    ST_LOG_COPY,
-    ST_LOG_CLEAR,
+    ST_LOG_INDEX,
+    ST_LOG_MARK,
     ST_LOG_COUNT,
     ST_DATA_VERSION,
     ST_SNAP_PUT,
@@ -265,21 +285,22 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_RUN_LEASE] = "SELECT lease_owner, lease_expires_ms FROM runs WHERE id = ?1",
     [ST_RUN_RELEASE] = "UPDATE runs SET lease_owner = NULL, lease_expires_ms = 0 "
                        "WHERE id = ?1 AND lease_owner = ?2",
-    [ST_EV_INSERT] = "INSERT INTO events_log (" EVENT_COLS ") "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    /* An event is in exactly one of events and events_log (compaction moves
-     * rows in one transaction), so reads look at both. */
-    [ST_EV_TAIL] = "SELECT seq, hash FROM (SELECT seq, hash FROM events WHERE run_id = ?1 "
-                   "ORDER BY seq DESC LIMIT 1) UNION ALL SELECT seq, hash FROM (SELECT seq, hash "
-                   "FROM events_log WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1) "
+    [ST_EV_INSERT] = "INSERT INTO events (" EVENT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    /* An event is found through events_index, or it is in the log: the
+     * rows after events_indexed.upto, which no index covers. */
+    [ST_EV_TAIL] = "SELECT seq, hash FROM (SELECT e.seq, e.hash FROM events_index i JOIN events e "
+                   "ON e.id = i.id WHERE i.run_id = ?1 ORDER BY i.seq DESC LIMIT 1) "
+                   "UNION ALL SELECT seq, hash FROM (SELECT seq, hash FROM events WHERE id > "
+                   "(SELECT upto FROM events_indexed) AND run_id = ?1 ORDER BY seq DESC LIMIT 1) "
                    "ORDER BY seq DESC LIMIT 1",
-    [ST_EV_SCAN] = "SELECT " EVENT_COLS " FROM events WHERE run_id = ?1 AND seq >= ?2 "
-                   "UNION ALL SELECT " EVENT_COLS " FROM events_log WHERE run_id = ?1 AND "
-                   "seq >= ?2 ORDER BY seq LIMIT ?3",
-    [ST_LOG_COPY] = "INSERT INTO events (" EVENT_COLS ") SELECT " EVENT_COLS " FROM events_log "
-                    "ORDER BY run_id, seq",
-    [ST_LOG_CLEAR] = "DELETE FROM events_log",
-    [ST_LOG_COUNT] = "SELECT count(*) FROM events_log",
+    [ST_EV_SCAN] = "SELECT " EVENT_COLS_E " FROM events_index i JOIN events e ON e.id = i.id "
+                   "WHERE i.run_id = ?1 AND i.seq >= ?2 UNION ALL SELECT " EVENT_COLS " FROM "
+                   "events WHERE id > (SELECT upto FROM events_indexed) AND run_id = ?1 AND "
+                   "seq >= ?2 ORDER BY 2 LIMIT ?3",
+    [ST_LOG_INDEX] = "INSERT INTO events_index SELECT run_id, seq, id FROM events WHERE id > "
+                     "(SELECT upto FROM events_indexed) ORDER BY run_id, seq",
+    [ST_LOG_MARK] = "UPDATE events_indexed SET upto = (SELECT coalesce(max(id), 0) FROM events)",
+    [ST_LOG_COUNT] = "SELECT count(*) FROM events WHERE id > (SELECT upto FROM events_indexed)",
     [ST_DATA_VERSION] = "PRAGMA data_version",
     [ST_SNAP_PUT] = "INSERT OR REPLACE INTO snapshots (run_id, seq, state) VALUES (?1, ?2, ?3)",
     [ST_SNAP_GET] = "SELECT seq, state FROM snapshots WHERE run_id = ?1 AND seq <= ?2 "
@@ -337,7 +358,7 @@ struct sq {
     struct store_append *head, *tail;
     bool stopping;
     bool busy;           /* a group commit is in progress (committer or inline) */
-    bool compact_wanted; /* an inline commit left the log long: committer compacts */
+    bool index_wanted;   /* an inline commit left the log long: committer indexes it */
     bool committer_running;
     pthread_t committer;
     struct store_stats stats;
@@ -346,8 +367,8 @@ struct sq {
     struct strmap tails;   /* run id -> struct tail, as committed          */
     struct strmap pending; /* run id -> struct tail, in the open group     */
     int data_version;      /* PRAGMA data_version after our last commit    */
-    size_t log_rows;       /* rows in events_log                           */
-    size_t log_compact_at; /* compact when log_rows reaches this           */
+    size_t log_rows;       /* events not yet in events_index (the log)     */
+    size_t log_index_at;   /* index the log when log_rows reaches this     */
 
     int ck_next_at, ck_last_frames; /* wal_hook's state (wlock held) */
     pthread_mutex_t cklock; /* the checkpointer: wakes when the WAL is long */
@@ -861,14 +882,15 @@ static void commit_group(struct sq *q, struct store_append **reqs, size_t n, str
     pthread_mutex_unlock(&q->wlock);
 }
 
-/* Moves the event log into the indexed events table, each run's events
- * together, so the pages of the events table are written once per
- * compaction instead of once per commit.  The move is one transaction, so
- * a reader sees every event exactly once.  It does not fsync on its own:
+/* Indexes the log: adds the (run_id, seq) of every event after
+ * events_indexed.upto to events_index, sorted so that each run's entries go
+ * in together, and moves upto to the last event.  The rows themselves stay
+ * where they are.  One transaction, so a reader finds every event exactly
+ * once (through the index or in the log).  It does not fsync on its own:
  * the next durable commit's fsync covers it (WAL frames are synced in
- * order), and losing it to a power cut loses nothing — the events are still
- * in the log. */
-static void compact_log(struct sq *q)
+ * order), and losing it to a power cut loses nothing — the events are
+ * still in the log. */
+static void index_log(struct sq *q)
 {
     struct conn *c = &q->writer;
     struct keel_err err;
@@ -876,17 +898,17 @@ static void compact_log(struct sq *q)
     bool full = q->opts.durability == STORE_DURABILITY_FULL;
     if (full) sqlite3_exec(c->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
     int rc = exec_stmt(q, c, ST_BEGIN, &err);
-    if (!rc) rc = exec_stmt(q, c, ST_LOG_COPY, &err);
-    if (!rc) rc = exec_stmt(q, c, ST_LOG_CLEAR, &err);
+    if (!rc) rc = exec_stmt(q, c, ST_LOG_INDEX, &err);
+    if (!rc) rc = exec_stmt(q, c, ST_LOG_MARK, &err);
     if (!rc) rc = exec_stmt(q, c, ST_COMMIT, &err);
     if (rc) {
         rollback(q, c);
-        keel_log(KEEL_LOG_WARN, "store %s: compacting the event log failed (events stay in the "
+        keel_log(KEEL_LOG_WARN, "store %s: indexing recent events failed (they stay in the "
                  "log, reads still see them): %s", q->path, err.msg);
-        q->log_compact_at = q->log_rows + LOG_COMPACT_ROWS; /* back off */
+        q->log_index_at = q->log_rows + LOG_INDEX_ROWS; /* back off */
     } else {
         q->log_rows = 0;
-        q->log_compact_at = LOG_COMPACT_ROWS;
+        q->log_index_at = LOG_INDEX_ROWS;
         pthread_mutex_lock(&q->qlock);
         q->stats.compactions++;
         pthread_mutex_unlock(&q->qlock);
@@ -922,18 +944,18 @@ static void *committer_main(void *arg)
     if (!reqs || !out) abort(); /* cannot complete requests: nothing sane left */
     pthread_mutex_lock(&q->qlock);
     for (;;) {
-        while (((!q->head && !q->compact_wanted) || q->busy) && !q->stopping)
+        while (((!q->head && !q->index_wanted) || q->busy) && !q->stopping)
             pthread_cond_wait(&q->qcond, &q->qlock);
         if (q->busy) { /* stopping while an inline commit runs: let it finish */
             pthread_cond_wait(&q->qcond, &q->qlock);
             continue;
         }
-        if (!q->head && !q->compact_wanted) break; /* stopping, nothing left */
+        if (!q->head && !q->index_wanted) break; /* stopping, nothing left */
         if (!q->head) {
-            q->compact_wanted = false;
+            q->index_wanted = false;
             q->busy = true;
             pthread_mutex_unlock(&q->qlock);
-            compact_log(q);
+            index_log(q);
             pthread_mutex_lock(&q->qlock);
             q->busy = false;
             continue;
@@ -978,11 +1000,11 @@ static void *committer_main(void *arg)
 
         pthread_mutex_lock(&q->qlock);
         bool idle = q->head == NULL;
-        /* Compact when the log is long: right away if nobody is waiting,
-         * else once it is twice as long (so a busy store still compacts). */
-        if (q->log_rows >= q->log_compact_at && (idle || q->log_rows >= 2 * q->log_compact_at)) {
+        /* Index the log when it is long: right away if nobody is waiting,
+         * else once it is twice as long (so a busy store still indexes). */
+        if (q->log_rows >= q->log_index_at && (idle || q->log_rows >= 2 * q->log_index_at)) {
             pthread_mutex_unlock(&q->qlock);
-            compact_log(q);
+            index_log(q);
             pthread_mutex_lock(&q->qlock);
         }
         q->busy = false;
@@ -1025,10 +1047,10 @@ static int sq_append(struct store *s, struct store_append *req, struct keel_err 
 
     pthread_mutex_lock(&q->qlock);
     count_group(q, 1, inserted, commit_ns, sync_ns);
-    if (q->log_rows >= q->log_compact_at) q->compact_wanted = true;
+    if (q->log_rows >= q->log_index_at) q->index_wanted = true;
     q->busy = false;
-    /* Requests that queued meanwhile, or compaction, are the committer's. */
-    if (q->head || q->compact_wanted || q->stopping) pthread_cond_broadcast(&q->qcond);
+    /* Requests that queued meanwhile, or indexing, are the committer's. */
+    if (q->head || q->index_wanted || q->stopping) pthread_cond_broadcast(&q->qcond);
     pthread_mutex_unlock(&q->qlock);
     if (out.rc && err) *err = out.err;
     return out.rc;
@@ -1235,7 +1257,7 @@ int store_sqlite_open(const char *location, const struct store_opts *opts, struc
     strmap_init(&q->pending);
     q->data_version = -1;
     q->ck_next_at = CHECKPOINT_FRAMES;
-    q->log_compact_at = LOG_COMPACT_ROWS;
+    q->log_index_at = LOG_INDEX_ROWS;
 
     int rc = conn_open(q, &q->writer, true, err);
     if (rc) {
@@ -1264,11 +1286,12 @@ int store_sqlite_open(const char *location, const struct store_opts *opts, struc
         return rc;
     }
     if (!q->opts.read_only && !q->memory) {
-        /* secure_delete: this SQLite is built to overwrite every freed page
-         * with zeros, so each compaction wrote the whole emptied event log
-         * to the WAL a second time (929-1012 frames per 4096 events moved,
-         * against 614-697 with FAST).  FAST still clears deleted content
-         * whenever that costs no extra I/O. */
+        /* secure_delete: Debian's SQLite is built to overwrite every freed
+         * page with zeros, which writes each freed page to the WAL once
+         * more (schema 2's compaction, which emptied a table of moved
+         * events, wrote 929-1012 frames per 4096 events with it and 614-697
+         * with FAST).  FAST still clears deleted content whenever that costs
+         * no extra I/O. */
         char pragma[160];
         snprintf(pragma, sizeof pragma,
                  "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=%d; "

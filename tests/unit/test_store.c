@@ -720,9 +720,10 @@ static int64_t raw_int(const char *path, const char *sql)
     return v;
 }
 
-/* Schema 3 turned events from a WITHOUT ROWID table into a rowid table with
- * a unique index.  A store written by schema 2, with events in both tables,
- * opens migrated and reads, continues and refuses exactly as before. */
+/* Schema 3 keeps every event in one rowid table and indexes it in batches;
+ * schema 2 moved events from events_log into a WITHOUT ROWID events table.
+ * A store written by schema 2, with events in both tables, opens migrated
+ * and reads, continues and refuses exactly as before. */
 TEST(events_table_migrates_from_schema_2)
 {
     struct tmp t;
@@ -739,29 +740,40 @@ TEST(events_table_migrates_from_schema_2)
     }
     store_close(s);
     /* Rebuild the schema-2 layout: events 1-3 in a WITHOUT ROWID events
-     * table, the rest still in the log. */
+     * table, the rest in events_log. */
     raw_exec(t.path,
              "BEGIN;"
-             "CREATE TABLE events_old (run_id TEXT NOT NULL, seq INTEGER NOT NULL, time_ms "
+             "CREATE TABLE events_v2 (run_id TEXT NOT NULL, seq INTEGER NOT NULL, time_ms "
              "INTEGER NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL, payload TEXT NOT NULL, "
              "prev_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT "
              "ROWID;"
-             "INSERT INTO events_old SELECT run_id, seq, time_ms, kind, actor, payload, "
-             "prev_hash, hash FROM events_log WHERE seq <= 3;"
-             "DELETE FROM events_log WHERE seq <= 3;"
-             "DROP TABLE events;"
-             "ALTER TABLE events_old RENAME TO events;"
+             "CREATE TABLE events_log (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, seq INTEGER "
+             "NOT NULL, time_ms INTEGER NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL, "
+             "payload TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);"
+             "INSERT INTO events_v2 SELECT run_id, seq, time_ms, kind, actor, payload, "
+             "prev_hash, hash FROM events WHERE seq <= 3;"
+             "INSERT INTO events_log (run_id, seq, time_ms, kind, actor, payload, prev_hash, "
+             "hash) SELECT run_id, seq, time_ms, kind, actor, payload, prev_hash, hash FROM "
+             "events WHERE seq > 3 ORDER BY id;"
+             "DROP TABLE events; DROP TABLE events_index; DROP TABLE events_indexed;"
+             "ALTER TABLE events_v2 RENAME TO events;"
              "PRAGMA user_version=2;"
              "COMMIT;");
     CHECK_INT(raw_int(t.path, "SELECT count(*) FROM events"), 5);
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM events_log"), 1);
 
     s = open_store(&t);
     REQUIRE(s);
     CHECK_INT(raw_int(t.path, "PRAGMA user_version"), 3);
-    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM pragma_index_list('events') WHERE name = "
-                              "'events_by_run' AND \"unique\" = 1"),
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM events"), 6);
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM events_index i JOIN events e ON e.id = i.id "
+                              "AND e.run_id = i.run_id AND e.seq = i.seq"),
+              6);
+    CHECK_INT(raw_int(t.path, "SELECT upto = (SELECT max(id) FROM events) FROM events_indexed"),
               1);
-    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM events WHERE id IS NOT NULL"), 5);
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM sqlite_master WHERE name IN ('events_log', "
+                              "'events_v2')"),
+              0);
     int64_t n = 0;
     CHECK_INT(store_events_scan(s, "run_a", 1, 0, count_events, &n, &err), 0);
     CHECK_INT(n, 4);
@@ -779,13 +791,11 @@ TEST(events_table_migrates_from_schema_2)
     CHECK_INT(store_append(s, &r3, &err), 0);
     CHECK_INT(store_append(s, &r2, &err), KEEL_EEXIST);
     store_close(s);
-    /* The unique index backs the committer's check. */
+    /* The index's primary key backs the committer's check. */
     sqlite3 *db;
     REQUIRE(sqlite3_open(t.path, &db) == SQLITE_OK);
-    CHECK_INT(sqlite3_exec(db,
-                           "INSERT INTO events (run_id, seq, time_ms, kind, actor, payload, "
-                           "prev_hash, hash) SELECT run_id, seq, time_ms, kind, actor, payload, "
-                           "prev_hash, hash FROM events WHERE run_id = 'run_a' AND seq = 1",
+    CHECK_INT(sqlite3_exec(db, "INSERT INTO events_index SELECT run_id, seq, id FROM events "
+                               "WHERE run_id = 'run_a' AND seq = 1",
                            NULL, NULL, NULL) &
                   0xff,
               SQLITE_CONSTRAINT);
