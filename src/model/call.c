@@ -74,7 +74,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-/* See internal.h. */
+/* See internal.h.  Nothing allocated. */
 int64_t model_retry_after_ms(const char *v, size_t len, bool is_ms, int64_t now_ms)
 {
     char s[64];
@@ -457,7 +457,12 @@ int model_call(struct model_gateway *g, const struct model_request *r, struct ar
             return rc;
         }
         buf_printf(&tried, "%s%s", i ? ", " : "", m->name);
-        if (rc > 0) continue;
+        if (rc > 0) {
+            if (i + 1 < nchain)
+                keel_log(KEEL_LOG_WARN, "model %s failed (%s); falling back to %s", m->name,
+                         last.msg, chain[i + 1]);
+            continue;
+        }
         if (resp.input_tokens < 0) resp.input_tokens = model_estimate_tokens(r->messages, r->tools);
         if (resp.output_tokens < 0) {
             struct json_value *one = json_array(a);

@@ -405,6 +405,19 @@ TEST(route_rules_first_match_wins)
     REQUIRE(model_route(g, &r, &c, &err) == 0);
     CHECK_STR(c.model, "spare");
     CHECK_STR(c.rule, "default");
+    /* fallback may be one name instead of a list. */
+    struct model_gateway *g1 = NULL;
+    REQUIRE(load("{\"providers\": {\"p\": {\"kind\": \"openai\", \"base_url\": \"http://h\"}}, "
+                 "\"models\": {\"a\": {\"provider\": \"p\", \"model\": \"x\"}, "
+                 "\"b\": {\"provider\": \"p\", \"model\": \"y\"}}, "
+                 "\"routes\": {\"default\": {\"model\": \"a\", \"fallback\": \"b\"}}}",
+                 ".", &g1, &err) == 0);
+    struct model_request r1 = {.messages = few};
+    REQUIRE(model_route(g1, &r1, &c, &err) == 0);
+    CHECK_STR(c.model, "a");
+    CHECK_STR(c.fallbacks[0], "b");
+    CHECK(c.fallbacks[1] == NULL);
+    model_gateway_free(g1);
     /* Unknown names list what exists. */
     r.route = "gpt-5";
     CHECK_INT(model_route(g, &r, &c, &err), KEEL_ENOENT);
