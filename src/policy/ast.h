@@ -140,12 +140,13 @@ enum policy_scope_op {
 struct policy_scope {
     uint8_t op;         /* enum policy_scope_op */
     bool slot;          /* E is a template slot (?principal / ?resource)   */
+    bool hashed;        /* hash0 and hashes are set (when the policy joined a set) */
     const char *is_type; /* IS / IS_IN: the entity type */
     uint32_t is_type_len;
     struct policy_euid *euids; /* EQ/IN/IS_IN: 1 (NULL while an unlinked slot); IN_SET: n */
     uint32_t neuids;
-    const uint64_t *hashes; /* policy_euid_hash of each euids[i], set when the policy is
-                               added to a set (NULL before: compute on demand) */
+    const uint64_t *hashes; /* IN_SET with n > 1: policy_euid_hash of each euids[i] */
+    uint64_t hash0;         /* policy_euid_hash(&euids[0]) */
     int line, column;
 };
 

@@ -95,8 +95,12 @@ struct dim_index {
 struct policy_set {
     struct arena arena;
     unsigned flags;
-    struct policy **items;
+    struct policy **items; /* items[i] == &chunks[i / CHUNK_POLICIES][i % CHUNK_POLICIES] */
     size_t len, cap;
+    struct policy **chunks; /* the policies themselves, CHUNK_POLICIES to a block that
+                               never moves, so the authorizer finds policy i without
+                               reading items[] (one more cold line per candidate) */
+    size_t nchunks;
     struct strmap ids; /* id -> struct policy* */
     size_t next_auto;  /* N of the next policyN */
     struct buf sources; /* what the hash covers */
@@ -111,6 +115,8 @@ struct policy_set {
     struct id_list wild; /* policies with no uid in any scope */
     struct id_list pool; /* the index lists' 2nd and later entries, in runs */
 };
+
+#define CHUNK_POLICIES 64
 
 static uint64_t hkey(uint64_t h)
 {
@@ -210,10 +216,14 @@ static void index_policy(struct policy_set *set, struct policy *p, uint32_t idx)
     int home = -1, best = 0;
     for (int d = 0; d < 3; d++) {
         struct policy_scope *s = scopes[d];
+        s->hashed = false;
+        s->hashes = NULL;
         if (s->euids && s->neuids) { /* hashed once here, read by the evaluator */
-            uint64_t *hs = arena_alloc(&set->arena, s->neuids * sizeof *hs);
-            for (uint32_t i = 0; i < s->neuids; i++) hs[i] = policy_euid_hash(&s->euids[i]);
+            uint64_t *hs = s->neuids > 1 ? arena_alloc(&set->arena, s->neuids * sizeof *hs) : NULL;
+            s->hash0 = policy_euid_hash(&s->euids[0]);
+            for (uint32_t i = 0; hs && i < s->neuids; i++) hs[i] = policy_euid_hash(&s->euids[i]);
             s->hashes = hs;
+            s->hashed = true;
         }
         int score = home_score(s, d);
         if (score > best) {
@@ -222,7 +232,7 @@ static void index_policy(struct policy_set *set, struct policy *p, uint32_t idx)
         }
         if (!score) continue;
         if (s->neuids == 1) {
-            f.h[d] = fold32(s->hashes[0]);
+            f.h[d] = fold32(s->hash0);
         } else {
             f.idx |= FILTER_BLOOM(d); /* mask 0 (`in []`): matches nothing */
             for (uint32_t i = 0; i < s->neuids; i++) f.h[d] |= bloom_bit(s->hashes[i]);
@@ -234,7 +244,7 @@ static void index_policy(struct policy_set *set, struct policy *p, uint32_t idx)
     }
     for (uint32_t i = 0; i < scopes[home]->neuids; i++)
         index_uid(set, &set->dims[2 * home + (scopes[home]->op != POLICY_SCOPE_EQ)],
-                  scopes[home]->hashes[i], &f);
+                  i ? scopes[home]->hashes[i] : scopes[home]->hash0, &f);
 }
 
 struct policy_set *policy_set_new(unsigned flags)
@@ -260,12 +270,24 @@ void policy_set_free(struct policy_set *set)
     strmap_cleanup(&set->ids);
     buf_cleanup(&set->sources);
     free(set->items);
+    for (size_t i = 0; i < set->nchunks; i++) free(set->chunks[i]);
+    free(set->chunks);
     arena_cleanup(&set->arena);
     free(set);
 }
 
-static void add_policy(struct policy_set *set, struct policy *p)
+/* Adds a copy of *src (its arena data is shared) as the next policy. */
+static void add_policy(struct policy_set *set, const struct policy *src)
 {
+    if (set->len % CHUNK_POLICIES == 0) {
+        set->chunks = realloc(set->chunks, (set->nchunks + 1) * sizeof *set->chunks);
+        if (!set->chunks) abort();
+        set->chunks[set->nchunks] = malloc(CHUNK_POLICIES * sizeof **set->chunks);
+        if (!set->chunks[set->nchunks]) abort();
+        set->nchunks++;
+    }
+    struct policy *p = &set->chunks[set->len / CHUNK_POLICIES][set->len % CHUNK_POLICIES];
+    *p = *src;
     if (set->len == set->cap) {
         set->cap = set->cap ? set->cap * 2 : 16;
         set->items = realloc(set->items, set->cap * sizeof *set->items);
@@ -533,6 +555,12 @@ static bool filter_pass(const struct scope_filter *f, const struct req_filter *r
     return true;
 }
 
+/* Policy i of set, read from its chunk (the chunk table is small and hot). */
+static const struct policy *policy_at(const struct policy_set *set, uint32_t i)
+{
+    return &set->chunks[i / CHUNK_POLICIES][i % CHUNK_POLICIES];
+}
+
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -615,7 +643,7 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
     size_t nsat = 0;
     bool forbid = false;
     for (size_t i = 0; i < ncand; i++) {
-        const struct policy *p = set->items[resp->cand[i]];
+        const struct policy *p = policy_at(set, resp->cand[i]);
         c.file = p->file;
         msg[0] = '\0';
         int r = policy_eval_policy(&c, p);
@@ -633,7 +661,7 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
     int want = forbid ? POLICY_FORBID : POLICY_PERMIT;
     resp->reasons = grow(resp->reasons, &resp->reasons_cap, nsat + 1, sizeof *resp->reasons);
     for (size_t i = 0; i < nsat; i++) {
-        const struct policy *p = set->items[resp->satisfied[i]];
+        const struct policy *p = policy_at(set, resp->satisfied[i]);
         if (p->effect != want) continue;
         resp->reasons[resp->nreasons++] = p;
     }

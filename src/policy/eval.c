@@ -679,11 +679,12 @@ bool policy_scope_matches(const struct policy_entities *es, const struct policy_
     }
 }
 
-/* The hash of scope s's i-th uid: precomputed when s's policy was added
- * to a set. */
+/* The hash of scope s's i-th uid: precomputed (inline in the scope for
+ * the first) when s's policy was added to a set. */
 static uint64_t scope_hash(const struct policy_scope *s, uint32_t i)
 {
-    return s->hashes ? s->hashes[i] : policy_euid_hash(&s->euids[i]);
+    if (!s->hashed) return policy_euid_hash(&s->euids[i]);
+    return i ? s->hashes[i] : s->hash0;
 }
 
 /* Cedar's `a in b` for request uid d (a, entity ea, may be NULL) and b
