@@ -16,8 +16,17 @@
  * Keel's parse includes UTF-8 validation of bytes and arena reset; Node's
  * parse starts from an already-decoded JS string.
  *
+ * The arena is reset between parses.  arena_reset hands its chunks back to
+ * malloc, and in a fresh process glibc then returns the top of the heap to
+ * the kernel (its trim threshold starts at 128 KiB), so every parse
+ * page-faults the ~2.4 MB its DOM needs back in: on the shared VM that costs
+ * about as much as the parse itself.  A long-running process usually has
+ * larger thresholds (glibc raises them when a big block is freed) or a heap
+ * whose top is not free.  --keep-heap measures that case: it sets
+ * M_TRIM_THRESHOLD to 256 MiB first.  The default is the cold process.
+ *
  * usage: bench_json [--seconds S] [--repeat N] [--no-peer] [--doc NAME] [--op parse|write]
- *                   [--iterations N]
+ *                   [--iterations N] [--keep-heap]
  * --doc and --op restrict the run to one document / operation (the peer
  * still measures both).  --iterations N runs exactly N calls per figure
  * instead of timed rounds and skips the peer: a fixed amount of work, for
@@ -30,6 +39,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 struct doc {
     const char *name;
@@ -233,6 +245,7 @@ int main(int argc, char **argv)
     int repeat = 5;
     bool peer = true;
     const char *only_doc = NULL, *only_op = NULL;
+    bool keep_heap = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
@@ -240,15 +253,23 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--doc") && i + 1 < argc) only_doc = argv[++i];
         else if (!strcmp(argv[i], "--op") && i + 1 < argc) only_op = argv[++i];
         else if (!strcmp(argv[i], "--iterations") && i + 1 < argc) iterations = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--keep-heap")) keep_heap = true;
         else {
             fprintf(stderr, "usage: bench_json [--seconds S] [--repeat N] [--no-peer] "
                             "[--doc tool-call|transcript] [--op parse|write] "
-                            "[--iterations N]\n");
+                            "[--iterations N] [--keep-heap]\n");
             return 2;
         }
     }
     if (seconds <= 0) seconds = 0.3;
     if (repeat < 1) repeat = 1;
+    if (keep_heap) {
+#ifdef __GLIBC__
+        mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#else
+        fprintf(stderr, "bench_json: --keep-heap needs glibc; ignored\n");
+#endif
+    }
     if (iterations > 1000000) iterations = 1000000;
     if (iterations > 0) repeat = 1, peer = false;
     if (only_doc && strcmp(only_doc, "tool-call") && strcmp(only_doc, "transcript")) {
