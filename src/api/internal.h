@@ -70,6 +70,7 @@ int api_approvals_decide(struct api_request *rq, struct json_value **out,
                          struct keel_err *err);
 int api_workflows_list(struct api_request *rq, struct json_value **out, struct keel_err *err);
 int api_policy_reload(struct api_request *rq, struct json_value **out, struct keel_err *err);
+int api_usage_get(struct api_request *rq, struct json_value **out, struct keel_err *err);
 
 /* The route table (routes.c) and the matcher (exposed for unit tests). */
 extern const struct api_route api_routes[];

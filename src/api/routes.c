@@ -24,6 +24,7 @@ const struct api_route api_routes[] = {
     {"GET", "/v1/approvals", API_READ, api_approvals_list},
     {"POST", "/v1/approvals/{id}/decide", API_READ, api_approvals_decide},
     {"POST", "/v1/policy/reload", API_ADMIN, api_policy_reload},
+    {"GET", "/v1/usage", API_READ, api_usage_get},
 };
 const size_t api_route_count = KEEL_ARRAY_LEN(api_routes);
 

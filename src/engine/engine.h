@@ -120,4 +120,32 @@ int engine_workflow_list(struct engine *e, struct arena *a, struct json_value **
  * so a retry after a crash sends the same key (docs/engine.md). */
 void engine_idempotency_key(const char *run, const char *step, int index, char out[65]);
 
+/* ---- usage across runs (usage.c) ---------------------------------------- */
+
+/* A usage query: model calls whose model.response event time t satisfies
+ * since_ms <= t < until_ms, of runs of `workflow`, made by `agent`. */
+struct engine_usage_query {
+    int64_t since_ms;     /* window start (inclusive); 0: the beginning      */
+    int64_t until_ms;     /* window end (exclusive); 0: now                  */
+    const char *workflow; /* workflow name; NULL: every workflow             */
+    const char *agent;    /* "team/name" (or "agent:team/name"); NULL: all   */
+};
+
+/* Model usage summed across runs (docs/api.md, GET /v1/usage):
+ * {since, until, workflow?, agent?, runs, model_calls, input_tokens,
+ *  output_tokens, cost_usd, by_workflow: [{workflow, runs, model_calls,
+ *  input_tokens, output_tokens, cost_usd}], by_agent: [{agent, ...}],
+ *  by_model: [{model, ...}]}, each list by cost descending.  "runs" counts
+ * runs with at least one counted call.  Built in arena a (freed with it).
+ * KEEL_EINVAL for a bad query (since after until, oversize names). */
+int engine_usage(struct engine *e, const struct engine_usage_query *q, struct arena *a,
+                 struct json_value **out, struct keel_err *err);
+
+/* Parses a time bound of a usage query into ms since the epoch: an RFC 3339
+ * time ("2026-11-20T08:00:00Z", "...+01:00", fractions allowed), a date
+ * ("2026-11-20", midnight UTC), "now", or a duration before now_ms ("-7d",
+ * "7d", "36h", "1h30m"; clamped at the epoch).  KEEL_EINVAL with an example
+ * of each form otherwise. */
+int engine_usage_time(const char *text, int64_t now_ms, int64_t *out_ms, struct keel_err *err);
+
 #endif
