@@ -1389,14 +1389,32 @@ int mock_load(struct mock *m, const char *text, size_t len, const char *file,
     return 0;
 }
 
-/* Appends one record; lock held.  body is the parsed body, or NULL: the raw
- * text as a string (or null when the body was not read). */
-static void record(struct mock *m, struct arena *a, int64_t n, const struct mock_http_request *rq,
-                   const char *format, const struct json_value *body, int64_t entry, int status)
+/* One request being answered: what every route handler gets. */
+struct call {
+    struct arena *a; /* per request; freed when the reply is built */
+    const struct mock_http_request *rq;
+    int format;              /* enum format_id of a model endpoint, else -1 */
+    struct json_value *body; /* the parsed body, or NULL: not JSON or not read */
+    struct keel_err perr;    /* why body is NULL */
+    int64_t time_ms;         /* when it arrived (wall clock) */
+};
+
+/* Records kept in full up to MOCK_MAX_RECORD_BYTES; past that their bodies
+ * are replaced by a note, and past RECORD_HARD_CAP they are not kept (the
+ * log still gets every one). */
+#define RECORD_HARD_CAP (MOCK_MAX_RECORD_BYTES + ((size_t)64 << 20))
+
+/* Appends the record of c; lock held.  The body is c->body, or the raw text
+ * as a string when it is not JSON, or null when it was not read. */
+static void record(struct mock *m, const struct call *c, int64_t n, const char *format,
+                   int64_t entry, int status)
 {
+    struct arena *a = c->a;
+    const struct mock_http_request *rq = c->rq;
+    const struct json_value *body = c->body;
     struct json_value *r = json_object(a);
     json_object_setc(a, r, "n", json_int(a, n));
-    json_object_setc(a, r, "time_ms", json_int(a, keel_wall_ms()));
+    json_object_setc(a, r, "time_ms", json_int(a, c->time_ms));
     json_object_setc(a, r, "path", json_cstr(a, rq->path));
     json_object_setc(a, r, "format", json_cstr(a, format));
     json_object_setc(a, r, "authorization",
@@ -1416,11 +1434,14 @@ static void record(struct mock *m, struct arena *a, int64_t n, const struct mock
         fflush(m->log);
     }
     if (m->records.len + line.len + 1 > MOCK_MAX_RECORD_BYTES) {
-        /* Keep counting, but stop keeping bodies: the store is full. */
         json_object_setc(a, r, "body",
                          json_cstr(a, "mock: record store full; POST /_mock/reset to clear it"));
         buf_reset(&line);
         json_write(&line, r, 0, NULL);
+    }
+    if (m->records.len + line.len + 1 > RECORD_HARD_CAP) {
+        buf_cleanup(&line);
+        return;
     }
     if (m->records.len) buf_putc(&m->records, ',');
     buf_append(&m->records, line.data, line.len);
@@ -1477,21 +1498,12 @@ static void plan(struct arena *a, const struct entry *e, int64_t n, const struct
     if (e->usage_out < 0 && p->output_tokens < 1) p->output_tokens = 1;
 }
 
-/* One request being answered: what every route handler gets. */
-struct call {
-    struct arena *a; /* per request; freed when the reply is built */
-    const struct mock_http_request *rq;
-    int format;              /* enum format_id of a model endpoint, else -1 */
-    struct json_value *body; /* the parsed body, or NULL: not JSON or not read */
-    struct keel_err perr;    /* why body is NULL */
-};
-
 /* Records the request and sends v with status (lock held). */
 static void model_answer(struct mock *m, struct call *c, int64_t n, int status,
                          const struct json_value *v, int64_t entry, struct mock_http_reply *out)
 {
     if (v) send_value(out, status, v);
-    record(m, c->a, n, c->rq, formats[c->format].name, c->body, entry, out->status);
+    record(m, c, n, formats[c->format].name, entry, out->status);
 }
 
 /* Picks the entry for view v, consumes it and builds its reply (lock
@@ -1680,7 +1692,7 @@ static void handle_not_found(struct mock *m, struct call *c, struct mock_http_re
              c->rq->method ? c->rq->method : "", c->rq->path ? c->rq->path : "");
     control_error(c->a, out, 404, "not_found", msg);
     pthread_mutex_lock(&m->lock);
-    record(m, c->a, ++m->calls, c->rq, "other", c->body, -1, 404);
+    record(m, c, ++m->calls, "other", -1, 404);
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -1718,7 +1730,7 @@ void mock_handle(struct mock *m, const struct mock_http_request *rq, struct mock
     const struct route *r = &not_found;
     for (size_t i = 0; i < KEEL_ARRAY_LEN(routes); i++)
         if (!strcmp(routes[i].method, method) && !strcmp(routes[i].path, path)) r = &routes[i];
-    struct call c = {.a = &a, .rq = rq, .format = r->format};
+    struct call c = {.a = &a, .rq = rq, .format = r->format, .time_ms = keel_wall_ms()};
     keel_err_clear(&c.perr);
     if (r->parse && !rq->too_large) {
         /* Duplicate keys: the last wins, as in the providers' parsers. */
