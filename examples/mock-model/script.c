@@ -185,6 +185,21 @@ static int get_int(struct sctx *c, const struct json_value *v, const char *field
     return 0;
 }
 
+/* Writes "prefix/<key>" into out, with key escaped as a JSON Pointer token
+ * (~ -> ~0, / -> ~1), for the error path of an unknown key. */
+static const char *key_field(char *out, size_t cap, const char *prefix,
+                             const struct json_member *mb)
+{
+    struct buf b;
+    buf_init(&b);
+    if (prefix) buf_puts(&b, prefix);
+    json_pointer_append(&b, mb->key, mb->key_len > 80 ? 80 : mb->key_len);
+    /* bad() adds the '/' between the entry's pointer and the field. */
+    snprintf(out, cap, "%s", b.data + (prefix ? 0 : 1));
+    buf_cleanup(&b);
+    return out;
+}
+
 /* ---- the "when" object: one row per condition ---- */
 
 static const char *const format_names[FMT_COUNT] = {"openai", "anthropic"};
@@ -215,8 +230,8 @@ static int parse_when(struct sctx *c, struct entry *e, const struct json_value *
             if (strlen(when_fields[k].name) == mb->key_len &&
                 memcmp(when_fields[k].name, mb->key, mb->key_len) == 0)
                 f = &when_fields[k];
-        char field[96];
-        snprintf(field, sizeof field, "when/%.80s", mb->key);
+        char field[600];
+        key_field(field, sizeof field, "when", mb);
         if (!f)
             return bad(c, mb->value, field,
                        "unknown condition '%.80s' in 'when'; known conditions: model, "
@@ -444,8 +459,9 @@ static int parse_entry(struct sctx *c, struct arena *a, struct entry *e,
             if (strlen(entry_fields[k].name) == mb->key_len &&
                 memcmp(entry_fields[k].name, mb->key, mb->key_len) == 0)
                 f = &entry_fields[k];
+        char field[600];
         if (!f)
-            return bad(c, mb->value, NULL,
+            return bad(c, mb->value, key_field(field, sizeof field, NULL, mb),
                        "unknown field '%.80s' in a script entry; known fields: when, content, "
                        "json, tool_calls, status, retry_after, error, body, usage, delay_ms, "
                        "stop, repeat, sticky, comment",
@@ -483,7 +499,9 @@ static int script_parse(const char *text, size_t len, const char *file, struct s
         for (uint32_t i = 0; i < root->len; i++) {
             const char *key = root->u.members[i].key;
             if (strcmp(key, "responses") && strcmp(key, "comment")) {
-                rc = bad(&c, root->u.members[i].value, NULL,
+                char field[600];
+                rc = bad(&c, root->u.members[i].value,
+                         key_field(field, sizeof field, NULL, &root->u.members[i]),
                          "unknown field '%.80s' at the top of the script; known fields: "
                          "responses, comment",
                          key);
