@@ -700,6 +700,7 @@ static struct snode *compile_node(struct cctx *cc, const struct json_value *v, c
         if (rc < 0) return NULL;
         if (rc > 0) {
             op_tokens(a, op);
+            schema_op_messages(a, op);
             n->nops++;
         }
         else memset(op, 0, sizeof *op);

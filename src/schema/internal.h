@@ -70,6 +70,8 @@ struct sop {
     const char *tok;                 /* "/<kw>": keywordLocation token          */
     const char **sub_toks;           /* "/<kw>/<name, pattern or index>", JSON  */
     uint32_t *sub_tok_lens;          /* Pointer-escaped, per subschema in subs  */
+    const char *msg;                 /* the failure message after its subject,  */
+    const char **msgs;               /* precomputed (required: one per name)    */
     const struct snode *owner;       /* the node this op belongs to            */
     struct snode *sub, *sub2, *sub3; /* single subschemas (if/then/else ...)   */
     struct snode **subs;             /* arrays and maps of subschemas          */
@@ -215,6 +217,10 @@ typedef bool (*schema_format_fn)(const char *s, size_t len);
 schema_format_fn schema_format_find(const char *name);
 
 /* ---- validation ---- */
+
+/* Precomputes op->msg / op->msgs, the parts of op's error messages that
+ * depend only on the schema (validate.c); called once per compiled op. */
+void schema_op_messages(struct arena *a, struct sop *op);
 
 /* Validates inst against node n (used for the metaschema check). */
 bool schema_validate_node(const struct schema *s, const struct snode *n,

@@ -178,7 +178,7 @@ union earg {
 };
 
 /* How the part of a message after its subject is made. */
-enum emsg { M_FORMAT, M_TYPE, M_CONST, M_ENUM, M_NOT_ALLOWED };
+enum emsg { M_FORMAT, M_TEXT, M_TYPE };
 
 struct efact {
     const struct sop *op;          /* failing keyword; NULL: the node itself       */
@@ -302,17 +302,21 @@ static void report_got(struct vctx *c, const struct sop *op, const struct json_v
     va_end(ap);
 }
 
-/* Records an error whose message is made by bodies[msg] at render time. */
-static void report_msg(struct vctx *c, const struct sop *op, const struct json_value *inst,
-                       enum emsg msg, bool got)
+/* Records an error whose message is the subject, a space and text (which
+ * must outlive the result: a literal or op->msg), then "; got `...`" when
+ * inst is given. */
+static void report_text(struct vctx *c, const struct sop *op, const struct json_value *inst,
+                        const char *text)
 {
-    if (c->collect) new_fact(c, op, op->owner, inst, (uint8_t)msg, true, got);
+    if (!c->collect) return;
+    struct efact *f = new_fact(c, op, op->owner, inst, M_TEXT, true, inst != NULL);
+    if (f) f->fmt = text;
 }
 
 /* Records a node-level error (op NULL) with a fixed text. */
 static void report_node(struct vctx *c, const struct snode *n, const char *text, bool subject)
 {
-    struct efact *f = new_fact(c, NULL, n, NULL, M_FORMAT, subject, false);
+    struct efact *f = new_fact(c, NULL, n, NULL, M_TEXT, subject, false);
     if (f) f->fmt = text;
 }
 
@@ -405,7 +409,11 @@ static void subject(struct buf *b, const struct seg *s, uint32_t n)
 static void show(struct buf *b, const struct json_value *v)
 {
     size_t start = b->len;
+    static const char *const literal[] = {[JSON_NULL] = "null", [JSON_FALSE] = "false",
+                                          [JSON_TRUE] = "true"};
     if (v->type == JSON_STRING) put_bytes(b, v->u.s.str, v->len > 256 ? 256 : v->len);
+    else if (v->type == JSON_NUMBER) put_str(b, v->u.n.text); /* as json_write has it */
+    else if (v->type <= JSON_TRUE && literal[v->type]) put_str(b, literal[v->type]);
     else json_write(b, v, 0, NULL);
     if (b->len - start > 64) {
         size_t cut = start + 60;
@@ -476,34 +484,60 @@ static const uint32_t type_of[] = {
     [JSON_OBJECT] = T_OBJECT,
 };
 
-/* M_TYPE: "must be a string or null, not a number". */
+/* M_TEXT: the text as it is. */
+static void body_text(struct buf *b, const struct efact *f)
+{
+    put_str(b, f->fmt);
+}
+
+/* M_TYPE: "must be a string or null, not a number" (op->msg is all but
+ * the last word). */
 static void body_type(struct buf *b, const struct efact *f)
 {
-    put_bytes(b, "must be ", 8);
-    for (int i = 0, k = 0; i < 7; i++) {
-        if (!(f->op->types & (1u << i))) continue;
-        if (k++) put_bytes(b, " or ", 4);
-        put_str(b, type_word[i]);
-    }
-    put_bytes(b, ", not ", 6);
+    put_str(b, f->op->msg);
     uint32_t t = type_of[f->inst.type];
     put_str(b, f->inst.type == JSON_NUMBER ? "a number" : type_word[__builtin_ctz(t)]);
 }
 
-/* M_CONST: "must be `<const>`". */
-static void body_const(struct buf *b, const struct efact *f)
+/* ---- messages made at compile time ----------------------------------------------- */
+
+/* Appends fmt with its arguments, as body_format renders them. */
+static void put_format(struct buf *b, const char *fmt, ...)
+{
+    struct efact f;
+    va_list ap;
+    va_start(ap, fmt);
+    capture(&f, fmt, ap);
+    va_end(ap);
+    body_format(b, &f);
+}
+
+/* type: "must be a string or null, not " (the instance's type follows). */
+static void msg_type(struct buf *b, const struct sop *op)
+{
+    put_bytes(b, "must be ", 8);
+    for (int i = 0, k = 0; i < 7; i++) {
+        if (!(op->types & (1u << i))) continue;
+        if (k++) put_bytes(b, " or ", 4);
+        put_str(b, type_word[i]);
+    }
+    put_bytes(b, ", not ", 6);
+}
+
+/* const: "must be `<const>`". */
+static void msg_const(struct buf *b, const struct sop *op)
 {
     put_bytes(b, "must be `", 9);
     size_t start = b->len;
-    show(b, f->op->val);
+    show(b, op->val);
     cut_at_nul(b, start);
     put_bytes(b, "`", 1);
 }
 
-/* M_ENUM: "must be one of a, b, c" (the first 12). */
-static void body_enum(struct buf *b, const struct efact *f)
+/* enum: "must be one of a, b, c" (the first 12). */
+static void msg_enum(struct buf *b, const struct sop *op)
 {
-    const struct json_value *e = f->op->val;
+    const struct json_value *e = op->val;
     put_bytes(b, "must be one of ", 15);
     if (!e->len) put_str(b, "(nothing: enum is empty)");
     size_t start = b->len;
@@ -519,10 +553,10 @@ static void body_enum(struct buf *b, const struct efact *f)
     cut_at_nul(b, start);
 }
 
-/* M_NOT_ALLOWED (additionalProperties: false): the allowed names. */
-static void body_not_allowed(struct buf *b, const struct efact *f)
+/* additionalProperties: false, with the allowed names. */
+static void msg_not_allowed(struct buf *b, const struct sop *op)
 {
-    const struct sop *props = f->op->props;
+    const struct sop *props = op->props;
     put_str(b, "is not an allowed property");
     if (!props || !props->nsubs) return;
     size_t start = b->len;
@@ -535,12 +569,96 @@ static void body_not_allowed(struct buf *b, const struct efact *f)
     cut_at_nul(b, start);
 }
 
+static void msg_multiple_of(struct buf *b, const struct sop *op)
+{
+    put_format(b, "must be a multiple of %s", op->val->u.n.text);
+}
+static void msg_maximum(struct buf *b, const struct sop *op)
+{
+    put_format(b, "must be at most %s", op->val->u.n.text);
+}
+static void msg_exclusive_maximum(struct buf *b, const struct sop *op)
+{
+    put_format(b, "must be less than %s", op->val->u.n.text);
+}
+static void msg_minimum(struct buf *b, const struct sop *op)
+{
+    put_format(b, "must be at least %s", op->val->u.n.text);
+}
+static void msg_exclusive_minimum(struct buf *b, const struct sop *op)
+{
+    put_format(b, "must be greater than %s", op->val->u.n.text);
+}
+static void msg_pattern(struct buf *b, const struct sop *op)
+{
+    put_format(b, "must match the pattern %s", op->sources[0]);
+}
+static void msg_format(struct buf *b, const struct sop *op)
+{
+    put_format(b, "must be a valid %s", op->str);
+}
+static void msg_any_of(struct buf *b, const struct sop *op)
+{
+    put_format(b, "must match at least one of the %u schemas in `anyOf`; it matches none (see "
+                  "the errors for each)",
+               op->nsubs);
+}
+static void msg_one_of(struct buf *b, const struct sop *op)
+{
+    put_format(b, "must match exactly one of the %u schemas in `oneOf`; it matches none",
+               op->nsubs);
+}
+static void msg_not(struct buf *b, const struct sop *op)
+{
+    put_str(b, "must not match the schema in `not`");
+}
+
+/* The keywords whose (main) failure message depends on the schema only. */
+static const struct {
+    sop_fn fn;
+    void (*make)(struct buf *b, const struct sop *op);
+} op_msgs[] = {
+    {op_type, msg_type},
+    {op_const, msg_const},
+    {op_enum, msg_enum},
+    {op_multiple_of, msg_multiple_of},
+    {op_maximum, msg_maximum},
+    {op_exclusive_maximum, msg_exclusive_maximum},
+    {op_minimum, msg_minimum},
+    {op_exclusive_minimum, msg_exclusive_minimum},
+    {op_pattern, msg_pattern},
+    {op_format, msg_format},
+    {op_additional_properties, msg_not_allowed},
+    {op_any_of, msg_any_of},
+    {op_one_of, msg_one_of},
+    {op_not, msg_not},
+};
+
+void schema_op_messages(struct arena *a, struct sop *op)
+{
+    struct buf b;
+    buf_init(&b);
+    for (size_t k = 0; k < KEEL_ARRAY_LEN(op_msgs); k++) {
+        if (op_msgs[k].fn != op->fn) continue;
+        op_msgs[k].make(&b, op);
+        op->msg = arena_strndup(a, b.data ? b.data : "", b.len);
+    }
+    if (op->fn == op_required) {
+        op->msgs = arena_alloc(a, (op->nsubs + 1) * sizeof *op->msgs);
+        for (uint32_t i = 0; i < op->nsubs; i++) {
+            buf_reset(&b);
+            put_format(&b, "is missing the required property `%.*s`", (int)op->name_lens[i],
+                       op->names[i]);
+            op->msgs[i] = arena_strndup(a, b.data, b.len);
+        }
+    }
+    buf_cleanup(&b);
+}
+
 static void (*const bodies[])(struct buf *, const struct efact *) = {
     [M_FORMAT] = body_format,
+    [M_TEXT] = body_text,
     [M_TYPE] = body_type,
-    [M_CONST] = body_const,
-    [M_ENUM] = body_enum,
-    [M_NOT_ALLOWED] = body_not_allowed,
 };
 
 /* Appends the message of f.  A message is read as a C string, so it ends
@@ -685,14 +803,14 @@ bool op_type(const struct sop *op, const struct json_value *inst, struct vctx *c
     uint32_t t = type_of[inst->type];
     if (op->types & t) return true;
     if ((op->types & T_INTEGER) && json_is_integer(inst)) return true;
-    report_msg(c, op, inst, M_TYPE, true);
+    if (c->collect) new_fact(c, op, op->owner, inst, M_TYPE, true, true);
     return false;
 }
 
 bool op_const(const struct sop *op, const struct json_value *inst, struct vctx *c, struct eset *ev)
 {
     if (json_equal(inst, op->val)) return true;
-    report_msg(c, op, inst, M_CONST, true);
+    report_text(c, op, inst, op->msg);
     return false;
 }
 
@@ -701,7 +819,7 @@ bool op_enum(const struct sop *op, const struct json_value *inst, struct vctx *c
     const struct json_value *e = op->val;
     for (uint32_t i = 0; i < e->len; i++)
         if (json_equal(inst, e->u.items[i])) return true;
-    report_msg(c, op, inst, M_ENUM, true);
+    report_text(c, op, inst, op->msg);
     return false;
 }
 
@@ -737,23 +855,23 @@ bool op_multiple_of(const struct sop *op, const struct json_value *inst, struct 
         return false;
     }
     if (good) return true;
-    report_got(c, op, inst, "must be a multiple of %s", m->u.n.text);
+    report_text(c, op, inst, op->msg);
     return false;
 }
 
-#define NUM_OP(fname, test, words)                                                                  \
+#define NUM_OP(fname, test)                                                                         \
     bool fname(const struct sop *op, const struct json_value *inst, struct vctx *c, struct eset *ev) \
     {                                                                                               \
         if (inst->type != JSON_NUMBER) return true;                                                 \
         int r = num_cmp(inst, op->val);                                                             \
         if (test) return true;                                                                      \
-        report_got(c, op, inst, "must be " words " %s", op->val->u.n.text);                         \
+        report_text(c, op, inst, op->msg);                                                          \
         return false;                                                                               \
     }
-NUM_OP(op_maximum, r <= 0, "at most")
-NUM_OP(op_exclusive_maximum, r < 0, "less than")
-NUM_OP(op_minimum, r >= 0, "at least")
-NUM_OP(op_exclusive_minimum, r > 0, "greater than")
+NUM_OP(op_maximum, r <= 0)
+NUM_OP(op_exclusive_maximum, r < 0)
+NUM_OP(op_minimum, r >= 0)
+NUM_OP(op_exclusive_minimum, r > 0)
 
 /* ---- strings ------------------------------------------------------------------ */
 
@@ -808,7 +926,7 @@ bool op_pattern(const struct sop *op, const struct json_value *inst, struct vctx
                       "the pattern",
                op->sources[0]);
     else
-        report_got(c, op, inst, "must match the pattern %s", op->sources[0]);
+        report_text(c, op, inst, op->msg);
     return false;
 }
 
@@ -817,7 +935,7 @@ bool op_format(const struct sop *op, const struct json_value *inst, struct vctx 
 {
     if (inst->type != JSON_STRING) return true;
     if (op->format(inst->u.s.str, inst->len)) return true;
-    report_got(c, op, inst, "must be a valid %s", op->str);
+    report_text(c, op, inst, op->msg);
     return false;
 }
 
@@ -1118,8 +1236,7 @@ bool op_required(const struct sop *op, const struct json_value *inst, struct vct
         if (has_key(inst, op->names[i], op->name_lens[i])) continue;
         ok = false;
         if (stop(c)) return false;
-        report(c, op, "is missing the required property `%.*s`", (int)op->name_lens[i],
-               op->names[i]);
+        report_text(c, op, NULL, op->msgs[i]);
     }
     return ok;
 }
@@ -1277,7 +1394,7 @@ bool op_additional_properties(const struct sop *op, const struct json_value *ins
         bool r;
         if (op->sub->kind == SN_FALSE) {
             r = false;
-            report_msg(c, op, inst, M_NOT_ALLOWED, false);
+            report_text(c, op, NULL, op->msg);
         } else {
             r = eval_at(op, op->sub, m->value, c, NULL);
         }
@@ -1411,9 +1528,7 @@ bool op_any_of(const struct sop *op, const struct json_value *inst, struct vctx 
     c->collect = collect;
     if (any) return true;
     branch_details(op, inst, c);
-    report(c, op, "must match at least one of the %u schemas in `anyOf`; it matches none (see "
-                  "the errors for each)",
-           op->nsubs);
+    report_text(c, op, NULL, op->msg);
     return false;
 }
 
@@ -1438,8 +1553,7 @@ bool op_one_of(const struct sop *op, const struct json_value *inst, struct vctx 
                first, second);
     } else {
         branch_details(op, inst, c);
-        report(c, op, "must match exactly one of the %u schemas in `oneOf`; it matches none",
-               op->nsubs);
+        report_text(c, op, NULL, op->msg);
     }
     return false;
 }
@@ -1451,7 +1565,7 @@ bool op_not(const struct sop *op, const struct json_value *inst, struct vctx *c,
     bool r = eval_at(op, op->sub, inst, c, NULL);
     c->collect = collect;
     if (!r) return true;
-    report(c, op, "must not match the schema in `not`");
+    report_text(c, op, NULL, op->msg);
     return false;
 }
 
