@@ -134,6 +134,27 @@ static int check_payload(enum journal_kind k, const struct json_value *payload,
 
 /* ---- hashing ----------------------------------------------------------- */
 
+/* Writes the decimal digits of v (with '-' if negative) at out, which has
+ * room for 20 bytes; returns how many were written.  printf's "%lld" output,
+ * without printf's cost on the append path. */
+static size_t put_i64(char *out, int64_t v)
+{
+    char tmp[20];
+    size_t n = 0, len = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) out[len++] = '-';
+    while (n) out[len++] = tmp[--n];
+    return len;
+}
+
+/* The bytes hashed (see the specification above) are laid out in a stack
+ * buffer when they fit, which they do for the usual small payload. */
+enum { HASH_STACK_BYTES = 2048 };
+
 static int hash_parts(const char *prev_hash, const char *run_id, int64_t seq, int64_t time_ms,
                       const char *kind, const char *actor, const char *payload, size_t payload_len,
                       char out[JOURNAL_HASH_HEX + 1], struct keel_err *err)
@@ -145,13 +166,32 @@ static int hash_parts(const char *prev_hash, const char *run_id, int64_t seq, in
                              "event field '%s' is missing or contains a newline; it cannot be "
                              "hashed unambiguously",
                              fields[i] ? fields[i] : "(null)");
-    struct buf b;
-    buf_init(&b);
-    buf_printf(&b, "%s\n%s\n%lld\n%lld\n%s\n%s\n", prev_hash, run_id, (long long)seq,
-               (long long)time_ms, kind, actor);
-    buf_append(&b, payload, payload_len);
-    keel_sha256_hex(b.data, b.len, out);
-    buf_cleanup(&b);
+    size_t lp = strlen(prev_hash), lr = strlen(run_id), lk = strlen(kind), la = strlen(actor);
+    size_t need = lp + lr + lk + la + 2 * 20 + 6 + payload_len;
+    char stack[HASH_STACK_BYTES];
+    char *p = need <= sizeof stack ? stack : malloc(need);
+    if (!p) return keel_fail(err, KEEL_ENOMEM, "out of memory hashing an event");
+    size_t n = 0;
+    memcpy(p + n, prev_hash, lp);
+    n += lp;
+    p[n++] = '\n';
+    memcpy(p + n, run_id, lr);
+    n += lr;
+    p[n++] = '\n';
+    n += put_i64(p + n, seq);
+    p[n++] = '\n';
+    n += put_i64(p + n, time_ms);
+    p[n++] = '\n';
+    memcpy(p + n, kind, lk);
+    n += lk;
+    p[n++] = '\n';
+    memcpy(p + n, actor, la);
+    n += la;
+    p[n++] = '\n';
+    if (payload_len) memcpy(p + n, payload, payload_len);
+    n += payload_len;
+    keel_sha256_hex(p, n, out);
+    if (p != stack) free(p);
     return 0;
 }
 
@@ -232,6 +272,7 @@ static int build_event(const char *run_id, int64_t seq, const char *prev_hash, c
         return keel_fail(err, KEEL_EINVAL, "%s event needs a payload with: %s", kind,
                          kinds[k].required);
     buf_init(&b->payload);
+    buf_reserve(&b->payload, 512); /* most payloads fit: one allocation, no regrowth */
     if (payload) {
         rc = json_write(&b->payload, payload, JSON_WRITE_CANONICAL, err);
         if (rc) {

@@ -72,6 +72,43 @@ TEST(hash_format_is_as_documented)
     CHECK_INT(journal_event_hash(&ev, got, &err), KEEL_EINVAL);
 }
 
+/* The hashed bytes are laid out without printf (and on the stack when they
+ * fit): the extremes of seq and time_ms and a payload too large for the
+ * stack buffer hash exactly as the printf-built specification. */
+TEST(hash_format_extremes)
+{
+    static const int64_t nums[][2] = {
+        {1, 0}, {9, -1}, {10, -1000}, {INT64_MAX, INT64_MIN}, {1234567890123, INT64_MAX},
+    };
+    static const size_t payload_sizes[] = {2, 2000, 2100, 70000};
+    char *payload = malloc(70001);
+    REQUIRE(payload);
+    memset(payload, 'x', 70000);
+    payload[70000] = '\0';
+    struct buf text;
+    buf_init(&text);
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(nums); i++) {
+        for (size_t j = 0; j < KEEL_ARRAY_LEN(payload_sizes); j++) {
+            struct journal_event ev = {.run_id = "run_x", .seq = nums[i][0],
+                                       .time_ms = nums[i][1], .kind = "step.completed",
+                                       .actor = "agent:support/triage", .payload = payload,
+                                       .payload_len = payload_sizes[j]};
+            memset(ev.prev_hash, 'a', JOURNAL_HASH_HEX);
+            ev.prev_hash[JOURNAL_HASH_HEX] = '\0';
+            buf_reset(&text);
+            buf_printf(&text, "%s\nrun_x\n%lld\n%lld\nstep.completed\nagent:support/triage\n",
+                       ev.prev_hash, (long long)ev.seq, (long long)ev.time_ms);
+            buf_append(&text, payload, payload_sizes[j]);
+            char expect[65], got[65];
+            keel_sha256_hex(text.data, text.len, expect);
+            REQUIRE(journal_event_hash(&ev, got, NULL) == 0);
+            CHECK_STR(got, expect);
+        }
+    }
+    buf_cleanup(&text);
+    free(payload);
+}
+
 TEST(kinds_table)
 {
     enum journal_kind k;

@@ -512,6 +512,16 @@ TEST(events_continuity)
     first_bad.prev_hash[5] = '1';
     req.events = &first_bad;
     CHECK_INT(store_append(s, &req, &err), KEEL_ESTATE);
+    /* Hashes must be exactly 64 lowercase hex characters. */
+    const char *bad_hashes[] = {"A", "g", "-", " ", "\x80", ""};
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(bad_hashes); i++) {
+        struct store_event h = e2;
+        if (*bad_hashes[i]) h.hash[63 - i] = *bad_hashes[i];
+        else h.hash[40] = '\0'; /* short */
+        req.events = &h;
+        CHECK_INT(store_append(s, &req, &err), KEEL_EINVAL);
+        CHECK_CONTAINS(err.msg, "64 lowercase hex");
+    }
 
     /* A request is all or nothing: [e2, e3, bad e4] inserts none. */
     struct store_event batch[3] = {e2, e3, ev_at("r", 4)};
