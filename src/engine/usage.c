@@ -28,11 +28,12 @@
  * so consecutive windows never count a call twice) and it matches the
  * filters; "runs" of a group counts the runs with at least one counted call
  * in that group; token sums are exact integers; costs are summed with
- * Neumaier's compensation so the order of the runs does not change the
- * result beyond the last bit.
+ * Neumaier's compensation (so the order of the runs does not change the
+ * result beyond the last bit) and shown rounded to 1e-12 dollars.
  */
 #include "internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -162,10 +163,17 @@ static bool overlaps(const struct store_run *r, int64_t since, int64_t until)
     return true;
 }
 
+/* The sum in dollars, rounded to 1e-12 (a millionth of a micro-dollar,
+ * far below any price) so binary noise does not show as 0.004471999999999999. */
+static double usd(const struct usage_sum *s)
+{
+    return round((s->cost + s->cost_carry) * 1e12) / 1e12;
+}
+
 static int by_cost_desc(const void *pa, const void *pb)
 {
     const struct usage_sum *a = *(struct usage_sum *const *)pa, *b = *(struct usage_sum *const *)pb;
-    double ca = a->cost + a->cost_carry, cb = b->cost + b->cost_carry;
+    double ca = usd(a), cb = usd(b);
     if (ca != cb) return ca > cb ? -1 : 1;
     int64_t ta = a->input_tokens + a->output_tokens, tb = b->input_tokens + b->output_tokens;
     if (ta != tb) return ta > tb ? -1 : 1;
@@ -178,7 +186,7 @@ static void put_sums(struct arena *a, struct json_value *o, const struct usage_s
     json_object_setc(a, o, "model_calls", json_int(a, s->calls));
     json_object_setc(a, o, "input_tokens", json_int(a, s->input_tokens));
     json_object_setc(a, o, "output_tokens", json_int(a, s->output_tokens));
-    json_object_setc(a, o, "cost_usd", json_double(a, s->cost + s->cost_carry));
+    json_object_setc(a, o, "cost_usd", json_double(a, usd(s)));
 }
 
 static struct json_value *group_json(struct arena *a, struct usage_group *g, const char *key)
