@@ -587,6 +587,14 @@ int workflow_check_config(const struct workflow *wf, const struct keel_config *c
                          name, ag->name, cfg->file);
             }
         }
+        if (s->kind == WORKFLOW_STEP_AGENT && s->agent.model &&
+            !json_get(json_get(cfg->models, "models"), s->agent.model) &&
+            !json_get(json_get(cfg->models, "routes"), s->agent.model)) {
+            snprintf(p, sizeof p, "/steps/%zu/model", i);
+            xproblem(wf, diags, err, &n, json_get(o, "model"), p,
+                     "model '%s' is neither a model nor a route under models: in %s",
+                     s->agent.model, cfg->file);
+        }
         for (size_t h = 0; s->kind == WORKFLOW_STEP_AGENT && h < s->agent.nhandoff; h++) {
             const char *to = s->agent.handoff[h];
             if (to && !keel_config_agent(cfg, to)) {

@@ -118,6 +118,13 @@ for m in "identity 'support/triage' is not declared" "tool server 'crm' is not d
     "belongs to group 'support-leads'"; do
     grep -qF "$m" "$WORK/err" && ok || bad "--config lacking: no '$m' in $(cat "$WORK/err")"
 done
+# An agent step naming a model keel.yaml does not declare.
+printf 'name: x\ninput: {type: object}\nsteps:\n  - id: a\n    agent: support/triage\n    model: nope\n    prompt: hi\n' >agent.yaml
+"$KEEL" workflow check --config "$SRC/examples/keel.yaml" agent.yaml >/dev/null 2>"$WORK/err"
+rc=$?
+[ $rc -eq 3 ] && grep -qF "agent.yaml:6:12: at /steps/0/model: model 'nope' is neither a model nor a route" "$WORK/err" && ok ||
+    bad "unknown model: exit $rc: $(cat "$WORK/err")"
+rm -f agent.yaml
 printf 'tools:\n  helpdesk: {args: [x]}\n' >keel.yaml
 "$KEEL" workflow check --config keel.yaml "$SRC/examples/workflows/support-triage.yaml" >/dev/null 2>"$WORK/err"
 rc=$?
