@@ -516,11 +516,19 @@ static int record_response(struct ag *g, const char *call_id, const char *purpos
     return journal(g, "model.response", p, err);
 }
 
+/* Fewer output tokens than this left in a budget counts as used up. */
+#define BUDGET_MIN_OUTPUT 16
+
 /* A budget would be passed by the next call: park for an extension, or go
  * on once one was granted.  Returns 1 to go on, 0 if handled (parked,
- * extended or failed), negative on error. */
-static int budget_gate(struct ag *g, const char *model, int64_t estimate, struct keel_err *err)
+ * extended or failed), negative on error.  When it returns 1, *max_out (0:
+ * no limit) caps the call's output tokens so that even a maximal answer
+ * stays within every budget: a budget is never overspent, not even by the
+ * call that reaches it. */
+static int budget_gate(struct ag *g, const char *model, int64_t estimate, int64_t *max_out,
+                       struct keel_err *err)
 {
+    *max_out = 0;
     struct run_ctx *c = g->c;
     const struct run_view *v = &c->view;
     struct model_gateway *gw = engine_models(c->e);
@@ -535,9 +543,19 @@ static int budget_gate(struct ag *g, const char *model, int64_t estimate, struct
         int64_t used_t = scope == 0 ? v->tokens : u ? u->tokens : 0;
         double used_usd = scope == 0 ? v->usd : u ? u->usd : 0;
         double est_usd = model_cost_usd(gw, model, estimate, 0);
-        bool over = (b->tokens && used_t + estimate > b->tokens * (int64_t)(1 + ext)) ||
-                    (b->usd > 0 && used_usd + est_usd > b->usd * (1 + ext));
-        if (!over) continue;
+        double usd_per_out = model_cost_usd(gw, model, 0, 1000000) / 1e6;
+        int64_t left = INT64_MAX;
+        if (b->tokens) left = b->tokens * (int64_t)(1 + ext) - used_t - estimate;
+        if (b->usd > 0 && usd_per_out > 0) {
+            double l = (b->usd * (1 + ext) - used_usd - est_usd) / usd_per_out;
+            if (l < (double)left) left = l < 0 ? -1 : (int64_t)l;
+        } else if (b->usd > 0 && used_usd + est_usd > b->usd * (1 + ext)) {
+            left = -1;
+        }
+        if (left >= BUDGET_MIN_OUTPUT) {
+            if (left != INT64_MAX && (*max_out == 0 || left < *max_out)) *max_out = left;
+            continue;
+        }
         const char *name = scope == 0 ? "run" : "agent";
         const char *key = arena_printf(g->a, "%s/budget-%s-%d", g->prefix, name, ext);
         struct approval_binding ab = {
@@ -753,7 +771,9 @@ static int model_turn(struct ag *g, struct keel_err *err)
     int64_t estimate = model_estimate_tokens(msgs, rq.tools);
     int rc;
     if (!cv->request_open) {
-        if ((rc = budget_gate(g, choice.model, estimate, err)) <= 0) return rc;
+        int64_t max_out = 0;
+        if ((rc = budget_gate(g, choice.model, estimate, &max_out, err)) <= 0) return rc;
+        rq.max_output_tokens = max_out;
         int64_t ctx = model_context_tokens(gw, choice.model);
         if (ctx > 0 && (double)estimate > CONTEXT_SHARE * (double)ctx && cv->messages->len > 3)
             return summarize(g, &rq, choice.model, estimate, err);

@@ -341,6 +341,10 @@ c.check(len(ex) == 1 and ex[0]["payload"]["scope"] == "agent" and
         ex[0]["payload"]["used"]["tokens"] == 1000,
         "budget: budget.exceeded journaled with what was used: %s" % ex)
 c.check(len(mock.requests()) == 1, "budget: no model call past the budget")
+mt = mock.requests()[0]["body"].get("max_tokens") or \
+    mock.requests()[0]["body"].get("max_completion_tokens")
+c.check(isinstance(mt, int) and 16 <= mt < 1000,
+        "budget: the call's output is capped to what the budget leaves: %s" % mt)
 approve_pending(run, "extend")
 r = srv.wait_status(run, ["succeeded", "failed"])
 evs = events(run)
