@@ -9,14 +9,18 @@
  * checks that the mock saw it in the auth header and that it appears in
  * nothing the gateway returned (messages, err text, trail) or logged.
  */
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "model/model.h"
@@ -656,5 +660,252 @@ TEST(http_calls_from_many_threads)
     struct arena a;
     arena_init(&a);
     CHECK_INT(records(&a)->len, N);
+    arena_cleanup(&a);
+}
+
+/* ---- a raw HTTP server, for what the mock cannot do ----------------------- *
+ * Serves one canned response per connection, in order, and keeps each
+ * request's head (request line and headers) and arrival time.  "BIG" as a
+ * response sends a 200 whose body is over the gateway's 16 MiB cap. */
+
+#define RAW_MAX 4
+
+struct raw_server {
+    int fd;
+    int port;
+    pthread_t thread;
+    const char *replies[RAW_MAX];
+    size_t nreplies;
+    char heads[RAW_MAX][4096];
+    int64_t times_ms[RAW_MAX];
+    size_t served;
+};
+
+static void raw_read_request(int c, char *head, size_t cap)
+{
+    char buf[65536];
+    size_t len = 0;
+    long want = -1;
+    for (;;) {
+        ssize_t n = recv(c, buf + len, sizeof buf - 1 - len, 0);
+        if (n <= 0) break;
+        len += (size_t)n;
+        buf[len] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        if (!end) continue;
+        if (want < 0) {
+            snprintf(head, cap, "%.*s", (int)(end - buf), buf);
+            const char *cl = strcasestr(buf, "\r\ncontent-length:");
+            want = (long)(end + 4 - buf) + (cl ? strtol(cl + 17, NULL, 10) : 0);
+        }
+        if ((long)len >= want || len >= sizeof buf - 1) break;
+    }
+}
+
+static void *raw_serve(void *arg)
+{
+    struct raw_server *s = arg;
+    for (size_t i = 0; i < s->nreplies; i++) {
+        int c = accept(s->fd, NULL, NULL);
+        if (c < 0) break;
+        raw_read_request(c, s->heads[i], sizeof s->heads[i]);
+        s->times_ms[i] = keel_wall_ms();
+        s->served = i + 1;
+        if (!strcmp(s->replies[i], "BIG")) {
+            size_t total = (size_t)17 << 20;
+            char head[128];
+            int n = snprintf(head, sizeof head,
+                             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                             total);
+            send(c, head, (size_t)n, MSG_NOSIGNAL);
+            static char chunk[65536];
+            memset(chunk, ' ', sizeof chunk);
+            for (size_t sent = 0; sent < total; sent += sizeof chunk)
+                if (send(c, chunk, sizeof chunk, MSG_NOSIGNAL) <= 0) break; /* client gave up */
+        } else {
+            /* "<status line and headers>\r\n\r\n<body>": Content-Length and
+             * Connection are added here. */
+            const char *r = s->replies[i], *end = strstr(r, "\r\n\r\n");
+            size_t head_len = end ? (size_t)(end - r) : strlen(r);
+            const char *body = end ? end + 4 : "";
+            char extra[96];
+            int n = snprintf(extra, sizeof extra,
+                             "\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                             strlen(body));
+            send(c, r, head_len, MSG_NOSIGNAL);
+            send(c, extra, (size_t)n, MSG_NOSIGNAL);
+            send(c, body, strlen(body), MSG_NOSIGNAL);
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+static bool raw_start(struct raw_server *s)
+{
+    s->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof addr;
+    if (s->fd < 0 || bind(s->fd, (struct sockaddr *)&addr, sizeof addr) != 0 ||
+        listen(s->fd, 8) != 0 || getsockname(s->fd, (struct sockaddr *)&addr, &alen) != 0)
+        return false;
+    s->port = ntohs(addr.sin_port);
+    return pthread_create(&s->thread, NULL, raw_serve, s) == 0;
+}
+
+static void raw_stop(struct raw_server *s)
+{
+    pthread_join(s->thread, NULL);
+    close(s->fd);
+}
+
+/* A gateway with one model "m" of the given kind at the raw server. */
+static struct model_gateway *raw_gateway(const struct raw_server *s, const char *kind,
+                                         const char *extra)
+{
+    gateway(); /* makes the canary */
+    char cfg[1024];
+    snprintf(cfg, sizeof cfg,
+             "{\"providers\": {\"raw\": {\"kind\": \"%s\", \"base_url\": "
+             "\"http://127.0.0.1:%d/v1\", \"api_key\": {\"env\": \"KEEL_TEST_CANARY_KEY\"}%s}},"
+             " \"models\": {\"m\": {\"provider\": \"raw\", \"model\": \"raw-1\"}}}",
+             kind, s->port, extra);
+    struct arena a;
+    arena_init(&a);
+    struct model_gateway *g = NULL;
+    struct keel_err err;
+    if (model_gateway_new(parse(&a, cfg), "keel.yaml", ".", &g, &err) != 0)
+        fprintf(stderr, "raw gateway refused: %s\n", err.msg);
+    arena_cleanup(&a);
+    return g;
+}
+
+static const char openai_ok[] =
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n"
+    "{\"choices\": [{\"message\": {\"content\": \"raw ok\"}, \"finish_reason\": \"stop\"}]}";
+
+TEST(raw_headers_sent_and_retry_after_ms_wins)
+{
+    struct raw_server s = {.nreplies = 2,
+                           .replies = {"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\n"
+                                       "retry-after-ms: 300\r\n\r\n{}",
+                                       openai_ok}};
+    REQUIRE(raw_start(&s));
+    struct model_gateway *g =
+        raw_gateway(&s, "openai", ", \"max_retry_wait\": \"1s\", \"headers\": {\"X-Org\": \"acme\"}");
+    REQUIRE(g);
+    struct arena a;
+    arena_init(&a);
+    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
+    struct model_response out = {0};
+    struct keel_err err;
+    int rc = model_call(g, &r, &a, &out, &err);
+    raw_stop(&s);
+    check_no_canary("raw 429", &err, &out);
+    if (rc) fprintf(stderr, "model_call: %s\n", err.msg);
+    CHECK_INT(rc, 0);
+    CHECK_STR(json_get_str(out.message, "content", ""), "raw ok");
+    REQUIRE(out.trail && out.trail->len == 1);
+    CHECK_INT(json_get_int(out.trail->u.items[0], "retry_after_ms", 0), 300);
+    CHECK(s.times_ms[1] - s.times_ms[0] >= 300);
+    char bearer[128];
+    snprintf(bearer, sizeof bearer, "Authorization: Bearer %s\r\n", canary);
+    CHECK_CONTAINS(s.heads[0], "POST /v1/chat/completions HTTP/1.1\r\n");
+    CHECK_CONTAINS(s.heads[0], bearer);
+    CHECK_CONTAINS(s.heads[0], "X-Org: acme\r\n");
+    CHECK_CONTAINS(s.heads[0], "Content-Type: application/json\r\n");
+    CHECK(!strcasestr(s.heads[0], "Expect:"));
+    /* The key appears once, in its header, and nowhere else in the head. */
+    const char *k = strstr(s.heads[1], canary);
+    CHECK(k && !strstr(k + 1, canary));
+    model_gateway_free(g);
+    arena_cleanup(&a);
+}
+
+TEST(raw_retry_after_http_date)
+{
+    char date[64], reply[256];
+    time_t when = (time_t)(keel_wall_ms() / 1000) + 2;
+    struct tm tm;
+    gmtime_r(&when, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    snprintf(reply, sizeof reply,
+             "HTTP/1.1 503 Service Unavailable\r\nRetry-After: %s\r\n\r\n",
+             date);
+    struct raw_server s = {.nreplies = 2, .replies = {reply, openai_ok}};
+    REQUIRE(raw_start(&s));
+    struct model_gateway *g = raw_gateway(&s, "openai", "");
+    REQUIRE(g);
+    struct arena a;
+    arena_init(&a);
+    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
+    struct model_response out = {0};
+    struct keel_err err;
+    int rc = model_call(g, &r, &a, &out, &err);
+    raw_stop(&s);
+    CHECK_INT(rc, 0);
+    REQUIRE(out.trail && out.trail->len == 1);
+    int64_t ra = json_get_int(out.trail->u.items[0], "retry_after_ms", -1);
+    CHECK(ra > 0 && ra <= 2000);
+    CHECK(s.times_ms[1] - s.times_ms[0] >= ra);
+    CHECK_CONTAINS(json_get_str(out.trail->u.items[0], "error", ""), "(empty body)");
+    model_gateway_free(g);
+    arena_cleanup(&a);
+}
+
+TEST(raw_anthropic_headers)
+{
+    static const char ok[] =
+        "HTTP/1.1 200 OK\r\n\r\n"
+        "{\"content\": [{\"type\": \"text\", \"text\": \"hey\"}], \"usage\": {}}";
+    struct raw_server s = {.nreplies = 2, .replies = {ok, ok}};
+    REQUIRE(raw_start(&s));
+    struct model_gateway *g = raw_gateway(&s, "anthropic", "");
+    struct model_gateway *g2 =
+        raw_gateway(&s, "anthropic", ", \"headers\": {\"anthropic-version\": \"2024-01-01\"}");
+    REQUIRE(g && g2);
+    struct arena a;
+    arena_init(&a);
+    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
+    struct model_response out = {0}, out2 = {0};
+    struct keel_err err;
+    int rc1 = model_call(g, &r, &a, &out, &err);
+    int rc2 = model_call(g2, &r, &a, &out2, &err);
+    raw_stop(&s);
+    CHECK_INT(rc1, 0);
+    CHECK_INT(rc2, 0);
+    CHECK_STR(json_get_str(out.message, "content", ""), "hey");
+    /* No usage in the reply: estimated, never zero for a non-empty exchange. */
+    CHECK(out.input_tokens > 0 && out.output_tokens > 0);
+    char key[128];
+    snprintf(key, sizeof key, "x-api-key: %s\r\n", canary);
+    CHECK_CONTAINS(s.heads[0], "POST /v1/messages HTTP/1.1\r\n");
+    CHECK_CONTAINS(s.heads[0], key);
+    CHECK_CONTAINS(s.heads[0], "anthropic-version: 2023-06-01\r\n");
+    CHECK(!strcasestr(s.heads[0], "Authorization:"));
+    CHECK_CONTAINS(s.heads[1], "anthropic-version: 2024-01-01\r\n");
+    CHECK(!strstr(s.heads[1], "2023-06-01"));
+    model_gateway_free(g);
+    model_gateway_free(g2);
+    arena_cleanup(&a);
+}
+
+TEST(raw_reply_over_the_cap_is_elimit)
+{
+    struct raw_server s = {.nreplies = 1, .replies = {"BIG"}};
+    REQUIRE(raw_start(&s));
+    struct model_gateway *g = raw_gateway(&s, "openai", "");
+    REQUIRE(g);
+    struct arena a;
+    arena_init(&a);
+    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
+    struct model_response out = {0};
+    struct keel_err err;
+    CHECK_INT(model_call(g, &r, &a, &out, &err), KEEL_ELIMIT);
+    raw_stop(&s);
+    CHECK_CONTAINS(err.msg, "over 16 MiB");
+    CHECK_INT(s.served, 1); /* not retried */
+    model_gateway_free(g);
     arena_cleanup(&a);
 }
