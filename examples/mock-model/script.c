@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "mock.h"
 
@@ -661,7 +662,7 @@ static const struct status_row *status_row(int status)
 static int openai_auth(const struct mock_http_request *rq, struct verr *ve)
 {
     const char *h = rq->authorization;
-    if (!h || strncmp(h, "Bearer ", 7) != 0 || h[7 + strspn(h + 7, " ")] == '\0')
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0 || h[7 + strspn(h + 7, " ")] == '\0')
         return vbad(ve, NULL,
                     "You didn't provide an API key. You need to provide your API key in an "
                     "Authorization header using Bearer auth (i.e. Authorization: Bearer "

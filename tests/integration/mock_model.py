@@ -505,8 +505,10 @@ def auth_required_and_recorded():
         assert needle in r["error"]["message"], r
     assert m.openai(user("x"))[0] == 200
     assert m.anthropic(auser("x"))[0] == 200
+    # The auth scheme is case-insensitive (RFC 9110).
+    assert m.openai(user("x"), headers={"Authorization": "bearer k2"})[0] == 200
     recs = m.records()
-    assert [r["status"] for r in recs] == [401] * 7 + [200, 200]
+    assert [r["status"] for r in recs] == [401] * 7 + [200, 200, 200]
     assert recs[0]["authorization"] is None and recs[0]["x_api_key"] is None
     assert recs[1]["authorization"] == "Basic abc"
     assert recs[7]["authorization"] == "Bearer sk-test-openai-123"
