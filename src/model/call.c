@@ -24,7 +24,8 @@
  * error, the trail or a log line.
  *
  * Thread safety: the gateway is read-only here; each call has its own curl
- * easy handle; curl_global_init runs once (pthread_once).
+ * easy handle (reused across that call's attempts, for its connection
+ * cache); curl_global_init runs once (pthread_once).
  */
 #include "internal.h"
 
@@ -155,18 +156,16 @@ static bool provider_sets(const struct model_provider *p, const char *fixed)
     return false;
 }
 
-/* POSTs body to p's endpoint; the outcome is in *h (init'd here). */
-static void post(const struct model_provider *p, const char *body, size_t len, struct http *h)
+/* POSTs body to p's endpoint over c (the call's handle: reset here, so
+ * only its connection cache carries over between attempts); the outcome is
+ * in *h (init'd here). */
+static void post(CURL *c, const struct model_provider *p, const char *body, size_t len,
+                 struct http *h)
 {
     memset(h, 0, sizeof *h);
     buf_init(&h->body);
     h->retry_after_ms = -1;
-    CURL *c = curl_easy_init();
-    if (!c) {
-        h->rc = CURLE_FAILED_INIT;
-        snprintf(h->curl_msg, sizeof h->curl_msg, "curl_easy_init failed");
-        return;
-    }
+    curl_easy_reset(c);
     bool ok = true;
     struct curl_slist *hdrs = NULL;
     hdrs = add_header(hdrs, "Content-Type: application/json", &ok);
@@ -190,7 +189,6 @@ static void post(const struct model_provider *p, const char *body, size_t len, s
         h->rc = CURLE_OUT_OF_MEMORY;
         snprintf(h->curl_msg, sizeof h->curl_msg, "out of memory building headers");
         wipe_headers(hdrs);
-        curl_easy_cleanup(c);
         return;
     }
     curl_easy_setopt(c, CURLOPT_URL, p->url);
@@ -213,8 +211,8 @@ static void post(const struct model_provider *p, const char *body, size_t len, s
     if (h->rc == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &h->status);
     else if (!h->curl_msg[0])
         snprintf(h->curl_msg, sizeof h->curl_msg, "%s", curl_easy_strerror(h->rc));
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
     wipe_headers(hdrs);
-    curl_easy_cleanup(c);
 }
 
 /* ---- classifying an attempt ------------------------------------------------ */
@@ -355,7 +353,7 @@ static void trail_add(struct arena *a, struct json_value *trail, const struct mo
 }
 
 /* What one model did: 0 with *resp filled, or the last outcome in *last. */
-static int call_model(struct model_gateway *g, const struct model_def *m,
+static int call_model(CURL *c, struct model_gateway *g, const struct model_def *m,
                       const struct model_request *r, struct arena *a, struct json_value *trail,
                       int *attempts, struct model_response *resp, struct outcome *last,
                       struct keel_err *err)
@@ -379,7 +377,7 @@ static int call_model(struct model_gateway *g, const struct model_def *m,
     rc = 1; /* 1: failed, see *last */
     for (int attempt = 0; attempt <= p->retries; attempt++) {
         struct http h;
-        post(p, text.data, text.len, &h);
+        post(c, p, text.data, text.len, &h);
         (*attempts)++;
         classify(p, m, &h, last);
         if (last->code == 0) {
@@ -442,6 +440,10 @@ int model_call(struct model_gateway *g, const struct model_request *r, struct ar
     for (size_t i = 0; i < MODEL_MAX_FALLBACKS && choice.fallbacks[i]; i++)
         chain[nchain++] = choice.fallbacks[i];
 
+    /* One easy handle per call: its connection cache lets a retry reuse
+     * the connection when the server kept it open. */
+    CURL *c = curl_easy_init();
+    if (!c) return keel_fail(err, KEEL_ENOMEM, "libcurl could not make a handle");
     struct json_value *trail = json_array(a);
     int attempts = 0;
     struct outcome last;
@@ -451,9 +453,10 @@ int model_call(struct model_gateway *g, const struct model_request *r, struct ar
     for (size_t i = 0; i < nchain; i++) {
         const struct model_def *m = model_find(g, chain[i]);
         struct model_response resp = {0};
-        rc = call_model(g, m, r, a, trail, &attempts, &resp, &last, err);
+        rc = call_model(c, g, m, r, a, trail, &attempts, &resp, &last, err);
         if (rc < 0) {
             buf_cleanup(&tried);
+            curl_easy_cleanup(c);
             return rc;
         }
         buf_printf(&tried, "%s%s", i ? ", " : "", m->name);
@@ -480,8 +483,10 @@ int model_call(struct model_gateway *g, const struct model_request *r, struct ar
         out->attempts = attempts;
         out->trail = trail;
         buf_cleanup(&tried);
+        curl_easy_cleanup(c);
         return 0;
     }
+    curl_easy_cleanup(c);
     if (!out->trail) out->trail = trail;
     char when[96] = "";
     if (last.code == KEEL_EBUSY)
