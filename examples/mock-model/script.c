@@ -825,6 +825,9 @@ static int openai_tools(const struct json_value *tools, struct verr *ve)
     if (!json_is(tools, JSON_ARRAY))
         return vbad(ve, "tools", "tools: must be an array of {\"type\": \"function\", "
                                  "\"function\": {...}}");
+    if (tools->len == 0)
+        return vbad(ve, "tools", "Invalid 'tools': empty array. Expected an array with minimum "
+                                 "length 1, but got an empty array instead.");
     if (tools->len > 128)
         return vbad(ve, "tools", "tools: at most 128 tools (got %u)", (unsigned)tools->len);
     struct strmap seen;
@@ -892,11 +895,11 @@ static int openai_validate(struct arena *a, const struct json_value *b, struct v
                         "response_format.type: must be 'text', 'json_object' or 'json_schema'");
         const struct json_value *js = json_get(rf, "json_schema");
         if (str_is(t, "json_schema") &&
-            (!json_is(json_get(js, "name"), JSON_STRING) ||
+            (!valid_tool_name(json_get(js, "name")) ||
              !json_is(json_get(js, "schema"), JSON_OBJECT)))
             return vbad(ve, "response_format.json_schema",
-                        "response_format.json_schema: needs \"name\" (string) and \"schema\" "
-                        "(object)");
+                        "response_format.json_schema: needs \"name\" (matching "
+                        "^[a-zA-Z0-9_-]{1,64}$) and \"schema\" (object)");
     }
     return 0;
 }

@@ -418,6 +418,10 @@ def openai_validation():
         (user("x", max_tokens=0), "positive integer", "max_tokens"),
         (user("x", stream=True), "does not stream", "stream"),
         (user("x", response_format={"type": "yaml"}), "response_format.type", None),
+        (user("x", response_format={"type": "json_schema",
+                                    "json_schema": {"name": "my output", "schema": {}}}),
+         "response_format.json_schema", "response_format.json_schema"),
+        (user("x", tools=[]), "empty array", "tools"),
     ]
     for body, needle, param in cases:
         expect_400(m, m.openai, body, needle, param)
@@ -430,7 +434,11 @@ def openai_validation():
         {"role": "assistant", "content": None, "tool_calls": [call]},
         {"role": "tool", "tool_call_id": "c1", "content": "r"}],
         "tools": [{"type": "function", "function": {"name": "t", "description": "d",
-                                                    "parameters": {"type": "object"}}}]}
+                                                    "parameters": {"type": "object"}}}],
+        "response_format": {"type": "json_schema",
+                            "json_schema": {"name": "output", "schema": {"type": "object"},
+                                            "strict": False}},
+        "max_tokens": 100}
     assert m.openai(ok)[0] == 200
     recs = m.records()
     assert [r["entry"] for r in recs] == [-1] * (len(cases) + 1) + [0]
