@@ -909,3 +909,34 @@ TEST(raw_reply_over_the_cap_is_elimit)
     model_gateway_free(g);
     arena_cleanup(&a);
 }
+
+TEST(raw_provider_without_a_key_sends_no_auth_header)
+{
+    struct raw_server s = {.nreplies = 2,
+                           .replies = {openai_ok, "HTTP/1.1 401 Unauthorized\r\n\r\n{}"}};
+    REQUIRE(raw_start(&s));
+    char cfg[512];
+    snprintf(cfg, sizeof cfg,
+             "{\"providers\": {\"open\": {\"kind\": \"openai\", \"base_url\": "
+             "\"http://127.0.0.1:%d\"}}, \"models\": {\"m\": {\"provider\": \"open\", "
+             "\"model\": \"x\"}}}",
+             s.port);
+    struct arena a;
+    arena_init(&a);
+    struct model_gateway *g = NULL;
+    struct keel_err err;
+    REQUIRE(model_gateway_new(parse(&a, cfg), "keel.yaml", ".", &g, &err) == 0);
+    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
+    struct model_response out = {0}, out2 = {0};
+    int rc1 = model_call(g, &r, &a, &out, &err);
+    int rc2 = model_call(g, &r, &a, &out2, &err);
+    raw_stop(&s);
+    CHECK_INT(rc1, 0);
+    CHECK_CONTAINS(s.heads[0], "POST /chat/completions HTTP/1.1\r\n");
+    CHECK(!strcasestr(s.heads[0], "Authorization:"));
+    CHECK(!strcasestr(s.heads[0], "x-api-key:"));
+    CHECK_INT(rc2, KEEL_EDENIED);
+    CHECK_CONTAINS(err.msg, "keel.yaml gives it no key; add models.providers.open.api_key");
+    model_gateway_free(g);
+    arena_cleanup(&a);
+}
