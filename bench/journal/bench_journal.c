@@ -29,9 +29,10 @@
  *        (diagnosis: --one-only runs just the one-run latency, interleaved
  *        and back to back; --ceiling-only just the non-durable 64-run pass;
  *        --pass threads|pool|ceiling just one 64-run pass (durable, except
- *        ceiling), for profiling; --appends N makes N appends of one run
- *        without fsync and prints nothing else, for counting instructions
- *        per append under callgrind)
+ *        ceiling), for profiling, with --steps N for a fixed amount of work
+ *        instead of a time (threads and ceiling); --appends N makes N
+ *        appends of one run without fsync and prints nothing else, for
+ *        counting instructions per append under callgrind)
  * DATA_DIR defaults to bench-journal-data next to the binary (the build
  * folder), because /tmp may be a tmpfs where fsync costs nothing.
  */
@@ -141,6 +142,7 @@ static struct json_value *step_payload(struct arena *a, const char *step, int64_
 }
 
 static bool g_normal; /* --cpu-ceiling: synchronous=NORMAL, for diagnosis only */
+static int64_t g_steps; /* --steps N: each run makes N/runs steps instead of running for a time */
 
 static void remove_db(const char *dir, const char *name)
 {
@@ -236,6 +238,7 @@ struct runner {
     int index;
     int events_per_step; /* 1: step.completed; 2: step.started + step.completed */
     volatile int *stop;
+    int64_t budget; /* 0: until stop */
     int64_t steps;
     int failed;
 };
@@ -253,7 +256,7 @@ static void *runner_main(void *arg)
     }
     struct arena a;
     arena_init(&a);
-    while (!__atomic_load_n(r->stop, __ATOMIC_RELAXED)) {
+    while (!__atomic_load_n(r->stop, __ATOMIC_RELAXED) && (!r->budget || r->steps < r->budget)) {
         arena_reset(&a);
         if (r->events_per_step == 2) {
             struct json_value *sp = json_object(&a);
@@ -305,12 +308,15 @@ static struct tput throughput(const char *dir, int runs, int events_per_step, do
     int64_t t0 = keel_mono_ns();
     for (int i = 0; i < runs; i++) {
         rs[i] = (struct runner){.s = s, .index = i, .events_per_step = events_per_step,
-                                .stop = &stop};
+                                .stop = &stop, .budget = g_steps ? (g_steps + runs - 1) / runs : 0};
         pthread_create(&th[i], NULL, runner_main, &rs[i]);
     }
-    struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
-    nanosleep(&ts, NULL); /* the measurement window, not synchronisation */
-    __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
+    if (!g_steps) {
+        struct timespec ts = {(time_t)seconds,
+                              (long)((seconds - (double)(time_t)seconds) * 1e9)};
+        nanosleep(&ts, NULL); /* the measurement window, not synchronisation */
+        __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
+    }
     int64_t steps = 0;
     for (int i = 0; i < runs; i++) {
         pthread_join(th[i], NULL);
@@ -530,10 +536,11 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--one-only") == 0) one_only = true;
         else if (strcmp(argv[i], "--pass") == 0 && i + 1 < argc) pass = argv[++i];
         else if (strcmp(argv[i], "--appends") == 0 && i + 1 < argc) appends = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) g_steps = atoll(argv[++i]);
         else if (argv[i][0] == '-') {
             fprintf(stderr, "usage: bench_journal [DATA_DIR] [--seconds N] [--samples N] "
-                            "[--one-only | --ceiling-only | --pass threads|pool|ceiling | "
-                            "--appends N]\n");
+                            "[--one-only | --ceiling-only | --pass threads|pool|ceiling "
+                            "[--steps N] | --appends N]\n");
             return 2;
         } else snprintf(dir, sizeof dir, "%s", argv[i]);
     }

@@ -982,7 +982,9 @@ static void *committer_main(void *arg)
 
         uint64_t sync_ns = 0;
         size_t inserted = 0;
-        memset(out, 0, n * sizeof *out);
+        /* commit_group sets every outcome (no memset: an outcome holds a
+         * 2 KiB struct keel_err, and zeroing the group's measured 4% of
+         * the instructions per step). */
         int64_t t0 = keel_mono_ns();
         commit_group(q, reqs, n, out, &sync_ns, &inserted);
         uint64_t commit_ns = (uint64_t)(keel_mono_ns() - t0);
@@ -1037,7 +1039,7 @@ static int sq_append(struct store *s, struct store_append *req, struct keel_err 
     q->busy = true;
     pthread_mutex_unlock(&q->qlock);
 
-    struct outcome out = {0};
+    struct outcome out; /* set by commit_group */
     uint64_t sync_ns = 0;
     size_t inserted = 0;
     int64_t t0 = keel_mono_ns();
