@@ -4,7 +4,9 @@
  * (without a NUL the input is both schema and instance).  Whatever the
  * bytes, compilation must succeed or fail with an error, and validation
  * must return a verdict whose error list agrees with it — no crash, no
- * leak, bounded time (depth, regex and size limits do the bounding).
+ * leak, bounded time (depth, regex and size limits do the bounding) — and
+ * a lazy result (errors rendered only when read) must read exactly as an
+ * eager one, in both the every-error and the first-error mode.
  */
 #include "schema/schema.h"
 
@@ -42,9 +44,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (ok != (r.kept == 0)) abort();
             bool again = schema_validate(s, inst, &r); /* reuse of a result */
             if (again != ok) abort();
-            struct buf b;
+            struct buf b, lz;
             buf_init(&b);
+            buf_init(&lz);
             schema_result_write_json(&r, &b);
+            /* Lazy results must read exactly as eager ones: written
+             * before anything was rendered, and error by error after. */
+            struct schema_result l;
+            schema_result_init(&l);
+            l.lazy = true;
+            l.max_errors = size & 8 ? 1 : 0;
+            r.max_errors = l.max_errors;
+            schema_validate(s, inst, &r);
+            if (schema_validate(s, inst, &l) != ok || l.kept != r.kept) abort();
+            buf_reset(&b);
+            schema_result_write_json(&r, &b);
+            schema_result_write_json(&l, &lz);
+            if (b.len != lz.len || memcmp(b.data, lz.data, b.len)) abort();
+            for (size_t i = 0; i < l.kept; i++) {
+                const struct schema_error *x = schema_result_error(&l, i), *y = &r.errors[i];
+                if (strcmp(x->message, y->message) || strcmp(x->instance_location,
+                                                             y->instance_location) ||
+                    strcmp(x->keyword_location, y->keyword_location) ||
+                    strcmp(x->absolute_keyword_location, y->absolute_keyword_location))
+                    abort();
+            }
+            if (schema_result_error(&l, l.kept)) abort();
+            buf_reset(&lz);
+            schema_result_write_text(&l, &lz);
+            buf_reset(&b);
+            schema_result_write_text(&r, &b);
+            if (b.len != lz.len || memcmp(b.data, lz.data, b.len)) abort();
+            schema_result_cleanup(&l);
+            buf_cleanup(&lz);
             buf_cleanup(&b);
             schema_result_cleanup(&r);
             schema_free(s);
