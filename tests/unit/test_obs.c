@@ -541,7 +541,8 @@ TEST(large_values_and_floods_are_capped)
     struct json_value *rep = NULL;
     REQUIRE(obs_explain(NULL, jb.events, NULL, &a, &rep, NULL) == 0);
     CHECK(at(rep, "/timeline/0/state_written/0/after/truncated") != NULL);
-    CHECK_INT(int_at(rep, "/timeline/0/state_written/0/after/bytes"), 3 * OBS_VALUE_MAX + 2);
+    CHECK_INT(int_at(rep, "/timeline/0/state_written/0/after/larger_than"), OBS_VALUE_MAX);
+    CHECK_CONTAINS(str_at(rep, "/timeline/0/state_written/0/after/preview"), "\"xxxxxxxx");
     CHECK_INT(json_get(at(rep, "/summary"), "attention")->len, OBS_ATTENTION_MAX);
     CHECK_INT(int_at(rep, "/summary/attention_omitted"), 51);
     CHECK_CONTAINS(str_at(rep, "/anomalies/0"), "unknown kind 'bogus.kind'");
