@@ -24,12 +24,16 @@
  * agents, so every agent is named by the same number of policies at every
  * size and a request has the same number of applicable policies whatever N
  * is (the store grows with N: more policies come with more agents and
- * tools).  The table shows, per request, how many policies Keel evaluated
+ * tools).  "hot": the fixed workload's sets and stores, but the requests
+ * only name 20 agents and 100 tools at every size, so the data a request
+ * touches for its own agent and tool is equally warm at every size: what
+ * remains between sizes is what the total policy count costs by itself.
+ * The table shows, per request, how many policies Keel evaluated
  * (candidates left after its index and scope filter).
  *
  * usage: bench_policy [--no-peer] [--rounds R] [--size N] [--workload
- * scaled|fixed|both]  (--size: that one set size only, e.g. for `valgrind
- * --tool=callgrind --toggle-collect=policy_authorize`; default: both
+ * scaled|fixed|hot|all]  (--size: that one set size only, e.g. for `valgrind
+ * --tool=callgrind --toggle-collect=policy_authorize`; default: all
  * workloads)
  */
 #include <stdio.h>
@@ -50,7 +54,8 @@
 #define SERVERS 40
 #define CATEGORIES 5
 
-static int agents = AGENTS; /* of the workload being generated */
+static int agents = AGENTS;   /* of the workload being generated */
+static int req_agents = 0, req_tools = 0; /* requests name only these (0: all) */
 
 static uint32_t rng = 12345;
 static uint32_t rnd(uint32_t n)
@@ -160,8 +165,10 @@ struct req {
 
 static void gen_requests(struct req *r, int ntools)
 {
+    int nagents = req_agents && req_agents < agents ? req_agents : agents;
+    if (req_tools && req_tools < ntools) ntools = req_tools;
     for (int i = 0; i < NREQ; i++) {
-        r[i].agent = (int)rnd((uint32_t)agents);
+        r[i].agent = (int)rnd((uint32_t)nagents);
         /* mostly tools the agent's team may call, so many requests allow */
         r[i].tool = (int)rnd(10) < 6 ? (int)((rnd((uint32_t)(ntools / TEAMS + 1)) * TEAMS +
                                              (uint32_t)(r[i].agent % TEAMS)) % (uint32_t)ntools)
@@ -315,19 +322,25 @@ static int run_peer(const char *dir, int n, const struct req *reqs, int rounds,
 
 /* Runs one workload at every size (or only `only`); returns 0, or 1 when
  * the peer failed or disagreed. */
-static int run_workload(const char *dir, bool fixed, int only, int rounds, bool *peer)
+static int run_workload(const char *dir, int workload, int only, int rounds, bool *peer)
 {
     static const int sizes[] = {10, 100, 1000, 10000};
+    static const char *const about[] = {
+        "scaled: 500 agents at every size (policies naming an agent grow with N)",
+        "fixed: N/5 agents, each named by the same number of policies at every size",
+        "hot: as fixed, but requests name only 20 agents and 100 tools at every size",
+    };
+    bool fixed = workload > 0;
     int status = 0;
-    printf("workload %s: %s\n", fixed ? "fixed" : "scaled",
-           fixed ? "N/5 agents, each named by the same number of policies at every size"
-                 : "500 agents at every size (policies naming an agent grow with N)");
+    printf("workload %s\n", about[workload]);
     printf("%8s | %12s %10s | %14s %12s | %7s %7s | %8s | %s\n", "policies", "keel median",
            "keel p99", "wasm median", "wasm p99", "x med", "x p99", "eval/req", "allows keel/wasm");
     for (size_t s = 0; s < KEEL_ARRAY_LEN(sizes); s++) {
         int n = sizes[s];
         if (only && n != only) continue;
         agents = fixed ? (n / 5 > 0 ? n / 5 : 1) : AGENTS;
+        req_agents = workload == 2 ? 20 : 0;
+        req_tools = workload == 2 ? 100 : 0;
         struct req *reqs = malloc(NREQ * sizeof *reqs);
         rng = 12345u + (uint32_t)n;
         gen_requests(reqs, n);
@@ -357,7 +370,7 @@ static int run_workload(const char *dir, bool fixed, int only, int rounds, bool 
 
 int main(int argc, char **argv)
 {
-    bool peer = true, scaled = true, fixed = true;
+    bool peer = true, run[3] = {true, true, true};
     int rounds = 20, only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--no-peer")) {
@@ -368,16 +381,18 @@ int main(int argc, char **argv)
             only = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--workload") && i + 1 < argc) {
             const char *w = argv[++i];
-            scaled = !strcmp(w, "scaled") || !strcmp(w, "both");
-            fixed = !strcmp(w, "fixed") || !strcmp(w, "both");
-            if (!scaled && !fixed) {
-                fprintf(stderr, "bench_policy: --workload takes scaled, fixed or both, not "
+            bool all = !strcmp(w, "all");
+            run[0] = all || !strcmp(w, "scaled");
+            run[1] = all || !strcmp(w, "fixed");
+            run[2] = all || !strcmp(w, "hot");
+            if (!run[0] && !run[1] && !run[2]) {
+                fprintf(stderr, "bench_policy: --workload takes scaled, fixed, hot or all, not "
                                 "\"%s\"\n", w);
                 return 2;
             }
         } else {
             fprintf(stderr, "usage: bench_policy [--no-peer] [--rounds R] [--size N] "
-                            "[--workload scaled|fixed|both]\n");
+                            "[--workload scaled|fixed|hot|all]\n");
             return 2;
         }
     }
@@ -388,8 +403,8 @@ int main(int argc, char **argv)
     printf("Cedar authorization latency per request (%d requests x %d rounds, hierarchy depth 3)\n",
            NREQ, rounds);
     int status = 0;
-    if (scaled) status |= run_workload(dir, false, only, rounds, &peer);
-    if (fixed) status |= run_workload(dir, true, only, rounds, &peer);
+    for (int w = 0; w < 3; w++)
+        if (run[w]) status |= run_workload(dir, w, only, rounds, &peer);
     char rm[256];
     snprintf(rm, sizeof rm, "rm -rf %s", dir);
     if (system(rm) != 0) status = 1;
