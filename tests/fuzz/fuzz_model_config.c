@@ -26,21 +26,31 @@ static void check(int cond)
     if (!cond) abort();
 }
 
+static char scratch_dir[64];
+
+static void scratch_remove(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/model.key", scratch_dir);
+    unlink(path);
+    rmdir(scratch_dir);
+}
+
 static const char *scratch(void)
 {
-    static char dir[64];
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/keel-fuzz-model-XXXXXX");
-        if (!mkdtemp(dir)) abort();
+    if (!scratch_dir[0]) {
+        snprintf(scratch_dir, sizeof scratch_dir, "/tmp/keel-fuzz-model-XXXXXX");
+        if (!mkdtemp(scratch_dir)) abort();
         char path[128];
-        snprintf(path, sizeof path, "%s/model.key", dir);
+        snprintf(path, sizeof path, "%s/model.key", scratch_dir);
         FILE *f = fopen(path, "w");
         if (!f) abort();
         fputs("sk-fuzz-key\n", f);
         fclose(f);
         setenv("KEEL_FUZZ_MODEL_KEY", "sk-fuzz-env", 1);
+        atexit(scratch_remove);
     }
-    return dir;
+    return scratch_dir;
 }
 
 /* Is every api_key.file value a plain name (no '/', not "." or "..")? */
