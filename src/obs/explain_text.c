@@ -137,9 +137,9 @@ static void summary_text(struct out *o, const struct json_value *r)
     put_cut(l, s_(sum, "outcome", ""), WIDTH_LINE);
     emit(&s);
     /* 3-4: counts. */
-    buf_printf(l, "Steps: %lld visits, retries %lld, failures %lld · Tool calls: %lld (", i_(n, "steps"),
-               i_(n, "retries"), i_(n, "failures"), i_(n, "tool_calls"));
-    buf_printf(l, "%lld allowed, %lld denied, %lld needed approval), %lld refused",
+    buf_printf(l, "Steps: %lld visits, retries %lld, failures %lld · Tool calls made: %lld · Policy: "
+                  "%lld allowed, %lld denied, %lld needed approval · Refused: %lld",
+               i_(n, "steps"), i_(n, "retries"), i_(n, "failures"), i_(n, "tool_calls"),
                i_(n, "allowed"), i_(n, "denied"), i_(n, "needed_approval"), i_(n, "refusals"));
     emit(&s);
     if (i_(n, "model_calls") || i_(n, "input_tokens")) {

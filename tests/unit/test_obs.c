@@ -413,6 +413,9 @@ TEST(text_summary_fits_a_screen)
     CHECK(count_lines(out.data, sl) >= 8);
     CHECK(strstr(out.data, "\x1b[") == NULL);
     CHECK_CONTAINS(out.data, "Outcome: Succeeded");
+    CHECK_CONTAINS(out.data, "Steps: 7 visits, retries 1, failures 1 · Tool calls made: 3 · Policy: 3 "
+                             "allowed, 1 denied, 0 needed approval · Refused: 1");
+    CHECK_CONTAINS(out.data, "Models: 3 calls, 350 tokens in, 60 out, $0.0035 · rejected outputs 1");
     CHECK_CONTAINS(out.data, "support/billing");
     CHECK_CONTAINS(out.data, "ap1 (group support-leads, step ask): approved by human:alice");
     CHECK_CONTAINS(out.data, "route → note (default: no case held); state.triage.severity=\"low\" "
