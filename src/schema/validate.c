@@ -1263,6 +1263,11 @@ bool op_dependent_required(const struct sop *op, const struct json_value *inst, 
 /* Position (0-based) of key in a names op, or -1. */
 static inline long find_name(const struct sop *op, const char *key, uint32_t len)
 {
+    if (op->nsubs <= 8) { /* a few names: comparing lengths first beats hashing the key */
+        for (uint32_t i = 0; i < op->nsubs; i++)
+            if (op->name_lens[i] == len && same_key(op->names[i], key, len)) return (long)i;
+        return -1;
+    }
     uint32_t h = schema_name_hash(key, len) & op->slot_mask;
     for (uint32_t k; (k = op->slots[h]) != 0; h = (h + 1) & op->slot_mask)
         if (op->name_lens[k - 1] == len && same_key(op->names[k - 1], key, len)) return (long)k - 1;

@@ -388,6 +388,151 @@ TEST(valid_instances_allocate_nothing)
     teardown(&f);
 }
 
+TEST(invalid_instances_allocate_nothing_after_warm_up)
+{
+    struct fixture f;
+    REQUIRE(setup(&f,
+                  "{\"type\":\"object\",\"required\":[\"id\",\"name\"],\"properties\":{\"age\":"
+                  "{\"type\":\"integer\",\"minimum\":0},\"tags\":{\"items\":{\"enum\":[\"a\","
+                  "\"b\"]}}},\"additionalProperties\":false}",
+                  NULL) == 0);
+    struct json_value *inst =
+        parse(&f.a, "{\"age\":-1,\"tags\":[\"a\",\"c\",\"d\"],\"extra\":1,\"more\":2}");
+    REQUIRE(!schema_validate(f.s, inst, &f.r)); /* warm-up: facts, paths, text, errors[] */
+    CHECK_INT(f.r.kept, 7);
+#if COUNT_MALLOC
+    size_t before = alloc_calls;
+    for (int i = 0; i < 1000; i++) CHECK(!schema_validate(f.s, inst, &f.r));
+    CHECK_INT(alloc_calls - before, 0);
+    f.r.lazy = true;
+    REQUIRE(!schema_validate(f.s, inst, &f.r));
+    REQUIRE(schema_result_error(&f.r, 6) != NULL);
+    before = alloc_calls;
+    for (int i = 0; i < 1000; i++) {
+        CHECK(!schema_validate(f.s, inst, &f.r));
+        CHECK(schema_result_error(&f.r, 0) != NULL);
+    }
+    CHECK_INT(alloc_calls - before, 0);
+#endif
+    CHECK_STR(f.r.errors[6].message, "`more` is not an allowed property; allowed properties are "
+                                     "age, tags");
+    teardown(&f);
+}
+
+/* ---- lazy results: facts during the walk, text when read --------------------------- */
+
+/* A schema and instance that produce one error of nearly every kind, with
+ * keys that need JSON Pointer escaping on both paths. */
+static const char lazy_schema[] =
+    "{\"$defs\":{\"n\":{\"type\":\"integer\",\"maximum\":5}},"
+    "\"type\":\"object\",\"required\":[\"id\",\"name\"],"
+    "\"properties\":{\"id\":true,\"name\":true,\"a/b~c\":{\"$ref\":\"#/$defs/n\"},\"s\":{\"type\":\"string\","
+    "\"minLength\":3,\"pattern\":\"^x\",\"format\":\"date\"},\"k\":{\"const\":\"hello\\u0000there\"},"
+    "\"e\":{\"enum\":[1,\"two\",null]},\"o\":{\"oneOf\":[{\"type\":\"string\"},{\"type\":"
+    "\"number\"}]},\"n\":{\"not\":{\"type\":\"null\"}},\"u\":{\"uniqueItems\":true,"
+    "\"minItems\":4,\"prefixItems\":[{\"type\":\"boolean\"}],\"contains\":{\"type\":\"string\"}}},"
+    "\"patternProperties\":{\"^p/\":{\"multipleOf\":2}},"
+    "\"propertyNames\":{\"maxLength\":6,\"pattern\":\"^[a-z/~]\"},"
+    "\"additionalProperties\":false}";
+static const char lazy_instance[] =
+    "{\"a/b~c\":9,\"s\":\"ab\",\"k\":\"x\",\"e\":2.5,\"o\":{},\"n\":null,\"u\":[1,1,1],"
+    "\"p/1\":3,\"Zed\":true,\"toolongname\":0}";
+
+TEST(lazy_results_read_exactly_like_eager_ones)
+{
+    struct fixture f;
+    struct schema_opts o = {.format_assert = true};
+    REQUIRE(setup(&f, lazy_schema, &o) == 0);
+    struct json_value *inst = parse(&f.a, lazy_instance);
+    REQUIRE(!schema_validate(f.s, inst, &f.r));
+    REQUIRE(f.r.kept >= 15);
+    struct buf json, text, lj, lt;
+    buf_init(&json);
+    buf_init(&text);
+    buf_init(&lj);
+    buf_init(&lt);
+    schema_result_write_json(&f.r, &json);
+    schema_result_write_text(&f.r, &text);
+
+    struct schema_result l;
+    schema_result_init(&l);
+    l.lazy = true;
+    CHECK(!schema_validate(f.s, inst, &l));
+    CHECK_INT(l.kept, f.r.kept);
+    CHECK_INT(l.error_count, f.r.error_count);
+    CHECK(l.errors == NULL); /* nothing rendered yet */
+    schema_result_write_json(&l, &lj); /* rendered per error, not kept */
+    schema_result_write_text(&l, &lt);
+    CHECK(l.errors == NULL);
+    CHECK_STR(lj.data, json.data);
+    CHECK_STR(lt.data, text.data);
+    for (size_t i = 0; i < l.kept; i++) {
+        const struct schema_error *x = schema_result_error(&l, i), *y = &f.r.errors[i];
+        REQUIRE(x != NULL);
+        CHECK_STR(x->message, y->message);
+        CHECK_STR(x->instance_location, y->instance_location);
+        CHECK_STR(x->keyword_location, y->keyword_location);
+        CHECK_STR(x->absolute_keyword_location, y->absolute_keyword_location);
+    }
+    CHECK(schema_result_error(&l, l.kept) == NULL);
+    /* An eager result answers through schema_result_error too. */
+    CHECK(schema_result_error(&f.r, 0) == &f.r.errors[0]);
+
+    /* The same texts, spelled out for the kinds whose text is made from
+     * facts (escaped paths, a $ref, a key wrapped on the stack by
+     * propertyNames, a const cut at its NUL as "%s" always cut it). */
+    bool ref = false, pname = false, konst = false, pat = false;
+    for (size_t i = 0; i < l.kept; i++) {
+        const struct schema_error *e = schema_result_error(&l, i);
+        if (!strcmp(e->keyword_location, "/properties/a~1b~0c/$ref/maximum")) {
+            ref = true;
+            CHECK_STR(e->instance_location, "/a~1b~0c");
+            CHECK_STR(e->message, "`a/b~c` must be at most 5; got `9`");
+        }
+        if (!strcmp(e->keyword_location, "/propertyNames/pattern") &&
+            !strcmp(e->instance_location, "/Zed")) {
+            pname = true;
+            CHECK_STR(e->message, "`Zed` must match the pattern ^[a-z/~]; got `Zed`");
+        }
+        if (!strcmp(e->keyword_location, "/properties/k/const")) {
+            konst = true;
+            CHECK_STR(e->message, "`k` must be `hello`; got `x`");
+        }
+        if (!strcmp(e->keyword_location, "/patternProperties/^p~1/multipleOf")) {
+            pat = true;
+            CHECK_STR(e->instance_location, "/p~11");
+            CHECK_STR(e->message, "`p/1` must be a multiple of 2; got `3`");
+        }
+    }
+    CHECK(ref);
+    CHECK(pname);
+    CHECK(konst);
+    CHECK(pat);
+
+    /* First-error mode, lazily: the same first error. */
+    f.r.max_errors = l.max_errors = 1;
+    CHECK(!schema_validate(f.s, inst, &f.r));
+    CHECK(!schema_validate(f.s, inst, &l));
+    CHECK_INT(l.kept, 1);
+    CHECK_STR(schema_result_error(&l, 0)->message, f.r.errors[0].message);
+    CHECK_STR(schema_result_error(&l, 0)->keyword_location, f.r.errors[0].keyword_location);
+
+    /* Reuse: a valid instance after invalid ones leaves nothing to read. */
+    CHECK(schema_validate(f.s, parse(&f.a, "{\"id\":1,\"name\":2}"), &l));
+    CHECK_INT(l.kept, 0);
+    CHECK(schema_result_error(&l, 0) == NULL);
+    buf_reset(&lt);
+    schema_result_write_text(&l, &lt);
+    CHECK_STR(lt.data, "valid");
+
+    schema_result_cleanup(&l);
+    buf_cleanup(&json);
+    buf_cleanup(&text);
+    buf_cleanup(&lj);
+    buf_cleanup(&lt);
+    teardown(&f);
+}
+
 /* ---- dynamic references ----------------------------------------------------------- */
 
 TEST(dynamic_ref_extends_a_recursive_schema)
