@@ -603,3 +603,114 @@ TEST(condition_paths)
     CHECK_INT(obs_condition_paths(NULL, &a)->len, 0);
     arena_cleanup(&a);
 }
+
+static const char loop_wf[] =
+    "name: loop\n"
+    "state:\n"
+    "  n: {reducer: replace}\n"
+    "steps:\n"
+    "  - id: bump\n"
+    "    set: {n: \"${state.n}\"}\n"
+    "  - id: again\n"
+    "    switch:\n"
+    "      - if: 'state.n == \"x\"'\n"
+    "        goto: bump\n"
+    "    default: end\n"
+    "  - id: end\n"
+    "    succeed: {}\n";
+
+TEST(loops_number_visits_and_chains_stay_bounded)
+{
+    struct arena a;
+    arena_init(&a);
+    struct workflow *wf = NULL;
+    REQUIRE(workflow_load(loop_wf, strlen(loop_wf), "loop.yaml", &wf, NULL, NULL) == 0);
+    struct journal_builder jb = {&a, json_array(&a), 0}, *j = &jb;
+    ev(j, "run.started", 0, "{\"workflow\":\"loop\",\"input\":{}}");
+    ev(j, "state.updated", "human:alice", "{\"key\":\"n\",\"value\":\"x\"}");
+    const int loops = 12;
+    for (int i = 0; i < loops; i++) {
+        ev(j, "step.started", 0, "{\"step\":\"bump\",\"attempt\":1}");
+        ev(j, "state.updated", 0, "{\"key\":\"n\",\"value\":\"x\",\"reducer\":\"replace\"}");
+        ev(j, "step.completed", 0, "{\"step\":\"bump\",\"attempt\":1,\"next\":\"again\"}");
+        ev(j, "step.started", 0, "{\"step\":\"again\",\"attempt\":1}");
+        ev(j, "step.completed", 0, "{\"step\":\"again\",\"attempt\":1,\"next\":\"bump\"}");
+    }
+    struct json_value *rep = NULL;
+    REQUIRE(obs_explain(NULL, jb.events, wf, &a, &rep, NULL) == 0);
+    CHECK_INT(json_get(rep, "timeline")->len, 2 * loops);
+    const struct json_value *last = visit_of(rep, "bump", loops - 1);
+    REQUIRE(last);
+    CHECK_INT(json_get_int(last, "visit", -1), loops - 1);
+    CHECK_INT(json_get(rep, "switches")->len, loops);
+    CHECK(json_get(rep, "anomalies") == NULL); /* every re-evaluation agrees */
+    /* Follow the chain of state.n: each set step copied the previous value.
+     * It is embedded at most OBS_CHAIN_MAX levels deep, then referenced. */
+    const struct json_value *p = at(rep, "/provenance/n");
+    int levels = 0;
+    while (p && json_pointer_get(p, "/source/inputs/0/written_by")) {
+        p = json_pointer_get(p, "/source/inputs/0/written_by");
+        levels++;
+    }
+    CHECK(levels >= 2);
+    CHECK(levels <= OBS_CHAIN_MAX);
+    CHECK(p && json_get(p, "seq") != NULL); /* the last link is a reference */
+    /* The first write came from outside any step, by a person. */
+    ev(j, "step.started", 0, "{\"step\":\"bump\",\"attempt\":1}");
+    REQUIRE(obs_explain(NULL, jb.events, wf, &a, &rep, NULL) == 0);
+    const struct json_value *first = visit_of(rep, "bump", 0);
+    CHECK_STR(str_at(first, "/state_read/0/written_by/source/kind"), "outside a step");
+    CHECK_STR(str_at(rep, "/run/status"), "running");
+    CHECK_CONTAINS(str_at(rep, "/summary/outcome"), "Running: at step bump");
+    workflow_free(wf);
+    arena_cleanup(&a);
+}
+
+TEST(summaries_budgets_compensation_cancel)
+{
+    struct arena a;
+    arena_init(&a);
+    struct journal_builder jb = {&a, json_array(&a), 0}, *j = &jb;
+    ev(j, "run.started", 0, "{\"workflow\":\"w\",\"input\":{}}");
+    ev(j, "step.started", 0, "{\"step\":\"g\",\"attempt\":1}");
+    /* A summary whose model call is journaled: counted once. */
+    ev(j, "model.request", AG, "{\"step\":\"g\",\"call_id\":\"g/0/m1\",\"model\":\"m\",\"agent\":\"support/triage\",\"purpose\":\"summary\"}");
+    ev(j, "model.response", AG, "{\"step\":\"g\",\"call_id\":\"g/0/m1\",\"model\":\"m\",\"agent\":\"support/triage\",\"usage\":{\"input_tokens\":40,\"output_tokens\":4},\"cost_usd\":0.5}");
+    ev(j, "context.summarized", AG, "{\"step\":\"g\",\"call_id\":\"g/0/m1\",\"summary\":\"S\",\"agent\":\"support/triage\",\"tokens_before\":900,\"tokens_after\":100,\"usage\":{\"input_tokens\":40,\"output_tokens\":4},\"cost_usd\":0.5}");
+    /* One without a journaled model call: its own usage counts. */
+    ev(j, "context.summarized", AG, "{\"step\":\"g\",\"call_id\":\"g/0/s2\",\"summary\":\"S2\",\"agent\":\"support/triage\",\"usage\":{\"input_tokens\":10,\"output_tokens\":1},\"cost_usd\":0.25}");
+    ev(j, "budget.exceeded", 0, "{\"step\":\"g\",\"scope\":\"agent\",\"agent\":\"support/triage\",\"limit\":{\"usd\":0.5},\"used\":{\"tokens\":55,\"usd\":0.75},\"approval_id\":\"b1\"}");
+    ev(j, "budget.extended", "human:alice", "{\"scope\":\"agent\",\"agent\":\"support/triage\",\"usd\":1,\"by\":\"human:alice\",\"approval_id\":\"b1\",\"step\":\"g\"}");
+    ev(j, "compensation.started", 0, "{\"step\":\"g\",\"call_id\":\"g/0/c\",\"tool\":\"tracker/close_issue\"}");
+    ev(j, "compensation.completed", 0, "{\"step\":\"g\",\"call_id\":\"g/0/c\",\"result\":{}}");
+    ev(j, "run.cancelled", "human:alice", "{\"by\":\"human:alice\",\"reason\":\"wrong ticket\"}");
+    struct json_value *rep = NULL;
+    REQUIRE(obs_explain(NULL, jb.events, NULL, &a, &rep, NULL) == 0);
+    CHECK_INT(int_at(rep, "/summary/counts/input_tokens"), 50);
+    CHECK_INT(int_at(rep, "/summary/counts/output_tokens"), 5);
+    CHECK_INT(int_at(rep, "/summary/counts/model_calls"), 1);
+    CHECK_INT(int_at(rep, "/summary/agents/0/input_tokens"), 50);
+    CHECK_STR(str_at(rep, "/timeline/0/model_calls/0/purpose"), "summary");
+    CHECK_INT(json_get(at(rep, "/timeline/0"), "summaries")->len, 2);
+    CHECK_INT(int_at(rep, "/timeline/0/summaries/0/tokens_after"), 100);
+    CHECK_STR(str_at(rep, "/timeline/0/budget/0/event"), "budget.exceeded");
+    CHECK_STR(str_at(rep, "/timeline/0/budget/1/event"), "budget.extended");
+    CHECK_INT(json_get(at(rep, "/timeline/0"), "compensations")->len, 2);
+    CHECK_STR(str_at(rep, "/timeline/0/status"), "cancelled");
+    CHECK_STR(str_at(rep, "/run/status"), "cancelled");
+    CHECK_CONTAINS(str_at(rep, "/summary/outcome"), "Cancelled by human:alice");
+    const struct json_value *att = at(rep, "/summary/attention");
+    bool budget = false, cancelled = false;
+    for (uint32_t i = 0; i < att->len; i++) {
+        budget |= !strcmp(json_get_str(att->u.items[i], "kind", ""), "budget");
+        cancelled |= !strcmp(json_get_str(att->u.items[i], "kind", ""), "cancelled");
+    }
+    CHECK(budget && cancelled);
+    struct buf out;
+    buf_init(&out);
+    obs_explain_text(rep, &out, false);
+    CHECK_CONTAINS(out.data, "context summarized #5 (900 → 100 tokens)");
+    CHECK_CONTAINS(out.data, "budget.exceeded #7");
+    buf_cleanup(&out);
+    arena_cleanup(&a);
+}
