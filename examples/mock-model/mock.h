@@ -16,23 +16,23 @@
 
 #include "json/json.h"
 
-#define MOCK_MAX_BODY ((size_t)8 << 20)    /* request body cap (413 above)          */
-#define MOCK_MAX_SCRIPT ((size_t)16 << 20) /* script file / POST /_mock/script cap */
-#define MOCK_MAX_ENTRIES 100000            /* entries in one script                 */
-#define MOCK_MAX_DELAY_MS 60000            /* delay_ms cap                          */
-#define MOCK_MAX_RECORD_BYTES ((size_t)512 << 20) /* kept records, in JSON bytes    */
+#define MOCK_MAX_BODY ((size_t)8 << 20)           /* request body cap (413 above)        */
+#define MOCK_MAX_SCRIPT ((size_t)16 << 20)        /* script file, POST /_mock/script     */
+#define MOCK_MAX_ENTRIES 100000                   /* entries in one script               */
+#define MOCK_MAX_DELAY_MS 60000                   /* delay_ms cap                        */
+#define MOCK_MAX_RECORD_BYTES ((size_t)512 << 20) /* kept records with bodies, JSON bytes */
 
 /* One HTTP request as main.c hands it over.  Everything is borrowed for the
  * duration of mock_handle; header values are NULL when absent. */
 struct mock_http_request {
     const char *method;
-    const char *path;             /* without the query string */
-    const char *authorization;    /* Authorization header     */
-    const char *x_api_key;        /* x-api-key header         */
-    const char *anthropic_version;/* anthropic-version header */
+    const char *path;              /* without the query string */
+    const char *authorization;     /* Authorization header     */
+    const char *x_api_key;         /* x-api-key header         */
+    const char *anthropic_version; /* anthropic-version header */
     const char *body;
     size_t body_len;
-    bool too_large;               /* the body exceeded MOCK_MAX_BODY (not read) */
+    bool too_large;                /* over MOCK_MAX_BODY (not read) */
 };
 
 /* What to send back.  Initialise with mock_reply_init, free with
@@ -59,8 +59,7 @@ void mock_free(struct mock *m);
  * records and consumption counts.  On failure the current script stays and
  * err has the file, line:column and JSON Pointer of the offending value and
  * says how to fix it.  The text is copied; the caller keeps it. */
-int mock_load(struct mock *m, const char *text, size_t len, const char *file,
-              struct keel_err *err);
+int mock_load(struct mock *m, const char *text, size_t len, const char *file, struct keel_err *err);
 
 /* Every record is also appended to log (one JSON line each, flushed), if
  * non-NULL.  log is borrowed: the caller closes it after mock_free. */

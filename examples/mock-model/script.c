@@ -149,8 +149,8 @@ struct sctx {
     char ptr[160]; /* pointer of the entry being parsed: "/responses/3" */
 };
 
-static int bad(struct sctx *c, const struct json_value *v, const char *field, const char *fmt,
-               ...) KEEL_PRINTF(4, 5);
+static int bad(struct sctx *c, const struct json_value *v, const char *field, const char *fmt, ...)
+    KEEL_PRINTF(4, 5);
 static int bad(struct sctx *c, const struct json_value *v, const char *field, const char *fmt, ...)
 {
     va_list ap;
@@ -180,8 +180,8 @@ static int get_int(struct sctx *c, const struct json_value *v, const char *field
                    int64_t max, int64_t *out)
 {
     if (!json_is_integer(v) || !(v->nflags & JSON_NUM_I64) || v->u.n.i < min || v->u.n.i > max)
-        return bad(c, v, field, "'%s' must be an integer from %lld to %lld", field,
-                   (long long)min, (long long)max);
+        return bad(c, v, field, "'%s' must be an integer from %lld to %lld", field, (long long)min,
+                   (long long)max);
     *out = v->u.n.i;
     return 0;
 }
@@ -222,8 +222,9 @@ static const struct when_field when_fields[] = {
 static int parse_when(struct sctx *c, struct entry *e, const struct json_value *v)
 {
     if (!json_is(v, JSON_OBJECT))
-        return bad(c, v, "when", "'when' must be an object of conditions, e.g. "
-                                 "{\"last_user_contains\": \"refund\"}");
+        return bad(c, v, "when",
+                   "'when' must be an object of conditions, e.g. "
+                   "{\"last_user_contains\": \"refund\"}");
     for (uint32_t i = 0; i < v->len; i++) {
         const struct json_member *mb = &v->u.members[i];
         const struct when_field *f = NULL;
@@ -281,8 +282,9 @@ static int parse_tool_calls(struct sctx *c, struct entry *e, const struct json_v
         char field[64];
         snprintf(field, sizeof field, "tool_calls/%u", (unsigned)i);
         if (!json_is(call, JSON_OBJECT))
-            return bad(c, call, field, "a tool call must be an object with \"name\" and "
-                                       "\"arguments\" (or \"arguments_text\")");
+            return bad(c, call, field,
+                       "a tool call must be an object with \"name\" and "
+                       "\"arguments\" (or \"arguments_text\")");
         for (uint32_t k = 0; k < call->len; k++) {
             const char *key = call->u.members[k].key;
             if (strcmp(key, "name") && strcmp(key, "arguments") && strcmp(key, "arguments_text"))
@@ -336,8 +338,9 @@ static int parse_body(struct sctx *c, struct entry *e, const struct json_value *
 static int parse_usage(struct sctx *c, struct entry *e, const struct json_value *v)
 {
     if (!json_is(v, JSON_OBJECT))
-        return bad(c, v, "usage", "'usage' must be an object like {\"input_tokens\": 12, "
-                                  "\"output_tokens\": 3}");
+        return bad(c, v, "usage",
+                   "'usage' must be an object like {\"input_tokens\": 12, "
+                   "\"output_tokens\": 3}");
     for (uint32_t i = 0; i < v->len; i++) {
         const struct json_member *mb = &v->u.members[i];
         int64_t *dst = !strcmp(mb->key, "input_tokens")    ? &e->usage_in
@@ -362,8 +365,9 @@ static int parse_delay(struct sctx *c, struct entry *e, const struct json_value 
 static int parse_stop(struct sctx *c, struct entry *e, const struct json_value *v)
 {
     if (!str_is(v, "length"))
-        return bad(c, v, "stop", "'stop' can only be \"length\" (a reply cut at max tokens); "
-                                 "leave it out for a normal finish");
+        return bad(c, v, "stop",
+                   "'stop' can only be \"length\" (a reply cut at max tokens); "
+                   "leave it out for a normal finish");
     e->stop_length = true;
     return 0;
 }
@@ -390,6 +394,7 @@ struct entry_field {
     int (*parse)(struct sctx *c, struct entry *e, const struct json_value *v);
 };
 
+/* clang-format off */
 static const struct entry_field entry_fields[] = {
     {"when", parse_when},
     {"content", parse_content},
@@ -406,6 +411,7 @@ static const struct entry_field entry_fields[] = {
     {"sticky", parse_sticky},
     {"comment", parse_comment},
 };
+/* clang-format on */
 
 /* Checks how the reply fields combine: one reply kind per entry. */
 static int check_entry(struct sctx *c, const struct entry *e, const struct json_value *v)
@@ -443,8 +449,7 @@ static int check_entry(struct sctx *c, const struct entry *e, const struct json_
     return 0;
 }
 
-static int parse_entry(struct sctx *c, struct arena *a, struct entry *e,
-                       const struct json_value *v)
+static int parse_entry(struct sctx *c, struct arena *a, struct entry *e, const struct json_value *v)
 {
     memset(e, 0, sizeof *e);
     e->path_format = -1;
@@ -577,7 +582,7 @@ enum stop_kind { STOP_END, STOP_TOOLS, STOP_LENGTH };
 struct planned_call {
     char id[48];
     struct span name;
-    struct span args_text; /* the arguments as the text OpenAI sends */
+    struct span args_text;                /* the arguments as the text OpenAI sends */
     const struct json_value *args_object; /* object for Anthropic's input, or NULL */
 };
 
@@ -649,9 +654,9 @@ static const struct status_row status_rows[] = {
 static const struct status_row *status_row(int status)
 {
     static const struct status_row client = {0, "invalid_request_error", NULL,
-                                              "invalid_request_error", "mock: request error"};
+                                             "invalid_request_error", "mock: request error"};
     static const struct status_row server = {0, "server_error", NULL, "api_error",
-                                              "mock: server error"};
+                                             "mock: server error"};
     for (size_t i = 0; i < KEEL_ARRAY_LEN(status_rows); i++)
         if (status_rows[i].status == status) return &status_rows[i];
     return status >= 500 ? &server : &client;
@@ -688,8 +693,8 @@ static int openai_content(const struct json_value *c, const char *param, bool nu
         if ((str_is(type, "text") && !json_is(json_get(part, "text"), JSON_STRING)) ||
             (str_is(type, "refusal") && !json_is(json_get(part, "refusal"), JSON_STRING)) ||
             (str_is(type, "image_url") && !json_is(json_get(part, "image_url"), JSON_OBJECT)))
-            return vbad(ve, param, "%s[%u]: a '%s' part needs its \"%s\" field", param,
-                        (unsigned)i, type->u.s.str, type->u.s.str);
+            return vbad(ve, param, "%s[%u]: a '%s' part needs its \"%s\" field", param, (unsigned)i,
+                        type->u.s.str, type->u.s.str);
     }
     return 0;
 }
@@ -726,14 +731,15 @@ static int openai_close_calls(struct open_calls *oc, struct verr *ve)
 static int openai_message(struct arena *a, const struct json_value *m, uint32_t i,
                           struct open_calls *oc, struct verr *ve)
 {
-    static const char *const roles[] = {"system", "developer", "user",
-                                        "assistant", "tool", "function"};
+    static const char *const roles[] = {"system",    "developer", "user",
+                                        "assistant", "tool",      "function"};
     char param[64];
     snprintf(param, sizeof param, "messages[%u]", (unsigned)i);
     if (!json_is(m, JSON_OBJECT)) return vbad(ve, param, "%s: must be an object", param);
     const struct json_value *role = json_get(m, "role");
     bool known = false;
-    for (size_t k = 0; k < KEEL_ARRAY_LEN(roles); k++) known |= str_is(role, roles[k]);
+    for (size_t k = 0; k < KEEL_ARRAY_LEN(roles); k++)
+        known |= str_is(role, roles[k]);
     snprintf(param, sizeof param, "messages[%u].role", (unsigned)i);
     if (!known)
         return vbad(ve, param,
@@ -752,8 +758,9 @@ static int openai_message(struct arena *a, const struct json_value *m, uint32_t 
         for (uint32_t k = 0; k < calls->len; k++) {
             const struct json_value *tc = calls->u.items[k];
             const struct json_value *fn = json_get(tc, "function");
-            if (!json_is(json_get(tc, "id"), JSON_STRING) || !str_is(json_get(tc, "type"), "function") ||
-                !json_is(fn, JSON_OBJECT) || !json_is(json_get(fn, "name"), JSON_STRING) ||
+            if (!json_is(json_get(tc, "id"), JSON_STRING) ||
+                !str_is(json_get(tc, "type"), "function") || !json_is(fn, JSON_OBJECT) ||
+                !json_is(json_get(fn, "name"), JSON_STRING) ||
                 !json_is(json_get(fn, "arguments"), JSON_STRING))
                 return vbad(ve, cp,
                             "%s[%u]: a tool call must be {\"id\": string, \"type\": "
@@ -767,8 +774,9 @@ static int openai_message(struct arena *a, const struct json_value *m, uint32_t 
         return openai_content(json_get(m, "content"), param, true, ve);
     }
     if (is_assistant && !json_get(m, "content"))
-        return vbad(ve, param, "%s: an assistant message needs content unless it has "
-                               "tool_calls",
+        return vbad(ve, param,
+                    "%s: an assistant message needs content unless it has "
+                    "tool_calls",
                     param);
     if (is_tool) {
         const struct json_value *id = json_get(m, "tool_call_id");
@@ -793,8 +801,7 @@ static int openai_message(struct arena *a, const struct json_value *m, uint32_t 
                         ip, id->u.s.str, (unsigned)oc->assistant_index);
     }
     if (str_is(role, "function") && !json_is(json_get(m, "name"), JSON_STRING))
-        return vbad(ve, param, "messages[%u].name: a 'function' message needs a name",
-                    (unsigned)i);
+        return vbad(ve, param, "messages[%u].name: a 'function' message needs a name", (unsigned)i);
     return openai_content(json_get(m, "content"), param, is_assistant, ve);
 }
 
@@ -803,8 +810,7 @@ static int openai_message(struct arena *a, const struct json_value *m, uint32_t 
 static int schema_root(const struct json_value *s, const char *param, bool type_required,
                        struct verr *ve)
 {
-    if (!json_is(s, JSON_OBJECT))
-        return vbad(ve, param, "%s: must be a JSON Schema object", param);
+    if (!json_is(s, JSON_OBJECT)) return vbad(ve, param, "%s: must be a JSON Schema object", param);
     const struct json_value *t = json_get(s, "type");
     if ((t || type_required) && !str_is(t, "object"))
         return vbad(ve, param, "%s: the schema must have \"type\": \"object\"", param);
@@ -823,11 +829,13 @@ static int unique_tool_name(struct strmap *seen, const struct json_value *name, 
 static int openai_tools(const struct json_value *tools, struct verr *ve)
 {
     if (!json_is(tools, JSON_ARRAY))
-        return vbad(ve, "tools", "tools: must be an array of {\"type\": \"function\", "
-                                 "\"function\": {...}}");
+        return vbad(ve, "tools",
+                    "tools: must be an array of {\"type\": \"function\", "
+                    "\"function\": {...}}");
     if (tools->len == 0)
-        return vbad(ve, "tools", "Invalid 'tools': empty array. Expected an array with minimum "
-                                 "length 1, but got an empty array instead.");
+        return vbad(ve, "tools",
+                    "Invalid 'tools': empty array. Expected an array with minimum "
+                    "length 1, but got an empty array instead.");
     if (tools->len > 128)
         return vbad(ve, "tools", "tools: at most 128 tools (got %u)", (unsigned)tools->len);
     struct strmap seen;
@@ -838,8 +846,9 @@ static int openai_tools(const struct json_value *tools, struct verr *ve)
         char param[64];
         snprintf(param, sizeof param, "tools[%u]", (unsigned)i);
         if (!str_is(json_get(t, "type"), "function") || !json_is(fn, JSON_OBJECT)) {
-            rc = vbad(ve, param, "%s: must be {\"type\": \"function\", \"function\": {\"name\", "
-                                 "\"parameters\"}}",
+            rc = vbad(ve, param,
+                      "%s: must be {\"type\": \"function\", \"function\": {\"name\", "
+                      "\"parameters\"}}",
                       param);
             break;
         }
@@ -855,8 +864,7 @@ static int openai_tools(const struct json_value *tools, struct verr *ve)
             rc = schema_root(json_get(fn, "parameters"), param, false, ve);
         const struct json_value *d = json_get(fn, "description");
         if (!rc && d && !json_is(d, JSON_STRING))
-            rc = vbad(ve, param, "tools[%u].function.description: must be a string",
-                      (unsigned)i);
+            rc = vbad(ve, param, "tools[%u].function.description: must be a string", (unsigned)i);
     }
     strmap_cleanup(&seen);
     return rc;
@@ -865,13 +873,15 @@ static int openai_tools(const struct json_value *tools, struct verr *ve)
 static int openai_validate(struct arena *a, const struct json_value *b, struct verr *ve)
 {
     if (!json_is(b, JSON_OBJECT))
-        return vbad(ve, NULL, "We could not parse the JSON body of your request. The body "
-                              "must be a JSON object.");
+        return vbad(ve, NULL,
+                    "We could not parse the JSON body of your request. The body "
+                    "must be a JSON object.");
     if (!json_is(json_get(b, "model"), JSON_STRING))
         return vbad(ve, "model", "model: you must provide a model parameter (a string)");
     if (json_get_bool(b, "stream", false))
-        return vbad(ve, "stream", "stream: the mock does not stream; leave \"stream\" out or "
-                                  "set it to false");
+        return vbad(ve, "stream",
+                    "stream: the mock does not stream; leave \"stream\" out or "
+                    "set it to false");
     static const char *const counts[] = {"max_tokens", "max_completion_tokens", "n"};
     for (size_t k = 0; k < KEEL_ARRAY_LEN(counts); k++) {
         const struct json_value *v = json_get(b, counts[k]);
@@ -894,9 +904,8 @@ static int openai_validate(struct arena *a, const struct json_value *b, struct v
             return vbad(ve, "response_format.type",
                         "response_format.type: must be 'text', 'json_object' or 'json_schema'");
         const struct json_value *js = json_get(rf, "json_schema");
-        if (str_is(t, "json_schema") &&
-            (!valid_tool_name(json_get(js, "name")) ||
-             !json_is(json_get(js, "schema"), JSON_OBJECT)))
+        if (str_is(t, "json_schema") && (!valid_tool_name(json_get(js, "name")) ||
+                                         !json_is(json_get(js, "schema"), JSON_OBJECT)))
             return vbad(ve, "response_format.json_schema",
                         "response_format.json_schema: needs \"name\" (matching "
                         "^[a-zA-Z0-9_-]{1,64}$) and \"schema\" (object)");
@@ -962,8 +971,8 @@ static const struct format formats[FMT_COUNT];
 static struct json_value *openai_reply(struct arena *a, const struct planned *p)
 {
     struct json_value *r = json_object(a), *msg = json_object(a), *choice = json_object(a);
-    json_object_setc(a, r, "id", json_cstr(a, arena_printf(a, "chatcmpl-mock-%lld",
-                                                           (long long)p->n)));
+    json_object_setc(a, r, "id",
+                     json_cstr(a, arena_printf(a, "chatcmpl-mock-%lld", (long long)p->n)));
     json_object_setc(a, r, "object", json_cstr(a, "chat.completion"));
     json_object_setc(a, r, "created", json_int(a, keel_wall_ms() / 1000));
     json_object_setc(a, r, "model", json_cstr(a, p->model));
@@ -1004,7 +1013,8 @@ static struct json_value *openai_error(struct arena *a, int status, const char *
     json_object_setc(a, e, "message", json_cstr(a, msg ? msg : row->message));
     json_object_setc(a, e, "type", json_cstr(a, row->openai_type));
     json_object_setc(a, e, "param", param && param[0] ? json_cstr(a, param) : json_null(a));
-    json_object_setc(a, e, "code", row->openai_code ? json_cstr(a, row->openai_code) : json_null(a));
+    json_object_setc(a, e, "code",
+                     row->openai_code ? json_cstr(a, row->openai_code) : json_null(a));
     json_object_setc(a, r, "error", e);
     return r;
 }
@@ -1013,11 +1023,11 @@ static struct json_value *openai_error(struct arena *a, int status, const char *
 
 static int anthropic_auth(const struct mock_http_request *rq, struct verr *ve)
 {
-    if (!rq->x_api_key || !rq->x_api_key[0])
-        return vbad(ve, NULL, "x-api-key header is required");
+    if (!rq->x_api_key || !rq->x_api_key[0]) return vbad(ve, NULL, "x-api-key header is required");
     if (!rq->anthropic_version || !rq->anthropic_version[0])
-        return vbad(ve, NULL, "anthropic-version header is required (e.g. anthropic-version: "
-                              "2023-06-01)");
+        return vbad(ve, NULL,
+                    "anthropic-version header is required (e.g. anthropic-version: "
+                    "2023-06-01)");
     return 0;
 }
 
@@ -1047,9 +1057,10 @@ static int anthropic_block(const struct json_value *blk, const char *param, bool
     for (size_t k = 0; k < KEEL_ARRAY_LEN(block_types); k++)
         if (str_is(type, block_types[k].type)) bt = &block_types[k];
     if (!bt)
-        return vbad(ve, param, "%s.type: Input tag '%.40s' found using 'type' does not match "
-                               "any of the expected tags: 'text', 'image', 'document', "
-                               "'tool_use', 'tool_result', 'thinking', 'redacted_thinking'",
+        return vbad(ve, param,
+                    "%s.type: Input tag '%.40s' found using 'type' does not match "
+                    "any of the expected tags: 'text', 'image', 'document', "
+                    "'tool_use', 'tool_result', 'thinking', 'redacted_thinking'",
                     param, json_is(type, JSON_STRING) ? type->u.s.str : "");
     if (user ? !bt->user : !bt->assistant)
         return vbad(ve, param, "%s: a '%s' block cannot be sent by the %s", param, bt->type,
@@ -1094,25 +1105,27 @@ static int anthropic_message(const struct json_value *msgs, uint32_t i, struct v
     if (!json_is(m, JSON_OBJECT)) return vbad(ve, param, "%s: must be an object", param);
     const struct json_value *role = json_get(m, "role");
     if (str_is(role, "system"))
-        return vbad(ve, param, "messages: Unexpected role \"system\". The Messages API accepts "
-                               "a top-level `system` parameter, not \"system\" as an input "
-                               "message role.");
+        return vbad(ve, param,
+                    "messages: Unexpected role \"system\". The Messages API accepts "
+                    "a top-level `system` parameter, not \"system\" as an input "
+                    "message role.");
     if (!str_is(role, "user") && !str_is(role, "assistant"))
         return vbad(ve, param, "%s.role: must be \"user\" or \"assistant\"", param);
     bool user = str_is(role, "user"), last = i + 1 == msgs->len;
     const struct json_value *c = json_get(m, "content");
     if (json_is(c, JSON_STRING)) {
         if (c->len == 0 && !(last && !user))
-            return vbad(ve, param, "messages: all messages must have non-empty content except "
-                                   "for the optional final assistant message");
+            return vbad(ve, param,
+                        "messages: all messages must have non-empty content except "
+                        "for the optional final assistant message");
         return 0;
     }
     if (!json_is(c, JSON_ARRAY))
-        return vbad(ve, param, "%s.content: must be a string or an array of content blocks",
-                    param);
+        return vbad(ve, param, "%s.content: must be a string or an array of content blocks", param);
     if (c->len == 0 && !(last && !user))
-        return vbad(ve, param, "messages: all messages must have non-empty content except for "
-                               "the optional final assistant message");
+        return vbad(ve, param,
+                    "messages: all messages must have non-empty content except for "
+                    "the optional final assistant message");
     for (uint32_t k = 0; k < c->len; k++) {
         char bp[80];
         snprintf(bp, sizeof bp, "messages.%u.content.%u", (unsigned)i, (unsigned)k);
@@ -1122,8 +1135,8 @@ static int anthropic_message(const struct json_value *msgs, uint32_t i, struct v
         /* tool_use must be answered in the next message, and a tool_result
          * must answer a tool_use of the previous one. */
         if (str_is(json_get(blk, "type"), "tool_use") &&
-            (last || !has_block(msgs->u.items[i + 1], "tool_result", "tool_use_id",
-                                json_get(blk, "id"))))
+            (last ||
+             !has_block(msgs->u.items[i + 1], "tool_result", "tool_use_id", json_get(blk, "id"))))
             return vbad(ve, param,
                         "messages.%u: `tool_use` ids were found without `tool_result` blocks "
                         "immediately after: %.80s. Each `tool_use` block must have a "
@@ -1185,8 +1198,9 @@ static int anthropic_validate(struct arena *a, const struct json_value *b, struc
     if (!positive_int(json_get(b, "max_tokens")))
         return vbad(ve, "max_tokens", "max_tokens: Field required (a positive integer)");
     if (json_get_bool(b, "stream", false))
-        return vbad(ve, "stream", "stream: the mock does not stream; leave \"stream\" out or "
-                                  "set it to false");
+        return vbad(ve, "stream",
+                    "stream: the mock does not stream; leave \"stream\" out or "
+                    "set it to false");
     const struct json_value *sys = json_get(b, "system");
     if (sys && !json_is(sys, JSON_STRING)) {
         if (!json_is(sys, JSON_ARRAY))
@@ -1194,15 +1208,15 @@ static int anthropic_validate(struct arena *a, const struct json_value *b, struc
         for (uint32_t i = 0; i < sys->len; i++)
             if (!str_is(json_get(sys->u.items[i], "type"), "text") ||
                 !json_is(json_get(sys->u.items[i], "text"), JSON_STRING))
-                return vbad(ve, "system", "system.%u: must be {\"type\": \"text\", \"text\": "
-                                          "string}",
+                return vbad(ve, "system",
+                            "system.%u: must be {\"type\": \"text\", \"text\": "
+                            "string}",
                             (unsigned)i);
     }
     const struct json_value *msgs = json_get(b, "messages");
     if (!json_is(msgs, JSON_ARRAY))
         return vbad(ve, "messages", "messages: Field required (an array of messages)");
-    if (msgs->len == 0)
-        return vbad(ve, "messages", "messages: at least one message is required");
+    if (msgs->len == 0) return vbad(ve, "messages", "messages: at least one message is required");
     for (uint32_t i = 0; i < msgs->len; i++)
         if (anthropic_message(msgs, i, ve)) return -1;
     const struct json_value *tools = json_get(b, "tools");
@@ -1282,8 +1296,7 @@ static struct json_value *anthropic_reply(struct arena *a, const struct planned 
         json_array_push(a, content, t);
     }
     json_object_setc(a, r, "content", content);
-    json_object_setc(a, r, "stop_reason",
-                     json_cstr(a, formats[FMT_ANTHROPIC].stop_names[p->stop]));
+    json_object_setc(a, r, "stop_reason", json_cstr(a, formats[FMT_ANTHROPIC].stop_names[p->stop]));
     json_object_setc(a, r, "stop_sequence", json_null(a));
     json_object_setc(a, r, "usage", usage_value(a, "input_tokens", "output_tokens", NULL, p));
     return r;
@@ -1302,11 +1315,22 @@ static struct json_value *anthropic_error(struct arena *a, int status, const cha
 }
 
 static const struct format formats[FMT_COUNT] = {
-    [FMT_OPENAI] = {"openai", {"stop", "tool_calls", "length"}, openai_auth, openai_validate,
-                    openai_view, openai_tool_name, openai_reply, openai_error},
-    [FMT_ANTHROPIC] = {"anthropic", {"end_turn", "tool_use", "max_tokens"}, anthropic_auth,
-                       anthropic_validate, anthropic_view, anthropic_tool_name,
-                       anthropic_reply, anthropic_error},
+    [FMT_OPENAI] = {"openai",
+                    {"stop", "tool_calls", "length"},
+                    openai_auth,
+                    openai_validate,
+                    openai_view,
+                    openai_tool_name,
+                    openai_reply,
+                    openai_error},
+    [FMT_ANTHROPIC] = {"anthropic",
+                       {"end_turn", "tool_use", "max_tokens"},
+                       anthropic_auth,
+                       anthropic_validate,
+                       anthropic_view,
+                       anthropic_tool_name,
+                       anthropic_reply,
+                       anthropic_error},
 };
 
 /* ---- matching ----------------------------------------------------------- */
@@ -1330,8 +1354,7 @@ static bool entry_matches(const struct entry *e, const struct view *v)
     if (span_has(e->system_contains) && !contains(&v->system, e->system_contains)) return false;
     if (span_has(e->last_user_contains) && !contains(&v->last_user, e->last_user_contains))
         return false;
-    if (span_has(e->last_message_contains) &&
-        !contains(&v->last_message, e->last_message_contains))
+    if (span_has(e->last_message_contains) && !contains(&v->last_message, e->last_message_contains))
         return false;
     if (span_has(e->tool_offered) && !tool_offered(v, e->tool_offered)) return false;
     return true;
@@ -1393,11 +1416,11 @@ static void clear_state(struct mock *m)
 {
     buf_cleanup(&m->records);
     m->calls = 0;
-    for (size_t i = 0; i < m->script->count; i++) m->script->entries[i].used = 0;
+    for (size_t i = 0; i < m->script->count; i++)
+        m->script->entries[i].used = 0;
 }
 
-int mock_load(struct mock *m, const char *text, size_t len, const char *file,
-              struct keel_err *err)
+int mock_load(struct mock *m, const char *text, size_t len, const char *file, struct keel_err *err)
 {
     struct script *s;
     int rc = script_parse(text, len, file, &s, err);
@@ -1443,7 +1466,8 @@ static void record(struct mock *m, const struct call *c, int64_t n, const char *
                      rq->authorization ? json_cstr(a, rq->authorization) : json_null(a));
     json_object_setc(a, r, "x_api_key", rq->x_api_key ? json_cstr(a, rq->x_api_key) : json_null(a));
     if (!body)
-        body = rq->too_large ? json_null(a) : json_string(a, rq->body ? rq->body : "", rq->body_len);
+        body =
+            rq->too_large ? json_null(a) : json_string(a, rq->body ? rq->body : "", rq->body_len);
     json_object_setc(a, r, "body", (struct json_value *)body);
     json_object_setc(a, r, "entry", json_int(a, entry));
     json_object_setc(a, r, "status", json_int(a, status));
@@ -1530,8 +1554,7 @@ static void model_answer(struct mock *m, struct call *c, int64_t n, int status,
 
 /* Picks the entry for view v, consumes it and builds its reply (lock
  * held: the entry's strings live in the script's arena). */
-static void play(struct mock *m, struct call *c, const struct view *v,
-                 struct mock_http_reply *out)
+static void play(struct mock *m, struct call *c, const struct view *v, struct mock_http_reply *out)
 {
     const struct format *f = &formats[c->format];
     struct arena *a = c->a;

@@ -63,8 +63,8 @@ static void fuzz_script(const char *text, size_t len)
     mock_free(m);
 }
 
-static void call(struct mock *m, const char *method, const char *path, const char *body,
-                 size_t len, bool auth, struct mock_http_reply *out)
+static void call(struct mock *m, const char *method, const char *path, const char *body, size_t len,
+                 bool auth, struct mock_http_reply *out)
 {
     struct mock_http_request rq = {
         .method = method,
@@ -134,7 +134,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1 || size > ((size_t)1 << 20)) return 0;
     unsigned mode = data[0];
     const char *payload = (const char *)data + 1;
-    if (mode % 4 == 0) fuzz_script(payload, size - 1);
-    else fuzz_requests(mode, payload, size - 1);
+    if (mode % 4 == 0)
+        fuzz_script(payload, size - 1);
+    else
+        fuzz_requests(mode, payload, size - 1);
     return 0;
 }
