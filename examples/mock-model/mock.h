@@ -32,7 +32,7 @@ struct mock_http_request {
     const char *anthropic_version; /* anthropic-version header */
     const char *body;
     size_t body_len;
-    bool too_large;                /* over MOCK_MAX_BODY (not read) */
+    bool too_large; /* over MOCK_MAX_BODY (not read) */
 };
 
 /* What to send back.  Initialise with mock_reply_init, free with
