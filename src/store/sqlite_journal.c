@@ -1,0 +1,187 @@
+/*
+ * sqlite_journal.c — reading a run's events (through events_index, plus the
+ * not yet indexed log), state snapshots, and workflow versions in the
+ * SQLite store.  Appending is group commit's (sqlite_commit.c).
+ *
+ * Invariants: every event is found exactly once, either through
+ * events_index or in the log (ids after events_indexed.upto); workflow
+ * versions are immutable by (name, hash).
+ */
+#include "sqlite_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- events and snapshots ---------------------------------------------- */
+
+static void copy_hash(char out[STORE_HASH_HEX + 1], sqlite3_stmt *st, int i)
+{
+    const char *h = (const char *)sqlite3_column_text(st, i);
+    snprintf(out, STORE_HASH_HEX + 1, "%s", h ? h : "");
+}
+
+int store_sq_events_tail(struct store *s, const char *run_id, int64_t *seq, char *hash,
+                         struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = store_sq_reader_get(q, err);
+    if (!c) return err ? err->code : KEEL_EIO;
+    sqlite3_stmt *st = store_sq_stmt(q, c, ST_EV_TAIL, err);
+    int rc = st ? 0 : (err ? err->code : KEEL_EIO);
+    if (st) {
+        sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+        int src = sqlite3_step(st);
+        if (src == SQLITE_ROW) {
+            *seq = sqlite3_column_int64(st, 0);
+            copy_hash(hash, st, 1);
+        } else if (src == SQLITE_DONE) {
+            *seq = 0;
+            memcpy(hash, store_sq_zero_hash, sizeof store_sq_zero_hash);
+        } else {
+            rc = store_sq_fail(q, c->db, src, "reading a run's last event", err);
+        }
+        done_stmt(st);
+    }
+    store_sq_reader_put(q, c);
+    return rc;
+}
+
+int store_sq_events_scan(struct store *s, const char *run_id, int64_t from_seq, int64_t limit,
+                         store_event_fn fn, void *ctx, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = store_sq_reader_get(q, err);
+    if (!c) return err ? err->code : KEEL_EIO;
+    /* A private statement: fn may read from the store again on this thread
+     * (an in-memory store has one connection), which would reset a cached
+     * statement under our feet.  fn must not write: on an in-memory store
+     * the writer waits for this scan. */
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    int src = sqlite3_prepare_v2(c->db, store_sq_stmt_sql[ST_EV_SCAN], -1, &st, NULL);
+    if (src != SQLITE_OK) rc = store_sq_fail(q, c->db, src, "preparing an event scan", err);
+    if (!rc) {
+        sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, from_seq);
+        sqlite3_bind_int64(st, 3, limit ? limit : -1);
+        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+            struct store_event ev;
+            ev.run_id = (const char *)sqlite3_column_text(st, 0);
+            ev.seq = sqlite3_column_int64(st, 1);
+            ev.time_ms = sqlite3_column_int64(st, 2);
+            ev.kind = (const char *)sqlite3_column_text(st, 3);
+            ev.actor = (const char *)sqlite3_column_text(st, 4);
+            ev.payload = (const char *)sqlite3_column_text(st, 5);
+            ev.payload_len = (size_t)sqlite3_column_bytes(st, 5);
+            copy_hash(ev.prev_hash, st, 6);
+            copy_hash(ev.hash, st, 7);
+            if (!ev.run_id) ev.run_id = "";
+            if (!ev.kind) ev.kind = "";
+            if (!ev.actor) ev.actor = "";
+            if (!ev.payload) ev.payload = "";
+            rc = fn(ctx, &ev);
+            if (rc) break;
+        }
+        if (!rc && src != SQLITE_DONE) rc = store_sq_fail(q, c->db, src, "reading events", err);
+    }
+    sqlite3_finalize(st);
+    store_sq_reader_put(q, c);
+    return rc;
+}
+
+int store_sq_snapshot_get(struct store *s, const char *run_id, int64_t max_seq, struct arena *a,
+                          int64_t *seq, const char **state, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = store_sq_reader_get(q, err);
+    if (!c) return err ? err->code : KEEL_EIO;
+    sqlite3_stmt *st = store_sq_stmt(q, c, ST_SNAP_GET, err);
+    int rc = st ? 0 : (err ? err->code : KEEL_EIO);
+    if (st) {
+        sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, max_seq);
+        int src = sqlite3_step(st);
+        if (src == SQLITE_ROW) {
+            *seq = sqlite3_column_int64(st, 0);
+            *state = col_text(a, st, 1);
+        } else if (src == SQLITE_DONE) {
+            rc = keel_fail(err, KEEL_ENOENT, "run %s has no snapshot", run_id);
+        } else {
+            rc = store_sq_fail(q, c->db, src, "reading a snapshot", err);
+        }
+        done_stmt(st);
+    }
+    store_sq_reader_put(q, c);
+    return rc;
+}
+
+/* ---- workflows --------------------------------------------------------- */
+
+static int wf_read(struct sq *q, struct conn *c, const char *name, const char *hash,
+                   struct arena *a, const char **body, const char **hash_out, struct keel_err *err)
+{
+    sqlite3_stmt *st = store_sq_stmt(q, c, hash ? ST_WF_GET : ST_WF_LATEST, err);
+    if (!st) return err ? err->code : KEEL_EIO;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (hash) sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
+    int src = sqlite3_step(st);
+    int rc = 0;
+    if (src == SQLITE_ROW) {
+        *body = col_text(a, st, 0);
+        if (hash_out) *hash_out = col_text(a, st, 1);
+    } else if (src == SQLITE_DONE) {
+        rc = hash ? keel_fail(err, KEEL_ENOENT, "workflow %s has no version %.12s... in the store",
+                              name, hash)
+                  : keel_fail(err, KEEL_ENOENT, "no workflow '%s' in the store", name);
+    } else {
+        rc = store_sq_fail(q, c->db, src, "reading a workflow", err);
+    }
+    done_stmt(st);
+    return rc;
+}
+
+int store_sq_workflow_put(struct store *s, const char *name, const char *hash, const char *body,
+                          int64_t now_ms, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = store_sq_writer_get(q, err);
+    if (!c) return err ? err->code : KEEL_EINVAL;
+    sqlite3_stmt *st = store_sq_stmt(q, c, ST_WF_INSERT, err);
+    int rc = st ? 0 : (err ? err->code : KEEL_EIO);
+    if (st) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, body, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, now_ms);
+        int src = sqlite3_step(st);
+        done_stmt(st);
+        if (src != SQLITE_DONE) rc = store_sq_fail(q, c->db, src, "storing a workflow", err);
+    }
+    if (!rc && sqlite3_changes(c->db) == 0) {
+        /* The version exists: fine if it is the same content. */
+        struct arena a;
+        arena_init(&a);
+        const char *old = NULL;
+        rc = wf_read(q, c, name, hash, &a, &old, NULL, err);
+        if (!rc && strcmp(old, body) != 0)
+            rc = keel_fail(err, KEEL_ECORRUPT,
+                           "workflow %s version %.12s... is already stored with different "
+                           "content; a version hash must name one content",
+                           name, hash);
+        arena_cleanup(&a);
+    }
+    store_sq_writer_put(q);
+    return rc;
+}
+
+int store_sq_workflow_get(struct store *s, const char *name, const char *hash, struct arena *a,
+                          const char **body, const char **hash_out, struct keel_err *err)
+{
+    struct sq *q = sq_of(s);
+    struct conn *c = store_sq_reader_get(q, err);
+    if (!c) return err ? err->code : KEEL_EIO;
+    int rc = wf_read(q, c, name, hash, a, body, hash_out, err);
+    store_sq_reader_put(q, c);
+    return rc;
+}
