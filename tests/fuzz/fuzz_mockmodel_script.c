@@ -16,13 +16,17 @@
  *     syntax errors;
  *   - every reply except a scripted raw "body" is valid JSON;
  *   - GET /_mock/requests is a JSON array with one record per model request,
- *     numbered 1..N, and /_mock/stats counts the same N calls.
+ *     numbered 1..N, and /_mock/stats counts the same N calls;
+ *   - every 200 reply the mock writes itself (not a raw "body") is accepted
+ *     by Keel's own parser of that provider's format (model_wire_response),
+ *     so the mock and the gateway agree on the wire formats.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../examples/mock-model/script.c"
+#include "model/model.h"
 
 static void check(int cond)
 {
@@ -108,9 +112,17 @@ static void fuzz_requests(unsigned mode, const char *payload, size_t size)
         /* A 200 may be a scripted raw body; everything else the mock
          * writes itself is JSON. */
         bool json = parses(r.body.data, r.body.len, &v, &a);
-        if (!sep || strcmp(path, "/elsewhere") == 0)
-            check(json || (r.status == 200 && r.body.len == 10 &&
-                           memcmp(r.body.data, "not json {", 10) == 0));
+        bool raw =
+            r.status == 200 && r.body.len == 10 && memcmp(r.body.data, "not json {", 10) == 0;
+        if (!sep || strcmp(path, "/elsewhere") == 0) check(json || raw);
+        if (!sep && r.status == 200 && !raw && strcmp(path, "/elsewhere") != 0) {
+            struct model_response mr;
+            memset(&mr, 0, sizeof mr);
+            struct keel_err err2;
+            const char *kind = strstr(path, "messages") ? "anthropic" : "openai";
+            check(model_wire_response(kind, r.body.data, r.body.len, &a, &mr, &err2) == 0);
+            check(mr.message != NULL && mr.stop_reason != NULL);
+        }
     }
     call(m, "GET", "/_mock/requests", NULL, 0, false, &r);
     check(r.status == 200 && parses(r.body.data, r.body.len, &v, &a));
