@@ -809,6 +809,15 @@ def sigint_exits_0_and_listen_flag():
     s.close()
     m = Mock([{"content": "x"}], extra=["--listen", "127.0.0.1:%d" % port])
     assert m.url == "http://127.0.0.1:%d" % port
+    # The port is taken now: a second server says so and exits 1.
+    p = subprocess.run([BIN, "--script", m.script_path, "--listen", "127.0.0.1:%d" % port],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "cannot listen on 127.0.0.1:%d" % port in p.stderr, p
+    assert p.stdout == ""
+    # A log that cannot be opened: exit 1, naming it.
+    p = subprocess.run([BIN, "--script", m.script_path, "--log", TMP],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "cannot open the log '%s'" % TMP in p.stderr, p
     m.proc.send_signal(signal.SIGINT)
     assert m.proc.wait(timeout=20) == 0
     m.err.close()
