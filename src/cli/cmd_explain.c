@@ -2,9 +2,10 @@
  * cmd_explain.c — `keel explain RUN [--json] [--no-color]`: the explain
  * report of a run (docs/explain.md, docs/cli/explain.md).  It GETs
  * /v1/runs/{id}/explain and renders it with obs_explain_text: a summary of
- * at most a screen, then the timeline.  --json prints the report as the API
- * returns it.  Colour is used only when standard output is a terminal and
- * neither --no-color nor $NO_COLOR is given.
+ * at most a screen (24 rows of the terminal's width, wrapped lines
+ * counted), then the timeline.  --json prints the report as the API returns
+ * it.  Colour is used only when standard output is a terminal and neither
+ * --no-color nor $NO_COLOR is given.
  */
 #include "client.h"
 #include "obs/obs.h"
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 extern const struct cli_command cmd_explain;
@@ -56,10 +58,14 @@ static int run(int argc, char **argv)
         cli_print_json(report);
     } else {
         const char *nc = getenv("NO_COLOR");
-        bool color = !no_color && !(nc && *nc) && isatty(STDOUT_FILENO);
+        bool tty = isatty(STDOUT_FILENO);
+        bool color = !no_color && !(nc && *nc) && tty;
+        /* On a terminal the summary is fitted to its rows of this width. */
+        struct winsize ws;
+        int width = tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 ? ws.ws_col : 0;
         struct buf out;
         buf_init(&out);
-        obs_explain_text(report, &out, color);
+        obs_explain_text_width(report, &out, color, width);
         fwrite(out.data ? out.data : "", 1, out.len, stdout);
         buf_cleanup(&out);
     }

@@ -1311,8 +1311,10 @@ static void on_switch_completed(struct ctx *c, struct visit *v, const struct jso
     const char *went = recorded && *recorded ? recorded : "(end)";
     const struct json_value *reads = json_get(sw, "reads");
     const char *cond = json_get_str(sw, "condition", NULL);
-    buf_printf(&brief, "%s → %s (%s)", v->step, went,
-               !ws ? "recorded" : cond && strcmp(cond, "default") != 0 ? cond : "default: no case held");
+    bool by_case = ws && cond && strcmp(cond, "default") != 0;
+    buf_printf(&brief, "%s → %s%s", v->step, went,
+               !ws ? " (recorded; not re-evaluated without the workflow version)"
+               : by_case ? "" : " by default");
     /* When a case held, its own reads are the cause; by default, all. */
     const struct json_value *only =
         ws && cond && strcmp(cond, "default") != 0 ? obs_condition_paths(cond, c->a) : NULL;
@@ -1323,13 +1325,16 @@ static void on_switch_completed(struct ctx *c, struct visit *v, const struct jso
         for (uint32_t k = 0; only && k < only->len && !keep; k++)
             keep = !strcmp(only->u.items[k]->u.s.str, json_get_str(r, "path", ""));
         if (!keep) continue;
-        buf_printf(&brief, "%s %s=%s", shown++ ? " |" : ";", json_get_str(r, "path", "?"),
+        buf_printf(&brief, "%s %s=%s", shown++ ? " |" : ":", json_get_str(r, "path", "?"),
                    json_get(r, "value") ? preview(c->a, json_get(r, "value"), 40) : "(missing)");
         if (json_get(r, "written_by")) {
             buf_puts(&brief, " ← ");
             short_prov(c, &brief, json_get(r, "written_by"), 3);
         }
     }
+    /* The condition last: the reads and their origin matter most on a
+     * narrow screen; the timeline shows the condition too. */
+    if (by_case) buf_printf(&brief, " [if %s]", cond);
     set_s(c, sw, "brief", brief.data);
     attention(c, "switch", v->step, "%s", brief.data ? brief.data : "");
     buf_cleanup(&brief);

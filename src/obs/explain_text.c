@@ -21,6 +21,7 @@
 struct out {
     struct buf *b;
     bool color;
+    int width; /* terminal columns, or 0 when unknown */
 };
 
 static const char *s_(const struct json_value *o, const char *k, const char *d)
@@ -96,7 +97,10 @@ static void put_value(struct buf *b, const struct json_value *v, size_t max)
 /* ---- summary ------------------------------------------------------------ */
 
 /* Lines are built one at a time in `line`, then appended while the budget
- * lasts. */
+ * lasts.  The budget counts screen rows: with a known width a line takes
+ * ceil(columns / width) rows (a summary line may wrap to at most two), so
+ * the summary fits OBS_SUMMARY_LINES rows of that terminal; with an unknown
+ * width each line is one row, cut at WIDTH_LINE bytes. */
 struct summary {
     struct out *o;
     struct buf line;
@@ -104,14 +108,76 @@ struct summary {
     int budget;
 };
 
-static void emit(struct summary *s)
+/* Display columns of s: UTF-8 sequences count one, ANSI escapes none. */
+static size_t columns(const char *s)
 {
-    if (s->used < s->budget) {
-        put_cut(s->o->b, s->line.data ? s->line.data : "", WIDTH_LINE + 64);
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == 0x1b) {
+            while (p[1] && !(p[1] >= '@' && p[1] <= '~' && p[1] != '[')) p++;
+            if (p[1]) p++;
+            continue;
+        }
+        if ((*p & 0xC0) != 0x80) n++;
+    }
+    return n;
+}
+
+/* Appends s cut to at most cols display columns ("…" included), keeping
+ * ANSI escapes whole (and resetting the colour if cut inside one). */
+static void put_cols(struct buf *b, const char *s, size_t cols, bool color)
+{
+    if (columns(s) <= cols) {
+        buf_puts(b, s);
+        return;
+    }
+    size_t n = 0;
+    const char *p = s;
+    while (*p) {
+        if (*p == 0x1b) {
+            const char *q = p;
+            while (q[1] && !(q[1] >= '@' && q[1] <= '~' && q[1] != '[')) q++;
+            if (q[1]) q++;
+            buf_append(b, p, (size_t)(q - p) + 1);
+            p = q + 1;
+            continue;
+        }
+        if (((unsigned char)*p & 0xC0) != 0x80) {
+            if (n + 1 >= cols) break;
+            n++;
+        }
+        buf_putc(b, *p++);
+    }
+    buf_puts(b, "\xE2\x80\xA6");
+    if (color) buf_puts(b, "\x1b[0m");
+}
+
+/* Rows the next line may take: reserve rows for what must follow. */
+static void emit_rows(struct summary *s, int max_rows)
+{
+    const char *line = s->line.data ? s->line.data : "";
+    int left = s->budget - s->used;
+    if (max_rows > left) max_rows = left;
+    if (max_rows > 0) {
+        int w = s->o->width;
+        if (w > 0) {
+            size_t cols = columns(line);
+            size_t cap = (size_t)max_rows * (size_t)w;
+            if (cols > cap) cols = cap;
+            put_cols(s->o->b, line, cap, s->o->color);
+            s->used += cols ? (int)((cols + (size_t)w - 1) / (size_t)w) : 1;
+        } else {
+            put_cut(s->o->b, line, WIDTH_LINE + 64);
+            s->used++;
+        }
         buf_putc(s->o->b, '\n');
-        s->used++;
     }
     buf_reset(&s->line);
+}
+
+static void emit(struct summary *s)
+{
+    emit_rows(s, 2);
 }
 
 static void summary_text(struct out *o, const struct json_value *r)
@@ -119,10 +185,11 @@ static void summary_text(struct out *o, const struct json_value *r)
     const struct json_value *run = json_get(r, "run"), *sum = json_get(r, "summary");
     const struct json_value *n = json_get(sum, "counts");
     struct summary s = {.o = o, .budget = OBS_SUMMARY_LINES};
+    /* The header lines come first; each may wrap once on a narrow screen. */
     buf_init(&s.line);
     /* 1: run, workflow, status, duration. */
     struct buf *l = &s.line;
-    struct out lo = {l, o->color};
+    struct out lo = {l, o->color, 0};
     buf_puts(l, "Run ");
     tone(&lo, TONE_BOLD, s_(run, "id", "?"));
     buf_printf(l, " · workflow %s", s_(run, "workflow", "?"));
@@ -167,7 +234,7 @@ static void summary_text(struct out *o, const struct json_value *r)
         const struct json_value *a = aps->u.items[i];
         buf_printf(l, "%s %s (group %s, step %s): ", i ? "          " : "Approvals:",
                    s_(a, "id", "?"), s_(a, "group", "?"), s_(a, "step", "?"));
-        tone(&(struct out){l, o->color}, tone_of(s_(a, "decision", "")), s_(a, "decision", "?"));
+        tone(&(struct out){l, o->color, 0}, tone_of(s_(a, "decision", "")), s_(a, "decision", "?"));
         if (json_get(a, "by")) buf_printf(l, " by %s at %s", s_(a, "by", "?"), s_(a, "decided_at", "?"));
         const char *cm = s_(a, "comment", NULL);
         if (cm) {
@@ -187,25 +254,28 @@ static void summary_text(struct out *o, const struct json_value *r)
         emit(&s);
     }
     for (uint32_t i = 0; i < nt; i++) {
-        int left = s.budget - s.used - 1; /* lines left before the timeline header */
+        /* Rows left before the timeline header; with more items to come,
+         * one more is kept for the "… more" line. */
+        int left = s.budget - s.used - 1;
+        bool more = i + 1 < nt || omitted;
         if (left <= 0) break;
-        if (left == 1 && i + 1 < nt) {
+        if (left == 1 && more) {
             buf_printf(l, "  … %lld more in the timeline below and in --json",
                        (long long)(nt - i) + omitted);
-            emit(&s);
+            emit_rows(&s, 1);
             break;
         }
         const struct json_value *a = at->u.items[i];
         const char *k = s_(a, "kind", "?");
         buf_printf(l, "  #%-4lld ", i_(a, "seq"));
-        tone(&(struct out){l, o->color}, !strcmp(k, "switch") ? TONE_WARN : TONE_BAD, k);
+        tone(&(struct out){l, o->color, 0}, !strcmp(k, "switch") ? TONE_WARN : TONE_BAD, k);
         buf_puts(l, ": ");
         put_cut(l, s_(a, "message", ""), WIDTH_LINE);
-        emit(&s);
+        emit_rows(&s, more ? (left - 1 < 2 ? left - 1 : 2) : (left < 2 ? left : 2));
     }
     buf_printf(l, "Timeline (%u step visits; `keel explain RUN --json` has every value):",
                json_is(json_get(r, "timeline"), JSON_ARRAY) ? json_get(r, "timeline")->len : 0);
-    emit(&s);
+    emit_rows(&s, 1);
     buf_cleanup(&s.line);
 }
 
@@ -382,7 +452,13 @@ static void visit_text(struct out *o, const struct json_value *e)
 
 void obs_explain_text(const struct json_value *report, struct buf *out, bool color)
 {
-    struct out o = {out, color};
+    obs_explain_text_width(report, out, color, 0);
+}
+
+void obs_explain_text_width(const struct json_value *report, struct buf *out, bool color,
+                            int width)
+{
+    struct out o = {out, color, width > 0 && width < 20 ? 20 : width};
     summary_text(&o, report);
     const struct json_value *t = json_get(report, "timeline");
     for (uint32_t i = 0; json_is(t, JSON_ARRAY) && i < t->len; i++) visit_text(&o, t->u.items[i]);

@@ -50,6 +50,12 @@ int obs_explain(const struct json_value *run, const struct json_value *events,
  * (missing fields are skipped). */
 void obs_explain_text(const struct json_value *report, struct buf *out, bool color);
 
+/* The same for a terminal of `width` columns (0: unknown): the summary then
+ * fits OBS_SUMMARY_LINES rows of it, counting wrapped lines (each summary
+ * line wraps to at most two rows and is cut after that). */
+void obs_explain_text_width(const struct json_value *report, struct buf *out, bool color,
+                            int width);
+
 /* The input/state/result paths a Cedar condition reads ("state.a.b",
  * "input.x", "result.y[0]"), outside string literals, each once, in order of
  * appearance, as an array of strings in arena a.  Exposed for tests. */

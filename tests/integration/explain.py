@@ -11,12 +11,18 @@ second run acts as an identity without a permit and is denied.  Also: the
 text summary fits a screen, --json equals the API's answer, unknown runs are
 404 / exit 4, a missing token is 401, and no token or configured secret
 appears in any output."""
+import fcntl
 import json
 import os
+import pty
+import re
+import struct
+import subprocess
 import sys
+import termios
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from keelenv import ALICE_TOKEN, Checks, Home, Server  # noqa: E402
+from keelenv import ALICE_TOKEN, KEEL, Checks, Home, Server  # noqa: E402
 
 STALE = """\
 name: stale
@@ -72,6 +78,39 @@ def summary_lines(text):
     return text.split("\n\n", 1)[0].splitlines()
 
 
+def on_terminal(srv, args, cols, env=None):
+    """Runs `keel ARGS` with stdout on a pseudo-terminal of cols x 24;
+    returns (exit code, output with \r\n turned into \n)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
+    e = dict(os.environ, KEEL_SERVER=srv.url, KEEL_DATA=srv.home.data)
+    e.pop("NO_COLOR", None)
+    e.update(env or {})
+    p = subprocess.Popen([KEEL] + args, stdout=slave, stderr=subprocess.DEVNULL, env=e)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            d = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not d:
+            break
+        out += d
+    os.close(master)
+    return p.wait(timeout=60), out.decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def screen_rows(summary, cols):
+    """Rows the summary lines take on a terminal cols wide (ANSI escapes
+    take no room)."""
+    rows = 0
+    for line in summary:
+        n = len(re.sub(r"\x1b\[[0-9;]*m", "", line))
+        rows += max(1, -(-n // cols))
+    return rows
+
+
 def events_of(srv, rid):
     st, body = srv.api("GET", "/v1/runs/%s/events" % rid)
     return body["events"]
@@ -118,7 +157,7 @@ def test_bad_branch(srv):
     c.check(len(summary) <= 24, "summary fits a screen: %d lines" % len(summary))
     c.check(summary[0].startswith("Run %s" % rid), "the summary opens with the run: %s" % summary[0])
     c.check(any(l.startswith("Outcome: Succeeded") for l in summary), "outcome line")
-    cause = [l for l in summary if "route → escalate" in l]
+    cause = [l for l in summary if "route → escalate:" in l]
     c.check(len(cause) == 1, "the summary shows the branch: %s" % summary)
     want = "tool crm/lookup_account #%d" % lookup_seq
     c.check(cause and want in cause[0],
@@ -132,6 +171,20 @@ def test_bad_branch(srv):
     c.check("#%d" % lookup_seq in text.split("\n\n", 1)[1], "the timeline follows the summary")
     code, text2, err = srv.cli("explain", rid, "--no-color")
     c.check(code == 0 and text2 == text, "--no-color gives the same text")
+
+    # On a terminal: colours, and the summary fits 24 rows of its width.
+    for cols in (80, 132):
+        code, tty = on_terminal(srv, ["explain", rid], cols)
+        summary = summary_lines(tty)
+        c.check(code == 0 and "\x1b[" in tty, "colours on a terminal (%d columns)" % cols)
+        c.check(screen_rows(summary, cols) <= 24,
+                "summary within 24 rows of %d columns: %d" % (cols, screen_rows(summary, cols)))
+        c.check(any("route → escalate:" in l and "crm/lookup_account #%d" % lookup_seq in l
+                    for l in summary), "the cause survives %d columns: %s" % (cols, summary))
+    code, tty = on_terminal(srv, ["explain", rid], 80, {"NO_COLOR": "1"})
+    c.check(code == 0 and "\x1b[" not in tty, "NO_COLOR turns colours off")
+    code, tty = on_terminal(srv, ["explain", rid, "--no-color"], 80)
+    c.check(code == 0 and "\x1b[" not in tty, "--no-color turns colours off")
 
     # JSON: the structured cause.
     code, out, err = srv.cli("explain", rid, "--json")

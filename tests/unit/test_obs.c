@@ -418,13 +418,13 @@ TEST(text_summary_fits_a_screen)
     CHECK_CONTAINS(out.data, "Models: 3 calls, 350 tokens in, 60 out, $0.0035 · rejected outputs 1");
     CHECK_CONTAINS(out.data, "support/billing");
     CHECK_CONTAINS(out.data, "ap1 (group support-leads, step ask): approved by human:alice");
-    CHECK_CONTAINS(out.data, "route → note (default: no case held); state.triage.severity=\"low\" "
+    CHECK_CONTAINS(out.data, "route → note by default: state.triage.severity=\"low\" "
                              "← agent support/billing (step triage, model.response #29) ← "
                              "read crm/lookup_account #21: {\"id\":\"A-300\",\"tier\":"
                              "\"enterprise\",\"plan\":\"starter\"");
-    CHECK_CONTAINS(out.data, "check → ask (state.notes.contains(\"severity low\")); "
-                             "state.notes=[\"severity low\"] ← set step note #35 from "
+    CHECK_CONTAINS(out.data, "check → ask: state.notes=[\"severity low\"] ← set step note #35 from "
                              "state.triage.severity ← agent support/billing");
+    CHECK_CONTAINS(str_at(rep, "/switches/1/brief"), "[if state.notes.contains(\"severity low\")]");
     CHECK_STR(json_get_str(visit_of(rep, "done", 0), "status", ""), "completed");
     /* The timeline follows, one block per visit. */
     CHECK_CONTAINS(out.data + sl, "fetch (tool, 2 attempts) as support/triage");
@@ -712,5 +712,59 @@ TEST(summaries_budgets_compensation_cancel)
     CHECK_CONTAINS(out.data, "context summarized #5 (900 → 100 tokens)");
     CHECK_CONTAINS(out.data, "budget.exceeded #7");
     buf_cleanup(&out);
+    arena_cleanup(&a);
+}
+
+/* Screen rows the summary takes on a terminal `width` columns wide. */
+static int summary_rows(const char *text, int width, int *widest)
+{
+    int rows = 0;
+    *widest = 0;
+    size_t n = summary_len(text);
+    int cols = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)text[i];
+        if (ch == '\n') {
+            rows += cols ? (cols + width - 1) / width : 1;
+            if (cols > *widest) *widest = cols;
+            cols = 0;
+        } else if ((ch & 0xC0) != 0x80) {
+            cols++;
+        }
+    }
+    return rows;
+}
+
+TEST(summary_fits_a_narrow_terminal)
+{
+    struct arena a;
+    arena_init(&a);
+    struct workflow *wf = load_demo();
+    REQUIRE(wf);
+    struct json_value *rep = NULL;
+    REQUIRE(obs_explain(demo_run(&a), demo_events(&a), wf, &a, &rep, NULL) == 0);
+    static const int widths[] = {40, 80, 120, 200};
+    for (size_t w = 0; w < KEEL_ARRAY_LEN(widths); w++) {
+        struct buf out;
+        buf_init(&out);
+        obs_explain_text_width(rep, &out, false, widths[w]);
+        int widest = 0;
+        int rows = summary_rows(out.data, widths[w], &widest);
+        CHECK(rows <= OBS_SUMMARY_LINES);
+        CHECK(widest <= 2 * widths[w]);
+        CHECK_CONTAINS(out.data, "Timeline (7 step visits");
+        /* The branch line keeps its cause first: at 80 columns the two rows
+         * reach the tool the agent read. */
+        if (widths[w] >= 80) CHECK_CONTAINS(out.data, "route → note by default: state.triage.severity");
+        if (widths[w] >= 120) CHECK_CONTAINS(out.data, "read crm/lookup_account #21");
+        buf_cleanup(&out);
+    }
+    /* Colours do not count as columns. */
+    struct buf out;
+    buf_init(&out);
+    obs_explain_text_width(rep, &out, true, 80);
+    CHECK(strstr(out.data, "\x1b[") != NULL);
+    buf_cleanup(&out);
+    workflow_free(wf);
     arena_cleanup(&a);
 }
