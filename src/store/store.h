@@ -104,7 +104,7 @@ struct store_stats {
     uint64_t commit_ns;     /* time the committer spent in transactions    */
     uint64_t sync_ns;       /* ... of which in COMMIT (WAL write + fsync)  */
     uint64_t compactions;   /* implementation-specific upkeep runs (SQLite:
-                               event log moved into the events table)    */
+                               recent events added to the index in a batch) */
 };
 void store_get_stats(struct store *s, struct store_stats *out);
 
