@@ -95,11 +95,11 @@ struct dim_index {
 struct policy_set {
     struct arena arena;
     unsigned flags;
-    struct policy **items; /* items[i] == &chunks[i / CHUNK_POLICIES][i % CHUNK_POLICIES] */
+    struct policy **items; /* items[i] == policy_at(set, i) */
     size_t len, cap;
-    struct policy **chunks; /* the policies themselves, CHUNK_POLICIES to a block that
-                               never moves, so the authorizer finds policy i without
-                               reading items[] (one more cold line per candidate) */
+    char **chunks; /* the policies themselves, CHUNK_POLICIES to a block that never
+                      moves, each at a cache-line boundary (POLICY_STRIDE apart), so
+                      the authorizer finds policy i without reading items[] */
     size_t nchunks;
     struct strmap ids; /* id -> struct policy* */
     size_t next_auto;  /* N of the next policyN */
@@ -117,6 +117,9 @@ struct policy_set {
 };
 
 #define CHUNK_POLICIES 64
+#define POLICY_STRIDE 256 /* bytes per policy in a chunk: a multiple of the cache line */
+
+_Static_assert(sizeof(struct policy) <= POLICY_STRIDE, "a policy fits its stride");
 
 static uint64_t hkey(uint64_t h)
 {
@@ -282,11 +285,12 @@ static void add_policy(struct policy_set *set, const struct policy *src)
     if (set->len % CHUNK_POLICIES == 0) {
         set->chunks = realloc(set->chunks, (set->nchunks + 1) * sizeof *set->chunks);
         if (!set->chunks) abort();
-        set->chunks[set->nchunks] = malloc(CHUNK_POLICIES * sizeof **set->chunks);
+        set->chunks[set->nchunks] = aligned_alloc(64, CHUNK_POLICIES * POLICY_STRIDE);
         if (!set->chunks[set->nchunks]) abort();
         set->nchunks++;
     }
-    struct policy *p = &set->chunks[set->len / CHUNK_POLICIES][set->len % CHUNK_POLICIES];
+    struct policy *p = (struct policy *)(set->chunks[set->len / CHUNK_POLICIES] +
+                                         set->len % CHUNK_POLICIES * POLICY_STRIDE);
     *p = *src;
     if (set->len == set->cap) {
         set->cap = set->cap ? set->cap * 2 : 16;
@@ -558,7 +562,8 @@ static bool filter_pass(const struct scope_filter *f, const struct req_filter *r
 /* Policy i of set, read from its chunk (the chunk table is small and hot). */
 static const struct policy *policy_at(const struct policy_set *set, uint32_t i)
 {
-    return &set->chunks[i / CHUNK_POLICIES][i % CHUNK_POLICIES];
+    return (const struct policy *)(set->chunks[i / CHUNK_POLICIES] +
+                                   i % CHUNK_POLICIES * POLICY_STRIDE);
 }
 
 static int cmp_u32(const void *a, const void *b)
