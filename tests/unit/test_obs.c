@@ -768,3 +768,49 @@ TEST(summary_fits_a_narrow_terminal)
     workflow_free(wf);
     arena_cleanup(&a);
 }
+
+TEST(agent_call_approval_and_model_error)
+{
+    struct arena a;
+    arena_init(&a);
+    struct journal_builder jb = {&a, json_array(&a), 0}, *j = &jb;
+    ev(j, "run.started", 0, "{\"workflow\":\"w\",\"input\":{}}");
+    ev(j, "step.started", 0, "{\"step\":\"g\",\"attempt\":1}");
+    ev(j, "model.request", AG, "{\"step\":\"g\",\"call_id\":\"g/0/m1\",\"model\":\"m\",\"agent\":\"support/triage\",\"turn\":1}");
+    ev(j, "model.response", AG, "{\"step\":\"g\",\"call_id\":\"g/0/m1\",\"model\":\"m\",\"agent\":\"support/triage\",\"error\":{\"code\":\"EBUSY\",\"message\":\"rate limited\"},\"attempts\":3}");
+    ev(j, "model.request", AG, "{\"step\":\"g\",\"call_id\":\"g/0/m2\",\"model\":\"m\",\"agent\":\"support/triage\",\"turn\":1}");
+    ev(j, "model.response", AG, "{\"step\":\"g\",\"call_id\":\"g/0/m2\",\"model\":\"m\",\"agent\":\"support/triage\",\"message\":{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"id\":\"k1\",\"name\":\"tracker__create_issue\",\"arguments\":{\"title\":\"urgent: x\"}}]}}");
+    ev(j, "policy.decision", AG, "{\"step\":\"g\",\"call_id\":\"g/0/t1.1\",\"agent\":\"support/triage\",\"tool_call_id\":\"k1\",\"action\":\"call_tool\",\"resource\":\"Tool::\\\"tracker/create_issue\\\"\",\"decision\":\"approval\",\"group\":\"leads\",\"policies\":[\"gate\"]}");
+    ev(j, "approval.requested", 0, "{\"approval_id\":\"apx\",\"step\":\"g\",\"group\":\"leads\",\"tool\":\"tracker/create_issue\",\"args_digest\":\"d\"}");
+    ev(j, "run.waiting", 0, "{\"reason\":\"approval\",\"approval_id\":\"apx\"}");
+    ev(j, "approval.decided", "human:alice", "{\"approval_id\":\"apx\",\"decision\":\"denied\",\"by\":\"human:alice\",\"comment\":\"no\"}");
+    ev(j, "run.resumed", 0, "{\"reason\":\"approval\",\"approval_id\":\"apx\"}");
+    ev(j, "tool.call.refused", AG, "{\"step\":\"g\",\"call_id\":\"g/0/t1.1\",\"tool\":\"tracker/create_issue\",\"reason\":\"approval_denied\",\"agent\":\"support/triage\",\"tool_call_id\":\"k1\",\"message\":\"a lead said no\"}");
+    struct json_value *rep = NULL;
+    REQUIRE(obs_explain(NULL, jb.events, NULL, &a, &rep, NULL) == 0);
+    const struct json_value *call = at(rep, "/timeline/0/calls/0");
+    REQUIRE(call);
+    CHECK_STR(json_get_str(call, "status", ""), "refused");
+    CHECK_STR(str_at(call, "/approval/id"), "apx");
+    CHECK_STR(str_at(call, "/approval/decision"), "denied");
+    CHECK_STR(str_at(call, "/approval/by"), "human:alice");
+    CHECK_STR(str_at(call, "/refused/reason"), "approval_denied");
+    CHECK_STR(str_at(call, "/args/title"), "urgent: x");
+    CHECK_STR(str_at(call, "/proposed_by"), "g/0/m2");
+    CHECK_INT(int_at(rep, "/summary/counts/needed_approval"), 1);
+    CHECK_INT(int_at(rep, "/summary/counts/refusals"), 1);
+    CHECK_INT(int_at(rep, "/summary/counts/tool_calls"), 0);
+    CHECK_INT(int_at(rep, "/summary/counts/model_calls"), 2);
+    CHECK_STR(str_at(rep, "/timeline/0/model_calls/0/error/code"), "EBUSY");
+    CHECK_STR(str_at(rep, "/timeline/0/model_calls/1/refusals/0/reason"), "approval_denied");
+    const struct json_value *att = at(rep, "/summary/attention");
+    bool model_error = false, approval = false, refused = false;
+    for (uint32_t i = 0; i < att->len; i++) {
+        const char *k = json_get_str(att->u.items[i], "kind", "");
+        model_error |= !strcmp(k, "model_error");
+        approval |= !strcmp(k, "approval");
+        refused |= !strcmp(k, "refused");
+    }
+    CHECK(model_error && approval && refused);
+    arena_cleanup(&a);
+}
