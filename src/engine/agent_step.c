@@ -392,6 +392,13 @@ static int handle_call(struct ag *g, const struct agent_call *k, struct keel_err
                                      .timeout_ms = 24 * 3600 * 1000LL,
                                      .agent = g->conv.agent,
                                      .tool = o->qualified,
+                                     .args = args,
+                                     .message = json_cstr(
+                                         g->a, arena_printf(g->a,
+                                                            "Agent %s asks to call %s (policy %s "
+                                                            "needs approval); arguments: see "
+                                                            "args",
+                                                            g->conv.agent, o->qualified, ids)),
                                      .args_digest = digest,
                                      .policy_hash = hash,
                                      .policies = ids,

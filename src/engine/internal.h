@@ -224,6 +224,7 @@ struct approval_binding {
     const char *agent;          /* acting agent, or NULL: the workflow's identity */
     const char *tool;           /* "server/tool" for a policy approval, or NULL */
     const char *args_digest;    /* json_digest of the arguments (or the run input) */
+    struct json_value *args;    /* the arguments themselves, shown to the approver, or NULL */
     const char *policy_hash;    /* the policy set version, or NULL */
     const char *policies;       /* ids of the permits that asked for it, or NULL */
     const char *key;            /* approval id key: NULL for (step, visit, attempt),

@@ -243,6 +243,7 @@ int engine_park_for_approval(struct run_ctx *c, const struct workflow_step *s,
         set_s(c, req, "agent", b->agent ? b->agent : c->ew->wf->identity);
         set_s(c, req, "tool", b->tool);
         set_s(c, req, "args_digest", b->args_digest);
+        set_v(c, req, "args", b->args);
         set_s(c, req, "policy", b->policy_hash);
         set_s(c, req, "policies", b->policies);
         set_v(c, req, "message", b->message);
@@ -509,6 +510,7 @@ static int policy_gate(struct run_ctx *c, const struct workflow_step *s, const c
     struct approval_binding b = {.group = group,
                                  .timeout_ms = 24 * 3600 * 1000LL,
                                  .tool = qualified,
+                                 .args = args,
                                  .args_digest = digest,
                                  .policy_hash = hash,
                                  .policies = ids};

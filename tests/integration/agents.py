@@ -285,6 +285,11 @@ c.check(len(mock.requests()) == 1, "approval: one model request while parked")
 srv.kill9()
 srv = Server(home)
 ap = approve_pending(run, "file it")
+c.check(ap["request"].get("args") == {"title": title, "labels": ["support"]} and
+        ap["request"].get("tool") == "tracker/create_issue" and
+        ap["request"].get("agent") == "support/triage",
+        "approval: the approver sees the agent, the tool and the exact arguments: %s"
+        % ap.get("request"))
 r = srv.wait_status(run, ["succeeded", "failed"])
 evs = events(run)
 c.check(r["status"] == "succeeded", "approval: run succeeded after approval (%s)" % r.get("error"))
