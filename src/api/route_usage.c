@@ -14,12 +14,23 @@
 
 #include <string.h>
 
-/* Parses the time parameter key into *ms (left alone when absent). */
+/* Parses the time parameter key into *ms (left alone when absent).
+ * A query string decodes '+' as a space, so an offset sent unencoded
+ * ("...T09:00:00+01:00") arrives as "...T09:00:00 01:00": a space followed
+ * by exactly hh:mm at the end of a value longer than a date is read as the
+ * '+' it was. */
 static int time_param(struct api_request *rq, const char *key, int64_t now, int64_t *ms,
                       struct keel_err *err)
 {
     const char *v = api_query(rq, key);
     if (!v) return 0;
+    char fixed[72];
+    size_t n = strlen(v);
+    if (n > 16 && n < sizeof fixed && v[n - 6] == ' ' && v[n - 3] == ':') {
+        memcpy(fixed, v, n + 1);
+        fixed[n - 6] = '+';
+        v = fixed;
+    }
     int rc = engine_usage_time(v, now, ms, err);
     if (rc) keel_err_prefix(err, "query parameter %s", key);
     return rc;

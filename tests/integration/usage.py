@@ -229,6 +229,11 @@ c.check(u.get("since") == "2000-01-01T00:00:00.000Z" and u.get("until") ==
 st, u = usage(since="2000-01-01T01:00:00+01:00", until="2000-01-01T00:00:00.001Z")
 c.check(st == 200 and u.get("since") == "2000-01-01T00:00:00.000Z",
         "a time with an offset is converted to UTC: %s" % u)
+# The same with the '+' not percent-encoded (a query string decodes it as
+# a space).
+st, u = srv.api("GET", "/v1/usage?since=2000-01-01T01:00:00+01:00&until=2000-01-01T00:00:01Z")
+c.check(st == 200 and u.get("since") == "2000-01-01T00:00:00.000Z",
+        "an unencoded + in an offset is read as +: %s %s" % (st, u))
 
 # ---- bad parameters ---------------------------------------------------------------
 BAD = [
