@@ -66,18 +66,27 @@ int json_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
 
 /* ---- scanning string bytes a block at a time -------------------------------
  *
- * json_block_special(q) looks at the JSON_BLOCK bytes at q (the caller
- * guarantees they are readable) and returns a mask that is nonzero iff one
- * of them is '"', '\\', a control character (< 0x20) or a non-ASCII byte
- * (>= 0x80); json_block_first(mask) is then the index of the first such
- * byte.  json_block_quote_bs is the same for '"' and '\\' only.
+ * Each function looks at the JSON_BLOCK bytes at q (the caller guarantees
+ * they are readable) and returns a mask that is nonzero iff one of them is
+ * of the kind it looks for; json_block_first(mask) is then the index of
+ * the first such byte.  Kinds:
+ *   json_block_special     '"', '\\', a control (< 0x20), non-ASCII (>= 0x80)
+ *   json_block_quote_bs    '"' and '\\'
+ *   json_block_ctrl_high   controls and non-ASCII
+ * and json_block_copy_bs, the mask of backslashes, also copies the block to
+ * o (which must have room for JSON_BLOCK bytes).
  *
- * With SSE2 (every x86-64) a block is 16 bytes: one signed compare against
- * 0x20 catches both the control and the non-ASCII bytes.  Elsewhere a block
- * is one 64-bit word (loaded first byte lowest) tested with the "has a zero
- * byte" trick; its borrows only ever flag bytes above a real hit, so the
- * lowest flagged byte is exact.  -DJSON_NO_SSE2 forces the word form (to
- * test it on x86-64). */
+ * With SSE2 (every x86-64) a block is 32 bytes, two 16-byte vectors: one
+ * signed compare against 0x20 catches both the control and the non-ASCII
+ * bytes.  32 rather than 16 because in text where something needs
+ * attention every dozen bytes or so (non-ASCII words, escapes) the branch
+ * "is there anything in this block" is then mostly taken, which the
+ * processor predicts; 64 predicts better still but costs small documents
+ * more (the last block's worth of input is scanned byte by byte).
+ * Elsewhere a block is one 64-bit word (loaded first byte lowest) tested
+ * with the "has a zero byte" trick; its borrows only ever flag bytes above
+ * a real hit, so the lowest flagged byte is exact.  -DJSON_NO_SSE2 forces
+ * the word form (to test it on x86-64). */
 /* Loads 8 bytes with q[0] in the low byte, so the first byte is the lowest. */
 static inline uint64_t json_load8(const unsigned char *q)
 {
@@ -103,35 +112,69 @@ static inline uint32_t json_load4(const unsigned char *q)
 #if defined(__SSE2__) && !defined(JSON_NO_SSE2)
 #include <emmintrin.h>
 
-#define JSON_BLOCK 16
+#define JSON_BLOCK 32
 
-static inline unsigned json_block_special(const unsigned char *q)
+static inline __m128i json_lo(const unsigned char *q)
 {
-    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)q);
+    return _mm_loadu_si128((const __m128i *)(const void *)q);
+}
+
+static inline __m128i json_hi(const unsigned char *q)
+{
+    return _mm_loadu_si128((const __m128i *)(const void *)(q + 16));
+}
+
+static inline void json_store(unsigned char *o, __m128i lo, __m128i hi)
+{
+    _mm_storeu_si128((__m128i *)(void *)o, lo);
+    _mm_storeu_si128((__m128i *)(void *)(o + 16), hi);
+}
+
+static inline unsigned json_vec_special(__m128i x)
+{
     __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
                                             _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
                                _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
     return (unsigned)_mm_movemask_epi8(hit);
 }
 
-/* Copies the block at q to o (both JSON_BLOCK bytes) and returns
- * json_block_special(q). */
-static inline unsigned json_block_copy_special(unsigned char *o, const unsigned char *q)
+static inline unsigned json_vec_quote_bs(__m128i x)
 {
-    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)q);
-    _mm_storeu_si128((__m128i *)(void *)o, x);
-    __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
-                                            _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
-                               _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
+    __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
+                               _mm_cmpeq_epi8(x, _mm_set1_epi8('\\')));
     return (unsigned)_mm_movemask_epi8(hit);
+}
+
+static inline unsigned json_vec_ctrl_high(__m128i x)
+{
+    return (unsigned)_mm_movemask_epi8(_mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
+}
+
+static inline unsigned json_vec_bs(__m128i x)
+{
+    return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('\\')));
+}
+
+static inline unsigned json_block_special(const unsigned char *q)
+{
+    return json_vec_special(json_lo(q)) | (json_vec_special(json_hi(q)) << 16);
 }
 
 static inline unsigned json_block_quote_bs(const unsigned char *q)
 {
-    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)q);
-    __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
-                               _mm_cmpeq_epi8(x, _mm_set1_epi8('\\')));
-    return (unsigned)_mm_movemask_epi8(hit);
+    return json_vec_quote_bs(json_lo(q)) | (json_vec_quote_bs(json_hi(q)) << 16);
+}
+
+static inline unsigned json_block_ctrl_high(const unsigned char *q)
+{
+    return json_vec_ctrl_high(json_lo(q)) | (json_vec_ctrl_high(json_hi(q)) << 16);
+}
+
+static inline unsigned json_block_copy_bs(unsigned char *o, const unsigned char *q)
+{
+    __m128i lo = json_lo(q), hi = json_hi(q);
+    json_store(o, lo, hi);
+    return json_vec_bs(lo) | (json_vec_bs(hi) << 16);
 }
 
 static inline size_t json_block_first(unsigned mask)
@@ -157,10 +200,17 @@ static inline uint64_t json_block_special(const unsigned char *q)
     return json_word_special(json_load8(q));
 }
 
-static inline uint64_t json_block_copy_special(unsigned char *o, const unsigned char *q)
+static inline uint64_t json_block_ctrl_high(const unsigned char *q)
+{
+    uint64_t x = json_load8(q);
+    return ((x - JSON_ONES * 0x20) | x) & JSON_HIGH;
+}
+
+static inline uint64_t json_block_copy_bs(unsigned char *o, const unsigned char *q)
 {
     memcpy(o, q, 8);
-    return json_word_special(json_load8(q));
+    uint64_t x = json_load8(q) ^ (JSON_ONES * '\\');
+    return (x - JSON_ONES) & ~x & JSON_HIGH;
 }
 
 static inline uint64_t json_block_quote_bs(const unsigned char *q)

@@ -397,74 +397,94 @@ static const unsigned char *unterminated(struct parser *ps, const unsigned char 
     return NULL;
 }
 
-/* The rest of a string from its first escape at q: finds the closing quote
- * first, so the arena copy can be sized from the source (the decoded text
- * is never longer), then validates and decodes in one pass, copying plain
- * bytes a block at a time.  Arguments and result as parse_string. */
+/* The first byte in [q, close) that is a raw control character or starts
+ * no valid UTF-8 sequence, or NULL.  Reads stay below end (blocks may look
+ * past close; what they find there is ignored). */
+static const unsigned char *first_bad_byte(const unsigned char *q, const unsigned char *close,
+                                           const unsigned char *end)
+{
+    for (;;) {
+        if (end - q >= JSON_BLOCK) {
+            uint64_t m = json_block_ctrl_high(q);
+            if (!m) {
+                q += JSON_BLOCK;
+                if (q >= close) return NULL;
+                continue;
+            }
+            q += json_block_first(m);
+            if (q >= close) return NULL;
+        } else {
+            while (q < close && *q >= 0x20 && *q < 0x80) q++;
+            if (q >= close) return NULL;
+        }
+        if (*q < 0x20) return q;
+        do {
+            int k = utf8_seq(q, end);
+            if (KEEL_UNLIKELY(!k)) return q;
+            q += k;
+        } while (q < close && *q >= 0x80);
+        if (q >= close) return NULL;
+    }
+}
+
+/* The rest of a string from its first escape at q.  Three scans of the
+ * rest, each with one kind of stop, which branch predictors handle better
+ * than one scan that sorts every stop into escape, UTF-8 or error: find
+ * the closing quote (so the copy can be sized from the source: the decoded
+ * text is never longer), find the first bad byte if any, then copy plain
+ * bytes a block at a time and decode the escapes.  Errors come out in
+ * source order: a bad escape before the first bad byte wins, else the bad
+ * byte.  Arguments and result as parse_string. */
 static const unsigned char *parse_escaped(struct parser *ps, const unsigned char *p,
                                           const unsigned char *q, const char **str,
                                           uint32_t *len)
 {
-    const unsigned char *s = p + 1, *close = find_close(q, ps->end);
+    const unsigned char *s = p + 1, *end = ps->end, *close = find_close(q, end);
     if (!close) return unterminated(ps, p, q);
-    size_t cap = (size_t)(close - s);
-    unsigned char *d = json_alloc(ps->a, cap + 1), *o = d + (q - s);
+    const unsigned char *bad = first_bad_byte(q, close, end);
+    /* JSON_BLOCK spare bytes let blocks be stored whole near the end; the
+     * copy shrinks to the decoded length below. */
+    size_t cap = (size_t)(close - s) + JSON_BLOCK;
+    unsigned char *d = json_alloc(ps->a, cap), *o = d + (q - s);
     memcpy(d, s, (size_t)(q - s));
-    /* Invariant: o - d <= q - s, so a block stored at o while close - q >=
-     * JSON_BLOCK stays inside the cap bytes. */
-    while (q < close) {
-        if (close - q >= JSON_BLOCK) {
-            uint64_t m = json_block_copy_special(o, q);
-            if (!m) {
-                q += JSON_BLOCK;
-                o += JSON_BLOCK;
-                continue;
+    /* Invariant: o - d <= q - s < close - s, so a block stored at o stays
+     * inside the cap bytes. */
+    for (;;) {
+        if (end - q >= JSON_BLOCK) {
+            uint64_t m = json_block_copy_bs(o, q);
+            size_t i = m ? json_block_first(m) : JSON_BLOCK;
+            if (q + i >= close) {
+                o += close - q;
+                break;
             }
-            size_t i = json_block_first(m);
             q += i;
             o += i;
+            if (!m) continue;
         } else {
-            while (q < close && !json_byte_special(*q)) *o++ = *q++;
+            while (q < close && *q != '\\') *o++ = *q++;
             if (q >= close) break;
         }
-        unsigned char c = *q;
-        if (c == '\\') {
-            unsigned char e = simple_escape[q[1]]; /* q[1] < close: see find_close */
-            if (KEEL_LIKELY(e)) {
-                *o++ = e;
-                q += 2;
-                continue;
-            }
-            size_t k = decode_escape(ps, q, close, &o);
-            if (!k) return NULL;
-            q += k;
-        } else if (c >= 0x80) {
-            do {
-                /* bounded by the input's end, not close: a sequence that
-                 * runs into the closing quote is invalid either way */
-                int k = utf8_seq(q, ps->end);
-                if (KEEL_UNLIKELY(!k)) {
-                    bad_string_byte(ps, q);
-                    return NULL;
-                }
-                if (close - q >= 4) memcpy(o, q, 4); /* o + 4 <= d + cap */
-                else memcpy(o, q, (size_t)k);
-                q += k;
-                o += k;
-            } while (q < close && *q >= 0x80);
-        } else if (c < 0x20) {
-            bad_string_byte(ps, q);
-            return NULL;
-        } else {
-            *o++ = *q++; /* a quote: cannot happen before close, find_close
-                            and the decoder see the same escapes */
+        if (KEEL_UNLIKELY(bad && bad < q)) break;
+        unsigned char e = simple_escape[q[1]]; /* q[1] < close: see find_close */
+        if (KEEL_LIKELY(e)) {
+            *o++ = e;
+            q += 2;
+            continue;
         }
+        size_t k = decode_escape(ps, q, close, &o);
+        if (!k) return NULL;
+        q += k;
+    }
+    if (bad) {
+        bad_string_byte(ps, bad);
+        return NULL;
     }
     *o = '\0';
     size_t n = (size_t)(o - d);
-    /* Give back the bytes the escapes saved when this is the arena's last
-     * allocation (it is, unless the string got a chunk of its own). */
-    size_t have = (cap + 1 + 7) & ~(size_t)7, need = (n + 1 + 7) & ~(size_t)7;
+    /* Give back the bytes the escapes saved and the spare block when this
+     * is the arena's last allocation (it is, unless the string got a chunk
+     * of its own). */
+    size_t have = (cap + 7) & ~(size_t)7, need = (n + 1 + 7) & ~(size_t)7;
     if ((char *)d + have == ps->a->ptr) {
         ps->a->ptr -= have - need;
         ps->a->total -= have - need;
