@@ -825,6 +825,17 @@ TEST(compaction_keeps_every_event)
     CHECK(sqlite3_column_int(q, 0) >= 4096);
     CHECK_INT(sqlite3_column_int(q, 0) + sqlite3_column_int(q, 1), 2 * (N + 1));
     sqlite3_finalize(q);
+    /* Every index entry points at the row it names, and every row up to
+     * events_indexed.upto has one. */
+    REQUIRE(sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM events_index i JOIN events e ON "
+                                   "e.id = i.id AND e.run_id = i.run_id AND e.seq = i.seq), "
+                                   "(SELECT count(*) FROM events_index), (SELECT count(*) FROM "
+                                   "events WHERE id <= (SELECT upto FROM events_indexed))",
+                               -1, &q, NULL) == SQLITE_OK);
+    REQUIRE(sqlite3_step(q) == SQLITE_ROW);
+    CHECK_INT(sqlite3_column_int(q, 0), sqlite3_column_int(q, 1));
+    CHECK_INT(sqlite3_column_int(q, 0), sqlite3_column_int(q, 2));
+    sqlite3_finalize(q);
     sqlite3_close(db);
     struct buf out;
     buf_init(&out);

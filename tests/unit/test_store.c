@@ -813,6 +813,50 @@ TEST(events_table_migrates_from_schema_2)
     tmp_remove(&t);
 }
 
+/* Indexing covers the whole log, whoever wrote it: an event another
+ * connection added is indexed with the store's own (it is read back, and
+ * the index matches the rows). */
+TEST(index_covers_events_written_by_another_connection)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct keel_err err;
+    struct store_event first = ev_at("bulk", 1);
+    struct store_append req = {.events = &first, .n_events = 1};
+    REQUIRE(store_append(s, &req, &err) == 0);
+    raw_exec(t.path, "INSERT INTO events (run_id, seq, time_ms, kind, actor, payload, prev_hash, "
+                     "hash) VALUES ('sneak', 1, 1, 'step.started', 'system', '{}', "
+                     "'0000000000000000000000000000000000000000000000000000000000000000', "
+                     "'1111111111111111111111111111111111111111111111111111111111111111')");
+    enum { N = 4096 };
+    struct store_event *batch = malloc((N - 1) * sizeof *batch);
+    REQUIRE(batch);
+    for (int i = 0; i < N - 1; i++) batch[i] = ev_at("bulk", i + 2);
+    req.events = batch;
+    req.n_events = N - 1;
+    REQUIRE(store_append(s, &req, &err) == 0);
+    store_close(s); /* the committer indexes the long log before it stops */
+    free(batch);
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM events WHERE id > (SELECT upto FROM "
+                              "events_indexed)"),
+              0);
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM events_index i JOIN events e ON e.id = i.id "
+                              "AND e.run_id = i.run_id AND e.seq = i.seq"),
+              N + 1);
+    s = open_store(&t);
+    REQUIRE(s);
+    int64_t n = 0;
+    CHECK_INT(store_events_scan(s, "sneak", 1, 0, count_events, &n, &err), 0);
+    CHECK_INT(n, 1);
+    n = 0;
+    CHECK_INT(store_events_scan(s, "bulk", 1, 0, count_events, &n, &err), 0);
+    CHECK_INT(n, N);
+    store_close(s);
+    tmp_remove(&t);
+}
+
 TEST(durability_modes)
 {
     struct tmp t;
