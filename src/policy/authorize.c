@@ -499,6 +499,17 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size)
     return p;
 }
 
+/* A hint to start loading the slot of uid hash h in d. */
+static void prefetch_slot(const struct dim_index *d, uint64_t h)
+{
+#if defined(__GNUC__)
+    if (d->count) __builtin_prefetch(&d->slots[(uint32_t)(hkey(h) ^ (hkey(h) >> 32)) & (d->cap - 1)]);
+#else
+    (void)d;
+    (void)h;
+#endif
+}
+
 /* A stretch of index entries to scan: a slot's inline first entry, the
  * rest of its list in the pool, or the unindexed list. */
 struct run {
@@ -589,8 +600,12 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
     uint64_t uh[3];
     struct req_filter rf;
     size_t maxruns = 1;
-    for (int d = 0; d < 3; d++) {
+    for (int d = 0; d < 3; d++) { /* start the independent cold loads together */
         uh[d] = policy_euid_hash(uids[d]);
+        policy_entities_prefetch(entities, uh[d]);
+        prefetch_slot(&set->dims[2 * d], uh[d]);
+    }
+    for (int d = 0; d < 3; d++) {
         ents[d] = entities ? policy_entities_find_hashed(entities, uids[d], uh[d]) : NULL;
         req_filter_dim(&rf, d, uh[d], ents[d]);
         maxruns += 2 * (2 + (size_t)(ents[d] ? ents[d]->nancestors : 0));

@@ -108,6 +108,16 @@ const struct policy_entity *policy_entities_get(const struct policy_entities *es
     return find(es, uid, policy_euid_hash(uid));
 }
 
+void policy_entities_prefetch(const struct policy_entities *es, uint64_t h)
+{
+#if defined(__GNUC__)
+    if (es && es->slots_cap) __builtin_prefetch(&es->slots[slot_start(h, es->slots_cap)]);
+#else
+    (void)es;
+    (void)h;
+#endif
+}
+
 const struct policy_entity *policy_entities_find_hashed(const struct policy_entities *es,
                                                         const struct policy_euid *uid, uint64_t h)
 {

@@ -96,6 +96,9 @@ bool policy_scope_matches(const struct policy_entities *es, const struct policy_
 
 /* ---- entities (entities.c) -------------------------------------------- */
 
+/* Asks the CPU to start loading the uid index slot for hash h (a hint:
+ * lookups of the request's uids then overlap their cache misses). */
+void policy_entities_prefetch(const struct policy_entities *es, uint64_t h);
 /* policy_entities_get for a uid whose policy_euid_hash h is known. */
 const struct policy_entity *policy_entities_find_hashed(const struct policy_entities *es,
                                                         const struct policy_euid *uid, uint64_t h);
