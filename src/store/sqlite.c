@@ -162,12 +162,12 @@ static const char *const migrations[] = {
      * behind it.  Appends go to the end of events (a rowid table), so a
      * commit writes a few pages however many runs it carries; every
      * LOG_INDEX_ROWS events the committer adds the new rows' (run_id, seq)
-     * to events_index in one sorted batch (index_log).  events_indexed.upto
+     * to events_index in one batch (index_log).  events_indexed.upto
      * is the last id indexed; rows after it are "the log", read by a rowid
      * range scan.  Until schema 2, compaction moved whole rows from
      * events_log into a WITHOUT ROWID events table: per 4096 events of 64
      * runs that wrote 614-1012 WAL frames and took 29-42 ms of CPU; adding
-     * the index entries writes 22-124 frames. */
+     * the index entries writes 22-124 frames and takes 11-17 ms. */
     "ALTER TABLE events RENAME TO events_v2;"
     "CREATE TABLE events ("
     "  id INTEGER PRIMARY KEY,"
@@ -230,8 +230,11 @@ const char *const store_sq_stmt_sql[ST_COUNT] = {
                    "WHERE i.run_id = ?1 AND i.seq >= ?2 UNION ALL SELECT " EVENT_COLS " FROM "
                    "events WHERE id > (SELECT upto FROM events_indexed) AND run_id = ?1 AND "
                    "seq >= ?2 ORDER BY 2 LIMIT ?3",
+    /* In id order: sorting by (run_id, seq) first measured 13% more
+     * instructions, and the pages written are the same (each is written
+     * once per transaction however often it changes). */
     [ST_LOG_INDEX] = "INSERT INTO events_index SELECT run_id, seq, id FROM events WHERE id > "
-                     "(SELECT upto FROM events_indexed) ORDER BY run_id, seq",
+                     "(SELECT upto FROM events_indexed)",
     [ST_LOG_MARK] = "UPDATE events_indexed SET upto = (SELECT coalesce(max(id), 0) FROM events)",
     [ST_LOG_COUNT] = "SELECT count(*) FROM events WHERE id > (SELECT upto FROM events_indexed)",
     [ST_DATA_VERSION] = "PRAGMA data_version",

@@ -279,8 +279,7 @@ static void commit_group(struct sq *q, struct store_append **reqs, size_t n, str
 }
 
 /* Indexes the log: adds the (run_id, seq) of every event after
- * events_indexed.upto to events_index, sorted so that each run's entries go
- * in together, and moves upto to the last event.  The rows themselves stay
+ * events_indexed.upto to events_index, and moves upto to the last event.  The rows themselves stay
  * where they are.  One transaction, so a reader finds every event exactly
  * once (through the index or in the log).  It does not fsync on its own:
  * the next durable commit's fsync covers it (WAL frames are synced in
