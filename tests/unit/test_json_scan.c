@@ -119,8 +119,9 @@ TEST(strings_match_reference_random)
 }
 
 /* One special thing at every position of plain strings of every length up
- * to a few blocks, the string starting at every offset within a block, the
- * document ending right after it (so block and tail code both see it). */
+ * to a few blocks (of 32 bytes with SSE2, 8 without), the string starting
+ * at offsets around block boundaries, the document ending right after it
+ * (so block and tail code both see it). */
 TEST(strings_every_position)
 {
     static const char *const SPECIAL[] = {"\\n", "\\u00e9", "\\uD83D\\uDE00", "\xC3\xA9",
@@ -129,11 +130,13 @@ TEST(strings_every_position)
     struct buf b;
     buf_init(&b);
     int bad = 0;
+    static const int PRE[] = {0, 1, 7, 16, 31};
     for (size_t s = 0; s < sizeof SPECIAL / sizeof SPECIAL[0]; s++)
-        for (int len = 0; len <= 40; len++)
+        for (int len = 0; len <= 70; len++)
             for (int pos = 0; pos <= len; pos++)
-                for (int pre = 0; pre < 17; pre += (len > 20 ? 5 : 1))
+                for (size_t pr = 0; pr < sizeof PRE / sizeof PRE[0]; pr++)
                     for (int closed = 0; closed < 2; closed++) {
+                        int pre = PRE[pr];
                         buf_reset(&b);
                         for (int i = 0; i < pre; i++) buf_putc(&b, ' ');
                         buf_putc(&b, '"');
