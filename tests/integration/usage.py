@@ -51,6 +51,19 @@ steps:
     prompt: "Write a short reply"
 """
 
+# An agent whose tool call needs a lead's approval (the default policies:
+# tracker/create_issue with "urgent" in the title): the run parks.
+FILER = """\
+name: filer
+input: {type: object}
+steps:
+  - id: file
+    agent: support/triage
+    model: small
+    prompt: "File an issue for the export bug"
+    tools: [tracker/create_issue]
+"""
+
 
 def models_yaml(url):
     return """\
@@ -67,7 +80,8 @@ models:
 
 c = Checks()
 mock = MockModel()
-home = Home(workflows={"triage.yaml": TRIAGE, "reply.yaml": REPLY}, agents=AGENTS,
+home = Home(workflows={"triage.yaml": TRIAGE, "reply.yaml": REPLY, "filer.yaml": FILER},
+            agents=AGENTS,
             extra_yaml=models_yaml(mock.url))
 srv = Server(home)
 
@@ -257,6 +271,36 @@ c.check(st == 401, "wrong token: 401 (%s)" % st)
 st, u = usage(token=ALICE_TOKEN, workflow="triage")
 matches(u if st == 200 else None, expected([x for x in CALLS if x["workflow"] == "triage"]),
         "an approver (read access) may ask")
+
+# ---- a run parked for an approval: its calls count while it waits ---------
+mock.script([dict(reply("", 410, 33), tool_calls=[{"name": "tracker__create_issue",
+                                                    "arguments": {"title": "urgent: export"}}]),
+             reply("Filed.", 520, 12)])
+st, r = srv.api("POST", "/v1/runs", {"workflow": "filer", "input": {}})
+filer = r.get("id")
+run = srv.wait_status(filer, ["waiting", "succeeded", "failed"])
+c.check(run["status"] == "waiting", "filer: parks for the approval (%s)" % run["status"])
+st, evs = srv.api("GET", "/v1/runs/%s/events" % filer)
+t_c = [e["time"] for e in evs["events"] if e["kind"] == "model.response"][0]
+first = {"workflow": "filer", "run": filer, "agent": "support/triage", "model": "small",
+         "input_tokens": 410, "output_tokens": 33, "cost_usd": (410 + 2 * 33) / 1e6,
+         "time": t_c, "batch": "C"}
+st, u = usage(since=t_c)
+matches(u, expected([first]), "a waiting run's call counts while it waits")
+st, aps = srv.api("GET", "/v1/approvals", token=ALICE_TOKEN)
+ap = [a for a in aps.get("approvals", []) if a.get("run") == filer]
+st, _ = srv.api("POST", "/v1/approvals/%s/decide" % (ap[0]["id"] if ap else "none"),
+                {"decision": "approve", "comment": "ok"}, token=ALICE_TOKEN)
+run = srv.wait_status(filer, ["succeeded", "failed"])
+c.check(run["status"] == "succeeded", "filer: succeeds after the approval (%s)" % run.get("error"))
+st, evs = srv.api("GET", "/v1/runs/%s/events" % filer)
+t_d = [e["time"] for e in evs["events"] if e["kind"] == "model.response"][1]
+second = dict(first, input_tokens=520, output_tokens=12, cost_usd=(520 + 2 * 12) / 1e6, time=t_d)
+st, u = usage(since=t_c)
+matches(u, expected([first, second]), "after the approval: both calls, one run")
+st, u = usage(since=t_d)
+matches(u, expected([second]), "a window after the park: only the second call of the run")
+CALLS += [first, second]
 
 # ---- the CLI -------------------------------------------------------------------
 until = "2099-01-01T00:00:00Z"
