@@ -135,23 +135,36 @@ static int check_events(struct sq *q, struct conn *c, const struct store_append 
     return 0;
 }
 
-static int insert_event(struct sq *q, struct conn *c, const struct store_event *ev,
-                        struct keel_err *err)
+/* Binds ev to the 8 parameters of one row, from parameter first on. */
+static void bind_event(sqlite3_stmt *st, int first, const struct store_event *ev)
 {
-    sqlite3_stmt *st = store_sq_stmt(q, c, ST_EV_INSERT, err);
-    if (!st) return err ? err->code : KEEL_EIO;
-    sqlite3_bind_text(st, 1, ev->run_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, ev->seq);
-    sqlite3_bind_int64(st, 3, ev->time_ms);
-    sqlite3_bind_text(st, 4, ev->kind, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, ev->actor, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, ev->payload, (int)ev->payload_len, SQLITE_STATIC);
-    sqlite3_bind_text(st, 7, ev->prev_hash, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 8, ev->hash, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    done_stmt(st);
-    if (rc == SQLITE_DONE) return 0;
-    return store_sq_fail(q, c->db, rc, "inserting an event", err);
+    sqlite3_bind_text(st, first, ev->run_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, first + 1, ev->seq);
+    sqlite3_bind_int64(st, first + 2, ev->time_ms);
+    sqlite3_bind_text(st, first + 3, ev->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, first + 4, ev->actor, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, first + 5, ev->payload, (int)ev->payload_len, SQLITE_STATIC);
+    sqlite3_bind_text(st, first + 6, ev->prev_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, first + 7, ev->hash, -1, SQLITE_STATIC);
+}
+
+/* Inserts the group's events (q->batch, in order), INSERT_ROWS to a
+ * statement while that many are left, then one by one. */
+static int insert_batch(struct sq *q, struct conn *c, struct keel_err *err)
+{
+    size_t i = 0;
+    while (i < q->batch_n) {
+        bool many = q->batch_n - i >= INSERT_ROWS;
+        sqlite3_stmt *st = store_sq_stmt(q, c, many ? ST_EV_INSERT_MANY : ST_EV_INSERT, err);
+        if (!st) return err ? err->code : KEEL_EIO;
+        size_t rows = many ? INSERT_ROWS : 1;
+        for (size_t r = 0; r < rows; r++) bind_event(st, (int)(8 * r + 1), q->batch[i + r]);
+        int rc = sqlite3_step(st);
+        done_stmt(st);
+        if (rc != SQLITE_DONE) return store_sq_fail(q, c->db, rc, "inserting events", err);
+        i += rows;
+    }
+    return 0;
 }
 
 int store_sq_set_status(struct sq *q, struct conn *c, const char *id, enum store_run_status to,
@@ -199,10 +212,18 @@ static int apply_request(struct sq *q, struct conn *c, struct store_append *req,
         done_stmt(st);
         if (src != SQLITE_DONE) return store_sq_fail(q, c->db, src, "writing a snapshot", err);
     }
-    for (size_t i = 0; i < req->n_events; i++) {
-        rc = insert_event(q, c, &req->events[i], err);
-        if (rc) return rc;
+    /* The events are inserted after the whole group was checked, many to a
+     * statement (insert_batch); the checks of later requests see them in
+     * q->pending already. */
+    if (q->batch_n + req->n_events > q->batch_cap) {
+        size_t cap = q->batch_cap ? q->batch_cap : 256;
+        while (cap < q->batch_n + req->n_events) cap *= 2;
+        const struct store_event **b = realloc(q->batch, cap * sizeof *b);
+        if (!b) return keel_fail(err, KEEL_ENOMEM, "out of memory queueing events to insert");
+        q->batch = b;
+        q->batch_cap = cap;
     }
+    for (size_t i = 0; i < req->n_events; i++) q->batch[q->batch_n++] = &req->events[i];
     for (size_t i = 0; i < req->n_events; i++)
         tails_put(&q->pending, req->events[i].run_id, req->events[i].seq, req->events[i].hash);
     *fatal = false;
@@ -236,6 +257,7 @@ static void commit_group(struct sq *q, struct store_append **reqs, size_t n, str
         if (st) done_stmt(st);
     }
     if (grc == 0 && version != q->data_version) store_sq_tails_clear(&q->tails);
+    q->batch_n = 0;
     for (size_t i = 0; grc == 0 && i < n; i++) {
         keel_err_clear(&out[i].err);
         bool fatal = false;
@@ -252,6 +274,7 @@ static void commit_group(struct sq *q, struct store_append **reqs, size_t n, str
             *inserted += reqs[i]->n_events;
         }
     }
+    if (grc == 0) grc = insert_batch(q, c, &gerr);
     int64_t t_commit = keel_mono_ns();
     if (grc == 0) grc = store_sq_exec_stmt(q, c, ST_COMMIT, &gerr);
     *sync_ns = (uint64_t)(keel_mono_ns() - t_commit);

@@ -32,6 +32,9 @@
 #define CHECKPOINT_FRAMES 500 /* ~2 MiB of 4 KiB pages */
 #define WAL_BYTES (4 * 1024 * 1024)
 
+/* Rows one ST_EV_INSERT_MANY statement inserts. */
+#define INSERT_ROWS 16
+
 /* Events are indexed once this many wait in the log (see index_log). */
 #define LOG_INDEX_ROWS 4096
 
@@ -50,6 +53,7 @@ enum stmt_id {
     ST_RUN_LEASE,
     ST_RUN_RELEASE,
     ST_EV_INSERT,
+    ST_EV_INSERT_MANY,
     ST_EV_TAIL,
     ST_EV_SCAN,
     ST_LOG_INDEX,
@@ -128,6 +132,8 @@ struct sq {
     int data_version;      /* PRAGMA data_version after our last commit    */
     size_t log_rows;       /* events not yet in events_index (the log)     */
     size_t log_index_at;   /* index the log when log_rows reaches this     */
+    const struct store_event **batch; /* the open group's events, to insert */
+    size_t batch_n, batch_cap;
 
     int ck_next_at, ck_last_frames; /* wal_hook's state (wlock held) */
     pthread_mutex_t cklock;         /* the checkpointer: wakes when the WAL is long */
