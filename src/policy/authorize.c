@@ -157,9 +157,11 @@ static void list_push(struct id_list *l, const struct scope_filter *x)
 /* Reserves n filters at the end of the pool; returns their offset. */
 static uint32_t pool_alloc(struct id_list *pool, uint32_t n)
 {
-    if (pool->len + n > pool->cap) {
+    size_t need = (size_t)pool->len + n;
+    if (need > UINT32_MAX / 2) abort(); /* 2^31 entries: 32 GiB, out of memory anyway */
+    if (need > pool->cap) {
         uint32_t cap = pool->cap ? pool->cap : 64;
-        while (cap < pool->len + n) cap *= 2;
+        while (cap < need) cap *= 2;
         pool->items = realloc(pool->items, (size_t)cap * sizeof *pool->items);
         if (!pool->items) abort();
         pool->cap = cap;
@@ -322,6 +324,10 @@ int policy_set_add_text(struct policy_set *set, const char *text, size_t len, co
     const char *fname = file ? arena_strdup(&set->arena, file) : "";
     if (policy_parse_policies(&set->arena, text, len, fname[0] ? fname : NULL, &ps, &n, err) < 0)
         return KEEL_EINVAL;
+    if (set->len + n > POLICY_MAX_POLICIES)
+        return keel_fail_at(err, KEEL_ELIMIT, fname, 0, 0,
+                            "too many policies: %zu more would exceed the limit of %u per set; "
+                            "split the set", n, POLICY_MAX_POLICIES);
     /* Assign ids, checking them all before adding any. */
     size_t next = set->next_auto;
     struct strmap batch; /* ids of this text so far: duplicates within it */
@@ -383,6 +389,9 @@ int policy_set_link(struct policy_set *set, const char *template_id, const char 
         return keel_fail(err, KEEL_ENOENT, "no template with id \"%s\" to link", template_id);
     if (strmap_get(&set->ids, new_id, strlen(new_id)))
         return keel_fail(err, KEEL_EEXIST, "policy id \"%s\" is already taken", new_id);
+    if (set->len >= POLICY_MAX_POLICIES)
+        return keel_fail(err, KEEL_ELIMIT, "cannot link \"%s\": the set already has the limit "
+                         "of %u policies", new_id, POLICY_MAX_POLICIES);
     if ((t->principal.slot && !principal) || (t->resource.slot && !resource))
         return keel_fail(err, KEEL_EINVAL, "template \"%s\" needs a value for %s", template_id,
                          t->principal.slot && !principal ? "?principal" : "?resource");
