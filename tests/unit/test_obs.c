@@ -814,3 +814,58 @@ TEST(agent_call_approval_and_model_error)
     CHECK(model_error && approval && refused);
     arena_cleanup(&a);
 }
+
+static const char result_wf[] =
+    "name: res\n"
+    "identity: support/triage\n"
+    "steps:\n"
+    "  - id: look\n"
+    "    tool: crm/lookup_account\n"
+    "    args: {id: \"${input.account}\"}\n"
+    "  - id: pick\n"
+    "    switch:\n"
+    "      - if: 'result.tier == \"enterprise\"'\n"
+    "        goto: vip\n"
+    "    default: end\n"
+    "  - id: vip\n"
+    "    succeed: {}\n"
+    "  - id: end\n"
+    "    succeed: {}\n";
+
+TEST(switch_on_the_previous_result)
+{
+    struct arena a;
+    arena_init(&a);
+    struct workflow *wf = NULL;
+    REQUIRE(workflow_load(result_wf, strlen(result_wf), "res.yaml", &wf, NULL, NULL) == 0);
+    struct journal_builder jb = {&a, json_array(&a), 0}, *j = &jb;
+    ev(j, "run.started", 0, "{\"workflow\":\"res\",\"input\":{\"account\":\"A-300\"}}");
+    ev(j, "step.started", 0, "{\"step\":\"look\",\"attempt\":1}");
+    ev(j, "policy.decision", AG, "{\"step\":\"look\",\"action\":\"call_tool\",\"resource\":\"Tool::\\\"crm/lookup_account\\\"\",\"decision\":\"allow\",\"policies\":[\"reads\"]}");
+    ev(j, "tool.call.started", AG, "{\"step\":\"look\",\"call_id\":\"look/0\",\"server\":\"crm\",\"tool\":\"lookup_account\",\"args\":{\"id\":\"A-300\"},\"idempotency_key\":\"k\"}");
+    ev(j, "tool.call.completed", AG, "{\"step\":\"look\",\"call_id\":\"look/0\",\"result\":{\"id\":\"A-300\",\"tier\":\"enterprise\",\"updated_at\":\"2019-03-01\"}}");
+    ev(j, "step.completed", 0, "{\"step\":\"look\",\"attempt\":1,\"result\":{\"id\":\"A-300\",\"tier\":\"enterprise\",\"updated_at\":\"2019-03-01\"},\"next\":\"pick\"}");
+    ev(j, "step.started", 0, "{\"step\":\"pick\",\"attempt\":1}");
+    ev(j, "step.completed", 0, "{\"step\":\"pick\",\"attempt\":1,\"next\":\"vip\"}");
+    ev(j, "step.started", 0, "{\"step\":\"vip\",\"attempt\":1}");
+    ev(j, "run.succeeded", 0, "{\"step\":\"vip\"}");
+    struct json_value *rep = NULL;
+    REQUIRE(obs_explain(NULL, jb.events, wf, &a, &rep, NULL) == 0);
+    const struct json_value *sw = at(rep, "/switches/0");
+    REQUIRE(sw);
+    CHECK_STR(json_get_str(sw, "evaluated_next", ""), "vip");
+    CHECK_STR(str_at(sw, "/reads/0/path"), "result.tier");
+    CHECK_STR(str_at(sw, "/reads/0/value"), "enterprise");
+    CHECK_STR(str_at(sw, "/reads/0/written_by/origin"), "result");
+    CHECK_STR(str_at(sw, "/reads/0/written_by/step"), "look");
+    CHECK_STR(str_at(sw, "/reads/0/written_by/source/tool/tool"), "crm/lookup_account");
+    CHECK_INT(int_at(sw, "/reads/0/written_by/source/tool/seq"), 5);
+    CHECK_CONTAINS(json_get_str(sw, "brief", ""), "pick → vip: result.tier=\"enterprise\" ← tool "
+                                                  "crm/lookup_account #5 (step look)");
+    CHECK_CONTAINS(json_get_str(sw, "cause", ""), "the result of step look from tool result "
+                                                  "crm/lookup_account (#5, call look/0)");
+    /* The provenance map holds state keys only: nothing was saved. */
+    CHECK_INT(at(rep, "/provenance")->len, 0);
+    workflow_free(wf);
+    arena_cleanup(&a);
+}
