@@ -9,9 +9,13 @@
  * T is whatever engine_usage_time reads: RFC 3339, a date, "now", or a
  * duration ago ("-7d").  Relative times are taken against this server's
  * clock when the request arrives.  Read access: any authenticated identity.
+ * A query may read much of the store, so it holds one of the long-request
+ * slots long-polls use (at most half the server's threads); none free: 409
+ * EBUSY, retry.
  */
 #include "internal.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 /* Parses the time parameter key into *ms (left alone when absent).
@@ -49,7 +53,8 @@ static int name_param(struct api_request *rq, const char *key, const char *examp
     return 0;
 }
 
-int api_usage_get(struct api_request *rq, struct json_value **out, struct keel_err *err)
+/* The query itself, once it holds a slot. */
+static int usage_get(struct api_request *rq, struct json_value **out, struct keel_err *err)
 {
     int64_t now = keel_wall_ms();
     struct engine_usage_query q = {.until_ms = now};
@@ -72,4 +77,21 @@ int api_usage_get(struct api_request *rq, struct json_value **out, struct keel_e
         return keel_fail(err, KEEL_EINVAL,
                          "query parameter until is the epoch; the window would be empty");
     return engine_usage(rq->engine, &q, rq->arena, out, err);
+}
+
+int api_usage_get(struct api_request *rq, struct json_value **out, struct keel_err *err)
+{
+    /* A query over a long history holds this thread for a while, as a
+     * long-poll does: it takes one of the same slots, so usage queries and
+     * long-polls together never hold more than half the threads.  Checked
+     * first: a busy server answers at once. */
+    if (atomic_fetch_add(rq->waiters, 1) >= rq->max_waiters) {
+        atomic_fetch_sub(rq->waiters, 1);
+        return keel_fail(err, KEEL_EBUSY,
+                         "the server is busy with other long requests (usage queries, "
+                         "long-polls); retry in a few seconds");
+    }
+    int rc = usage_get(rq, out, err);
+    atomic_fetch_sub(rq->waiters, 1);
+    return rc;
 }
