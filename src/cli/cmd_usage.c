@@ -183,6 +183,7 @@ const struct cli_command cmd_usage = {
              "UTC), now, or how long ago (7d, -36h, 1h30m).\n"
              "\n"
              "Exit codes: 0 ok, 2 usage (a bad flag or time), 3 a filter the daemon\n"
-             "refused, 5 token refused, 6 daemon not reachable.\n",
+             "refused, 5 token refused, 6 daemon not reachable, 7 daemon busy with other\n"
+             "long requests (retry).\n",
     .run = run,
 };
