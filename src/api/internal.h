@@ -62,6 +62,7 @@ int api_runs_list(struct api_request *rq, struct json_value **out, struct keel_e
 int api_runs_start(struct api_request *rq, struct json_value **out, struct keel_err *err);
 int api_runs_show(struct api_request *rq, struct json_value **out, struct keel_err *err);
 int api_runs_cancel(struct api_request *rq, struct json_value **out, struct keel_err *err);
+int api_runs_reconcile(struct api_request *rq, struct json_value **out, struct keel_err *err);
 int api_runs_verify(struct api_request *rq, struct json_value **out, struct keel_err *err);
 int api_runs_explain(struct api_request *rq, struct json_value **out, struct keel_err *err);
 int api_events_list(struct api_request *rq, struct json_value **out, struct keel_err *err);

@@ -1,5 +1,6 @@
 /*
- * route_runs.c — runs: start (POST /v1/runs), list, show, cancel, verify.
+ * route_runs.c — runs: start (POST /v1/runs), list, show, cancel, reconcile,
+ * verify.
  * Bodies and answers are in docs/api.md.
  */
 #include "internal.h"
@@ -75,6 +76,28 @@ int api_runs_show(struct api_request *rq, struct json_value **out, struct keel_e
 int api_runs_cancel(struct api_request *rq, struct json_value **out, struct keel_err *err)
 {
     int rc = engine_run_cancel(rq->engine, rq->params[0], rq->actor, err);
+    if (rc) return rc;
+    return engine_run_show(rq->engine, rq->params[0], rq->arena, out, err);
+}
+
+/* POST /v1/runs/{id}/reconcile {"decision": "done"|"not_done", "result"?,
+ * "comment"?} (docs/api.md). */
+int api_runs_reconcile(struct api_request *rq, struct json_value **out, struct keel_err *err)
+{
+    struct json_value *body;
+    int rc = api_body_object(rq, &body, err);
+    if (rc) return rc;
+    const char *d = json_get_str(body, "decision", "");
+    bool done = !strcmp(d, "done");
+    if (!done && strcmp(d, "not_done") != 0)
+        return keel_fail(err, KEEL_EINVAL,
+                         "request body needs \"decision\": \"done\" (the effect happened) or "
+                         "\"not_done\" (it did not)");
+    const char *comment = json_get_str(body, "comment", NULL);
+    if (comment && strlen(comment) > 4096)
+        return keel_fail(err, KEEL_ELIMIT, "comment is longer than 4096 bytes");
+    rc = engine_run_reconcile(rq->engine, rq->params[0], rq->actor, done, json_get(body, "result"),
+                              comment, err);
     if (rc) return rc;
     return engine_run_show(rq->engine, rq->params[0], rq->arena, out, err);
 }

@@ -18,6 +18,7 @@ const struct api_route api_routes[] = {
     {"POST", "/v1/runs", API_ADMIN, api_runs_start},
     {"GET", "/v1/runs/{id}", API_READ, api_runs_show},
     {"POST", "/v1/runs/{id}/cancel", API_ADMIN, api_runs_cancel},
+    {"POST", "/v1/runs/{id}/reconcile", API_ADMIN, api_runs_reconcile},
     {"GET", "/v1/runs/{id}/events", API_READ, api_events_list},
     {"GET", "/v1/runs/{id}/verify", API_READ, api_runs_verify},
     {"GET", "/v1/runs/{id}/explain", API_READ, api_runs_explain},

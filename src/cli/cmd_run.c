@@ -15,6 +15,8 @@ static const char usage[] =
     "       keel run list [--limit N]\n"
     "       keel run show RUN\n"
     "       keel run cancel RUN\n"
+    "       keel run reconcile RUN --done [--result JSON|@FILE] [--comment TEXT]\n"
+    "       keel run reconcile RUN --not-done [--comment TEXT]\n"
     "\n"
     "Starts, lists, shows and cancels runs on the daemon.  `start --wait` waits\n"
     "until the run stops running (ends, or waits for an approval or a timer) and\n"
@@ -36,6 +38,8 @@ struct args {
     const char *input;
     const char *limit;
     bool wait;
+    const char *result, *comment;
+    int decision; /* reconcile: 1 done, 0 not done, -1 not given */
 };
 
 static int parse(int argc, char **argv, struct args *a)
@@ -52,6 +56,16 @@ static int parse(int argc, char **argv, struct args *a)
         }
         if (!strcmp(argv[i], "--wait")) {
             a->wait = true;
+            continue;
+        }
+        if (!strcmp(argv[i], "--done") || !strcmp(argv[i], "--not-done")) {
+            a->decision = argv[i][2] == 'd';
+            continue;
+        }
+        if (!strcmp(argv[i], "--result") || !strcmp(argv[i], "--comment")) {
+            if (i + 1 >= argc) return cli_usage_error(&cmd_run, "%s needs a value", argv[i]);
+            if (argv[i][2] == 'r') a->result = argv[++i];
+            else a->comment = argv[++i];
             continue;
         }
         if (argv[i][0] == '-' && argv[i][1])
@@ -204,6 +218,61 @@ static int cancel(struct args *a, struct arena *ar)
     return one(a, ar, "POST", "/cancel", "cancel");
 }
 
+/* keel run reconcile: a human's answer to a needs_reconcile run. */
+static int reconcile(struct args *a, struct arena *ar)
+{
+    if (a->npos != 1) return cli_usage_error(&cmd_run, "run reconcile needs one RUN id");
+    if (a->decision < 0)
+        return cli_usage_error(&cmd_run,
+                               "run reconcile needs --done (the effect happened) or --not-done");
+    struct keel_err err;
+    keel_err_clear(&err);
+    struct json_value *body = json_object(ar);
+    json_object_setc(ar, body, "decision", json_cstr(ar, a->decision ? "done" : "not_done"));
+    if (a->comment) json_object_setc(ar, body, "comment", json_cstr(ar, a->comment));
+    if (a->result) {
+        struct buf text;
+        buf_init(&text);
+        const char *file = "--result";
+        if (a->result[0] == '@') {
+            file = a->result + 1;
+            if (keel_read_file(file, 1u << 20, &text, &err)) {
+                buf_cleanup(&text);
+                return fail(&err);
+            }
+        } else {
+            buf_puts(&text, a->result);
+        }
+        struct json_value *v = NULL;
+        int rc = json_parse(ar, text.data ? text.data : "", text.len, NULL, &v, &err);
+        buf_cleanup(&text);
+        if (rc) {
+            keel_err_prefix(&err, "%s", file);
+            return fail(&err);
+        }
+        json_object_setc(ar, body, "result", v);
+    }
+    struct buf path;
+    buf_init(&path);
+    buf_puts(&path, "/v1/runs/");
+    cli_path_escape(&path, a->pos[0]);
+    buf_puts(&path, "/reconcile");
+    struct json_value *out;
+    struct buf bt;
+    buf_init(&bt);
+    json_write(&bt, body, 0, NULL);
+    int rc = cli_client_request(&a->c, "POST", path.data, bt.data, ar, &out, &err);
+    buf_cleanup(&bt);
+    buf_cleanup(&path);
+    if (rc) return fail(&err);
+    if (a->c.json)
+        cli_print_json(out);
+    else
+        printf("run %s reconciled (%s); status %s\n", json_get_str(out, "id", ""),
+               a->decision ? "done" : "not done", json_get_str(out, "status", ""));
+    return CLI_OK;
+}
+
 static const struct {
     const char *name;
     int (*fn)(struct args *a, struct arena *ar);
@@ -212,15 +281,17 @@ static const struct {
     {"list", list},
     {"show", show},
     {"cancel", cancel},
+    {"reconcile", reconcile},
 };
 
 static int run(int argc, char **argv)
 {
-    if (argc < 2) return cli_usage_error(&cmd_run, "missing subcommand (start, list, show, cancel)");
+    if (argc < 2) return cli_usage_error(&cmd_run, "missing subcommand (start, list, show, cancel, reconcile)");
     for (size_t i = 0; i < KEEL_ARRAY_LEN(subcommands); i++) {
         if (strcmp(subcommands[i].name, argv[1]) != 0) continue;
         struct args a;
         memset(&a, 0, sizeof a);
+        a.decision = -1;
         int rc = parse(argc, argv, &a);
         if (rc) return rc;
         struct arena ar;
@@ -229,13 +300,13 @@ static int run(int argc, char **argv)
         arena_cleanup(&ar);
         return rc;
     }
-    return cli_usage_error(&cmd_run, "unknown subcommand '%s' (start, list, show, cancel)",
+    return cli_usage_error(&cmd_run, "unknown subcommand '%s' (start, list, show, cancel, reconcile)",
                            argv[1]);
 }
 
 const struct cli_command cmd_run = {
     .name = "run",
-    .summary = "start, list, show and cancel runs",
+    .summary = "start, list, show, cancel and reconcile runs",
     .usage = usage,
     .run = run,
 };

@@ -78,6 +78,15 @@ int engine_run_show(struct engine *e, const char *run_id, struct arena *a,
 int engine_run_wait(struct engine *e, const char *run_id, int64_t timeout_ms, bool final_only,
                     enum engine_run_status *status, struct keel_err *err);
 
+/* A human's answer to a needs_reconcile run (docs/engine.md, "Reconcile"):
+ * done (the effect happened; result, may be NULL, is recorded as the call's
+ * result) or not done (the call is recorded as failed and the step's retry
+ * policy decides).  Journaled as actor, then the run is runnable again.
+ * KEEL_ESTATE if the run does not need reconciliation. */
+int engine_run_reconcile(struct engine *e, const char *run_id, const struct identity *actor,
+                         bool done, const struct json_value *result, const char *comment,
+                         struct keel_err *err);
+
 /* Asks a run to stop.  KEEL_ESTATE if it already ended. */
 int engine_run_cancel(struct engine *e, const char *run_id, const struct identity *actor,
                       struct keel_err *err);

@@ -97,6 +97,12 @@ static void on_waiting(struct run_view *v, const struct json_value *p)
 
 static void on_resumed(struct run_view *v, const struct json_value *p)
 {
+    /* A human reconciled an open call (reconcile.c): the run goes on. */
+    if (v->final && v->status == RUN_NEEDS_RECONCILE &&
+        !strcmp(json_get_str(p, "reason", ""), "reconcile")) {
+        v->final = false;
+        v->error_message = NULL;
+    }
     v->wait = WAIT_NONE;
     v->wait_id = NULL;
     v->wait_until = 0;

@@ -119,7 +119,8 @@ def main():
 
 def test_reconcile():
     """A call to a tool declared non-idempotent that started before a crash
-    and has no result parks the run as needs_reconcile."""
+    and has no result parks the run as needs_reconcile; a human answers:
+    done (with the result), not done (the step fails), or cancels."""
     wf = ("name: slow\nidentity: support/triage\nsteps:\n  - id: note\n"
           "    tool: helpdesk/add_note\n    args: {id: T-1001, body: slow}\n")
     home = Home(workflows={"slow.yaml": wf},
@@ -127,23 +128,71 @@ def test_reconcile():
     cfg = os.path.join(home.dir, "keel.yaml")
     text = open(cfg).read().replace("    idempotent: true\n", "    idempotent: false\n")
     open(cfg, "w").write(text)
-    srv = Server(home)
-    st, body = srv.api("POST", "/v1/runs", {"workflow": "slow", "input": {}})
-    rid = body["id"]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        st, evs = srv.api("GET", "/v1/runs/%s/events" % rid)
-        if any(e["kind"] == "tool.call.started" for e in evs["events"]):
-            break
-        time.sleep(0.02)
-    srv.kill9()
-    srv = Server(home)
-    try:
+
+    def parked():
+        """Starts a run, kills the daemon while its call is open, restarts."""
+        srv = Server(home)
+        st, body = srv.api("POST", "/v1/runs", {"workflow": "slow", "input": {}})
+        rid = body["id"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            st, evs = srv.api("GET", "/v1/runs/%s/events" % rid)
+            if any(e["kind"] == "tool.call.started" for e in evs["events"]):
+                break
+            time.sleep(0.02)
+        srv.kill9()
+        srv = Server(home)
         run = srv.wait_status(rid, ("needs_reconcile", "succeeded", "failed"))
         c.check(run["status"] == "needs_reconcile", "open non-idempotent call parks the run: %s"
                 % run["status"])
         st, evs = srv.api("GET", "/v1/runs/%s/events" % rid)
         c.check(evs["events"][-1]["kind"] == "run.needs_reconcile", "needs_reconcile journaled")
+        return srv, rid
+
+    def events(srv, rid):
+        return srv.api("GET", "/v1/runs/%s/events" % rid)[1]["events"]
+
+    # 1. The effect happened: the human's result becomes the call's result.
+    srv, rid = parked()
+    try:
+        code, out, err = srv.cli("run", "reconcile", rid)
+        c.check(code == 2, "reconcile needs --done or --not-done: %d" % code)
+        code, out, err = srv.cli("run", "reconcile", rid, "--done", "--result",
+                                 '{"note_id": 77, "checked": true}', "--comment", "saw the note")
+        c.check(code == 0, "reconcile --done: %d %s" % (code, err))
+        run = srv.wait_status(rid, ("succeeded", "failed"))
+        c.check(run["status"] == "succeeded", "reconciled as done: the run succeeds: %s"
+                % run.get("error"))
+        evs = events(srv, rid)
+        done = [e for e in evs if e["kind"] == "tool.call.completed"]
+        c.check(len(done) == 1 and done[0]["actor"] == "admin" and
+                done[0]["payload"].get("result") == {"note_id": 77, "checked": True},
+                "the human's answer is journaled as the call's result, by them: %s" % done)
+        c.check(sum(e["kind"] == "tool.call.started" for e in evs) == 1,
+                "the tool was not called again")
+        code, out, err = srv.cli("run", "reconcile", rid, "--not-done")
+        c.check(code == 7, "reconciling a run that does not need it is a conflict: %d" % code)
+        st, v = srv.api("GET", "/v1/runs/%s/verify" % rid)
+        c.check(v["ok"], "journal verifies after the reconcile")
+    finally:
+        srv.kill9()
+    # 2. It did not happen: the call is recorded as failed, the step fails.
+    srv, rid = parked()
+    try:
+        st, r = srv.api("POST", "/v1/runs/%s/reconcile" % rid, {"decision": "maybe"})
+        c.check(st == 400 and "not_done" in r["error"]["message"], "bad decision: %s %s" % (st, r))
+        st, r = srv.api("POST", "/v1/runs/%s/reconcile" % rid,
+                        {"decision": "not_done", "comment": "no note on T-1001"})
+        c.check(st == 200, "reconcile not_done over the API: %s %s" % (st, r))
+        run = srv.wait_status(rid, ("succeeded", "failed"))
+        c.check(run["status"] == "failed" and "reconciled the call as not done" in
+                (run.get("error") or ""), "not done: the step fails, saying who decided: %s"
+                % run.get("error"))
+    finally:
+        srv.kill9()
+    # 3. Or the human closes it by cancelling.
+    srv, rid = parked()
+    try:
         code, out, err = srv.cli("run", "cancel", rid)
         c.check(code == 0, "a human closes it by cancelling: %d %s" % (code, err))
         run = srv.wait_status(rid, ("cancelled",))
