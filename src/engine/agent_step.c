@@ -374,8 +374,9 @@ static int handle_call(struct ag *g, const struct agent_call *k, struct keel_err
     set_i(g, extra, "turn", g->conv.turn);
     set_i(g, extra, "tokens", c->view.tokens);
     set_i(g, extra, "cost_micro_usd", (int64_t)(c->view.usd * 1e6));
+    int64_t approval_ms;
     if ((rc = engine_authorize(c, g->s, g->conv.agent, o->server, o->qualified, k->call_id, args,
-                               extra, &verdict, &group, &ids, hash, err)))
+                               extra, &verdict, &group, &ids, hash, &approval_ms, err)))
         return rc;
     if (verdict == VERDICT_DENY)
         return refuse(g, k, o->qualified, "denied",
@@ -389,7 +390,7 @@ static int handle_call(struct ag *g, const struct agent_call *k, struct keel_err
         char digest[65] = "";
         json_digest(args, digest, NULL);
         struct approval_binding b = {.group = group,
-                                     .timeout_ms = 24 * 3600 * 1000LL,
+                                     .timeout_ms = approval_ms,
                                      .agent = g->conv.agent,
                                      .tool = o->qualified,
                                      .args = args,

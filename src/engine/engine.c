@@ -338,6 +338,19 @@ static int load_policies(const char *dir, struct policy_set **out, struct keel_e
     }
     if (!rc && schema_name) rc = validate_policies(dir, schema_name, set, err);
     free(schema_name);
+    /* @approval_timeout("72h") on an @approval permit: how long the human
+     * has (docs/engine.md); a bad duration refuses the set. */
+    for (size_t i = 0; !rc && i < policy_set_count(set); i++) {
+        const struct policy *p = policy_set_at(set, i);
+        const char *t = policy_annotation(p, "approval_timeout");
+        int64_t ms;
+        if (t && (keel_parse_duration(t, &ms, err) || ms <= 0)) {
+            rc = keel_fail(err, KEEL_EINVAL,
+                           "policy %s: @approval_timeout(\"%s\") must be a positive duration "
+                           "like \"30m\", \"72h\" or \"7d\"",
+                           p->id, t);
+        }
+    }
     if (rc) {
         policy_set_free(set);
         return rc;

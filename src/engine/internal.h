@@ -239,12 +239,14 @@ enum verdict { VERDICT_DENY, VERDICT_ALLOW, VERDICT_APPROVAL };
 
 /* Authorizes agent calling server/tool (qualified) with args under the
  * policy set in force and journals policy.decision (with call_id if not
- * NULL).  extra (may be NULL) is merged into the Cedar context. */
+ * NULL).  extra (may be NULL) is merged into the Cedar context.  With an
+ * approval verdict, *approval_ms is how long the human has: the shortest
+ * @approval_timeout of the permits that asked, else 24 hours. */
 int engine_authorize(struct run_ctx *c, const struct workflow_step *s, const char *agent,
                      const char *server, const char *qualified, const char *call_id,
                      struct json_value *args, struct json_value *extra, enum verdict *out,
                      const char **group, const char **policy_ids, char policy_hash[65],
-                     struct keel_err *err);
+                     int64_t *approval_ms, struct keel_err *err);
 
 /* Validates v against sc; on failure a message naming what, the tool and
  * the first error's location. */

@@ -363,7 +363,7 @@ int engine_authorize(struct run_ctx *c, const struct workflow_step *s, const cha
                      const char *server, const char *qualified, const char *call_id,
                      struct json_value *args, struct json_value *extra, enum verdict *out,
                      const char **group, const char **policy_ids, char policy_hash[65],
-                     struct keel_err *err)
+                     int64_t *approval_ms, struct keel_err *err)
 {
     struct arena *a = c->arena;
     if (!agent) agent = "";
@@ -433,6 +433,16 @@ int engine_authorize(struct run_ctx *c, const struct workflow_step *s, const cha
            : resp.napprovals            ? VERDICT_APPROVAL
                                         : VERDICT_ALLOW;
     *group = resp.napprovals ? arena_strdup(a, resp.approvals[0]) : NULL;
+    *approval_ms = 0;
+    for (size_t i = 0; resp.napprovals && i < resp.nreasons; i++) {
+        const char *t = policy_annotation(resp.reasons[i], "approval_timeout");
+        int64_t ms;
+        if (t && policy_annotation(resp.reasons[i], "approval") &&
+            keel_parse_duration(t, &ms, NULL) == 0 && ms > 0 &&
+            (*approval_ms == 0 || ms < *approval_ms))
+            *approval_ms = ms;
+    }
+    if (!*approval_ms) *approval_ms = 24 * 3600 * 1000LL;
     *policy_ids = arena_strdup(a, ids.data ? ids.data : "");
     struct json_value *p = obj(c);
     set_s(c, p, "step", s->id);
@@ -466,8 +476,9 @@ static int policy_gate(struct run_ctx *c, const struct workflow_step *s, const c
     enum verdict verdict;
     const char *group = NULL, *ids = NULL;
     char hash[65];
+    int64_t approval_ms;
     int rc = engine_authorize(c, s, c->ew->wf->identity, s->call.server, qualified, NULL, args,
-                              NULL, &verdict, &group, &ids, hash, err);
+                              NULL, &verdict, &group, &ids, hash, &approval_ms, err);
     if (rc) return rc;
     if (verdict == VERDICT_DENY) {
         char msg[KEEL_ERR_MSG_MAX];
@@ -508,7 +519,7 @@ static int policy_gate(struct run_ctx *c, const struct workflow_step *s, const c
         return 1;
     }
     struct approval_binding b = {.group = group,
-                                 .timeout_ms = 24 * 3600 * 1000LL,
+                                 .timeout_ms = approval_ms,
                                  .tool = qualified,
                                  .args = args,
                                  .args_digest = digest,

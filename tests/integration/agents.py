@@ -25,6 +25,7 @@ when { resource in ToolServer::"helpdesk" || resource in ToolServer::"crm" ||
 
 @id("triage-files-issues-with-a-lead")
 @approval("support-leads")
+@approval_timeout("2h")
 permit(principal == Agent::"support/triage", action == Action::"call_tool",
        resource == Tool::"tracker/create_issue");
 
@@ -284,6 +285,18 @@ c.check(len(mock.requests()) == 1, "approval: one model request while parked")
 # A crash while parked between two turns: the finished turn is not re-asked.
 srv.kill9()
 srv = Server(home)
+import datetime  # noqa: E402
+
+
+def ts(t):
+    return datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
+
+
+st, aps = srv.api("GET", "/v1/approvals", token=ALICE_TOKEN)
+mine = [x for x in aps["approvals"] if x["run"] == run]
+c.check(len(mine) == 1 and mine[0].get("expires") and
+        abs(ts(mine[0]["expires"]) - ts(mine[0]["created"]) - 7200) < 60,
+        "approval: @approval_timeout(\"2h\") sets the deadline: %s" % mine)
 ap = approve_pending(run, "file it")
 c.check(ap["request"].get("args") == {"title": title, "labels": ["support"]} and
         ap["request"].get("tool") == "tracker/create_issue" and
@@ -313,6 +326,16 @@ c.check(all(e["payload"].get("usage", {}).get("input_tokens", 0) > 0 for e in re
             sum((e["payload"]["usage"]["input_tokens"] * 1.0 +
                  e["payload"]["usage"]["output_tokens"] * 2.0) / 1e6 for e in resp)) < 1e-9,
         "usage and cost journaled per model call from the price table")
+
+# A bad @approval_timeout refuses the policy set; the old one stays.
+bad_policy = os.path.join(home.policies, "bad.cedar")
+with open(bad_policy, "w") as f:
+    f.write('@id("x")\n@approval("support-leads")\n@approval_timeout("soon")\n'
+            'permit(principal, action, resource);\n')
+st, r = srv.api("POST", "/v1/policy/reload", {})
+c.check(st == 400 and "approval_timeout" in json.dumps(r), "bad @approval_timeout refused: %s %s"
+        % (st, r))
+os.unlink(bad_policy)
 
 # ---- 3. a structured output that fails its schema: retried, then fails ----
 mock.script([{"content": "I think this is a low severity ticket."},
