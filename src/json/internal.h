@@ -109,6 +109,18 @@ static inline uint32_t json_load4(const unsigned char *q)
     return x;
 }
 
+#define JSON_ONES 0x0101010101010101ULL
+#define JSON_HIGH 0x8080808080808080ULL
+
+/* The word form of json_block_special, for the 8 bytes of x (first byte
+ * lowest); json_block_first's word form is ctz / 8. */
+static inline uint64_t json_word_special(uint64_t x)
+{
+    uint64_t q = x ^ (JSON_ONES * '"'), b = x ^ (JSON_ONES * '\\');
+    return (((q - JSON_ONES) & ~q) | ((b - JSON_ONES) & ~b) | (x - JSON_ONES * 0x20) | x) &
+           JSON_HIGH;
+}
+
 #if defined(__SSE2__) && !defined(JSON_NO_SSE2)
 #include <emmintrin.h>
 
@@ -185,15 +197,6 @@ static inline size_t json_block_first(unsigned mask)
 #else /* portable: one 64-bit word */
 
 #define JSON_BLOCK 8
-#define JSON_ONES 0x0101010101010101ULL
-#define JSON_HIGH 0x8080808080808080ULL
-
-static inline uint64_t json_word_special(uint64_t x)
-{
-    uint64_t q = x ^ (JSON_ONES * '"'), b = x ^ (JSON_ONES * '\\');
-    return (((q - JSON_ONES) & ~q) | ((b - JSON_ONES) & ~b) | (x - JSON_ONES * 0x20) | x) &
-           JSON_HIGH;
-}
 
 static inline uint64_t json_block_special(const unsigned char *q)
 {
@@ -230,6 +233,26 @@ static inline size_t json_block_first(uint64_t mask)
 static inline bool json_byte_special(unsigned char c)
 {
     return c < 0x20 || c >= 0x80 || c == '"' || c == '\\';
+}
+
+/* The first byte in [q, end) that json_block_special flags, or end: block
+ * by block, then the last few bytes word by word and byte by byte (short
+ * strings are mostly such tails). */
+static inline const unsigned char *json_find_special(const unsigned char *q,
+                                                     const unsigned char *end)
+{
+    while (end - q >= JSON_BLOCK) {
+        uint64_t m = json_block_special(q);
+        if (m) return q + json_block_first(m);
+        q += JSON_BLOCK;
+    }
+    while (end - q >= 8) {
+        uint64_t m = json_word_special(json_load8(q));
+        if (m) return q + ((size_t)__builtin_ctzll(m) >> 3);
+        q += 8;
+    }
+    while (q < end && !json_byte_special(*q)) q++;
+    return q;
 }
 
 /* Arena bump without a call in the common case (same contract as

@@ -182,13 +182,7 @@ static inline char *copy_text(struct parser *ps, const unsigned char *s, size_t 
  * (or end). */
 static inline const unsigned char *scan_plain(const unsigned char *q, const unsigned char *end)
 {
-    while (end - q >= JSON_BLOCK) {
-        uint64_t m = json_block_special(q);
-        if (m) return q + json_block_first(m);
-        q += JSON_BLOCK;
-    }
-    while (q < end && !json_byte_special(*q)) q++;
-    return q;
+    return json_find_special(q, end);
 }
 
 /* Hex digit values plus one (0: not a hex digit). */

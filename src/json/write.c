@@ -64,17 +64,7 @@ static void write_str(struct buf *b, const char *str, size_t len, bool ascii)
     *o++ = '"';
     for (;;) {
         /* Copy the plain run. */
-        const unsigned char *r = s;
-        while (end - r >= JSON_BLOCK) {
-            uint64_t m = json_block_special(r);
-            if (m) {
-                r += json_block_first(m);
-                goto run_end;
-            }
-            r += JSON_BLOCK;
-        }
-        while (r < end && !json_byte_special(*r)) r++;
-    run_end:
+        const unsigned char *r = json_find_special(s, end);
         memcpy(o, s, (size_t)(r - s));
         o += r - s;
         s = r;
