@@ -16,13 +16,14 @@
  * off on the writer), so a commit never waits for one; the WAL file is
  * preallocated so that its fsync is a pure data sync (see WAL_BYTES).
  *
- * Group commit.  Appends are queued (q->queue, a FIFO linked through
- * req->impl_next) and a single committer thread drains it: it takes every
- * queued request (up to opts.group_max_events events), runs them in ONE
- * transaction on the writer — each request inside its own savepoint when it
- * has more than one effect, so a request that fails its checks fails alone —
- * commits once (one fsync), and only then calls each request's done
- * callback.  A request is never completed before the commit that holds it.
+ * Group commit (sqlite_commit.c).  Appends are queued (q->head, a FIFO
+ * linked through req->impl_next) and a single committer thread drains it:
+ * it takes every queued request (up to opts.group_max_events events), runs
+ * them in ONE transaction on the writer — each request's checks come before
+ * anything it writes, so a refused request fails alone; the accepted
+ * requests' events are then inserted 16 to a statement — commits once (one
+ * fsync), and only then calls each request's done callback.  A request is
+ * never completed before the commit that holds it.
  *
  * Continuity.  An event is inserted only if seq is 1 with a zero prev_hash,
  * or event seq-1 of the run exists with hash == prev_hash (so a second event
