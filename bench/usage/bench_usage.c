@@ -33,7 +33,8 @@ static const char *hash64 = "000000000000000000000000000000000000000000000000000
 static const char *filler(struct arena *a, size_t n)
 {
     char *s = arena_alloc(a, n + 1);
-    for (size_t i = 0; i < n; i++) s[i] = "abcdefghij klmnopqrstuvwxyz"[i % 27];
+    for (size_t i = 0; i < n; i++)
+        s[i] = "abcdefghij klmnopqrstuvwxyz"[i % 27];
     s[n] = '\0';
     return s;
 }
@@ -81,9 +82,14 @@ static int populate(const char *dir, int runs, int turns, int64_t *span_end)
         const char *model = r % 5 ? "small" : "big";
         int64_t t = T0 + (int64_t)r * 60000;
         int64_t end = t + (int64_t)turns * 1000 + 200;
-        struct store_run row = {.id = id, .workflow = wf, .workflow_hash = hash64,
-                                .status = STORE_RUN_SUCCEEDED, .input = "{}",
-                                .identity = "admin", .created_ms = t, .updated_ms = end};
+        struct store_run row = {.id = id,
+                                .workflow = wf,
+                                .workflow_hash = hash64,
+                                .status = STORE_RUN_SUCCEEDED,
+                                .input = "{}",
+                                .identity = "admin",
+                                .created_ms = t,
+                                .updated_ms = end};
         if ((rc = store_run_create(s, &row, &err))) {
             fprintf(stderr, "run_create: %s\n", err.msg);
             break;
@@ -103,8 +109,9 @@ static int populate(const char *dir, int runs, int turns, int64_t *span_end)
             json_object_setc(&a, p, "model", json_cstr(&a, model));
             json_object_setc(&a, p, "agent", json_cstr(&a, agent));
             struct json_value *msgs = json_array(&a);
-            json_array_push(&a, msgs, obj(&a, "role", json_cstr(&a, "tool"), "content",
-                                          json_cstr(&a, filler(&a, 1500))));
+            json_array_push(
+                &a, msgs,
+                obj(&a, "role", json_cstr(&a, "tool"), "content", json_cstr(&a, filler(&a, 1500))));
             json_object_setc(&a, p, "messages_added", msgs);
             if ((rc = append(w, "model.request", actor, p, tk))) break;
             p = obj(&a, "step", json_cstr(&a, "triage"), "call_id", json_cstr(&a, call));
@@ -114,9 +121,10 @@ static int populate(const char *dir, int runs, int turns, int64_t *span_end)
                              obj(&a, "role", json_cstr(&a, "assistant"), "content",
                                  json_cstr(&a, filler(&a, 900))));
             json_object_setc(&a, p, "usage",
-                             obj(&a, "input_tokens", json_int(&a, 1000 + k),
-                                 "output_tokens", json_int(&a, 50 + r % 7)));
-            json_object_setc(&a, p, "cost_usd", json_double(&a, (1000 + k + 2.0 * (50 + r % 7)) / 1e6));
+                             obj(&a, "input_tokens", json_int(&a, 1000 + k), "output_tokens",
+                                 json_int(&a, 50 + r % 7)));
+            json_object_setc(&a, p, "cost_usd",
+                             json_double(&a, (1000 + k + 2.0 * (50 + r % 7)) / 1e6));
             if ((rc = append(w, "model.response", actor, p, tk + 100))) break;
             const char *tc = arena_printf(&a, "triage/0/t%d.0", k);
             p = obj(&a, "action", json_cstr(&a, "call_tool"), "resource",
@@ -131,8 +139,8 @@ static int populate(const char *dir, int runs, int turns, int64_t *span_end)
             json_object_setc(&a, p, "idempotency_key", json_cstr(&a, hash64));
             if ((rc = append(w, "tool.call.started", actor, p, tk + 300))) break;
             p = obj(&a, "step", json_cstr(&a, "triage"), "call_id", json_cstr(&a, tc));
-            json_object_setc(&a, p, "result", obj(&a, "text", json_cstr(&a, filler(&a, 1000)),
-                                                   NULL, NULL));
+            json_object_setc(&a, p, "result",
+                             obj(&a, "text", json_cstr(&a, filler(&a, 1000)), NULL, NULL));
             if ((rc = append(w, "tool.call.completed", actor, p, tk + 400))) break;
             p = obj(&a, "key", json_cstr(&a, "notes"), "value", json_cstr(&a, filler(&a, 200)));
             if ((rc = append(w, "state.updated", actor, p, tk + 500))) break;
@@ -190,11 +198,16 @@ int main(int argc, char **argv)
     bool reuse = false;
     const char *dir = "bench-usage-data";
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--turns") && i + 1 < argc) turns = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--reuse")) reuse = true;
-        else if (argv[i][0] != '-') dir = argv[i];
+        if (!strcmp(argv[i], "--runs") && i + 1 < argc)
+            runs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--turns") && i + 1 < argc)
+            turns = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
+            repeat = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reuse"))
+            reuse = true;
+        else if (argv[i][0] != '-')
+            dir = argv[i];
         else {
             fprintf(stderr, "usage: bench_usage [--runs N] [--turns N] [--repeat N] [DATA_DIR]\n");
             return 2;

@@ -50,7 +50,8 @@ static int value_flag(struct usage_args *u, int argc, char **argv, int *i)
         } else {
             continue;
         }
-        if (!*val) return -cli_usage_error(&cmd_usage, "%s needs a non-empty value", value_flags[k].flag);
+        if (!*val)
+            return -cli_usage_error(&cmd_usage, "%s needs a non-empty value", value_flags[k].flag);
         *(const char **)((char *)u + value_flags[k].offset) = val;
         return 1;
     }

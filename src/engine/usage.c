@@ -61,12 +61,12 @@ struct usage_group {
 };
 
 struct usage_scan {
-    struct arena *a;       /* the answer's arena: rows and names live here */
-    struct arena scratch;  /* one payload at a time                         */
+    struct arena *a;      /* the answer's arena: rows and names live here */
+    struct arena scratch; /* one payload at a time                        */
     int64_t since, until;
-    const char *agent;     /* filter, without "agent:"; NULL: any           */
-    const char *workflow;  /* the current run's workflow                   */
-    size_t run;            /* ordinal of the current run (1-based)         */
+    const char *agent;    /* filter, without "agent:"; NULL: any          */
+    const char *workflow; /* the current run's workflow                  */
+    size_t run;           /* ordinal of the current run (1-based)        */
     struct usage_sum total;
     struct usage_group by_workflow, by_agent, by_model;
 };
@@ -216,8 +216,8 @@ static int check_name(const char *what, const char *s, struct keel_err *err)
     if (!s) return 0;
     size_t n = strnlen(s, USAGE_NAME_MAX);
     if (n == 0 || n >= USAGE_NAME_MAX)
-        return keel_fail(err, KEEL_EINVAL, "the %s filter must be 1 to %d bytes (got %zu%s)",
-                         what, USAGE_NAME_MAX - 1, n, n >= USAGE_NAME_MAX ? " or more" : "");
+        return keel_fail(err, KEEL_EINVAL, "the %s filter must be 1 to %d bytes (got %zu%s)", what,
+                         USAGE_NAME_MAX - 1, n, n >= USAGE_NAME_MAX ? " or more" : "");
     return 0;
 }
 
@@ -262,9 +262,8 @@ int engine_usage(struct engine *e, const struct engine_usage_query *q, struct ar
     char after[STORE_ID_MAX + 1] = "";
     for (;;) {
         arena_reset(&page);
-        struct store_run_filter f = {.workflow = q->workflow,
-                                     .after_id = after[0] ? after : NULL,
-                                     .limit = STORE_LIST_MAX};
+        struct store_run_filter f = {
+            .workflow = q->workflow, .after_id = after[0] ? after : NULL, .limit = STORE_LIST_MAX};
         struct store_run *runs = NULL;
         size_t n = 0;
         rc = store_run_list(e->store, &f, &page, &runs, &n, err);
@@ -378,8 +377,8 @@ static bool rfc3339(const char *s, int64_t *ms)
         }
         if (*p) return false;
     }
-    int64_t secs = days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + mi * 60 + sec -
-                   (int64_t)off * 60;
+    int64_t secs =
+        days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + mi * 60 + sec - (int64_t)off * 60;
     *ms = secs * 1000 + frac_ms;
     return true;
 }

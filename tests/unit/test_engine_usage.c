@@ -29,14 +29,18 @@ struct call {
     bool error; /* a failed call: no usage, no cost */
 };
 
-static void put_run(struct store *s, const char *id, const char *wf,
-                    enum store_run_status st, int64_t created, int64_t updated,
-                    const struct call *calls, size_t n)
+static void put_run(struct store *s, const char *id, const char *wf, enum store_run_status st,
+                    int64_t created, int64_t updated, const struct call *calls, size_t n)
 {
     struct keel_err err;
     keel_err_clear(&err);
-    struct store_run r = {.id = id, .workflow = wf, .workflow_hash = hash64, .status = st,
-                          .input = "{}", .identity = "admin", .created_ms = created,
+    struct store_run r = {.id = id,
+                          .workflow = wf,
+                          .workflow_hash = hash64,
+                          .status = st,
+                          .input = "{}",
+                          .identity = "admin",
+                          .created_ms = created,
                           .updated_ms = updated};
     REQUIRE(store_run_create(s, &r, &err) == 0);
     struct journal_writer *w;
@@ -73,7 +77,8 @@ static void put_run(struct store *s, const char *id, const char *wf,
         struct json_value *q = json_object(&a);
         json_object_setc(&a, q, "step", json_cstr(&a, "ask"));
         json_object_setc(&a, q, "attempt", json_int(&a, 1));
-        json_object_setc(&a, q, "usage", json_get(p, "usage") ? json_get(p, "usage") : json_object(&a));
+        json_object_setc(&a, q, "usage",
+                         json_get(p, "usage") ? json_get(p, "usage") : json_object(&a));
         CHECK(journal_writer_append(w, "step.started", "system", q, c->t, NULL, &err) == 0);
     }
     journal_writer_free(w);
@@ -89,10 +94,12 @@ static const struct call r2[] = {
     {"support/drafter", "small", 50, 5, 0.00006, T0 + 1010, false},
     {"support/drafter", "small", 0, 0, 0, T0 + 1020, true},
 };
-static const struct call r3[] = { /* a run parked long ago, calling again later */
+static const struct call r3[] = {
+    /* a run parked long ago, calling again later */
     {"support/triage", "small", 300, 30, 0.00036, T0 + 2000, false},
 };
-static const struct call r4[] = { /* agent only in the actor */
+static const struct call r4[] = {
+    /* agent only in the actor */
     {NULL, "small", 7, 3, 0.000013, T0 + 5050, false},
 };
 
@@ -347,22 +354,37 @@ TEST(usage_time_forms)
         CHECK(rc == 0 && ms == ok[i].want);
     }
     static const char *const bad[] = {
-        "",        "yesterday",  "2023-13-01", "2023-02-29", "2023-11-31",
-        "2023-11-14T24:00:00Z", "2023-11-14T22:13Z", "2023-11-14T22:13:20",
-        "2023-11-14T22:13:20.Z", "2023-11-14T22:13:20+2:00", "2023-11-14T22:13:20+24:00",
-        "2023-11-14T22:13:20Zjunk", "23-11-14", "-", "--7d", "7x", "-now", "1969-12-31",
-        "2023-11-14T22:61:00Z", "0x10",
+        "",
+        "yesterday",
+        "2023-13-01",
+        "2023-02-29",
+        "2023-11-31",
+        "2023-11-14T24:00:00Z",
+        "2023-11-14T22:13Z",
+        "2023-11-14T22:13:20",
+        "2023-11-14T22:13:20.Z",
+        "2023-11-14T22:13:20+2:00",
+        "2023-11-14T22:13:20+24:00",
+        "2023-11-14T22:13:20Zjunk",
+        "23-11-14",
+        "-",
+        "--7d",
+        "7x",
+        "-now",
+        "1969-12-31",
+        "2023-11-14T22:61:00Z",
+        "0x10",
         "2023-11-14T22:13:20.123456789012345678901234567890123456789012345Z",
     };
     for (size_t i = 0; i < KEEL_ARRAY_LEN(bad); i++) {
         keel_err_clear(&err);
         ms = 42;
         int rc = engine_usage_time(bad[i], now, &ms, &err);
-        if (rc != KEEL_EINVAL) fprintf(stderr, "  accepted bad time \"%s\" -> %lld\n", bad[i], (long long)ms);
+        if (rc != KEEL_EINVAL)
+            fprintf(stderr, "  accepted bad time \"%s\" -> %lld\n", bad[i], (long long)ms);
         CHECK_INT(rc, KEEL_EINVAL);
         CHECK_INT(ms, 42);
         CHECK(strstr(err.msg, "RFC 3339") || strstr(err.msg, "1970"));
     }
     CHECK_INT(engine_usage_time(NULL, now, &ms, &err), KEEL_EINVAL);
 }
-
