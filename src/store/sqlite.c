@@ -521,10 +521,9 @@ static void sq_free(struct sq *q)
         pthread_join(q->committer, NULL);
     }
     store_sq_tails_clear(&q->tails);
-    store_sq_tails_clear(&q->pending);
     strmap_cleanup(&q->tails);
     free(q->batch);
-    strmap_cleanup(&q->pending);
+    free(q->touched);
     if (q->ck_running) {
         pthread_mutex_lock(&q->cklock);
         q->ck_stopping = true;
@@ -584,7 +583,6 @@ int store_sqlite_open(const char *location, const struct store_opts *opts, struc
     pthread_mutex_init(&q->cklock, NULL);
     pthread_cond_init(&q->ckcond, NULL);
     strmap_init(&q->tails);
-    strmap_init(&q->pending);
     q->data_version = -1;
     q->ck_next_at = CHECKPOINT_FRAMES;
     q->log_index_at = LOG_INDEX_ROWS;

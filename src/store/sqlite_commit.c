@@ -27,10 +27,15 @@
 const char store_sq_zero_hash[STORE_HASH_HEX + 1] =
     "0000000000000000000000000000000000000000000000000000000000000000";
 
-/* A run's last event as the committer knows it. */
+/* A run's last event as the committer knows it: as committed, and, when
+ * pgen is the open group's q->gen, as the open group leaves it (so a group
+ * needs no second map, and no allocation per event, for what it changes). */
 struct tail {
     int64_t seq;
     char hash[STORE_HASH_HEX + 1];
+    uint64_t pgen;
+    int64_t pseq;
+    char phash[STORE_HASH_HEX + 1];
 };
 
 void store_sq_tails_clear(struct strmap *m)
@@ -41,18 +46,9 @@ void store_sq_tails_clear(struct strmap *m)
     strmap_init(m);
 }
 
-static void tails_put(struct strmap *m, const char *run_id, int64_t seq, const char *hash)
-{
-    struct tail *t = malloc(sizeof *t);
-    if (!t) abort();
-    t->seq = seq;
-    memcpy(t->hash, hash, sizeof t->hash);
-    free(strmap_put(m, run_id, strlen(run_id), t));
-}
-
-/* The committed tail of run_id, read inside the group's transaction (so it
- * also sees this group's earlier inserts, which callers look up first in
- * q->pending).  Costs a scan of the (small) event log. */
+/* The committed tail of run_id, read inside the group's transaction (this
+ * group's own events are not inserted yet; callers look at q->tails first).
+ * Costs a scan of the (small) event log. */
 static int db_tail(struct sq *q, struct conn *c, const char *run_id, struct tail *out,
                    struct keel_err *err)
 {
@@ -75,33 +71,72 @@ static int db_tail(struct sq *q, struct conn *c, const char *run_id, struct tail
     return rc;
 }
 
-/* Finds the tail event ev must chain onto: an earlier event of the same
- * run in the same request, else this group's pending tails, else the cache
- * of committed tails, else the database (then cached). */
+/* The cached tail of run_id, read from the database (and cached) on a
+ * miss.  Borrowed from q->tails, valid until the group ends. */
+static int tail_get(struct sq *q, struct conn *c, const char *run_id, struct tail **out,
+                    struct keel_err *err)
+{
+    size_t len = strlen(run_id);
+    struct tail *t = strmap_get(&q->tails, run_id, len);
+    if (!t) {
+        t = calloc(1, sizeof *t);
+        if (!t) return keel_fail(err, KEEL_ENOMEM, "out of memory caching a run's tail");
+        int rc = db_tail(q, c, run_id, t, err);
+        if (rc) {
+            free(t);
+            return rc;
+        }
+        strmap_put(&q->tails, run_id, len, t);
+    }
+    *out = t;
+    return 0;
+}
+
+/* Finds the event ev (event i of req) must chain onto: an earlier event of
+ * the same run in the same request, else the run's tail as this group left
+ * it, else as committed.  *hash is borrowed, valid until the group ends. */
 static int tail_for(struct sq *q, struct conn *c, const struct store_append *req, size_t i,
-                    struct tail *out, struct keel_err *err)
+                    int64_t *seq, const char **hash, struct keel_err *err)
 {
     const struct store_event *ev = &req->events[i];
     for (size_t j = i; j-- > 0;) {
         if (strcmp(req->events[j].run_id, ev->run_id) == 0) {
-            out->seq = req->events[j].seq;
-            memcpy(out->hash, req->events[j].hash, sizeof out->hash);
+            *seq = req->events[j].seq;
+            *hash = req->events[j].hash;
             return 0;
         }
     }
-    size_t len = strlen(ev->run_id);
-    struct tail *t = strmap_get(&q->pending, ev->run_id, len);
-    if (!t) t = strmap_get(&q->tails, ev->run_id, len);
-    if (t) {
-        *out = *t;
-        return 0;
+    struct tail *t;
+    int rc = tail_get(q, c, ev->run_id, &t, err);
+    if (rc) return rc;
+    bool open = t->pgen == q->gen;
+    *seq = open ? t->pseq : t->seq;
+    *hash = open ? t->phash : t->hash;
+    return 0;
+}
+
+/* Records ev as its run's last event in the open group (committed by
+ * commit_group, forgotten if the group fails). */
+static int tail_advance(struct sq *q, struct conn *c, const struct store_event *ev,
+                        struct keel_err *err)
+{
+    struct tail *t;
+    int rc = tail_get(q, c, ev->run_id, &t, err);
+    if (rc) return rc;
+    if (t->pgen != q->gen) {
+        if (q->touched_n == q->touched_cap) {
+            size_t cap = q->touched_cap ? 2 * q->touched_cap : 256;
+            struct tail **v = realloc(q->touched, cap * sizeof *v);
+            if (!v) return keel_fail(err, KEEL_ENOMEM, "out of memory tracking a group's runs");
+            q->touched = v;
+            q->touched_cap = cap;
+        }
+        q->touched[q->touched_n++] = t;
+        t->pgen = q->gen;
     }
-    int rc = db_tail(q, c, ev->run_id, out, err);
-    if (rc == 0) {
-        if (q->tails.count >= TAIL_CACHE_MAX) store_sq_tails_clear(&q->tails);
-        tails_put(&q->tails, ev->run_id, out->seq, out->hash);
-    }
-    return rc;
+    t->pseq = ev->seq;
+    memcpy(t->phash, ev->hash, sizeof t->phash);
+    return 0;
 }
 
 /* Checks that every event of req continues its run: seq = tail + 1 and
@@ -111,20 +146,21 @@ static int check_events(struct sq *q, struct conn *c, const struct store_append 
 {
     for (size_t i = 0; i < req->n_events; i++) {
         const struct store_event *ev = &req->events[i];
-        struct tail t;
-        int rc = tail_for(q, c, req, i, &t, err);
+        int64_t tseq;
+        const char *thash;
+        int rc = tail_for(q, c, req, i, &tseq, &thash, err);
         if (rc) return rc;
-        if (ev->seq <= t.seq)
+        if (ev->seq <= tseq)
             return keel_fail(err, KEEL_EEXIST,
                              "event %lld of run %s already exists (another writer appended "
                              "first); reopen the journal writer",
                              (long long)ev->seq, ev->run_id);
-        if (ev->seq > t.seq + 1)
+        if (ev->seq > tseq + 1)
             return keel_fail(err, KEEL_ESTATE,
                              "event %lld of run %s would leave a gap: the run's last event is "
                              "%lld; events are appended in order",
-                             (long long)ev->seq, ev->run_id, (long long)t.seq);
-        if (strcmp(ev->prev_hash, t.hash) != 0)
+                             (long long)ev->seq, ev->run_id, (long long)tseq);
+        if (strcmp(ev->prev_hash, thash) != 0)
             return keel_fail(err, KEEL_ESTATE,
                              ev->seq == 1 ? "event 1 of run %s must have prev_hash of 64 zeros"
                                           : "event of run %s: prev_hash does not match the hash "
@@ -214,7 +250,7 @@ static int apply_request(struct sq *q, struct conn *c, struct store_append *req,
     }
     /* The events are inserted after the whole group was checked, many to a
      * statement (insert_batch); the checks of later requests see them in
-     * q->pending already. */
+     * q->tails already (tail_advance). */
     if (q->batch_n + req->n_events > q->batch_cap) {
         size_t cap = q->batch_cap ? q->batch_cap : 256;
         while (cap < q->batch_n + req->n_events) cap *= 2;
@@ -224,8 +260,10 @@ static int apply_request(struct sq *q, struct conn *c, struct store_append *req,
         q->batch_cap = cap;
     }
     for (size_t i = 0; i < req->n_events; i++) q->batch[q->batch_n++] = &req->events[i];
-    for (size_t i = 0; i < req->n_events; i++)
-        tails_put(&q->pending, req->events[i].run_id, req->events[i].seq, req->events[i].hash);
+    for (size_t i = 0; i < req->n_events; i++) {
+        rc = tail_advance(q, c, &req->events[i], err);
+        if (rc) return rc;
+    }
     *fatal = false;
     return 0;
 }
@@ -256,7 +294,10 @@ static void commit_group(struct sq *q, struct store_append **reqs, size_t n, str
             version = sqlite3_column_int(st, 0);
         if (st) done_stmt(st);
     }
-    if (grc == 0 && version != q->data_version) store_sq_tails_clear(&q->tails);
+    if (grc == 0 && (version != q->data_version || q->tails.count >= TAIL_CACHE_MAX))
+        store_sq_tails_clear(&q->tails);
+    q->gen++; /* a new group: no tail is changed by it yet */
+    q->touched_n = 0;
     q->batch_n = 0;
     for (size_t i = 0; grc == 0 && i < n; i++) {
         keel_err_clear(&out[i].err);
@@ -280,18 +321,16 @@ static void commit_group(struct sq *q, struct store_append **reqs, size_t n, str
     *sync_ns = (uint64_t)(keel_mono_ns() - t_commit);
     if (grc == 0) {
         q->data_version = version;
-        /* Committed: the pending tails become the known tails. */
-        if (q->tails.count + q->pending.count >= TAIL_CACHE_MAX) store_sq_tails_clear(&q->tails);
-        for (size_t i = 0; i < q->pending.cap; i++) {
-            struct strmap_entry *e = &q->pending.slots[i];
-            if (e->key) free(strmap_put(&q->tails, e->key, e->key_len, e->value));
+        /* Committed: the group's tails become the known tails. */
+        for (size_t i = 0; i < q->touched_n; i++) {
+            struct tail *t = q->touched[i];
+            t->seq = t->pseq;
+            memcpy(t->hash, t->phash, sizeof t->hash);
         }
-        strmap_cleanup(&q->pending);
-        strmap_init(&q->pending);
     } else {
         store_sq_rollback(q, c);
-        store_sq_tails_clear(&q->pending);
-        store_sq_tails_clear(&q->tails);
+        store_sq_tails_clear(&q->tails); /* frees the touched tails too */
+        q->touched_n = 0;
         *inserted = 0;
         for (size_t i = 0; i < n; i++) {
             out[i].rc = grc;

@@ -127,8 +127,10 @@ struct sq {
     struct store_stats stats;
 
     /* Owned by the committer thread (and wlock): */
-    struct strmap tails;   /* run id -> struct tail, as committed          */
-    struct strmap pending; /* run id -> struct tail, in the open group     */
+    struct strmap tails;   /* run id -> struct tail (sqlite_commit.c)      */
+    uint64_t gen;          /* the open group's number (struct tail.pgen)   */
+    struct tail **touched; /* tails the open group changed                 */
+    size_t touched_n, touched_cap;
     int data_version;      /* PRAGMA data_version after our last commit    */
     size_t log_rows;       /* events not yet in events_index (the log)     */
     size_t log_index_at;   /* index the log when log_rows reaches this     */
