@@ -8,7 +8,9 @@
  * (they have ancestors of their own only if declared); ancestors[] is
  * sorted and excludes the entity itself (a cycle is rejected at load).
  * The store is immutable after policy_entities_parse_json returns and all
- * of its memory is in es->arena (plus the uid index and the pointer array).
+ * of its memory is in es->arena and es->hot (plus the uid index and the
+ * pointer array); a store of COMPACT_MIN entities or more has each entity
+ * laid out again in one block in es->hot (see compact()).
  *
  * With a schema, attribute and context values are read as the schema
  * declares them (bare {"type","id"} objects are entity references where an
@@ -352,6 +354,11 @@ static int compute_ancestors(struct policy_entities *es, struct keel_err *err)
     return rc;
 }
 
+/* Stores this small fit in L1 whichever way they are laid out, and some
+ * callers build one per request (the engine: an agent and a tool with
+ * their parents), so they are not laid out again. */
+#define COMPACT_MIN 64
+
 /* size bytes at a 64-byte boundary (a cache line) in a. */
 static void *line_alloc(struct arena *a, size_t size)
 {
@@ -511,7 +518,7 @@ int policy_entities_parse_json(const struct json_value *json, const struct polic
         policy_entities_free(es);
         return KEEL_EINVAL;
     }
-    compact(es);
+    if (es->len >= COMPACT_MIN) compact(es);
     *out = es;
     return 0;
 }
