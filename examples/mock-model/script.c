@@ -703,6 +703,7 @@ static int openai_content(const struct json_value *c, const char *param, bool nu
 struct open_calls {
     const struct json_value *calls; /* the assistant's tool_calls, or NULL */
     bool *answered;
+    struct strmap ids; /* call id -> index + 1 (hashed: a body may hold many) */
     uint32_t assistant_index;
 };
 
@@ -771,6 +772,12 @@ static int openai_message(struct arena *a, const struct json_value *m, uint32_t 
         oc->calls = calls;
         oc->answered = arena_zalloc(a, calls->len * sizeof(bool));
         oc->assistant_index = i;
+        strmap_cleanup(&oc->ids);
+        strmap_init(&oc->ids);
+        for (uint32_t k = 0; k < calls->len; k++) {
+            const struct json_value *id = json_get(calls->u.items[k], "id");
+            strmap_put(&oc->ids, id->u.s.str, id->len, (void *)(uintptr_t)(k + 1));
+        }
         return openai_content(json_get(m, "content"), param, true, ve);
     }
     if (is_assistant && !json_get(m, "content"))
@@ -788,13 +795,9 @@ static int openai_message(struct arena *a, const struct json_value *m, uint32_t 
             return vbad(ve, ip,
                         "Invalid parameter: messages with role 'tool' must be a response to a "
                         "preceding message with 'tool_calls'.");
-        bool found = false;
-        for (uint32_t k = 0; k < oc->calls->len; k++)
-            if (json_equal(json_get(oc->calls->u.items[k], "id"), id)) {
-                oc->answered[k] = true;
-                found = true;
-            }
-        if (!found)
+        uintptr_t k = (uintptr_t)strmap_get(&oc->ids, id->u.s.str, id->len);
+        if (k) oc->answered[k - 1] = true;
+        if (!k)
             return vbad(ve, ip,
                         "%s: '%.80s' is not the id of a tool call in messages[%u]; tool "
                         "messages answer the preceding assistant message's tool_calls",
@@ -892,9 +895,13 @@ static int openai_validate(struct arena *a, const struct json_value *b, struct v
     if (!json_is(msgs, JSON_ARRAY) || msgs->len == 0)
         return vbad(ve, "messages", "messages: required, a non-empty array of messages");
     struct open_calls oc = {0};
-    for (uint32_t i = 0; i < msgs->len; i++)
-        if (openai_message(a, msgs->u.items[i], i, &oc, ve)) return -1;
-    if (openai_close_calls(&oc, ve)) return -1;
+    strmap_init(&oc.ids);
+    int rc = 0;
+    for (uint32_t i = 0; i < msgs->len && !rc; i++)
+        rc = openai_message(a, msgs->u.items[i], i, &oc, ve);
+    if (!rc) rc = openai_close_calls(&oc, ve);
+    strmap_cleanup(&oc.ids);
+    if (rc) return -1;
     const struct json_value *tools = json_get(b, "tools");
     if (tools && openai_tools(tools, ve)) return -1;
     const struct json_value *rf = json_get(b, "response_format");
@@ -1085,17 +1092,31 @@ static int anthropic_block(const struct json_value *blk, const char *param, bool
     return 0;
 }
 
-/* Does message m (an array of blocks) hold a block of type with key == id? */
-static bool has_block(const struct json_value *m, const char *type, const char *key,
-                      const struct json_value *id)
+/* The ids of a neighbouring message's blocks of one type (the tool_use ids
+ * of the previous message, the tool_use_ids of the next one), hashed once
+ * per message so pairing stays linear however many blocks a body holds. */
+struct block_ids {
+    bool built;
+    struct strmap ids;
+};
+
+static bool has_block(struct block_ids *b, const struct json_value *m, const char *type,
+                      const char *key, const struct json_value *id)
 {
-    const struct json_value *c = json_get(m, "content");
-    for (uint32_t i = 0; json_is(c, JSON_ARRAY) && i < c->len; i++)
-        if (str_is(json_get(c->u.items[i], "type"), type) &&
-            json_equal(json_get(c->u.items[i], key), id))
-            return true;
-    return false;
+    if (!b->built) {
+        b->built = true;
+        const struct json_value *c = json_get(m, "content");
+        for (uint32_t i = 0; json_is(c, JSON_ARRAY) && i < c->len; i++) {
+            const struct json_value *v = json_get(c->u.items[i], key);
+            if (str_is(json_get(c->u.items[i], "type"), type) && json_is(v, JSON_STRING))
+                strmap_put(&b->ids, v->u.s.str, v->len, (void *)v);
+        }
+    }
+    return json_is(id, JSON_STRING) && strmap_get(&b->ids, id->u.s.str, id->len) != NULL;
 }
+
+static int anthropic_blocks(const struct json_value *msgs, uint32_t i, bool user,
+                            struct block_ids *next, struct block_ids *prev, struct verr *ve);
 
 static int anthropic_message(const struct json_value *msgs, uint32_t i, struct verr *ve)
 {
@@ -1126,6 +1147,23 @@ static int anthropic_message(const struct json_value *msgs, uint32_t i, struct v
         return vbad(ve, param,
                     "messages: all messages must have non-empty content except for "
                     "the optional final assistant message");
+    struct block_ids next = {0}, prev = {0};
+    strmap_init(&next.ids);
+    strmap_init(&prev.ids);
+    int rc = anthropic_blocks(msgs, i, user, &next, &prev, ve);
+    strmap_cleanup(&next.ids);
+    strmap_cleanup(&prev.ids);
+    return rc;
+}
+
+/* The content blocks of message i (an array). */
+static int anthropic_blocks(const struct json_value *msgs, uint32_t i, bool user,
+                            struct block_ids *next, struct block_ids *prev, struct verr *ve)
+{
+    const struct json_value *c = json_get(msgs->u.items[i], "content");
+    bool last = i + 1 == msgs->len;
+    char param[64];
+    snprintf(param, sizeof param, "messages.%u", (unsigned)i);
     for (uint32_t k = 0; k < c->len; k++) {
         char bp[80];
         snprintf(bp, sizeof bp, "messages.%u.content.%u", (unsigned)i, (unsigned)k);
@@ -1135,16 +1173,16 @@ static int anthropic_message(const struct json_value *msgs, uint32_t i, struct v
         /* tool_use must be answered in the next message, and a tool_result
          * must answer a tool_use of the previous one. */
         if (str_is(json_get(blk, "type"), "tool_use") &&
-            (last ||
-             !has_block(msgs->u.items[i + 1], "tool_result", "tool_use_id", json_get(blk, "id"))))
+            (last || !has_block(next, msgs->u.items[i + 1], "tool_result", "tool_use_id",
+                                json_get(blk, "id"))))
             return vbad(ve, param,
                         "messages.%u: `tool_use` ids were found without `tool_result` blocks "
                         "immediately after: %.80s. Each `tool_use` block must have a "
                         "corresponding `tool_result` block in the next message.",
                         (unsigned)(i + 1), json_get(blk, "id")->u.s.str);
         if (str_is(json_get(blk, "type"), "tool_result") &&
-            (i == 0 ||
-             !has_block(msgs->u.items[i - 1], "tool_use", "id", json_get(blk, "tool_use_id"))))
+            (i == 0 || !has_block(prev, msgs->u.items[i - 1], "tool_use", "id",
+                                  json_get(blk, "tool_use_id"))))
             return vbad(ve, param,
                         "messages.%u.content.%u: unexpected `tool_use_id` found in "
                         "`tool_result` blocks: %.80s. Each `tool_result` block must have a "

@@ -496,6 +496,31 @@ def anthropic_validation():
 
 
 @test
+def many_tool_calls():
+    """Tool-call pairing at scale (ids are hashed; this once took minutes)."""
+    m = Mock([{"content": "ok", "sticky": True}])
+    n = 5000
+    calls = [{"id": "c%d" % i, "type": "function", "function": {"name": "t", "arguments": "{}"}}
+             for i in range(n)]
+    answers = [{"role": "tool", "tool_call_id": "c%d" % i, "content": "r"} for i in range(n)]
+    msgs = [{"role": "user", "content": "x"},
+            {"role": "assistant", "content": None, "tool_calls": calls}]
+    assert m.openai({"model": "m", "messages": msgs + answers})[0] == 200
+    status, _, raw = m.openai({"model": "m", "messages": msgs + answers[:1234] + answers[1235:]})
+    assert status == 400 and json.loads(raw)["error"]["message"].endswith(
+        "did not have response messages: c1234"), raw
+    uses = [{"type": "tool_use", "id": "t%d" % i, "name": "x", "input": {}} for i in range(n)]
+    results = [{"type": "tool_result", "tool_use_id": "t%d" % i} for i in range(n)]
+    am = [{"role": "user", "content": "q"}, {"role": "assistant", "content": uses},
+          {"role": "user", "content": results}]
+    assert m.anthropic({"model": "m", "max_tokens": 5, "messages": am})[0] == 200
+    am[2]["content"] = results[:4999] + [{"type": "tool_result", "tool_use_id": "other"}]
+    status, _, raw = m.anthropic({"model": "m", "max_tokens": 5, "messages": am})
+    assert status == 400 and "immediately after: t4999" in json.loads(raw)["error"]["message"]
+    m.stop()
+
+
+@test
 def auth_required_and_recorded():
     m = Mock([{"content": "ok", "sticky": True}])
     for headers in ({}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer "},
