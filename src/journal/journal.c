@@ -431,8 +431,8 @@ int journal_writer_append_async(struct journal_writer *w, const char *kind, cons
     }
     /* The queued event must not point at the caller's strings or the
      * writer (either may be gone before the commit): copy them. */
-    snprintf(aa->run_id, sizeof aa->run_id, "%s", w->run_id);
-    snprintf(aa->actor, sizeof aa->actor, "%s", actor);
+    memcpy(aa->run_id, w->run_id, strlen(w->run_id) + 1); /* lengths checked at open */
+    memcpy(aa->actor, actor, strlen(actor) + 1);             /* and by build_event     */
     aa->b.ev.run_id = aa->run_id;
     aa->b.ev.actor = aa->actor;
     aa->done = done;
