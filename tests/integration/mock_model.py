@@ -692,6 +692,22 @@ def delays_and_shutdown():
     stuck.join(30)
 
 
+@test
+def timeout_then_retry():
+    """A delayed entry is used up on arrival: the client's retry after its
+    timeout gets the next entry, and both requests are recorded."""
+    m = Mock([{"content": "too late", "delay_ms": 2000}, {"content": "retry answer"}])
+    try:
+        m.request("POST", "/v1/messages", auser("q"), ANTHROPIC_AUTH, timeout=0.3)
+        raise AssertionError("the delayed reply came before the client timeout")
+    except (socket.timeout, TimeoutError, urllib.error.URLError):
+        pass
+    status, _, raw = m.anthropic(auser("q"))
+    assert status == 200 and json.loads(raw)["content"][0]["text"] == "retry answer"
+    assert [(r["n"], r["entry"], r["status"]) for r in m.records()] == [(1, 0, 200), (2, 1, 200)]
+    m.stop()
+
+
 def _try(m, body):
     try:
         return m.openai(body)
