@@ -5,7 +5,9 @@
  * scope constraint moved into a condition (so nothing is indexed), and
  * decisions, reasons and errors must agree; plus the index's own edge
  * cases (long lists under one key, chunked policy storage with links,
- * duplicate uids in `action in [...]`) and that it actually prunes.
+ * duplicate uids in `action in [...]`) and that it actually prunes; and
+ * that a large entity store, which is laid out again after loading, keeps
+ * every attribute, tag, key (with NUL bytes) and ancestor.
  */
 #include "test.h"
 
@@ -380,3 +382,88 @@ TEST(index_duplicates_and_in_homes)
 }
 
 
+
+/* A store of 100 entities (laid out again after loading: one block per
+ * entity) reads the same as its JSON: attributes including a key with a
+ * NUL byte and nested values, tags, ancestors, and policies using them. */
+TEST(entities_laid_out_in_blocks)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_putc(&b, '[');
+    for (int k = 0; k < 100; k++) {
+        char parent[64] = ""; /* e<k> is in the even entity below it: a chain to e0 */
+        if (k)
+            snprintf(parent, sizeof parent, "{\"type\":\"Even\",\"id\":\"e%d\"}",
+                     (k - 1) / 2 * 2);
+        buf_printf(&b,
+                   "%s{\"uid\":{\"type\":\"%s\",\"id\":\"e%d\"},\"attrs\":{\"a\":%d,"
+                   "\"b\\u0000c\":\"s%d\",\"nested\":{\"x\":[1,2,%d]}},\"tags\":{\"t\":%d},"
+                   "\"parents\":[%s]}",
+                   k ? "," : "", k % 2 ? "Odd" : "Even", k, k, k, k * 2, k * 2, parent);
+    }
+    buf_putc(&b, ']');
+    struct arena a;
+    arena_init(&a);
+    struct keel_err err;
+    struct policy_entities *es;
+    int rc = policy_entities_parse_json(J(&a, b.data), NULL, &es, &err);
+    if (rc < 0) fprintf(stderr, "%s\n", err.msg);
+    REQUIRE(rc == 0);
+    REQUIRE(policy_entities_count(es) == 100);
+    const char *even_type = NULL;
+    for (int k = 0; k < 100; k++) {
+        char id[16], want[16];
+        snprintf(id, sizeof id, "e%d", k);
+        struct policy_euid u = {k % 2 ? "Odd" : "Even", id, k % 2 ? 3 : 4, (uint32_t)strlen(id)};
+        const struct policy_entity *e = policy_entities_get(es, &u);
+        REQUIRE(e != NULL);
+        CHECK(policy_entities_at(es, e->index) == e);
+        CHECK_STR(e->uid.id, id);
+        if (k % 2 == 0) { /* one copy of each type name */
+            if (!even_type) even_type = e->uid.type;
+            CHECK(e->uid.type == even_type);
+        }
+        REQUIRE(e->attrs.len == 3);
+        const struct policy_value *v = policy_record_get(&e->attrs, "a", 1);
+        REQUIRE(v && v->type == POLICY_LONG);
+        CHECK_INT(v->u.l, k);
+        v = policy_record_get(&e->attrs, "b\0c", 3);
+        REQUIRE(v && v->type == POLICY_STRING);
+        snprintf(want, sizeof want, "s%d", k);
+        CHECK_STR(v->u.str.s, want);
+        v = policy_record_get(&e->attrs, "nested", 6);
+        REQUIRE(v && v->type == POLICY_RECORD);
+        v = policy_record_get(v->u.rec, "x", 1);
+        REQUIRE(v && v->type == POLICY_SET);
+        CHECK_INT(v->u.set->len, k * 2 == 1 || k * 2 == 2 ? 2 : 3);
+        v = policy_record_get(&e->tags, "t", 1);
+        REQUIRE(v && v->type == POLICY_LONG);
+        CHECK_INT(v->u.l, k * 2);
+        /* e<k> is below e0 through its chain of even parents */
+        struct policy_euid root = {"Even", "e0", 4, 2};
+        CHECK(policy_entities_in(es, &u, &root));
+    }
+    const char *text = "permit(principal in Even::\"e0\", action, resource) when {\n"
+                       "  principal.hasTag(\"t\") && principal.getTag(\"t\") == 90 &&\n"
+                       "  principal[\"b\\0c\"] == \"s45\" && principal.nested.x.contains(90) };";
+    struct policy_set *set;
+    REQUIRE(policy_set_parse(text, strlen(text), "t.cedar", 0, &set, &err) == 0);
+    struct policy_response r;
+    policy_response_init(&r);
+    struct policy_request req = {{"Odd", "e45", 3, 3}, {"Action", "x", 6, 1}, {"R", "r", 1, 1},
+                                 {0, NULL}};
+    policy_authorize(set, es, &req, &r);
+    CHECK_INT(r.decision, POLICY_ALLOW);
+    CHECK_INT(r.nerrors, 0);
+    struct policy_request other = {{"Odd", "e47", 3, 3}, {"Action", "x", 6, 1},
+                                   {"R", "r", 1, 1}, {0, NULL}};
+    policy_authorize(set, es, &other, &r);
+    CHECK_INT(r.decision, POLICY_DENY);
+    CHECK_INT(r.nerrors, 0);
+    policy_response_cleanup(&r);
+    policy_set_free(set);
+    policy_entities_free(es);
+    buf_cleanup(&b);
+    arena_cleanup(&a);
+}
