@@ -11,18 +11,23 @@
  *
  * The index: each policy has one home — the most selective uid in its scope
  * (principal or resource `==` first, then `in`, then the action) — and is
- * listed under that uid in that dimension's map; policies whose scope names
- * no uid at all are in one unindexed list.  A request looks up its own
- * uid and each ancestor in each dimension, so it visits only policies whose
- * home constraint it satisfies, however large the set (each candidate is
- * still checked fully, so the index only has to over-approximate).  Before evaluating, a candidate's scope uids are
- * compared by hash with the request's uids and ancestors (struct
- * scope_filter, stored inline in the index lists), which drops most
- * candidates without touching the policy or the entity store.  Scratch space lives in the response, so a warm response
- * authorizes without malloc.
+ * listed under that uid's hash in one of six tables: per dimension, one for
+ * `==` homes (only the request's own uid can match) and one for `in`,
+ * `is .. in` and `in [...]` homes (the request's uid and its ancestors are
+ * probed); policies whose scope names no uid at all are in one unindexed
+ * list.  So a request visits only policies whose home constraint it
+ * satisfies, however large the set (each candidate is still checked fully,
+ * so the index only has to over-approximate).  Before evaluating, each
+ * candidate's 16-byte scope filter (stored in the index) is compared with
+ * the request's uids and ancestors, which drops most candidates without
+ * touching the policy or the entity store.  Policies are stored by value in
+ * fixed chunks at cache-line strides, so a candidate's policy is found
+ * without reading a pointer array.  Scratch space lives in the response, so
+ * a warm response authorizes without malloc.
  *
- * Invariants: policies are in load order and items[i]->index order; ids
- * are unique; templates are never evaluated.
+ * Invariants: policies are in load order (items[i] and policy_at(set, i) are
+ * the same policy, which never moves); ids are unique; templates are never
+ * evaluated; a policy's scope hashes are set when it joins the set.
  */
 #include "internal.h"
 #include "../json/json.h"

@@ -63,7 +63,8 @@ static void gen_entities(struct buf *b)
                    "\"type\":\"Folder\",\"id\":\"f%d\"}]},",
                    d, d % FOLDERS);
     for (int a = 0; a < ACTIONS; a++)
-        buf_printf(b, "{\"uid\":{\"type\":\"Action\",\"id\":\"a%d\"},\"attrs\":{},\"parents\":[%s]}%s",
+        buf_printf(b,
+                   "{\"uid\":{\"type\":\"Action\",\"id\":\"a%d\"},\"attrs\":{},\"parents\":[%s]}%s",
                    a, a < 4 ? "{\"type\":\"Action\",\"id\":\"grp\"}" : "",
                    a + 1 < ACTIONS ? "," : "");
     buf_putc(b, ']');
@@ -147,7 +148,8 @@ static void same_response(const struct policy_response *a, const struct policy_r
     for (size_t k = 0; k < a->nerrors; k++) {
         CHECK_STR(a->errors[k].policy->id, b->errors[k].policy->id);
         /* the same message; positions differ (the texts differ) */
-        const char *ma = strstr(a->errors[k].message, ": "), *mb = strstr(b->errors[k].message, ": ");
+        const char *ma = strstr(a->errors[k].message, ": ");
+        const char *mb = strstr(b->errors[k].message, ": ");
         REQUIRE(ma && mb);
         CHECK_STR(ma, mb);
     }
@@ -286,7 +288,8 @@ TEST(index_chunks_links_and_pointers)
     struct buf b;
     buf_init(&b);
     for (int i = 0; i < 150; i++)
-        buf_printf(&b, "@id(\"p%d\") permit(principal == User::\"u%d\", action, resource);\n", i, i);
+        buf_printf(&b, "@id(\"p%d\") permit(principal == User::\"u%d\", action, resource);\n",
+                   i, i);
     buf_puts(&b, "@id(\"t\") permit(principal == ?principal, action, resource in ?resource);\n");
     struct policy_set *set;
     struct keel_err err;
