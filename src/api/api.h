@@ -18,8 +18,10 @@ struct api_config {
     const char *host;  /* numeric IPv4 address; NULL means 127.0.0.1          */
     int port;          /* 0 picks a free port (see api_server_port)           */
     size_t max_body;   /* 0 means API_DEFAULT_MAX_BODY                        */
-    unsigned threads;  /* MHD thread pool size; 0 means 8 (at most half may
-                          hold a long-poll, GET /v1/runs/{id}?wait=S)      */
+    unsigned max_waiters; /* long-polls (GET /v1/runs/{id}?wait=S, usage queries)
+                             held at once; 0 means 64.  Each connection has
+                             its own thread, so a held poll delays nobody
+                             else; past the cap a poll answers at once. */
 };
 
 struct api_server;

@@ -10,7 +10,7 @@
  * duration ago ("-7d").  Relative times are taken against this server's
  * clock when the request arrives.  Read access: any authenticated identity.
  * A query may read much of the store, so it holds one of the long-request
- * slots long-polls use (at most half the server's threads); none free: 409
+ * slots long-polls use (api_config.max_waiters); none free: 409
  * EBUSY, retry.
  */
 #include "internal.h"
@@ -81,9 +81,9 @@ static int usage_get(struct api_request *rq, struct json_value **out, struct kee
 
 int api_usage_get(struct api_request *rq, struct json_value **out, struct keel_err *err)
 {
-    /* A query over a long history holds this thread for a while, as a
+    /* A query over a long history holds its connection for a while, as a
      * long-poll does: it takes one of the same slots, so usage queries and
-     * long-polls together never hold more than half the threads.  Checked
+     * long-polls together stay under api_config.max_waiters.  Checked
      * first: a busy server answers at once. */
     if (atomic_fetch_add(rq->waiters, 1) >= rq->max_waiters) {
         atomic_fetch_sub(rq->waiters, 1);

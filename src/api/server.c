@@ -34,7 +34,7 @@ struct api_server {
     struct engine *engine;
     size_t max_body;
     int port;
-    unsigned threads;
+    unsigned max_waiters;
     _Atomic int waiters;
 };
 
@@ -182,7 +182,7 @@ static enum MHD_Result dispatch(struct api_server *s, struct MHD_Connection *con
                              .conn = conn,
                              .status = 200,
                              .waiters = &s->waiters,
-                             .max_waiters = (int)(s->threads / 2)};
+                             .max_waiters = (int)s->max_waiters};
     bool path_known = false;
     const struct api_route *r = api_route_match(method, url, &rq, &path_known);
     if (!r) {
@@ -293,14 +293,17 @@ int api_server_start(const struct api_config *cfg, struct engine *engine, struct
     if (!s) return keel_fail(err, KEEL_ENOMEM, "out of memory starting the HTTP server");
     s->engine = engine;
     s->max_body = cfg->max_body ? cfg->max_body : API_DEFAULT_MAX_BODY;
-    unsigned threads = cfg->threads ? cfg->threads : 8;
-    s->threads = threads;
+    s->max_waiters = cfg->max_waiters ? cfg->max_waiters : 64;
+    /* A thread per connection: a long-poll (a run wait, a usage scan) holds
+     * only its own connection's thread, never one that other clients'
+     * connections share, as a fixed pool would. */
     s->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, (uint16_t)cfg->port,
-        NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_CONNECTION_LIMIT, 256u, MHD_OPTION_END);
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+            MHD_USE_ERROR_LOG,
+        (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+        s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_CONNECTION_LIMIT, 256u,
+        MHD_OPTION_END);
     if (!s->daemon) {
         free(s);
         return keel_fail(err, KEEL_EIO,

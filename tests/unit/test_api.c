@@ -143,7 +143,7 @@ TEST(live_server_auth_errors_limits)
     struct engine_opts eo = {.data_dir = dir, .workers = 1};
     struct engine *e;
     REQUIRE(engine_start(&eo, &e, &err) == 0);
-    struct api_config ac = {.port = 0, .max_body = 4096, .threads = 2};
+    struct api_config ac = {.port = 0, .max_body = 4096, .max_waiters = 2};
     struct api_server *srv;
     REQUIRE(api_server_start(&ac, e, &srv, &err) == 0);
     int port = api_server_port(srv);
