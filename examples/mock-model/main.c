@@ -11,7 +11,8 @@
  *   - Exactly one line goes to stdout, "listening on http://HOST:PORT", once
  *     the socket is bound, then stdout is flushed: tests read that line
  *     instead of polling.
- *   - One thread per connection (MHD_USE_THREAD_PER_CONNECTION), so a
+ *   - One thread per connection (MHD_USE_THREAD_PER_CONNECTION, with poll()
+ *     rather than select(), so no descriptor-number limit), so a
  *     scripted delay holds only its own connection; delays wait on a
  *     condition variable that shutdown broadcasts, so SIGTERM never waits
  *     out a delay.
@@ -252,7 +253,8 @@ int main(int argc, char **argv)
     pthread_mutex_init(&srv.lock, NULL);
     pthread_cond_init(&srv.wake, NULL);
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+            MHD_USE_ERROR_LOG,
         ntohs(sa.sin_port), NULL, NULL, on_request, &srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
         &srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, &srv, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT, 256u,
