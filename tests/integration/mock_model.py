@@ -777,10 +777,40 @@ def script_swap_under_load():
 
 
 @test
-def demo_script_loads():
-    """The demo's script (examples/mock-model/demo.json) is valid and plays."""
+def readme_example_plays():
+    """examples/mock-model/demo.json, the README's example, plays as the
+    README says, in the Anthropic format."""
     here = os.path.dirname(os.path.abspath(__file__))
-    demo = os.path.join(here, "..", "..", "examples", "mock-model", "demo.json")
+    m = Mock(open(os.path.join(here, "..", "..", "examples", "mock-model", "demo.json")).read())
+    tools = [{"name": "crm__lookup_account", "input_schema": {"type": "object"}}]
+    body = auser("Triage ticket T-1001", tools=tools)
+    status, _, raw = m.anthropic(body)
+    r = json.loads(raw)
+    assert status == 200 and r["stop_reason"] == "tool_use", raw
+    use = r["content"][0]
+    assert use["name"] == "crm__lookup_account" and use["input"] == {"id": "ACME-7"}
+    body["messages"] += [{"role": "assistant", "content": r["content"]},
+                         {"role": "user", "content": [{"type": "tool_result",
+                                                       "tool_use_id": use["id"],
+                                                       "content": "{\"id\": \"ACME-7\"}"}]}]
+    status, _, raw = m.anthropic(body)
+    r = json.loads(raw)
+    assert r["content"][0]["text"] == '{"severity":"high","needs_engineering":true}'
+    assert r["usage"] == {"input_tokens": 900, "output_tokens": 12}
+    status, headers, _ = m.anthropic(auser("next run"))
+    assert status == 429 and headers["Retry-After"] == "1"
+    for _ in range(2):
+        status, _, raw = m.anthropic(auser("next run"))
+        assert json.loads(raw)["content"][0]["text"] == "Hello from the mock."
+    m.stop()
+
+
+@test
+def demo_script_loads():
+    """The script `keel demo` compiles in (support-triage.json) is valid and
+    plays its first turn."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    demo = os.path.join(here, "..", "..", "examples", "mock-model", "support-triage.json")
     m = Mock(open(demo).read())
     body = {"model": "x", "messages": [
         {"role": "system", "content": "You are the triage agent."},
