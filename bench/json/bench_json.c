@@ -19,7 +19,7 @@
  * The arena is reset between parses.  arena_reset hands its chunks back to
  * malloc, and in a fresh process glibc then returns the top of the heap to
  * the kernel (its trim threshold starts at 128 KiB), so every parse
- * page-faults the ~2.4 MB its DOM needs back in: on the shared VM that costs
+ * page-faults the 2.6 MB its DOM needs back in: on the shared VM that costs
  * about as much as the parse itself.  A long-running process usually has
  * larger thresholds (glibc raises them when a big block is freed) or a heap
  * whose top is not free.  --keep-heap measures that case: it sets
