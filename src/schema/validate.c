@@ -3,14 +3,17 @@
  *
  * One pass, recording each failure as it is met (collect == true) with its
  * instance location, its keyword location (the evaluation path, through
- * $ref) and a message.  Subschemas whose failure is not an error —
+ * $ref) and a message — recorded as facts (see "recording errors"), made
+ * into text after the walk, or only when read if the caller asked for a
+ * lazy result.  Subschemas whose failure is not an error —
  * branches of anyOf/oneOf, `not`, `if`, `contains` — run with collect ==
  * false, which stops at the first failing keyword and records nothing; a
  * failing anyOf/oneOf then walks its branches again to say why each failed.
  * So a valid instance records nothing and costs what a verdict-only walk
- * costs, and it allocates nothing once the schema_result has warmed up:
- * paths and the dynamic scope are linked frames on the C stack, and
- * annotation bitsets for unevaluated* come from the result's scratch block.
+ * costs, and no validation allocates once the schema_result has warmed up:
+ * paths and the dynamic scope are linked frames on the C stack, annotation
+ * bitsets for unevaluated* come from the result's scratch block, and error
+ * facts, their paths and their text reuse the result's buffers.
  * With max_errors the walk stops as soon as that many errors are kept.
  *
  * Annotations (which properties/items were evaluated) are tracked only
@@ -168,7 +171,7 @@ static void eset_or(struct eset *dst, const struct eset *src)
  * of the failure produced.
  *
  * Invariant: facts[0 .. kept) are complete; segs[0 .. segs_used) hold
- * their paths, each root first.
+ * their paths, each leaf first.
  */
 
 union earg {
@@ -189,7 +192,7 @@ struct efact {
     union earg args[4];            /* its arguments, in order                      */
     uint32_t iseg, niseg;          /* instance path: segs[iseg .. iseg + niseg)    */
     uint32_t kseg, nkseg;          /* keyword path (then op->kw, if op)            */
-    uint32_t at[3];                /* offsets of the rendered strings in msgbuf    */
+    size_t at[3];                  /* offsets of the rendered strings in msgbuf    */
     uint8_t msg;                   /* enum emsg                                    */
     bool subject;                  /* starts with the subject ("`title`", ...)     */
     bool got;                      /* ends with "; got `<instance>`"               */
@@ -201,24 +204,25 @@ struct seg {
     uint32_t idx;
 };
 
-/* Copies the path ending at p into r->segs, root first. */
+/* Copies the path ending at p into r->segs, leaf first (one pass up the
+ * stack frames; rendering reads it backwards). */
 static bool copy_path(struct schema_result *r, const struct pathseg *p, uint32_t *at, uint32_t *n)
 {
-    uint32_t k = 0;
-    for (const struct pathseg *q = p; q; q = q->up) k++;
-    if (r->segs_used + k > r->segs_cap) {
-        size_t cap = r->segs_cap ? r->segs_cap * 2 : 64;
-        if (cap < r->segs_used + k) cap = r->segs_used + k;
-        struct seg *s = realloc(r->segs, cap * sizeof *s);
-        if (!s) return false;
-        r->segs = s;
-        r->segs_cap = cap;
+    size_t start = r->segs_used, used = start;
+    struct seg *s = r->segs;
+    for (; p; p = p->up) {
+        if (used == r->segs_cap) {
+            size_t cap = r->segs_cap ? r->segs_cap * 2 : 64;
+            s = realloc(r->segs, cap * sizeof *s);
+            if (!s) return false;
+            r->segs = s;
+            r->segs_cap = cap;
+        }
+        s[used++] = (struct seg){p->key, p->len, p->idx};
     }
-    struct seg *s = (struct seg *)r->segs + r->segs_used;
-    for (uint32_t i = k; i-- > 0; p = p->up) s[i] = (struct seg){p->key, p->len, p->idx};
-    *at = (uint32_t)r->segs_used;
-    *n = k;
-    r->segs_used += k;
+    *at = (uint32_t)start;
+    *n = (uint32_t)(used - start);
+    r->segs_used = used;
     return true;
 }
 
@@ -364,9 +368,10 @@ static void put_token(struct buf *b, const char *key, size_t len)
     b->len = (size_t)(o - b->data);
 }
 
+/* Appends the instance path of the n segments s (leaf first). */
 static void put_path(struct buf *b, const struct seg *s, uint32_t n)
 {
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = n; i-- > 0;) {
         if (s[i].key) {
             put_token(b, s[i].key, s[i].len);
         } else {
@@ -383,24 +388,23 @@ static void put_name(struct buf *b, const char *key, uint32_t len)
     put_bytes(b, "`", 1);
 }
 
-/* A short description of where the instance is, for messages: the last
- * of the n path segments s. */
+/* A short description of where the instance is, for messages, from the
+ * n path segments s (leaf first). */
 static void subject(struct buf *b, const struct seg *s, uint32_t n)
 {
     if (!n) {
         put_bytes(b, "the value", 9);
         return;
     }
-    const struct seg *p = &s[n - 1];
-    if (p->key) {
-        put_name(b, p->key, p->len);
+    if (s[0].key) {
+        put_name(b, s[0].key, s[0].len);
         return;
     }
     put_bytes(b, "item ", 5);
-    put_u64(b, p->idx);
-    if (n > 1 && p[-1].key) {
+    put_u64(b, s[0].idx);
+    if (n > 1 && s[1].key) {
         put_bytes(b, " of ", 4);
-        put_name(b, p[-1].key, p[-1].len);
+        put_name(b, s[1].key, s[1].len);
     }
 }
 
@@ -681,15 +685,15 @@ static void put_message(struct buf *b, const struct efact *f, const struct seg *
  * NUL-terminated, and notes their offsets in f->at. */
 static void render_one(struct buf *b, struct efact *f, const struct seg *segs)
 {
-    f->at[0] = (uint32_t)b->len;
+    f->at[0] = b->len;
     put_path(b, segs + f->iseg, f->niseg);
     put_bytes(b, "", 1);
-    f->at[1] = (uint32_t)b->len;
-    for (uint32_t i = 0; i < f->nkseg; i++)
+    f->at[1] = b->len;
+    for (uint32_t i = f->nkseg; i-- > 0;)
         put_bytes(b, segs[f->kseg + i].key, segs[f->kseg + i].len);
     if (f->op) put_bytes(b, f->op->tok, f->op->kw_len + 1);
     put_bytes(b, "", 1);
-    f->at[2] = (uint32_t)b->len;
+    f->at[2] = b->len;
     put_message(b, f, segs);
     put_bytes(b, "", 1);
 }
@@ -753,8 +757,9 @@ static bool eval(const struct snode *n, const struct json_value *inst, struct vc
         c->scope = &sc;
     }
     struct eset local, *use = ev;
-    size_t smark = c->r->scratch_used;
+    size_t smark = 0;
     if (n->uneval && (inst->type == JSON_OBJECT || inst->type == JSON_ARRAY)) {
+        smark = c->r->scratch_used;
         eset_new(c, &local, inst->len);
         use = &local;
     }
@@ -817,8 +822,17 @@ bool op_const(const struct sop *op, const struct json_value *inst, struct vctx *
 bool op_enum(const struct sop *op, const struct json_value *inst, struct vctx *c, struct eset *ev)
 {
     const struct json_value *e = op->val;
-    for (uint32_t i = 0; i < e->len; i++)
-        if (json_equal(inst, e->u.items[i])) return true;
+    if (inst->type == JSON_STRING) { /* the usual enum: strings, equal when their bytes are */
+        for (uint32_t i = 0; i < e->len; i++) {
+            const struct json_value *x = e->u.items[i];
+            if (x->type == JSON_STRING && x->len == inst->len &&
+                !memcmp(x->u.s.str, inst->u.s.str, inst->len))
+                return true;
+        }
+    } else {
+        for (uint32_t i = 0; i < e->len; i++)
+            if (json_equal(inst, e->u.items[i])) return true;
+    }
     report_text(c, op, inst, op->msg);
     return false;
 }
