@@ -579,7 +579,11 @@ int store_sqlite_open(const char *location, const struct store_opts *opts, struc
     pthread_mutexattr_destroy(&attr);
     pthread_mutex_init(&q->rlock, NULL);
     pthread_mutex_init(&q->qlock, NULL);
-    pthread_cond_init(&q->qcond, NULL);
+    pthread_condattr_t cattr; /* qcond: timed waits on the monotonic clock */
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+    pthread_cond_init(&q->qcond, &cattr);
+    pthread_condattr_destroy(&cattr);
     pthread_mutex_init(&q->cklock, NULL);
     pthread_cond_init(&q->ckcond, NULL);
     strmap_init(&q->tails);

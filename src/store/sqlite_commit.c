@@ -392,6 +392,35 @@ static void count_group(struct sq *q, size_t n, size_t inserted, uint64_t commit
     if (n > q->stats.max_group) q->stats.max_group = n;
 }
 
+/* Groups of at least this many requests make the committer gather the
+ * next one (see gather). */
+#define GATHER_MIN 8
+#define GATHER_MAX_NS 1000000
+
+/* Before taking the queue, waits (qlock held) until as many requests are
+ * queued as the last group carried, for at most half the last group's
+ * commit time (and GATHER_MAX_NS).  With many runs in flight the queue
+ * otherwise splits into two cohorts that alternate, each group carrying
+ * about half of them: the runs completed by one group are still building
+ * their next step when the committer takes the queue again.  Waiting a
+ * fraction of a commit for them makes fewer, larger groups; a lone run
+ * (last group < GATHER_MIN) never waits. */
+static void gather(struct sq *q)
+{
+    if (q->last_group < GATHER_MIN || q->queued >= q->last_group || q->stopping) return;
+    uint64_t wait_ns = q->last_commit_ns / 2;
+    if (wait_ns > GATHER_MAX_NS) wait_ns = GATHER_MAX_NS;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    uint64_t ns = (uint64_t)until.tv_nsec + wait_ns;
+    until.tv_sec += (time_t)(ns / 1000000000u);
+    until.tv_nsec = (long)(ns % 1000000000u);
+    q->gather_until = q->last_group;
+    while (q->queued < q->gather_until && !q->stopping)
+        if (pthread_cond_timedwait(&q->qcond, &q->qlock, &until) != 0) break;
+    q->gather_until = 0;
+}
+
 void *store_sq_committer_main(void *arg)
 {
     struct sq *q = arg;
@@ -419,6 +448,7 @@ void *store_sq_committer_main(void *arg)
             q->busy = false;
             continue;
         }
+        gather(q);
         /* Take everything queued, up to the group's event budget (at least
          * one request, whatever its size). */
         size_t n = 0, events = 0;
@@ -427,6 +457,7 @@ void *store_sq_committer_main(void *arg)
             q->head = r->impl_next;
             if (!q->head) q->tail = NULL;
             r->impl_next = NULL;
+            q->queued--;
             if (n == cap) {
                 cap *= 2;
                 reqs = realloc(reqs, cap * sizeof *reqs);
@@ -450,6 +481,8 @@ void *store_sq_committer_main(void *arg)
         q->log_rows += inserted;
         pthread_mutex_lock(&q->qlock);
         count_group(q, n, inserted, commit_ns, sync_ns); /* before anyone sees completion */
+        q->last_group = n;
+        q->last_commit_ns = commit_ns;
         pthread_mutex_unlock(&q->qlock);
 
         /* Only now, after the commit, is any request complete.  Completing
@@ -539,7 +572,10 @@ int store_sq_append_async(struct store *s, struct store_append *req, struct keel
     else
         q->head = req;
     q->tail = req;
-    pthread_cond_signal(&q->qcond);
+    q->queued++;
+    /* While the committer gathers a group it wants one wake-up, not one per
+     * request. */
+    if (!q->gather_until || q->queued >= q->gather_until) pthread_cond_signal(&q->qcond);
     pthread_mutex_unlock(&q->qlock);
     return 0;
 }

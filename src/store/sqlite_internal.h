@@ -122,6 +122,10 @@ struct sq {
     bool stopping;
     bool busy;         /* a group commit is in progress (committer or inline) */
     bool index_wanted; /* an inline commit left the log long: committer indexes it */
+    size_t queued;       /* requests in the queue                          */
+    size_t gather_until; /* the committer waits for this many (0: it does not) */
+    size_t last_group;   /* requests in the last group commit              */
+    uint64_t last_commit_ns;
     bool committer_running;
     pthread_t committer;
     struct store_stats stats;
