@@ -10,6 +10,7 @@ SIGTERM does not wait it out), concurrency, and bad command lines/scripts.
 
 KEEL_BUILD_DIR (set by ctest) names the build folder holding the binary.
 Prints "N passed, N failed"; exit status 1 if any test failed."""
+import atexit
 import http.client
 import json
 import os
@@ -49,12 +50,19 @@ class Mock:
         self.err = open(self.err_path, "w+")
         self.proc = subprocess.Popen([BIN, "--script", self.script_path] + list(extra),
                                      stdout=subprocess.PIPE, stderr=self.err, text=True)
+        # A test that fails before stop() leaves no server behind.
+        atexit.register(self._reap)
         line = self.proc.stdout.readline()
         if not line.startswith("listening on http://"):
             self.proc.wait()
             raise RuntimeError("mock did not start: %r %s" % (line, open(self.err_path).read()))
         self.url = line.split("listening on ", 1)[1].strip()
         self.port = int(self.url.rsplit(":", 1)[1])
+
+    def _reap(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def request(self, method, path, body=None, headers=None, timeout=30):
         """Returns (status, headers, raw body bytes)."""
