@@ -84,6 +84,33 @@ TEST(sha256_known_vector)
     CHECK_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+/* keel_sha256 (OpenSSL) agrees with libsodium's reference on every length
+ * across the block boundaries, from many threads at once. */
+#include <pthread.h>
+#include <sodium.h>
+
+static void *sha_worker(void *arg)
+{
+    int *bad = arg;
+    uint8_t data[300], a[32], b[32];
+    for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)(i * 131 + 7);
+    for (size_t len = 0; len <= sizeof data; len++) {
+        keel_sha256(data, len, a);
+        crypto_hash_sha256(b, data, len);
+        if (memcmp(a, b, 32) != 0) (*bad)++;
+    }
+    return NULL;
+}
+
+TEST(sha256_matches_reference)
+{
+    pthread_t th[4];
+    int bad[4] = {0};
+    for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, sha_worker, &bad[i]);
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+    CHECK_INT(bad[0] + bad[1] + bad[2] + bad[3], 0);
+}
+
 TEST(err_format)
 {
     struct keel_err err;
