@@ -665,12 +665,18 @@ static void (*const bodies[])(struct buf *, const struct efact *) = {
     [M_TYPE] = body_type,
 };
 
+/* The n segments at `at` (segs is NULL until a path has been copied). */
+static inline const struct seg *segs_at(const struct seg *segs, uint32_t at, uint32_t n)
+{
+    return n ? segs + at : NULL;
+}
+
 /* Appends the message of f.  A message is read as a C string, so it ends
  * at the first NUL a shown value may carry (as it always has). */
 static void put_message(struct buf *b, const struct efact *f, const struct seg *segs)
 {
     if (f->subject) {
-        subject(b, segs + f->iseg, f->niseg);
+        subject(b, segs_at(segs, f->iseg, f->niseg), f->niseg);
         put_bytes(b, " ", 1);
     }
     bodies[f->msg](b, f);
@@ -686,7 +692,7 @@ static void put_message(struct buf *b, const struct efact *f, const struct seg *
 static void render_one(struct buf *b, struct efact *f, const struct seg *segs)
 {
     f->at[0] = b->len;
-    put_path(b, segs + f->iseg, f->niseg);
+    put_path(b, segs_at(segs, f->iseg, f->niseg), f->niseg);
     put_bytes(b, "", 1);
     f->at[1] = b->len;
     for (uint32_t i = f->nkseg; i-- > 0;)
