@@ -244,7 +244,7 @@ static void index_policy(struct policy_set *set, struct policy *p, uint32_t idx)
         if (s->neuids == 1) {
             f.h[d] = fold32(s->hash0);
         } else {
-            f.idx |= FILTER_BLOOM(d); /* mask 0 (`in []`): matches nothing */
+            f.idx |= FILTER_BLOOM(d); /* `in []`: mask 0, not filtered; never matches */
             for (uint32_t i = 0; i < s->neuids; i++) f.h[d] |= bloom_bit(s->hashes[i]);
         }
     }
