@@ -541,10 +541,15 @@ int engine_validate(const struct schema *sc, const struct json_value *v, const c
     if (!sc) return 0;
     struct schema_result r;
     schema_result_init(&r);
+    /* Only the first error is reported: stop there, and write its text only
+     * if there is one (docs/schema.md, "lazy"). */
+    r.max_errors = 1;
+    r.lazy = true;
     bool ok = schema_validate(sc, v, &r);
     if (!ok) {
-        const char *loc = r.kept ? r.errors[0].instance_location : "";
-        const char *msg = r.kept ? r.errors[0].message : "invalid";
+        const struct schema_error *e = schema_result_error(&r, 0);
+        const char *loc = e ? e->instance_location : "";
+        const char *msg = e ? e->message : "invalid";
         keel_fail(err, KEEL_ESCHEMA, "%s of %s fail its schema at '%s': %s", what, tool, loc,
                   msg);
     }
