@@ -39,6 +39,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #define JSON_DEFAULT_DEPTH 512
@@ -74,6 +75,12 @@ struct parser {
     size_t nframes, capframes;
     uint32_t *table; /* duplicate detection for large objects */
     size_t captable;
+
+    /* The scratch stacks start here, on the caller's stack, so a small
+     * document (a tool call, an MCP message) parses without malloc. */
+    struct json_value *items0[32];
+    struct pmember members0[32];
+    struct frame frames0[16];
 };
 
 /* ---- errors -------------------------------------------------------------- */
@@ -118,10 +125,18 @@ static int fail_unexpected(struct parser *ps, const unsigned char *at, const cha
 
 /* ---- scratch stacks ------------------------------------------------------ */
 
-static void *grow_scratch(void *p, size_t *cap, size_t elem)
+/* Doubles a scratch stack; the first growth moves it off the inline
+ * buffer first0 into the heap. */
+static void *grow_scratch(void *p, const void *first0, size_t *cap, size_t elem)
 {
     size_t ncap = *cap ? *cap * 2 : 64;
-    void *q = realloc(p, ncap * elem);
+    void *q;
+    if (p == first0) {
+        q = malloc(ncap * elem);
+        if (q && *cap) memcpy(q, p, *cap * elem);
+    } else {
+        q = realloc(p, ncap * elem);
+    }
     if (!q) abort(); /* bounded by the input size cap */
     *cap = ncap;
     return q;
@@ -130,14 +145,15 @@ static void *grow_scratch(void *p, size_t *cap, size_t elem)
 static inline void push_item(struct parser *ps, struct json_value *v)
 {
     if (KEEL_UNLIKELY(ps->nitems == ps->capitems))
-        ps->items = grow_scratch(ps->items, &ps->capitems, sizeof *ps->items);
+        ps->items = grow_scratch(ps->items, ps->items0, &ps->capitems, sizeof *ps->items);
     ps->items[ps->nitems++] = v;
 }
 
 static inline struct pmember *push_member(struct parser *ps)
 {
     if (KEEL_UNLIKELY(ps->nmembers == ps->capmembers))
-        ps->members = grow_scratch(ps->members, &ps->capmembers, sizeof *ps->members);
+        ps->members =
+            grow_scratch(ps->members, ps->members0, &ps->capmembers, sizeof *ps->members);
     return &ps->members[ps->nmembers++];
 }
 
@@ -795,7 +811,7 @@ static int push_frame(struct parser *ps, struct json_value *v, const unsigned ch
                     "nesting deeper than %zu levels; flatten the document or raise max_depth",
                     ps->max_depth);
     if (ps->nframes == ps->capframes)
-        ps->frames = grow_scratch(ps->frames, &ps->capframes, sizeof *ps->frames);
+        ps->frames = grow_scratch(ps->frames, ps->frames0, &ps->capframes, sizeof *ps->frames);
     struct frame *f = &ps->frames[ps->nframes++];
     f->v = v;
     f->start = v->type == JSON_ARRAY ? ps->nitems : ps->nmembers;
@@ -958,7 +974,13 @@ int json_parse(struct arena *a, const char *text, size_t len, const struct json_
                struct json_value **out, struct keel_err *err)
 {
     struct parser ps;
-    memset(&ps, 0, sizeof ps);
+    memset(&ps, 0, offsetof(struct parser, items0));
+    ps.items = ps.items0;
+    ps.capitems = KEEL_ARRAY_LEN(ps.items0);
+    ps.members = ps.members0;
+    ps.capmembers = KEEL_ARRAY_LEN(ps.members0);
+    ps.frames = ps.frames0;
+    ps.capframes = KEEL_ARRAY_LEN(ps.frames0);
     ps.a = a;
     ps.err = err;
     ps.max_depth = opts && opts->max_depth ? opts->max_depth : JSON_DEFAULT_DEPTH;
@@ -977,9 +999,9 @@ int json_parse(struct arena *a, const char *text, size_t len, const struct json_
                     len, max_size);
     struct json_value *v = NULL;
     int rc = parse_document(&ps, &v);
-    free(ps.items);
-    free(ps.members);
-    free(ps.frames);
+    if (ps.items != ps.items0) free(ps.items);
+    if (ps.members != ps.members0) free(ps.members);
+    if (ps.frames != ps.frames0) free(ps.frames);
     free(ps.table);
     if (rc == 0) *out = v;
     return rc;

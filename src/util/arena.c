@@ -11,6 +11,7 @@
 #include <string.h>
 
 #define ARENA_CHUNK (64 * 1024)
+#define ARENA_SPARE_MAX 64 /* standard chunks kept by arena_reset: 4 MiB */
 
 struct arena_chunk {
     struct arena_chunk *next;
@@ -23,40 +24,43 @@ void arena_init(struct arena *a)
     a->head = NULL;
     a->ptr = a->end = NULL;
     a->total = 0;
+    a->spare = NULL;
+    a->nspare = 0;
 }
 
-void arena_cleanup(struct arena *a)
+static void free_list(struct arena_chunk *c)
 {
-    struct arena_chunk *c = a->head;
     while (c) {
         struct arena_chunk *next = c->next;
         free(c);
         c = next;
     }
+}
+
+void arena_cleanup(struct arena *a)
+{
+    free_list(a->head);
+    free_list(a->spare);
     arena_init(a);
 }
 
 void arena_reset(struct arena *a)
 {
-    if (!a->head) return;
-    /* Keep the last chunk of the list if it is a standard one: it is the
-     * oldest, and usually the default size. */
-    struct arena_chunk *keep = NULL, *c = a->head;
+    struct arena_chunk *c = a->head;
     while (c) {
         struct arena_chunk *next = c->next;
-        if (!keep && c->size == ARENA_CHUNK && next == NULL) keep = c;
-        else free(c);
+        if (c->size == ARENA_CHUNK && a->nspare < ARENA_SPARE_MAX) {
+            c->next = a->spare;
+            a->spare = c;
+            a->nspare++;
+        } else {
+            free(c);
+        }
         c = next;
     }
-    a->head = keep;
+    a->head = NULL;
+    a->ptr = a->end = NULL;
     a->total = 0;
-    if (keep) {
-        keep->next = NULL;
-        a->ptr = keep->data;
-        a->end = keep->data + keep->size;
-    } else {
-        a->ptr = a->end = NULL;
-    }
 }
 
 static struct arena_chunk *chunk_new(size_t size)
@@ -89,7 +93,13 @@ void *arena_alloc(struct arena *a, size_t size)
         }
         return c->data;
     }
-    struct arena_chunk *c = chunk_new(ARENA_CHUNK);
+    struct arena_chunk *c = a->spare;
+    if (c) {
+        a->spare = c->next;
+        a->nspare--;
+    } else {
+        c = chunk_new(ARENA_CHUNK);
+    }
     c->next = a->head;
     a->head = c;
     a->ptr = c->data + size;

@@ -126,11 +126,16 @@ struct arena {
     char *ptr;
     char *end;
     size_t total; /* bytes handed out, for limits and statistics */
+    struct arena_chunk *spare; /* standard chunks kept by arena_reset for reuse */
+    size_t nspare;
 };
 
 void arena_init(struct arena *a);
 void arena_cleanup(struct arena *a);
-/* Frees all but the first chunk and makes the arena empty again. */
+/* Makes the arena empty again.  Standard-size chunks (up to 4 MiB of them)
+ * are kept for the next allocations, so an arena reused for one document
+ * after another does not hand its memory back to malloc (and the kernel)
+ * and fault it in again each time; larger chunks are freed. */
 void arena_reset(struct arena *a);
 /* Returns size bytes aligned to 8, valid until the arena is reset or
  * cleaned up.  Contents are uninitialised. */

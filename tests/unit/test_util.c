@@ -26,8 +26,17 @@ TEST(arena_large_and_small)
         CHECK(p[0] == 'i');
     }
     arena_reset(&a);
+    /* The standard chunks are kept for reuse (the 1 MiB one is freed). */
+    size_t kept = a.nspare;
+    CHECK(kept >= 1 && kept <= 64);
+    CHECK(a.total == 0);
     CHECK_STR(arena_strdup(&a, "again"), "again");
+    CHECK_INT((int64_t)a.nspare, (int64_t)kept - 1);
+    for (int i = 0; i < 10000; i++) arena_printf(&a, "item-%d", i);
+    arena_reset(&a);
+    CHECK_INT((int64_t)a.nspare, (int64_t)kept);
     arena_cleanup(&a);
+    CHECK(a.nspare == 0 && a.spare == NULL);
 }
 
 TEST(strmap_put_get_del)
