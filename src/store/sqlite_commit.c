@@ -52,22 +52,7 @@ void store_sq_tails_clear(struct strmap *m)
 static int db_tail(struct sq *q, struct conn *c, const char *run_id, struct tail *out,
                    struct keel_err *err)
 {
-    sqlite3_stmt *st = store_sq_stmt(q, c, ST_EV_TAIL, err);
-    if (!st) return err ? err->code : KEEL_EIO;
-    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    int rc = 0;
-    if (src == SQLITE_ROW) {
-        out->seq = sqlite3_column_int64(st, 0);
-        const char *h = (const char *)sqlite3_column_text(st, 1);
-        snprintf(out->hash, sizeof out->hash, "%s", h ? h : "");
-    } else if (src == SQLITE_DONE) {
-        out->seq = 0;
-        memcpy(out->hash, store_sq_zero_hash, sizeof store_sq_zero_hash);
-    } else {
-        rc = store_sq_fail(q, c->db, src, "reading a run's last event", err);
-    }
-    done_stmt(st);
+    int rc = store_sq_tail(q, c, run_id, &out->seq, out->hash, err);
     return rc;
 }
 

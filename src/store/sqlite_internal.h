@@ -36,7 +36,7 @@
 #define INSERT_ROWS 16
 
 /* Events are indexed once this many wait in the log (see index_log). */
-#define LOG_INDEX_ROWS 4096
+#define LOG_INDEX_ROWS 1024
 
 enum stmt_id {
     ST_BEGIN,
@@ -54,8 +54,10 @@ enum stmt_id {
     ST_RUN_RELEASE,
     ST_EV_INSERT,
     ST_EV_INSERT_MANY,
-    ST_EV_TAIL,
-    ST_EV_SCAN,
+    ST_EV_TAIL,     /* a run's last event in events_index             */
+    ST_EV_TAIL_LOG, /* a run's last event in the log (after upto)       */
+    ST_EV_SCAN,     /* a run's events in events_index, in seq order     */
+    ST_EV_SCAN_LOG, /* a run's events in the log, in append order       */
     ST_LOG_INDEX,
     ST_LOG_MARK,
     ST_LOG_COUNT,
@@ -192,6 +194,11 @@ int store_sq_fail(struct sq *q, sqlite3 *db, int rc, const char *what, struct ke
 /* The cached statement id of connection c, prepared on first use; borrowed
  * (owned by c), reset and unbound.  NULL with err set if it cannot be
  * prepared. */
+/* The last event of run_id (seq 0 and the zero hash if none) through c:
+ * the log first, then the index.  Call inside a transaction (a read one on
+ * a reader connection). */
+int store_sq_tail(struct sq *q, struct conn *c, const char *run_id, int64_t *seq, char *hash,
+                  struct keel_err *err);
 sqlite3_stmt *store_sq_stmt(struct sq *q, struct conn *c, enum stmt_id id, struct keel_err *err);
 
 /* Runs statement id of c, which returns no rows. */
