@@ -67,6 +67,8 @@ struct agent_conv {
     int rejections;             /* agent.output.rejected so far                 */
     int summaries;              /* context.summarized so far                    */
     bool request_open;          /* a model.request without its response         */
+    int64_t request_max_output; /* that request's output cap (0: none), so a re-sent
+                                   request keeps the budget cap it was given      */
     const struct json_value *last_message; /* last response's assistant message */
     const char *last_stop;      /* its stop_reason                              */
     struct agent_call *calls;   /* of the last response                         */

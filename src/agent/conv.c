@@ -48,6 +48,7 @@ static void request_turn(struct arena *a, struct agent_conv *c, const struct jso
     c->due = json_array(a);
     c->turn = (int)json_get_int(p, "turn", c->turn + 1);
     c->request_open = true;
+    c->request_max_output = json_get_int(p, "max_output_tokens", 0);
     c->last_message = NULL;
     c->last_stop = NULL;
     c->calls = NULL;

@@ -786,6 +786,7 @@ static int model_turn(struct ag *g, struct keel_err *err)
         if (ctx > 0 && (double)estimate > CONTEXT_SHARE * (double)ctx && cv->messages->len > 3)
             return summarize(g, &rq, choice.model, estimate, err);
     }
+    if (cv->request_open) rq.max_output_tokens = cv->request_max_output;
     int turn = cv->request_open ? cv->turn : cv->turn + 1;
     const char *call_id = arena_printf(g->a, "%s/m%d", g->prefix, turn);
     if (!cv->request_open) {
@@ -806,6 +807,7 @@ static int model_turn(struct ag *g, struct keel_err *err)
                                                              : g->tools[i].qualified));
         set_v(g, p, "tools", names);
         set_i(g, p, "estimated_tokens", estimate);
+        if (rq.max_output_tokens > 0) set_i(g, p, "max_output_tokens", rq.max_output_tokens);
         if ((rc = journal(g, "model.request", p, err))) return rc;
     }
     struct model_response r;

@@ -43,7 +43,7 @@
  *   model.request        {step, call_id, model, agent?, turn?, purpose?: "turn"|"summary",
  *                         route_rule?, messages_added?: [neutral messages appended
  *                         since the previous request of the step], tools?: ["server/tool"],
- *                         estimated_tokens?}
+ *                         estimated_tokens?, max_output_tokens?}
  *   model.response       {step, call_id, model, agent?, turn?, provider?, provider_model?,
  *                         message?: neutral assistant message, stop_reason?,
  *                         usage?: {input_tokens, output_tokens}, cost_usd?, attempts?,

@@ -373,6 +373,9 @@ mt = mock.requests()[0]["body"].get("max_tokens") or \
     mock.requests()[0]["body"].get("max_completion_tokens")
 c.check(isinstance(mt, int) and 16 <= mt < 1000,
         "budget: the call's output is capped to what the budget leaves: %s" % mt)
+req0 = kinds(evs, "model.request")
+c.check(req0 and req0[0]["payload"].get("max_output_tokens") == mt,
+        "budget: the cap is journaled with the request (a re-sent request keeps it)")
 approve_pending(run, "extend")
 r = srv.wait_status(run, ["succeeded", "failed"])
 evs = events(run)

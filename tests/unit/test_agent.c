@@ -73,7 +73,22 @@ TEST(open_request_is_resent_not_rejournaled)
     CHECK_INT(c.next, AGENT_NEXT_MODEL);
     CHECK_INT(c.turn, 1);
     CHECK_INT(c.messages->len, 2); /* what the model was sent */
+    CHECK_INT(c.request_max_output, 0);
     CHECK_INT(c.due->len, 0);
+    arena_cleanup(&j.a);
+}
+
+TEST(a_resent_request_keeps_its_budget_cap)
+{
+    struct j j = {0};
+    arena_init(&j.a);
+    add(&j, "model.request", "{\"step\":\"triage\",\"call_id\":\"triage/0/m1\",\"turn\":1,"
+                             "\"model\":\"small\",\"max_output_tokens\":123,"
+                             "\"messages_added\":[{\"role\":\"user\",\"content\":\"q\"}]}");
+    struct agent_conv c;
+    REQUIRE(build(&j, &c) == 0);
+    CHECK(c.request_open);
+    CHECK_INT(c.request_max_output, 123);
     arena_cleanup(&j.a);
 }
 
