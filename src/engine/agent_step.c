@@ -254,15 +254,7 @@ static int execute(struct ag *g, const struct agent_call *k, const struct offere
     }
     set_v(g, p, "result", result);
     set_v(g, p, "error", error);
-    rc = journal(g, "tool.call.completed", p, err);
-    if (rc == KEEL_ELIMIT) {
-        json_object_del(p, "result", 6);
-        set_v(g, p, "error",
-              engine_error_obj(g->c, KEEL_ELIMIT,
-                               "the tool's result is larger than the journal's payload limit"));
-        rc = journal(g, "tool.call.completed", p, err);
-    }
-    return rc;
+    return engine_journal_call_completed(g->c, g->actor, p, &result, &error, err);
 }
 
 static int handoff(struct ag *g, const struct agent_call *k, const struct offered *o,
@@ -341,17 +333,8 @@ static int handle_call(struct ag *g, const struct agent_call *k, struct keel_err
 
     if (k->started) {
         /* Started before a crash, no result recorded. */
-        if (!ts->idempotent) {
-            struct json_value *p = obj(g);
-            set_s(g, p, "step", g->s->id);
-            set_s(g, p, "call_id", k->call_id);
-            set_s(g, p, "tool", o->qualified);
-            set_s(g, p, "agent", g->conv.agent);
-            set_s(g, p, "reason",
-                  "the agent's tool call started but no result was recorded, and the tool is "
-                  "not declared idempotent; check the tool's side and reconcile by hand");
-            return engine_finish(c, RUN_NEEDS_RECONCILE, "run.needs_reconcile", p, NULL, err);
-        }
+        if (!ts->idempotent)
+            return engine_needs_reconcile(c, g->s, k->call_id, o->qualified, g->conv.agent, err);
         return execute(g, k, o, ts, k->started_args ? k->started_args : obj(g),
                        k->idempotency_key, err);
     }
@@ -417,15 +400,9 @@ static int handle_call(struct ag *g, const struct agent_call *k, struct keel_err
                                        v->approval_comment ? v->approval_comment : ""),
                           err);
         }
-        /* The approval holds only for what it was asked for. */
-        struct store_approval ap;
-        if ((rc = store_approval_get(c->e->store, aid, g->a, &ap, err))) return rc;
-        struct json_value *req = NULL;
-        json_parse(g->a, ap.request ? ap.request : "{}", ap.request ? strlen(ap.request) : 2,
-                   NULL, &req, NULL);
-        if (strcmp(json_get_str(req, "args_digest", ""), digest) != 0 ||
-            strcmp(json_get_str(req, "tool", ""), o->qualified) != 0 ||
-            strcmp(json_get_str(req, "policy", ""), hash) != 0)
+        rc = engine_approval_binds(c, aid, o->qualified, digest, hash, err);
+        if (rc < 0) return rc;
+        if (rc == 0)
             return refuse(g, k, o->qualified, "approval_denied",
                           "the approval was given for other arguments, another tool or another "
                           "policy version",

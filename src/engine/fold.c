@@ -232,35 +232,22 @@ static int on_event(void *ctx, const struct journal_event *ev)
         int rc = journal_fold_event(&f->red, v->arena, v->state, ev, f->err);
         return rc;
     }
-    if (v->capture || is_usage_kind(ev->kind)) {
-        struct json_value *p = NULL;
-        struct json_parse_opts o = {.dup = JSON_DUP_LAST};
-        if (json_parse(v->arena, ev->payload, ev->payload_len, &o, &p, f->err)) {
-            keel_err_prefix(f->err, "run %s event %lld", ev->run_id, (long long)ev->seq);
-            return KEEL_ECORRUPT;
-        }
-        if (is_usage_kind(ev->kind)) on_usage(v, ev->kind, p);
-        if (v->capture && strcmp(ev->kind, "step.started") != 0) capture(f, ev, p);
+    fold_fn fn = NULL;
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(fold_table) && !fn; i++)
+        if (!strcmp(fold_table[i].kind, ev->kind)) fn = fold_table[i].fn;
+    bool usage = is_usage_kind(ev->kind);
+    if (!fn && !usage && !v->capture) return 0;
+    /* Parsed once, for every use below. */
+    struct json_value *p = NULL;
+    struct json_parse_opts o = {.dup = JSON_DUP_LAST};
+    if (json_parse(v->arena, ev->payload, ev->payload_len, &o, &p, f->err)) {
+        keel_err_prefix(f->err, "run %s event %lld", ev->run_id, (long long)ev->seq);
+        return KEEL_ECORRUPT;
     }
-    for (size_t i = 0; i < KEEL_ARRAY_LEN(fold_table); i++) {
-        if (strcmp(fold_table[i].kind, ev->kind) != 0) continue;
-        struct json_value *p = NULL;
-        struct json_parse_opts o = {.dup = JSON_DUP_LAST};
-        int rc = json_parse(v->arena, ev->payload, ev->payload_len, &o, &p, f->err);
-        if (rc) {
-            keel_err_prefix(f->err, "run %s event %lld", ev->run_id, (long long)ev->seq);
-            return KEEL_ECORRUPT;
-        }
-        fold_table[i].fn(v, p);
-        if (fold_table[i].fn == on_step_started && v->step) {
-            engine_view_visit(v, v->step, v->attempt);
-            const struct workflow_step *s = f->wf ? workflow_step_find(f->wf, v->step) : NULL;
-            bool agent = s && s->kind == WORKFLOW_STEP_AGENT;
-            if (!agent || v->attempt <= 1 || !v->capture) v->nvisit_events = 0;
-            v->capture = agent;
-        }
-        break;
-    }
+    if (usage) on_usage(v, ev->kind, p);
+    if (v->capture && fn != on_step_started) capture(f, ev, p);
+    if (fn) fn(v, p);
+    if (fn == on_step_started && v->step) engine_view_step_started(v, f->wf, v->step, v->attempt);
     return 0;
 }
 
@@ -279,6 +266,19 @@ void engine_view_visit(struct run_view *v, const char *step, int attempt)
     }
     if (attempt <= 1) vc->n++;
     v->visit = vc->n ? vc->n - 1 : 0;
+}
+
+/* The view after step.started of step at attempt: its visit is counted,
+ * and an agent step's visit events are collected from its first attempt on
+ * (a retry continues the conversation). */
+void engine_view_step_started(struct run_view *v, const struct workflow *wf, const char *step,
+                              int attempt)
+{
+    engine_view_visit(v, step, attempt);
+    const struct workflow_step *s = wf ? workflow_step_find(wf, step) : NULL;
+    bool agent = s && s->kind == WORKFLOW_STEP_AGENT;
+    if (!agent || attempt <= 1 || !v->capture) v->nvisit_events = 0;
+    v->capture = agent;
 }
 
 int engine_fold(struct engine *e, const char *run_id, const struct workflow *wf, struct arena *a,

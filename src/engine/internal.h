@@ -180,6 +180,11 @@ int engine_fold(struct engine *e, const char *run_id, const struct workflow *wf,
 /* Records that step starts attempt `attempt` in v (the same rule the fold
  * applies to step.started) and sets v->visit. */
 void engine_view_visit(struct run_view *v, const char *step, int attempt);
+/* Everything the fold does at step.started (the visit, and which events an
+ * agent step collects); the engine calls it for the step.started it just
+ * journaled. */
+void engine_view_step_started(struct run_view *v, const struct workflow *wf, const char *step,
+                              int attempt);
 
 /* ---- step execution (step.c) ------------------------------------------- */
 
@@ -234,6 +239,12 @@ void engine_approval_id(struct run_ctx *c, const struct workflow_step *s,
                         const struct approval_binding *b, char out[APPROVAL_ID_MAX]);
 int engine_park_for_approval(struct run_ctx *c, const struct workflow_step *s,
                              const struct approval_binding *b, struct keel_err *err);
+/* Does approval approval_id hold for this call: the same tool, argument
+ * digest and policy set version it was asked for?  1 yes, 0 no, negative on
+ * a store error. */
+int engine_approval_binds(struct run_ctx *c, const char *approval_id, const char *tool,
+                          const char *args_digest, const char *policy_hash,
+                          struct keel_err *err);
 
 enum verdict { VERDICT_DENY, VERDICT_ALLOW, VERDICT_APPROVAL };
 
@@ -252,6 +263,20 @@ int engine_authorize(struct run_ctx *c, const struct workflow_step *s, const cha
  * the first error's location. */
 int engine_validate(const struct schema *sc, const struct json_value *v, const char *what,
                     const char *qualified, struct keel_err *err);
+
+/* Journals tool.call.completed payload p {.., result?, error?} as actor.  A
+ * result too large for the journal is replaced by an ELIMIT error (so the
+ * run fails cleanly instead of retrying the append); *result and *error are
+ * updated to what was journaled. */
+int engine_journal_call_completed(struct run_ctx *c, const char *actor, struct json_value *p,
+                                  struct json_value **result, struct json_value **error,
+                                  struct keel_err *err);
+
+/* Parks the run as needs_reconcile for the open call call_id of tool (agent
+ * may be NULL): a call to a tool not declared idempotent started and no
+ * result was recorded. */
+int engine_needs_reconcile(struct run_ctx *c, const struct workflow_step *s, const char *call_id,
+                           const char *tool, const char *agent, struct keel_err *err);
 
 /* The agent step (agent_step.c). */
 int engine_exec_agent(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err);

@@ -301,6 +301,22 @@ int engine_park_for_approval(struct run_ctx *c, const struct workflow_step *s,
     return rc;
 }
 
+/* The approval holds only for what it was asked for. */
+int engine_approval_binds(struct run_ctx *c, const char *approval_id, const char *tool,
+                          const char *args_digest, const char *policy_hash,
+                          struct keel_err *err)
+{
+    struct store_approval ap;
+    int rc = store_approval_get(c->e->store, approval_id, c->arena, &ap, err);
+    if (rc) return rc;
+    struct json_value *req = NULL;
+    json_parse(c->arena, ap.request ? ap.request : "{}", ap.request ? strlen(ap.request) : 2,
+               NULL, &req, NULL);
+    return !strcmp(json_get_str(req, "args_digest", ""), args_digest) &&
+           !strcmp(json_get_str(req, "tool", ""), tool) &&
+           !strcmp(json_get_str(req, "policy", ""), policy_hash);
+}
+
 /* The decision recorded for the current step: 1 approved, 0 denied or
  * expired (on_timeout decides for expired), -1 none yet. */
 static int approval_outcome(const struct run_view *v, enum workflow_on_timeout on_timeout)
@@ -500,16 +516,9 @@ static int policy_gate(struct run_ctx *c, const struct workflow_step *s, const c
         return rc ? rc : 0;
     }
     if (outcome == 1) {
-        /* The approval holds only for what it was asked for. */
-        struct store_approval ap;
-        if ((rc = store_approval_get(c->e->store, v->approval_id, c->arena, &ap, err))) return rc;
-        struct json_value *req = NULL;
-        json_parse(c->arena, ap.request ? ap.request : "{}", ap.request ? strlen(ap.request) : 2,
-                   NULL, &req, NULL);
-        const char *d = json_get_str(req, "args_digest", "");
-        const char *h = json_get_str(req, "policy", "");
-        const char *t = json_get_str(req, "tool", "");
-        if (strcmp(d, digest) != 0 || strcmp(h, hash) != 0 || strcmp(t, qualified) != 0) {
+        rc = engine_approval_binds(c, v->approval_id, qualified, digest, hash, err);
+        if (rc < 0) return rc;
+        if (rc == 0) {
             rc = engine_step_failed(c, s, KEEL_ESTATE,
                              "the approval was given for other arguments, another tool or "
                              "another policy version; start the run again to ask anew",
@@ -592,6 +601,35 @@ static int call_outcome(struct run_ctx *c, const struct workflow_step *s,
     return engine_complete(c, s, result, s->next, err);
 }
 
+int engine_journal_call_completed(struct run_ctx *c, const char *actor, struct json_value *p,
+                                  struct json_value **result, struct json_value **error,
+                                  struct keel_err *err)
+{
+    int rc = engine_journal(c, "tool.call.completed", actor, p, err);
+    if (rc != KEEL_ELIMIT) return rc;
+    json_object_del(p, "result", 6);
+    *result = NULL;
+    *error = engine_error_obj(c, KEEL_ELIMIT,
+                              "the tool's result is larger than the journal's payload limit; make "
+                              "the tool return less (or a reference to the data)");
+    set_v(c, p, "error", *error);
+    return engine_journal(c, "tool.call.completed", actor, p, err);
+}
+
+int engine_needs_reconcile(struct run_ctx *c, const struct workflow_step *s, const char *call_id,
+                           const char *tool, const char *agent, struct keel_err *err)
+{
+    struct json_value *p = obj(c);
+    set_s(c, p, "step", s->id);
+    set_s(c, p, "call_id", call_id);
+    set_s(c, p, "tool", tool);
+    set_s(c, p, "agent", agent);
+    set_s(c, p, "reason",
+          "the tool call started but no result was recorded, and the tool is not declared "
+          "idempotent; check the tool's side and reconcile by hand (keel run reconcile)");
+    return engine_finish(c, RUN_NEEDS_RECONCILE, "run.needs_reconcile", p, NULL, err);
+}
+
 static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err)
 {
     struct run_view *v = &c->view;
@@ -613,16 +651,9 @@ static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct ke
     char keybuf[65];
     if (v->call_open) {
         /* Started before a crash, no result recorded. */
-        if (!ts->idempotent) {
-            struct json_value *p = obj(c);
-            set_s(c, p, "step", s->id);
-            set_s(c, p, "call_id", v->call_id ? v->call_id : "");
-            set_s(c, p, "tool", qualified);
-            set_s(c, p, "reason",
-                  "the tool call started but no result was recorded, and the tool is not "
-                  "declared idempotent; check the tool's side and reconcile by hand");
-            return engine_finish(c, RUN_NEEDS_RECONCILE, "run.needs_reconcile", p, NULL, err);
-        }
+        if (!ts->idempotent)
+            return engine_needs_reconcile(c, s, v->call_id ? v->call_id : "", qualified, NULL,
+                                          err);
         key = v->call_key;
         args = v->call_args ? v->call_args : obj(c);
     } else {
@@ -676,18 +707,7 @@ static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct ke
     }
     set_v(c, p, "result", result);
     set_v(c, p, "error", error);
-    rc = engine_journal(c, "tool.call.completed", c->agent_actor, p, err);
-    if (rc == KEEL_ELIMIT) {
-        /* The result is too large for the journal: record that instead,
-         * so the run fails cleanly rather than retrying the append. */
-        json_object_del(p, "result", 6);
-        result = NULL;
-        error = engine_error_obj(c, KEEL_ELIMIT,
-                          "the tool's result is larger than the journal's payload limit; make "
-                          "the tool return less (or a reference to the data)");
-        set_v(c, p, "error", error);
-        rc = engine_journal(c, "tool.call.completed", c->agent_actor, p, err);
-    }
+    rc = engine_journal_call_completed(c, c->agent_actor, p, &result, &error, err);
     if (rc) return rc;
     return call_outcome(c, s, ts, qualified, result, error, err);
 }
@@ -884,9 +904,7 @@ int engine_step(struct run_ctx *c, struct keel_err *err)
         v->call_result = v->call_error = NULL;
         if (attempt <= 1)
             v->approval_id = v->approval_decision = v->approval_by = v->approval_comment = NULL;
-        engine_view_visit(v, s->id, attempt);
-        if (s->kind != WORKFLOW_STEP_AGENT || attempt <= 1 || !v->capture) v->nvisit_events = 0;
-        v->capture = s->kind == WORKFLOW_STEP_AGENT;
+        engine_view_step_started(v, wf, s->id, attempt);
     }
     if (!s)
         return fail_run(c, NULL, KEEL_ECORRUPT,
