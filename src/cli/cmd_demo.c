@@ -272,7 +272,11 @@ static int run(int argc, char **argv)
     }
     snprintf(mockbin, sizeof mockbin, "%s/keel-mock-model", bin);
 
-    char home[] = "/tmp/keel-demo.XXXXXX";
+    /* A fresh folder under $TMPDIR (else /tmp), removed at the end unless
+     * --keep. */
+    const char *tmp = getenv("TMPDIR");
+    char home[PATH_MAX];
+    snprintf(home, sizeof home, "%s/keel-demo.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(home)) {
         fprintf(stderr, "keel demo: cannot create a temporary folder: %s\n", strerror(errno));
         return CLI_IO;

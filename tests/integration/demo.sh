@@ -19,7 +19,7 @@ for want in "status: waiting" "resumed from the journal; status: waiting" \
     grep -qF -- "$want" <<<"$out" && ok || bad "no '$want' in the demo's output"
 done
 # Nothing is left behind without --keep.
-home=$(grep -o '/tmp/keel-demo\.[A-Za-z0-9]*' <<<"$out" | head -1)
+home=$(grep -o '/[^ :]*keel-demo\.[A-Za-z0-9]*' <<<"$out" | head -1)
 [ -n "$home" ] && [ ! -e "$home" ] && ok || bad "temporary home $home not removed"
 "$KEEL" demo --bogus >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "unknown flag should exit 2"
