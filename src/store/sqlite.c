@@ -207,6 +207,7 @@ static const char *const migrations[] = {
 const char *const store_sq_stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
+    [ST_BEGIN_READ] = "BEGIN",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_SAVEPOINT] = "SAVEPOINT req",
     [ST_RELEASE] = "RELEASE req",

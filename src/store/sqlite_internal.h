@@ -41,6 +41,7 @@
 enum stmt_id {
     ST_BEGIN,
     ST_COMMIT,
+    ST_BEGIN_READ, /* a deferred (read) transaction on a reader connection */
     ST_ROLLBACK,
     ST_SAVEPOINT,
     ST_RELEASE,

@@ -30,15 +30,14 @@ static int read_begin(struct sq *q, struct conn *c, bool *began, struct keel_err
 {
     *began = false;
     if (!sqlite3_get_autocommit(c->db)) return 0;
-    int src = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
-    if (src != SQLITE_OK) return store_sq_fail(q, c->db, src, "starting a read", err);
-    *began = true;
-    return 0;
+    int rc = store_sq_exec_stmt(q, c, ST_BEGIN_READ, err);
+    *began = rc == 0;
+    return rc;
 }
 
-static void read_end(struct conn *c, bool began)
+static void read_end(struct sq *q, struct conn *c, bool began)
 {
-    if (began) sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+    if (began) store_sq_exec_stmt(q, c, ST_COMMIT, NULL);
 }
 
 /* Runs statement id (bound to run_id) for one row of (seq, hash). */
@@ -83,7 +82,7 @@ int store_sq_events_tail(struct store *s, const char *run_id, int64_t *seq, char
     bool began;
     int rc = read_begin(q, c, &began, err);
     if (!rc) rc = store_sq_tail(q, c, run_id, seq, hash, err);
-    read_end(c, began);
+    read_end(q, c, began);
     store_sq_reader_put(q, c);
     return rc;
 }
@@ -151,7 +150,7 @@ int store_sq_events_scan(struct store *s, const char *run_id, int64_t from_seq, 
     int rc = read_begin(q, c, &began, err);
     if (!rc) rc = scan_half(q, c, ST_EV_SCAN, run_id, from_seq, &left, fn, ctx, err);
     if (!rc && left != 0) rc = scan_half(q, c, ST_EV_SCAN_LOG, run_id, from_seq, &left, fn, ctx, err);
-    read_end(c, began);
+    read_end(q, c, began);
     store_sq_reader_put(q, c);
     return rc;
 }
