@@ -86,11 +86,6 @@ static void response(struct arena *a, struct agent_conv *c, const struct json_va
     }
 }
 
-static void due_push(struct arena *a, struct agent_conv *c, struct json_value *m)
-{
-    json_array_push(a, c->due, m);
-}
-
 static struct json_value *refusal_message(struct arena *a, const char *tool_call_id,
                                           const struct json_value *p)
 {
@@ -136,7 +131,7 @@ int agent_conv_build(const struct agent_event *ev, size_t n, const char *first_a
             if (call && !call->resolved) {
                 call->started = false;
                 call->resolved = true;
-                due_push(a, &c, agent_tool_message(a, call->tool_call_id, json_get(p, "result"),
+                json_array_push(a, c.due, agent_tool_message(a, call->tool_call_id, json_get(p, "result"),
                                                    json_get(p, "error")));
             }
         } else if (!strcmp(k, "tool.call.refused")) {
@@ -144,14 +139,14 @@ int agent_conv_build(const struct agent_event *ev, size_t n, const char *first_a
             if (call && !call->resolved) {
                 call->started = false;
                 call->resolved = true;
-                due_push(a, &c, refusal_message(a, call->tool_call_id, p));
+                json_array_push(a, c.due, refusal_message(a, call->tool_call_id, p));
             }
         } else if (!strcmp(k, "agent.output.rejected")) {
             c.rejections++;
             struct json_value *m = json_object(a);
             json_object_setc(a, m, "role", json_cstr(a, "user"));
             json_object_setc(a, m, "content", json_cstr(a, json_get_str(p, "message", "")));
-            due_push(a, &c, m);
+            json_array_push(a, c.due, m);
         } else if (!strcmp(k, "context.summarized")) {
             c.summaries++;
             c.messages = copy_array(a, json_get(p, "messages"));
