@@ -18,7 +18,7 @@
  * individually; the table shows median and p99 per authorization and the
  * ratio.  Decisions are compared (allow counts must agree).
  *
- * Two workloads.  "scaled" (the original one): 500 agents at every size, so
+ * Four workloads.  "scaled" (the original one): 500 agents at every size, so
  * the policies naming one agent grow with N (0.04 per agent at 100, 4 at
  * 10,000) and so do the policies a request has to evaluate.  "fixed": N/5
  * agents, so every agent is named by the same number of policies at every
@@ -28,11 +28,21 @@
  * only name 20 agents and 100 tools at every size, so the data a request
  * touches for its own agent and tool is equally warm at every size: what
  * remains between sizes is what the total policy count costs by itself.
+ * "store": the fixed workload's policies at each size, but one store at
+ * every size (the fixed store of 10,000 policies: 2,000 agents, 10,000
+ * tools) and requests drawn from all of it, so the data a request reads is
+ * equally cold at every size and the only variable is the policy count
+ * (the policies at size N name the first N/5 agents and N tools, so a
+ * request's applicable policies grow with N: see eval/req).
  * The table shows, per request, how many policies Keel evaluated
  * (candidates left after its index and scope filter).
  *
- * usage: bench_policy [--no-peer] [--rounds R] [--size N] [--workload
- * scaled|fixed|hot|all]  (--size: that one set size only, e.g. for `valgrind
+ * Before each timed call the request itself is read once (the daemon
+ * authorizes a request it has just built, so its uids and context are in
+ * the cache); --cold-request skips that (the figures before 2026-11-26 02:30).
+ *
+ * usage: bench_policy [--no-peer] [--cold-request] [--rounds R] [--size N] [--workload
+ * scaled|fixed|hot|store|all]  (--size: that one set size only, e.g. for `valgrind
  * --tool=callgrind --toggle-collect=policy_authorize`; default: all
  * workloads)
  */
@@ -53,8 +63,11 @@
 #define ORGS 3
 #define SERVERS 40
 #define CATEGORIES 5
+#define STORE_AGENTS 2000 /* the store workload's store at every size: the fixed */
+#define STORE_TOOLS 10000 /* workload's store at 10,000 policies */
 
-static int agents = AGENTS;   /* of the workload being generated */
+static int agents = AGENTS;   /* of the workload being generated: what the policies name */
+static int store_agents = 0, store_tools = 0; /* the store's (0: agents, and N tools) */
 static int req_agents = 0, req_tools = 0; /* requests name only these (0: all) */
 
 static uint32_t rng = 12345;
@@ -126,7 +139,9 @@ static void gen_entities(struct buf *b, int ntools, int agent, int tool)
     bool first = true;
     char attrs[128];
     buf_putc(b, '[');
-    for (int a = 0; a < agents; a++) {
+    int nagents = store_agents ? store_agents : agents;
+    if (store_tools) ntools = store_tools;
+    for (int a = 0; a < nagents; a++) {
         if (agent >= 0 && a != agent) continue;
         snprintf(attrs, sizeof attrs, "\"level\":%d%s", a % 4,
                  a % 97 == 0 ? ",\"suspended\":true" : "");
@@ -165,7 +180,9 @@ struct req {
 
 static void gen_requests(struct req *r, int ntools)
 {
-    int nagents = req_agents && req_agents < agents ? req_agents : agents;
+    int nagents = store_agents ? store_agents : agents;
+    if (store_tools) ntools = store_tools;
+    if (req_agents && req_agents < nagents) nagents = req_agents;
     if (req_tools && req_tools < ntools) ntools = req_tools;
     for (int i = 0; i < NREQ; i++) {
         r[i].agent = (int)rnd((uint32_t)nagents);
@@ -210,6 +227,40 @@ struct result {
     double evaluated; /* policies evaluated per request (Keel) */
 };
 
+static volatile unsigned sink;
+
+static unsigned touch_bytes(const char *s, uint32_t n)
+{
+    unsigned x = 0;
+    for (uint32_t i = 0; i < n; i++) x += (unsigned char)s[i];
+    return x;
+}
+
+static unsigned touch_record(const struct policy_record *r)
+{
+    unsigned x = r->len;
+    for (uint32_t i = 0; i < r->len; i++) {
+        x += touch_bytes(r->fields[i].key, r->fields[i].key_len) + r->fields[i].value.type;
+        if (r->fields[i].value.type == POLICY_RECORD) x += touch_record(r->fields[i].value.u.rec);
+    }
+    return x;
+}
+
+/* Reads the whole request (uids and context) before it is timed: the
+ * daemon authorizes a request it has just built from JSON, so the request
+ * itself is in the cache; what is cold is the set and the store. */
+static bool touch = true; /* --cold-request: false */
+
+static void touch_request(const struct policy_request *r)
+{
+    if (!touch) return;
+    const struct policy_euid *u[3] = {&r->principal, &r->action, &r->resource};
+    unsigned x = touch_record(&r->context);
+    for (int d = 0; d < 3; d++)
+        x += touch_bytes(u[d]->type, u[d]->type_len) + touch_bytes(u[d]->id, u[d]->id_len);
+    sink += x;
+}
+
 static int run_keel(int n, const struct req *reqs, int rounds, struct result *out)
 {
     struct buf pol, ents;
@@ -248,7 +299,10 @@ static int run_keel(int n, const struct req *reqs, int rounds, struct result *ou
     }
     struct policy_response resp;
     policy_response_init(&resp);
-    for (int i = 0; i < NREQ; i++) policy_authorize(set, es, &rq[i], &resp); /* warm-up */
+    for (int i = 0; i < NREQ; i++) { /* warm-up */
+        touch_request(&rq[i]);
+        policy_authorize(set, es, &rq[i], &resp);
+    }
     size_t ns = (size_t)NREQ * (size_t)rounds;
     int64_t *t = malloc(ns * sizeof *t);
     long allows = 0, evaluated = 0;
@@ -256,6 +310,7 @@ static int run_keel(int n, const struct req *reqs, int rounds, struct result *ou
     for (int r = 0; r < rounds; r++) {
         for (int i = 0; i < NREQ; i++) {
             struct timespec t0, t1;
+            touch_request(&rq[i]);
             clock_gettime(CLOCK_MONOTONIC, &t0);
             policy_authorize(set, es, &rq[i], &resp);
             clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -342,6 +397,8 @@ static int run_workload(const char *dir, int workload, int only, int rounds, boo
         "scaled: 500 agents at every size (policies naming an agent grow with N)",
         "fixed: N/5 agents, each named by the same number of policies at every size",
         "hot: as fixed, but requests name only 20 agents and 100 tools at every size",
+        "store: the fixed policies, but one store (2,000 agents, 10,000 tools) at every size "
+        "and requests drawn from all of it",
     };
     bool fixed = workload > 0;
     int status = 0;
@@ -355,8 +412,10 @@ static int run_workload(const char *dir, int workload, int only, int rounds, boo
         agents = fixed ? (n / 5 > 0 ? n / 5 : 1) : AGENTS;
         req_agents = workload == 2 ? 20 : 0;
         req_tools = workload == 2 ? 100 : 0;
+        store_agents = workload == 3 ? STORE_AGENTS : 0;
+        store_tools = workload == 3 ? STORE_TOOLS : 0;
         struct req *reqs = malloc(NREQ * sizeof *reqs);
-        rng = 12345u + (uint32_t)n;
+        rng = 12345u + (uint32_t)(workload == 3 ? 10000 : n); /* store: the same requests */
         gen_requests(reqs, n);
         struct result k, w = {0, 0, 0, -1, 0};
         if (run_keel(n, reqs, rounds, &k) < 0) exit(1);
@@ -386,11 +445,13 @@ static int run_workload(const char *dir, int workload, int only, int rounds, boo
 
 int main(int argc, char **argv)
 {
-    bool peer = true, run[3] = {true, true, true};
+    bool peer = true, run[4] = {true, true, true, true};
     int rounds = 20, only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--no-peer")) {
             peer = false;
+        } else if (!strcmp(argv[i], "--cold-request")) {
+            touch = false;
         } else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) {
             rounds = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--size") && i + 1 < argc) {
@@ -401,14 +462,15 @@ int main(int argc, char **argv)
             run[0] = all || !strcmp(w, "scaled");
             run[1] = all || !strcmp(w, "fixed");
             run[2] = all || !strcmp(w, "hot");
-            if (!run[0] && !run[1] && !run[2]) {
-                fprintf(stderr, "bench_policy: --workload takes scaled, fixed, hot or all, not "
-                                "\"%s\"\n", w);
+            run[3] = all || !strcmp(w, "store");
+            if (!run[0] && !run[1] && !run[2] && !run[3]) {
+                fprintf(stderr, "bench_policy: --workload takes scaled, fixed, hot, store or all, "
+                                "not \"%s\"\n", w);
                 return 2;
             }
         } else {
-            fprintf(stderr, "usage: bench_policy [--no-peer] [--rounds R] [--size N] "
-                            "[--workload scaled|fixed|hot|all]\n");
+            fprintf(stderr, "usage: bench_policy [--no-peer] [--cold-request] [--rounds R] [--size N] "
+                            "[--workload scaled|fixed|hot|store|all]\n");
             return 2;
         }
     }
@@ -419,7 +481,7 @@ int main(int argc, char **argv)
     printf("Cedar authorization latency per request (%d requests x %d rounds, hierarchy depth 3)\n",
            NREQ, rounds);
     int status = 0;
-    for (int w = 0; w < 3; w++)
+    for (int w = 0; w < 4; w++)
         if (run[w]) status |= run_workload(dir, w, only, rounds, &peer);
     char rm[256];
     snprintf(rm, sizeof rm, "rm -rf %s", dir);
