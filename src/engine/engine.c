@@ -466,43 +466,191 @@ int engine_tool_info(struct engine *e, const char *qualified, struct engine_tool
 
 /* ---- workers ----------------------------------------------------------- */
 
-static int process(struct engine *e, const char *run_id)
+/* ---- run slots: a run's context kept between transitions ---------------
+ *
+ * Folding a run's journal from event 1 before every transition made a
+ * transition cost O(journal).  Instead the context of a runnable run (its
+ * row, writer, input and view) stays in a slot between transitions, and
+ * every event the engine appends is folded into the view as it is appended
+ * (engine_journal), so the view always equals the fold of the journal.
+ * This is sound because only the worker holding the run appends to its
+ * journal; the one outside writer (engine_run_cancel and reconcile.c on a
+ * needs_reconcile run) acts on parked runs, whose slots are dropped.  A slot
+ * is dropped when the run parks, ends or fails a transition, when a
+ * deferred append failed, when its arena passed SLOT_ARENA_MAX (the view is
+ * refolded next time, which also compacts it), and beyond SLOT_MAX slots.
+ *
+ * Deferred appends (engine_journal_deferred) let a transition end without
+ * waiting for its last events' fsync: the worker goes on with another run
+ * and the run is released (and queued again) by the completion callback of
+ * its last deferred append, on the store's committer thread.  So a run's
+ * next transition still starts from a durable journal, while one fsync
+ * covers the steps of many runs. */
+
+#define SLOT_MAX 1024
+#define SLOT_ARENA_MAX (256u * 1024)
+
+/* Caller holds e->lock. */
+static struct engine_slot *slot_get(struct engine *e, const char *id)
 {
-    struct arena a;
-    arena_init(&a);
+    size_t n = strlen(id);
+    struct engine_slot *sl = strmap_get(&e->slots, id, n);
+    if (sl) return sl;
+    sl = calloc(1, sizeof *sl);
+    if (!sl) return NULL;
+    memcpy(sl->id, id, n + 1);
+    arena_init(&sl->arena);
+    strmap_put(&e->slots, sl->id, n, sl);
+    return sl;
+}
+
+static void slot_unload(struct engine_slot *sl)
+{
+    journal_writer_free(sl->c.w);
+    sl->c.w = NULL;
+    sl->loaded = false;
+    sl->failed = false;
+}
+
+/* Caller holds e->lock; no append of sl is in flight. */
+static void slot_free(struct engine *e, struct engine_slot *sl)
+{
+    strmap_del(&e->slots, sl->id, strlen(sl->id));
+    slot_unload(sl);
+    arena_cleanup(&sl->arena);
+    free(sl);
+}
+
+/* The transition of sl's run is over and its deferred appends are durable
+ * (or failed): keep or drop the slot, and let the run go (queued again when
+ * still runnable or asked for meanwhile).  Caller holds e->lock. */
+static void release_locked(struct engine *e, struct engine_slot *sl, int outcome)
+{
+    char id[ENGINE_ID_MAX];
+    size_t n = strlen(sl->id);
+    memcpy(id, sl->id, n + 1);
+    if (outcome != 1 || sl->failed || sl->arena.total > SLOT_ARENA_MAX || e->slots.count > SLOT_MAX)
+        slot_free(e, sl);
+    void *again = strmap_del(&e->busy, id, n);
+    /* outcome < 0: the store or journal failed; the run keeps its place in
+     * the store and comes back through its recover timer (process). */
+    if (outcome == 1 || again == (void *)2) enqueue_locked(e, id);
+    pthread_cond_broadcast(&e->done);
+}
+
+void engine_slot_hold(struct engine_slot *sl)
+{
+    pthread_mutex_lock(&sl->c.e->lock);
+    sl->inflight++;
+    pthread_mutex_unlock(&sl->c.e->lock);
+}
+
+static void unhold_locked(struct engine *e, struct engine_slot *sl)
+{
+    if (--sl->inflight > 0) return;
+    pthread_cond_broadcast(&e->durable);
+    if (sl->release) {
+        sl->release = false;
+        release_locked(e, sl, sl->outcome);
+    }
+}
+
+void engine_slot_unhold(struct engine_slot *sl)
+{
+    struct engine *e = sl->c.e;
+    pthread_mutex_lock(&e->lock);
+    unhold_locked(e, sl);
+    pthread_mutex_unlock(&e->lock);
+}
+
+void engine_deferred_done(void *ctx, int rc, const struct journal_appended *appended,
+                          const struct keel_err *err)
+{
+    (void)appended;
+    struct engine_slot *sl = ctx;
+    struct engine *e = sl->c.e;
+    if (rc) {
+        char msg[2 * KEEL_ERR_MSG_MAX] = "";
+        if (err) keel_err_format(err, msg, sizeof msg);
+        keel_log(KEEL_LOG_ERROR, "engine: run %s: a journal append failed: %s (the run is "
+                 "reloaded from its journal)", sl->id, msg);
+    }
+    pthread_mutex_lock(&e->lock);
+    if (rc) sl->failed = true;
+    unhold_locked(e, sl);
+    pthread_mutex_unlock(&e->lock);
+}
+
+int engine_barrier(struct run_ctx *c, struct keel_err *err)
+{
+    struct engine_slot *sl = c->slot;
+    if (!sl) return 0;
+    pthread_mutex_lock(&c->e->lock);
+    while (sl->inflight > 0) pthread_cond_wait(&c->e->durable, &c->e->lock);
+    bool failed = sl->failed;
+    pthread_mutex_unlock(&c->e->lock);
+    if (failed)
+        return keel_fail(err, KEEL_EIO, "run %s: an earlier journal append failed; the run "
+                         "resumes from its journal", c->run.id);
+    return 0;
+}
+
+/* Reads the run's row, workflow version, tail and journal into sl. */
+static int slot_load(struct engine *e, struct engine_slot *sl, struct keel_err *err)
+{
+    slot_unload(sl);
+    arena_reset(&sl->arena);
+    struct arena *a = &sl->arena;
+    struct run_ctx *c = &sl->c;
+    memset(c, 0, sizeof *c);
+    c->e = e;
+    c->slot = sl;
+    c->arena = a;
+    int rc = store_run_get(e->store, sl->id, a, &c->run, err);
+    if (!rc) rc = engine_workflow_get(e, c->run.workflow, c->run.workflow_hash, &c->ew, err);
+    if (!rc) rc = journal_writer_open(e->store, sl->id, &c->w, err);
+    if (!rc) {
+        struct json_parse_opts o = {.dup = JSON_DUP_LAST};
+        rc = json_parse(a, c->run.input ? c->run.input : "{}",
+                        c->run.input ? strlen(c->run.input) : 2, &o, &c->input, err);
+    }
+    if (!rc) rc = engine_fold(e, sl->id, c->ew->wf, a, &c->view, err);
+    if (rc) return rc;
+    if (c->ew->wf->identity) snprintf(c->agent_actor, sizeof c->agent_actor, "agent:%s", c->ew->wf->identity);
+    else snprintf(c->agent_actor, sizeof c->agent_actor, "system");
+    sl->loaded = true;
+    sl->cancel_gen = UINT64_MAX; /* look for a cancel request first */
+    return 0;
+}
+
+static int process(struct engine *e, struct engine_slot *sl)
+{
+    const char *run_id = sl->id;
     struct keel_err err;
     keel_err_clear(&err);
-    struct run_ctx c = {.e = e, .arena = &a};
     pthread_mutex_lock(&e->lock);
     bool recovering = strmap_del(&e->recover, run_id, strlen(run_id)) != NULL;
+    bool reload = !sl->loaded || sl->failed;
     pthread_mutex_unlock(&e->lock);
     if (recovering) {
         char rid[ENGINE_ID_MAX + 16];
         snprintf(rid, sizeof rid, "%s/recover", run_id);
         store_timer_delete(e->store, rid, NULL);
     }
-    int rc = store_run_get(e->store, run_id, &a, &c.run, &err);
-    if (!rc) rc = engine_workflow_get(e, c.run.workflow, c.run.workflow_hash, &c.ew, &err);
-    if (!rc) rc = journal_writer_open(e->store, run_id, &c.w, &err);
+    int rc = reload ? slot_load(e, sl, &err) : 0;
+    struct run_ctx *c = &sl->c;
     if (!rc) {
-        struct json_parse_opts o = {.dup = JSON_DUP_LAST};
-        rc = json_parse(&a, c.run.input ? c.run.input : "{}",
-                        c.run.input ? strlen(c.run.input) : 2, &o, &c.input, &err);
-    }
-    if (!rc) rc = engine_fold(e, run_id, c.ew->wf, &a, &c.view, &err);
-    if (!rc) {
-        if (c.ew->wf->identity) snprintf(c.agent_actor, sizeof c.agent_actor, "agent:%s", c.ew->wf->identity);
-        else snprintf(c.agent_actor, sizeof c.agent_actor, "system");
-        if (c.view.events == 0) {
+        if (c->view.events == 0) {
             /* Created but crashed before run.started was journaled. */
-            struct json_value *p = json_object(&a);
-            json_object_setc(&a, p, "workflow", json_cstr(&a, c.run.workflow));
-            json_object_setc(&a, p, "workflow_hash", json_cstr(&a, c.run.workflow_hash));
-            json_object_setc(&a, p, "input", c.input);
-            rc = engine_journal(&c, "run.started", c.run.identity, p, &err);
+            struct arena *a = c->arena;
+            struct json_value *p = json_object(a);
+            json_object_setc(a, p, "workflow", json_cstr(a, c->run.workflow));
+            json_object_setc(a, p, "workflow_hash", json_cstr(a, c->run.workflow_hash));
+            json_object_setc(a, p, "input", c->input);
+            rc = engine_journal(c, "run.started", c->run.identity, p, &err);
             if (!rc) rc = 1;
         } else {
-            rc = engine_step(&c, &err);
+            rc = engine_step(c, &err);
         }
     }
     if (rc < 0) {
@@ -522,8 +670,6 @@ static int process(struct engine *e, const char *run_id)
             pthread_mutex_unlock(&e->lock);
         }
     }
-    journal_writer_free(c.w);
-    arena_cleanup(&a);
     return rc;
 }
 
@@ -540,17 +686,25 @@ static void *worker_main(void *arg)
         e->qlen--;
         size_t n = strlen(id);
         strmap_del(&e->queued, id, n);
-        strmap_put(&e->busy, id, n, (void *)1);
+        struct engine_slot *sl = slot_get(e, id);
+        if (!sl) {
+            keel_log(KEEL_LOG_ERROR, "engine: out of memory taking run %s; it waits for the "
+                     "next restart", id);
+            continue;
+        }
+        strmap_put(&e->busy, sl->id, n, (void *)1);
         pthread_mutex_unlock(&e->lock);
 
-        int rc = process(e, id);
+        int rc = process(e, sl);
 
         pthread_mutex_lock(&e->lock);
-        void *again = strmap_del(&e->busy, id, n);
-        /* rc < 0: the store or journal failed; the run keeps its place in
-         * the store and resumes at the next start (or the next enqueue). */
-        if (rc == 1 || again == (void *)2) enqueue_locked(e, id);
-        pthread_cond_broadcast(&e->done);
+        if (sl->inflight > 0) {
+            /* The last deferred append's callback lets the run go. */
+            sl->release = true;
+            sl->outcome = rc;
+        } else {
+            release_locked(e, sl, rc);
+        }
     }
     pthread_mutex_unlock(&e->lock);
     return NULL;
@@ -698,11 +852,13 @@ int engine_start(const struct engine_opts *opts, struct engine **out, struct kee
     pthread_cond_init(&e->work, &ca);
     pthread_cond_init(&e->timer, &ca);
     pthread_cond_init(&e->done, &ca);
+    pthread_cond_init(&e->durable, &ca);
     pthread_condattr_destroy(&ca);
     strmap_init(&e->tools);
     strmap_init(&e->queued);
     strmap_init(&e->busy);
     strmap_init(&e->recover);
+    strmap_init(&e->slots);
 
     /* Everything that can be wrong with the files is checked before the
      * data folder is touched, so bad input writes nothing. */
@@ -761,7 +917,15 @@ void engine_stop(struct engine *e)
     if (e->timer_started) pthread_join(e->timer_thread, NULL);
     free(e->workers);
     mcp_pool_free(e->pool);
-    store_close(e->store);
+    store_close(e->store); /* runs the callbacks of appends still queued */
+    for (size_t i = 0; i < e->slots.cap; i++)
+        if (e->slots.slots[i].key) {
+            struct engine_slot *sl = e->slots.slots[i].value;
+            slot_unload(sl);
+            arena_cleanup(&sl->arena);
+            free(sl);
+        }
+    strmap_cleanup(&e->slots);
     for (size_t i = 0; i < e->tools.cap; i++)
         if (e->tools.slots[i].key) {
             struct engine_tool_schemas *ts = e->tools.slots[i].value;
@@ -790,6 +954,7 @@ void engine_stop(struct engine *e)
     pthread_cond_destroy(&e->work);
     pthread_cond_destroy(&e->timer);
     pthread_cond_destroy(&e->done);
+    pthread_cond_destroy(&e->durable);
     pthread_mutex_destroy(&e->lock);
     free(e);
 }
@@ -1081,6 +1246,8 @@ int engine_run_cancel(struct engine *e, const char *run_id, const struct identit
     }
     arena_cleanup(&a);
     if (rc) return rc;
+    /* A kept run context looks for cancel/<run> again once this moved. */
+    __atomic_add_fetch(&e->cancel_gen, 1, __ATOMIC_SEQ_CST);
     engine_enqueue(e, run_id);
     /* Wait (bounded) until a worker has journaled the cancellation, so the
      * caller sees the final status. */

@@ -24,7 +24,7 @@
 struct fold {
     struct run_view *v;
     const struct workflow *wf;
-    struct journal_reducers red;
+    const struct journal_reducers *red;
     struct keel_err *err;
 };
 
@@ -229,7 +229,7 @@ static int on_event(void *ctx, const struct journal_event *ev)
     struct run_view *v = f->v;
     v->events = ev->seq;
     if (!strcmp(ev->kind, "state.updated")) {
-        int rc = journal_fold_event(&f->red, v->arena, v->state, ev, f->err);
+        int rc = journal_fold_event(f->red, v->arena, v->state, ev, f->err);
         return rc;
     }
     fold_fn fn = NULL;
@@ -287,8 +287,8 @@ int engine_fold(struct engine *e, const char *run_id, const struct workflow *wf,
     memset(v, 0, sizeof *v);
     v->run_id = run_id;
     v->arena = a;
+    v->wf = wf;
     v->status = RUN_RUNNING;
-    struct fold f = {.v = v, .wf = wf, .err = err};
     struct journal_state_key *keys = NULL;
     if (wf && wf->nstate) {
         keys = arena_zalloc(a, wf->nstate * sizeof *keys);
@@ -298,10 +298,16 @@ int engine_fold(struct engine *e, const char *run_id, const struct workflow *wf,
             keys[i].initial = wf->state[i].initial;
         }
     }
-    f.red.keys = keys;
-    f.red.n = wf ? wf->nstate : 0;
-    f.red.fallback = JOURNAL_REDUCE_REPLACE;
-    v->state = journal_state_initial(&f.red, a);
-    int rc = journal_read(e->store, run_id, 1, on_event, &f, err);
-    return rc;
+    v->red.keys = keys;
+    v->red.n = wf ? wf->nstate : 0;
+    v->red.fallback = JOURNAL_REDUCE_REPLACE;
+    v->state = journal_state_initial(&v->red, a);
+    struct fold f = {.v = v, .wf = wf, .red = &v->red, .err = err};
+    return journal_read(e->store, run_id, 1, on_event, &f, err);
+}
+
+int engine_view_apply(struct run_view *v, const struct journal_event *ev, struct keel_err *err)
+{
+    struct fold f = {.v = v, .wf = v->wf, .red = &v->red, .err = err};
+    return on_event(&f, ev);
 }

@@ -75,6 +75,9 @@ struct engine {
     struct strmap queued; /* run id -> (void*)1 while in the queue        */
     struct strmap busy;   /* run id -> (void*)1 or 2 (2: re-queue after)  */
     struct strmap recover; /* run id -> 1 while a "<run>/recover" timer is set */
+    struct strmap slots;   /* run id -> struct engine_slot * (kept contexts) */
+    pthread_cond_t durable; /* a slot's deferred appends all completed      */
+    uint64_t cancel_gen;    /* bumped by each cancel request                 */
 
     pthread_t *workers;
     int nworkers;
@@ -126,6 +129,8 @@ struct agent_usage {
 struct run_view {
     const char *run_id;
     struct arena *arena;
+    const struct workflow *wf;     /* the version folded against          */
+    struct journal_reducers red;   /* its state keys' reducers            */
     int64_t events;
     /* final outcome, if the journal has one */
     bool final;
@@ -177,6 +182,11 @@ struct run_view {
 int engine_fold(struct engine *e, const char *run_id, const struct workflow *wf, struct arena *a,
                 struct run_view *v, struct keel_err *err);
 
+/* Folds one more event into v, exactly as engine_fold would have (the
+ * engine applies each event it appends, so a view kept between
+ * transitions stays equal to the fold of the journal). */
+int engine_view_apply(struct run_view *v, const struct journal_event *ev, struct keel_err *err);
+
 /* Records that step starts attempt `attempt` in v (the same rule the fold
  * applies to step.started) and sets v->visit. */
 void engine_view_visit(struct run_view *v, const char *step, int attempt);
@@ -188,9 +198,14 @@ void engine_view_step_started(struct run_view *v, const struct workflow *wf, con
 
 /* ---- step execution (step.c) ------------------------------------------- */
 
-/* The context of one transition of one run (one worker, one run). */
+struct engine_slot;
+
+/* The context of one transition of one run (one worker, one run).  Kept in
+ * the run's slot between transitions (engine.c), with the view up to date:
+ * every event the engine appends is folded into it as it is appended. */
 struct run_ctx {
     struct engine *e;
+    struct engine_slot *slot; /* the slot holding this context              */
     struct store_run run;
     struct engine_workflow *ew;
     struct journal_writer *w;
@@ -200,9 +215,40 @@ struct run_ctx {
     char agent_actor[IDENTITY_NAME_MAX + 16]; /* "agent:<identity>" or "system" */
 };
 
-/* Journals one event (actor NULL: "system"). */
+/* Journals one event (actor NULL: "system") and returns once it — and every
+ * event of the run before it — is durable; folds it into c->view. */
 int engine_journal(struct run_ctx *c, const char *kind, const char *actor,
                    struct json_value *payload, struct keel_err *err);
+/* The same, but returns once the event is queued: for events after which
+ * the transition makes no effect (a tool or model call, a row others see)
+ * before it ends or journals synchronously.  The worker releases the run
+ * only when they are durable, so the next transition still starts from a
+ * durable journal. */
+int engine_journal_deferred(struct run_ctx *c, const char *kind, const char *actor,
+                            struct json_value *payload, struct keel_err *err);
+/* Waits until the run's deferred events are durable (before an effect);
+ * KEEL_EIO if one of them failed (the effect must not happen). */
+int engine_barrier(struct run_ctx *c, struct keel_err *err);
+/* Counting a slot's deferred appends (engine.c): hold before queueing one,
+ * unhold if it could not be queued; engine_deferred_done is its callback. */
+void engine_slot_hold(struct engine_slot *sl);
+void engine_slot_unhold(struct engine_slot *sl);
+void engine_deferred_done(void *ctx, int rc, const struct journal_appended *appended,
+                          const struct keel_err *err);
+
+/* A run's context kept between transitions, and its deferred appends. */
+struct engine_slot {
+    char id[ENGINE_ID_MAX];
+    struct arena arena;
+    struct run_ctx c;
+    bool loaded;         /* c holds the run's row, writer, input and view  */
+    uint64_t cancel_gen; /* e->cancel_gen when cancel/<run> was looked up   */
+    /* Guarded by e->lock. */
+    int inflight;        /* deferred appends queued, not yet durable        */
+    bool failed;         /* one failed: c is ahead of the journal; reload   */
+    bool release;        /* the transition ended while appends were queued  */
+    int outcome;         /* what the transition returned, for the release   */
+};
 
 /* Advances the run by one transition.  Returns 1 if the run is still
  * runnable (queue it again), 0 if it is parked or final. */

@@ -41,12 +41,37 @@ void engine_idempotency_key(const char *run, const char *step, int index, char o
     keel_sha256_hex(buf, (size_t)n, out);
 }
 
+static int journal_ev(struct run_ctx *c, const char *kind, const char *actor,
+                      struct json_value *payload, bool deferred, struct keel_err *err)
+{
+    struct journal_event ev;
+    int rc;
+    if (deferred && c->slot) {
+        engine_slot_hold(c->slot);
+        rc = journal_writer_append_ev(c->w, kind, actor ? actor : "system", payload, 0,
+                                      engine_deferred_done, c->slot, c->arena, &ev, err);
+        if (rc) engine_slot_unhold(c->slot);
+    } else {
+        rc = journal_writer_append_ev(c->w, kind, actor ? actor : "system", payload, 0, NULL,
+                                      NULL, c->arena, &ev, err);
+    }
+    if (rc) {
+        keel_err_prefix(err, "run %s: journal %s", c->run.id, kind);
+        return rc;
+    }
+    return engine_view_apply(&c->view, &ev, err);
+}
+
 int engine_journal(struct run_ctx *c, const char *kind, const char *actor,
                    struct json_value *payload, struct keel_err *err)
 {
-    int rc = journal_writer_append(c->w, kind, actor ? actor : "system", payload, 0, NULL, err);
-    if (rc) keel_err_prefix(err, "run %s: journal %s", c->run.id, kind);
-    return rc;
+    return journal_ev(c, kind, actor, payload, false, err);
+}
+
+int engine_journal_deferred(struct run_ctx *c, const char *kind, const char *actor,
+                            struct json_value *payload, struct keel_err *err)
+{
+    return journal_ev(c, kind, actor, payload, true, err);
 }
 
 static struct json_value *obj(struct run_ctx *c)
@@ -76,8 +101,12 @@ struct json_value *engine_error_obj(struct run_ctx *c, int code, const char *msg
 static int set_status(struct run_ctx *c, enum engine_run_status st, const char *reason,
                       struct keel_err *err)
 {
-    return store_run_set_status(c->e->store, c->run.id, not_final, store_status[st], reason, 0,
-                                err);
+    int rc = engine_barrier(c, err);
+    if (rc) return rc;
+    rc = store_run_set_status(c->e->store, c->run.id, not_final, store_status[st], reason, 0,
+                              err);
+    if (!rc) c->run.status = store_status[st];
+    return rc;
 }
 
 int engine_finish(struct run_ctx *c, enum engine_run_status st, const char *kind,
@@ -112,7 +141,8 @@ static int park_timer(struct run_ctx *c, const char *timer_id, const char *step,
                       struct keel_err *err)
 {
     struct store_timer t = {.id = timer_id, .run_id = c->run.id, .step_id = step, .due_ms = due};
-    int rc = store_timer_set(c->e->store, &t, err);
+    int rc = engine_barrier(c, err);
+    if (!rc) rc = store_timer_set(c->e->store, &t, err);
     if (rc) return rc;
     struct json_value *p = obj(c);
     set_s(c, p, "reason", "timer");
@@ -201,14 +231,16 @@ int engine_complete(struct run_ctx *c, const struct workflow_step *s, struct jso
         set_v(c, p, "value", result);
         set_s(c, p, "reducer",
               workflow_reducer_name(k ? k->reducer : WORKFLOW_REDUCER_REPLACE));
-        if ((rc = engine_journal(c, "state.updated", NULL, p, err))) return rc;
+        if ((rc = engine_journal_deferred(c, "state.updated", NULL, p, err))) return rc;
     }
     struct json_value *p = obj(c);
     set_s(c, p, "step", s->id);
     set_i(c, p, "attempt", c->view.attempt ? c->view.attempt : 1);
     set_v(c, p, "result", result);
     set_s(c, p, "next", next_id(c, next));
-    return engine_journal(c, "step.completed", NULL, p, err);
+    /* The transition ends here: nothing happens before the run is released,
+     * and it is released once these are durable. */
+    return engine_journal_deferred(c, "step.completed", NULL, p, err);
 }
 
 /* ---- approvals --------------------------------------------------------- */
@@ -236,6 +268,7 @@ int engine_park_for_approval(struct run_ctx *c, const struct workflow_step *s,
     char aid[APPROVAL_ID_MAX];
     engine_approval_id(c, s, b, aid);
     int64_t expires = b->timeout_ms ? keel_wall_ms() + b->timeout_ms : 0;
+    if ((rc = engine_barrier(c, err))) return rc;
     if (!v->approval_id || strcmp(v->approval_id, aid) != 0) {
         struct json_value *req = obj(c);
         set_s(c, req, "run", c->run.id);
@@ -740,7 +773,7 @@ static int exec_set(struct run_ctx *c, const struct workflow_step *s, struct kee
         set_s(c, p, "key", en->key);
         set_v(c, p, "value", val);
         set_s(c, p, "reducer", workflow_reducer_name(k ? k->reducer : WORKFLOW_REDUCER_REPLACE));
-        int rc = engine_journal(c, "state.updated", NULL, p, err);
+        int rc = engine_journal_deferred(c, "state.updated", NULL, p, err); /* pure step */
         if (rc) return rc;
     }
     return engine_complete(c, s, NULL, s->next, err);
@@ -793,10 +826,11 @@ static int resume(struct run_ctx *c, const char *reason, const char *id_key, con
     set_s(c, p, id_key, id);
     int rc = engine_journal(c, "run.resumed", NULL, p, err);
     if (rc) return rc;
-    return store_run_set_status(c->e->store, c->run.id, STORE_RUN_MASK(STORE_RUN_WAITING),
-                                STORE_RUN_RUNNING, reason, 0, NULL) == KEEL_ENOENT
-               ? KEEL_ENOENT
-               : 0;
+    rc = store_run_set_status(c->e->store, c->run.id, STORE_RUN_MASK(STORE_RUN_WAITING),
+                              STORE_RUN_RUNNING, reason, 0, NULL);
+    if (rc == KEEL_ENOENT) return rc;
+    if (!rc) c->run.status = STORE_RUN_RUNNING;
+    return 0;
 }
 
 /* Returns 1 if the wait is over (the run continues), 0 if still parked. */
@@ -807,12 +841,13 @@ static int check_wait(struct run_ctx *c, struct keel_err *err)
     int rc;
     if (v->wait == WAIT_TIMER) {
         if (v->wait_until && now < v->wait_until) return 0;
+        const char *tid = v->wait_id; /* run.resumed clears it from the view */
         struct json_value *p = obj(c);
-        set_s(c, p, "timer_id", v->wait_id);
+        set_s(c, p, "timer_id", tid);
         set_s(c, p, "step", v->step);
         if ((rc = engine_journal(c, "timer.fired", NULL, p, err))) return rc;
-        if ((rc = resume(c, "timer", "timer_id", v->wait_id, err))) return rc;
-        store_timer_delete(c->e->store, v->wait_id, NULL);
+        if ((rc = resume(c, "timer", "timer_id", tid, err))) return rc;
+        store_timer_delete(c->e->store, tid, NULL);
         return 1;
     }
     struct store_approval ap;
@@ -858,7 +893,12 @@ int engine_step(struct run_ctx *c, struct keel_err *err)
     char ck[ENGINE_ID_MAX + 16];
     snprintf(ck, sizeof ck, "cancel/%s", c->run.id);
     const char *by = NULL;
-    if (store_kv_get(c->e->store, ck, a, &by, NULL) == 0) {
+    /* A kept context looks again only after a cancel request somewhere
+     * (engine_run_cancel bumps the generation before it enqueues). */
+    uint64_t gen = __atomic_load_n(&c->e->cancel_gen, __ATOMIC_SEQ_CST);
+    bool look = !c->slot || c->slot->cancel_gen != gen;
+    if (c->slot) c->slot->cancel_gen = gen;
+    if (look && store_kv_get(c->e->store, ck, a, &by, NULL) == 0) {
         struct json_value *p = obj(c);
         set_s(c, p, "by", by);
         set_s(c, p, "reason", "cancelled on request");
@@ -894,17 +934,11 @@ int engine_step(struct run_ctx *c, struct keel_err *err)
         struct json_value *p = obj(c);
         set_s(c, p, "step", s->id);
         set_i(c, p, "attempt", attempt);
-        if ((rc = engine_journal(c, "step.started", NULL, p, err))) return rc;
-        /* Bring the view to where the fold of this event would put it. */
-        v->step = s->id;
-        v->attempt = attempt;
-        v->in_step = true;
-        v->have_next = false;
-        v->call_open = v->call_done = false;
-        v->call_result = v->call_error = NULL;
-        if (attempt <= 1)
-            v->approval_id = v->approval_decision = v->approval_by = v->approval_comment = NULL;
-        engine_view_step_started(v, wf, s->id, attempt);
+        /* Before a pure step nothing is done outside the journal, so its
+         * step.started need not be durable before the step runs; before a
+         * tool, approval or agent step the step's first effect is preceded
+         * by a synchronous append, which makes this one durable too. */
+        if ((rc = engine_journal_deferred(c, "step.started", NULL, p, err))) return rc;
     }
     if (!s)
         return fail_run(c, NULL, KEEL_ECORRUPT,

@@ -352,9 +352,29 @@ static int conflict(int rc, struct keel_err *err)
     return rc;
 }
 
-int journal_writer_append(struct journal_writer *w, const char *kind, const char *actor,
-                          const struct json_value *payload, int64_t time_ms,
-                          struct journal_appended *out, struct keel_err *err)
+/* Copies the built event into *out (strings in arena a), for a caller that
+ * folds what it appended without reading it back. */
+static void copy_built(const struct built *b, struct arena *a, struct journal_event *out)
+{
+    memset(out, 0, sizeof *out);
+    out->run_id = arena_strdup(a, b->ev.run_id);
+    out->seq = b->ev.seq;
+    out->time_ms = b->ev.time_ms;
+    out->kind = b->ev.kind; /* static: the kinds table */
+    out->actor = arena_strdup(a, b->ev.actor);
+    char *pl = arena_alloc(a, b->payload.len + 1);
+    memcpy(pl, b->payload.data, b->payload.len);
+    pl[b->payload.len] = '\0';
+    out->payload = pl;
+    out->payload_len = b->payload.len;
+    memcpy(out->prev_hash, b->ev.prev_hash, sizeof out->prev_hash);
+    memcpy(out->hash, b->ev.hash, sizeof out->hash);
+}
+
+static int append_sync(struct journal_writer *w, const char *kind, const char *actor,
+                       const struct json_value *payload, int64_t time_ms,
+                       struct journal_appended *out, struct arena *a, struct journal_event *ev,
+                       struct keel_err *err)
 {
     struct built b;
     int rc = build_event(w->run_id, w->seq + 1, w->hash, kind, actor, payload, time_ms, &b, err);
@@ -369,9 +389,17 @@ int journal_writer_append(struct journal_writer *w, const char *kind, const char
             out->time_ms = b.ev.time_ms;
             memcpy(out->hash, b.ev.hash, sizeof out->hash);
         }
+        if (ev) copy_built(&b, a, ev);
     }
     buf_cleanup(&b.payload);
     return conflict(rc, err);
+}
+
+int journal_writer_append(struct journal_writer *w, const char *kind, const char *actor,
+                          const struct json_value *payload, int64_t time_ms,
+                          struct journal_appended *out, struct keel_err *err)
+{
+    return append_sync(w, kind, actor, payload, time_ms, out, NULL, NULL, err);
 }
 
 int journal_writer_append_text(struct journal_writer *w, const char *kind, const char *actor,
@@ -416,9 +444,10 @@ static void async_done(struct store_append *req, int rc, const struct keel_err *
     free(aa);
 }
 
-int journal_writer_append_async(struct journal_writer *w, const char *kind, const char *actor,
-                                const struct json_value *payload, int64_t time_ms,
-                                journal_done_fn done, void *ctx, struct keel_err *err)
+static int append_async(struct journal_writer *w, const char *kind, const char *actor,
+                        const struct json_value *payload, int64_t time_ms, journal_done_fn done,
+                        void *ctx, struct arena *a, struct journal_event *ev,
+                        struct keel_err *err)
 {
     if (!done) return keel_fail(err, KEEL_EINVAL, "journal_writer_append_async needs a callback");
     struct async_append *aa = calloc(1, sizeof *aa);
@@ -435,6 +464,7 @@ int journal_writer_append_async(struct journal_writer *w, const char *kind, cons
     memcpy(aa->actor, actor, strlen(actor) + 1);             /* and by build_event     */
     aa->b.ev.run_id = aa->run_id;
     aa->b.ev.actor = aa->actor;
+    if (ev) copy_built(&aa->b, a, ev); /* before queueing: aa may be gone after */
     aa->done = done;
     aa->ctx = ctx;
     aa->req.events = &aa->b.ev;
@@ -458,6 +488,22 @@ int journal_writer_append_async(struct journal_writer *w, const char *kind, cons
         free(aa);
     }
     return rc;
+}
+
+int journal_writer_append_async(struct journal_writer *w, const char *kind, const char *actor,
+                                const struct json_value *payload, int64_t time_ms,
+                                journal_done_fn done, void *ctx, struct keel_err *err)
+{
+    return append_async(w, kind, actor, payload, time_ms, done, ctx, NULL, NULL, err);
+}
+
+int journal_writer_append_ev(struct journal_writer *w, const char *kind, const char *actor,
+                             const struct json_value *payload, int64_t time_ms,
+                             journal_done_fn done, void *ctx, struct arena *a,
+                             struct journal_event *ev, struct keel_err *err)
+{
+    if (done) return append_async(w, kind, actor, payload, time_ms, done, ctx, a, ev, err);
+    return append_sync(w, kind, actor, payload, time_ms, NULL, a, ev, err);
 }
 
 int journal_append(struct store *s, const char *run_id, const char *kind, const char *actor,

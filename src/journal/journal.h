@@ -206,6 +206,17 @@ int journal_writer_append_async(struct journal_writer *w, const char *kind, cons
                                 const struct json_value *payload, int64_t time_ms,
                                 journal_done_fn done, void *ctx, struct keel_err *err);
 
+/* The engine's form: appends synchronously (done NULL) or pipelined (as
+ * journal_writer_append_async), and fills *ev (may be NULL) with the event
+ * as built — seq, time, canonical payload text, hashes; strings in arena
+ * a — so the caller can fold exactly what the journal holds without reading
+ * it back.  In the pipelined form *ev is filled before the event is queued,
+ * so it is valid even if done runs first. */
+int journal_writer_append_ev(struct journal_writer *w, const char *kind, const char *actor,
+                             const struct json_value *payload, int64_t time_ms,
+                             journal_done_fn done, void *ctx, struct arena *a,
+                             struct journal_event *ev, struct keel_err *err);
+
 /* Convenience for one-off appends: reads the tail from the store, appends,
  * and retries once with a fresh tail if another writer won the race. */
 int journal_append(struct store *s, const char *run_id, const char *kind, const char *actor,
