@@ -219,14 +219,15 @@ schema_format_fn schema_format_find(const char *name);
 /* ---- validation ---- */
 
 /* Precomputes op->msg / op->msgs, the parts of op's error messages that
- * depend only on the schema (validate.c); called once per compiled op. */
+ * depend only on the schema (validate_errors.c); called once per compiled op. */
 void schema_op_messages(struct arena *a, struct sop *op);
 
 /* Validates inst against node n (used for the metaschema check). */
 bool schema_validate_node(const struct schema *s, const struct snode *n,
                           const struct json_value *inst, struct schema_result *r);
 
-/* The keyword table lives in compile.c; validators in validate.c. */
+/* The keyword table lives in compile.c; validators in validate_assert.c and
+ * validate_apply.c. */
 bool op_type(const struct sop *, const struct json_value *, struct vctx *, struct eset *);
 bool op_const(const struct sop *, const struct json_value *, struct vctx *, struct eset *);
 bool op_enum(const struct sop *, const struct json_value *, struct vctx *, struct eset *);

@@ -117,7 +117,8 @@ struct schema_result {
                                     schema_result_error() has been called      */
     /* private */
     size_t errors_cap;
-    void *facts;             /* what each kept error is made from (validate.c) */
+    void *facts;             /* what each kept error is made from
+                                (validate_errors.c)                             */
     size_t facts_cap;
     void *segs;              /* their instance and keyword paths               */
     size_t segs_used, segs_cap;
