@@ -174,6 +174,9 @@ enum policy_effect { POLICY_PERMIT, POLICY_FORBID };
 struct policy {
     uint8_t effect;     /* enum policy_effect */
     bool is_template;   /* has slots and is not linked: never evaluated */
+    uint16_t hot_lines; /* in a set: the cache lines of the block at `conds` that holds
+                           what evaluation reads besides this struct (the conditions,
+                           their nodes and strings, the scope uids), 0 if none */
     uint32_t nconds;
     struct policy_condition *conds;
     const char *file;   /* source file ("" when none) */

@@ -286,6 +286,146 @@ void policy_set_free(struct policy_set *set)
     free(set);
 }
 
+/* ---- packing: what evaluating a policy reads, in one block ------------- */
+
+/* A bump allocator over one block; with base NULL it only measures. */
+struct packer {
+    char *base;
+    size_t off;
+};
+
+static void *pk_alloc(struct packer *k, size_t size, size_t align)
+{
+    k->off = (k->off + align - 1) & ~(align - 1);
+    void *p = k->base ? k->base + k->off : NULL;
+    k->off += size;
+    return p;
+}
+
+/* A copy of the len bytes at s, NUL-terminated (Cedar strings may hold NUL). */
+static const char *pk_str(struct packer *k, const char *s, size_t len)
+{
+    char *d = pk_alloc(k, len + 1, 1);
+    if (!d) return s;
+    memcpy(d, s, len);
+    d[len] = '\0';
+    return d;
+}
+
+static void pk_euid(struct packer *k, struct policy_euid *dst, const struct policy_euid *u)
+{
+    const char *type = pk_str(k, u->type, u->type_len), *id = pk_str(k, u->id, u->id_len);
+    if (!dst) return;
+    *dst = *u;
+    dst->type = type;
+    dst->id = id;
+}
+
+/* Which member of a node's union points at data to copy. */
+enum pk_payload { PK_NONE, PK_STR, PK_EUID, PK_PAT, PK_REC };
+
+static const uint8_t pk_payload_of[PN__COUNT] = {
+    [PN_STRING] = PK_STR, [PN_VAR] = PK_STR,  [PN_HAS] = PK_STR,    [PN_GETATTR] = PK_STR,
+    [PN_IS] = PK_STR,     [PN_ENTITY] = PK_EUID, [PN_LIKE] = PK_PAT, [PN_RECORD] = PK_REC,
+};
+
+/* A copy of the tree at n in preorder (each node, then its kids array and
+ * the data it points at, then its kids), so a condition is read front to
+ * back.  Shared subtrees (`has a.b`) are copied once per use. */
+static struct policy_node *pk_node(struct packer *k, const struct policy_node *n)
+{
+    struct policy_node *c = pk_alloc(k, sizeof *c, _Alignof(struct policy_node));
+    struct policy_node **kids = n->nkids ? pk_alloc(k, n->nkids * sizeof *kids, 8) : NULL;
+    if (c) *c = *n;
+    switch (n->kind < PN__COUNT ? pk_payload_of[n->kind] : PK_NONE) {
+    case PK_STR: {
+        const char *str = n->u.str.s ? pk_str(k, n->u.str.s, n->u.str.len) : NULL;
+        if (c) c->u.str.s = str;
+        break;
+    }
+    case PK_EUID: pk_euid(k, c ? &c->u.euid : NULL, &n->u.euid); break;
+    case PK_PAT: {
+        int16_t *items = pk_alloc(k, (n->u.pat.len ? n->u.pat.len : 1) * sizeof *items, 2);
+        if (items) memcpy(items, n->u.pat.items, n->u.pat.len * sizeof *items);
+        if (c) c->u.pat.items = items;
+        break;
+    }
+    case PK_REC: {
+        const char **keys = pk_alloc(k, (n->nkids ? n->nkids : 1) * sizeof *keys, 8);
+        uint32_t *lens = pk_alloc(k, (n->nkids ? n->nkids : 1) * sizeof *lens, 4);
+        for (uint32_t i = 0; i < n->nkids; i++) {
+            const char *key = pk_str(k, n->u.rec.keys[i], n->u.rec.key_lens[i]);
+            if (keys) keys[i] = key;
+            if (lens) lens[i] = n->u.rec.key_lens[i];
+        }
+        if (c) {
+            c->u.rec.keys = keys;
+            c->u.rec.key_lens = lens;
+        }
+        break;
+    }
+    default: break;
+    }
+    for (uint32_t i = 0; i < n->nkids; i++) {
+        struct policy_node *kc = n->kids[i] ? pk_node(k, n->kids[i]) : NULL;
+        if (kids) kids[i] = kc;
+    }
+    if (c) c->kids = kids;
+    return c;
+}
+
+/* Lays out p's conditions array, the scope uids (with their strings and
+ * hashes) and every condition's nodes, in that order, in one block at k. */
+static struct policy_condition *pk_policy(struct packer *k, struct policy *p)
+{
+    struct policy_condition *conds =
+        pk_alloc(k, (p->nconds ? p->nconds : 1) * sizeof *conds, _Alignof(struct policy_condition));
+    struct policy_scope *scopes[3] = {&p->principal, &p->action, &p->resource};
+    for (int d = 0; d < 3; d++) {
+        struct policy_scope *sc = scopes[d];
+        if (sc->euids && sc->neuids) {
+            struct policy_euid *eu = pk_alloc(k, sc->neuids * sizeof *eu, 8);
+            uint64_t *hs = sc->hashes ? pk_alloc(k, sc->neuids * sizeof *hs, 8) : NULL;
+            for (uint32_t i = 0; i < sc->neuids; i++) pk_euid(k, eu ? &eu[i] : NULL, &sc->euids[i]);
+            if (hs) memcpy(hs, sc->hashes, sc->neuids * sizeof *hs);
+            if (k->base) {
+                sc->euids = eu;
+                if (sc->hashes) sc->hashes = hs;
+            }
+        }
+        if (sc->is_type) {
+            const char *t = pk_str(k, sc->is_type, sc->is_type_len);
+            if (k->base) sc->is_type = t;
+        }
+    }
+    for (uint32_t i = 0; i < p->nconds; i++) {
+        struct policy_node *e = pk_node(k, p->conds[i].expr);
+        if (conds) {
+            conds[i] = p->conds[i];
+            conds[i].expr = e;
+        }
+    }
+    return conds;
+}
+
+/* Moves what evaluating p reads besides p itself into one block starting at
+ * a cache line, so a cold policy is a few adjacent lines the authorizer can
+ * prefetch at once instead of a chain of pointers into the whole parse.
+ * The parsed copies stay valid in the set's arena (nothing else points at
+ * them once p is updated). */
+static void pack_policy(struct policy_set *set, struct policy *p)
+{
+    struct packer k = {0};
+    pk_policy(&k, p);
+    uintptr_t raw = (uintptr_t)arena_alloc(&set->arena, k.off + 64); /* 8-aligned */
+    k.base = (char *)((raw + 63) & ~(uintptr_t)63);
+    size_t size = k.off;
+    k.off = 0;
+    p->conds = pk_policy(&k, p);
+    size_t lines = (size + 63) / 64;
+    p->hot_lines = (uint16_t)(lines < UINT16_MAX ? lines : UINT16_MAX);
+}
+
 /* Adds a copy of *src (its arena data is shared) as the next policy. */
 static void add_policy(struct policy_set *set, const struct policy *src)
 {
@@ -307,7 +447,11 @@ static void add_policy(struct policy_set *set, const struct policy *src)
     uint32_t idx = (uint32_t)set->len;
     set->items[set->len++] = p;
     strmap_put(&set->ids, p->id, strlen(p->id), p);
-    if (!p->is_template) index_policy(set, p, idx);
+    p->hot_lines = 0;
+    if (!p->is_template) {
+        index_policy(set, p, idx);
+        pack_policy(set, p);
+    }
     set->hash_valid = false;
 }
 
@@ -524,6 +668,23 @@ static void prefetch(const void *p)
 }
 
 #define PREFETCH_POLICIES 16 /* candidates whose policies are prefetched up front */
+#define PREFETCH_BLOCK_LINES 16 /* of a policy's packed block */
+
+/* Starts loading the lines of p that evaluation reads first. */
+static void prefetch_policy(const struct policy *p)
+{
+    const char *at = (const char *)p;
+    prefetch(at);
+    prefetch(at + 64);
+    prefetch(at + 128);
+}
+
+/* Starts loading p's packed block (waits for p's first line). */
+static void prefetch_block(const struct policy *p)
+{
+    const char *at = (const char *)p->conds;
+    for (uint32_t l = 0; l < p->hot_lines && l < PREFETCH_BLOCK_LINES; l++) prefetch(at + 64 * l);
+}
 
 /* A hint to start loading the slot of uid hash h in d. */
 static void prefetch_slot(const struct dim_index *d, uint64_t h)
@@ -546,7 +707,10 @@ static size_t gather(const struct policy_set *set, const struct dim_index *d, ui
     const struct hslot *s = hslot_find(d, hkey(h));
     if (!s->hash) return 0;
     runs[(*nruns)++] = (struct run){&s->first, 1};
-    if (s->len > 1) runs[(*nruns)++] = (struct run){&set->pool.items[s->off], s->len - 1};
+    if (s->len > 1) {
+        prefetch(&set->pool.items[s->off]); /* scanned after all the probes */
+        runs[(*nruns)++] = (struct run){&set->pool.items[s->off], s->len - 1};
+    }
     return s->len;
 }
 
@@ -621,13 +785,30 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
     uint64_t uh[3];
     struct req_filter rf;
     size_t maxruns = 1;
-    for (int d = 0; d < 3; d++) { /* start the independent cold loads together */
+    /* The cold loads are started in waves of independent ones, so their
+     * misses overlap instead of queueing behind each other: the uid index
+     * slots of the store and of the policy index, then the request's
+     * entity blocks, then the index slots of their ancestors. */
+    for (int d = 0; d < 3; d++) {
         uh[d] = policy_euid_hash(uids[d]);
         policy_entities_prefetch(entities, uh[d]);
         prefetch_slot(&set->dims[2 * d], uh[d]);
+        prefetch_slot(&set->dims[2 * d + 1], uh[d]);
+    }
+    for (int d = 0; d < 3; d++) {
+        policy_entities_prefetch_entity(entities, uh[d]);
+        /* the first policy homed under the uid itself is a likely
+         * candidate: start its lines too (before the filter can say) */
+        const struct dim_index *eq = &set->dims[2 * d];
+        const struct hslot *s = eq->count ? hslot_find(eq, hkey(uh[d])) : NULL;
+        if (s && s->hash) prefetch_policy(policy_at(set, s->first.idx & FILTER_IDX));
     }
     for (int d = 0; d < 3; d++) {
         ents[d] = entities ? policy_entities_find_hashed(entities, uids[d], uh[d]) : NULL;
+        for (uint32_t i = 0; ents[d] && i < ents[d]->nancestors && i < FILTER_MAX; i++)
+            prefetch_slot(&set->dims[2 * d + 1], ents[d]->ancestor_hashes[i]);
+    }
+    for (int d = 0; d < 3; d++) {
         req_filter_dim(&rf, d, uh[d], ents[d]);
         maxruns += 2 * (2 + (size_t)(ents[d] ? ents[d]->nancestors : 0));
     }
@@ -675,13 +856,13 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
     ncand = nuniq;
     resp->nevaluated = ncand;
     /* the candidates' policies are independent loads: start them together
-     * (their first three lines hold what evaluation reads first) */
-    for (size_t i = 0; i < ncand && i < PREFETCH_POLICIES; i++) {
-        const char *at = (const char *)policy_at(set, resp->cand[i]);
-        prefetch(at);
-        prefetch(at + 64);
-        prefetch(at + 128);
-    }
+     * (their first three lines hold what evaluation reads first), then,
+     * as their first lines arrive, their packed blocks (conditions and
+     * scope uids) */
+    for (size_t i = 0; i < ncand && i < PREFETCH_POLICIES; i++)
+        prefetch_policy(policy_at(set, resp->cand[i]));
+    for (size_t i = 0; i < ncand && i < PREFETCH_POLICIES; i++)
+        prefetch_block(policy_at(set, resp->cand[i]));
 
     char msg[256];
     struct eval_ctx c = {.entities = entities, .req = request, .arena = &resp->arena,
@@ -693,13 +874,11 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
     bool forbid = false;
     for (size_t i = 0; i < ncand; i++) {
         const struct policy *p = policy_at(set, resp->cand[i]);
-        if (i + 1 < ncand) { /* the next one's conditions, while this one runs */
-            const struct policy *q = policy_at(set, resp->cand[i + 1]);
-            if (q->nconds) {
-                prefetch(q->conds);
-                prefetch(q->conds[0].expr);
-            }
-        }
+        /* long lists: keep the loads ahead of the evaluation */
+        if (i + PREFETCH_POLICIES < ncand)
+            prefetch_policy(policy_at(set, resp->cand[i + PREFETCH_POLICIES]));
+        if (i + PREFETCH_POLICIES / 2 < ncand && i + PREFETCH_POLICIES / 2 >= PREFETCH_POLICIES)
+            prefetch_block(policy_at(set, resp->cand[i + PREFETCH_POLICIES / 2]));
         c.file = p->file;
         msg[0] = '\0';
         int r = policy_eval_policy(&c, p);

@@ -28,11 +28,23 @@
 /* The uid index: open addressing keyed by policy_euid_hash (the value each
  * entity keeps in uid_hash), each slot 16 bytes holding the hash and the
  * entity, so a lookup probes one small slot, then reads the entity itself
- * (no index array in between) and compares the uid only on a hash match. */
+ * (no index array in between) and compares the uid only on a hash match.
+ * The entity pointer's low 3 bits (entities are 8-aligned) hold how many
+ * cache lines past the first its block spans (compacted stores; capped at
+ * 7), so the authorizer can start loading the whole block at once. */
 struct uid_slot {
     uint64_t hash;
-    const struct policy_entity *e; /* NULL: empty */
+    uintptr_t e; /* the entity | SLOT_LINES; 0: empty */
 };
+
+#define SLOT_LINES ((uintptr_t)7)
+
+_Static_assert(_Alignof(struct policy_entity) >= 8, "entity pointers have 3 free low bits");
+
+static const struct policy_entity *slot_entity(const struct uid_slot *s)
+{
+    return (const struct policy_entity *)(s->e & ~SLOT_LINES);
+}
 
 struct policy_entities {
     struct arena arena;
@@ -56,17 +68,20 @@ static struct policy_entity *find(const struct policy_entities *es, const struct
     for (uint32_t i = slot_start(h, es->slots_cap);; i = (i + 1) & mask) {
         const struct uid_slot *s = &es->slots[i];
         if (!s->e) return NULL;
-        if (s->hash == h && policy_euid_equal(&s->e->uid, uid))
-            return (struct policy_entity *)s->e; /* the store's own: not const while loading */
+        if (s->hash == h && policy_euid_equal(&slot_entity(s)->uid, uid))
+            return (struct policy_entity *)slot_entity(s); /* the store's own: not const
+                                                             while loading */
     }
 }
 
-static void slot_put(struct uid_slot *slots, uint32_t cap, const struct policy_entity *e)
+/* Adds e, whose block spans `lines` cache lines past its first. */
+static void slot_put(struct uid_slot *slots, uint32_t cap, const struct policy_entity *e,
+                     uintptr_t lines)
 {
     uint32_t i = slot_start(e->uid_hash, cap);
     while (slots[i].e) i = (i + 1) & (cap - 1);
     slots[i].hash = e->uid_hash;
-    slots[i].e = e;
+    slots[i].e = (uintptr_t)e | (lines < SLOT_LINES ? lines : SLOT_LINES);
 }
 
 /* Adds es->items[len - 1] to the uid index, growing it to keep load <= 1/2. */
@@ -76,12 +91,12 @@ static void index_last(struct policy_entities *es)
         uint32_t cap = es->slots_cap ? es->slots_cap * 2 : 64;
         struct uid_slot *n = calloc(cap, sizeof *n);
         if (!n) abort();
-        for (size_t i = 0; i + 1 < es->len; i++) slot_put(n, cap, es->items[i]);
+        for (size_t i = 0; i + 1 < es->len; i++) slot_put(n, cap, es->items[i], 0);
         free(es->slots);
         es->slots = n;
         es->slots_cap = cap;
     }
-    slot_put(es->slots, es->slots_cap, es->items[es->len - 1]);
+    slot_put(es->slots, es->slots_cap, es->items[es->len - 1], 0);
 }
 
 struct policy_entities *policy_entities_new(void)
@@ -114,6 +129,25 @@ void policy_entities_prefetch(const struct policy_entities *es, uint64_t h)
 {
 #if defined(__GNUC__)
     if (es && es->slots_cap) __builtin_prefetch(&es->slots[slot_start(h, es->slots_cap)]);
+#else
+    (void)es;
+    (void)h;
+#endif
+}
+
+void policy_entities_prefetch_entity(const struct policy_entities *es, uint64_t h)
+{
+#if defined(__GNUC__)
+    if (!es || !es->slots_cap) return;
+    uint32_t mask = es->slots_cap - 1;
+    for (uint32_t i = slot_start(h, es->slots_cap), k = 0; k < 4; i = (i + 1) & mask, k++) {
+        const struct uid_slot *s = &es->slots[i];
+        if (!s->e) return;
+        if (s->hash != h) continue;
+        const char *at = (const char *)slot_entity(s);
+        for (uintptr_t l = 0; l <= (s->e & SLOT_LINES); l++) __builtin_prefetch(at + 64 * l);
+        return;
+    }
 #else
     (void)es;
     (void)h;
@@ -393,6 +427,8 @@ static void compact(struct policy_entities *es)
 {
     struct strmap types; /* type name -> its copy in es->hot */
     strmap_init(&types);
+    uint8_t *lines = malloc(es->len); /* cache lines of each block past its first */
+    if (!lines) abort();
     for (size_t i = 0; i < es->len; i++) {
         const struct policy_entity *o = es->items[i];
         uint32_t na = o->nancestors, np = o->nparents, nf = o->attrs.len, nt = o->tags.len;
@@ -402,6 +438,7 @@ static void compact(struct policy_entities *es)
         size_t size = sizeof *o + idsize + na * sizeof(uint64_t) + (nf + nt) * sizeof(struct policy_field) +
                       (na + np) * sizeof(uint32_t) + chars;
         char *at = line_alloc(&es->hot, size);
+        lines[i] = (uint8_t)((size - 1) / 64 < SLOT_LINES ? (size - 1) / 64 : SLOT_LINES);
         struct policy_entity *e = (struct policy_entity *)at;
         *e = *o;
         at += sizeof *e;
@@ -431,7 +468,8 @@ static void compact(struct policy_entities *es)
     }
     strmap_cleanup(&types);
     if (es->slots_cap) memset(es->slots, 0, es->slots_cap * sizeof *es->slots);
-    for (size_t i = 0; i < es->len; i++) slot_put(es->slots, es->slots_cap, es->items[i]);
+    for (size_t i = 0; i < es->len; i++) slot_put(es->slots, es->slots_cap, es->items[i], lines[i]);
+    free(lines);
 }
 
 static int parse_entity(struct policy_entities *es, const struct json_value *j,

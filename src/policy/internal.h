@@ -99,6 +99,10 @@ bool policy_scope_matches(const struct policy_entities *es, const struct policy_
 /* Asks the CPU to start loading the uid index slot for hash h (a hint:
  * lookups of the request's uids then overlap their cache misses). */
 void policy_entities_prefetch(const struct policy_entities *es, uint64_t h);
+/* Reads the uid index slot for hash h (a cache miss when cold) and, when it
+ * holds an entity with that hash, asks the CPU to start loading the
+ * entity's whole block (a hint: the uid is not compared). */
+void policy_entities_prefetch_entity(const struct policy_entities *es, uint64_t h);
 /* policy_entities_get for a uid whose policy_euid_hash h is known. */
 const struct policy_entity *policy_entities_find_hashed(const struct policy_entities *es,
                                                         const struct policy_euid *uid, uint64_t h);
