@@ -149,7 +149,7 @@ static const char *outcome(struct ctx *c, const char *status, int64_t duration)
         return arena_printf(c->a, "Failed at step %s after %s: %s",
                             json_get_str(c->final_payload, "step", last ? last : "?"), d,
                             obs_cut(c->a, json_get_str(e, "message", "no message"),
-                                strlen(json_get_str(e, "message", "no message")), 300));
+                                    strlen(json_get_str(e, "message", "no message")), 300));
     }
     if (!strcmp(status, "cancelled"))
         return arena_printf(c->a, "Cancelled by %s after %s (%s).",

@@ -109,8 +109,8 @@ void obs_on_model_response(struct ctx *c, const struct json_value *p)
     if (json_get(p, "error")) {
         const struct json_value *e = json_get(p, "error");
         obs_attention(c, "model_error", v ? v->step : NULL, "model call %s failed: %s %s",
-                  json_get_str(p, "call_id", "?"), json_get_str(e, "code", ""),
-                  json_get_str(e, "message", ""));
+                      json_get_str(p, "call_id", "?"), json_get_str(e, "code", ""),
+                      json_get_str(e, "message", ""));
     }
 }
 
@@ -145,8 +145,8 @@ void obs_on_tool_call_refused(struct ctx *c, const struct json_value *p)
         json_array_push(c->a, list, ref);
     }
     obs_attention(c, "refused", v ? v->step : NULL, "refused %s's call to %s (%s): %s",
-              who ? who : "?", json_get_str(p, "tool", "?"), json_get_str(p, "reason", "?"),
-              json_get_str(p, "message", ""));
+                  who ? who : "?", json_get_str(p, "tool", "?"), json_get_str(p, "reason", "?"),
+                  json_get_str(p, "message", ""));
 }
 
 /* agent.output.rejected: an answer that failed the output schema; p is borrowed. */
@@ -164,8 +164,8 @@ void obs_on_output_rejected(struct ctx *c, const struct json_value *p)
     c->rejected++;
     const struct json_value *e = json_get(p, "errors");
     obs_attention(c, "output_rejected", v ? v->step : NULL, "output of %s (call %s) rejected: %s",
-              json_get_str(p, "agent", v ? v->identity : "?"), json_get_str(p, "call_id", "?"),
-              obs_preview(c->a, e, 200));
+                  json_get_str(p, "agent", v ? v->identity : "?"), json_get_str(p, "call_id", "?"),
+                  obs_preview(c->a, e, 200));
 }
 
 /* context.summarized: the summary and, if not journaled already, its usage;
@@ -179,7 +179,8 @@ void obs_on_context_summarized(struct ctx *c, const struct json_value *p)
                                        "tokens_after", "model", "usage", "cost_usd"};
     for (size_t i = 0; i < KEEL_ARRAY_LEN(keep); i++) set_v(c, s, keep[i], json_get(p, keep[i]));
     const struct json_value *sum = json_get(p, "summary");
-    if (json_is(sum, JSON_STRING)) set_s(c, s, "summary", obs_cut(c->a, sum->u.s.str, sum->len, OBS_PREVIEW_MAX));
+    if (json_is(sum, JSON_STRING))
+        set_s(c, s, "summary", obs_cut(c->a, sum->u.s.str, sum->len, OBS_PREVIEW_MAX));
     if (v) json_array_push(c->a, v->summaries, s);
     /* Count its usage unless its model call was journaled (and counted). */
     const char *cid = str(p, "call_id");
@@ -191,7 +192,8 @@ void obs_on_context_summarized(struct ctx *c, const struct json_value *p)
         c->input_tokens += in;
         c->output_tokens += out;
         c->cost += cost;
-        struct agent_stats *st = obs_identity_stats(c, str(p, "agent") ? str(p, "agent") : v ? v->identity : NULL);
+        struct agent_stats *st =
+            obs_identity_stats(c, str(p, "agent") ? str(p, "agent") : v ? v->identity : NULL);
         st->input_tokens += in;
         st->output_tokens += out;
         st->cost += cost;
@@ -226,9 +228,10 @@ static void on_budget(struct ctx *c, const struct json_value *p, bool exceeded)
     if (v) json_array_push(c->a, v->budget, b);
     if (exceeded)
         obs_attention(c, "budget", v ? v->step : NULL, "%s budget%s%s exceeded: limit %s, used %s",
-                  json_get_str(p, "scope", "?"), str(p, "agent") ? " of " : "",
-                  str(p, "agent") ? str(p, "agent") : "", obs_preview(c->a, json_get(p, "limit"), 80),
-                  obs_preview(c->a, json_get(p, "used"), 80));
+                      json_get_str(p, "scope", "?"), str(p, "agent") ? " of " : "",
+                      str(p, "agent") ? str(p, "agent") : "",
+                      obs_preview(c->a, json_get(p, "limit"), 80),
+                      obs_preview(c->a, json_get(p, "used"), 80));
 }
 
 /* budget.exceeded (an attention item too); p is borrowed. */

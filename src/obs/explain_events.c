@@ -178,8 +178,8 @@ static void on_run_failed(struct ctx *c, const struct json_value *p)
     on_final(c, p, "failed");
     const struct json_value *e = json_get(p, "error");
     obs_attention(c, "run_failed", str(p, "step"), "the run failed%s%s: %s %s",
-              str(p, "step") ? " at step " : "", str(p, "step") ? str(p, "step") : "",
-              json_get_str(e, "code", ""), json_get_str(e, "message", ""));
+                  str(p, "step") ? " at step " : "", str(p, "step") ? str(p, "step") : "",
+                  json_get_str(e, "code", ""), json_get_str(e, "message", ""));
     if (c->cur && !c->cur->closed) close_visit(c, c->cur, "failed");
 }
 
@@ -187,7 +187,7 @@ static void on_run_cancelled(struct ctx *c, const struct json_value *p)
 {
     on_final(c, p, "cancelled");
     obs_attention(c, "cancelled", NULL, "cancelled by %s: %s", json_get_str(p, "by", "?"),
-              json_get_str(p, "reason", ""));
+                  json_get_str(p, "reason", ""));
     if (c->cur && !c->cur->closed) close_visit(c, c->cur, "cancelled");
 }
 
@@ -195,9 +195,9 @@ static void on_needs_reconcile(struct ctx *c, const struct json_value *p)
 {
     on_final(c, p, "needs_reconcile");
     obs_attention(c, "needs_reconcile", str(p, "step"),
-              "call %s to %s started but has no recorded result: %s",
-              json_get_str(p, "call_id", "?"), json_get_str(p, "tool", "?"),
-              json_get_str(p, "reason", ""));
+                  "call %s to %s started but has no recorded result: %s",
+                  json_get_str(p, "call_id", "?"), json_get_str(p, "tool", "?"),
+                  json_get_str(p, "reason", ""));
     struct json_value *call = obs_find_call(c, str(p, "call_id"));
     if (call) set_s(c, call, "status", "needs_reconcile");
     if (c->cur && !c->cur->closed) close_visit(c, c->cur, "needs_reconcile");
@@ -233,8 +233,8 @@ static void on_step_failed(struct ctx *c, const struct json_value *p)
     bool retry = json_get(p, "retry_at") != NULL;
     c->failures++;
     obs_attention(c, "step_failed", v->step, "step %s attempt %lld failed%s: %s %s", v->step,
-              (long long)json_get_int(p, "attempt", v->attempts), retry ? " (retrying)" : "",
-              json_get_str(e, "code", ""), json_get_str(e, "message", ""));
+                  (long long)json_get_int(p, "attempt", v->attempts), retry ? " (retrying)" : "",
+                  json_get_str(e, "code", ""), json_get_str(e, "message", ""));
     if (retry) set_s(c, v->entry, "status", "retrying");
     else close_visit(c, v, "failed");
 }
@@ -326,12 +326,14 @@ static void on_policy_decision(struct ctx *c, const struct json_value *p)
     if (!json_get(call, "identity")) set_s(c, call, "identity", who);
     set_s(c, call, "credential", "none brokered");
     set_v(c, call, "tool_call_id", json_get(p, "tool_call_id"));
-    if (!json_get(call, "args") && json_get(p, "args")) set_v(c, call, "args", obs_clip(c, json_get(p, "args")));
+    if (!json_get(call, "args") && json_get(p, "args"))
+        set_v(c, call, "args", obs_clip(c, json_get(p, "args")));
     obs_proposed_args(c, v, call, str(p, "tool_call_id"));
     struct json_value *d = obj(c);
     static const char *const keep[] = {"decision", "action", "resource", "policies",
                                        "policy_hash", "group", "reasons", "errors"};
-    for (size_t i = 0; i < KEEL_ARRAY_LEN(keep); i++) set_v(c, d, keep[i], obs_clip(c, json_get(p, keep[i])));
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(keep); i++)
+        set_v(c, d, keep[i], obs_clip(c, json_get(p, keep[i])));
     set_i(c, d, "seq", c->seq);
     const struct json_value *prev = json_get(call, "policy");
     if (prev) {
@@ -353,9 +355,9 @@ static void on_policy_decision(struct ctx *c, const struct json_value *p)
         c->denied++;
         const struct json_value *pol = json_get(p, "policies");
         obs_attention(c, "denied", v ? v->step : NULL, "policy denied %s calling %s (%s)",
-                  who ? who : "?", json_get_str(call, "tool", "?"),
-                  json_is(pol, JSON_ARRAY) && pol->len ? obs_preview(c->a, pol, 80)
-                                                       : "no permit applies");
+                      who ? who : "?", json_get_str(call, "tool", "?"),
+                      json_is(pol, JSON_ARRAY) && pol->len ? obs_preview(c->a, pol, 80)
+                                                           : "no permit applies");
     } else if (!strcmp(decision, "approval") && !prev) {
         set_s(c, call, "status", "awaiting_approval");
         c->need_approval++;
@@ -411,8 +413,8 @@ static void on_approval_decided(struct ctx *c, const struct json_value *p)
     if (v && !v->ws && !v->calls->len && !v->model_calls->len) v->identity = by;
     if (strcmp(decision, "approved") != 0)
         obs_attention(c, "approval", json_get_str(ap, "step", NULL), "approval %s %s by %s%s%s",
-                  id ? id : "?", decision, by ? by : "?",
-                  str(p, "comment") ? ": " : "", str(p, "comment") ? str(p, "comment") : "");
+                      id ? id : "?", decision, by ? by : "?",
+                      str(p, "comment") ? ": " : "", str(p, "comment") ? str(p, "comment") : "");
 }
 
 static void on_state_updated(struct ctx *c, const struct json_value *p)

@@ -555,7 +555,8 @@ void obs_switch_cause(struct ctx *c, struct visit *v, const struct json_value *p
         for (uint32_t i = 0; i < reads->len; i++) {
             const struct json_value *r = reads->u.items[i];
             buf_printf(&cause, "; %s = %s", json_get_str(r, "path", "?"),
-                       json_get(r, "value") ? obs_preview(c->a, json_get(r, "value"), 80) : "(missing)");
+                       json_get(r, "value") ? obs_preview(c->a, json_get(r, "value"), 80)
+                                            : "(missing)");
             const struct json_value *wb = json_get(r, "written_by");
             if (wb) {
                 buf_puts(&cause, ": ");
@@ -587,7 +588,8 @@ void obs_switch_cause(struct ctx *c, struct visit *v, const struct json_value *p
             keep = !strcmp(only->u.items[k]->u.s.str, json_get_str(r, "path", ""));
         if (!keep) continue;
         buf_printf(&brief, "%s %s=%s", shown++ ? " |" : ":", json_get_str(r, "path", "?"),
-                   json_get(r, "value") ? obs_preview(c->a, json_get(r, "value"), 40) : "(missing)");
+                   json_get(r, "value") ? obs_preview(c->a, json_get(r, "value"), 40)
+                                        : "(missing)");
         if (json_get(r, "written_by")) {
             buf_puts(&brief, " ← ");
             short_prov(c, &brief, json_get(r, "written_by"), 3);
