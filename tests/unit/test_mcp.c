@@ -17,23 +17,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "child_fixture.h"
 #include "mcp/mcp.h"
 #include "test.h"
 
 /* ---- fixtures ---------------------------------------------------------- */
-
-static const char *build_dir(void)
-{
-    static char dir[4096];
-    if (!dir[0]) {
-        ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-        if (n <= 0) return ".";
-        dir[n] = '\0';
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = '\0';
-    }
-    return dir;
-}
 
 struct fixture {
     char dir[256];
@@ -62,10 +50,9 @@ static void fx_init(struct fixture *f, const char *tool)
     if (!mkdtemp(f->dir)) abort();
     snprintf(f->db, sizeof f->db, "%s/%s.db", f->dir, tool);
     snprintf(f->log, sizeof f->log, "%s/stderr.log", f->dir);
-    snprintf(f->cmd, sizeof f->cmd, "%s/tool_%s", build_dir(), tool);
-    if (access(f->cmd, X_OK) != 0)
-        fprintf(stderr, "test_mcp: %s is missing; build it first (ninja tool_%s)\n", f->cmd,
-                tool);
+    char program[64];
+    snprintf(program, sizeof program, "tool_%s", tool);
+    (void)test_built_program(program, f->cmd, sizeof f->cmd); /* if missing, start fails */
     f->cfg.name = tool;
     f->cfg.command = f->cmd;
     f->cfg.env = f->env;
@@ -103,17 +90,6 @@ static long long sql_int(const char *db, const char *sql)
     long long v = -1;
     if (fscanf(p, "%lld", &v) != 1) v = -1;
     pclose(p);
-    return v;
-}
-
-static struct json_value *parse(struct arena *a, const char *text)
-{
-    struct json_value *v = NULL;
-    struct keel_err err;
-    if (json_parse(a, text, strlen(text), NULL, &v, &err) != 0) {
-        fprintf(stderr, "bad test JSON: %s\n", err.msg);
-        abort();
-    }
     return v;
 }
 
@@ -196,7 +172,7 @@ TEST(rpc_write_roundtrip)
     arena_init(&a);
     struct buf b;
     buf_init(&b);
-    struct json_value *params = parse(&a, "{\"name\":\"t\\n\",\"arguments\":{\"x\":[1,2]}}");
+    struct json_value *params = test_parse(&a, "{\"name\":\"t\\n\",\"arguments\":{\"x\":[1,2]}}");
     mcp_rpc_write_request(&b, 12, "tools/call", params);
     CHECK(strchr(b.data, '\n') == NULL); /* stdio framing: no raw newline */
     struct mcp_rpc_msg m;
@@ -303,8 +279,8 @@ TEST(call_structured_and_is_error)
     struct arena a;
     arena_init(&a);
     struct mcp_call_result r;
-    REQUIRE(mcp_client_call_tool(c, "get_ticket", parse(&a, "{\"id\":\"T-1001\"}"), NULL, 0, &a,
-                                 &r, &err) == 0);
+    REQUIRE(mcp_client_call_tool(c, "get_ticket", test_parse(&a, "{\"id\":\"T-1001\"}"), NULL, 0,
+                                 &a, &r, &err) == 0);
     CHECK(!r.is_error);
     REQUIRE(r.structured != NULL);
     CHECK_STR(json_get_str(r.structured, "id", ""), "T-1001");
@@ -314,7 +290,7 @@ TEST(call_structured_and_is_error)
     CHECK(json_is(r.raw, JSON_OBJECT));
 
     /* A tool-level failure is a result, not an error. */
-    REQUIRE(mcp_client_call_tool(c, "get_ticket", parse(&a, "{\"id\":\"T-9\"}"), NULL, 0, &a,
+    REQUIRE(mcp_client_call_tool(c, "get_ticket", test_parse(&a, "{\"id\":\"T-9\"}"), NULL, 0, &a,
                                  &r, &err) == 0);
     CHECK(r.is_error);
     CHECK(r.structured == NULL);
@@ -327,7 +303,7 @@ TEST(call_structured_and_is_error)
     CHECK_CONTAINS(err.msg, "Unknown tool: no_such_tool");
 
     /* Arguments must be an object. */
-    CHECK_INT(mcp_client_call_tool(c, "get_ticket", parse(&a, "[1]"), NULL, 0, &a, &r, &err),
+    CHECK_INT(mcp_client_call_tool(c, "get_ticket", test_parse(&a, "[1]"), NULL, 0, &a, &r, &err),
               KEEL_EINVAL);
     mcp_client_free(c);
     arena_cleanup(&a);
@@ -343,7 +319,7 @@ TEST(idempotency_key_dedupes)
     REQUIRE(mcp_client_start(&f.cfg, &c, &err) == 0);
     struct arena a;
     arena_init(&a);
-    struct json_value *args = parse(&a, "{\"id\":\"T-1002\",\"body\":\"checked the logs\"}");
+    struct json_value *args = test_parse(&a, "{\"id\":\"T-1002\",\"body\":\"checked the logs\"}");
     struct mcp_call_result r1, r2, r3;
     REQUIRE(mcp_client_call_tool(c, "add_note", args, "run1/step2/0", 0, &a, &r1, &err) == 0);
     REQUIRE(mcp_client_call_tool(c, "add_note", args, "run1/step2/0", 0, &a, &r2, &err) == 0);
@@ -453,7 +429,7 @@ TEST(crash_after_effect_then_retry_same_key)
     REQUIRE(mcp_client_start(&f.cfg, &c, &err) == 0);
     struct arena a;
     arena_init(&a);
-    struct json_value *args = parse(&a, "{\"title\":\"Export OOM\",\"labels\":[\"bug\"]}");
+    struct json_value *args = test_parse(&a, "{\"title\":\"Export OOM\",\"labels\":[\"bug\"]}");
     struct mcp_call_result r;
     keel_err_clear(&err);
     CHECK_INT(mcp_client_call_tool(c, "create_issue", args, "run7/open_issue/0", 0, &a, &r, &err),
@@ -491,7 +467,7 @@ TEST(killed_mid_call_then_restart)
     REQUIRE(mcp_client_start(&f.cfg, &c, &err) == 0);
     struct arena a;
     arena_init(&a);
-    struct json_value *args = parse(&a, "{\"id\":\"T-1001\"}");
+    struct json_value *args = test_parse(&a, "{\"id\":\"T-1001\"}");
     struct mcp_call_result r;
     keel_err_clear(&err);
     CHECK_INT(mcp_client_call_tool(c, "get_ticket", args, NULL, 0, &a, &r, &err), KEEL_EIO);
@@ -517,7 +493,7 @@ TEST(timeout_cancels)
     struct mcp_call_result r;
     int64_t t0 = keel_mono_ns();
     keel_err_clear(&err);
-    CHECK_INT(mcp_client_call_tool(c, "lookup_account", parse(&a, "{\"id\":\"A-100\"}"), NULL,
+    CHECK_INT(mcp_client_call_tool(c, "lookup_account", test_parse(&a, "{\"id\":\"A-100\"}"), NULL,
                                    200, &a, &r, &err),
               KEEL_ETIMEOUT);
     int64_t ms = (keel_mono_ns() - t0) / 1000000;
@@ -543,12 +519,13 @@ TEST(garbage_from_example_server_resets)
     arena_init(&a);
     struct mcp_call_result r;
     keel_err_clear(&err);
-    CHECK_INT(mcp_client_call_tool(c, "get_entitlements", parse(&a, "{\"account_id\":\"A-1\"}"),
-                                   NULL, 0, &a, &r, &err),
+    CHECK_INT(mcp_client_call_tool(c, "get_entitlements",
+                                   test_parse(&a, "{\"account_id\":\"A-1\"}"), NULL, 0, &a, &r,
+                                   &err),
               KEEL_EPROTO);
     CHECK_CONTAINS(err.msg, "malformed message");
     /* Connection reset: the next call runs on a new process. */
-    REQUIRE(mcp_client_call_tool(c, "lookup_account", parse(&a, "{\"id\":\"A-300\"}"), NULL, 0,
+    REQUIRE(mcp_client_call_tool(c, "lookup_account", test_parse(&a, "{\"id\":\"A-300\"}"), NULL, 0,
                                  &a, &r, &err) == 0);
     CHECK_STR(json_get_str(r.structured, "updated_at", ""), "2019-03-01T00:00:00Z");
     struct mcp_client_stats st;
@@ -574,6 +551,17 @@ static void bad_config(struct fixture *f, const char *mode)
     f->cfg.start_timeout_ms = 10000;
     f->cfg.call_timeout_ms = 10000;
     f->cfg.shutdown_timeout_ms = 300;
+}
+
+/* Gives a bad_config fixture a folder and sends the server's stderr to a
+ * log file in it (the script logs what it received there). */
+static bool fx_log(struct fixture *f)
+{
+    snprintf(f->dir, sizeof f->dir, "/tmp/keel-test-mcp-XXXXXX");
+    if (!mkdtemp(f->dir)) return false;
+    snprintf(f->log, sizeof f->log, "%s/stderr.log", f->dir);
+    f->cfg.stderr_log = f->log;
+    return true;
 }
 
 TEST(bad_server_start_failures)
@@ -638,10 +626,7 @@ TEST(server_requests_and_stray_responses)
 {
     struct fixture f;
     bad_config(&f, "stray");
-    snprintf(f.dir, sizeof f.dir, "/tmp/keel-test-mcp-XXXXXX");
-    REQUIRE(mkdtemp(f.dir) != NULL);
-    snprintf(f.log, sizeof f.log, "%s/stderr.log", f.dir);
-    f.cfg.stderr_log = f.log;
+    REQUIRE(fx_log(&f));
     struct mcp_client *c = NULL;
     struct keel_err err;
     REQUIRE(mcp_client_start(&f.cfg, &c, &err) == 0);
@@ -753,7 +738,7 @@ TEST(pool_routes_server_slash_tool)
     struct arena a;
     arena_init(&a);
     struct mcp_call_result r;
-    REQUIRE(mcp_pool_call(p, "crm/get_entitlements", parse(&a, "{\"account_id\":\"A-300\"}"),
+    REQUIRE(mcp_pool_call(p, "crm/get_entitlements", test_parse(&a, "{\"account_id\":\"A-300\"}"),
                           NULL, 0, &a, &r, &err) == 0);
     struct json_value *ents = json_get(r.structured, "entitlements");
     REQUIRE(json_is(ents, JSON_ARRAY) && ents->len == 1);
@@ -769,8 +754,8 @@ TEST(pool_routes_server_slash_tool)
     CHECK_STR(t.server, "tracker");
     REQUIRE(mcp_pool_tool(p, "helpdesk/add_note", &a, &t, &err) == 0);
     CHECK(!t.idempotent);
-    REQUIRE(mcp_pool_call(p, "tracker/search_issues", parse(&a, "{\"query\":\"CSV\"}"), NULL, 0,
-                          &a, &r, &err) == 0);
+    REQUIRE(mcp_pool_call(p, "tracker/search_issues", test_parse(&a, "{\"query\":\"CSV\"}"), NULL,
+                          0, &a, &r, &err) == 0);
     struct json_value *issues = json_get(r.structured, "issues");
     REQUIRE(json_is(issues, JSON_ARRAY) && issues->len == 1);
     CHECK_STR(json_get_str(issues->u.items[0], "key", ""), "ENG-1");
@@ -831,24 +816,25 @@ TEST(interop_server_everything)
     CHECK(json_is(t.input_schema, JSON_OBJECT));
 
     struct mcp_call_result r;
-    REQUIRE(mcp_client_call_tool(c, "echo", parse(&a, "{\"message\":\"hello keel\"}"), "k1", 0,
+    REQUIRE(mcp_client_call_tool(c, "echo", test_parse(&a, "{\"message\":\"hello keel\"}"), "k1", 0,
                                  &a, &r, &err) == 0);
     CHECK(!r.is_error);
     CHECK_STR(mcp_result_text(&a, &r), "Echo: hello keel");
-    REQUIRE(mcp_client_call_tool(c, "get-sum", parse(&a, "{\"a\":2,\"b\":40}"), NULL, 0, &a, &r,
-                                 &err) == 0);
+    REQUIRE(mcp_client_call_tool(c, "get-sum", test_parse(&a, "{\"a\":2,\"b\":40}"), NULL, 0, &a,
+                                 &r, &err) == 0);
     CHECK_CONTAINS(mcp_result_text(&a, &r), "42");
     REQUIRE(mcp_client_tool(c, "get-structured-content", &a, &t, &err) == 0);
     CHECK(json_is(t.output_schema, JSON_OBJECT));
     REQUIRE(mcp_client_call_tool(c, "get-structured-content",
-                                 parse(&a, "{\"location\":\"Chicago\"}"), NULL, 0, &a, &r,
+                                 test_parse(&a, "{\"location\":\"Chicago\"}"), NULL, 0, &a, &r,
                                  &err) == 0);
     CHECK(json_is(r.structured, JSON_OBJECT));
     CHECK(json_get(r.structured, "temperature") != NULL);
     /* Bad arguments: the reference server reports them one way or the
      * other (tool error result or JSON-RPC error); either is handled. */
     keel_err_clear(&err);
-    int rc = mcp_client_call_tool(c, "get-sum", parse(&a, "{\"a\":\"x\"}"), NULL, 0, &a, &r, &err);
+    int rc =
+        mcp_client_call_tool(c, "get-sum", test_parse(&a, "{\"a\":\"x\"}"), NULL, 0, &a, &r, &err);
     CHECK(rc == KEEL_EPROTO || (rc == 0 && r.is_error));
     CHECK_INT(mcp_client_ping(c, 5000, &err), 0);
     mcp_client_free(c);
@@ -870,17 +856,17 @@ TEST(validate_args_and_results)
     CHECK(v == v2); /* cached */
     struct arena a;
     arena_init(&a);
-    CHECK_INT(mcp_tool_validate_args(v, parse(&a, "{\"id\":\"T-1001\"}"), &err), 0);
+    CHECK_INT(mcp_tool_validate_args(v, test_parse(&a, "{\"id\":\"T-1001\"}"), &err), 0);
     keel_err_clear(&err);
-    CHECK_INT(mcp_tool_validate_args(v, parse(&a, "{\"id\":\"X-1\"}"), &err), KEEL_ESCHEMA);
+    CHECK_INT(mcp_tool_validate_args(v, test_parse(&a, "{\"id\":\"X-1\"}"), &err), KEEL_ESCHEMA);
     CHECK_STR(err.path, "/id");
     CHECK_CONTAINS(err.msg, "arguments of tool helpdesk/get_ticket do not match its schema");
     CHECK_INT(mcp_tool_validate_args(v, NULL, &err), KEEL_ESCHEMA); /* id is required */
-    CHECK_INT(mcp_tool_validate_args(v, parse(&a, "{\"id\":\"T-1\",\"x\":1}"), &err),
+    CHECK_INT(mcp_tool_validate_args(v, test_parse(&a, "{\"id\":\"T-1\",\"x\":1}"), &err),
               KEEL_ESCHEMA);
 
     struct mcp_call_result r;
-    REQUIRE(mcp_pool_call(p, "helpdesk/get_ticket", parse(&a, "{\"id\":\"T-1003\"}"), NULL, 0,
+    REQUIRE(mcp_pool_call(p, "helpdesk/get_ticket", test_parse(&a, "{\"id\":\"T-1003\"}"), NULL, 0,
                           &a, &r, &err) == 0);
     CHECK_INT(mcp_tool_validate_result(v, &r, &err), 0);
     json_object_setc(&a, r.structured, "status", json_cstr(&a, "exploded"));
@@ -895,7 +881,8 @@ TEST(validate_args_and_results)
     CHECK_CONTAINS(err.msg, "returned no structuredContent");
 
     /* A tool whose own schema is broken cannot be compiled. */
-    struct mcp_tool bad = {.server = "s", .name = "t", .input_schema = parse(&a, "{\"type\":5}")};
+    struct mcp_tool bad = {
+        .server = "s", .name = "t", .input_schema = test_parse(&a, "{\"type\":5}")};
     struct mcp_validator *bv = NULL;
     CHECK_INT(mcp_tool_compile(&bad, &bv, &err), KEEL_ESCHEMA);
     CHECK_CONTAINS(err.msg, "inputSchema of tool s/t is not a valid JSON Schema");
@@ -910,10 +897,7 @@ TEST(timeout_sends_cancelled)
 {
     struct fixture f;
     bad_config(&f, "slow");
-    snprintf(f.dir, sizeof f.dir, "/tmp/keel-test-mcp-XXXXXX");
-    REQUIRE(mkdtemp(f.dir) != NULL);
-    snprintf(f.log, sizeof f.log, "%s/stderr.log", f.dir);
-    f.cfg.stderr_log = f.log;
+    REQUIRE(fx_log(&f));
     struct mcp_client *c = NULL;
     struct keel_err err;
     REQUIRE(mcp_client_start(&f.cfg, &c, &err) == 0);
@@ -984,7 +968,7 @@ TEST(relative_command_with_cwd)
     fx_init(&f, "crm");
     char old[4096], parent[4096];
     REQUIRE(getcwd(old, sizeof old) != NULL);
-    snprintf(parent, sizeof parent, "%s", build_dir());
+    snprintf(parent, sizeof parent, "%s", test_build_dir());
     char *slash = strrchr(parent, '/');
     REQUIRE(slash != NULL);
     *slash = '\0';
@@ -1026,8 +1010,8 @@ TEST(oversized_request_is_refused)
     CHECK_INT(mcp_client_call_tool(c, "add_note", args, "k", 0, &a, &r, &err), KEEL_ELIMIT);
     CHECK_CONTAINS(err.msg, "exceeds the 16777216-byte message limit");
     /* Nothing was sent; the session is intact. */
-    REQUIRE(mcp_client_call_tool(c, "get_ticket", parse(&a, "{\"id\":\"T-1001\"}"), NULL, 0, &a,
-                                 &r, &err) == 0);
+    REQUIRE(mcp_client_call_tool(c, "get_ticket", test_parse(&a, "{\"id\":\"T-1001\"}"), NULL, 0,
+                                 &a, &r, &err) == 0);
     CHECK_INT(json_get(r.structured, "notes")->len, 0);
     struct mcp_client_stats st;
     mcp_client_stats(c, &st);
@@ -1055,14 +1039,14 @@ TEST(killed_while_idle)
      * transparent restart and an EIO for a request that may have been
      * written; both are correct, and the one after always succeeds. */
     keel_err_clear(&err);
-    int rc = mcp_client_call_tool(c, "get_ticket", parse(&a, "{\"id\":\"T-1002\"}"), NULL, 0, &a,
-                                  &r, &err);
+    int rc = mcp_client_call_tool(c, "get_ticket", test_parse(&a, "{\"id\":\"T-1002\"}"), NULL, 0,
+                                  &a, &r, &err);
     if (rc) {
         CHECK_INT(rc, KEEL_EIO);
         CHECK_CONTAINS(err.msg, "killed by signal 9");
     }
-    REQUIRE(mcp_client_call_tool(c, "get_ticket", parse(&a, "{\"id\":\"T-1002\"}"), NULL, 0, &a,
-                                 &r, &err) == 0);
+    REQUIRE(mcp_client_call_tool(c, "get_ticket", test_parse(&a, "{\"id\":\"T-1002\"}"), NULL, 0,
+                                 &a, &r, &err) == 0);
     CHECK_STR(json_get_str(r.structured, "id", ""), "T-1002");
     mcp_client_stats(c, &st);
     CHECK_INT(st.starts, 2);
@@ -1154,10 +1138,11 @@ TEST(child_stderr_goes_to_keel_log)
     struct arena a;
     arena_init(&a);
     struct mcp_call_result r;
-    int rc = started ? started
-                     : mcp_client_call_tool(c, "set_status",
-                                            parse(&a, "{\"id\":\"T-1001\",\"status\":\"pending\"}"),
-                                            NULL, 0, &a, &r, &err);
+    int rc =
+        started ? started
+                : mcp_client_call_tool(c, "set_status",
+                                       test_parse(&a, "{\"id\":\"T-1001\",\"status\":\"pending\"}"),
+                                       NULL, 0, &a, &r, &err);
     keel_log_set_level(KEEL_LOG_WARN);
     dup2(saved, 2);
     close(saved);
@@ -1181,7 +1166,7 @@ TEST(decode_tools_and_results)
     arena_init(&a);
     struct keel_err err;
     struct mcp_tool t;
-    REQUIRE(mcp_tool_decode(parse(&a, "{\"name\":\"n\",\"inputSchema\":{},\"annotations\":"
+    REQUIRE(mcp_tool_decode(test_parse(&a, "{\"name\":\"n\",\"inputSchema\":{},\"annotations\":"
                                       "{\"title\":\"T\",\"destructiveHint\":false,"
                                       "\"readOnlyHint\":\"yes\"}}"),
                             "s", &t, &err) == 0);
@@ -1199,14 +1184,15 @@ TEST(decode_tools_and_results)
     };
     for (size_t i = 0; i < KEEL_ARRAY_LEN(bad_tools); i++) {
         keel_err_clear(&err);
-        CHECK_INT(mcp_tool_decode(parse(&a, bad_tools[i].json), "s", &t, &err), KEEL_EPROTO);
+        CHECK_INT(mcp_tool_decode(test_parse(&a, bad_tools[i].json), "s", &t, &err), KEEL_EPROTO);
         CHECK_CONTAINS(err.msg, bad_tools[i].msg);
     }
     struct mcp_call_result r;
-    REQUIRE(mcp_call_result_decode(parse(&a, "{\"content\":[{\"type\":\"text\",\"text\":\"a\"},"
-                                             "{\"type\":\"image\",\"data\":\"\"},{\"type\":"
-                                             "\"text\",\"text\":\"b\"}]}"),
-                                   &r, &err) == 0);
+    REQUIRE(
+        mcp_call_result_decode(test_parse(&a, "{\"content\":[{\"type\":\"text\",\"text\":\"a\"},"
+                                              "{\"type\":\"image\",\"data\":\"\"},{\"type\":"
+                                              "\"text\",\"text\":\"b\"}]}"),
+                               &r, &err) == 0);
     CHECK_STR(mcp_result_text(&a, &r), "a\nb");
     CHECK(!r.is_error && !r.structured && !r.meta);
     static const struct {
@@ -1216,13 +1202,15 @@ TEST(decode_tools_and_results)
         {"[]", "result must be an object, not array"},
         {"{}", "no content array"},
         {"{\"content\":[3]}", "content[0] is not a content block"},
-        {"{\"content\":[],\"structuredContent\":[]}", "structuredContent must be an object, not array"},
+        {"{\"content\":[],\"structuredContent\":[]}",
+         "structuredContent must be an object, not array"},
         {"{\"content\":[],\"isError\":1}", "isError must be a boolean, not integer"},
         {"{\"content\":[],\"_meta\":1}", "_meta must be an object, not integer"},
     };
     for (size_t i = 0; i < KEEL_ARRAY_LEN(bad_results); i++) {
         keel_err_clear(&err);
-        CHECK_INT(mcp_call_result_decode(parse(&a, bad_results[i].json), &r, &err), KEEL_EPROTO);
+        CHECK_INT(mcp_call_result_decode(test_parse(&a, bad_results[i].json), &r, &err),
+                  KEEL_EPROTO);
         CHECK_CONTAINS(err.msg, bad_results[i].msg);
     }
     arena_cleanup(&a);

@@ -23,23 +23,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "child_fixture.h"
 #include "model/model.h"
 #include "test.h"
 
 /* ---- the mock server ------------------------------------------------------- */
-
-static const char *build_dir(void)
-{
-    static char dir[4096];
-    if (!dir[0]) {
-        ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-        if (n <= 0) return ".";
-        dir[n] = '\0';
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = '\0';
-    }
-    return dir;
-}
 
 static pid_t mock_pid;
 static char mock_url[128]; /* "http://127.0.0.1:PORT" */
@@ -63,12 +51,7 @@ static bool mock_start(void)
 {
     if (mock_pid > 0) return true;
     char bin[4200], script[] = "/tmp/keel-test-model-script-XXXXXX";
-    snprintf(bin, sizeof bin, "%s/keel-mock-model", build_dir());
-    if (access(bin, X_OK) != 0) {
-        fprintf(stderr, "test_model_http: %s is missing; build it first (ninja keel-mock-model)\n",
-                bin);
-        return false;
-    }
+    if (!test_built_program("keel-mock-model", bin, sizeof bin)) return false;
     int sfd = mkstemp(script);
     if (sfd < 0) return false;
     if (write(sfd, "{\"responses\": []}", 17) != 17) return false;
@@ -196,11 +179,31 @@ static struct model_gateway *gateway(void)
     return gw;
 }
 
-static struct json_value *parse(struct arena *a, const char *text)
+/* The gateway, with the mock playing script `text`; NULL if either failed. */
+static struct model_gateway *scripted(const char *text)
 {
-    struct json_value *v = NULL;
-    if (json_parse(a, text, strlen(text), NULL, &v, NULL) != 0) abort();
-    return v;
+    struct model_gateway *g = gateway();
+    return g && script(text) ? g : NULL;
+}
+
+/* One exchange with a gateway: an arena, a one-message request ("hi") on
+ * `route` (NULL: the default), and where the answer and the error go.
+ * Free with arena_cleanup(&x->a). */
+struct exchange {
+    struct arena a;
+    struct model_request r;
+    struct model_response out;
+    struct keel_err err;
+};
+
+#define HI_MESSAGES "[{\"role\": \"user\", \"content\": \"hi\"}]"
+
+static void exchange_init(struct exchange *x, const char *route)
+{
+    arena_init(&x->a);
+    x->r = (struct model_request){.route = route, .messages = test_parse(&x->a, HI_MESSAGES)};
+    x->out = (struct model_response){0};
+    keel_err_clear(&x->err);
 }
 
 /* The canary must appear in nothing the gateway gave back. */
@@ -217,6 +220,15 @@ static void check_no_canary(const char *where, const struct keel_err *err,
     buf_cleanup(&b);
 }
 
+/* Sends x's request through g (answer in x->out, error in x->err) and
+ * checks that the API key leaked into neither. */
+static int exchange_call(struct model_gateway *g, struct exchange *x, const char *where)
+{
+    int rc = model_call(g, &x->r, &x->a, &x->out, &x->err);
+    check_no_canary(where, &x->err, &x->out);
+    return rc;
+}
+
 static const char *rec_str(const struct json_value *recs, uint32_t i, const char *key)
 {
     if (!recs || i >= recs->len) return NULL;
@@ -227,22 +239,23 @@ static const char *rec_str(const struct json_value *recs, uint32_t i, const char
 
 TEST(http_openai_tool_call_round_trip)
 {
-    struct model_gateway *g = gateway();
+    struct model_gateway *g =
+        scripted("{\"responses\": ["
+                 "{\"when\": {\"last_user_contains\": \"ticket 42\"}, \"tool_calls\": "
+                 "[{\"name\": \"crm__lookup\", \"arguments\": {\"id\": 42}}], "
+                 "\"usage\": {\"input_tokens\": 50, \"output_tokens\": 10}},"
+                 "{\"when\": {\"last_message_contains\": \"plan pro\"}, \"content\": "
+                 "\"Severity 2.\", \"usage\": {\"input_tokens\": 80, \"output_tokens\": 4}}]}");
     REQUIRE(g);
-    REQUIRE(script("{\"responses\": ["
-                   "{\"when\": {\"last_user_contains\": \"ticket 42\"}, \"tool_calls\": "
-                   "[{\"name\": \"crm__lookup\", \"arguments\": {\"id\": 42}}], "
-                   "\"usage\": {\"input_tokens\": 50, \"output_tokens\": 10}},"
-                   "{\"when\": {\"last_message_contains\": \"plan pro\"}, \"content\": "
-                   "\"Severity 2.\", \"usage\": {\"input_tokens\": 80, \"output_tokens\": 4}}]}"));
     struct arena a;
     arena_init(&a);
-    struct json_value *msgs = parse(&a, "[{\"role\": \"system\", \"content\": \"You triage.\"},"
-                                        "{\"role\": \"user\", \"content\": \"Look at ticket 42\"}]");
-    struct json_value *tools =
-        parse(&a, "[{\"name\": \"crm__lookup\", \"description\": \"Find an account\", "
-                  "\"input_schema\": {\"type\": \"object\", \"properties\": {\"id\": {\"type\": "
-                  "\"integer\"}}}}]");
+    struct json_value *msgs =
+        test_parse(&a, "[{\"role\": \"system\", \"content\": \"You triage.\"},"
+                       "{\"role\": \"user\", \"content\": \"Look at ticket 42\"}]");
+    struct json_value *tools = test_parse(
+        &a, "[{\"name\": \"crm__lookup\", \"description\": \"Find an account\", "
+            "\"input_schema\": {\"type\": \"object\", \"properties\": {\"id\": {\"type\": "
+            "\"integer\"}}}}]");
     struct model_request r = {.messages = msgs, .tools = tools};
     struct model_response out = {0};
     struct keel_err err;
@@ -303,19 +316,20 @@ TEST(http_openai_tool_call_round_trip)
 
 TEST(http_anthropic_tool_use_round_trip)
 {
-    struct model_gateway *g = gateway();
+    struct model_gateway *g =
+        scripted("{\"responses\": ["
+                 "{\"when\": {\"path\": \"anthropic\", \"tool_offered\": \"crm__lookup\", "
+                 "\"last_user_contains\": \"ticket\"}, \"tool_calls\": "
+                 "[{\"name\": \"crm__lookup\", \"arguments\": {\"id\": 7}}]},"
+                 "{\"when\": {\"path\": \"anthropic\"}, \"content\": \"All done.\"}]}");
     REQUIRE(g);
-    REQUIRE(script("{\"responses\": ["
-                   "{\"when\": {\"path\": \"anthropic\", \"tool_offered\": \"crm__lookup\", "
-                   "\"last_user_contains\": \"ticket\"}, \"tool_calls\": "
-                   "[{\"name\": \"crm__lookup\", \"arguments\": {\"id\": 7}}]},"
-                   "{\"when\": {\"path\": \"anthropic\"}, \"content\": \"All done.\"}]}"));
     struct arena a;
     arena_init(&a);
-    struct json_value *msgs = parse(&a, "[{\"role\": \"system\", \"content\": \"Be brief.\"},"
-                                        "{\"role\": \"user\", \"content\": \"Check ticket 7\"}]");
-    struct json_value *tools = parse(&a, "[{\"name\": \"crm__lookup\", \"input_schema\": "
-                                         "{\"type\": \"object\"}}]");
+    struct json_value *msgs =
+        test_parse(&a, "[{\"role\": \"system\", \"content\": \"Be brief.\"},"
+                       "{\"role\": \"user\", \"content\": \"Check ticket 7\"}]");
+    struct json_value *tools = test_parse(&a, "[{\"name\": \"crm__lookup\", \"input_schema\": "
+                                              "{\"type\": \"object\"}}]");
     struct model_request r = {.route = "claude", .messages = msgs, .tools = tools};
     struct model_response out = {0};
     struct keel_err err;
@@ -361,14 +375,14 @@ TEST(http_anthropic_tool_use_round_trip)
 
 TEST(http_structured_output_both_providers)
 {
-    struct model_gateway *g = gateway();
+    struct model_gateway *g =
+        scripted("{\"responses\": [{\"json\": {\"severity\": 2}, \"sticky\": true}]}");
     REQUIRE(g);
-    REQUIRE(script("{\"responses\": [{\"json\": {\"severity\": 2}, \"sticky\": true}]}"));
     struct arena a;
     arena_init(&a);
     struct model_request r = {
-        .messages = parse(&a, "[{\"role\": \"user\", \"content\": \"Classify\"}]"),
-        .output_schema = parse(&a, "{\"type\": \"object\", \"required\": [\"severity\"]}")};
+        .messages = test_parse(&a, "[{\"role\": \"user\", \"content\": \"Classify\"}]"),
+        .output_schema = test_parse(&a, "{\"type\": \"object\", \"required\": [\"severity\"]}")};
     const char *routes[] = {"gpt", "claude"};
     for (int i = 0; i < 2; i++) {
         r.route = routes[i];
@@ -393,170 +407,142 @@ TEST(http_structured_output_both_providers)
 
 TEST(http_429_retry_after_is_honoured)
 {
-    struct model_gateway *g = gateway();
+    struct model_gateway *g = scripted("{\"responses\": [{\"status\": 429, \"retry_after\": 1}, "
+                                       "{\"content\": \"ok after waiting\"}]}");
     REQUIRE(g);
-    REQUIRE(script("{\"responses\": [{\"status\": 429, \"retry_after\": 1}, "
-                   "{\"content\": \"ok after waiting\"}]}"));
-    struct arena a;
-    arena_init(&a);
-    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
-    struct model_response out = {0};
-    struct keel_err err;
-    int rc = model_call(g, &r, &a, &out, &err);
-    check_no_canary("429", &err, &out);
-    if (rc) fprintf(stderr, "model_call: %s\n", err.msg);
+    struct exchange x;
+    exchange_init(&x, NULL);
+    int rc = exchange_call(g, &x, "429");
+    if (rc) fprintf(stderr, "model_call: %s\n", x.err.msg);
     REQUIRE(rc == 0);
-    CHECK_STR(json_get_str(out.message, "content", ""), "ok after waiting");
-    CHECK_INT(out.attempts, 2);
-    REQUIRE(out.trail && out.trail->len == 1);
-    const struct json_value *t = out.trail->u.items[0];
+    CHECK_STR(json_get_str(x.out.message, "content", ""), "ok after waiting");
+    CHECK_INT(x.out.attempts, 2);
+    REQUIRE(x.out.trail && x.out.trail->len == 1);
+    const struct json_value *t = x.out.trail->u.items[0];
     CHECK_STR(json_get_str(t, "model", ""), "gpt");
     CHECK_INT(json_get_int(t, "status", 0), 429);
     CHECK_INT(json_get_int(t, "retry_after_ms", 0), 1000);
     CHECK_INT(json_get_int(t, "wait_ms", 0), 1000);
     CHECK_STR(json_get_str(t, "code", ""), "EBUSY");
-    struct json_value *recs = records(&a);
+    struct json_value *recs = records(&x.a);
     REQUIRE(recs->len == 2);
     int64_t t0 = json_get_int(recs->u.items[0], "time_ms", 0);
     int64_t t1 = json_get_int(recs->u.items[1], "time_ms", 0);
     CHECK(t1 - t0 >= 1000);
-    arena_cleanup(&a);
+    arena_cleanup(&x.a);
 }
 
 TEST(http_429_longer_than_max_retry_wait_moves_on)
 {
-    struct model_gateway *g = gateway();
+    struct model_gateway *g =
+        scripted("{\"responses\": [{\"status\": 429, \"retry_after\": 30, \"sticky\": true}]}");
     REQUIRE(g);
-    REQUIRE(script("{\"responses\": [{\"status\": 429, \"retry_after\": 30, \"sticky\": true}]}"));
-    struct arena a;
-    arena_init(&a);
-    struct model_request r = {.route = "hurried",
-                              .messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
-    struct model_response out = {0};
-    struct keel_err err;
+    struct exchange x;
+    exchange_init(&x, "hurried");
     int64_t t0 = keel_mono_ns();
-    CHECK_INT(model_call(g, &r, &a, &out, &err), KEEL_EBUSY);
+    CHECK_INT(exchange_call(g, &x, "429 long"), KEEL_EBUSY);
     CHECK((keel_mono_ns() - t0) / 1000000 < 5000); /* did not sleep 30 s */
-    check_no_canary("429 long", &err, &out);
-    CHECK_CONTAINS(err.msg, "rate-limited model hurried (HTTP 429)");
-    CHECK_CONTAINS(err.msg, "retry after 30000 ms");
-    CHECK_CONTAINS(err.msg, "more than max_retry_wait (500 ms)");
-    CHECK(out.message == NULL);
-    REQUIRE(out.trail && out.trail->len == 1);
-    CHECK_INT(json_get_int(out.trail->u.items[0], "retry_after_ms", 0), 30000);
-    CHECK_INT(records(&a)->len, 1);
-    arena_cleanup(&a);
+    CHECK_CONTAINS(x.err.msg, "rate-limited model hurried (HTTP 429)");
+    CHECK_CONTAINS(x.err.msg, "retry after 30000 ms");
+    CHECK_CONTAINS(x.err.msg, "more than max_retry_wait (500 ms)");
+    CHECK(x.out.message == NULL);
+    REQUIRE(x.out.trail && x.out.trail->len == 1);
+    CHECK_INT(json_get_int(x.out.trail->u.items[0], "retry_after_ms", 0), 30000);
+    CHECK_INT(records(&x.a)->len, 1);
+    arena_cleanup(&x.a);
 }
 
 TEST(http_5xx_retry_then_fallback)
 {
-    struct model_gateway *g = gateway();
+    struct model_gateway *g =
+        scripted("{\"responses\": ["
+                 "{\"when\": {\"model\": \"model-a\"}, \"status\": 503, \"sticky\": true},"
+                 "{\"when\": {\"model\": \"model-b\"}, \"content\": \"from b\"}]}");
     REQUIRE(g);
-    REQUIRE(script("{\"responses\": ["
-                   "{\"when\": {\"model\": \"model-a\"}, \"status\": 503, \"sticky\": true},"
-                   "{\"when\": {\"model\": \"model-b\"}, \"content\": \"from b\"}]}"));
-    struct arena a;
-    arena_init(&a);
-    struct model_request r = {.route = "chain",
-                              .messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
-    struct model_response out = {0};
-    struct keel_err err;
-    int rc = model_call(g, &r, &a, &out, &err);
-    check_no_canary("5xx", &err, &out);
-    if (rc) fprintf(stderr, "model_call: %s\n", err.msg);
+    struct exchange x;
+    exchange_init(&x, "chain");
+    int rc = exchange_call(g, &x, "5xx");
+    if (rc) fprintf(stderr, "model_call: %s\n", x.err.msg);
     REQUIRE(rc == 0);
-    CHECK_STR(out.model, "b");
-    CHECK_STR(out.provider_model, "model-b");
-    CHECK_STR(json_get_str(out.message, "content", ""), "from b");
-    CHECK_INT(out.attempts, 3); /* a, a again (retries: 1), then b */
-    REQUIRE(out.trail && out.trail->len == 2);
+    CHECK_STR(x.out.model, "b");
+    CHECK_STR(x.out.provider_model, "model-b");
+    CHECK_STR(json_get_str(x.out.message, "content", ""), "from b");
+    CHECK_INT(x.out.attempts, 3); /* a, a again (retries: 1), then b */
+    REQUIRE(x.out.trail && x.out.trail->len == 2);
     for (uint32_t i = 0; i < 2; i++) {
-        CHECK_STR(json_get_str(out.trail->u.items[i], "model", ""), "a");
-        CHECK_INT(json_get_int(out.trail->u.items[i], "status", 0), 503);
-        CHECK_CONTAINS(json_get_str(out.trail->u.items[i], "error", ""),
+        CHECK_STR(json_get_str(x.out.trail->u.items[i], "model", ""), "a");
+        CHECK_INT(json_get_int(x.out.trail->u.items[i], "status", 0), 503);
+        CHECK_CONTAINS(json_get_str(x.out.trail->u.items[i], "error", ""),
                        "provider flaky answered HTTP 503 for model a");
     }
     /* The first failure waited a jittered backoff in [0, 500] ms. */
-    CHECK(json_get_int(out.trail->u.items[0], "wait_ms", -1) <= 500);
-    CHECK_INT(json_get_int(out.trail->u.items[1], "wait_ms", -1), 0);
-    struct json_value *recs = records(&a);
+    CHECK(json_get_int(x.out.trail->u.items[0], "wait_ms", -1) <= 500);
+    CHECK_INT(json_get_int(x.out.trail->u.items[1], "wait_ms", -1), 0);
+    struct json_value *recs = records(&x.a);
     REQUIRE(recs->len == 3);
     CHECK_STR(json_get_str(json_get(recs->u.items[2], "body"), "model", ""), "model-b");
 
     /* Every model failing: the error is the last one, listing what was tried. */
     REQUIRE(script("{\"responses\": [{\"status\": 500, \"sticky\": true}]}"));
     struct model_response fail = {0};
-    CHECK_INT(model_call(g, &r, &a, &fail, &err), KEEL_EIO);
-    check_no_canary("5xx all", &err, &fail);
-    CHECK_CONTAINS(err.msg, "models tried: a, b");
-    CHECK_CONTAINS(err.msg, "5 HTTP requests"); /* a twice, b three times */
+    CHECK_INT(model_call(g, &x.r, &x.a, &fail, &x.err), KEEL_EIO);
+    check_no_canary("5xx all", &x.err, &fail);
+    CHECK_CONTAINS(x.err.msg, "models tried: a, b");
+    CHECK_CONTAINS(x.err.msg, "5 HTTP requests"); /* a twice, b three times */
     CHECK(fail.message == NULL);
     CHECK(fail.trail && fail.trail->len == 5);
-    arena_cleanup(&a);
+    arena_cleanup(&x.a);
 }
 
 TEST(http_401_is_denied_without_quoting_the_key)
 {
-    struct model_gateway *g = gateway();
+    struct model_gateway *g =
+        scripted("{\"responses\": [{\"status\": 401, \"error\": \"Incorrect API key\", "
+                 "\"sticky\": true}]}");
     REQUIRE(g);
-    REQUIRE(script("{\"responses\": [{\"status\": 401, \"error\": \"Incorrect API key\", "
-                   "\"sticky\": true}]}"));
-    struct arena a;
-    arena_init(&a);
-    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
-    struct model_response out = {0};
-    struct keel_err err;
-    CHECK_INT(model_call(g, &r, &a, &out, &err), KEEL_EDENIED);
-    check_no_canary("401", &err, &out);
-    CHECK_CONTAINS(err.msg, "provider oa rejected the API key (HTTP 401); check the key named by "
-                            "models.providers.oa.api_key");
-    CHECK_INT(records(&a)->len, 1); /* no retry */
-    REQUIRE(out.trail && out.trail->len == 1);
-    CHECK_STR(json_get_str(out.trail->u.items[0], "code", ""), "EDENIED");
-    arena_cleanup(&a);
+    struct exchange x;
+    exchange_init(&x, NULL);
+    CHECK_INT(exchange_call(g, &x, "401"), KEEL_EDENIED);
+    CHECK_CONTAINS(x.err.msg, "provider oa rejected the API key (HTTP 401); check the key named by "
+                              "models.providers.oa.api_key");
+    CHECK_INT(records(&x.a)->len, 1); /* no retry */
+    REQUIRE(x.out.trail && x.out.trail->len == 1);
+    CHECK_STR(json_get_str(x.out.trail->u.items[0], "code", ""), "EDENIED");
+    arena_cleanup(&x.a);
 }
 
 TEST(http_reply_not_json_is_eproto)
 {
-    struct model_gateway *g = gateway();
+    struct model_gateway *g =
+        scripted("{\"responses\": [{\"body\": \"<html>upstream said no</html>\", "
+                 "\"sticky\": true}]}");
     REQUIRE(g);
-    REQUIRE(script("{\"responses\": [{\"body\": \"<html>upstream said no</html>\", "
-                   "\"sticky\": true}]}"));
-    struct arena a;
-    arena_init(&a);
-    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
-    struct model_response out = {0};
-    struct keel_err err;
-    CHECK_INT(model_call(g, &r, &a, &out, &err), KEEL_EPROTO);
-    check_no_canary("not json", &err, &out);
-    CHECK_CONTAINS(err.msg, "the reply began '<html>upstream said no</html>'");
-    CHECK_INT(records(&a)->len, 1); /* not retried */
-    arena_cleanup(&a);
+    struct exchange x;
+    exchange_init(&x, NULL);
+    CHECK_INT(exchange_call(g, &x, "not json"), KEEL_EPROTO);
+    CHECK_CONTAINS(x.err.msg, "the reply began '<html>upstream said no</html>'");
+    CHECK_INT(records(&x.a)->len, 1); /* not retried */
+    arena_cleanup(&x.a);
 }
 
 TEST(http_timeout_is_etimeout)
 {
-    struct model_gateway *g = gateway();
+    struct model_gateway *g =
+        scripted("{\"responses\": [{\"delay_ms\": 3000, \"content\": \"too late\"}]}");
     REQUIRE(g);
-    REQUIRE(script("{\"responses\": [{\"delay_ms\": 3000, \"content\": \"too late\"}]}"));
-    struct arena a;
-    arena_init(&a);
-    struct model_request r = {.route = "slow",
-                              .messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
-    struct model_response out = {0};
-    struct keel_err err;
+    struct exchange x;
+    exchange_init(&x, "slow");
     int64_t t0 = keel_mono_ns();
-    CHECK_INT(model_call(g, &r, &a, &out, &err), KEEL_ETIMEOUT);
+    CHECK_INT(exchange_call(g, &x, "timeout"), KEEL_ETIMEOUT);
     int64_t ms = (keel_mono_ns() - t0) / 1000000;
     /* curl's own clock may fire a hair early; the mock would answer at 3 s. */
     if (ms < 280 || ms >= 2900)
         TEST_FAIL_AT(__FILE__, __LINE__, "the call took %lld ms; expected about 300",
                      (long long)ms);
-    check_no_canary("timeout", &err, &out);
-    CHECK_CONTAINS(err.msg, "did not answer within 300 ms");
-    REQUIRE(out.trail && out.trail->len == 1);
-    CHECK_INT(json_get_int(out.trail->u.items[0], "status", -1), 0);
-    arena_cleanup(&a);
+    CHECK_CONTAINS(x.err.msg, "did not answer within 300 ms");
+    REQUIRE(x.out.trail && x.out.trail->len == 1);
+    CHECK_INT(json_get_int(x.out.trail->u.items[0], "status", -1), 0);
+    arena_cleanup(&x.a);
 }
 
 TEST(http_key_echoed_by_the_server_is_redacted)
@@ -569,32 +555,28 @@ TEST(http_key_echoed_by_the_server_is_redacted)
              "{\"responses\": [{\"status\": 400, \"error\": \"bad key %s\", \"sticky\": true}]}",
              canary);
     REQUIRE(script(s));
-    struct arena a;
-    arena_init(&a);
-    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
-    struct model_response out = {0};
-    struct keel_err err;
-    CHECK_INT(model_call(g, &r, &a, &out, &err), KEEL_EIO);
-    check_no_canary("echo", &err, &out);
-    CHECK_CONTAINS(err.msg, "HTTP 400");
-    CHECK_CONTAINS(err.msg, "bad key [redacted]");
+    struct exchange x;
+    exchange_init(&x, NULL);
+    CHECK_INT(exchange_call(g, &x, "echo"), KEEL_EIO);
+    CHECK_CONTAINS(x.err.msg, "HTTP 400");
+    CHECK_CONTAINS(x.err.msg, "bad key [redacted]");
     snprintf(s, sizeof s, "{\"responses\": [{\"body\": \"not json %s\", \"sticky\": true}]}",
              canary);
     REQUIRE(script(s));
     struct model_response out2 = {0};
-    CHECK_INT(model_call(g, &r, &a, &out2, &err), KEEL_EPROTO);
-    check_no_canary("echo body", &err, &out2);
-    CHECK_CONTAINS(err.msg, "not json [redacted]");
-    arena_cleanup(&a);
+    CHECK_INT(model_call(g, &x.r, &x.a, &out2, &x.err), KEEL_EPROTO);
+    check_no_canary("echo body", &x.err, &out2);
+    CHECK_CONTAINS(x.err.msg, "not json [redacted]");
+    arena_cleanup(&x.a);
 }
 
 TEST(http_logs_never_hold_the_key)
 {
     /* Capture stderr (where keel_log writes) around calls that log. */
-    struct model_gateway *g = gateway();
+    struct model_gateway *g =
+        scripted("{\"responses\": [{\"status\": 503}, {\"status\": 429, \"retry_after\": 0}, "
+                 "{\"content\": \"fine\"}, {\"status\": 401, \"sticky\": true}]}");
     REQUIRE(g);
-    REQUIRE(script("{\"responses\": [{\"status\": 503}, {\"status\": 429, \"retry_after\": 0}, "
-                   "{\"content\": \"fine\"}, {\"status\": 401, \"sticky\": true}]}"));
     char path[] = "/tmp/keel-test-model-log-XXXXXX";
     int fd = mkstemp(path);
     REQUIRE(fd >= 0);
@@ -602,20 +584,18 @@ TEST(http_logs_never_hold_the_key)
     int saved = dup(2);
     dup2(fd, 2);
     keel_log_set_level(KEEL_LOG_DEBUG);
-    struct arena a;
-    arena_init(&a);
-    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
-    struct model_response out = {0}, out2 = {0};
-    struct keel_err err;
-    int rc1 = model_call(g, &r, &a, &out, &err);
-    int rc2 = model_call(g, &r, &a, &out2, &err);
+    struct exchange x;
+    exchange_init(&x, NULL);
+    struct model_response out2 = {0};
+    int rc1 = model_call(g, &x.r, &x.a, &x.out, &x.err);
+    int rc2 = model_call(g, &x.r, &x.a, &out2, &x.err);
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
     keel_log_set_level(KEEL_LOG_WARN);
     CHECK_INT(rc1, 0);
     CHECK_INT(rc2, KEEL_EDENIED);
-    CHECK_INT(out.attempts, 3);
+    CHECK_INT(x.out.attempts, 3);
     struct buf log;
     buf_init(&log);
     struct keel_err rerr;
@@ -625,29 +605,26 @@ TEST(http_logs_never_hold_the_key)
     buf_cleanup(&log);
     close(fd);
     unlink(path);
-    arena_cleanup(&a);
+    arena_cleanup(&x.a);
 }
 
 static void *call_thread(void *arg)
 {
     int *rc = arg;
-    struct arena a;
-    arena_init(&a);
-    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
-    struct model_response out = {0};
-    struct keel_err err;
-    *rc = model_call(gw, &r, &a, &out, &err);
-    if (*rc == 0 && strcmp(json_get_str(out.message, "content", ""), "same")) *rc = 1;
-    arena_cleanup(&a);
+    struct exchange x;
+    exchange_init(&x, NULL);
+    *rc = model_call(gw, &x.r, &x.a, &x.out, &x.err);
+    if (*rc == 0 && strcmp(json_get_str(x.out.message, "content", ""), "same")) *rc = 1;
+    arena_cleanup(&x.a);
     return NULL;
 }
 
 TEST(http_calls_from_many_threads)
 {
     /* model_call is thread-safe once the gateway is built. */
-    struct model_gateway *g = gateway();
+    struct model_gateway *g =
+        scripted("{\"responses\": [{\"content\": \"same\", \"sticky\": true}]}");
     REQUIRE(g);
-    REQUIRE(script("{\"responses\": [{\"content\": \"same\", \"sticky\": true}]}"));
     enum { N = 8 };
     pthread_t th[N];
     int rcs[N];
@@ -775,7 +752,7 @@ static struct model_gateway *raw_gateway(const struct raw_server *s, const char 
     arena_init(&a);
     struct model_gateway *g = NULL;
     struct keel_err err;
-    if (model_gateway_new(parse(&a, cfg), "keel.yaml", ".", &g, &err) != 0)
+    if (model_gateway_new(test_parse(&a, cfg), "keel.yaml", ".", &g, &err) != 0)
         fprintf(stderr, "raw gateway refused: %s\n", err.msg);
     arena_cleanup(&a);
     return g;
@@ -795,19 +772,15 @@ TEST(raw_headers_sent_and_retry_after_ms_wins)
     struct model_gateway *g =
         raw_gateway(&s, "openai", ", \"max_retry_wait\": \"1s\", \"headers\": {\"X-Org\": \"acme\"}");
     REQUIRE(g);
-    struct arena a;
-    arena_init(&a);
-    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
-    struct model_response out = {0};
-    struct keel_err err;
-    int rc = model_call(g, &r, &a, &out, &err);
+    struct exchange x;
+    exchange_init(&x, NULL);
+    int rc = exchange_call(g, &x, "raw 429");
     raw_stop(&s);
-    check_no_canary("raw 429", &err, &out);
-    if (rc) fprintf(stderr, "model_call: %s\n", err.msg);
+    if (rc) fprintf(stderr, "model_call: %s\n", x.err.msg);
     CHECK_INT(rc, 0);
-    CHECK_STR(json_get_str(out.message, "content", ""), "raw ok");
-    REQUIRE(out.trail && out.trail->len == 1);
-    CHECK_INT(json_get_int(out.trail->u.items[0], "retry_after_ms", 0), 300);
+    CHECK_STR(json_get_str(x.out.message, "content", ""), "raw ok");
+    REQUIRE(x.out.trail && x.out.trail->len == 1);
+    CHECK_INT(json_get_int(x.out.trail->u.items[0], "retry_after_ms", 0), 300);
     CHECK(s.times_ms[1] - s.times_ms[0] >= 300);
     char bearer[128];
     snprintf(bearer, sizeof bearer, "Authorization: Bearer %s\r\n", canary);
@@ -820,7 +793,7 @@ TEST(raw_headers_sent_and_retry_after_ms_wins)
     const char *k = strstr(s.heads[1], canary);
     CHECK(k && !strstr(k + 1, canary));
     model_gateway_free(g);
-    arena_cleanup(&a);
+    arena_cleanup(&x.a);
 }
 
 TEST(raw_retry_after_http_date)
@@ -837,21 +810,18 @@ TEST(raw_retry_after_http_date)
     REQUIRE(raw_start(&s));
     struct model_gateway *g = raw_gateway(&s, "openai", "");
     REQUIRE(g);
-    struct arena a;
-    arena_init(&a);
-    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
-    struct model_response out = {0};
-    struct keel_err err;
-    int rc = model_call(g, &r, &a, &out, &err);
+    struct exchange x;
+    exchange_init(&x, NULL);
+    int rc = model_call(g, &x.r, &x.a, &x.out, &x.err);
     raw_stop(&s);
     CHECK_INT(rc, 0);
-    REQUIRE(out.trail && out.trail->len == 1);
-    int64_t ra = json_get_int(out.trail->u.items[0], "retry_after_ms", -1);
+    REQUIRE(x.out.trail && x.out.trail->len == 1);
+    int64_t ra = json_get_int(x.out.trail->u.items[0], "retry_after_ms", -1);
     CHECK(ra > 0 && ra <= 2000);
     CHECK(s.times_ms[1] - s.times_ms[0] >= ra);
-    CHECK_CONTAINS(json_get_str(out.trail->u.items[0], "error", ""), "(empty body)");
+    CHECK_CONTAINS(json_get_str(x.out.trail->u.items[0], "error", ""), "(empty body)");
     model_gateway_free(g);
-    arena_cleanup(&a);
+    arena_cleanup(&x.a);
 }
 
 TEST(raw_anthropic_headers)
@@ -865,19 +835,17 @@ TEST(raw_anthropic_headers)
     struct model_gateway *g2 =
         raw_gateway(&s, "anthropic", ", \"headers\": {\"anthropic-version\": \"2024-01-01\"}");
     REQUIRE(g && g2);
-    struct arena a;
-    arena_init(&a);
-    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
-    struct model_response out = {0}, out2 = {0};
-    struct keel_err err;
-    int rc1 = model_call(g, &r, &a, &out, &err);
-    int rc2 = model_call(g2, &r, &a, &out2, &err);
+    struct exchange x;
+    exchange_init(&x, NULL);
+    struct model_response out2 = {0};
+    int rc1 = model_call(g, &x.r, &x.a, &x.out, &x.err);
+    int rc2 = model_call(g2, &x.r, &x.a, &out2, &x.err);
     raw_stop(&s);
     CHECK_INT(rc1, 0);
     CHECK_INT(rc2, 0);
-    CHECK_STR(json_get_str(out.message, "content", ""), "hey");
+    CHECK_STR(json_get_str(x.out.message, "content", ""), "hey");
     /* No usage in the reply: estimated, never zero for a non-empty exchange. */
-    CHECK(out.input_tokens > 0 && out.output_tokens > 0);
+    CHECK(x.out.input_tokens > 0 && x.out.output_tokens > 0);
     char key[128];
     snprintf(key, sizeof key, "x-api-key: %s\r\n", canary);
     CHECK_CONTAINS(s.heads[0], "POST /v1/messages HTTP/1.1\r\n");
@@ -888,7 +856,7 @@ TEST(raw_anthropic_headers)
     CHECK(!strstr(s.heads[1], "2023-06-01"));
     model_gateway_free(g);
     model_gateway_free(g2);
-    arena_cleanup(&a);
+    arena_cleanup(&x.a);
 }
 
 TEST(raw_reply_over_the_cap_is_elimit)
@@ -897,17 +865,14 @@ TEST(raw_reply_over_the_cap_is_elimit)
     REQUIRE(raw_start(&s));
     struct model_gateway *g = raw_gateway(&s, "openai", "");
     REQUIRE(g);
-    struct arena a;
-    arena_init(&a);
-    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
-    struct model_response out = {0};
-    struct keel_err err;
-    CHECK_INT(model_call(g, &r, &a, &out, &err), KEEL_ELIMIT);
+    struct exchange x;
+    exchange_init(&x, NULL);
+    CHECK_INT(model_call(g, &x.r, &x.a, &x.out, &x.err), KEEL_ELIMIT);
     raw_stop(&s);
-    CHECK_CONTAINS(err.msg, "over 16 MiB");
+    CHECK_CONTAINS(x.err.msg, "over 16 MiB");
     CHECK_INT(s.served, 1); /* not retried */
     model_gateway_free(g);
-    arena_cleanup(&a);
+    arena_cleanup(&x.a);
 }
 
 TEST(raw_provider_without_a_key_sends_no_auth_header)
@@ -925,8 +890,9 @@ TEST(raw_provider_without_a_key_sends_no_auth_header)
     arena_init(&a);
     struct model_gateway *g = NULL;
     struct keel_err err;
-    REQUIRE(model_gateway_new(parse(&a, cfg), "keel.yaml", ".", &g, &err) == 0);
-    struct model_request r = {.messages = parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
+    REQUIRE(model_gateway_new(test_parse(&a, cfg), "keel.yaml", ".", &g, &err) == 0);
+    struct model_request r = {.messages =
+                                  test_parse(&a, "[{\"role\": \"user\", \"content\": \"hi\"}]")};
     struct model_response out = {0}, out2 = {0};
     int rc1 = model_call(g, &r, &a, &out, &err);
     int rc2 = model_call(g, &r, &a, &out2, &err);
