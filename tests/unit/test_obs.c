@@ -155,6 +155,37 @@ static struct workflow *load_demo(void)
     return wf;
 }
 
+/* The demo run explained: its arena, its workflow version (NULL when
+ * explained without it) and the report.  Free with demo_cleanup(). */
+struct demo {
+    struct arena a;
+    struct workflow *wf;
+    struct json_value *rep;
+};
+
+/* Explains the demo run, with its workflow version or without; false
+ * (saying why) when the workflow does not load or obs_explain fails. */
+static bool demo_explain(struct demo *d, bool with_workflow)
+{
+    arena_init(&d->a);
+    d->wf = with_workflow ? load_demo() : NULL;
+    d->rep = NULL;
+    if (with_workflow && !d->wf) return false;
+    struct keel_err err;
+    keel_err_clear(&err);
+    if (obs_explain(demo_run(&d->a), demo_events(&d->a), d->wf, &d->a, &d->rep, &err) != 0) {
+        fprintf(stderr, "obs_explain: %s\n", err.msg);
+        return false;
+    }
+    return true;
+}
+
+static void demo_cleanup(struct demo *d)
+{
+    workflow_free(d->wf);
+    arena_cleanup(&d->a);
+}
+
 static const struct json_value *visit_of(const struct json_value *report, const char *step, int nth)
 {
     const struct json_value *t = json_get(report, "timeline");
@@ -188,6 +219,17 @@ static int count_lines(const char *s, size_t len)
     return n;
 }
 
+/* The terminal rendering of rep (width 0: unknown), as a string in a. */
+static const char *text_of(struct arena *a, const struct json_value *rep, bool color, int width)
+{
+    struct buf out;
+    buf_init(&out);
+    obs_explain_text_width(rep, &out, color, width);
+    const char *s = arena_strndup(a, out.data ? out.data : "", out.len);
+    buf_cleanup(&out);
+    return s;
+}
+
 /* The summary is everything before the first timeline block (a blank line). */
 static size_t summary_len(const char *text)
 {
@@ -197,14 +239,9 @@ static size_t summary_len(const char *text)
 
 TEST(report_counts_and_identities)
 {
-    struct arena a;
-    arena_init(&a);
-    struct workflow *wf = load_demo();
-    REQUIRE(wf);
-    struct json_value *rep = NULL;
-    struct keel_err err;
-    keel_err_clear(&err);
-    REQUIRE(obs_explain(demo_run(&a), demo_events(&a), wf, &a, &rep, &err) == 0);
+    struct demo d;
+    REQUIRE(demo_explain(&d, true));
+    struct json_value *rep = d.rep;
     CHECK_STR(str_at(rep, "/run/id"), "run_demo");
     CHECK_STR(str_at(rep, "/run/workflow_hash"), "abc123");
     CHECK_STR(str_at(rep, "/run/status"), "succeeded");
@@ -238,18 +275,14 @@ TEST(report_counts_and_identities)
     CHECK_INT(int_at(rep, "/summary/approvals/0/decided_seq"), 42);
     CHECK(str_at(rep, "/summary/approvals/0/decided_at") != NULL);
     CHECK_STR(str_at(rep, "/summary/approvals/0/comment"), "fine");
-    workflow_free(wf);
-    arena_cleanup(&a);
+    demo_cleanup(&d);
 }
 
 TEST(timeline_entries)
 {
-    struct arena a;
-    arena_init(&a);
-    struct workflow *wf = load_demo();
-    REQUIRE(wf);
-    struct json_value *rep = NULL;
-    REQUIRE(obs_explain(demo_run(&a), demo_events(&a), wf, &a, &rep, NULL) == 0);
+    struct demo d;
+    REQUIRE(demo_explain(&d, true));
+    struct json_value *rep = d.rep;
     REQUIRE(json_get(rep, "timeline")->len == 7);
     /* fetch: two attempts in one visit, the first failed with a retry. */
     const struct json_value *f = visit_of(rep, "fetch", 0);
@@ -321,18 +354,14 @@ TEST(timeline_entries)
     CHECK_STR(str_at(n, "/state_written/0/reducer"), "append");
     CHECK_INT(at(n, "/state_written/0/before")->len, 0);
     CHECK_STR(str_at(n, "/state_written/0/after/0"), "severity low");
-    workflow_free(wf);
-    arena_cleanup(&a);
+    demo_cleanup(&d);
 }
 
 TEST(provenance_and_switch_causes)
 {
-    struct arena a;
-    arena_init(&a);
-    struct workflow *wf = load_demo();
-    REQUIRE(wf);
-    struct json_value *rep = NULL;
-    REQUIRE(obs_explain(demo_run(&a), demo_events(&a), wf, &a, &rep, NULL) == 0);
+    struct demo d;
+    REQUIRE(demo_explain(&d, true));
+    struct json_value *rep = d.rep;
     /* state.triage: written by the agent's final answer, which rested on
      * the CRM lookup. */
     const struct json_value *p = at(rep, "/provenance/triage");
@@ -392,58 +421,48 @@ TEST(provenance_and_switch_causes)
     CHECK_INT(refused, 1);
     CHECK_INT(rejected, 1);
     CHECK_INT(failed, 1);
-    workflow_free(wf);
-    arena_cleanup(&a);
+    demo_cleanup(&d);
 }
 
 TEST(text_summary_fits_a_screen)
 {
-    struct arena a;
-    arena_init(&a);
-    struct workflow *wf = load_demo();
-    REQUIRE(wf);
-    struct json_value *rep = NULL;
-    REQUIRE(obs_explain(demo_run(&a), demo_events(&a), wf, &a, &rep, NULL) == 0);
-    struct buf out;
-    buf_init(&out);
-    obs_explain_text(rep, &out, false);
-    REQUIRE(out.data);
-    size_t sl = summary_len(out.data);
-    CHECK(count_lines(out.data, sl) <= OBS_SUMMARY_LINES);
-    CHECK(count_lines(out.data, sl) >= 8);
-    CHECK(strstr(out.data, "\x1b[") == NULL);
-    CHECK_CONTAINS(out.data, "Outcome: Succeeded");
-    CHECK_CONTAINS(out.data, "Steps: 7 visits, retries 1, failures 1 · Tool calls made: 3 · Policy: 3 "
+    struct demo d;
+    REQUIRE(demo_explain(&d, true));
+    struct json_value *rep = d.rep;
+    const char *text = text_of(&d.a, rep, false, 0);
+    REQUIRE(text);
+    size_t sl = summary_len(text);
+    CHECK(count_lines(text, sl) <= OBS_SUMMARY_LINES);
+    CHECK(count_lines(text, sl) >= 8);
+    CHECK(strstr(text, "\x1b[") == NULL);
+    CHECK_CONTAINS(text, "Outcome: Succeeded");
+    CHECK_CONTAINS(text, "Steps: 7 visits, retries 1, failures 1 · Tool calls made: 3 · Policy: 3 "
                              "allowed, 1 denied, 0 needed approval · Refused: 1");
-    CHECK_CONTAINS(out.data, "Models: 3 calls, 350 tokens in, 60 out, $0.0035 · rejected outputs 1");
-    CHECK_CONTAINS(out.data, "support/billing");
-    CHECK_CONTAINS(out.data, "ap1 (group support-leads, step ask): approved by human:alice");
-    CHECK_CONTAINS(out.data, "route → note by default: state.triage.severity=\"low\" "
+    CHECK_CONTAINS(text, "Models: 3 calls, 350 tokens in, 60 out, $0.0035 · rejected outputs 1");
+    CHECK_CONTAINS(text, "support/billing");
+    CHECK_CONTAINS(text, "ap1 (group support-leads, step ask): approved by human:alice");
+    CHECK_CONTAINS(text, "route → note by default: state.triage.severity=\"low\" "
                              "← agent support/billing (step triage, model.response #29) ← "
                              "read crm/lookup_account #21: {\"id\":\"A-300\",\"tier\":"
                              "\"enterprise\",\"plan\":\"starter\"");
-    CHECK_CONTAINS(out.data, "check → ask: state.notes=[\"severity low\"] ← set step note #35 from "
+    CHECK_CONTAINS(text, "check → ask: state.notes=[\"severity low\"] ← set step note #35 from "
                              "state.triage.severity ← agent support/billing");
     CHECK_CONTAINS(str_at(rep, "/switches/1/brief"), "[if state.notes.contains(\"severity low\")]");
     CHECK_STR(json_get_str(visit_of(rep, "done", 0), "status", ""), "completed");
     /* The timeline follows, one block per visit. */
-    CHECK_CONTAINS(out.data + sl, "fetch (tool, 2 attempts) as support/triage");
-    CHECK_CONTAINS(out.data + sl, "handoff #24 support/triage → support/billing");
-    CHECK_CONTAINS(out.data + sl, "refused (denied)");
-    buf_reset(&out);
-    obs_explain_text(rep, &out, true);
-    CHECK(strstr(out.data, "\x1b[") != NULL);
-    buf_cleanup(&out);
-    workflow_free(wf);
-    arena_cleanup(&a);
+    CHECK_CONTAINS(text + sl, "fetch (tool, 2 attempts) as support/triage");
+    CHECK_CONTAINS(text + sl, "handoff #24 support/triage → support/billing");
+    CHECK_CONTAINS(text + sl, "refused (denied)");
+    text = text_of(&d.a, rep, true, 0);
+    CHECK(strstr(text, "\x1b[") != NULL);
+    demo_cleanup(&d);
 }
 
 TEST(without_the_workflow_version)
 {
-    struct arena a;
-    arena_init(&a);
-    struct json_value *rep = NULL;
-    REQUIRE(obs_explain(demo_run(&a), demo_events(&a), NULL, &a, &rep, NULL) == 0);
+    struct demo d;
+    REQUIRE(demo_explain(&d, false));
+    struct json_value *rep = d.rep;
     CHECK(at(rep, "/run/workflow_version_available")->type == JSON_FALSE);
     const struct json_value *route = visit_of(rep, "route", 0);
     REQUIRE(route);
@@ -455,7 +474,7 @@ TEST(without_the_workflow_version)
     CHECK_STR(str_at(rep, "/state/notes/0"), "severity low");
     CHECK_STR(str_at(rep, "/provenance/triage/source/kind"), "agent");
     CHECK_INT(int_at(rep, "/summary/counts/model_calls"), 3);
-    arena_cleanup(&a);
+    demo_cleanup(&d);
 }
 
 TEST(switch_mismatch_is_reported)
@@ -549,12 +568,9 @@ TEST(large_values_and_floods_are_capped)
     CHECK_INT(json_get(at(rep, "/summary"), "attention")->len, OBS_ATTENTION_MAX);
     CHECK_INT(int_at(rep, "/summary/attention_omitted"), 51);
     CHECK_CONTAINS(str_at(rep, "/anomalies/0"), "unknown kind 'bogus.kind'");
-    struct buf out;
-    buf_init(&out);
-    obs_explain_text(rep, &out, false);
-    CHECK(count_lines(out.data, summary_len(out.data)) <= OBS_SUMMARY_LINES);
-    CHECK_CONTAINS(out.data, "more in the timeline below");
-    buf_cleanup(&out);
+    const char *text = text_of(&a, rep, false, 0);
+    CHECK(count_lines(text, summary_len(text)) <= OBS_SUMMARY_LINES);
+    CHECK_CONTAINS(text, "more in the timeline below");
     arena_cleanup(&a);
 }
 
@@ -706,12 +722,9 @@ TEST(summaries_budgets_compensation_cancel)
         cancelled |= !strcmp(json_get_str(att->u.items[i], "kind", ""), "cancelled");
     }
     CHECK(budget && cancelled);
-    struct buf out;
-    buf_init(&out);
-    obs_explain_text(rep, &out, false);
-    CHECK_CONTAINS(out.data, "context summarized #5 (900 → 100 tokens)");
-    CHECK_CONTAINS(out.data, "budget.exceeded #7");
-    buf_cleanup(&out);
+    const char *text = text_of(&a, rep, false, 0);
+    CHECK_CONTAINS(text, "context summarized #5 (900 → 100 tokens)");
+    CHECK_CONTAINS(text, "budget.exceeded #7");
     arena_cleanup(&a);
 }
 
@@ -737,36 +750,26 @@ static int summary_rows(const char *text, int width, int *widest)
 
 TEST(summary_fits_a_narrow_terminal)
 {
-    struct arena a;
-    arena_init(&a);
-    struct workflow *wf = load_demo();
-    REQUIRE(wf);
-    struct json_value *rep = NULL;
-    REQUIRE(obs_explain(demo_run(&a), demo_events(&a), wf, &a, &rep, NULL) == 0);
+    struct demo d;
+    REQUIRE(demo_explain(&d, true));
+    struct json_value *rep = d.rep;
     static const int widths[] = {40, 80, 120, 200};
     for (size_t w = 0; w < KEEL_ARRAY_LEN(widths); w++) {
-        struct buf out;
-        buf_init(&out);
-        obs_explain_text_width(rep, &out, false, widths[w]);
+        const char *text = text_of(&d.a, rep, false, widths[w]);
         int widest = 0;
-        int rows = summary_rows(out.data, widths[w], &widest);
+        int rows = summary_rows(text, widths[w], &widest);
         CHECK(rows <= OBS_SUMMARY_LINES);
         CHECK(widest <= 2 * widths[w]);
-        CHECK_CONTAINS(out.data, "Timeline (7 step visits");
+        CHECK_CONTAINS(text, "Timeline (7 step visits");
         /* The branch line keeps its cause first: at 80 columns the two rows
          * reach the tool the agent read. */
-        if (widths[w] >= 80) CHECK_CONTAINS(out.data, "route → note by default: state.triage.severity");
-        if (widths[w] >= 120) CHECK_CONTAINS(out.data, "read crm/lookup_account #21");
-        buf_cleanup(&out);
+        if (widths[w] >= 80) CHECK_CONTAINS(text, "route → note by default: state.triage.severity");
+        if (widths[w] >= 120) CHECK_CONTAINS(text, "read crm/lookup_account #21");
     }
     /* Colours do not count as columns. */
-    struct buf out;
-    buf_init(&out);
-    obs_explain_text_width(rep, &out, true, 80);
-    CHECK(strstr(out.data, "\x1b[") != NULL);
-    buf_cleanup(&out);
-    workflow_free(wf);
-    arena_cleanup(&a);
+    const char *text = text_of(&d.a, rep, true, 80);
+    CHECK(strstr(text, "\x1b[") != NULL);
+    demo_cleanup(&d);
 }
 
 TEST(agent_call_approval_and_model_error)
