@@ -286,16 +286,22 @@ TEST(config_error_line_and_column)
     CHECK_CONTAINS(text, "keel.yaml:6:31");
 }
 
+/* Replaces the file at path with text; false if it cannot be written. */
+static bool write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return false;
+    bool ok = fputs(text, f) >= 0;
+    return fclose(f) == 0 && ok;
+}
+
 TEST(config_key_from_file_strips_the_newline)
 {
     char dir[] = "/tmp/keel-test-model-XXXXXX";
     REQUIRE(mkdtemp(dir));
     char path[256];
     snprintf(path, sizeof path, "%s/model.key", dir);
-    FILE *f = fopen(path, "w");
-    REQUIRE(f);
-    fputs("sk-from-file-42\r\n", f);
-    fclose(f);
+    REQUIRE(write_text(path, "sk-from-file-42\r\n"));
     const char *json = "{\"providers\": {\"p\": {\"kind\": \"anthropic\", \"base_url\": "
                        "\"http://h\", \"api_key\": {\"file\": \"model.key\"}}}}";
     struct model_gateway *g = NULL;
@@ -306,18 +312,12 @@ TEST(config_key_from_file_strips_the_newline)
     model_gateway_free(g);
 
     /* A key with a line break inside is refused without quoting it. */
-    f = fopen(path, "w");
-    REQUIRE(f);
-    fputs("sk-part-one\nsk-part-two\n", f);
-    fclose(f);
+    REQUIRE(write_text(path, "sk-part-one\nsk-part-two\n"));
     CHECK_INT(load(json, dir, &g, &err), KEEL_EINVAL);
     CHECK_CONTAINS(err.msg, "line break");
     CHECK(!strstr(err.msg, "sk-part"));
     /* An empty file too. */
-    f = fopen(path, "w");
-    REQUIRE(f);
-    fputs("\n", f);
-    fclose(f);
+    REQUIRE(write_text(path, "\n"));
     CHECK_INT(load(json, dir, &g, &err), KEEL_EINVAL);
     CHECK_CONTAINS(err.msg, "is empty");
     unlink(path);
@@ -504,16 +504,23 @@ static const char tools_json[] =
     "{\"type\": \"object\", \"properties\": {\"id\": {\"type\": \"integer\"}}}},\n"
     " {\"name\": \"tracker__search\"}]";
 
+/* The conversation, the tools and an output schema: a request with every
+ * part the wire formats translate. */
+static struct model_request full_request(struct arena *a)
+{
+    return (struct model_request){
+        .messages = parse(a, conversation),
+        .tools = parse(a, tools_json),
+        .output_schema = parse(a, "{\"type\": \"object\", \"required\": [\"severity\"]}"),
+    };
+}
+
 TEST(wire_openai_request)
 {
     struct arena a;
     arena_init(&a);
-    struct model_request r = {
-        .messages = parse(&a, conversation),
-        .tools = parse(&a, tools_json),
-        .output_schema = parse(&a, "{\"type\": \"object\", \"required\": [\"severity\"]}"),
-        .max_output_tokens = 300,
-    };
+    struct model_request r = full_request(&a);
+    r.max_output_tokens = 300;
     struct json_value *body = NULL;
     struct keel_err err;
     REQUIRE(model_wire_request("openai", "gpt-4o-mini", &r, &a, &body, &err) == 0);
@@ -553,11 +560,7 @@ TEST(wire_anthropic_request)
 {
     struct arena a;
     arena_init(&a);
-    struct model_request r = {
-        .messages = parse(&a, conversation),
-        .tools = parse(&a, tools_json),
-        .output_schema = parse(&a, "{\"type\": \"object\", \"required\": [\"severity\"]}"),
-    };
+    struct model_request r = full_request(&a);
     struct json_value *body = NULL;
     struct keel_err err;
     REQUIRE(model_wire_request("anthropic", "claude-sonnet", &r, &a, &body, &err) == 0);
