@@ -100,12 +100,17 @@ struct dim_index {
 struct policy_set {
     struct arena arena;
     unsigned flags;
-    struct policy **items; /* items[i] == policy_at(set, i) */
+    struct policy **items; /* items[i]: the i-th policy loaded */
     size_t len, cap;
-    char **chunks; /* the policies themselves, CHUNK_POLICIES to a block that never
-                      moves, each at a cache-line boundary (POLICY_STRIDE apart), so
-                      the authorizer finds policy i without reading items[] */
-    size_t nchunks;
+    /* The policies themselves, each a record of cache lines in a segment
+     * that never moves: the struct, then its packed block (what evaluation
+     * reads besides the struct).  A record is named by its line number
+     * (segment << SEG_SHIFT | line), which grows with load order, so the
+     * index lists line numbers and the authorizer finds a policy and its
+     * block without reading items[] and prefetches both in one go. */
+    char **segs;
+    uint32_t nsegs;
+    uint32_t seg_used, seg_cap; /* lines of the last segment */
     struct strmap ids; /* id -> struct policy* */
     size_t next_auto;  /* N of the next policyN */
     struct buf sources; /* what the hash covers */
@@ -121,10 +126,10 @@ struct policy_set {
     struct id_list pool; /* the index lists' 2nd and later entries, in runs */
 };
 
-#define CHUNK_POLICIES 64
-#define POLICY_STRIDE 256 /* bytes per policy in a chunk: a multiple of the cache line */
-
-_Static_assert(sizeof(struct policy) <= POLICY_STRIDE, "a policy fits its stride");
+#define SEG_SHIFT 15 /* a segment holds at most 32,768 lines (2 MiB: one huge page) */
+#define SEG_FIRST 64 /* lines of the first segment; each next one doubles up to the max */
+#define POLICY_LINES ((sizeof(struct policy) + 63) / 64)
+#define POLICY_HEAD ((sizeof(struct policy) + 7) & ~(size_t)7) /* where the block starts */
 
 static uint64_t hkey(uint64_t h)
 {
@@ -219,6 +224,25 @@ static int home_score(const struct policy_scope *s, int d)
     return by_op[s->op] + (d == 2 ? 1 : 0) - (d == 1 ? 12 : 0);
 }
 
+/* Hashes p's scope uids once, for the index and the evaluator. */
+static void hash_scopes(struct policy_set *set, struct policy *p)
+{
+    struct policy_scope *scopes[3] = {&p->principal, &p->action, &p->resource};
+    for (int d = 0; d < 3; d++) {
+        struct policy_scope *s = scopes[d];
+        s->hashed = false;
+        s->hashes = NULL;
+        if (s->euids && s->neuids) {
+            uint64_t *hs = s->neuids > 1 ? arena_alloc(&set->arena, s->neuids * sizeof *hs) : NULL;
+            s->hash0 = policy_euid_hash(&s->euids[0]);
+            for (uint32_t i = 0; hs && i < s->neuids; i++) hs[i] = policy_euid_hash(&s->euids[i]);
+            s->hashes = hs;
+            s->hashed = true;
+        }
+    }
+}
+
+/* Lists p (record line idx; its scopes hashed) in the index. */
 static void index_policy(struct policy_set *set, struct policy *p, uint32_t idx)
 {
     struct policy_scope *scopes[3] = {&p->principal, &p->action, &p->resource};
@@ -226,15 +250,6 @@ static void index_policy(struct policy_set *set, struct policy *p, uint32_t idx)
     int home = -1, best = 0;
     for (int d = 0; d < 3; d++) {
         struct policy_scope *s = scopes[d];
-        s->hashed = false;
-        s->hashes = NULL;
-        if (s->euids && s->neuids) { /* hashed once here, read by the evaluator */
-            uint64_t *hs = s->neuids > 1 ? arena_alloc(&set->arena, s->neuids * sizeof *hs) : NULL;
-            s->hash0 = policy_euid_hash(&s->euids[0]);
-            for (uint32_t i = 0; hs && i < s->neuids; i++) hs[i] = policy_euid_hash(&s->euids[i]);
-            s->hashes = hs;
-            s->hashed = true;
-        }
         int score = home_score(s, d);
         if (score > best) {
             best = score;
@@ -280,8 +295,8 @@ void policy_set_free(struct policy_set *set)
     strmap_cleanup(&set->ids);
     buf_cleanup(&set->sources);
     free(set->items);
-    for (size_t i = 0; i < set->nchunks; i++) free(set->chunks[i]);
-    free(set->chunks);
+    for (size_t i = 0; i < set->nsegs; i++) free(set->segs[i]);
+    free(set->segs);
     arena_cleanup(&set->arena);
     free(set);
 }
@@ -408,50 +423,74 @@ static struct policy_condition *pk_policy(struct packer *k, struct policy *p)
     return conds;
 }
 
-/* Moves what evaluating p reads besides p itself into one block starting at
- * a cache line, so a cold policy is a few adjacent lines the authorizer can
- * prefetch at once instead of a chain of pointers into the whole parse.
- * The parsed copies stay valid in the set's arena (nothing else points at
- * them once p is updated). */
-static void pack_policy(struct policy_set *set, struct policy *p)
+/* Reserves a record of n cache lines (n <= 1 << SEG_SHIFT) at the end of
+ * the last segment, or in a new one; returns its line number. */
+static uint32_t record_alloc(struct policy_set *set, uint32_t n)
 {
-    struct packer k = {0};
-    pk_policy(&k, p);
-    uintptr_t raw = (uintptr_t)arena_alloc(&set->arena, k.off + 64); /* 8-aligned */
-    k.base = (char *)((raw + 63) & ~(uintptr_t)63);
-    size_t size = k.off;
-    k.off = 0;
-    p->conds = pk_policy(&k, p);
-    size_t lines = (size + 63) / 64;
-    p->hot_lines = (uint16_t)(lines < UINT16_MAX ? lines : UINT16_MAX);
+    if (!set->nsegs || set->seg_used + n > set->seg_cap) {
+        uint32_t cap = set->nsegs ? set->seg_cap * 2 : SEG_FIRST;
+        if (cap > 1u << SEG_SHIFT) cap = 1u << SEG_SHIFT;
+        while (cap < n) cap *= 2;
+        if ((size_t)set->nsegs + 1 > (FILTER_IDX >> SEG_SHIFT)) abort(); /* 32 GiB of policies */
+        set->segs = realloc(set->segs, (set->nsegs + 1) * sizeof *set->segs);
+        if (!set->segs) abort();
+        set->segs[set->nsegs] = policy_big_alloc((size_t)cap * 64);
+        set->nsegs++;
+        set->seg_used = 0;
+        set->seg_cap = cap;
+    }
+    uint32_t line = (set->nsegs - 1) << SEG_SHIFT | set->seg_used;
+    set->seg_used += n;
+    return line;
 }
 
-/* Adds a copy of *src (its arena data is shared) as the next policy. */
+/* The policy whose record starts at line x. */
+static struct policy *record_at(const struct policy_set *set, uint32_t x)
+{
+    return (struct policy *)(set->segs[x >> SEG_SHIFT] + (size_t)(x & ((1u << SEG_SHIFT) - 1)) * 64);
+}
+
+/* Adds a copy of *src (its arena data is shared) as the next policy: its
+ * record holds the struct and, right after it, the packed block of what
+ * evaluating it reads besides the struct (conditions, nodes, scope uids),
+ * so a cold policy is a few adjacent lines the authorizer can prefetch at
+ * once instead of a chain of pointers into the whole parse.  The parsed
+ * copies stay valid in the set's arena (nothing points at them once the
+ * record is written).  A block too large for a segment stays apart. */
 static void add_policy(struct policy_set *set, const struct policy *src)
 {
-    if (set->len % CHUNK_POLICIES == 0) {
-        set->chunks = realloc(set->chunks, (set->nchunks + 1) * sizeof *set->chunks);
-        if (!set->chunks) abort();
-        set->chunks[set->nchunks] = aligned_alloc(64, CHUNK_POLICIES * POLICY_STRIDE);
-        if (!set->chunks[set->nchunks]) abort();
-        set->nchunks++;
+    struct policy tmp = *src;
+    tmp.hot_lines = 0;
+    struct packer k = {0};
+    if (!tmp.is_template) {
+        hash_scopes(set, &tmp);
+        pk_policy(&k, &tmp); /* measures */
     }
-    struct policy *p = (struct policy *)(set->chunks[set->len / CHUNK_POLICIES] +
-                                         set->len % CHUNK_POLICIES * POLICY_STRIDE);
-    *p = *src;
+    size_t block = k.off, lines = (POLICY_HEAD + block + 63) / 64;
+    bool inline_block = lines <= 1u << SEG_SHIFT;
+    uint32_t idx = record_alloc(set, (uint32_t)(inline_block ? lines : POLICY_LINES));
+    struct policy *p = record_at(set, idx);
+    *p = tmp;
+    if (!tmp.is_template) {
+        if (inline_block) {
+            k.base = (char *)p + POLICY_HEAD;
+        } else {
+            uintptr_t raw = (uintptr_t)arena_alloc(&set->arena, block + 64); /* 8-aligned */
+            k.base = (char *)((raw + 63) & ~(uintptr_t)63);
+        }
+        k.off = 0;
+        p->conds = pk_policy(&k, p);
+        size_t bl = (block + 63) / 64 + 1; /* lines it touches at most */
+        p->hot_lines = (uint16_t)(bl < UINT16_MAX ? bl : UINT16_MAX);
+    }
     if (set->len == set->cap) {
         set->cap = set->cap ? set->cap * 2 : 16;
         set->items = realloc(set->items, set->cap * sizeof *set->items);
         if (!set->items) abort();
     }
-    uint32_t idx = (uint32_t)set->len;
     set->items[set->len++] = p;
     strmap_put(&set->ids, p->id, strlen(p->id), p);
-    p->hot_lines = 0;
-    if (!p->is_template) {
-        index_policy(set, p, idx);
-        pack_policy(set, p);
-    }
+    if (!p->is_template) index_policy(set, p, idx);
     set->hash_valid = false;
 }
 
@@ -668,22 +707,38 @@ static void prefetch(const void *p)
 }
 
 #define PREFETCH_POLICIES 16 /* candidates whose policies are prefetched up front */
-#define PREFETCH_BLOCK_LINES 16 /* of a policy's packed block */
+#define PREFETCH_RECORD_LINES 12 /* of a policy's record, before its size is known
+                                    (prefetch_policy() writes them out) */
+#define PREFETCH_BLOCK_LINES 32  /* at most, of a record once its size is known */
 
-/* Starts loading the lines of p that evaluation reads first. */
+/* Starts loading the first lines of p's record (the struct, the start of
+ * its packed block): most records of agent policies fit. */
 static void prefetch_policy(const struct policy *p)
 {
-    const char *at = (const char *)p;
+    const char *at = (const char *)p; /* written out: a dozen instructions, no loop */
     prefetch(at);
     prefetch(at + 64);
     prefetch(at + 128);
+    prefetch(at + 192);
+    prefetch(at + 256);
+    prefetch(at + 320);
+    prefetch(at + 384);
+    prefetch(at + 448);
+    prefetch(at + 512);
+    prefetch(at + 576);
+    prefetch(at + 640);
+    prefetch(at + 704);
 }
 
-/* Starts loading p's packed block (waits for p's first line). */
+/* Starts loading the rest of p's packed block (waits for p's first line). */
 static void prefetch_block(const struct policy *p)
 {
-    const char *at = (const char *)p->conds;
-    for (uint32_t l = 0; l < p->hot_lines && l < PREFETCH_BLOCK_LINES; l++) prefetch(at + 64 * l);
+    uintptr_t at = (uintptr_t)p->conds, from = (uintptr_t)p;
+    uintptr_t end = at + 64 * (uintptr_t)(p->hot_lines < PREFETCH_BLOCK_LINES ? p->hot_lines
+                                                                              : PREFETCH_BLOCK_LINES);
+    if (at >= from && at < from + 64 * PREFETCH_RECORD_LINES) /* in the record: */
+        at = from + 64 * PREFETCH_RECORD_LINES;              /* after prefetch_policy's lines */
+    for (; at < end; at += 64) prefetch((const void *)at);
 }
 
 /* A hint to start loading the slot of uid hash h in d. */
@@ -755,11 +810,10 @@ static bool filter_pass(const struct scope_filter *f, const struct req_filter *r
     return true;
 }
 
-/* Policy i of set, read from its chunk (the chunk table is small and hot). */
+/* The policy of record line i (the segment table is small and hot). */
 static const struct policy *policy_at(const struct policy_set *set, uint32_t i)
 {
-    return (const struct policy *)(set->chunks[i / CHUNK_POLICIES] +
-                                   i % CHUNK_POLICIES * POLICY_STRIDE);
+    return record_at(set, i);
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -784,24 +838,35 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
     const struct policy_entity *ents[3];
     uint64_t uh[3];
     struct req_filter rf;
-    size_t maxruns = 1;
+    size_t maxruns = 7; /* the unindexed list and two runs per `==` table */
+    /* Candidates: the unindexed policies, and in each dimension the policies
+     * homed under the request's uid or one of its ancestors. */
+    struct run stack_runs[64];
+    struct run *runs = stack_runs;
+    size_t nruns = 1, total = set->wild.len;
+    runs[0] = (struct run){set->wild.items, set->wild.len};
     /* The cold loads are started in waves of independent ones, so their
      * misses overlap instead of queueing behind each other: the uid index
-     * slots of the store and of the policy index, then the request's
-     * entity blocks, then the index slots of their ancestors. */
+     * slots of the store and of the policy index; then the request's
+     * entity blocks and the records of the first policies homed under the
+     * request's own uids (likely candidates, started before the filter can
+     * say); then the index slots of the entities' ancestors. */
     for (int d = 0; d < 3; d++) {
         uh[d] = policy_euid_hash(uids[d]);
         policy_entities_prefetch(entities, uh[d]);
         prefetch_slot(&set->dims[2 * d], uh[d]);
         prefetch_slot(&set->dims[2 * d + 1], uh[d]);
     }
+    uint32_t early[3];
+    size_t nearly = 0;
     for (int d = 0; d < 3; d++) {
         policy_entities_prefetch_entity(entities, uh[d]);
-        /* the first policy homed under the uid itself is a likely
-         * candidate: start its lines too (before the filter can say) */
-        const struct dim_index *eq = &set->dims[2 * d];
-        const struct hslot *s = eq->count ? hslot_find(eq, hkey(uh[d])) : NULL;
-        if (s && s->hash) prefetch_policy(policy_at(set, s->first.idx & FILTER_IDX));
+        size_t first = nruns;
+        total += gather(set, &set->dims[2 * d], uh[d], runs, &nruns);
+        if (nruns > first) {
+            early[nearly] = runs[first].f->idx & FILTER_IDX;
+            prefetch_policy(policy_at(set, early[nearly++]));
+        }
     }
     for (int d = 0; d < 3; d++) {
         ents[d] = entities ? policy_entities_find_hashed(entities, uids[d], uh[d]) : NULL;
@@ -810,18 +875,13 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
     }
     for (int d = 0; d < 3; d++) {
         req_filter_dim(&rf, d, uh[d], ents[d]);
-        maxruns += 2 * (2 + (size_t)(ents[d] ? ents[d]->nancestors : 0));
+        maxruns += 2 * (1 + (size_t)(ents[d] ? ents[d]->nancestors : 0));
     }
-
-    /* Candidates: the unindexed policies, and in each dimension the policies
-     * homed under the request's uid or one of its ancestors. */
-    struct run stack_runs[64];
-    struct run *runs =
-        maxruns <= 64 ? stack_runs : arena_alloc(&resp->arena, maxruns * sizeof *runs);
-    size_t nruns = 1, total = set->wild.len;
-    runs[0] = (struct run){set->wild.items, set->wild.len};
+    if (maxruns > KEEL_ARRAY_LEN(stack_runs)) {
+        runs = arena_alloc(&resp->arena, maxruns * sizeof *runs);
+        memcpy(runs, stack_runs, nruns * sizeof *runs);
+    }
     for (int d = 0; d < 3; d++) {
-        total += gather(set, &set->dims[2 * d], uh[d], runs, &nruns);
         const struct dim_index *in = &set->dims[2 * d + 1];
         if (!in->count) continue;
         total += gather(set, in, uh[d], runs, &nruns);
@@ -859,8 +919,11 @@ int policy_authorize(const struct policy_set *set, const struct policy_entities 
      * (their first three lines hold what evaluation reads first), then,
      * as their first lines arrive, their packed blocks (conditions and
      * scope uids) */
-    for (size_t i = 0; i < ncand && i < PREFETCH_POLICIES; i++)
-        prefetch_policy(policy_at(set, resp->cand[i]));
+    for (size_t i = 0; i < ncand && i < PREFETCH_POLICIES; i++) {
+        size_t k = 0;
+        while (k < nearly && early[k] != resp->cand[i]) k++;
+        if (k == nearly) prefetch_policy(policy_at(set, resp->cand[i]));
+    }
     for (size_t i = 0; i < ncand && i < PREFETCH_POLICIES; i++)
         prefetch_block(policy_at(set, resp->cand[i]));
 

@@ -8,9 +8,9 @@
  * (they have ancestors of their own only if declared); ancestors[] is
  * sorted and excludes the entity itself (a cycle is rejected at load).
  * The store is immutable after policy_entities_parse_json returns and all
- * of its memory is in es->arena and es->hot (plus the uid index and the
+ * of its memory is in es->arena, es->hot and es->blocks (plus the uid index and the
  * pointer array); a store of COMPACT_MIN entities or more has each entity
- * laid out again in one block in es->hot (see compact()).
+ * laid out again in one block of cache lines in es->blocks (see compact()).
  *
  * With a schema, attribute and context values are read as the schema
  * declares them (bare {"type","id"} objects are entity references where an
@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* The uid index: open addressing keyed by policy_euid_hash (the value each
  * entity keeps in uid_hash), each slot 16 bytes holding the hash and the
@@ -48,7 +49,8 @@ static const struct policy_entity *slot_entity(const struct uid_slot *s)
 
 struct policy_entities {
     struct arena arena;
-    struct arena hot; /* the entities once loaded, each in one block (compact()) */
+    struct arena hot; /* type names of the entities laid out again (compact()) */
+    char *blocks;     /* the entities laid out again, each in a block of cache lines */
     struct uid_slot *slots;
     uint32_t slots_cap; /* power of two, or 0 */
     struct policy_entity **items;
@@ -115,6 +117,7 @@ void policy_entities_free(struct policy_entities *es)
     free(es->items);
     arena_cleanup(&es->arena);
     arena_cleanup(&es->hot);
+    free(es->blocks);
     free(es);
 }
 
@@ -139,15 +142,10 @@ void policy_entities_prefetch_entity(const struct policy_entities *es, uint64_t 
 {
 #if defined(__GNUC__)
     if (!es || !es->slots_cap) return;
-    uint32_t mask = es->slots_cap - 1;
-    for (uint32_t i = slot_start(h, es->slots_cap), k = 0; k < 4; i = (i + 1) & mask, k++) {
-        const struct uid_slot *s = &es->slots[i];
-        if (!s->e) return;
-        if (s->hash != h) continue;
-        const char *at = (const char *)slot_entity(s);
-        for (uintptr_t l = 0; l <= (s->e & SLOT_LINES); l++) __builtin_prefetch(at + 64 * l);
-        return;
-    }
+    const struct uid_slot *s = &es->slots[slot_start(h, es->slots_cap)]; /* its home slot */
+    if (s->hash != h) return; /* elsewhere (a probe away) or absent: loaded when found */
+    const char *at = (const char *)slot_entity(s);
+    for (uintptr_t l = 0; l <= (s->e & SLOT_LINES); l++) __builtin_prefetch(at + 64 * l);
 #else
     (void)es;
     (void)h;
@@ -393,11 +391,30 @@ static int compute_ancestors(struct policy_entities *es, struct keel_err *err)
  * their parents), so they are not laid out again. */
 #define COMPACT_MIN 64
 
-/* size bytes at a 64-byte boundary (a cache line) in a. */
-static void *line_alloc(struct arena *a, size_t size)
+#define HUGE_PAGE ((size_t)2 << 20)
+
+void *policy_big_alloc(size_t size)
 {
-    uintptr_t p = (uintptr_t)arena_alloc(a, size + 56); /* arena memory is 8-aligned */
-    return (void *)((p + 63) & ~(uintptr_t)63);
+    size_t align = size >= HUGE_PAGE ? HUGE_PAGE : 64;
+    size = (size + align - 1) & ~(align - 1);
+    void *p = aligned_alloc(align, size ? size : align);
+    if (!p) abort();
+#if defined(MADV_HUGEPAGE)
+    /* a hint: fewer TLB misses when requests touch lines all over it */
+    if (align == HUGE_PAGE) (void)madvise(p, size, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+/* The bytes of e's block once laid out again (compact()). */
+static size_t block_size(const struct policy_entity *o)
+{
+    uint32_t na = o->nancestors, np = o->nparents, nf = o->attrs.len, nt = o->tags.len;
+    size_t idsize = (o->uid.id_len + 8) & ~(size_t)7, chars = 0;
+    for (uint32_t k = 0; k < nf; k++) chars += o->attrs.fields[k].key_len + 1;
+    for (uint32_t k = 0; k < nt; k++) chars += o->tags.fields[k].key_len + 1;
+    return sizeof *o + idsize + na * sizeof(uint64_t) + (nf + nt) * sizeof(struct policy_field) +
+           (na + np) * sizeof(uint32_t) + chars;
 }
 
 /* Copies n fields to *at (advancing it) with their keys at *chars. */
@@ -429,15 +446,16 @@ static void compact(struct policy_entities *es)
     strmap_init(&types);
     uint8_t *lines = malloc(es->len); /* cache lines of each block past its first */
     if (!lines) abort();
+    size_t total = 0;
+    for (size_t i = 0; i < es->len; i++) total += (block_size(es->items[i]) + 63) & ~(size_t)63;
+    es->blocks = policy_big_alloc(total);
+    char *next = es->blocks;
     for (size_t i = 0; i < es->len; i++) {
         const struct policy_entity *o = es->items[i];
         uint32_t na = o->nancestors, np = o->nparents, nf = o->attrs.len, nt = o->tags.len;
-        size_t idsize = (o->uid.id_len + 8) & ~(size_t)7, chars = 0;
-        for (uint32_t k = 0; k < nf; k++) chars += o->attrs.fields[k].key_len + 1;
-        for (uint32_t k = 0; k < nt; k++) chars += o->tags.fields[k].key_len + 1;
-        size_t size = sizeof *o + idsize + na * sizeof(uint64_t) + (nf + nt) * sizeof(struct policy_field) +
-                      (na + np) * sizeof(uint32_t) + chars;
-        char *at = line_alloc(&es->hot, size);
+        size_t idsize = (o->uid.id_len + 8) & ~(size_t)7, size = block_size(o);
+        char *at = next;
+        next += (size + 63) & ~(size_t)63;
         lines[i] = (uint8_t)((size - 1) / 64 < SLOT_LINES ? (size - 1) / 64 : SLOT_LINES);
         struct policy_entity *e = (struct policy_entity *)at;
         *e = *o;

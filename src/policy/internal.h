@@ -107,6 +107,11 @@ void policy_entities_prefetch_entity(const struct policy_entities *es, uint64_t 
 const struct policy_entity *policy_entities_find_hashed(const struct policy_entities *es,
                                                         const struct policy_euid *uid, uint64_t h);
 
+/* size bytes at a cache line (at a 2 MiB boundary, with the kernel asked
+ * for huge pages, from 2 MiB on); never NULL (aborts when out of memory).
+ * Free with free(). */
+void *policy_big_alloc(size_t size);
+
 /* ---- values (value.c) -------------------------------------------------- */
 
 /* Uid equality (type and id, bytewise); both borrowed. */
