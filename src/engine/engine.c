@@ -506,19 +506,26 @@ static struct engine_slot *slot_get(struct engine *e, const char *id)
 
 static void slot_unload(struct engine_slot *sl)
 {
+    journal_batch_discard(sl->batch);
+    sl->batch = NULL;
     journal_writer_free(sl->c.w);
     sl->c.w = NULL;
     sl->loaded = false;
     sl->failed = false;
 }
 
+static void slot_free_unlisted(struct engine_slot *sl)
+{
+    slot_unload(sl);
+    arena_cleanup(&sl->arena);
+    free(sl);
+}
+
 /* Caller holds e->lock; no append of sl is in flight. */
 static void slot_free(struct engine *e, struct engine_slot *sl)
 {
     strmap_del(&e->slots, sl->id, strlen(sl->id));
-    slot_unload(sl);
-    arena_cleanup(&sl->arena);
-    free(sl);
+    slot_free_unlisted(sl);
 }
 
 /* The transition of sl's run is over and its deferred appends are durable
@@ -581,10 +588,31 @@ void engine_deferred_done(void *ctx, int rc, const struct journal_appended *appe
     pthread_mutex_unlock(&e->lock);
 }
 
+int engine_flush(struct run_ctx *c, struct keel_err *err)
+{
+    struct engine_slot *sl = c->slot;
+    if (!sl || !sl->batch) return 0;
+    struct journal_batch *bt = sl->batch;
+    sl->batch = NULL;
+    engine_slot_hold(sl);
+    int rc = journal_batch_submit(bt, engine_deferred_done, sl, err);
+    if (rc) {
+        /* Not queued: the view holds events the journal does not. */
+        pthread_mutex_lock(&c->e->lock);
+        sl->failed = true;
+        unhold_locked(c->e, sl);
+        pthread_mutex_unlock(&c->e->lock);
+        keel_err_prefix(err, "run %s: queueing the step's events", c->run.id);
+    }
+    return rc;
+}
+
 int engine_barrier(struct run_ctx *c, struct keel_err *err)
 {
     struct engine_slot *sl = c->slot;
     if (!sl) return 0;
+    int rc = engine_flush(c, err);
+    if (rc) return rc;
     pthread_mutex_lock(&c->e->lock);
     while (sl->inflight > 0) pthread_cond_wait(&c->e->durable, &c->e->lock);
     bool failed = sl->failed;
@@ -652,6 +680,15 @@ static int process(struct engine *e, struct engine_slot *sl)
         } else {
             rc = engine_step(c, &err);
         }
+    }
+    /* The transition's deferred events go out as one request; after a
+     * failure they are dropped with the slot (the journal is the truth). */
+    if (rc >= 0) {
+        int frc = engine_flush(c, &err);
+        if (frc) rc = frc;
+    } else {
+        journal_batch_discard(sl->batch);
+        sl->batch = NULL;
     }
     if (rc < 0) {
         char msg[2 * KEEL_ERR_MSG_MAX];
@@ -1087,20 +1124,55 @@ int engine_run_start(struct engine *e, const char *workflow, const struct json_v
                             .input = in.data,
                             .identity = who};
     rc = store_run_create(e->store, &run, err);
+    /* The new run's context is built here, from what was just written, so
+     * its first transition reads nothing back. */
+    struct engine_slot *sl = rc ? NULL : calloc(1, sizeof *sl);
+    if (!rc && !sl) rc = keel_fail(err, KEEL_ENOMEM, "out of memory starting a run");
     if (!rc) {
-        struct arena a;
-        arena_init(&a);
-        struct json_value *p = json_object(&a);
-        json_object_setc(&a, p, "workflow", json_cstr(&a, ew->wf->name));
-        json_object_setc(&a, p, "workflow_hash", json_cstr(&a, ew->wf->hash));
-        json_object_setc(&a, p, "input", json_clone(&a, input));
-        rc = journal_append(e->store, id, "run.started", who, p, NULL, err);
-        arena_cleanup(&a);
+        snprintf(sl->id, sizeof sl->id, "%s", id);
+        arena_init(&sl->arena);
+        struct arena *a = &sl->arena;
+        struct run_ctx *c = &sl->c;
+        c->e = e;
+        c->slot = sl;
+        c->arena = a;
+        c->ew = ew;
+        c->run = run;
+        c->run.id = sl->id;
+        c->run.input = arena_strdup(a, in.data);
+        c->run.identity = arena_strdup(a, who);
+        c->input = json_clone(a, input);
+        if (ew->wf->identity) snprintf(c->agent_actor, sizeof c->agent_actor, "agent:%s", ew->wf->identity);
+        else snprintf(c->agent_actor, sizeof c->agent_actor, "system");
+        engine_view_init(&c->view, sl->id, ew->wf, a);
+        rc = journal_writer_new(e->store, sl->id, &c->w, err);
+        if (!rc) {
+            struct json_value *p = json_object(a);
+            json_object_setc(a, p, "workflow", json_cstr(a, ew->wf->name));
+            json_object_setc(a, p, "workflow_hash", json_cstr(a, ew->wf->hash));
+            json_object_setc(a, p, "input", c->input);
+            rc = engine_journal(c, "run.started", who, p, err);
+        }
+        if (rc) {
+            slot_unload(sl);
+            arena_cleanup(&sl->arena);
+            free(sl);
+            sl = NULL;
+        } else {
+            sl->loaded = true;
+            sl->cancel_gen = UINT64_MAX;
+        }
     }
     buf_cleanup(&in);
     if (rc) return rc;
     snprintf(run_id, cap, "%s", id);
-    engine_enqueue(e, id);
+    pthread_mutex_lock(&e->lock);
+    if (!strmap_get(&e->slots, id, strlen(id)) && e->slots.count < SLOT_MAX)
+        strmap_put(&e->slots, sl->id, strlen(sl->id), sl);
+    else
+        slot_free_unlisted(sl);
+    enqueue_locked(e, id);
+    pthread_mutex_unlock(&e->lock);
     return 0;
 }
 
@@ -1378,4 +1450,9 @@ int engine_workflow_list(struct engine *e, struct arena *a, struct json_value **
     pthread_mutex_unlock(&e->lock);
     *out = arr;
     return 0;
+}
+
+void engine_store_stats(struct engine *e, struct store_stats *out)
+{
+    store_get_stats(e->store, out);
 }

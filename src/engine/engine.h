@@ -13,6 +13,7 @@
 #define KEEL_ENGINE_H
 
 #include "../identity/identity.h"
+#include "../store/store.h"
 #include "../json/json.h"
 #include "../util/util.h"
 
@@ -156,5 +157,9 @@ int engine_usage(struct engine *e, const struct engine_usage_query *q, struct ar
  * "7d", "36h", "1h30m"; clamped at the epoch).  KEEL_EINVAL with an example
  * of each form otherwise. */
 int engine_usage_time(const char *text, int64_t now_ms, int64_t *out_ms, struct keel_err *err);
+
+/* The store's counters (group commits, events, time in commits), for
+ * benchmarks and diagnostics. */
+void engine_store_stats(struct engine *e, struct store_stats *out);
 
 #endif

@@ -256,6 +256,16 @@ static int on_event(void *ctx, const struct journal_event *ev)
  * visit. */
 void engine_view_visit(struct run_view *v, const char *step, int attempt)
 {
+    /* Steps of the version: counted by index; others (a damaged journal)
+     * in a list. */
+    const struct workflow_step *s = v->wf ? workflow_step_find(v->wf, step) : NULL;
+    if (s) {
+        if (!v->visit_n) v->visit_n = arena_zalloc(v->arena, v->wf->nsteps * sizeof *v->visit_n);
+        int *n = &v->visit_n[s - v->wf->steps];
+        if (attempt <= 1) (*n)++;
+        v->visit = *n ? *n - 1 : 0;
+        return;
+    }
     struct visit_count *vc = v->visits;
     while (vc && strcmp(vc->step, step) != 0) vc = vc->next;
     if (!vc) {
@@ -281,8 +291,8 @@ void engine_view_step_started(struct run_view *v, const struct workflow *wf, con
     v->capture = agent;
 }
 
-int engine_fold(struct engine *e, const char *run_id, const struct workflow *wf, struct arena *a,
-                struct run_view *v, struct keel_err *err)
+void engine_view_init(struct run_view *v, const char *run_id, const struct workflow *wf,
+                      struct arena *a)
 {
     memset(v, 0, sizeof *v);
     v->run_id = run_id;
@@ -302,6 +312,12 @@ int engine_fold(struct engine *e, const char *run_id, const struct workflow *wf,
     v->red.n = wf ? wf->nstate : 0;
     v->red.fallback = JOURNAL_REDUCE_REPLACE;
     v->state = journal_state_initial(&v->red, a);
+}
+
+int engine_fold(struct engine *e, const char *run_id, const struct workflow *wf, struct arena *a,
+                struct run_view *v, struct keel_err *err)
+{
+    engine_view_init(v, run_id, wf, a);
     struct fold f = {.v = v, .wf = wf, .red = &v->red, .err = err};
     return journal_read(e->store, run_id, 1, on_event, &f, err);
 }

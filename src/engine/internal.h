@@ -140,7 +140,8 @@ struct run_view {
     bool in_step;             /* step.started seen, no completed/failed   */
     int attempt;              /* attempt of the current/last step          */
     int visit;                /* 0 for the first visit of that step, ...   */
-    struct visit_count *visits; /* per step, in arena                    */
+    int *visit_n;             /* visits per step of wf (by index)          */
+    struct visit_count *visits; /* per step not in wf, in arena            */
     const char *next_step;    /* from the last step.completed ("" = end)   */
     struct json_value *last_result; /* result of the last completed step, the
                                        `result` of templates and conditions */
@@ -182,6 +183,9 @@ struct run_view {
 int engine_fold(struct engine *e, const char *run_id, const struct workflow *wf, struct arena *a,
                 struct run_view *v, struct keel_err *err);
 
+/* The view of a run with no events (what engine_fold starts from). */
+void engine_view_init(struct run_view *v, const char *run_id, const struct workflow *wf,
+                      struct arena *a);
 /* Folds one more event into v, exactly as engine_fold would have (the
  * engine applies each event it appends, so a view kept between
  * transitions stays equal to the fold of the journal). */
@@ -226,8 +230,11 @@ int engine_journal(struct run_ctx *c, const char *kind, const char *actor,
  * durable journal. */
 int engine_journal_deferred(struct run_ctx *c, const char *kind, const char *actor,
                             struct json_value *payload, struct keel_err *err);
-/* Waits until the run's deferred events are durable (before an effect);
- * KEEL_EIO if one of them failed (the effect must not happen). */
+/* Queues the transition's deferred events (one request; the slot counts it
+ * in flight until it is durable). */
+int engine_flush(struct run_ctx *c, struct keel_err *err);
+/* Queues them and waits until every deferred event of the run is durable
+ * (before an effect); KEEL_EIO if one failed (the effect must not happen). */
 int engine_barrier(struct run_ctx *c, struct keel_err *err);
 /* Counting a slot's deferred appends (engine.c): hold before queueing one,
  * unhold if it could not be queued; engine_deferred_done is its callback. */
@@ -243,6 +250,7 @@ struct engine_slot {
     struct run_ctx c;
     bool loaded;         /* c holds the run's row, writer, input and view  */
     uint64_t cancel_gen; /* e->cancel_gen when cancel/<run> was looked up   */
+    struct journal_batch *batch; /* deferred events not yet queued          */
     /* Guarded by e->lock. */
     int inflight;        /* deferred appends queued, not yet durable        */
     bool failed;         /* one failed: c is ahead of the journal; reload   */

@@ -47,13 +47,15 @@ static int journal_ev(struct run_ctx *c, const char *kind, const char *actor,
     struct journal_event ev;
     int rc;
     if (deferred && c->slot) {
-        engine_slot_hold(c->slot);
-        rc = journal_writer_append_ev(c->w, kind, actor ? actor : "system", payload, 0,
-                                      engine_deferred_done, c->slot, c->arena, &ev, err);
-        if (rc) engine_slot_unhold(c->slot);
+        /* Built and chained now, queued with the transition's other
+         * deferred events as one request (engine_flush). */
+        rc = journal_batch_add(c->w, &c->slot->batch, kind, actor ? actor : "system", payload, 0,
+                               c->arena, &ev, err);
     } else {
-        rc = journal_writer_append_ev(c->w, kind, actor ? actor : "system", payload, 0, NULL,
-                                      NULL, c->arena, &ev, err);
+        rc = engine_flush(c, err); /* what was deferred goes first */
+        if (!rc)
+            rc = journal_writer_append_ev(c->w, kind, actor ? actor : "system", payload, 0, NULL,
+                                          NULL, c->arena, &ev, err);
     }
     if (rc) {
         keel_err_prefix(err, "run %s: journal %s", c->run.id, kind);

@@ -324,6 +324,21 @@ int journal_writer_open(struct store *s, const char *run_id, struct journal_writ
     return 0;
 }
 
+int journal_writer_new(struct store *s, const char *run_id, struct journal_writer **out,
+                       struct keel_err *err)
+{
+    if (!run_id || !*run_id || strlen(run_id) > STORE_ID_MAX)
+        return keel_fail(err, KEEL_EINVAL, "journal writer: run id is empty or longer than %d",
+                         STORE_ID_MAX);
+    struct journal_writer *w = calloc(1, sizeof *w);
+    if (!w) return keel_fail(err, KEEL_ENOMEM, "out of memory opening a journal writer");
+    w->s = s;
+    snprintf(w->run_id, sizeof w->run_id, "%s", run_id);
+    memcpy(w->hash, journal_zero_hash, sizeof w->hash);
+    *out = w;
+    return 0;
+}
+
 void journal_writer_free(struct journal_writer *w)
 {
     free(w);
@@ -504,6 +519,143 @@ int journal_writer_append_ev(struct journal_writer *w, const char *kind, const c
 {
     if (done) return append_async(w, kind, actor, payload, time_ms, done, ctx, a, ev, err);
     return append_sync(w, kind, actor, payload, time_ms, NULL, a, ev, err);
+}
+
+/* ---- batches: a transition's events in one request ---------------------- */
+
+struct batch_item {
+    struct built b;
+    char actor[JOURNAL_ACTOR_MAX + 1];
+};
+
+struct journal_batch {
+    struct store_append req;  /* must stay first: the store hands it back */
+    struct journal_writer *w;
+    struct batch_item *items;
+    struct store_event *evs;
+    size_t n, cap;
+    int64_t seq0;             /* the writer's tail before the first item */
+    char hash0[JOURNAL_HASH_HEX + 1];
+    char run_id[STORE_ID_MAX + 1];
+    journal_done_fn done;
+    void *ctx;
+};
+
+int journal_batch_add(struct journal_writer *w, struct journal_batch **bp, const char *kind,
+                      const char *actor, const struct json_value *payload, int64_t time_ms,
+                      struct arena *a, struct journal_event *ev, struct keel_err *err)
+{
+    struct journal_batch *bt = *bp;
+    if (bt && bt->w != w)
+        return keel_fail(err, KEEL_EINTERNAL, "journal batch used with another writer");
+    if (bt && bt->n == STORE_APPEND_MAX)
+        return keel_fail(err, KEEL_ELIMIT, "journal batch holds %d events; submit it first",
+                         STORE_APPEND_MAX);
+    if (!bt) {
+        bt = calloc(1, sizeof *bt);
+        if (!bt) return keel_fail(err, KEEL_ENOMEM, "out of memory batching events");
+        bt->w = w;
+        bt->seq0 = w->seq;
+        memcpy(bt->hash0, w->hash, sizeof bt->hash0);
+        memcpy(bt->run_id, w->run_id, strlen(w->run_id) + 1);
+        *bp = bt;
+    }
+    if (bt->n == bt->cap) {
+        size_t cap = bt->cap ? 2 * bt->cap : 4;
+        struct batch_item *it = realloc(bt->items, cap * sizeof *it);
+        if (!it) return keel_fail(err, KEEL_ENOMEM, "out of memory batching events");
+        bt->items = it;
+        bt->cap = cap;
+    }
+    struct batch_item *it = &bt->items[bt->n];
+    int rc = build_event(bt->run_id, w->seq + 1, w->hash, kind, actor, payload, time_ms, &it->b,
+                         err);
+    if (rc) return rc;
+    memcpy(it->actor, actor, strlen(actor) + 1); /* length checked by build_event */
+    if (ev) copy_built(&it->b, a, ev);
+    w->seq = it->b.ev.seq;
+    memcpy(w->hash, it->b.ev.hash, sizeof w->hash);
+    bt->n++;
+    return 0;
+}
+
+size_t journal_batch_len(const struct journal_batch *bt)
+{
+    return bt ? bt->n : 0;
+}
+
+static void batch_free(struct journal_batch *bt)
+{
+    for (size_t i = 0; i < bt->n; i++) buf_cleanup(&bt->items[i].b.payload);
+    free(bt->items);
+    free(bt->evs);
+    free(bt);
+}
+
+void journal_batch_discard(struct journal_batch *bt)
+{
+    if (!bt) return;
+    bt->w->seq = bt->seq0;
+    memcpy(bt->w->hash, bt->hash0, sizeof bt->w->hash);
+    batch_free(bt);
+}
+
+static void batch_done(struct store_append *req, int rc, const struct keel_err *err)
+{
+    struct journal_batch *bt = (struct journal_batch *)req;
+    struct journal_appended app = {0};
+    if (bt->n) {
+        const struct store_event *last = &bt->evs[bt->n - 1];
+        app.seq = last->seq;
+        app.time_ms = last->time_ms;
+        memcpy(app.hash, last->hash, sizeof app.hash);
+    }
+    struct keel_err e;
+    if (rc && err) {
+        e = *err;
+        rc = conflict(rc, &e);
+    }
+    bt->done(bt->ctx, rc, rc ? NULL : &app, rc && err ? &e : err);
+    batch_free(bt);
+}
+
+int journal_batch_submit(struct journal_batch *bt, journal_done_fn done, void *ctx,
+                         struct keel_err *err)
+{
+    if (!bt) return 0;
+    if (!done) {
+        journal_batch_discard(bt);
+        return keel_fail(err, KEEL_EINVAL, "journal_batch_submit needs a callback");
+    }
+    bt->evs = malloc(bt->n * sizeof *bt->evs);
+    if (!bt->evs) {
+        journal_batch_discard(bt);
+        return keel_fail(err, KEEL_ENOMEM, "out of memory submitting events");
+    }
+    /* The request must not point at the writer (it may be gone before the
+     * commit): each event's strings are the batch's own. */
+    for (size_t i = 0; i < bt->n; i++) {
+        bt->evs[i] = bt->items[i].b.ev;
+        bt->evs[i].run_id = bt->run_id;
+        bt->evs[i].actor = bt->items[i].actor;
+    }
+    bt->done = done;
+    bt->ctx = ctx;
+    bt->req.events = bt->evs;
+    bt->req.n_events = bt->n;
+    bt->req.done = batch_done;
+    bt->req.ctx = bt;
+    struct journal_writer *w = bt->w;
+    int64_t seq0 = bt->seq0;
+    char hash0[JOURNAL_HASH_HEX + 1];
+    memcpy(hash0, bt->hash0, sizeof hash0);
+    int rc = store_append_async(w->s, &bt->req, err);
+    if (rc) { /* not queued: done will not run */
+        w->seq = seq0;
+        memcpy(w->hash, hash0, sizeof w->hash);
+        batch_free(bt);
+    }
+    return rc;
 }
 
 int journal_append(struct store *s, const char *run_id, const char *kind, const char *actor,

@@ -165,6 +165,11 @@ struct journal_writer;
 int journal_writer_open(struct store *s, const char *run_id, struct journal_writer **out,
                         struct keel_err *err);
 void journal_writer_free(struct journal_writer *w);
+/* A writer for a run the caller knows has no events yet (it just created
+ * it): no tail is read.  Should the run have events after all, the first
+ * append fails with KEEL_ESTATE (the store checks continuity). */
+int journal_writer_new(struct store *s, const char *run_id, struct journal_writer **out,
+                       struct keel_err *err);
 
 /* The run's last seq (0 if none) and its hash, as the writer knows them. */
 int64_t journal_writer_seq(const struct journal_writer *w);
@@ -216,6 +221,25 @@ int journal_writer_append_ev(struct journal_writer *w, const char *kind, const c
                              const struct json_value *payload, int64_t time_ms,
                              journal_done_fn done, void *ctx, struct arena *a,
                              struct journal_event *ev, struct keel_err *err);
+
+/* Batches: several events of one run built now (each chained onto the
+ * previous, the writer's tail advanced) and queued later as ONE atomic
+ * request, with one completion.  journal_batch_add creates *bp on first
+ * use and fills *ev (may be NULL) as journal_writer_append_ev does.
+ * journal_batch_submit queues the batch (NULL: nothing to do) and takes it
+ * over: done(ctx, ...) runs once, for all its events, with the last one's
+ * seq and hash; if it cannot be queued it is freed, the writer's tail is
+ * put back, and done does not run.  journal_batch_discard drops a batch
+ * never submitted and puts the writer's tail back.  Until submitted, no
+ * other append may go through the writer. */
+struct journal_batch;
+int journal_batch_add(struct journal_writer *w, struct journal_batch **bp, const char *kind,
+                      const char *actor, const struct json_value *payload, int64_t time_ms,
+                      struct arena *a, struct journal_event *ev, struct keel_err *err);
+size_t journal_batch_len(const struct journal_batch *bt);
+int journal_batch_submit(struct journal_batch *bt, journal_done_fn done, void *ctx,
+                         struct keel_err *err);
+void journal_batch_discard(struct journal_batch *bt);
 
 /* Convenience for one-off appends: reads the tail from the store, appends,
  * and retries once with a fresh tail if another writer won the race. */

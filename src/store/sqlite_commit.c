@@ -52,8 +52,8 @@ void store_sq_tails_clear(struct strmap *m)
 static int db_tail(struct sq *q, struct conn *c, const char *run_id, struct tail *out,
                    struct keel_err *err)
 {
-    int rc = store_sq_tail(q, c, run_id, &out->seq, out->hash, err);
-    return rc;
+    if (q->log_complete) return store_sq_tail_indexed(q, c, run_id, &out->seq, out->hash, err);
+    return store_sq_tail(q, c, run_id, &out->seq, out->hash, err);
 }
 
 /* The cached tail of run_id, read from the database (and cached) on a
@@ -279,8 +279,10 @@ static void commit_group(struct sq *q, struct store_append **reqs, size_t n, str
             version = sqlite3_column_int(st, 0);
         if (st) done_stmt(st);
     }
-    if (grc == 0 && (version != q->data_version || q->tails.count >= TAIL_CACHE_MAX))
+    if (grc == 0 && (version != q->data_version || q->tails.count >= TAIL_CACHE_MAX)) {
         store_sq_tails_clear(&q->tails);
+        q->log_complete = false;
+    }
     q->gen++; /* a new group: no tail is changed by it yet */
     q->touched_n = 0;
     q->batch_n = 0;
@@ -315,6 +317,7 @@ static void commit_group(struct sq *q, struct store_append **reqs, size_t n, str
     } else {
         store_sq_rollback(q, c);
         store_sq_tails_clear(&q->tails); /* frees the touched tails too */
+        q->log_complete = false;
         q->touched_n = 0;
         *inserted = 0;
         for (size_t i = 0; i < n; i++) {
@@ -353,6 +356,7 @@ static void index_log(struct sq *q)
     } else {
         q->log_rows = 0;
         q->log_index_at = LOG_INDEX_ROWS;
+        q->log_complete = true; /* the log is empty: no run is missing from tails */
         pthread_mutex_lock(&q->qlock);
         q->stats.compactions++;
         pthread_mutex_unlock(&q->qlock);

@@ -139,6 +139,12 @@ struct sq {
     struct tail **touched; /* tails the open group changed                 */
     size_t touched_n, touched_cap;
     int data_version;      /* PRAGMA data_version after our last commit    */
+    /* tails holds every run that has events in the log (the rows after
+     * events_indexed.upto): true from an index_log until tails is cleared.
+     * Then a run missing from tails has its events, if any, all in the
+     * index, and its tail is one index probe instead of a walk of the log
+     * (a new run's first append walked all of it). */
+    bool log_complete;
     size_t log_rows;       /* events not yet in events_index (the log)     */
     size_t log_index_at;   /* index the log when log_rows reaches this     */
     const struct store_event **batch; /* the open group's events, to insert */
@@ -231,6 +237,10 @@ void store_sq_rollback(struct sq *q, struct conn *c);
 
 /* Frees the struct tail values of m and empties it (m stays usable). */
 void store_sq_tails_clear(struct strmap *m);
+/* A run's last event looked up through events_index alone (the caller
+ * knows the log has none of its events): *seq 0 and zero hash if none. */
+int store_sq_tail_indexed(struct sq *q, struct conn *c, const char *run_id, int64_t *seq,
+                          char *hash, struct keel_err *err);
 
 /* Sets run id's status and reason inside the writer's open transaction
  * (wlock held); KEEL_ENOENT if there is no such run. */

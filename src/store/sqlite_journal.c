@@ -73,6 +73,18 @@ int store_sq_tail(struct sq *q, struct conn *c, const char *run_id, int64_t *seq
     return rc;
 }
 
+int store_sq_tail_indexed(struct sq *q, struct conn *c, const char *run_id, int64_t *seq,
+                          char *hash, struct keel_err *err)
+{
+    bool found = false;
+    int rc = tail_row(q, c, ST_EV_TAIL, run_id, seq, hash, &found, err);
+    if (!rc && !found) {
+        *seq = 0;
+        memcpy(hash, store_sq_zero_hash, sizeof store_sq_zero_hash);
+    }
+    return rc;
+}
+
 int store_sq_events_tail(struct store *s, const char *run_id, int64_t *seq, char *hash,
                          struct keel_err *err)
 {

@@ -75,16 +75,37 @@ void keel_hex(const uint8_t *data, size_t len, char *out)
 static EVP_MD *sha256_md;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
 
+/* One digest context per thread, reused: EVP_Digest allocates, initializes
+ * and frees a context on every call, which cost more than hashing a
+ * journal event itself.  The context is freed at thread exit. */
+static pthread_key_t sha256_key;
+
+static void sha256_ctx_free(void *p)
+{
+    EVP_MD_CTX_free(p);
+}
+
 static void sha256_fetch(void)
 {
     sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (pthread_key_create(&sha256_key, sha256_ctx_free) != 0) {
+        EVP_MD_free(sha256_md);
+        sha256_md = NULL;
+    }
 }
 
 void keel_sha256(const void *data, size_t len, uint8_t out[32])
 {
     pthread_once(&sha256_once, sha256_fetch);
     unsigned int n = 32;
-    if (!sha256_md || EVP_Digest(data, len, out, &n, sha256_md, NULL) != 1 || n != 32)
+    EVP_MD_CTX *ctx = sha256_md ? pthread_getspecific(sha256_key) : NULL;
+    if (sha256_md && !ctx && (ctx = EVP_MD_CTX_new()) != NULL &&
+        pthread_setspecific(sha256_key, ctx) != 0) {
+        EVP_MD_CTX_free(ctx);
+        ctx = NULL;
+    }
+    if (!ctx || EVP_DigestInit_ex2(ctx, sha256_md, NULL) != 1 ||
+        EVP_DigestUpdate(ctx, data, len) != 1 || EVP_DigestFinal_ex(ctx, out, &n) != 1 || n != 32)
         crypto_hash_sha256(out, data, len);
 }
 

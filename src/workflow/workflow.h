@@ -295,6 +295,7 @@ struct workflow {
     size_t nstate;
     struct workflow_step *steps;
     size_t nsteps;
+    const struct workflow_step **steps_by_id; /* steps sorted by id (find) */
 };
 
 /* Compiles a loaded document: checks it (docs/workflows.md, "Checks at load
