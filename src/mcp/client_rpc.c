@@ -490,9 +490,9 @@ void *mcp_reader_main(void *arg)
  * timeout_ms for the answer, decoded into arena a.  A JSON-RPC error answer
  * becomes KEEL_EPROTO; what names the request in messages. */
 int mcp_roundtrip(struct mcp_client *c, uint64_t gen, const char *method,
-                   const struct json_value *params, int64_t timeout_ms, struct arena *a,
-                   struct mcp_rpc_msg *resp, const char *what, bool *unsent,
-                   struct keel_err *err)
+                  const struct json_value *params, int64_t timeout_ms, struct arena *a,
+                  struct mcp_rpc_msg *resp, const char *what, bool *unsent,
+                  struct keel_err *err)
 {
     struct waiter w;
     memset(&w, 0, sizeof w);

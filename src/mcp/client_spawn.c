@@ -63,7 +63,7 @@ static const char **copy_strv(struct arena *a, const char *const *v, size_t n)
 /* Validates in and copies it into a (see internal.h); *out is untouched on
  * failure. */
 int mcp_config_copy(struct arena *a, const struct mcp_server_config *in,
-                        struct mcp_server_config *out, struct keel_err *err)
+                    struct mcp_server_config *out, struct keel_err *err)
 {
     if (!in) return keel_fail(err, KEEL_EINVAL, "tool server config missing");
     if (!valid_server_name(in->name))

@@ -83,19 +83,6 @@ int mcp_pool_client(struct mcp_pool *p, const char *server, struct mcp_client **
     return lookup(p, server, strlen(server), out, err);
 }
 
-int mcp_split_name(struct arena *a, const char *qualified, const char **server,
-                   const char **tool, struct keel_err *err)
-{
-    const char *slash = qualified ? strchr(qualified, '/') : NULL;
-    if (!slash || slash == qualified || !slash[1])
-        return keel_fail(err, KEEL_EINVAL,
-                         "tool name '%s' must have the form server/tool (e.g. helpdesk/get_ticket)",
-                         qualified ? qualified : "");
-    *server = arena_strndup(a, qualified, (size_t)(slash - qualified));
-    *tool = arena_strdup(a, slash + 1);
-    return 0;
-}
-
 /* Splits without allocating: the server part is a prefix of qualified. */
 static int split(const char *qualified, size_t *server_len, const char **tool,
                  struct keel_err *err)
@@ -110,16 +97,35 @@ static int split(const char *qualified, size_t *server_len, const char **tool,
     return 0;
 }
 
+int mcp_split_name(struct arena *a, const char *qualified, const char **server,
+                   const char **tool, struct keel_err *err)
+{
+    size_t slen = 0;
+    const char *t = NULL;
+    int rc = split(qualified, &slen, &t, err);
+    if (rc) return rc;
+    *server = arena_strndup(a, qualified, slen);
+    *tool = arena_strdup(a, t);
+    return 0;
+}
+
+/* The client of the server that qualified ("server/tool") names, and the
+ * tool's own name (a suffix of qualified). */
+static int route(struct mcp_pool *p, const char *qualified, struct mcp_client **c,
+                 const char **tool, struct keel_err *err)
+{
+    size_t slen = 0;
+    int rc = split(qualified, &slen, tool, err);
+    return rc ? rc : lookup(p, qualified, slen, c, err);
+}
+
 int mcp_pool_call(struct mcp_pool *p, const char *qualified, const struct json_value *args,
                   const char *idempotency_key, int64_t timeout_ms, struct arena *a,
                   struct mcp_call_result *out, struct keel_err *err)
 {
-    size_t slen = 0;
-    const char *tool = NULL;
-    int rc = split(qualified, &slen, &tool, err);
-    if (rc) return rc;
     struct mcp_client *c = NULL;
-    rc = lookup(p, qualified, slen, &c, err);
+    const char *tool = NULL;
+    int rc = route(p, qualified, &c, &tool, err);
     if (rc) return rc;
     return mcp_client_call_tool(c, tool, args, idempotency_key, timeout_ms, a, out, err);
 }
@@ -127,12 +133,9 @@ int mcp_pool_call(struct mcp_pool *p, const char *qualified, const struct json_v
 int mcp_pool_tool(struct mcp_pool *p, const char *qualified, struct arena *a,
                   struct mcp_tool *out, struct keel_err *err)
 {
-    size_t slen = 0;
-    const char *tool = NULL;
-    int rc = split(qualified, &slen, &tool, err);
-    if (rc) return rc;
     struct mcp_client *c = NULL;
-    rc = lookup(p, qualified, slen, &c, err);
+    const char *tool = NULL;
+    int rc = route(p, qualified, &c, &tool, err);
     if (rc) return rc;
     return mcp_client_tool(c, tool, a, out, err);
 }
