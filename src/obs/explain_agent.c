@@ -37,6 +37,39 @@ static struct json_value *model_call_for(struct ctx *c, struct visit *v, const c
     return m;
 }
 
+/* The tokens and cost of one model call (a payload's usage and cost_usd). */
+struct usage {
+    int64_t in, out;
+    double cost;
+};
+
+static struct usage usage_of(const struct json_value *p)
+{
+    const struct json_value *u = json_get(p, "usage");
+    return (struct usage){json_get_int(u, "input_tokens", 0), json_get_int(u, "output_tokens", 0),
+                          num(p, "cost_usd")};
+}
+
+/* Adds u to the run's totals, those of identity `who` and those of visit v
+ * (may be NULL); returns who's record. */
+static struct agent_stats *add_usage(struct ctx *c, struct visit *v, const char *who,
+                                     struct usage u)
+{
+    c->input_tokens += u.in;
+    c->output_tokens += u.out;
+    c->cost += u.cost;
+    struct agent_stats *s = obs_identity_stats(c, who);
+    s->input_tokens += u.in;
+    s->output_tokens += u.out;
+    s->cost += u.cost;
+    if (v) {
+        v->input_tokens += u.in;
+        v->output_tokens += u.out;
+        v->cost += u.cost;
+    }
+    return s;
+}
+
 /* model.request: opens (or finds) the call record; p is borrowed. */
 void obs_on_model_request(struct ctx *c, const struct json_value *p)
 {
@@ -63,12 +96,10 @@ void obs_on_model_response(struct ctx *c, const struct json_value *p)
                                        "stop_reason", "attempts", "error"};
     for (size_t i = 0; i < KEEL_ARRAY_LEN(keep); i++)
         if (json_get(p, keep[i])) set_v(c, m, keep[i], obs_clip(c, json_get(p, keep[i])));
-    const struct json_value *u = json_get(p, "usage");
-    int64_t in = json_get_int(u, "input_tokens", 0), out = json_get_int(u, "output_tokens", 0);
-    double cost = num(p, "cost_usd");
-    set_i(c, m, "input_tokens", in);
-    set_i(c, m, "output_tokens", out);
-    set_d(c, m, "cost_usd", cost);
+    struct usage u = usage_of(p);
+    set_i(c, m, "input_tokens", u.in);
+    set_i(c, m, "output_tokens", u.out);
+    set_d(c, m, "cost_usd", u.cost);
     const struct json_value *msg = json_get(p, "message");
     const struct json_value *content = json_get(msg, "content");
     if (json_is(content, JSON_STRING) && content->len)
@@ -88,23 +119,11 @@ void obs_on_model_response(struct ctx *c, const struct json_value *p)
     const char *who = str(p, "agent") ? str(p, "agent") : v ? v->identity : identity_of(c->actor);
     if (v && str(p, "agent")) v->identity = str(p, "agent");
     c->model_calls++;
-    c->input_tokens += in;
-    c->output_tokens += out;
-    c->cost += cost;
-    struct agent_stats *s = obs_identity_stats(c, who);
-    s->model_calls++;
-    s->input_tokens += in;
-    s->output_tokens += out;
-    s->cost += cost;
-    if (v) {
-        v->input_tokens += in;
-        v->output_tokens += out;
-        v->cost += cost;
-        if (!json_get(p, "error") && strcmp(json_get_str(m, "purpose", "turn"), "summary") != 0) {
-            v->last_model = m;
-            /* The evidence the next answer will rest on starts from what the
-             * agent has read so far; nothing to reset here. */
-        }
+    add_usage(c, v, who, u)->model_calls++;
+    if (v && !json_get(p, "error") && strcmp(json_get_str(m, "purpose", "turn"), "summary") != 0) {
+        v->last_model = m;
+        /* The evidence the next answer will rest on starts from what the
+         * agent has read so far; nothing to reset here. */
     }
     if (json_get(p, "error")) {
         const struct json_value *e = json_get(p, "error");
@@ -185,24 +204,8 @@ void obs_on_context_summarized(struct ctx *c, const struct json_value *p)
     /* Count its usage unless its model call was journaled (and counted). */
     const char *cid = str(p, "call_id");
     const struct json_value *m = cid ? strmap_get(&c->mcalls, cid, strlen(cid)) : NULL;
-    if (!m || !json_get(m, "response_seq")) {
-        const struct json_value *u = json_get(p, "usage");
-        int64_t in = json_get_int(u, "input_tokens", 0), out = json_get_int(u, "output_tokens", 0);
-        double cost = num(p, "cost_usd");
-        c->input_tokens += in;
-        c->output_tokens += out;
-        c->cost += cost;
-        struct agent_stats *st =
-            obs_identity_stats(c, str(p, "agent") ? str(p, "agent") : v ? v->identity : NULL);
-        st->input_tokens += in;
-        st->output_tokens += out;
-        st->cost += cost;
-        if (v) {
-            v->input_tokens += in;
-            v->output_tokens += out;
-            v->cost += cost;
-        }
-    }
+    if (!m || !json_get(m, "response_seq"))
+        add_usage(c, v, str(p, "agent") ? str(p, "agent") : v ? v->identity : NULL, usage_of(p));
 }
 
 /* agent.handoff: the visit's identity becomes the receiving agent; p is borrowed. */
