@@ -94,7 +94,7 @@ bool schema_eset_new(struct vctx *c, struct eset *e, uint32_t n)
 
 /* Evaluates n's keywords in order over inst (see the top of this file). */
 bool schema_eval(const struct snode *n, const struct json_value *inst, struct vctx *c,
-                        struct eset *ev)
+                 struct eset *ev)
 {
     if (n->kind == SN_TRUE) return true;
     if (n->kind == SN_FALSE) {

@@ -193,14 +193,7 @@ bool op_dependencies(const struct sop *op, const struct json_value *inst, struct
             }
             continue;
         }
-        for (uint32_t j = 0; j < op->list_lens[i]; j++) {
-            const char *need = op->name_lists[i][j];
-            if (json_get(inst, need)) continue;
-            ok = false;
-            if (stop(c)) return false;
-            schema_report(c, op, "must have property `%s` because it has `%.*s`", need,
-                          (int)op->name_lens[i], op->names[i]);
-        }
+        if (!schema_require_dependents(op, i, inst, c, &ok)) return false;
     }
     return ok;
 }

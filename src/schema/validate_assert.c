@@ -376,6 +376,22 @@ bool op_required(const struct sop *op, const struct json_value *inst, struct vct
     return ok;
 }
 
+/* dependentRequired, and the name-list form of draft 2019's dependencies:
+ * inst, which has name i of op, must have every name of op->name_lists[i]. */
+bool schema_require_dependents(const struct sop *op, uint32_t i, const struct json_value *inst,
+                               struct vctx *c, bool *ok)
+{
+    for (uint32_t j = 0; j < op->list_lens[i]; j++) {
+        const char *need = op->name_lists[i][j];
+        if (json_get(inst, need)) continue;
+        *ok = false;
+        if (stop(c)) return false;
+        schema_report(c, op, "must have property `%s` because it has `%.*s`", need,
+                      (int)op->name_lens[i], op->names[i]);
+    }
+    return true;
+}
+
 bool op_dependent_required(const struct sop *op, const struct json_value *inst, struct vctx *c,
                            struct eset *ev)
 {
@@ -383,14 +399,7 @@ bool op_dependent_required(const struct sop *op, const struct json_value *inst, 
     bool ok = true;
     for (uint32_t i = 0; i < op->nsubs; i++) {
         if (!json_getn(inst, op->names[i], op->name_lens[i])) continue;
-        for (uint32_t j = 0; j < op->list_lens[i]; j++) {
-            const char *need = op->name_lists[i][j];
-            if (json_get(inst, need)) continue;
-            ok = false;
-            if (stop(c)) return false;
-            schema_report(c, op, "must have property `%s` because it has `%.*s`", need,
-                          (int)op->name_lens[i], op->names[i]);
-        }
+        if (!schema_require_dependents(op, i, inst, c, &ok)) return false;
     }
     return ok;
 }

@@ -138,30 +138,35 @@ static void capture(struct efact *f, const char *fmt, va_list ap)
     }
 }
 
+/* Records an error for keyword op whose message is made from fmt and the
+ * arguments in ap; got: the instance value inst is appended. */
+static void report_format(struct vctx *c, const struct sop *op, const struct json_value *inst,
+                          bool got, const char *fmt, va_list ap)
+{
+    struct efact *f = new_fact(c, op, op->owner, inst, M_FORMAT, true, got);
+    if (f) capture(f, fmt, ap);
+}
+
 /* Records an error at the current location for keyword op; the message
  * is the subject, a space and fmt with its arguments (all of which must
  * outlive the result: literals, schema or instance strings). */
 void schema_report(struct vctx *c, const struct sop *op, const char *fmt, ...)
 {
     if (!c->collect) return;
-    struct efact *f = new_fact(c, op, op->owner, NULL, M_FORMAT, true, false);
-    if (!f) return;
     va_list ap;
     va_start(ap, fmt);
-    capture(f, fmt, ap);
+    report_format(c, op, NULL, false, fmt, ap);
     va_end(ap);
 }
 
 /* Like schema_report, with the instance value appended as "; got `...`". */
 void schema_report_got(struct vctx *c, const struct sop *op, const struct json_value *inst,
-                              const char *fmt, ...)
+                       const char *fmt, ...)
 {
     if (!c->collect) return;
-    struct efact *f = new_fact(c, op, op->owner, inst, M_FORMAT, true, true);
-    if (!f) return;
     va_list ap;
     va_start(ap, fmt);
-    capture(f, fmt, ap);
+    report_format(c, op, inst, true, fmt, ap);
     va_end(ap);
 }
 
@@ -169,7 +174,7 @@ void schema_report_got(struct vctx *c, const struct sop *op, const struct json_v
  * must outlive the result: a literal or op->msg), then "; got `...`" when
  * inst is given. */
 void schema_report_text(struct vctx *c, const struct sop *op, const struct json_value *inst,
-                               const char *text)
+                        const char *text)
 {
     if (!c->collect) return;
     struct efact *f = new_fact(c, op, op->owner, inst, M_TEXT, true, inst != NULL);

@@ -149,6 +149,12 @@ static inline bool eval_at_sub(const struct sop *op, uint32_t i, const struct js
 /* 1 match, 0 no match, -1 the match limit was hit. */
 int schema_regex_test(struct vctx *c, pcre2_code *re, const char *s, size_t len);
 
+/* Checks that inst (which has op->names[i]) has every name in
+ * op->name_lists[i], recording an error for each missing one; *ok becomes
+ * false at the first.  Returns false when the walk must stop there. */
+bool schema_require_dependents(const struct sop *op, uint32_t i, const struct json_value *inst,
+                               struct vctx *c, bool *ok);
+
 static inline bool same_key(const char *a, const char *b, uint32_t len)
 {
     for (uint32_t i = 0; i < len; i++)
