@@ -4,10 +4,12 @@
  * conditions) are authorized against the same set written with every
  * scope constraint moved into a condition (so nothing is indexed), and
  * decisions, reasons and errors must agree; plus the index's own edge
- * cases (long lists under one key, chunked policy storage with links,
- * duplicate uids in `action in [...]`) and that it actually prunes; and
- * that a large entity store, which is laid out again after loading, keeps
- * every attribute, tag, key (with NUL bytes) and ancestor.
+ * cases (long lists under one key, policy records with links, duplicate
+ * uids in `action in [...]`) and that it actually prunes; that policies
+ * stored as records with their conditions packed (across segments, and a
+ * block larger than a segment) evaluate as parsed; and that a large
+ * entity store, which is laid out again after loading, keeps every
+ * attribute, tag, key (with NUL bytes) and ancestor.
  */
 #include "test.h"
 
@@ -280,9 +282,9 @@ TEST(index_long_lists_under_one_key)
     policy_set_free(set);
 }
 
-/* Policies live in fixed chunks: pointers from policy_set_at, _find, the
- * reasons and template_of are the same objects, past chunk boundaries
- * and for links added after the text. */
+/* Policies live in records that never move: pointers from policy_set_at,
+ * _find, the reasons and template_of are the same objects, past segment
+ * boundaries and for links added after the text. */
 TEST(index_chunks_links_and_pointers)
 {
     struct buf b;
@@ -464,6 +466,196 @@ TEST(entities_laid_out_in_blocks)
     policy_authorize(set, es, &other, &r);
     CHECK_INT(r.decision, POLICY_DENY);
     CHECK_INT(r.nerrors, 0);
+    policy_response_cleanup(&r);
+    policy_set_free(set);
+    policy_entities_free(es);
+    buf_cleanup(&b);
+    arena_cleanup(&a);
+}
+
+/* Each policy is one record (the struct, then its packed conditions and
+ * scope uids) in segments that double up to 2 MiB: 3,000 policies using
+ * every kind of packed data (strings with NUL bytes, `like` patterns,
+ * record literals, entity literals, `is`, `has` chains, `action in [...]`,
+ * `is T in E`) span several segments; each is satisfied by its own request
+ * only, reasons come out in load order across segments, and a link added
+ * after them lands in a later record. */
+TEST(records_across_segments_and_packed_conditions)
+{
+    struct buf b;
+    buf_init(&b);
+    enum { N = 3000 };
+    for (int i = 0; i < N; i++)
+        buf_printf(&b,
+                   "@id(\"p%d\") permit(principal is User in Group::\"g%d\", action in "
+                   "[Action::\"read\", Action::\"write\"], resource) when {\n"
+                   "  context.n == %d && context.s == \"a\\0b%d\" && context.s like \"a*%d\" &&\n"
+                   "  {\"k\": %d, \"k\\0\": context.n}[\"k\\0\"] == %d && resource is Doc &&\n"
+                   "  context has r.x && context.r.x == Doc::\"d%d\" && context.p like \"x\\*y*\"\n"
+                   "} unless { context has stop };\n",
+                   i, i % 7, i, i, i, i, i, i);
+    /* one that every request with n == 0 satisfies too, at the very end */
+    buf_puts(&b, "@id(\"last\") permit(principal, action, resource) when { context.n == 0 };\n");
+    buf_puts(&b, "@id(\"t\") permit(principal == ?principal, action, resource);\n");
+    struct policy_set *set;
+    struct keel_err err;
+    int rc = policy_set_parse(b.data, b.len, "s.cedar", POLICY_PARSE_ID_ANNOTATIONS, &set, &err);
+    if (rc < 0) fprintf(stderr, "%s\n", err.msg);
+    REQUIRE(rc == 0);
+    struct policy_euid lu = {"User", "u3", 4, 2};
+    REQUIRE(policy_set_link(set, "t", "link", &lu, NULL, &err) == 0);
+    REQUIRE(policy_set_count(set) == N + 3);
+    for (size_t i = 0; i < policy_set_count(set); i++) {
+        const struct policy *p = policy_set_at(set, i);
+        CHECK(policy_set_find(set, p->id) == p);
+        if (i) CHECK((const char *)p > (const char *)policy_set_at(set, i - 1) ||
+                     (const char *)p < (const char *)policy_set_at(set, i - 1)); /* distinct */
+    }
+    struct arena a;
+    arena_init(&a);
+    struct buf ej;
+    buf_init(&ej);
+    buf_putc(&ej, '[');
+    for (int u = 0; u < 7; u++)
+        buf_printf(&ej, "%s{\"uid\":{\"type\":\"User\",\"id\":\"u%d\"},\"parents\":[{\"type\":"
+                        "\"Group\",\"id\":\"g%d\"}]}",
+                   u ? "," : "", u, u);
+    buf_putc(&ej, ']');
+    struct policy_entities *es;
+    REQUIRE(policy_entities_parse_json(J(&a, ej.data), NULL, &es, &err) == 0);
+    struct policy_response r;
+    policy_response_init(&r);
+    int checked = 0;
+    for (int i = 0; i < N; i += 37) {
+        char ctx[256], uid[8];
+        snprintf(ctx, sizeof ctx,
+                 "{\"principal\":{\"type\":\"User\",\"id\":\"u%d\"},\"action\":{\"type\":"
+                 "\"Action\",\"id\":\"write\"},\"resource\":{\"type\":\"Doc\",\"id\":\"x\"},"
+                 "\"context\":{\"n\":%d,\"s\":\"a\\u0000b%d\",\"r\":{\"x\":{\"__entity\":{"
+                 "\"type\":\"Doc\",\"id\":\"d%d\"}}},\"p\":\"x*yz\"}}",
+                 i % 7, i, i, i);
+        snprintf(uid, sizeof uid, "u%d", i % 7);
+        struct policy_request req;
+        REQUIRE(policy_request_from_json(&a, J(&a, ctx), NULL, &req, &err) == 0);
+        policy_authorize(set, es, &req, &r);
+        CHECK_INT(r.decision, POLICY_ALLOW);
+        CHECK_INT(r.nerrors, 0);
+        size_t want = 1 + (i == 0) + (i % 7 == 3);
+        CHECK_INT(r.nreasons, want);
+        if (r.nreasons != want) continue;
+        char id[16];
+        snprintf(id, sizeof id, "p%d", i);
+        CHECK_STR(r.reasons[0]->id, id);
+        if (i == 0) CHECK_STR(r.reasons[1]->id, "last");
+        if (i % 7 == 3) CHECK_STR(r.reasons[r.nreasons - 1]->id, "link");
+        checked++;
+        /* the same request in the wrong group, or with `stop`, or another
+         * string: policy i no longer applies */
+        req.principal.id = i % 7 == 1 ? "u2" : "u1";
+        req.principal.id_len = 2;
+        policy_authorize(set, es, &req, &r);
+        CHECK(r.nreasons == 0 || strcmp(r.reasons[0]->id, id) != 0);
+    }
+    CHECK_INT(checked, (N + 36) / 37);
+    policy_response_cleanup(&r);
+    policy_entities_free(es);
+    policy_set_free(set);
+    buf_cleanup(&ej);
+    buf_cleanup(&b);
+    arena_cleanup(&a);
+}
+
+/* A policy whose packed block is larger than a segment (a 3 MiB string
+ * literal) keeps it apart from its record and still evaluates; the
+ * policies before and after it are unaffected. */
+TEST(records_with_a_block_larger_than_a_segment)
+{
+    size_t big = 3u << 20;
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "@id(\"before\") permit(principal, action, resource) when { context.k == 1 };\n"
+                 "@id(\"big\") permit(principal, action, resource) when { context.k == 2 && "
+                 "context.s == \"");
+    for (size_t i = 0; i < big; i++) buf_putc(&b, (char)('a' + i % 26));
+    buf_puts(&b, "\" };\n@id(\"after\") permit(principal, action, resource) when { context.k == 3 };\n");
+    struct policy_set *set;
+    struct keel_err err;
+    REQUIRE(policy_set_parse(b.data, b.len, "b.cedar", POLICY_PARSE_ID_ANNOTATIONS, &set, &err) ==
+            0);
+    char *s = malloc(big + 1);
+    REQUIRE(s != NULL);
+    for (size_t i = 0; i < big; i++) s[i] = (char)('a' + i % 26);
+    s[big] = '\0';
+    struct policy_field fields[2] = {{"k", 1, {.type = POLICY_LONG}},
+                                     {"s", 1, {.type = POLICY_STRING}}};
+    fields[1].value.u.str.s = s;
+    fields[1].value.u.str.len = (uint32_t)big;
+    struct policy_request req = {{"U", "u", 1, 1}, {"A", "a", 1, 1}, {"R", "r", 1, 1},
+                                 {2, fields}};
+    struct policy_response r;
+    policy_response_init(&r);
+    const char *want[] = {"before", "big", "after"};
+    for (int k = 1; k <= 3; k++) {
+        fields[0].value.u.l = k;
+        policy_authorize(set, NULL, &req, &r);
+        REQUIRE(r.nreasons == 1);
+        CHECK_STR(r.reasons[0]->id, want[k - 1]);
+    }
+    s[big / 2] = '!'; /* one byte differs: no longer equal */
+    fields[0].value.u.l = 2;
+    policy_authorize(set, NULL, &req, &r);
+    CHECK_INT(r.decision, POLICY_DENY);
+    policy_response_cleanup(&r);
+    policy_set_free(set);
+    free(s);
+    buf_cleanup(&b);
+}
+
+/* A store whose blocks pass 2 MiB (one allocation, huge pages asked for)
+ * finds every entity and its ancestors. */
+TEST(entities_blocks_over_a_huge_page)
+{
+    enum { N = 12000 };
+    struct buf b;
+    buf_init(&b);
+    buf_putc(&b, '[');
+    for (int k = 0; k < N; k++)
+        buf_printf(&b, "%s{\"uid\":{\"type\":\"Agent\",\"id\":\"agent-%d\"},\"attrs\":{\"n\":%d,"
+                       "\"label\":\"%d\"},\"parents\":[{\"type\":\"Team\",\"id\":\"t%d\"}]}",
+                   k ? "," : "", k, k, k, k % 50);
+    for (int t = 0; t < 50; t++)
+        buf_printf(&b, ",{\"uid\":{\"type\":\"Team\",\"id\":\"t%d\"},\"parents\":[{\"type\":"
+                       "\"Org\",\"id\":\"o%d\"}]}",
+                   t, t % 3);
+    buf_putc(&b, ']');
+    struct arena a;
+    arena_init(&a);
+    struct keel_err err;
+    struct policy_entities *es;
+    REQUIRE(policy_entities_parse_json(J(&a, b.data), NULL, &es, &err) == 0);
+    REQUIRE(policy_entities_count(es) == N + 53);
+    const char *text = "permit(principal in Org::\"o1\", action, resource) when { principal.n >= 0 };";
+    struct policy_set *set;
+    REQUIRE(policy_set_parse(text, strlen(text), "o.cedar", 0, &set, &err) == 0);
+    struct policy_response r;
+    policy_response_init(&r);
+    for (int k = 0; k < N; k += 7) {
+        char id[16];
+        snprintf(id, sizeof id, "agent-%d", k);
+        struct policy_euid u = {"Agent", id, 5, (uint32_t)strlen(id)};
+        const struct policy_entity *e = policy_entities_get(es, &u);
+        REQUIRE(e != NULL);
+        CHECK_STR(e->uid.id, id);
+        const struct policy_value *v = policy_record_get(&e->attrs, "n", 1);
+        REQUIRE(v && v->type == POLICY_LONG);
+        CHECK_INT(v->u.l, k);
+        CHECK_INT(e->nancestors, 2);
+        struct policy_request req = {u, {"Action", "x", 6, 1}, {"R", "r", 1, 1}, {0, NULL}};
+        policy_authorize(set, es, &req, &r);
+        CHECK_INT(r.decision, (k % 50) % 3 == 1 ? POLICY_ALLOW : POLICY_DENY);
+    }
+    struct policy_euid none = {"Agent", "agent-12000", 5, 11};
+    CHECK(policy_entities_get(es, &none) == NULL);
     policy_response_cleanup(&r);
     policy_set_free(set);
     policy_entities_free(es);
