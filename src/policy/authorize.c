@@ -390,7 +390,8 @@ static struct policy_node *pk_node(struct packer *k, const struct policy_node *n
 }
 
 /* Lays out p's conditions array, the scope uids (with their strings and
- * hashes) and every condition's nodes, in that order, in one block at k. */
+ * hashes), every condition's nodes and the annotations, in that order, in
+ * one block at k. */
 static struct policy_condition *pk_policy(struct packer *k, struct policy *p)
 {
     struct policy_condition *conds =
@@ -419,6 +420,21 @@ static struct policy_condition *pk_policy(struct packer *k, struct policy *p)
             conds[i] = p->conds[i];
             conds[i].expr = e;
         }
+    }
+    /* last: the annotations (read for the reasons of an allow: @approval) */
+    if (p->nannotations) {
+        struct policy_annotation *an = pk_alloc(k, p->nannotations * sizeof *an, 8);
+        for (uint32_t i = 0; i < p->nannotations; i++) {
+            const struct policy_annotation *o = &p->annotations[i];
+            const char *key = pk_str(k, o->key, strlen(o->key));
+            const char *value = pk_str(k, o->value, o->value_len);
+            if (an) {
+                an[i] = *o;
+                an[i].key = key;
+                an[i].value = value;
+            }
+        }
+        if (an) p->annotations = an;
     }
     return conds;
 }
