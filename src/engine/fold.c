@@ -327,3 +327,84 @@ int engine_view_apply(struct run_view *v, const struct journal_event *ev, struct
     struct fold f = {.v = v, .wf = v->wf, .red = &v->red, .err = err};
     return on_event(&f, ev);
 }
+
+/* ---- checking a kept view against the journal -------------------------- */
+
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+static bool same_json(const struct json_value *a, const struct json_value *b)
+{
+    if (!a || !b) return !a && !b;
+    struct buf x, y;
+    buf_init(&x);
+    buf_init(&y);
+    bool same = json_write(&x, a, JSON_WRITE_CANONICAL, NULL) == 0 &&
+                json_write(&y, b, JSON_WRITE_CANONICAL, NULL) == 0 && x.len == y.len &&
+                !memcmp(x.data, y.data, x.len);
+    buf_cleanup(&x);
+    buf_cleanup(&y);
+    return same;
+}
+
+static int visits_of(const struct run_view *v, const char *step)
+{
+    const struct workflow_step *s = v->wf ? workflow_step_find(v->wf, step) : NULL;
+    if (s) return v->visit_n ? v->visit_n[s - v->wf->steps] : 0;
+    for (const struct visit_count *vc = v->visits; vc; vc = vc->next)
+        if (!strcmp(vc->step, step)) return vc->n;
+    return 0;
+}
+
+const char *engine_view_diff(const struct run_view *a, const struct run_view *b)
+{
+#define SAME(f)                                                                                    \
+    if (a->f != b->f) return #f
+#define SAME_S(f)                                                                                  \
+    if (!same_str(a->f, b->f)) return #f
+#define SAME_J(f)                                                                                  \
+    if (!same_json(a->f, b->f)) return #f
+    SAME(events);
+    SAME(final);
+    SAME(status);
+    SAME_S(step);
+    SAME(in_step);
+    SAME(attempt);
+    SAME(visit);
+    SAME_S(next_step);
+    SAME_J(last_result);
+    SAME(have_next);
+    SAME(call_open);
+    SAME_S(call_key);
+    SAME_S(call_id);
+    SAME_J(call_args);
+    SAME(call_done);
+    SAME_J(call_result);
+    SAME_J(call_error);
+    SAME(wait);
+    SAME_S(wait_id);
+    SAME(wait_until);
+    SAME_S(approval_id);
+    SAME_S(approval_decision);
+    SAME_S(approval_by);
+    SAME_S(approval_comment);
+    SAME(nvisit_events);
+    SAME(capture);
+    SAME(tokens);
+    SAME(usd);
+    SAME(run_extensions);
+    SAME_J(state);
+    SAME_S(error_message);
+    if (a->wf)
+        for (size_t i = 0; i < a->wf->nsteps; i++)
+            if (visits_of(a, a->wf->steps[i].id) != visits_of(b, a->wf->steps[i].id))
+                return "visits";
+    for (size_t i = 0; i < a->nvisit_events; i++)
+        if (a->visit_events[i].seq != b->visit_events[i].seq) return "visit_events";
+    return NULL;
+#undef SAME
+#undef SAME_S
+#undef SAME_J
+}

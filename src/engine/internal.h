@@ -78,6 +78,8 @@ struct engine {
     struct strmap slots;   /* run id -> struct engine_slot * (kept contexts) */
     pthread_cond_t durable; /* a slot's deferred appends all completed      */
     uint64_t cancel_gen;    /* bumped by each cancel request                 */
+    bool check_view;        /* KEEL_CHECK_VIEW=1: refold after each transition
+                               and compare with the kept view (tests)       */
 
     pthread_t *workers;
     int nworkers;
@@ -190,6 +192,10 @@ void engine_view_init(struct run_view *v, const char *run_id, const struct workf
  * engine applies each event it appends, so a view kept between
  * transitions stays equal to the fold of the journal). */
 int engine_view_apply(struct run_view *v, const struct journal_event *ev, struct keel_err *err);
+
+/* The first field in which two views differ ("state", "visit", ...), or
+ * NULL if they agree (engine.c's self-check, KEEL_CHECK_VIEW). */
+const char *engine_view_diff(const struct run_view *a, const struct run_view *b);
 
 /* Records that step starts attempt `attempt` in v (the same rule the fold
  * applies to step.started) and sets v->visit. */

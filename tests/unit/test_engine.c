@@ -71,6 +71,23 @@ static const char *loop_yaml =
     "  - id: done\n"
     "    succeed: true\n";
 
+/* Loops until cancelled; each lap's `seen` reads the `n` its first entry
+ * just added (set entries apply in order). */
+static const char *spin_yaml =
+    "name: spin\n"
+    "state:\n"
+    "  n: {reducer: add, initial: 0}\n"
+    "  seen: {reducer: replace}\n"
+    "steps:\n"
+    "  - id: count\n"
+    "    set: {n: 1, seen: \"${state.n}\"}\n"
+    "  - id: again\n"
+    "    switch:\n"
+    "      - if: 'state.n > 0'\n"
+    "        goto: count\n"
+    "    default: done\n"
+    "  - id: done\n"
+    "    succeed: true\n";
 static void write_file(const char *dir, const char *name, const char *text)
 {
     char path[4096];
@@ -108,6 +125,7 @@ static char *make_home(void)
     write_file(wf, "expire.yaml", expire_yaml);
     write_file(wf, "loop.yaml", loop_yaml);
     write_file(wf, "guard.yaml", guard_yaml);
+    write_file(wf, "spin.yaml", spin_yaml);
     char a[65], b[65], cfg[1024];
     keel_sha256_hex(ALICE, strlen(ALICE), a);
     keel_sha256_hex(BOB, strlen(BOB), b);
@@ -410,6 +428,34 @@ TEST(cancel_waiting_run)
     struct json_value *list;
     REQUIRE(engine_approval_list(e, true, NULL, &a, &list, &err) == 0);
     CHECK_INT(list->len, 0);
+    arena_cleanup(&a);
+    engine_stop(e);
+    rm_home(home);
+}
+
+/* A running run's context is kept between transitions (docs/engine.md);
+ * a cancel request must still reach it, and every set entry sees the one
+ * before it. */
+TEST(cancel_running_run)
+{
+    char *home = make_home();
+    struct keel_err err;
+    keel_err_clear(&err);
+    struct engine *e = start(home, &err);
+    REQUIRE(e);
+    char id[64];
+    REQUIRE(start_run(e, "spin", "{}", id, &err) == 0);
+    const struct identity *admin = identity_find(engine_identities(e), IDENTITY_ADMIN, "admin");
+    CHECK_INT(engine_run_cancel(e, id, admin, &err), 0);
+    CHECK_INT(wait_final(e, id), RUN_CANCELLED);
+    struct arena a;
+    arena_init(&a);
+    struct json_value *show;
+    REQUIRE(engine_run_show(e, id, &a, &show, &err) == 0);
+    const struct json_value *state = json_get(show, "state");
+    int64_t n = json_get_int(state, "n", -1);
+    CHECK(n >= 0);
+    if (n > 0) CHECK_INT(json_get_int(state, "seen", -1), n);
     arena_cleanup(&a);
     engine_stop(e);
     rm_home(home);
