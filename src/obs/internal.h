@@ -6,11 +6,12 @@
  * each event to its kind's handler (explain_events.c, explain_agent.c).
  * The handlers fill one struct ctx: the folded state, the open step visit,
  * the provenance of every state key (explain_prov.c) and the counters of
- * the summary.  Every value copied into the report goes through obs_clip or
- * obs_preview (explain_value.c), which cap it.
+ * the summary.  Values of unbounded size enter the report through obs_clip
+ * or obs_preview (explain_value.c), which cap them.
  *
- * Everything here lives in the caller's arena (ctx.a) and is valid until
- * the arena is freed; nothing is freed one by one.
+ * Everything the pass builds (report values, visits, provenance records)
+ * lives in the caller's arena (ctx.a) and is never freed one by one; only
+ * the ctx's index maps are on the heap, freed before obs_explain returns.
  */
 #ifndef KEEL_OBS_INTERNAL_H
 #define KEEL_OBS_INTERNAL_H
@@ -60,6 +61,7 @@ struct visit {
     double cost;
 };
 
+/* The state of one obs_explain pass over a journal. */
 struct ctx {
     struct arena *a;
     const struct workflow *wf;
