@@ -35,7 +35,10 @@
  * (the policies at size N name the first N/5 agents and N tools, so a
  * request's applicable policies grow with N: see eval/req).
  * The table shows, per request, how many policies Keel evaluated
- * (candidates left after its index and scope filter).
+ * (candidates left after its index and scope filter), and the median over
+ * the requests that evaluated exactly one (the global forbid: the same
+ * work at every size, so what remains between sizes is the cost of the
+ * set's size and of cold data).
  *
  * Before each timed call the request itself is read once (the daemon
  * authorizes a request it has just built, so its uids and context are in
@@ -225,6 +228,8 @@ struct result {
     double req_p99_us; /* p99 over the requests of each one's median over the rounds */
     long allows;
     double evaluated; /* policies evaluated per request (Keel) */
+    double ev1_median_us; /* median over the calls of requests that evaluated one policy */
+    double ev1_share;     /* the share of such requests */
 };
 
 static volatile unsigned sink;
@@ -307,6 +312,7 @@ static int run_keel(int n, const struct req *reqs, int rounds, struct result *ou
     int64_t *t = malloc(ns * sizeof *t);
     long allows = 0, evaluated = 0;
     size_t k = 0;
+    unsigned char *ev1 = calloc(NREQ, 1); /* request i evaluated exactly one policy */
     for (int r = 0; r < rounds; r++) {
         for (int i = 0; i < NREQ; i++) {
             struct timespec t0, t1;
@@ -317,8 +323,20 @@ static int run_keel(int n, const struct req *reqs, int rounds, struct result *ou
             t[k++] = (t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec);
             if (r == 0 && resp.decision == POLICY_ALLOW) allows++;
             if (r == 0) evaluated += (long)resp.nevaluated;
+            if (r == 0) ev1[i] = resp.nevaluated == 1;
         }
     }
+    /* the calls of requests doing the least work (the global forbid only):
+     * the same work at every size, whatever the set makes applicable */
+    int64_t *t1 = malloc(ns * sizeof *t1);
+    size_t n1 = 0;
+    for (size_t x = 0; x < ns; x++)
+        if (ev1[x % NREQ]) t1[n1++] = t[x];
+    qsort(t1, n1, sizeof *t1, cmp_i64);
+    out->ev1_median_us = n1 ? (double)t1[n1 / 2] / 1000.0 : 0;
+    out->ev1_share = (double)n1 / (double)ns;
+    free(t1);
+    free(ev1);
     /* each request's median over the rounds, then their p99: the slow
      * requests themselves, without the machine's one-off stalls */
     int64_t *m = malloc(NREQ * sizeof *m), *one = malloc((size_t)rounds * sizeof *one);
@@ -403,9 +421,9 @@ static int run_workload(const char *dir, int workload, int only, int rounds, boo
     bool fixed = workload > 0;
     int status = 0;
     printf("workload %s\n", about[workload]);
-    printf("%8s | %12s %10s %10s | %14s %12s | %7s %7s | %8s | %s\n", "policies",
+    printf("%8s | %12s %10s %10s | %14s %12s | %7s %7s | %8s | %15s | %s\n", "policies",
            "keel median", "keel p99", "req p99", "wasm median", "wasm p99", "x med", "x p99",
-           "eval/req", "allows keel/wasm");
+           "eval/req", "med eval=1", "allows keel/wasm");
     for (size_t s = 0; s < KEEL_ARRAY_LEN(sizes); s++) {
         int n = sizes[s];
         if (only && n != only) continue;
@@ -417,7 +435,7 @@ static int run_workload(const char *dir, int workload, int only, int rounds, boo
         struct req *reqs = malloc(NREQ * sizeof *reqs);
         rng = 12345u + (uint32_t)(workload == 3 ? 10000 : n); /* store: the same requests */
         gen_requests(reqs, n);
-        struct result k, w = {0, 0, 0, -1, 0};
+        struct result k, w = {0, 0, 0, -1, 0, 0, 0};
         if (run_keel(n, reqs, rounds, &k) < 0) exit(1);
         /* cedar-wasm evaluates every policy on every call: fewer rounds for big sets */
         int peer_rounds = n >= 1000 ? 1 : rounds > 5 ? 5 : rounds;
@@ -427,16 +445,18 @@ static int run_workload(const char *dir, int workload, int only, int rounds, boo
         }
         if (*peer) {
             printf("%8d | %9.3f us %7.3f us %7.3f us | %11.2f us %9.2f us | %6.0fx %6.0fx | "
-                   "%8.2f | %ld/%ld%s\n",
+                   "%8.2f | %5.3f us (%3.0f%%) | %ld/%ld%s\n",
                    n, k.median_us, k.p99_us, k.req_p99_us, w.median_us, w.p99_us,
                    w.median_us / k.median_us,
-                   w.p99_us / k.p99_us, k.evaluated, k.allows, w.allows,
+                   w.p99_us / k.p99_us, k.evaluated, k.ev1_median_us, 100 * k.ev1_share,
+                   k.allows, w.allows,
                    k.allows == w.allows ? "" : "  DECISIONS DIFFER");
             if (k.allows != w.allows) status = 1;
         } else {
-            printf("%8d | %9.3f us %7.3f us %7.3f us | %14s %12s | %7s %7s | %8.2f | %ld\n", n,
-                   k.median_us, k.p99_us, k.req_p99_us, "-", "-", "-", "-", k.evaluated,
-                   k.allows);
+            printf("%8d | %9.3f us %7.3f us %7.3f us | %14s %12s | %7s %7s | %8.2f | %5.3f us "
+                   "(%3.0f%%) | %ld\n",
+                   n, k.median_us, k.p99_us, k.req_p99_us, "-", "-", "-", "-", k.evaluated,
+                   k.ev1_median_us, 100 * k.ev1_share, k.allows);
         }
         free(reqs);
     }
