@@ -57,27 +57,11 @@ struct ag {
     struct json_value *wire_tools; /* neutral tool list */
 };
 
-static struct json_value *obj(struct ag *g)
-{
-    return json_object(g->a);
-}
-static void set_s(struct ag *g, struct json_value *o, const char *k, const char *s)
-{
-    if (s) json_object_setc(g->a, o, k, json_cstr(g->a, s));
-}
-static void set_i(struct ag *g, struct json_value *o, const char *k, int64_t i)
-{
-    json_object_setc(g->a, o, k, json_int(g->a, i));
-}
-static void set_v(struct ag *g, struct json_value *o, const char *k, struct json_value *v)
-{
-    if (v) json_object_setc(g->a, o, k, v);
-}
 static struct json_value *message(struct ag *g, const char *role, const char *content)
 {
-    struct json_value *m = obj(g);
-    set_s(g, m, "role", role);
-    set_s(g, m, "content", content ? content : "");
+    struct json_value *m = json_object(g->a);
+    jset_s(g->a, m, "role", role);
+    jset_s(g->a, m, "content", content ? content : "");
     return m;
 }
 
@@ -117,10 +101,10 @@ static const char *model_of(const struct ag *g)
 
 static struct json_value *vars(struct ag *g)
 {
-    struct json_value *o = obj(g);
-    set_v(g, o, "input", g->c->input);
-    set_v(g, o, "state", g->c->view.state);
-    set_v(g, o, "result", g->c->view.last_result);
+    struct json_value *o = json_object(g->a);
+    jset_v(g->a, o, "input", g->c->input);
+    jset_v(g->a, o, "state", g->c->view.state);
+    jset_v(g->a, o, "result", g->c->view.last_result);
     return o;
 }
 
@@ -137,23 +121,23 @@ static int offer_one(struct ag *g, const char *qualified, bool handoff, struct k
     struct offered *o = &g->tools[g->ntools];
     o->qualified = qualified;
     o->handoff = handoff;
-    struct json_value *t = obj(g);
+    struct json_value *t = json_object(g->a);
     const char *name = agent_tool_name(g->a, qualified, handoff);
     if (handoff) {
         const struct keel_config_agent *to = g->cfg ? keel_config_agent(g->cfg, qualified) : NULL;
-        set_s(g, t, "name", name);
-        set_s(g, t, "description",
-              arena_printf(g->a,
-                           "Hand the task over to the agent %s%s%s. Write in `note` everything "
-                           "it needs to continue; it will not see this conversation.",
-                           qualified, to && to->description ? ": " : "",
-                           to && to->description ? to->description : ""));
+        jset_s(g->a, t, "name", name);
+        jset_s(g->a, t, "description",
+               arena_printf(g->a,
+                            "Hand the task over to the agent %s%s%s. Write in `note` everything "
+                            "it needs to continue; it will not see this conversation.",
+                            qualified, to && to->description ? ": " : "",
+                            to && to->description ? to->description : ""));
         struct json_value *sc = NULL;
         static const char schema[] =
             "{\"type\":\"object\",\"properties\":{\"note\":{\"type\":\"string\"}},"
             "\"required\":[\"note\"],\"additionalProperties\":false}";
         json_parse(g->a, schema, sizeof schema - 1, NULL, &sc, NULL);
-        set_v(g, t, "input_schema", sc);
+        jset_v(g->a, t, "input_schema", sc);
     } else {
         struct mcp_tool mt;
         int rc = mcp_split_name(g->a, qualified, &o->server, &o->tool, err);
@@ -162,9 +146,9 @@ static int offer_one(struct ag *g, const char *qualified, bool handoff, struct k
             keel_err_prefix(err, "tool %s offered to agent %s", qualified, g->conv.agent);
             return rc;
         }
-        set_s(g, t, "name", name);
-        set_s(g, t, "description", mt.description ? mt.description : mt.title);
-        set_v(g, t, "input_schema", mt.input_schema);
+        jset_s(g->a, t, "name", name);
+        jset_s(g->a, t, "description", mt.description ? mt.description : mt.title);
+        jset_v(g->a, t, "input_schema", mt.input_schema);
     }
     json_array_push(g->a, g->wire_tools, t);
     g->names[g->ntools++] = name;
@@ -201,21 +185,20 @@ static int offer(struct ag *g, struct keel_err *err)
 static int refuse(struct ag *g, const struct agent_call *k, const char *tool, const char *reason,
                   const char *msg, struct keel_err *err)
 {
-    struct json_value *p = obj(g);
-    set_s(g, p, "step", g->s->id);
-    set_s(g, p, "call_id", k->call_id);
-    set_s(g, p, "tool_call_id", k->tool_call_id);
-    set_s(g, p, "agent", g->conv.agent);
-    set_s(g, p, "tool", tool);
-    set_s(g, p, "reason", reason);
-    set_s(g, p, "message", msg);
+    struct json_value *p = json_object(g->a);
+    jset_s(g->a, p, "step", g->s->id);
+    jset_s(g->a, p, "call_id", k->call_id);
+    jset_s(g->a, p, "tool_call_id", k->tool_call_id);
+    jset_s(g->a, p, "agent", g->conv.agent);
+    jset_s(g->a, p, "tool", tool);
+    jset_s(g->a, p, "reason", reason);
+    jset_s(g->a, p, "message", msg);
     return journal(g, "tool.call.refused", p, err);
 }
 
 static bool retryable(int code)
 {
-    return code == KEEL_EIO || code == KEEL_ETIMEOUT || code == KEEL_EPROTO ||
-           code == KEEL_EBUSY;
+    return code == KEEL_EIO || code == KEEL_ETIMEOUT || code == KEEL_EPROTO || code == KEEL_EBUSY;
 }
 
 /* Runs the call and journals its outcome; the model sees it next turn. */
@@ -227,21 +210,21 @@ static int execute(struct ag *g, const struct agent_call *k, const struct offere
     struct keel_err cerr;
     keel_err_clear(&cerr);
     int64_t t0 = keel_mono_ns();
-    int rc = mcp_pool_call(g->c->e->pool, o->qualified, args, key, g->s->timeout_ms, g->a, &r,
-                           &cerr);
-    struct json_value *p = obj(g);
-    set_s(g, p, "step", g->s->id);
-    set_s(g, p, "call_id", k->call_id);
-    set_s(g, p, "tool_call_id", k->tool_call_id);
-    set_s(g, p, "agent", g->conv.agent);
-    set_s(g, p, "tool", o->qualified);
-    set_i(g, p, "duration_ms", (keel_mono_ns() - t0) / 1000000);
+    int rc =
+        mcp_pool_call(g->c->e->pool, o->qualified, args, key, g->s->timeout_ms, g->a, &r, &cerr);
+    struct json_value *p = json_object(g->a);
+    jset_s(g->a, p, "step", g->s->id);
+    jset_s(g->a, p, "call_id", k->call_id);
+    jset_s(g->a, p, "tool_call_id", k->tool_call_id);
+    jset_s(g->a, p, "agent", g->conv.agent);
+    jset_s(g->a, p, "tool", o->qualified);
+    jset_i(g->a, p, "duration_ms", (keel_mono_ns() - t0) / 1000000);
     struct json_value *result = NULL, *error = NULL;
     if (rc) {
         error = engine_error_obj(g->c, rc, cerr.msg);
     } else if (r.is_error) {
         error = engine_error_obj(g->c, KEEL_EIO, mcp_result_text(g->a, &r));
-        set_v(g, p, "is_error", json_bool(g->a, true));
+        jset_v(g->a, p, "is_error", json_bool(g->a, true));
     } else {
         result = r.structured ? r.structured : json_cstr(g->a, mcp_result_text(g->a, &r));
         struct keel_err verr;
@@ -252,8 +235,8 @@ static int execute(struct ag *g, const struct agent_call *k, const struct offere
             result = NULL;
         }
     }
-    set_v(g, p, "result", result);
-    set_v(g, p, "error", error);
+    jset_v(g->a, p, "result", result);
+    jset_v(g->a, p, "error", error);
     return engine_journal_call_completed(g->c, g->actor, p, &result, &error, err);
 }
 
@@ -277,17 +260,17 @@ static int handoff(struct ag *g, const struct agent_call *k, const struct offere
     const char *text = json_is(prompt, JSON_STRING) ? prompt->u.s.str : "";
     struct json_value *msgs = json_array(g->a);
     json_array_push(g->a, msgs, message(g, "system", sys));
-    json_array_push(g->a, msgs,
-                    message(g, "user",
-                            arena_printf(g->a, "%s\n\nHandoff note from %s:\n%s", text,
-                                         g->conv.agent, note)));
-    struct json_value *p = obj(g);
-    set_s(g, p, "step", g->s->id);
-    set_s(g, p, "call_id", k->call_id);
-    set_s(g, p, "from", g->conv.agent);
-    set_s(g, p, "to", o->qualified);
-    set_s(g, p, "note", note);
-    set_v(g, p, "messages", msgs);
+    json_array_push(
+        g->a, msgs,
+        message(g, "user",
+                arena_printf(g->a, "%s\n\nHandoff note from %s:\n%s", text, g->conv.agent, note)));
+    struct json_value *p = json_object(g->a);
+    jset_s(g->a, p, "step", g->s->id);
+    jset_s(g->a, p, "call_id", k->call_id);
+    jset_s(g->a, p, "from", g->conv.agent);
+    jset_s(g->a, p, "to", o->qualified);
+    jset_s(g->a, p, "note", note);
+    jset_v(g->a, p, "messages", msgs);
     return journal(g, "agent.handoff", p, err);
 }
 
@@ -307,7 +290,8 @@ static int handle_call(struct ag *g, const struct agent_call *k, struct keel_err
     if (idx < 0) {
         struct buf b;
         buf_init(&b);
-        for (size_t i = 0; i < g->ntools; i++) buf_printf(&b, "%s%s", i ? ", " : "", g->names[i]);
+        for (size_t i = 0; i < g->ntools; i++)
+            buf_printf(&b, "%s%s", i ? ", " : "", g->names[i]);
         /* A name shaped like another server's tool is "not offered";
          * anything else does not exist. */
         const char *sep = strstr(k->name, "__");
@@ -315,10 +299,10 @@ static int handle_call(struct ag *g, const struct agent_call *k, struct keel_err
         if (sep && sep - k->name < (ptrdiff_t)sizeof server)
             snprintf(server, sizeof server, "%.*s", (int)(sep - k->name), k->name);
         bool known = server[0] && g->cfg && keel_config_tool_server(g->cfg, server);
-        const char *msg = arena_printf(
-            g->a, "tool '%s' %s; the tools you may call are: %s", k->name,
-            known ? "is not offered to you in this step" : "does not exist",
-            b.data && *b.data ? b.data : "(none)");
+        const char *msg =
+            arena_printf(g->a, "tool '%s' %s; the tools you may call are: %s", k->name,
+                         known ? "is not offered to you in this step" : "does not exist",
+                         b.data && *b.data ? b.data : "(none)");
         buf_cleanup(&b);
         return refuse(g, k, k->name, known ? "not_offered" : "unknown_tool", msg, err);
     }
@@ -335,7 +319,7 @@ static int handle_call(struct ag *g, const struct agent_call *k, struct keel_err
         /* Started before a crash, no result recorded. */
         if (!ts->idempotent)
             return engine_needs_reconcile(c, g->s, k->call_id, o->qualified, g->conv.agent, err);
-        return execute(g, k, o, ts, k->started_args ? k->started_args : obj(g),
+        return execute(g, k, o, ts, k->started_args ? k->started_args : json_object(g->a),
                        k->idempotency_key, err);
     }
     if (k->arguments_invalid || !json_is(k->arguments, JSON_OBJECT))
@@ -353,10 +337,10 @@ static int handle_call(struct ag *g, const struct agent_call *k, struct keel_err
     enum verdict verdict;
     const char *group = NULL, *ids = NULL;
     char hash[65];
-    struct json_value *extra = obj(g);
-    set_i(g, extra, "turn", g->conv.turn);
-    set_i(g, extra, "tokens", c->view.tokens);
-    set_i(g, extra, "cost_micro_usd", (int64_t)(c->view.usd * 1e6));
+    struct json_value *extra = json_object(g->a);
+    jset_i(g->a, extra, "turn", g->conv.turn);
+    jset_i(g->a, extra, "tokens", c->view.tokens);
+    jset_i(g->a, extra, "cost_micro_usd", (int64_t)(c->view.usd * 1e6));
     int64_t approval_ms;
     if ((rc = engine_authorize(c, g->s, g->conv.agent, o->server, o->qualified, k->call_id, args,
                                extra, &verdict, &group, &ids, hash, &approval_ms, err)))
@@ -372,21 +356,21 @@ static int handle_call(struct ag *g, const struct agent_call *k, struct keel_err
     if (verdict == VERDICT_APPROVAL) {
         char digest[65] = "";
         json_digest(args, digest, NULL);
-        struct approval_binding b = {.group = group,
-                                     .timeout_ms = approval_ms,
-                                     .agent = g->conv.agent,
-                                     .tool = o->qualified,
-                                     .args = args,
-                                     .message = json_cstr(
-                                         g->a, arena_printf(g->a,
-                                                            "Agent %s asks to call %s (policy %s "
-                                                            "needs approval); arguments: see "
-                                                            "args",
-                                                            g->conv.agent, o->qualified, ids)),
-                                     .args_digest = digest,
-                                     .policy_hash = hash,
-                                     .policies = ids,
-                                     .key = k->call_id};
+        struct approval_binding b = {
+            .group = group,
+            .timeout_ms = approval_ms,
+            .agent = g->conv.agent,
+            .tool = o->qualified,
+            .args = args,
+            .message = json_cstr(g->a, arena_printf(g->a,
+                                                    "Agent %s asks to call %s (policy %s "
+                                                    "needs approval); arguments: see "
+                                                    "args",
+                                                    g->conv.agent, o->qualified, ids)),
+            .args_digest = digest,
+            .policy_hash = hash,
+            .policies = ids,
+            .key = k->call_id};
         char aid[APPROVAL_ID_MAX];
         engine_approval_id(c, g->s, &b, aid);
         int outcome = decided(g, aid);
@@ -412,15 +396,15 @@ static int handle_call(struct ag *g, const struct agent_call *k, struct keel_err
     char kb[3 * ENGINE_ID_MAX + 32];
     int n = snprintf(kb, sizeof kb, "%s/%s", c->run.id, k->call_id);
     keel_sha256_hex(kb, (size_t)n, key);
-    struct json_value *p = obj(g);
-    set_s(g, p, "step", g->s->id);
-    set_s(g, p, "call_id", k->call_id);
-    set_s(g, p, "tool_call_id", k->tool_call_id);
-    set_s(g, p, "agent", g->conv.agent);
-    set_s(g, p, "server", o->server);
-    set_s(g, p, "tool", o->tool);
-    set_v(g, p, "args", args);
-    set_s(g, p, "idempotency_key", key);
+    struct json_value *p = json_object(g->a);
+    jset_s(g->a, p, "step", g->s->id);
+    jset_s(g->a, p, "call_id", k->call_id);
+    jset_s(g->a, p, "tool_call_id", k->tool_call_id);
+    jset_s(g->a, p, "agent", g->conv.agent);
+    jset_s(g->a, p, "server", o->server);
+    jset_s(g->a, p, "tool", o->tool);
+    jset_v(g->a, p, "args", args);
+    jset_s(g->a, p, "idempotency_key", key);
     if ((rc = journal(g, "tool.call.started", p, err))) return rc;
     return execute(g, k, o, ts, args, key, err);
 }
@@ -447,20 +431,18 @@ static int handle_answer(struct ag *g, struct keel_err *err)
                                         g->conv.rejections ? "s" : "", s->agent.output_retries,
                                         aerr.msg),
                            false, err);
-    struct json_value *p = obj(g);
-    set_s(g, p, "step", s->id);
-    set_s(g, p, "call_id", arena_printf(g->a, "%s/m%d", g->prefix, g->conv.turn));
-    set_s(g, p, "agent", g->conv.agent);
-    set_i(g, p, "turn", g->conv.turn);
+    struct json_value *p = json_object(g->a);
+    jset_s(g->a, p, "step", s->id);
+    jset_s(g->a, p, "call_id", arena_printf(g->a, "%s/m%d", g->prefix, g->conv.turn));
+    jset_s(g->a, p, "agent", g->conv.agent);
+    jset_i(g->a, p, "turn", g->conv.turn);
     struct json_value *errs = json_array(g->a);
     json_array_push(g->a, errs, json_cstr(g->a, aerr.msg));
-    set_v(g, p, "errors", errs);
-    set_s(g, p, "message",
-          arena_printf(g->a,
-                       "Your answer was rejected: %s. Reply again with only the answer%s.",
-                       aerr.msg,
-                       want_json ? ", a JSON value that validates against the output schema"
-                                 : ""));
+    jset_v(g->a, p, "errors", errs);
+    jset_s(g->a, p, "message",
+           arena_printf(
+               g->a, "Your answer was rejected: %s. Reply again with only the answer%s.", aerr.msg,
+               want_json ? ", a JSON value that validates against the output schema" : ""));
     return journal(g, "agent.output.rejected", p, err);
 }
 
@@ -468,9 +450,9 @@ static int handle_answer(struct ag *g, struct keel_err *err)
 
 static struct json_value *usage_obj(struct ag *g, const struct model_response *r)
 {
-    struct json_value *u = obj(g);
-    set_i(g, u, "input_tokens", r->input_tokens);
-    set_i(g, u, "output_tokens", r->output_tokens);
+    struct json_value *u = json_object(g->a);
+    jset_i(g->a, u, "input_tokens", r->input_tokens);
+    jset_i(g->a, u, "output_tokens", r->output_tokens);
     return u;
 }
 
@@ -479,25 +461,25 @@ static int record_response(struct ag *g, const char *call_id, const char *purpos
                            const char *model, int rc, const struct model_response *r,
                            const struct keel_err *merr, struct keel_err *err)
 {
-    struct json_value *p = obj(g);
-    set_s(g, p, "step", g->s->id);
-    set_s(g, p, "call_id", call_id);
-    set_s(g, p, "agent", g->conv.agent);
-    set_i(g, p, "turn", turn);
-    set_s(g, p, "purpose", purpose);
-    set_s(g, p, "model", rc ? model : r->model);
+    struct json_value *p = json_object(g->a);
+    jset_s(g->a, p, "step", g->s->id);
+    jset_s(g->a, p, "call_id", call_id);
+    jset_s(g->a, p, "agent", g->conv.agent);
+    jset_i(g->a, p, "turn", turn);
+    jset_s(g->a, p, "purpose", purpose);
+    jset_s(g->a, p, "model", rc ? model : r->model);
     if (rc) {
-        set_v(g, p, "error", engine_error_obj(g->c, rc, merr->msg));
+        jset_v(g->a, p, "error", engine_error_obj(g->c, rc, merr->msg));
     } else {
-        set_s(g, p, "provider", r->provider);
-        set_s(g, p, "provider_model", r->provider_model);
-        set_v(g, p, "message", r->message);
-        set_s(g, p, "stop_reason", r->stop_reason);
-        set_v(g, p, "usage", usage_obj(g, r));
+        jset_s(g->a, p, "provider", r->provider);
+        jset_s(g->a, p, "provider_model", r->provider_model);
+        jset_v(g->a, p, "message", r->message);
+        jset_s(g->a, p, "stop_reason", r->stop_reason);
+        jset_v(g->a, p, "usage", usage_obj(g, r));
         json_object_setc(g->a, p, "cost_usd", json_double(g->a, r->cost_usd));
-        set_i(g, p, "attempts", r->attempts);
+        jset_i(g->a, p, "attempts", r->attempts);
     }
-    if (r->trail && r->trail->len) set_v(g, p, "trail", r->trail);
+    if (r->trail && r->trail->len) jset_v(g->a, p, "trail", r->trail);
     return journal(g, "model.response", p, err);
 }
 
@@ -519,11 +501,12 @@ static int budget_gate(struct ag *g, const char *model, int64_t estimate, int64_
     struct model_gateway *gw = engine_models(c->e);
     for (int scope = 0; scope < 2; scope++) {
         const struct workflow_budget *b = scope == 0 ? &c->ew->wf->budget
-                                          : g->me        ? &g->me->budget
-                                                         : NULL;
+                                          : g->me    ? &g->me->budget
+                                                     : NULL;
         if (!b || (!b->tokens && !(b->usd > 0))) continue;
         const struct agent_usage *u = v->usage;
-        while (scope == 1 && u && strcmp(u->agent, g->conv.agent) != 0) u = u->next;
+        while (scope == 1 && u && strcmp(u->agent, g->conv.agent) != 0)
+            u = u->next;
         int ext = scope == 0 ? v->run_extensions : u ? u->extensions : 0;
         int64_t used_t = scope == 0 ? v->tokens : u ? u->tokens : 0;
         double used_usd = scope == 0 ? v->usd : u ? u->usd : 0;
@@ -554,20 +537,19 @@ static int budget_gate(struct ag *g, const char *model, int64_t estimate, int64_
                                    "limit %lld tokens / $%.4f. Approve to extend it by %lld "
                                    "tokens / $%.4f.",
                                    name, scope ? " of agent " : "", scope ? g->conv.agent : "",
-                                   (long long)used_t, used_usd,
-                                   (long long)(b->tokens * (1 + ext)), b->usd * (1 + ext),
-                                   (long long)b->tokens, b->usd))};
+                                   (long long)used_t, used_usd, (long long)(b->tokens * (1 + ext)),
+                                   b->usd * (1 + ext), (long long)b->tokens, b->usd))};
         char aid[APPROVAL_ID_MAX];
         engine_approval_id(c, g->s, &ab, aid);
         int outcome = decided(g, aid);
         if (outcome == 1) {
-            struct json_value *p = obj(g);
-            set_s(g, p, "scope", name);
-            if (scope) set_s(g, p, "agent", g->conv.agent);
-            if (b->tokens) set_i(g, p, "tokens", b->tokens);
+            struct json_value *p = json_object(g->a);
+            jset_s(g->a, p, "scope", name);
+            if (scope) jset_s(g->a, p, "agent", g->conv.agent);
+            if (b->tokens) jset_i(g->a, p, "tokens", b->tokens);
             if (b->usd > 0) json_object_setc(g->a, p, "usd", json_double(g->a, b->usd));
-            set_s(g, p, "by", v->approval_by);
-            set_s(g, p, "approval_id", aid);
+            jset_s(g->a, p, "by", v->approval_by);
+            jset_s(g->a, p, "approval_id", aid);
             int rc = journal(g, "budget.extended", p, err);
             return rc ? rc : 0;
         }
@@ -582,18 +564,20 @@ static int budget_gate(struct ag *g, const char *model, int64_t estimate, int64_
             return rc ? rc : 0;
         }
         if (!v->approval_id || strcmp(v->approval_id, aid) != 0) {
-            struct json_value *p = obj(g), *lim = obj(g), *used = obj(g);
-            set_s(g, p, "step", g->s->id);
-            set_s(g, p, "scope", name);
-            if (scope) set_s(g, p, "agent", g->conv.agent);
-            if (b->tokens) set_i(g, lim, "tokens", b->tokens * (1 + ext));
-            if (b->usd > 0) json_object_setc(g->a, lim, "usd", json_double(g->a, b->usd * (1 + ext)));
-            set_i(g, used, "tokens", used_t);
+            struct json_value *p = json_object(g->a), *lim = json_object(g->a),
+                              *used = json_object(g->a);
+            jset_s(g->a, p, "step", g->s->id);
+            jset_s(g->a, p, "scope", name);
+            if (scope) jset_s(g->a, p, "agent", g->conv.agent);
+            if (b->tokens) jset_i(g->a, lim, "tokens", b->tokens * (1 + ext));
+            if (b->usd > 0)
+                json_object_setc(g->a, lim, "usd", json_double(g->a, b->usd * (1 + ext)));
+            jset_i(g->a, used, "tokens", used_t);
             json_object_setc(g->a, used, "usd", json_double(g->a, used_usd));
-            set_v(g, p, "limit", lim);
-            set_v(g, p, "used", used);
-            set_i(g, p, "next_call_estimate", estimate);
-            set_s(g, p, "approval_id", aid);
+            jset_v(g->a, p, "limit", lim);
+            jset_v(g->a, p, "used", used);
+            jset_i(g->a, p, "next_call_estimate", estimate);
+            jset_s(g->a, p, "approval_id", aid);
             int rc = journal(g, "budget.exceeded", p, err);
             if (rc) return rc;
         }
@@ -634,13 +618,13 @@ static int summarize(struct ag *g, const struct model_request *base, const char 
     json_array_push(g->a, sm, message(g, "user", t.data ? t.data : ""));
     buf_cleanup(&t);
     const char *call_id = arena_printf(g->a, "%s/s%d", g->prefix, g->conv.summaries + 1);
-    struct json_value *p = obj(g);
-    set_s(g, p, "step", g->s->id);
-    set_s(g, p, "call_id", call_id);
-    set_s(g, p, "agent", g->conv.agent);
-    set_s(g, p, "purpose", "summary");
-    set_s(g, p, "model", model);
-    set_i(g, p, "estimated_tokens", before);
+    struct json_value *p = json_object(g->a);
+    jset_s(g->a, p, "step", g->s->id);
+    jset_s(g->a, p, "call_id", call_id);
+    jset_s(g->a, p, "agent", g->conv.agent);
+    jset_s(g->a, p, "purpose", "summary");
+    jset_s(g->a, p, "model", model);
+    jset_i(g->a, p, "estimated_tokens", before);
     int rc = journal(g, "model.request", p, err);
     if (rc) return rc;
     struct model_request rq = *base;
@@ -653,7 +637,8 @@ static int summarize(struct ag *g, const struct model_request *base, const char 
     struct keel_err merr;
     keel_err_clear(&merr);
     int mrc = model_call(engine_models(g->c->e), &rq, g->a, &r, &merr);
-    if ((rc = record_response(g, call_id, "summary", g->conv.turn, model, mrc, &r, &merr, err))) return rc;
+    if ((rc = record_response(g, call_id, "summary", g->conv.turn, model, mrc, &r, &merr, err)))
+        return rc;
     if (mrc) return step_failed(g, mrc, merr.msg, retryable(mrc), err);
 
     /* The new conversation: the system prompt, the first user message with
@@ -673,8 +658,8 @@ static int summarize(struct ag *g, const struct model_request *base, const char 
     }
     const char *summary = agent_message_text(r.message);
     const char *marker = strstr(first_user, "\n\nSummary of the conversation so far");
-    const char *prompt = marker ? arena_printf(g->a, "%.*s", (int)(marker - first_user), first_user)
-                                : first_user;
+    const char *prompt =
+        marker ? arena_printf(g->a, "%.*s", (int)(marker - first_user), first_user) : first_user;
     json_array_push(g->a, fresh,
                     message(g, "user",
                             arena_printf(g->a,
@@ -683,22 +668,23 @@ static int summarize(struct ag *g, const struct model_request *base, const char 
                                          prompt, summary)));
     if (g->conv.due->len && g->conv.last_message)
         json_array_push(g->a, fresh, (struct json_value *)g->conv.last_message);
-    p = obj(g);
-    set_s(g, p, "step", g->s->id);
-    set_s(g, p, "call_id", call_id);
-    set_s(g, p, "agent", g->conv.agent);
-    set_s(g, p, "summary", summary);
-    set_i(g, p, "through_turn", g->conv.turn);
-    set_i(g, p, "tokens_before", before);
+    p = json_object(g->a);
+    jset_s(g->a, p, "step", g->s->id);
+    jset_s(g->a, p, "call_id", call_id);
+    jset_s(g->a, p, "agent", g->conv.agent);
+    jset_s(g->a, p, "summary", summary);
+    jset_i(g->a, p, "through_turn", g->conv.turn);
+    jset_i(g->a, p, "tokens_before", before);
     struct json_value *all = json_array(g->a);
-    for (uint32_t i = 0; i < fresh->len; i++) json_array_push(g->a, all, fresh->u.items[i]);
+    for (uint32_t i = 0; i < fresh->len; i++)
+        json_array_push(g->a, all, fresh->u.items[i]);
     for (uint32_t i = 0; i < g->conv.due->len; i++)
         json_array_push(g->a, all, g->conv.due->u.items[i]);
-    set_i(g, p, "tokens_after", model_estimate_tokens(all, g->wire_tools));
-    set_s(g, p, "model", r.model);
-    set_v(g, p, "usage", usage_obj(g, &r));
+    jset_i(g->a, p, "tokens_after", model_estimate_tokens(all, g->wire_tools));
+    jset_s(g->a, p, "model", r.model);
+    jset_v(g->a, p, "usage", usage_obj(g, &r));
     json_object_setc(g->a, p, "cost_usd", json_double(g->a, r.cost_usd));
-    set_v(g, p, "messages", fresh);
+    jset_v(g->a, p, "messages", fresh);
     return journal(g, "context.summarized", p, err);
 }
 
@@ -739,7 +725,8 @@ static int model_turn(struct ag *g, struct keel_err *err)
     struct json_value *msgs = json_array(g->a);
     for (uint32_t i = 0; i < cv->messages->len; i++)
         json_array_push(g->a, msgs, cv->messages->u.items[i]);
-    for (uint32_t i = 0; i < due->len; i++) json_array_push(g->a, msgs, due->u.items[i]);
+    for (uint32_t i = 0; i < due->len; i++)
+        json_array_push(g->a, msgs, due->u.items[i]);
 
     struct model_gateway *gw = engine_models(c->e);
     struct model_request rq = {.route = model_of(g),
@@ -767,30 +754,32 @@ static int model_turn(struct ag *g, struct keel_err *err)
     int turn = cv->request_open ? cv->turn : cv->turn + 1;
     const char *call_id = arena_printf(g->a, "%s/m%d", g->prefix, turn);
     if (!cv->request_open) {
-        struct json_value *p = obj(g);
-        set_s(g, p, "step", s->id);
-        set_s(g, p, "call_id", call_id);
-        set_s(g, p, "agent", cv->agent);
-        set_i(g, p, "turn", turn);
-        set_s(g, p, "purpose", "turn");
-        set_s(g, p, "model", choice.model);
-        set_s(g, p, "route_rule", choice.rule);
-        set_v(g, p, "messages_added", due);
+        struct json_value *p = json_object(g->a);
+        jset_s(g->a, p, "step", s->id);
+        jset_s(g->a, p, "call_id", call_id);
+        jset_s(g->a, p, "agent", cv->agent);
+        jset_i(g->a, p, "turn", turn);
+        jset_s(g->a, p, "purpose", "turn");
+        jset_s(g->a, p, "model", choice.model);
+        jset_s(g->a, p, "route_rule", choice.rule);
+        jset_v(g->a, p, "messages_added", due);
         struct json_value *names = json_array(g->a);
         for (size_t i = 0; i < g->ntools; i++)
-            json_array_push(g->a, names, json_cstr(g->a, g->tools[i].handoff
-                                                             ? arena_printf(g->a, "handoff:%s",
-                                                                            g->tools[i].qualified)
-                                                             : g->tools[i].qualified));
-        set_v(g, p, "tools", names);
-        set_i(g, p, "estimated_tokens", estimate);
-        if (rq.max_output_tokens > 0) set_i(g, p, "max_output_tokens", rq.max_output_tokens);
+            json_array_push(
+                g->a, names,
+                json_cstr(g->a, g->tools[i].handoff
+                                    ? arena_printf(g->a, "handoff:%s", g->tools[i].qualified)
+                                    : g->tools[i].qualified));
+        jset_v(g->a, p, "tools", names);
+        jset_i(g->a, p, "estimated_tokens", estimate);
+        if (rq.max_output_tokens > 0) jset_i(g->a, p, "max_output_tokens", rq.max_output_tokens);
         if ((rc = journal(g, "model.request", p, err))) return rc;
     }
     struct model_response r;
     memset(&r, 0, sizeof r);
     int mrc = model_call(gw, &rq, g->a, &r, &merr);
-    if ((rc = record_response(g, call_id, "turn", turn, choice.model, mrc, &r, &merr, err))) return rc;
+    if ((rc = record_response(g, call_id, "turn", turn, choice.model, mrc, &r, &merr, err)))
+        return rc;
     if (mrc)
         return step_failed(g, mrc,
                            arena_printf(g->a, "model call %s failed: %s", call_id, merr.msg),
@@ -809,8 +798,8 @@ int engine_exec_agent(struct run_ctx *c, const struct workflow_step *s, struct k
     g.cfg = config(c->e);
     struct keel_err berr;
     keel_err_clear(&berr);
-    if (agent_conv_build(c->view.visit_events, c->view.nvisit_events, s->agent.agent, g.prefix,
-                         g.a, &g.conv, &berr))
+    if (agent_conv_build(c->view.visit_events, c->view.nvisit_events, s->agent.agent, g.prefix, g.a,
+                         &g.conv, &berr))
         return engine_step_failed(c, s, KEEL_ECORRUPT, berr.msg, false, err);
     snprintf(g.actor, sizeof g.actor, "agent:%s", g.conv.agent);
     g.me = g.cfg ? keel_config_agent(g.cfg, g.conv.agent) : NULL;

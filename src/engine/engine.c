@@ -94,7 +94,8 @@ static void enqueue_locked(struct engine *e, const char *id)
         size_t cap = e->qcap ? e->qcap * 2 : 64;
         char(*q)[ENGINE_ID_MAX] = malloc(cap * sizeof *q);
         if (!q) return;
-        for (size_t i = 0; i < e->qlen; i++) memcpy(q[i], e->queue[(e->qhead + i) % e->qcap], ENGINE_ID_MAX);
+        for (size_t i = 0; i < e->qlen; i++)
+            memcpy(q[i], e->queue[(e->qhead + i) % e->qcap], ENGINE_ID_MAX);
         free(e->queue);
         e->queue = q;
         e->qcap = cap;
@@ -206,7 +207,8 @@ static int load_workflows(struct engine *e, const struct keel_config *cfg, const
         if ((rc = compile_input_schema(ew, err))) break;
         if (e->store && (rc = store_version(e, wf, err))) break;
     }
-    for (size_t i = 0; i < n; i++) free(names[i]);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
     if (rc) {
         workflows_free(list);
         return rc;
@@ -268,8 +270,8 @@ static bool ends_with(const char *s, const char *suffix)
 /* Strict validation of set against the folder's schema (one file named
  * *.cedarschema or *.cedarschema.json), when there is one.  A set with any
  * problem is refused, naming the first and counting the rest. */
-static int validate_policies(const char *dir, const char *schema_name,
-                             const struct policy_set *set, struct keel_err *err)
+static int validate_policies(const char *dir, const char *schema_name, const struct policy_set *set,
+                             struct keel_err *err)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, schema_name);
@@ -284,8 +286,8 @@ static int validate_policies(const char *dir, const char *schema_name,
             const struct policy_diag *d = &diags.items[i];
             if (d->warning) continue;
             rc = keel_fail_at(err, KEEL_EINVAL, d->file, d->line, d->column,
-                              "policy %s does not validate against %s: %s%s", d->policy_id,
-                              path, d->message,
+                              "policy %s does not validate against %s: %s%s", d->policy_id, path,
+                              d->message,
                               problems > 1 ? " (and more problems; run keel policy check)" : "");
             break;
         }
@@ -318,9 +320,8 @@ static int load_policies(const char *dir, struct policy_set **out, struct keel_e
         } else if (ends_with(de->d_name, ".cedarschema") ||
                    ends_with(de->d_name, ".cedarschema.json")) {
             if (schema_name && !rc)
-                rc = keel_fail(err, KEEL_EINVAL,
-                               "%s has two Cedar schemas (%s and %s); keep one", dir,
-                               schema_name, de->d_name);
+                rc = keel_fail(err, KEEL_EINVAL, "%s has two Cedar schemas (%s and %s); keep one",
+                               dir, schema_name, de->d_name);
             if (!schema_name) schema_name = strdup(de->d_name);
         }
     }
@@ -545,16 +546,17 @@ static void release_locked(struct engine *e, struct engine_slot *sl, int outcome
     pthread_cond_broadcast(&e->done);
 }
 
+/* Only the worker holding the run holds, so no lock is needed to count
+ * up; counting down (the callbacks) and reading (the worker at the end of
+ * its transition, engine_barrier) happen under e->lock. */
 void engine_slot_hold(struct engine_slot *sl)
 {
-    pthread_mutex_lock(&sl->c.e->lock);
-    sl->inflight++;
-    pthread_mutex_unlock(&sl->c.e->lock);
+    __atomic_add_fetch(&sl->inflight, 1, __ATOMIC_SEQ_CST);
 }
 
 static void unhold_locked(struct engine *e, struct engine_slot *sl)
 {
-    if (--sl->inflight > 0) return;
+    if (__atomic_sub_fetch(&sl->inflight, 1, __ATOMIC_SEQ_CST) > 0) return;
     pthread_cond_broadcast(&e->durable);
     if (sl->release) {
         sl->release = false;
@@ -579,8 +581,10 @@ void engine_deferred_done(void *ctx, int rc, const struct journal_appended *appe
     if (rc) {
         char msg[2 * KEEL_ERR_MSG_MAX] = "";
         if (err) keel_err_format(err, msg, sizeof msg);
-        keel_log(KEEL_LOG_ERROR, "engine: run %s: a journal append failed: %s (the run is "
-                 "reloaded from its journal)", sl->id, msg);
+        keel_log(KEEL_LOG_ERROR,
+                 "engine: run %s: a journal append failed: %s (the run is "
+                 "reloaded from its journal)",
+                 sl->id, msg);
     }
     pthread_mutex_lock(&e->lock);
     if (rc) sl->failed = true;
@@ -614,12 +618,15 @@ int engine_barrier(struct run_ctx *c, struct keel_err *err)
     int rc = engine_flush(c, err);
     if (rc) return rc;
     pthread_mutex_lock(&c->e->lock);
-    while (sl->inflight > 0) pthread_cond_wait(&c->e->durable, &c->e->lock);
+    while (__atomic_load_n(&sl->inflight, __ATOMIC_SEQ_CST) > 0)
+        pthread_cond_wait(&c->e->durable, &c->e->lock);
     bool failed = sl->failed;
     pthread_mutex_unlock(&c->e->lock);
     if (failed)
-        return keel_fail(err, KEEL_EIO, "run %s: an earlier journal append failed; the run "
-                         "resumes from its journal", c->run.id);
+        return keel_fail(err, KEEL_EIO,
+                         "run %s: an earlier journal append failed; the run "
+                         "resumes from its journal",
+                         c->run.id);
     return 0;
 }
 
@@ -644,8 +651,10 @@ static int slot_load(struct engine *e, struct engine_slot *sl, struct keel_err *
     }
     if (!rc) rc = engine_fold(e, sl->id, c->ew->wf, a, &c->view, err);
     if (rc) return rc;
-    if (c->ew->wf->identity) snprintf(c->agent_actor, sizeof c->agent_actor, "agent:%s", c->ew->wf->identity);
-    else snprintf(c->agent_actor, sizeof c->agent_actor, "system");
+    if (c->ew->wf->identity)
+        snprintf(c->agent_actor, sizeof c->agent_actor, "agent:%s", c->ew->wf->identity);
+    else
+        snprintf(c->agent_actor, sizeof c->agent_actor, "system");
     sl->loaded = true;
     sl->cancel_gen = UINT64_MAX; /* look for a cancel request first */
     return 0;
@@ -665,24 +674,24 @@ static void check_view(struct engine *e, struct run_ctx *c)
     if (engine_fold(e, c->run.id, c->ew->wf, &a, &v, &err) == 0) {
         const char *what = engine_view_diff(&c->view, &v);
         if (what) {
-            keel_log(KEEL_LOG_ERROR, "engine: run %s: the kept view differs from the fold of "
-                     "its journal in '%s' after event %lld", c->run.id, what,
-                     (long long)v.events);
+            keel_log(KEEL_LOG_ERROR,
+                     "engine: run %s: the kept view differs from the fold of "
+                     "its journal in '%s' after event %lld",
+                     c->run.id, what, (long long)v.events);
             abort();
         }
     }
     arena_cleanup(&a);
 }
 
-static int process(struct engine *e, struct engine_slot *sl)
+/* recovering: the run had a "<run>/recover" timer (taken off e->recover by
+ * the worker, under e->lock). */
+static int process(struct engine *e, struct engine_slot *sl, bool recovering)
 {
     const char *run_id = sl->id;
     struct keel_err err;
     keel_err_clear(&err);
-    pthread_mutex_lock(&e->lock);
-    bool recovering = strmap_del(&e->recover, run_id, strlen(run_id)) != NULL;
-    bool reload = !sl->loaded || sl->failed;
-    pthread_mutex_unlock(&e->lock);
+    bool reload = !sl->loaded || sl->failed; /* failed: set before the release */
     if (recovering) {
         char rid[ENGINE_ID_MAX + 16];
         snprintf(rid, sizeof rid, "%s/recover", run_id);
@@ -739,7 +748,8 @@ static void *worker_main(void *arg)
     struct engine *e = arg;
     pthread_mutex_lock(&e->lock);
     for (;;) {
-        while (!e->stopping && e->qlen == 0) pthread_cond_wait(&e->work, &e->lock);
+        while (!e->stopping && e->qlen == 0)
+            pthread_cond_wait(&e->work, &e->lock);
         if (e->stopping) break;
         char id[ENGINE_ID_MAX];
         memcpy(id, e->queue[e->qhead], ENGINE_ID_MAX);
@@ -749,17 +759,20 @@ static void *worker_main(void *arg)
         strmap_del(&e->queued, id, n);
         struct engine_slot *sl = slot_get(e, id);
         if (!sl) {
-            keel_log(KEEL_LOG_ERROR, "engine: out of memory taking run %s; it waits for the "
-                     "next restart", id);
+            keel_log(KEEL_LOG_ERROR,
+                     "engine: out of memory taking run %s; it waits for the "
+                     "next restart",
+                     id);
             continue;
         }
         strmap_put(&e->busy, sl->id, n, (void *)1);
+        bool recovering = e->recover.count && strmap_del(&e->recover, id, n) != NULL;
         pthread_mutex_unlock(&e->lock);
 
-        int rc = process(e, sl);
+        int rc = process(e, sl, recovering);
 
         pthread_mutex_lock(&e->lock);
-        if (sl->inflight > 0) {
+        if (__atomic_load_n(&sl->inflight, __ATOMIC_SEQ_CST) > 0) {
             /* The last deferred append's callback lets the run go. */
             sl->release = true;
             sl->outcome = rc;
@@ -783,7 +796,8 @@ static void *timer_main(void *arg)
         size_t n = 0;
         int64_t now = keel_wall_ms();
         if (store_timer_claim_due(e->store, now, "engine", 30000, 0, &a, &ts, &n, NULL) == 0)
-            for (size_t i = 0; i < n; i++) engine_enqueue(e, ts[i].run_id);
+            for (size_t i = 0; i < n; i++)
+                engine_enqueue(e, ts[i].run_id);
         int64_t due = 0;
         int64_t wait_ms = 3600 * 1000;
         if (store_timer_next_due(e->store, &due, NULL) == 0) {
@@ -831,8 +845,8 @@ static int load_identities(struct engine *e, const struct keel_config *cfg,
             snprintf(hash, sizeof hash, "sha256:%s", hex);
             hp = hash;
         }
-        rc = identity_add_human(ids, h->name, hp, (const char *const *)h->groups,
-                                (int)h->ngroups, err);
+        rc = identity_add_human(ids, h->name, hp, (const char *const *)h->groups, (int)h->ngroups,
+                                err);
     }
     for (size_t i = 0; !rc && cfg && i < cfg->nagents; i++)
         rc = identity_add_agent(ids, cfg->agents[i].name, err);
@@ -853,8 +867,9 @@ static int load_pool(struct engine *e, struct keel_err *err)
     for (size_t i = 0; e->cfg && i < e->cfg->ntools; i++) {
         const struct keel_config_tool_server *t = &e->cfg->tools[i];
         if (!t->command) {
-            keel_log(KEEL_LOG_WARN, "tool server '%s' has no command (HTTP servers are not "
-                                    "supported yet); its tools cannot be called",
+            keel_log(KEEL_LOG_WARN,
+                     "tool server '%s' has no command (HTTP servers are not "
+                     "supported yet); its tools cannot be called",
                      t->name);
             continue;
         }
@@ -862,8 +877,7 @@ static int load_pool(struct engine *e, struct keel_err *err)
         char envbuf[MCP_MAX_ENV][512];
         size_t nenv = 0;
         for (size_t k = 0; k < t->nenv && nenv < MCP_MAX_ENV; k++) {
-            snprintf(envbuf[nenv], sizeof envbuf[nenv], "%s=%s", t->env[k].name,
-                     t->env[k].value);
+            snprintf(envbuf[nenv], sizeof envbuf[nenv], "%s=%s", t->env[k].name, t->env[k].value);
             env[nenv] = envbuf[nenv];
             nenv++;
         }
@@ -893,7 +907,8 @@ static void resume_all(struct engine *e)
         struct store_run *runs;
         size_t n = 0;
         if (store_list_unfinished_runs(e->store, after, 0, &a, &runs, &n, NULL) || n == 0) break;
-        for (size_t i = 0; i < n; i++) engine_enqueue(e, runs[i].id);
+        for (size_t i = 0; i < n; i++)
+            engine_enqueue(e, runs[i].id);
         total += n;
         after = runs[n - 1].id;
     }
@@ -976,7 +991,8 @@ void engine_stop(struct engine *e)
     pthread_cond_broadcast(&e->work);
     pthread_cond_broadcast(&e->timer);
     pthread_mutex_unlock(&e->lock);
-    for (int i = 0; i < e->nworkers; i++) pthread_join(e->workers[i], NULL);
+    for (int i = 0; i < e->nworkers; i++)
+        pthread_join(e->workers[i], NULL);
     if (e->timer_started) pthread_join(e->timer_thread, NULL);
     free(e->workers);
     mcp_pool_free(e->pool);
@@ -1003,14 +1019,18 @@ void engine_stop(struct engine *e)
     free(e->queue);
     workflows_free(e->workflows);
     policy_set_free(e->policies);
-    for (size_t i = 0; i < e->nretired; i++) policy_set_free(e->retired[i]);
+    for (size_t i = 0; i < e->nretired; i++)
+        policy_set_free(e->retired[i]);
     free(e->retired);
     identity_set_free(e->ids);
     keel_config_free(e->cfg);
-    for (size_t i = 0; i < e->nold_ids; i++) identity_set_free(e->old_ids[i]);
-    for (size_t i = 0; i < e->nold_cfgs; i++) keel_config_free(e->old_cfgs[i]);
+    for (size_t i = 0; i < e->nold_ids; i++)
+        identity_set_free(e->old_ids[i]);
+    for (size_t i = 0; i < e->nold_cfgs; i++)
+        keel_config_free(e->old_cfgs[i]);
     model_gateway_free(e->models);
-    for (size_t i = 0; i < e->nold_models; i++) model_gateway_free(e->old_models[i]);
+    for (size_t i = 0; i < e->nold_models; i++)
+        model_gateway_free(e->old_models[i]);
     free(e->old_models);
     free(e->old_ids);
     free(e->old_cfgs);
@@ -1079,26 +1099,34 @@ int engine_reload(struct engine *e, struct keel_err *err)
     } else {
         policy_set_free(ps);
     }
-    if (retire(&e->old_ids, &e->nold_ids, e->ids)) e->ids = ids;
-    else identity_set_free(ids);
-    if (!e->models || retire(&e->old_models, &e->nold_models, e->models)) e->models = models;
-    else model_gateway_free(models);
+    if (retire(&e->old_ids, &e->nold_ids, e->ids))
+        e->ids = ids;
+    else
+        identity_set_free(ids);
+    if (!e->models || retire(&e->old_models, &e->nold_models, e->models))
+        e->models = models;
+    else
+        model_gateway_free(models);
     if (cfg) {
-        if (!e->cfg || retire(&e->old_cfgs, &e->nold_cfgs, e->cfg)) e->cfg = cfg;
-        else keel_config_free(cfg);
+        if (!e->cfg || retire(&e->old_cfgs, &e->nold_cfgs, e->cfg))
+            e->cfg = cfg;
+        else
+            keel_config_free(cfg);
     }
     /* Old workflow versions stay loaded (runs may be pinned to them),
      * marked not current; the fresh list goes in front. */
-    for (struct engine_workflow *w = e->workflows; w; w = w->next) w->current = false;
+    for (struct engine_workflow *w = e->workflows; w; w = w->next)
+        w->current = false;
     struct engine_workflow *tail = fresh;
-    while (tail && tail->next) tail = tail->next;
+    while (tail && tail->next)
+        tail = tail->next;
     if (tail) {
         tail->next = e->workflows;
         e->workflows = fresh;
     }
     pthread_mutex_unlock(&e->lock);
-    keel_log(KEEL_LOG_INFO, "engine: reloaded keel.yaml identities, workflows and policies (set %s)",
-             hash);
+    keel_log(KEEL_LOG_INFO,
+             "engine: reloaded keel.yaml identities, workflows and policies (set %s)", hash);
     return 0;
 }
 
@@ -1111,8 +1139,7 @@ static bool valid_id(const char *id)
 }
 
 int engine_run_start(struct engine *e, const char *workflow, const struct json_value *input,
-                     const struct identity *actor, char *run_id, size_t cap,
-                     struct keel_err *err)
+                     const struct identity *actor, char *run_id, size_t cap, struct keel_err *err)
 {
     struct engine_workflow *ew = engine_workflow_current(e, workflow);
     if (!ew)
@@ -1168,8 +1195,10 @@ int engine_run_start(struct engine *e, const char *workflow, const struct json_v
         c->run.input = arena_strdup(a, in.data);
         c->run.identity = arena_strdup(a, who);
         c->input = json_clone(a, input);
-        if (ew->wf->identity) snprintf(c->agent_actor, sizeof c->agent_actor, "agent:%s", ew->wf->identity);
-        else snprintf(c->agent_actor, sizeof c->agent_actor, "system");
+        if (ew->wf->identity)
+            snprintf(c->agent_actor, sizeof c->agent_actor, "agent:%s", ew->wf->identity);
+        else
+            snprintf(c->agent_actor, sizeof c->agent_actor, "system");
         engine_view_init(&c->view, sl->id, ew->wf, a);
         rc = journal_writer_new(e->store, sl->id, &c->w, err);
         if (!rc) {
@@ -1228,7 +1257,8 @@ int engine_run_list(struct engine *e, int limit, struct arena *a, struct json_va
     int rc = store_run_list(e->store, &f, a, &runs, &n, err);
     if (rc) return rc;
     struct json_value *arr = json_array(a);
-    for (size_t i = 0; i < n; i++) json_array_push(a, arr, run_summary(a, &runs[i]));
+    for (size_t i = 0; i < n; i++)
+        json_array_push(a, arr, run_summary(a, &runs[i]));
     *out = arr;
     return 0;
 }
@@ -1243,8 +1273,8 @@ static int run_get(struct engine *e, const char *id, struct arena *a, struct sto
     return rc;
 }
 
-int engine_run_show(struct engine *e, const char *run_id, struct arena *a,
-                    struct json_value **out, struct keel_err *err)
+int engine_run_show(struct engine *e, const char *run_id, struct arena *a, struct json_value **out,
+                    struct keel_err *err)
 {
     struct store_run r;
     int rc = run_get(e, run_id, a, &r, err);
@@ -1269,9 +1299,12 @@ int engine_run_show(struct engine *e, const char *run_id, struct arena *a,
 }
 
 static const enum engine_run_status from_store[STORE_RUN_STATUS_COUNT] = {
-    [STORE_RUN_PENDING] = RUN_RUNNING,     [STORE_RUN_RUNNING] = RUN_RUNNING,
-    [STORE_RUN_WAITING] = RUN_WAITING,     [STORE_RUN_SUCCEEDED] = RUN_SUCCEEDED,
-    [STORE_RUN_FAILED] = RUN_FAILED,       [STORE_RUN_CANCELLED] = RUN_CANCELLED,
+    [STORE_RUN_PENDING] = RUN_RUNNING,
+    [STORE_RUN_RUNNING] = RUN_RUNNING,
+    [STORE_RUN_WAITING] = RUN_WAITING,
+    [STORE_RUN_SUCCEEDED] = RUN_SUCCEEDED,
+    [STORE_RUN_FAILED] = RUN_FAILED,
+    [STORE_RUN_CANCELLED] = RUN_CANCELLED,
     [STORE_RUN_NEEDS_RECONCILE] = RUN_NEEDS_RECONCILE,
 };
 
@@ -1299,9 +1332,10 @@ int engine_run_wait(struct engine *e, const char *run_id, int64_t timeout_ms, bo
         /* A run still queued or held by a worker is about to move on. */
         size_t n = strlen(run_id);
         bool moving = strmap_get(&e->queued, run_id, n) || strmap_get(&e->busy, run_id, n);
-        bool settled = final_only ? (store_run_status_is_final(r.status) ||
-                                     r.status == STORE_RUN_NEEDS_RECONCILE)
-                                  : (r.status != STORE_RUN_RUNNING && r.status != STORE_RUN_PENDING);
+        bool settled =
+            final_only
+                ? (store_run_status_is_final(r.status) || r.status == STORE_RUN_NEEDS_RECONCILE)
+                : (r.status != STORE_RUN_RUNNING && r.status != STORE_RUN_PENDING);
         if (!moving && settled) break;
         if (pthread_cond_timedwait(&e->done, &e->lock, &until) == ETIMEDOUT) break;
     }
@@ -1330,8 +1364,7 @@ int engine_run_cancel(struct engine *e, const char *run_id, const struct identit
         json_object_setc(&a, p, "reason", json_cstr(&a, "cancelled while needing reconciliation"));
         rc = journal_append(e->store, run_id, "run.cancelled", who, p, NULL, err);
         if (!rc)
-            rc = store_run_set_status(e->store, run_id,
-                                      STORE_RUN_MASK(STORE_RUN_NEEDS_RECONCILE),
+            rc = store_run_set_status(e->store, run_id, STORE_RUN_MASK(STORE_RUN_NEEDS_RECONCILE),
                                       STORE_RUN_CANCELLED, "cancelled", 0, err);
         arena_cleanup(&a);
         return rc;
@@ -1436,8 +1469,8 @@ int engine_run_verify(struct engine *e, const char *run_id, struct arena *a,
 int engine_approval_list(struct engine *e, bool pending_only, const struct identity *viewer,
                          struct arena *a, struct json_value **out, struct keel_err *err)
 {
-    struct store_approval_filter f = {
-        .status_mask = pending_only ? 1u << STORE_APPROVAL_PENDING : 0};
+    struct store_approval_filter f = {.status_mask =
+                                          pending_only ? 1u << STORE_APPROVAL_PENDING : 0};
     struct store_approval *aps;
     size_t n = 0;
     int rc = store_approval_list(e->store, &f, a, &aps, &n, err);

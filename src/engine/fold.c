@@ -128,8 +128,14 @@ static void final_as(struct run_view *v, enum engine_run_status st)
     v->status = st;
     v->wait = WAIT_NONE;
 }
-static void on_succeeded(struct run_view *v, const struct json_value *p) { final_as(v, RUN_SUCCEEDED); }
-static void on_cancelled(struct run_view *v, const struct json_value *p) { final_as(v, RUN_CANCELLED); }
+static void on_succeeded(struct run_view *v, const struct json_value *p)
+{
+    final_as(v, RUN_SUCCEEDED);
+}
+static void on_cancelled(struct run_view *v, const struct json_value *p)
+{
+    final_as(v, RUN_CANCELLED);
+}
 static void on_reconcile(struct run_view *v, const struct json_value *p)
 {
     final_as(v, RUN_NEEDS_RECONCILE);
@@ -165,7 +171,8 @@ static const struct {
 static struct agent_usage *usage_of(struct run_view *v, const char *agent)
 {
     struct agent_usage *u = v->usage;
-    while (u && strcmp(u->agent, agent) != 0) u = u->next;
+    while (u && strcmp(u->agent, agent) != 0)
+        u = u->next;
     if (!u) {
         u = arena_zalloc(v->arena, sizeof *u);
         u->agent = arena_strdup(v->arena, agent);
@@ -267,7 +274,8 @@ void engine_view_visit(struct run_view *v, const char *step, int attempt)
         return;
     }
     struct visit_count *vc = v->visits;
-    while (vc && strcmp(vc->step, step) != 0) vc = vc->next;
+    while (vc && strcmp(vc->step, step) != 0)
+        vc = vc->next;
     if (!vc) {
         vc = arena_zalloc(v->arena, sizeof *vc);
         vc->step = arena_strdup(v->arena, step);

@@ -39,7 +39,7 @@ struct engine_tool_schemas {
 
 struct engine {
     char data_dir[2048];
-    char config_path[2048];  /* "" when there is no keel.yaml */
+    char config_path[2048]; /* "" when there is no keel.yaml */
     /* keel.yaml and the identities built from it.  A reload swaps both
      * (under lock) and keeps the old ones until engine_stop, since API
      * threads may still hold pointers into them. */
@@ -47,7 +47,7 @@ struct engine {
     struct identity_set *ids;
     void **old_cfgs; /* struct keel_config *   */
     size_t nold_cfgs;
-    void **old_ids;  /* struct identity_set *  */
+    void **old_ids; /* struct identity_set *  */
     size_t nold_ids;
     struct store *store;
     struct mcp_pool *pool;
@@ -66,16 +66,16 @@ struct engine {
      * engine_stop, since a worker may still be reading one). */
     struct policy_set *policies;
     char policy_hash[65]; /* policy_set_hash of policies, computed at load */
-    void **retired; /* struct policy_set * */
+    void **retired;       /* struct policy_set * */
     size_t nretired;
     struct strmap tools; /* "server/tool" -> struct engine_tool_schemas */
     /* Runnable queue: a ring of run ids. */
     char (*queue)[ENGINE_ID_MAX];
     size_t qhead, qlen, qcap;
-    struct strmap queued; /* run id -> (void*)1 while in the queue        */
-    struct strmap busy;   /* run id -> (void*)1 or 2 (2: re-queue after)  */
-    struct strmap recover; /* run id -> 1 while a "<run>/recover" timer is set */
-    struct strmap slots;   /* run id -> struct engine_slot * (kept contexts) */
+    struct strmap queued;   /* run id -> (void*)1 while in the queue        */
+    struct strmap busy;     /* run id -> (void*)1 or 2 (2: re-queue after)  */
+    struct strmap recover;  /* run id -> 1 while a "<run>/recover" timer is set */
+    struct strmap slots;    /* run id -> struct engine_slot * (kept contexts) */
     pthread_cond_t durable; /* a slot's deferred appends all completed      */
     uint64_t cancel_gen;    /* bumped by each cancel request                 */
     bool check_view;        /* KEEL_CHECK_VIEW=1: refold after each transition
@@ -131,20 +131,20 @@ struct agent_usage {
 struct run_view {
     const char *run_id;
     struct arena *arena;
-    const struct workflow *wf;     /* the version folded against          */
-    struct journal_reducers red;   /* its state keys' reducers            */
+    const struct workflow *wf;   /* the version folded against          */
+    struct journal_reducers red; /* its state keys' reducers            */
     int64_t events;
     /* final outcome, if the journal has one */
     bool final;
     enum engine_run_status status; /* from the journal */
     /* position */
-    const char *step;         /* step id the run is in or last completed  */
-    bool in_step;             /* step.started seen, no completed/failed   */
-    int attempt;              /* attempt of the current/last step          */
-    int visit;                /* 0 for the first visit of that step, ...   */
-    int *visit_n;             /* visits per step of wf (by index)          */
-    struct visit_count *visits; /* per step not in wf, in arena            */
-    const char *next_step;    /* from the last step.completed ("" = end)   */
+    const char *step;               /* step id the run is in or last completed  */
+    bool in_step;                   /* step.started seen, no completed/failed   */
+    int attempt;                    /* attempt of the current/last step          */
+    int visit;                      /* 0 for the first visit of that step, ...   */
+    int *visit_n;                   /* visits per step of wf (by index)          */
+    struct visit_count *visits;     /* per step not in wf, in arena            */
+    const char *next_step;          /* from the last step.completed ("" = end)   */
     struct json_value *last_result; /* result of the last completed step, the
                                        `result` of templates and conditions */
     bool have_next;
@@ -159,10 +159,10 @@ struct run_view {
     struct json_value *call_error;
     /* waiting */
     enum view_wait wait;
-    const char *wait_id;   /* approval or timer id */
-    int64_t wait_until;    /* 0: none */
+    const char *wait_id; /* approval or timer id */
+    int64_t wait_until;  /* 0: none */
     /* approvals decided within the current step */
-    const char *approval_id; /* requested in the current step, or NULL */
+    const char *approval_id;       /* requested in the current step, or NULL */
     const char *approval_decision; /* "approved" | "denied" | "expired" | NULL */
     const char *approval_by;
     const char *approval_comment;
@@ -254,14 +254,14 @@ struct engine_slot {
     char id[ENGINE_ID_MAX];
     struct arena arena;
     struct run_ctx c;
-    bool loaded;         /* c holds the run's row, writer, input and view  */
-    uint64_t cancel_gen; /* e->cancel_gen when cancel/<run> was looked up   */
+    bool loaded;                 /* c holds the run's row, writer, input and view  */
+    uint64_t cancel_gen;         /* e->cancel_gen when cancel/<run> was looked up   */
     struct journal_batch *batch; /* deferred events not yet queued          */
     /* Guarded by e->lock. */
-    int inflight;        /* deferred appends queued, not yet durable        */
-    bool failed;         /* one failed: c is ahead of the journal; reload   */
-    bool release;        /* the transition ended while appends were queued  */
-    int outcome;         /* what the transition returned, for the release   */
+    int inflight; /* deferred appends queued, not yet durable        */
+    bool failed;  /* one failed: c is ahead of the journal; reload   */
+    bool release; /* the transition ended while appends were queued  */
+    int outcome;  /* what the transition returned, for the release   */
 };
 
 /* Advances the run by one transition.  Returns 1 if the run is still
@@ -270,12 +270,28 @@ int engine_step(struct run_ctx *c, struct keel_err *err);
 
 /* ---- shared by the step executors (step.c, agent_step.c) -------------- */
 
+/* Payload builders: key k of object o gets s / i / v (values in arena a);
+ * a NULL string or value leaves the key out. */
+static inline void jset_s(struct arena *a, struct json_value *o, const char *k, const char *s)
+{
+    if (s) json_object_setc(a, o, k, json_cstr(a, s));
+}
+static inline void jset_i(struct arena *a, struct json_value *o, const char *k, int64_t i)
+{
+    json_object_setc(a, o, k, json_int(a, i));
+}
+static inline void jset_v(struct arena *a, struct json_value *o, const char *k,
+                          struct json_value *v)
+{
+    if (v) json_object_setc(a, o, k, v);
+}
+
 struct json_value *engine_error_obj(struct run_ctx *c, int code, const char *msg);
 
 /* A step attempt failed: retry after the backoff if attempts remain and
  * the failure is retryable, else fail the run. */
-int engine_step_failed(struct run_ctx *c, const struct workflow_step *s, int code,
-                       const char *msg, bool retryable, struct keel_err *err);
+int engine_step_failed(struct run_ctx *c, const struct workflow_step *s, int code, const char *msg,
+                       bool retryable, struct keel_err *err);
 
 /* Reduces result into the step's save key, then journals step.completed. */
 int engine_complete(struct run_ctx *c, const struct workflow_step *s, struct json_value *result,
@@ -303,8 +319,7 @@ int engine_park_for_approval(struct run_ctx *c, const struct workflow_step *s,
  * digest and policy set version it was asked for?  1 yes, 0 no, negative on
  * a store error. */
 int engine_approval_binds(struct run_ctx *c, const char *approval_id, const char *tool,
-                          const char *args_digest, const char *policy_hash,
-                          struct keel_err *err);
+                          const char *args_digest, const char *policy_hash, struct keel_err *err);
 
 enum verdict { VERDICT_DENY, VERDICT_ALLOW, VERDICT_APPROVAL };
 

@@ -76,27 +76,11 @@ int engine_journal_deferred(struct run_ctx *c, const char *kind, const char *act
     return journal_ev(c, kind, actor, payload, true, err);
 }
 
-static struct json_value *obj(struct run_ctx *c)
-{
-    return json_object(c->arena);
-}
-static void set_s(struct run_ctx *c, struct json_value *o, const char *k, const char *s)
-{
-    if (s) json_object_setc(c->arena, o, k, json_cstr(c->arena, s));
-}
-static void set_i(struct run_ctx *c, struct json_value *o, const char *k, int64_t i)
-{
-    json_object_setc(c->arena, o, k, json_int(c->arena, i));
-}
-static void set_v(struct run_ctx *c, struct json_value *o, const char *k, struct json_value *v)
-{
-    if (v) json_object_setc(c->arena, o, k, v);
-}
 struct json_value *engine_error_obj(struct run_ctx *c, int code, const char *msg)
 {
-    struct json_value *o = obj(c);
-    set_s(c, o, "code", keel_strerror(code));
-    set_s(c, o, "message", msg);
+    struct json_value *o = json_object(c->arena);
+    jset_s(c->arena, o, "code", keel_strerror(code));
+    jset_s(c->arena, o, "message", msg);
     return o;
 }
 
@@ -105,8 +89,7 @@ static int set_status(struct run_ctx *c, enum engine_run_status st, const char *
 {
     int rc = engine_barrier(c, err);
     if (rc) return rc;
-    rc = store_run_set_status(c->e->store, c->run.id, not_final, store_status[st], reason, 0,
-                              err);
+    rc = store_run_set_status(c->e->store, c->run.id, not_final, store_status[st], reason, 0, err);
     if (!rc) c->run.status = store_status[st];
     return rc;
 }
@@ -132,9 +115,9 @@ int engine_finish(struct run_ctx *c, enum engine_run_status st, const char *kind
 static int fail_run(struct run_ctx *c, const struct workflow_step *s, int code, const char *msg,
                     struct keel_err *err)
 {
-    struct json_value *p = obj(c);
-    set_v(c, p, "error", engine_error_obj(c, code, msg));
-    if (s) set_s(c, p, "step", s->id);
+    struct json_value *p = json_object(c->arena);
+    jset_v(c->arena, p, "error", engine_error_obj(c, code, msg));
+    if (s) jset_s(c->arena, p, "step", s->id);
     return engine_finish(c, RUN_FAILED, "run.failed", p, NULL, err);
 }
 
@@ -146,10 +129,10 @@ static int park_timer(struct run_ctx *c, const char *timer_id, const char *step,
     int rc = engine_barrier(c, err);
     if (!rc) rc = store_timer_set(c->e->store, &t, err);
     if (rc) return rc;
-    struct json_value *p = obj(c);
-    set_s(c, p, "reason", "timer");
-    set_s(c, p, "timer_id", timer_id);
-    set_i(c, p, "until", due);
+    struct json_value *p = json_object(c->arena);
+    jset_s(c->arena, p, "reason", "timer");
+    jset_s(c->arena, p, "timer_id", timer_id);
+    jset_i(c->arena, p, "until", due);
     rc = engine_journal(c, "run.waiting", NULL, p, err);
     if (rc) return rc;
     rc = set_status(c, RUN_WAITING, "timer", err);
@@ -161,19 +144,19 @@ static int park_timer(struct run_ctx *c, const char *timer_id, const char *step,
 
 /* A step attempt failed: retry after the backoff if attempts remain and
  * the failure is worth retrying, else fail the run. */
-int engine_step_failed(struct run_ctx *c, const struct workflow_step *s, int code,
-                       const char *msg, bool retryable, struct keel_err *err)
+int engine_step_failed(struct run_ctx *c, const struct workflow_step *s, int code, const char *msg,
+                       bool retryable, struct keel_err *err)
 {
     int attempt = c->view.attempt ? c->view.attempt : 1;
-    struct json_value *p = obj(c);
-    set_s(c, p, "step", s->id);
-    set_i(c, p, "attempt", attempt);
-    set_v(c, p, "error", engine_error_obj(c, code, msg));
+    struct json_value *p = json_object(c->arena);
+    jset_s(c->arena, p, "step", s->id);
+    jset_i(c->arena, p, "attempt", attempt);
+    jset_v(c->arena, p, "error", engine_error_obj(c, code, msg));
     bool again = retryable && attempt < s->retry.attempts;
     int64_t due = 0;
     if (again) {
         due = keel_wall_ms() + workflow_retry_delay_ms(&s->retry, attempt + 1);
-        set_i(c, p, "retry_at", due);
+        jset_i(c->arena, p, "retry_at", due);
     }
     int rc = engine_journal(c, "step.failed", NULL, p, err);
     if (rc) return rc;
@@ -192,10 +175,10 @@ static const char *next_id(struct run_ctx *c, int next)
 
 static struct json_value *vars(struct run_ctx *c, struct json_value *result)
 {
-    struct json_value *o = obj(c);
-    set_v(c, o, "input", c->input);
-    set_v(c, o, "state", c->view.state);
-    set_v(c, o, "result", result);
+    struct json_value *o = json_object(c->arena);
+    jset_v(c->arena, o, "input", c->input);
+    jset_v(c->arena, o, "state", c->view.state);
+    jset_v(c->arena, o, "result", result);
     return o;
 }
 
@@ -207,8 +190,8 @@ static int check_state(struct run_ctx *c, const char *key, const struct json_val
     const struct workflow_state_key *k = workflow_state_find(c->ew->wf, key);
     if (!k) return 0;
     struct json_value *after = NULL;
-    int rc = workflow_reduce(k->reducer, json_get(c->view.state, key), value, c->arena, &after,
-                             err);
+    int rc =
+        workflow_reduce(k->reducer, json_get(c->view.state, key), value, c->arena, &after, err);
     if (rc) {
         keel_err_prefix(err, "state.%s", key);
         return rc;
@@ -228,25 +211,24 @@ int engine_complete(struct run_ctx *c, const struct workflow_step *s, struct jso
             return engine_step_failed(c, s, serr.code ? serr.code : KEEL_ESCHEMA, serr.msg, false,
                                       err);
         const struct workflow_state_key *k = workflow_state_find(c->ew->wf, s->save);
-        struct json_value *p = obj(c);
-        set_s(c, p, "key", s->save);
-        set_v(c, p, "value", result);
-        set_s(c, p, "reducer",
-              workflow_reducer_name(k ? k->reducer : WORKFLOW_REDUCER_REPLACE));
+        struct json_value *p = json_object(c->arena);
+        jset_s(c->arena, p, "key", s->save);
+        jset_v(c->arena, p, "value", result);
+        jset_s(c->arena, p, "reducer",
+               workflow_reducer_name(k ? k->reducer : WORKFLOW_REDUCER_REPLACE));
         if ((rc = engine_journal_deferred(c, "state.updated", NULL, p, err))) return rc;
     }
-    struct json_value *p = obj(c);
-    set_s(c, p, "step", s->id);
-    set_i(c, p, "attempt", c->view.attempt ? c->view.attempt : 1);
-    set_v(c, p, "result", result);
-    set_s(c, p, "next", next_id(c, next));
+    struct json_value *p = json_object(c->arena);
+    jset_s(c->arena, p, "step", s->id);
+    jset_i(c->arena, p, "attempt", c->view.attempt ? c->view.attempt : 1);
+    jset_v(c->arena, p, "result", result);
+    jset_s(c->arena, p, "next", next_id(c, next));
     /* The transition ends here: nothing happens before the run is released,
      * and it is released once these are durable. */
     return engine_journal_deferred(c, "step.completed", NULL, p, err);
 }
 
 /* ---- approvals --------------------------------------------------------- */
-
 
 /* Creates the approval (if not yet there), journals approval.requested and
  * run.waiting, and parks the run.  The approval id is derived from (run,
@@ -272,16 +254,16 @@ int engine_park_for_approval(struct run_ctx *c, const struct workflow_step *s,
     int64_t expires = b->timeout_ms ? keel_wall_ms() + b->timeout_ms : 0;
     if ((rc = engine_barrier(c, err))) return rc;
     if (!v->approval_id || strcmp(v->approval_id, aid) != 0) {
-        struct json_value *req = obj(c);
-        set_s(c, req, "run", c->run.id);
-        set_s(c, req, "step", s->id);
-        set_s(c, req, "agent", b->agent ? b->agent : c->ew->wf->identity);
-        set_s(c, req, "tool", b->tool);
-        set_s(c, req, "args_digest", b->args_digest);
-        set_v(c, req, "args", b->args);
-        set_s(c, req, "policy", b->policy_hash);
-        set_s(c, req, "policies", b->policies);
-        set_v(c, req, "message", b->message);
+        struct json_value *req = json_object(c->arena);
+        jset_s(c->arena, req, "run", c->run.id);
+        jset_s(c->arena, req, "step", s->id);
+        jset_s(c->arena, req, "agent", b->agent ? b->agent : c->ew->wf->identity);
+        jset_s(c->arena, req, "tool", b->tool);
+        jset_s(c->arena, req, "args_digest", b->args_digest);
+        jset_v(c->arena, req, "args", b->args);
+        jset_s(c->arena, req, "policy", b->policy_hash);
+        jset_s(c->arena, req, "policies", b->policies);
+        jset_v(c->arena, req, "message", b->message);
         struct buf rb;
         buf_init(&rb);
         json_write(&rb, req, 0, NULL);
@@ -300,16 +282,16 @@ int engine_park_for_approval(struct run_ctx *c, const struct workflow_step *s,
         } else if (rc) {
             return rc;
         }
-        struct json_value *p = obj(c);
-        set_s(c, p, "approval_id", aid);
-        set_s(c, p, "step", s->id);
-        set_s(c, p, "group", b->group);
-        set_s(c, p, "args_digest", b->args_digest ? b->args_digest : "");
-        set_s(c, p, "tool", b->tool);
-        set_s(c, p, "agent", b->agent);
-        set_s(c, p, "policy", b->policy_hash);
-        if (expires) set_i(c, p, "expires_ms", expires);
-        set_v(c, p, "message", b->message);
+        struct json_value *p = json_object(c->arena);
+        jset_s(c->arena, p, "approval_id", aid);
+        jset_s(c->arena, p, "step", s->id);
+        jset_s(c->arena, p, "group", b->group);
+        jset_s(c->arena, p, "args_digest", b->args_digest ? b->args_digest : "");
+        jset_s(c->arena, p, "tool", b->tool);
+        jset_s(c->arena, p, "agent", b->agent);
+        jset_s(c->arena, p, "policy", b->policy_hash);
+        if (expires) jset_i(c->arena, p, "expires_ms", expires);
+        jset_v(c->arena, p, "message", b->message);
         if ((rc = engine_journal(c, "approval.requested", NULL, p, err))) return rc;
         v->approval_id = arena_strdup(c->arena, aid);
     } else {
@@ -324,10 +306,10 @@ int engine_park_for_approval(struct run_ctx *c, const struct workflow_step *s,
             .id = tid, .run_id = c->run.id, .step_id = s->id, .due_ms = expires};
         if ((rc = store_timer_set(c->e->store, &t, err))) return rc;
     }
-    struct json_value *p = obj(c);
-    set_s(c, p, "reason", "approval");
-    set_s(c, p, "approval_id", v->approval_id);
-    if (expires) set_i(c, p, "until", expires);
+    struct json_value *p = json_object(c->arena);
+    jset_s(c->arena, p, "reason", "approval");
+    jset_s(c->arena, p, "approval_id", v->approval_id);
+    if (expires) jset_i(c->arena, p, "until", expires);
     if ((rc = engine_journal(c, "run.waiting", NULL, p, err))) return rc;
     rc = set_status(c, RUN_WAITING, "approval", err);
     pthread_mutex_lock(&c->e->lock);
@@ -338,15 +320,14 @@ int engine_park_for_approval(struct run_ctx *c, const struct workflow_step *s,
 
 /* The approval holds only for what it was asked for. */
 int engine_approval_binds(struct run_ctx *c, const char *approval_id, const char *tool,
-                          const char *args_digest, const char *policy_hash,
-                          struct keel_err *err)
+                          const char *args_digest, const char *policy_hash, struct keel_err *err)
 {
     struct store_approval ap;
     int rc = store_approval_get(c->e->store, approval_id, c->arena, &ap, err);
     if (rc) return rc;
     struct json_value *req = NULL;
-    json_parse(c->arena, ap.request ? ap.request : "{}", ap.request ? strlen(ap.request) : 2,
-               NULL, &req, NULL);
+    json_parse(c->arena, ap.request ? ap.request : "{}", ap.request ? strlen(ap.request) : 2, NULL,
+               &req, NULL);
     return !strcmp(json_get_str(req, "args_digest", ""), args_digest) &&
            !strcmp(json_get_str(req, "tool", ""), tool) &&
            !strcmp(json_get_str(req, "policy", ""), policy_hash);
@@ -363,8 +344,7 @@ static int approval_outcome(const struct run_view *v, enum workflow_on_timeout o
     return 0;
 }
 
-static int approval_refused(struct run_ctx *c, const struct workflow_step *s,
-                            struct keel_err *err)
+static int approval_refused(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err)
 {
     struct run_view *v = &c->view;
     char msg[KEEL_ERR_MSG_MAX];
@@ -381,17 +361,18 @@ static int exec_approval(struct run_ctx *c, const struct workflow_step *s, struc
     int outcome = approval_outcome(v, s->approval.on_timeout);
     if (outcome == 0) return approval_refused(c, s, err);
     if (outcome == 1) {
-        struct json_value *res = obj(c);
+        struct json_value *res = json_object(c->arena);
         json_object_setc(c->arena, res, "approved", json_bool(c->arena, true));
-        set_s(c, res, "by", v->approval_by);
-        set_s(c, res, "comment", v->approval_comment);
+        jset_s(c->arena, res, "by", v->approval_by);
+        jset_s(c->arena, res, "comment", v->approval_comment);
         return engine_complete(c, s, res, s->next, err);
     }
     struct json_value *msg = NULL;
     if (s->approval.message) {
         struct keel_err rerr;
         keel_err_clear(&rerr);
-        if (workflow_render(s->approval.message, vars(c, c->view.last_result), c->arena, &msg, &rerr))
+        if (workflow_render(s->approval.message, vars(c, c->view.last_result), c->arena, &msg,
+                            &rerr))
             return engine_step_failed(c, s, rerr.code, rerr.msg, false, err);
     }
     char digest[65] = "";
@@ -422,45 +403,47 @@ int engine_authorize(struct run_ctx *c, const struct workflow_step *s, const cha
 
     /* Entities: the agent with its team, the tool with its server. */
     struct json_value *ents = json_array(a);
-    struct json_value *ag = obj(c), *agid = obj(c), *tl = obj(c), *tlid = obj(c);
-    set_s(c, agid, "type", "Agent");
-    set_s(c, agid, "id", agent);
-    set_v(c, ag, "uid", agid);
-    set_v(c, ag, "attrs", obj(c));
+    struct json_value *ag = json_object(c->arena), *agid = json_object(c->arena),
+                      *tl = json_object(c->arena), *tlid = json_object(c->arena);
+    jset_s(c->arena, agid, "type", "Agent");
+    jset_s(c->arena, agid, "id", agent);
+    jset_v(c->arena, ag, "uid", agid);
+    jset_v(c->arena, ag, "attrs", json_object(c->arena));
     struct json_value *agp = json_array(a);
     const char *slash = strchr(agent, '/');
     if (slash) {
-        struct json_value *team = obj(c);
-        set_s(c, team, "type", "Team");
+        struct json_value *team = json_object(c->arena);
+        jset_s(c->arena, team, "type", "Team");
         json_object_setc(a, team, "id", json_string(a, agent, (size_t)(slash - agent)));
         json_array_push(a, agp, team);
     }
-    set_v(c, ag, "parents", agp);
+    jset_v(c->arena, ag, "parents", agp);
     json_array_push(a, ents, ag);
-    set_s(c, tlid, "type", "Tool");
-    set_s(c, tlid, "id", qualified);
-    set_v(c, tl, "uid", tlid);
-    set_v(c, tl, "attrs", obj(c));
-    struct json_value *tlp = json_array(a), *srv = obj(c);
-    set_s(c, srv, "type", "ToolServer");
-    set_s(c, srv, "id", server);
+    jset_s(c->arena, tlid, "type", "Tool");
+    jset_s(c->arena, tlid, "id", qualified);
+    jset_v(c->arena, tl, "uid", tlid);
+    jset_v(c->arena, tl, "attrs", json_object(c->arena));
+    struct json_value *tlp = json_array(a), *srv = json_object(c->arena);
+    jset_s(c->arena, srv, "type", "ToolServer");
+    jset_s(c->arena, srv, "id", server);
     json_array_push(a, tlp, srv);
-    set_v(c, tl, "parents", tlp);
+    jset_v(c->arena, tl, "parents", tlp);
     json_array_push(a, ents, tl);
 
-    struct json_value *rq = obj(c), *act = obj(c), *ctx = obj(c);
-    set_v(c, rq, "principal", agid);
-    set_s(c, act, "type", "Action");
-    set_s(c, act, "id", "call_tool");
-    set_v(c, rq, "action", act);
-    set_v(c, rq, "resource", tlid);
-    set_v(c, ctx, "args", args);
-    set_s(c, ctx, "workflow", c->ew->wf->name);
-    set_s(c, ctx, "step", s->id);
-    set_s(c, ctx, "run", c->run.id);
+    struct json_value *rq = json_object(c->arena), *act = json_object(c->arena),
+                      *ctx = json_object(c->arena);
+    jset_v(c->arena, rq, "principal", agid);
+    jset_s(c->arena, act, "type", "Action");
+    jset_s(c->arena, act, "id", "call_tool");
+    jset_v(c->arena, rq, "action", act);
+    jset_v(c->arena, rq, "resource", tlid);
+    jset_v(c->arena, ctx, "args", args);
+    jset_s(c->arena, ctx, "workflow", c->ew->wf->name);
+    jset_s(c->arena, ctx, "step", s->id);
+    jset_s(c->arena, ctx, "run", c->run.id);
     for (uint32_t i = 0; json_is(extra, JSON_OBJECT) && i < extra->len; i++)
         json_object_setc(a, ctx, extra->u.members[i].key, extra->u.members[i].value);
-    set_v(c, rq, "context", ctx);
+    jset_v(c->arena, rq, "context", ctx);
 
     struct policy_entities *es = NULL;
     struct policy_request req;
@@ -481,8 +464,8 @@ int engine_authorize(struct run_ctx *c, const struct workflow_step *s, const cha
         buf_printf(&ids, "%s%s", i ? "," : "", resp.reasons[i]->id);
     }
     *out = resp.decision != POLICY_ALLOW ? VERDICT_DENY
-           : resp.napprovals            ? VERDICT_APPROVAL
-                                        : VERDICT_ALLOW;
+           : resp.napprovals             ? VERDICT_APPROVAL
+                                         : VERDICT_ALLOW;
     *group = resp.napprovals ? arena_strdup(a, resp.approvals[0]) : NULL;
     *approval_ms = 0;
     for (size_t i = 0; resp.napprovals && i < resp.nreasons; i++) {
@@ -495,20 +478,23 @@ int engine_authorize(struct run_ctx *c, const struct workflow_step *s, const cha
     }
     if (!*approval_ms) *approval_ms = 24 * 3600 * 1000LL;
     *policy_ids = arena_strdup(a, ids.data ? ids.data : "");
-    struct json_value *p = obj(c);
-    set_s(c, p, "step", s->id);
-    set_s(c, p, "call_id", call_id);
-    set_s(c, p, "agent", agent);
-    set_s(c, p, "action", "call_tool");
+    struct json_value *p = json_object(c->arena);
+    jset_s(c->arena, p, "step", s->id);
+    jset_s(c->arena, p, "call_id", call_id);
+    jset_s(c->arena, p, "agent", agent);
+    jset_s(c->arena, p, "action", "call_tool");
     char res[2 * ENGINE_ID_MAX + 16];
     snprintf(res, sizeof res, "Tool::\"%s\"", qualified);
-    set_s(c, p, "resource", res);
-    set_s(c, p, "decision", *out == VERDICT_DENY ? "deny" : *out == VERDICT_ALLOW ? "allow" : "approval");
-    set_v(c, p, "policies", pol);
-    set_s(c, p, "policy_hash", policy_hash);
-    set_s(c, p, "group", *group);
+    jset_s(c->arena, p, "resource", res);
+    jset_s(c->arena, p, "decision",
+           *out == VERDICT_DENY    ? "deny"
+           : *out == VERDICT_ALLOW ? "allow"
+                                   : "approval");
+    jset_v(c->arena, p, "policies", pol);
+    jset_s(c->arena, p, "policy_hash", policy_hash);
+    jset_s(c->arena, p, "group", *group);
     for (size_t i = 0; i < resp.nerrors; i++) {
-        if (i == 0) set_v(c, p, "errors", json_array(a));
+        if (i == 0) jset_v(c->arena, p, "errors", json_array(a));
         json_array_push(a, json_get(p, "errors"), json_cstr(a, resp.errors[i].message));
     }
     buf_cleanup(&ids);
@@ -555,9 +541,9 @@ static int policy_gate(struct run_ctx *c, const struct workflow_step *s, const c
         if (rc < 0) return rc;
         if (rc == 0) {
             rc = engine_step_failed(c, s, KEEL_ESTATE,
-                             "the approval was given for other arguments, another tool or "
-                             "another policy version; start the run again to ask anew",
-                             false, err);
+                                    "the approval was given for other arguments, another tool or "
+                                    "another policy version; start the run again to ask anew",
+                                    false, err);
             return rc ? rc : 0;
         }
         return 1;
@@ -575,8 +561,7 @@ static int policy_gate(struct run_ctx *c, const struct workflow_step *s, const c
 
 static bool retryable_code(int code)
 {
-    return code == KEEL_EIO || code == KEEL_ETIMEOUT || code == KEEL_EPROTO ||
-           code == KEEL_EBUSY;
+    return code == KEEL_EIO || code == KEEL_ETIMEOUT || code == KEEL_EPROTO || code == KEEL_EBUSY;
 }
 
 int engine_validate(const struct schema *sc, const struct json_value *v, const char *what,
@@ -594,8 +579,7 @@ int engine_validate(const struct schema *sc, const struct json_value *v, const c
         const struct schema_error *e = schema_result_error(&r, 0);
         const char *loc = e ? e->instance_location : "";
         const char *msg = e ? e->message : "invalid";
-        keel_fail(err, KEEL_ESCHEMA, "%s of %s fail its schema at '%s': %s", what, tool, loc,
-                  msg);
+        keel_fail(err, KEEL_ESCHEMA, "%s of %s fail its schema at '%s': %s", what, tool, loc, msg);
     }
     schema_result_cleanup(&r);
     return ok ? 0 : KEEL_ESCHEMA;
@@ -612,17 +596,16 @@ static struct json_value *result_value(struct run_ctx *c, const struct mcp_call_
 /* Records the outcome of a call that returned (or failed) and moves on. */
 static int call_outcome(struct run_ctx *c, const struct workflow_step *s,
                         struct engine_tool_schemas *ts, const char *qualified,
-                        struct json_value *result, struct json_value *error,
-                        struct keel_err *err)
+                        struct json_value *result, struct json_value *error, struct keel_err *err)
 {
     if (error) {
         const char *code = json_get_str(error, "code", "EIO");
         const char *msg = json_get_str(error, "message", "tool call failed");
         bool tool_error = json_get_bool(error, "tool_error", false);
         int kc = KEEL_EIO;
-        static const int codes[] = {KEEL_EIO,     KEEL_ETIMEOUT, KEEL_EPROTO,
-                                    KEEL_EBUSY,   KEEL_ESCHEMA,  KEEL_EINVAL,
-                                    KEEL_ENOENT,  KEEL_EDENIED,  KEEL_ELIMIT};
+        static const int codes[] = {KEEL_EIO,    KEEL_ETIMEOUT, KEEL_EPROTO,
+                                    KEEL_EBUSY,  KEEL_ESCHEMA,  KEEL_EINVAL,
+                                    KEEL_ENOENT, KEEL_EDENIED,  KEEL_ELIMIT};
         for (size_t i = 0; i < KEEL_ARRAY_LEN(codes); i++)
             if (!strcmp(keel_strerror(codes[i]), code)) kc = codes[i];
         return engine_step_failed(c, s, kc, msg, tool_error || retryable_code(kc), err);
@@ -647,21 +630,21 @@ int engine_journal_call_completed(struct run_ctx *c, const char *actor, struct j
     *error = engine_error_obj(c, KEEL_ELIMIT,
                               "the tool's result is larger than the journal's payload limit; make "
                               "the tool return less (or a reference to the data)");
-    set_v(c, p, "error", *error);
+    jset_v(c->arena, p, "error", *error);
     return engine_journal(c, "tool.call.completed", actor, p, err);
 }
 
 int engine_needs_reconcile(struct run_ctx *c, const struct workflow_step *s, const char *call_id,
                            const char *tool, const char *agent, struct keel_err *err)
 {
-    struct json_value *p = obj(c);
-    set_s(c, p, "step", s->id);
-    set_s(c, p, "call_id", call_id);
-    set_s(c, p, "tool", tool);
-    set_s(c, p, "agent", agent);
-    set_s(c, p, "reason",
-          "the tool call started but no result was recorded, and the tool is not declared "
-          "idempotent; check the tool's side and reconcile by hand (keel run reconcile)");
+    struct json_value *p = json_object(c->arena);
+    jset_s(c->arena, p, "step", s->id);
+    jset_s(c->arena, p, "call_id", call_id);
+    jset_s(c->arena, p, "tool", tool);
+    jset_s(c->arena, p, "agent", agent);
+    jset_s(c->arena, p, "reason",
+           "the tool call started but no result was recorded, and the tool is not declared "
+           "idempotent; check the tool's side and reconcile by hand (keel run reconcile)");
     return engine_finish(c, RUN_NEEDS_RECONCILE, "run.needs_reconcile", p, NULL, err);
 }
 
@@ -670,7 +653,8 @@ static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct ke
     struct run_view *v = &c->view;
     char qualified[2 * ENGINE_ID_MAX + 2];
     snprintf(qualified, sizeof qualified, "%s/%s", s->call.server, s->call.tool);
-    if (v->call_done) return call_outcome(c, s, NULL, qualified, v->call_result, v->call_error, err);
+    if (v->call_done)
+        return call_outcome(c, s, NULL, qualified, v->call_result, v->call_error, err);
 
     struct engine_tool_schemas *ts = NULL;
     struct keel_err terr;
@@ -687,12 +671,11 @@ static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct ke
     if (v->call_open) {
         /* Started before a crash, no result recorded. */
         if (!ts->idempotent)
-            return engine_needs_reconcile(c, s, v->call_id ? v->call_id : "", qualified, NULL,
-                                          err);
+            return engine_needs_reconcile(c, s, v->call_id ? v->call_id : "", qualified, NULL, err);
         key = v->call_key;
-        args = v->call_args ? v->call_args : obj(c);
+        args = v->call_args ? v->call_args : json_object(c->arena);
     } else {
-        args = obj(c);
+        args = json_object(c->arena);
         if (s->call.args) {
             struct keel_err rerr;
             keel_err_clear(&rerr);
@@ -707,15 +690,15 @@ static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct ke
         if (rc <= 0) return rc;
         engine_idempotency_key(c->run.id, s->id, v->visit, keybuf);
         key = keybuf;
-        struct json_value *p = obj(c);
+        struct json_value *p = json_object(c->arena);
         char call_id[3 * ENGINE_ID_MAX];
         snprintf(call_id, sizeof call_id, "%s/%d", s->id, v->visit);
-        set_s(c, p, "step", s->id);
-        set_s(c, p, "call_id", call_id);
-        set_s(c, p, "server", s->call.server);
-        set_s(c, p, "tool", s->call.tool);
-        set_v(c, p, "args", args);
-        set_s(c, p, "idempotency_key", key);
+        jset_s(c->arena, p, "step", s->id);
+        jset_s(c->arena, p, "call_id", call_id);
+        jset_s(c->arena, p, "server", s->call.server);
+        jset_s(c->arena, p, "tool", s->call.tool);
+        jset_v(c->arena, p, "args", args);
+        jset_s(c->arena, p, "idempotency_key", key);
         if ((rc = engine_journal(c, "tool.call.started", c->agent_actor, p, err))) return rc;
     }
 
@@ -724,24 +707,24 @@ static int exec_tool(struct run_ctx *c, const struct workflow_step *s, struct ke
     keel_err_clear(&cerr);
     int64_t t0 = keel_mono_ns();
     rc = mcp_pool_call(c->e->pool, qualified, args, key, s->timeout_ms, c->arena, &r, &cerr);
-    struct json_value *p = obj(c);
-    set_s(c, p, "step", s->id);
+    struct json_value *p = json_object(c->arena);
+    jset_s(c->arena, p, "step", s->id);
     char call_id[3 * ENGINE_ID_MAX];
     snprintf(call_id, sizeof call_id, "%s/%d", s->id, v->visit);
-    set_s(c, p, "call_id", call_id);
-    set_i(c, p, "duration_ms", (keel_mono_ns() - t0) / 1000000);
+    jset_s(c->arena, p, "call_id", call_id);
+    jset_i(c->arena, p, "duration_ms", (keel_mono_ns() - t0) / 1000000);
     struct json_value *result = NULL, *error = NULL;
     if (rc) {
         error = engine_error_obj(c, rc, cerr.msg);
     } else if (r.is_error) {
         error = engine_error_obj(c, KEEL_EIO, mcp_result_text(c->arena, &r));
         json_object_setc(c->arena, error, "tool_error", json_bool(c->arena, true));
-        set_v(c, p, "is_error", json_bool(c->arena, true));
+        jset_v(c->arena, p, "is_error", json_bool(c->arena, true));
     } else {
         result = result_value(c, &r);
     }
-    set_v(c, p, "result", result);
-    set_v(c, p, "error", error);
+    jset_v(c->arena, p, "result", result);
+    jset_v(c->arena, p, "error", error);
     rc = engine_journal_call_completed(c, c->agent_actor, p, &result, &error, err);
     if (rc) return rc;
     return call_outcome(c, s, ts, qualified, result, error, err);
@@ -771,30 +754,32 @@ static int exec_set(struct run_ctx *c, const struct workflow_step *s, struct kee
         if (check_state(c, en->key, val, &rerr))
             return fail_run(c, s, rerr.code ? rerr.code : KEEL_ESCHEMA, rerr.msg, err);
         const struct workflow_state_key *k = workflow_state_find(c->ew->wf, en->key);
-        struct json_value *p = obj(c);
-        set_s(c, p, "key", en->key);
-        set_v(c, p, "value", val);
-        set_s(c, p, "reducer", workflow_reducer_name(k ? k->reducer : WORKFLOW_REDUCER_REPLACE));
+        struct json_value *p = json_object(c->arena);
+        jset_s(c->arena, p, "key", en->key);
+        jset_v(c->arena, p, "value", val);
+        jset_s(c->arena, p, "reducer",
+               workflow_reducer_name(k ? k->reducer : WORKFLOW_REDUCER_REPLACE));
         int rc = engine_journal_deferred(c, "state.updated", NULL, p, err); /* pure step */
         if (rc) return rc;
     }
     return engine_complete(c, s, NULL, s->next, err);
 }
 
-static int exec_end(struct run_ctx *c, const struct workflow_step *s, bool ok,
-                    struct keel_err *err)
+static int exec_end(struct run_ctx *c, const struct workflow_step *s, bool ok, struct keel_err *err)
 {
     struct json_value *out = NULL, *msg = NULL;
     struct keel_err rerr;
     keel_err_clear(&rerr);
-    if (s->end.output && workflow_render(s->end.output, vars(c, c->view.last_result), c->arena, &out, &rerr))
+    if (s->end.output &&
+        workflow_render(s->end.output, vars(c, c->view.last_result), c->arena, &out, &rerr))
         return fail_run(c, s, rerr.code, rerr.msg, err);
-    if (s->end.message && workflow_render(s->end.message, vars(c, c->view.last_result), c->arena, &msg, &rerr))
+    if (s->end.message &&
+        workflow_render(s->end.message, vars(c, c->view.last_result), c->arena, &msg, &rerr))
         return fail_run(c, s, rerr.code, rerr.msg, err);
     if (ok) {
-        struct json_value *p = obj(c);
-        set_v(c, p, "output", out);
-        set_s(c, p, "step", s->id);
+        struct json_value *p = json_object(c->arena);
+        jset_v(c->arena, p, "output", out);
+        jset_s(c->arena, p, "step", s->id);
         return engine_finish(c, RUN_SUCCEEDED, "run.succeeded", p, NULL, err);
     }
     const char *m = json_is(msg, JSON_STRING) ? msg->u.s.str : "the workflow failed the run";
@@ -812,9 +797,9 @@ static int exec_fail(struct run_ctx *c, const struct workflow_step *s, struct ke
 
 typedef int (*step_exec)(struct run_ctx *c, const struct workflow_step *s, struct keel_err *err);
 static const step_exec step_table[WORKFLOW_STEP_KIND_COUNT] = {
-    [WORKFLOW_STEP_TOOL] = exec_tool,       [WORKFLOW_STEP_APPROVAL] = exec_approval,
-    [WORKFLOW_STEP_SWITCH] = exec_switch,   [WORKFLOW_STEP_SET] = exec_set,
-    [WORKFLOW_STEP_SUCCEED] = exec_succeed, [WORKFLOW_STEP_FAIL] = exec_fail,
+    [WORKFLOW_STEP_TOOL] = exec_tool,          [WORKFLOW_STEP_APPROVAL] = exec_approval,
+    [WORKFLOW_STEP_SWITCH] = exec_switch,      [WORKFLOW_STEP_SET] = exec_set,
+    [WORKFLOW_STEP_SUCCEED] = exec_succeed,    [WORKFLOW_STEP_FAIL] = exec_fail,
     [WORKFLOW_STEP_AGENT] = engine_exec_agent,
 };
 
@@ -823,9 +808,9 @@ static const step_exec step_table[WORKFLOW_STEP_KIND_COUNT] = {
 static int resume(struct run_ctx *c, const char *reason, const char *id_key, const char *id,
                   struct keel_err *err)
 {
-    struct json_value *p = obj(c);
-    set_s(c, p, "reason", reason);
-    set_s(c, p, id_key, id);
+    struct json_value *p = json_object(c->arena);
+    jset_s(c->arena, p, "reason", reason);
+    jset_s(c->arena, p, id_key, id);
     int rc = engine_journal(c, "run.resumed", NULL, p, err);
     if (rc) return rc;
     rc = store_run_set_status(c->e->store, c->run.id, STORE_RUN_MASK(STORE_RUN_WAITING),
@@ -844,9 +829,9 @@ static int check_wait(struct run_ctx *c, struct keel_err *err)
     if (v->wait == WAIT_TIMER) {
         if (v->wait_until && now < v->wait_until) return 0;
         const char *tid = v->wait_id; /* run.resumed clears it from the view */
-        struct json_value *p = obj(c);
-        set_s(c, p, "timer_id", tid);
-        set_s(c, p, "step", v->step);
+        struct json_value *p = json_object(c->arena);
+        jset_s(c->arena, p, "timer_id", tid);
+        jset_s(c->arena, p, "step", v->step);
         if ((rc = engine_journal(c, "timer.fired", NULL, p, err))) return rc;
         if ((rc = resume(c, "timer", "timer_id", tid, err))) return rc;
         store_timer_delete(c->e->store, tid, NULL);
@@ -861,11 +846,11 @@ static int check_wait(struct run_ctx *c, struct keel_err *err)
         if (rc && rc != KEEL_ESTATE) return rc;
         if ((rc = store_approval_get(c->e->store, v->wait_id, c->arena, &ap, err))) return rc;
     }
-    struct json_value *p = obj(c);
-    set_s(c, p, "approval_id", ap.id);
-    set_s(c, p, "decision", store_approval_status_name(ap.status));
-    set_s(c, p, "by", ap.decided_by ? ap.decided_by : "system");
-    set_s(c, p, "comment", ap.comment);
+    struct json_value *p = json_object(c->arena);
+    jset_s(c->arena, p, "approval_id", ap.id);
+    jset_s(c->arena, p, "decision", store_approval_status_name(ap.status));
+    jset_s(c->arena, p, "by", ap.decided_by ? ap.decided_by : "system");
+    jset_s(c->arena, p, "comment", ap.comment);
     if ((rc = engine_journal(c, "approval.decided", ap.decided_by, p, err))) return rc;
     if ((rc = resume(c, "approval", "approval_id", ap.id, err))) return rc;
     char tid[64];
@@ -884,8 +869,7 @@ int engine_step(struct run_ctx *c, struct keel_err *err)
     if (v->final) {
         /* The final event is journaled but the status row may lag (crash
          * between the two writes): repair it. */
-        if (c->run.status != store_status[v->status])
-            set_status(c, v->status, "resume", NULL);
+        if (c->run.status != store_status[v->status]) set_status(c, v->status, "resume", NULL);
         store_timer_delete_run(c->e->store, c->run.id, NULL, NULL);
         return 0;
     }
@@ -901,9 +885,9 @@ int engine_step(struct run_ctx *c, struct keel_err *err)
     bool look = !c->slot || c->slot->cancel_gen != gen;
     if (c->slot) c->slot->cancel_gen = gen;
     if (look && store_kv_get(c->e->store, ck, a, &by, NULL) == 0) {
-        struct json_value *p = obj(c);
-        set_s(c, p, "by", by);
-        set_s(c, p, "reason", "cancelled on request");
+        struct json_value *p = json_object(c->arena);
+        jset_s(c->arena, p, "by", by);
+        jset_s(c->arena, p, "reason", "cancelled on request");
         rc = engine_finish(c, RUN_CANCELLED, "run.cancelled", p, by, err);
         if (!rc) store_kv_delete(c->e->store, ck, NULL);
         return rc;
@@ -930,12 +914,12 @@ int engine_step(struct run_ctx *c, struct keel_err *err)
             attempt = v->attempt + 1;
         }
         if (!s) {
-            struct json_value *p = obj(c);
+            struct json_value *p = json_object(c->arena);
             return engine_finish(c, RUN_SUCCEEDED, "run.succeeded", p, NULL, err);
         }
-        struct json_value *p = obj(c);
-        set_s(c, p, "step", s->id);
-        set_i(c, p, "attempt", attempt);
+        struct json_value *p = json_object(c->arena);
+        jset_s(c->arena, p, "step", s->id);
+        jset_i(c->arena, p, "attempt", attempt);
         /* Before a pure step nothing is done outside the journal, so its
          * step.started need not be durable before the step runs; before a
          * tool, approval or agent step the step's first effect is preceded

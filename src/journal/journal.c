@@ -147,7 +147,8 @@ static size_t put_i64(char *out, int64_t v)
         u /= 10;
     } while (u);
     if (v < 0) out[len++] = '-';
-    while (n) out[len++] = tmp[--n];
+    while (n)
+        out[len++] = tmp[--n];
     return len;
 }
 
@@ -199,8 +200,7 @@ int journal_event_hash(const struct journal_event *ev, char out[JOURNAL_HASH_HEX
                        struct keel_err *err)
 {
     return hash_parts(ev->prev_hash, ev->run_id, ev->seq, ev->time_ms, ev->kind, ev->actor,
-                      ev->payload ? ev->payload : "", ev->payload ? ev->payload_len : 0, out,
-                      err);
+                      ev->payload ? ev->payload : "", ev->payload ? ev->payload_len : 0, out, err);
 }
 
 /* ---- JSON lines -------------------------------------------------------- */
@@ -222,8 +222,7 @@ void journal_event_to_json(const struct journal_event *ev, struct buf *out)
     struct arena a;
     arena_init(&a);
     struct json_value *v = NULL;
-    if (ev->payload_len &&
-        json_parse(&a, ev->payload, ev->payload_len, NULL, &v, NULL) == 0) {
+    if (ev->payload_len && json_parse(&a, ev->payload, ev->payload_len, NULL, &v, NULL) == 0) {
         buf_puts(out, ",\"payload\":");
         buf_append(out, ev->payload, ev->payload_len);
     } else {
@@ -429,8 +428,10 @@ int journal_writer_append_text(struct journal_writer *w, const char *kind, const
     struct json_value *v = NULL;
     struct json_parse_opts po = {.max_size = JOURNAL_PAYLOAD_MAX};
     int rc = json_parse(&a, payload_json, len, &po, &v, err);
-    if (rc) keel_err_prefix(err, "%s event payload", kind ? kind : "?");
-    else rc = journal_writer_append(w, kind, actor, v, time_ms, out, err);
+    if (rc)
+        keel_err_prefix(err, "%s event payload", kind ? kind : "?");
+    else
+        rc = journal_writer_append(w, kind, actor, v, time_ms, out, err);
     arena_cleanup(&a);
     return rc;
 }
@@ -461,14 +462,13 @@ static void async_done(struct store_append *req, int rc, const struct keel_err *
 
 static int append_async(struct journal_writer *w, const char *kind, const char *actor,
                         const struct json_value *payload, int64_t time_ms, journal_done_fn done,
-                        void *ctx, struct arena *a, struct journal_event *ev,
-                        struct keel_err *err)
+                        void *ctx, struct arena *a, struct journal_event *ev, struct keel_err *err)
 {
     if (!done) return keel_fail(err, KEEL_EINVAL, "journal_writer_append_async needs a callback");
     struct async_append *aa = calloc(1, sizeof *aa);
     if (!aa) return keel_fail(err, KEEL_ENOMEM, "out of memory queueing an event");
-    int rc = build_event(w->run_id, w->seq + 1, w->hash, kind, actor, payload, time_ms, &aa->b,
-                         err);
+    int rc =
+        build_event(w->run_id, w->seq + 1, w->hash, kind, actor, payload, time_ms, &aa->b, err);
     if (rc) {
         free(aa);
         return rc;
@@ -476,7 +476,7 @@ static int append_async(struct journal_writer *w, const char *kind, const char *
     /* The queued event must not point at the caller's strings or the
      * writer (either may be gone before the commit): copy them. */
     memcpy(aa->run_id, w->run_id, strlen(w->run_id) + 1); /* lengths checked at open */
-    memcpy(aa->actor, actor, strlen(actor) + 1);             /* and by build_event     */
+    memcpy(aa->actor, actor, strlen(actor) + 1);          /* and by build_event     */
     aa->b.ev.run_id = aa->run_id;
     aa->b.ev.actor = aa->actor;
     if (ev) copy_built(&aa->b, a, ev); /* before queueing: aa may be gone after */
@@ -529,12 +529,12 @@ struct batch_item {
 };
 
 struct journal_batch {
-    struct store_append req;  /* must stay first: the store hands it back */
+    struct store_append req; /* must stay first: the store hands it back */
     struct journal_writer *w;
     struct batch_item *items;
     struct store_event *evs;
     size_t n, cap;
-    int64_t seq0;             /* the writer's tail before the first item */
+    int64_t seq0; /* the writer's tail before the first item */
     char hash0[JOURNAL_HASH_HEX + 1];
     char run_id[STORE_ID_MAX + 1];
     journal_done_fn done;
@@ -568,8 +568,8 @@ int journal_batch_add(struct journal_writer *w, struct journal_batch **bp, const
         bt->cap = cap;
     }
     struct batch_item *it = &bt->items[bt->n];
-    int rc = build_event(bt->run_id, w->seq + 1, w->hash, kind, actor, payload, time_ms, &it->b,
-                         err);
+    int rc =
+        build_event(bt->run_id, w->seq + 1, w->hash, kind, actor, payload, time_ms, &it->b, err);
     if (rc) return rc;
     memcpy(it->actor, actor, strlen(actor) + 1); /* length checked by build_event */
     if (ev) copy_built(&it->b, a, ev);
@@ -586,7 +586,8 @@ size_t journal_batch_len(const struct journal_batch *bt)
 
 static void batch_free(struct journal_batch *bt)
 {
-    for (size_t i = 0; i < bt->n; i++) buf_cleanup(&bt->items[i].b.payload);
+    for (size_t i = 0; i < bt->n; i++)
+        buf_cleanup(&bt->items[i].b.payload);
     free(bt->items);
     free(bt->evs);
     free(bt);
@@ -723,8 +724,7 @@ static int jsonl_line(void *ctx, const struct journal_event *ev)
     return 0;
 }
 
-int journal_write_jsonl(struct store *s, const char *run_id, struct buf *out,
-                        struct keel_err *err)
+int journal_write_jsonl(struct store *s, const char *run_id, struct buf *out, struct keel_err *err)
 {
     struct jsonl_ctx c = {out, 0};
     int rc = journal_read(s, run_id, 1, jsonl_line, &c, err);
@@ -762,7 +762,8 @@ static int verify_one(void *ctx, const struct journal_event *ev)
         return bad(v, expect, "event %lld is missing (the next stored event is %lld)",
                    (long long)expect, (long long)ev->seq);
     if (strcmp(ev->prev_hash, v->prev) != 0)
-        return bad(v, ev->seq, "prev_hash %.16s... does not match the hash of event %lld (%.16s...)",
+        return bad(v, ev->seq,
+                   "prev_hash %.16s... does not match the hash of event %lld (%.16s...)",
                    ev->prev_hash, (long long)ev->seq - 1, v->prev);
     char h[JOURNAL_HASH_HEX + 1];
     if (journal_event_hash(ev, h, NULL) != 0)
