@@ -20,14 +20,20 @@
  * so the index only has to over-approximate).  Before evaluating, each
  * candidate's 16-byte scope filter (stored in the index) is compared with
  * the request's uids and ancestors, which drops most candidates without
- * touching the policy or the entity store.  Policies are stored by value in
- * fixed chunks at cache-line strides, so a candidate's policy is found
- * without reading a pointer array.  Scratch space lives in the response, so
- * a warm response authorizes without malloc.
+ * touching the policy or the entity store.  Each policy is a record of
+ * cache lines (the struct, then a packed copy of everything evaluating it
+ * reads: conditions, nodes, scope uids, annotations) in segments that
+ * never move, and the index names it by the record's line number, so a
+ * candidate's record is found and prefetched without reading a pointer
+ * array; a cold request's loads are issued in waves of independent ones
+ * (see policy_authorize).  Scratch space lives in the response, so a warm
+ * response authorizes without malloc.
  *
- * Invariants: policies are in load order (items[i] and policy_at(set, i) are
- * the same policy, which never moves); ids are unique; templates are never
- * evaluated; a policy's scope hashes are set when it joins the set.
+ * Invariants: records are appended in load order, so line numbers grow
+ * with it (items[i] is the i-th policy; no record moves); ids are unique;
+ * templates are never evaluated nor packed; a policy's scope hashes are
+ * set, and its block packed, before it is indexed; nothing points into
+ * the parsed AST of a packed policy (it stays in the arena, unused).
  */
 #include "internal.h"
 #include "../json/json.h"
