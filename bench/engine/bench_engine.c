@@ -5,8 +5,9 @@
  * selection, templates, reducers, journal appends with fsync, status rows,
  * the worker pool), power-loss safe (synchronous=FULL).
  *
- * A "step" is one completed workflow step: step.started, state.updated and
- * step.completed (three journal events), durable before the run's next step
+ * A "step" is one completed workflow step: state.updated and step.completed
+ * (two journal events: a set step journals no step.started), durable before
+ * the run's next step
  * starts (a pure step's events are queued without waiting, and the run is
  * released when its last one is on disk: docs/engine.md, "Kept contexts
  * and deferred appends").  bench/journal measures one durable append per
@@ -135,7 +136,7 @@ int main(int argc, char **argv)
     if (engine_start(&o, &e, &err)) die("engine start", &err);
     printf("engine throughput: runs of %d set steps, %d workers, synchronous=FULL, data in %s\n",
            steps, workers, home);
-    printf("a step = step.started + state.updated + step.completed, durable before the "
+    printf("a step = state.updated + step.completed (one request), durable before the "
            "run's next step\n");
     static const int conc[] = {1, 16, 64};
     double cpu;

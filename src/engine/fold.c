@@ -52,6 +52,14 @@ static void on_step_started(struct run_view *v, const struct json_value *p)
 
 static void on_step_completed(struct run_view *v, const struct json_value *p)
 {
+    /* A pure step (set, switch) journals no step.started: its completion
+     * is its visit. */
+    const char *step = str(v, p, "step");
+    if (step && (!v->in_step || !v->step || strcmp(step, v->step) != 0)) {
+        engine_view_visit(v, step, 1);
+        v->step = step;
+        v->attempt = (int)json_get_int(p, "attempt", 1);
+    }
     v->capture = false;
     v->nvisit_events = 0;
     v->in_step = false;

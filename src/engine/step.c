@@ -142,12 +142,19 @@ static int park_timer(struct run_ctx *c, const char *timer_id, const char *step,
     return rc;
 }
 
+/* The attempt of the step being run: a pure step journals no step.started
+ * (engine_step), so outside a started step it is the first. */
+static int step_attempt(const struct run_ctx *c)
+{
+    return c->view.in_step && c->view.attempt ? c->view.attempt : 1;
+}
+
 /* A step attempt failed: retry after the backoff if attempts remain and
  * the failure is worth retrying, else fail the run. */
 int engine_step_failed(struct run_ctx *c, const struct workflow_step *s, int code, const char *msg,
                        bool retryable, struct keel_err *err)
 {
-    int attempt = c->view.attempt ? c->view.attempt : 1;
+    int attempt = step_attempt(c);
     struct json_value *p = json_object(c->arena);
     jset_s(c->arena, p, "step", s->id);
     jset_i(c->arena, p, "attempt", attempt);
@@ -216,11 +223,12 @@ int engine_complete(struct run_ctx *c, const struct workflow_step *s, struct jso
         jset_v(c->arena, p, "value", result);
         jset_s(c->arena, p, "reducer",
                workflow_reducer_name(k ? k->reducer : WORKFLOW_REDUCER_REPLACE));
+        jset_s(c->arena, p, "step", s->id);
         if ((rc = engine_journal_deferred(c, "state.updated", NULL, p, err))) return rc;
     }
     struct json_value *p = json_object(c->arena);
     jset_s(c->arena, p, "step", s->id);
-    jset_i(c->arena, p, "attempt", c->view.attempt ? c->view.attempt : 1);
+    jset_i(c->arena, p, "attempt", step_attempt(c));
     jset_v(c->arena, p, "result", result);
     jset_s(c->arena, p, "next", next_id(c, next));
     /* The transition ends here: nothing happens before the run is released,
@@ -759,6 +767,7 @@ static int exec_set(struct run_ctx *c, const struct workflow_step *s, struct kee
         jset_v(c->arena, p, "value", val);
         jset_s(c->arena, p, "reducer",
                workflow_reducer_name(k ? k->reducer : WORKFLOW_REDUCER_REPLACE));
+        jset_s(c->arena, p, "step", s->id);
         int rc = engine_journal_deferred(c, "state.updated", NULL, p, err); /* pure step */
         if (rc) return rc;
     }
@@ -917,14 +926,20 @@ int engine_step(struct run_ctx *c, struct keel_err *err)
             struct json_value *p = json_object(c->arena);
             return engine_finish(c, RUN_SUCCEEDED, "run.succeeded", p, NULL, err);
         }
-        struct json_value *p = json_object(c->arena);
-        jset_s(c->arena, p, "step", s->id);
-        jset_i(c->arena, p, "attempt", attempt);
-        /* Before a pure step nothing is done outside the journal, so its
-         * step.started need not be durable before the step runs; before a
-         * tool, approval or agent step the step's first effect is preceded
-         * by a synchronous append, which makes this one durable too. */
-        if ((rc = engine_journal_deferred(c, "step.started", NULL, p, err))) return rc;
+        /* A pure step (set, switch) has nothing to protect between its
+         * start and its end: no step.started; its events (state.updated
+         * naming the step, then step.completed) are written together, in
+         * one request, so after a crash it either happened or is run
+         * again.  Before a tool, approval or agent step, step.started is
+         * deferred too: the step's first effect is preceded by a
+         * synchronous append, which makes it durable. */
+        bool pure = s->kind == WORKFLOW_STEP_SET || s->kind == WORKFLOW_STEP_SWITCH;
+        if (!pure || attempt > 1) {
+            struct json_value *p = json_object(c->arena);
+            jset_s(c->arena, p, "step", s->id);
+            jset_i(c->arena, p, "attempt", attempt);
+            if ((rc = engine_journal_deferred(c, "step.started", NULL, p, err))) return rc;
+        }
     }
     if (!s)
         return fail_run(c, NULL, KEEL_ECORRUPT,

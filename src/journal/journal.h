@@ -26,7 +26,7 @@
  *   run.failed           {error: {code, message}, step?}
  *   run.cancelled        {by?, reason?}
  *   run.needs_reconcile  {step, call_id, tool, reason}
- *   step.started         {step, attempt}
+ *   step.started         {step, attempt}  (not for set and switch steps)
  *   step.completed       {step, attempt, result?}
  *   step.failed          {step, attempt, error: {code, message}, retry_at?}
  *   tool.call.started    {step, call_id, server, tool, args, idempotency_key}
@@ -36,7 +36,7 @@
  *   approval.requested   {approval_id, step, group, args_digest, expires_ms?, message?}
  *   approval.decided     {approval_id, decision: "approved"|"denied"|"expired",
  *                         by, comment?}
- *   state.updated        {key, value, reducer?}   (see journal_fold_event)
+ *   state.updated        {key, value, reducer?, step?}   (see journal_fold_event)
  *   timer.set            {timer_id, step?, due_ms}
  *   timer.fired          {timer_id, step?}
  *   signal.received      {name, value?}

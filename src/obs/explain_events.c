@@ -80,13 +80,19 @@ static struct visit *open_visit(struct ctx *c, const char *step, int attempt)
 struct visit *obs_visit_for(struct ctx *c, const char *step)
 {
     struct visit *v = c->cur;
-    if (v && (!step || !strcmp(step, v->step))) return v;
+    const struct workflow_step *ws = c->wf && step ? workflow_step_find(c->wf, step) : NULL;
+    /* set and switch steps journal no step.started (docs/engine.md): their
+     * first event opens the visit, also after a closed visit of the same
+     * step (a loop through it). */
+    bool pure = ws && (ws->kind == WORKFLOW_STEP_SET || ws->kind == WORKFLOW_STEP_SWITCH);
+    if (v && (!step || !strcmp(step, v->step)) && !(pure && v->closed)) return v;
     if (!step) return NULL;
     v = open_visit(c, step, 1);
-    json_array_push(c->a, c->anomalies,
-                    json_cstr(c->a, arena_printf(c->a, "event #%lld names step '%s' without a "
-                                                       "step.started",
-                                                 (long long)c->seq, step)));
+    if (!pure)
+        json_array_push(c->a, c->anomalies,
+                        json_cstr(c->a, arena_printf(c->a, "event #%lld names step '%s' without "
+                                                           "a step.started",
+                                                     (long long)c->seq, step)));
     return v;
 }
 
@@ -421,7 +427,10 @@ static void on_state_updated(struct ctx *c, const struct json_value *p)
 {
     const char *key = str(p, "key");
     if (!key) return;
-    struct visit *v = c->cur && !c->cur->closed ? c->cur : NULL;
+    /* The payload names its step (journals before it did not: then the
+     * open visit is the one). */
+    const char *step = str(p, "step");
+    struct visit *v = step ? obs_visit_for(c, step) : c->cur && !c->cur->closed ? c->cur : NULL;
     struct json_value *w = obj(c);
     set_s(c, w, "key", key);
     set_i(c, w, "seq", c->seq);

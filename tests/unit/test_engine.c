@@ -456,6 +456,23 @@ TEST(cancel_running_run)
     int64_t n = json_get_int(state, "n", -1);
     CHECK(n >= 0);
     if (n > 0) CHECK_INT(json_get_int(state, "seen", -1), n);
+    /* set and switch steps journal no step.started; each state.updated
+     * names its step. */
+    struct json_value *evs;
+    REQUIRE(engine_run_events(e, id, 1, 0, &a, &evs, &err) == 0);
+    int started = 0, updated_named = 0, updated = 0;
+    for (uint32_t i = 0; i < evs->len; i++) {
+        const char *k = json_get_str(evs->u.items[i], "kind", "");
+        const struct json_value *p = json_get(evs->u.items[i], "payload");
+        if (!strcmp(k, "step.started")) started++;
+        if (!strcmp(k, "state.updated")) {
+            updated++;
+            if (!strcmp(json_get_str(p, "step", ""), "count")) updated_named++;
+        }
+    }
+    CHECK_INT(started, 0);
+    CHECK_INT(updated_named, updated);
+    CHECK(updated >= 2 * n);
     arena_cleanup(&a);
     engine_stop(e);
     rm_home(home);

@@ -682,6 +682,45 @@ TEST(loops_number_visits_and_chains_stay_bounded)
     arena_cleanup(&a);
 }
 
+/* The engine's journal for set and switch steps: no step.started; each
+ * state.updated names its step, and the completion closes the visit.  The
+ * report must read it as it reads the older form above. */
+TEST(pure_steps_journal_no_step_started)
+{
+    struct arena a;
+    arena_init(&a);
+    struct workflow *wf = NULL;
+    REQUIRE(workflow_load(loop_wf, strlen(loop_wf), "loop.yaml", &wf, NULL, NULL) == 0);
+    struct journal_builder jb = {&a, json_array(&a), 0}, *j = &jb;
+    ev(j, "run.started", 0, "{\"workflow\":\"loop\",\"input\":{}}");
+    const int loops = 5;
+    for (int i = 0; i < loops; i++) {
+        ev(j, "state.updated", 0,
+           "{\"key\":\"n\",\"value\":\"x\",\"reducer\":\"replace\",\"step\":\"bump\"}");
+        ev(j, "step.completed", 0, "{\"step\":\"bump\",\"attempt\":1,\"next\":\"again\"}");
+        ev(j, "step.completed", 0, "{\"step\":\"again\",\"attempt\":1,\"next\":\"bump\"}");
+    }
+    struct json_value *rep = NULL;
+    REQUIRE(obs_explain(NULL, jb.events, wf, &a, &rep, NULL) == 0);
+    CHECK(json_get(rep, "anomalies") == NULL);
+    CHECK_INT(json_get(rep, "timeline")->len, 2 * loops);
+    CHECK_INT(json_get(rep, "switches")->len, loops);
+    const struct json_value *last = visit_of(rep, "bump", loops - 1);
+    REQUIRE(last);
+    CHECK_INT(json_get_int(last, "visit", -1), loops - 1);
+    CHECK_STR(str_at(last, "/status"), "completed");
+    CHECK_STR(str_at(last, "/state_written/0/key"), "n");
+    const struct json_value *sw = visit_of(rep, "again", loops - 1);
+    REQUIRE(sw);
+    CHECK_STR(str_at(sw, "/kind"), "switch");
+    CHECK_INT(json_get_int(sw, "visit", -1), loops - 1);
+    /* state.n was written by the last visit of bump. */
+    CHECK_STR(str_at(rep, "/provenance/n/step"), "bump");
+    CHECK_INT(int_at(rep, "/provenance/n/visit"), loops - 1);
+    workflow_free(wf);
+    arena_cleanup(&a);
+}
+
 TEST(summaries_budgets_compensation_cancel)
 {
     struct arena a;
