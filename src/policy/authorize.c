@@ -313,7 +313,15 @@ void policy_set_free(struct policy_set *set)
 struct packer {
     char *base;
     size_t off;
+    uint32_t nodes, depth; /* copied so far; current nesting */
+    bool too_big;          /* past PACK_MAX_NODES or PACK_MAX_DEPTH: not packed */
 };
+
+/* Conditions larger than this are left unpacked (evaluated from the parse):
+ * shared subtrees (`has a.b.c` shares each prefix) are copied once per use,
+ * so a long chain would otherwise copy a quadratic number of nodes. */
+#define PACK_MAX_NODES 4096
+#define PACK_MAX_DEPTH 256
 
 static void *pk_alloc(struct packer *k, size_t size, size_t align)
 {
@@ -355,6 +363,10 @@ static const uint8_t pk_payload_of[PN__COUNT] = {
  * back.  Shared subtrees (`has a.b`) are copied once per use. */
 static struct policy_node *pk_node(struct packer *k, const struct policy_node *n)
 {
+    if (++k->nodes > PACK_MAX_NODES || k->depth >= PACK_MAX_DEPTH) {
+        k->too_big = true; /* measuring: stop here (bounded work), nothing is written */
+        return NULL;
+    }
     struct policy_node *c = pk_alloc(k, sizeof *c, _Alignof(struct policy_node));
     struct policy_node **kids = n->nkids ? pk_alloc(k, n->nkids * sizeof *kids, 8) : NULL;
     if (c) *c = *n;
@@ -387,10 +399,12 @@ static struct policy_node *pk_node(struct packer *k, const struct policy_node *n
     }
     default: break;
     }
-    for (uint32_t i = 0; i < n->nkids; i++) {
+    k->depth++;
+    for (uint32_t i = 0; i < n->nkids && !k->too_big; i++) {
         struct policy_node *kc = n->kids[i] ? pk_node(k, n->kids[i]) : NULL;
         if (kids) kids[i] = kc;
     }
+    k->depth--;
     if (c) c->kids = kids;
     return c;
 }
@@ -420,7 +434,7 @@ static struct policy_condition *pk_policy(struct packer *k, struct policy *p)
             if (k->base) sc->is_type = t;
         }
     }
-    for (uint32_t i = 0; i < p->nconds; i++) {
+    for (uint32_t i = 0; i < p->nconds && !k->too_big; i++) {
         struct policy_node *e = pk_node(k, p->conds[i].expr);
         if (conds) {
             conds[i] = p->conds[i];
@@ -488,19 +502,20 @@ static void add_policy(struct policy_set *set, const struct policy *src)
         hash_scopes(set, &tmp);
         pk_policy(&k, &tmp); /* measures */
     }
-    size_t block = k.off, lines = (POLICY_HEAD + block + 63) / 64;
+    bool packed = !tmp.is_template && !k.too_big;
+    size_t block = packed ? k.off : 0, lines = (POLICY_HEAD + block + 63) / 64;
     bool inline_block = lines <= 1u << SEG_SHIFT;
     uint32_t idx = record_alloc(set, (uint32_t)(inline_block ? lines : POLICY_LINES));
     struct policy *p = record_at(set, idx);
     *p = tmp;
-    if (!tmp.is_template) {
+    if (packed) {
         if (inline_block) {
             k.base = (char *)p + POLICY_HEAD;
         } else {
             uintptr_t raw = (uintptr_t)arena_alloc(&set->arena, block + 64); /* 8-aligned */
             k.base = (char *)((raw + 63) & ~(uintptr_t)63);
         }
-        k.off = 0;
+        k = (struct packer){.base = k.base};
         p->conds = pk_policy(&k, p);
         size_t bl = (block + 63) / 64 + 1; /* lines it touches at most */
         p->hot_lines = (uint16_t)(bl < UINT16_MAX ? bl : UINT16_MAX);

@@ -662,3 +662,33 @@ TEST(entities_blocks_over_a_huge_page)
     buf_cleanup(&b);
     arena_cleanup(&a);
 }
+
+/* `has a.b.c...` shares each prefix of the chain between its nodes: a
+ * chain of 3,000 names is not packed (copying it per use would take
+ * millions of nodes) and still evaluates, and the policy after it is
+ * packed as usual. */
+TEST(records_leave_huge_conditions_unpacked)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "@id(\"chain\") permit(principal, action, resource) when { !(context has a");
+    for (int i = 0; i < 3000; i++) buf_puts(&b, ".a");
+    buf_puts(&b, ") };\n@id(\"next\") permit(principal, action, resource) when { context has b };\n");
+    struct policy_set *set;
+    struct keel_err err;
+    REQUIRE(policy_set_parse(b.data, b.len, "h.cedar", POLICY_PARSE_ID_ANNOTATIONS, &set, &err) ==
+            0);
+    CHECK_INT(policy_set_find(set, "chain")->hot_lines, 0);
+    CHECK(policy_set_find(set, "next")->hot_lines > 0);
+    struct policy_field f = {"b", 1, {.type = POLICY_BOOL}};
+    struct policy_request req = {{"U", "u", 1, 1}, {"A", "a", 1, 1}, {"R", "r", 1, 1}, {1, &f}};
+    struct policy_response r;
+    policy_response_init(&r);
+    policy_authorize(set, NULL, &req, &r);
+    REQUIRE(r.nreasons == 2);
+    CHECK_STR(r.reasons[0]->id, "chain");
+    CHECK_STR(r.reasons[1]->id, "next");
+    policy_response_cleanup(&r);
+    policy_set_free(set);
+    buf_cleanup(&b);
+}
