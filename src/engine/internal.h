@@ -90,6 +90,16 @@ struct engine {
 /* Queue a run (no-op if queued; re-queued after if a worker holds it). */
 void engine_enqueue(struct engine *e, const char *run_id);
 
+/* worker.c: the worker and timer threads' bodies (arg: the engine), a new
+ * run's kept context (journals run.started and queues the run), and freeing
+ * the kept contexts at stop (after the store is closed). */
+void *engine_worker_main(void *arg);
+void *engine_timer_main(void *arg);
+struct store_run;
+int engine_slot_start(struct engine *e, struct engine_workflow *ew, const struct store_run *run,
+                      const struct json_value *input, const char *who, struct keel_err *err);
+void engine_slots_free(struct engine *e);
+
 /* Finds the workflow version (name, hash), loading it from the store if it
  * is not in memory.  Borrowed while e lives. */
 int engine_workflow_get(struct engine *e, const char *name, const char *hash,

@@ -1,0 +1,477 @@
+/*
+ * worker.c — what runs the runs: the runnable queue, the contexts kept
+ * between a run's transitions (slots) with their deferred appends, the
+ * worker pool and the timer thread.
+ *
+ * Invariants (the engine's threads are described at the top of engine.c):
+ *   - A run is in the queue at most once (`queued`) and driven by at most
+ *     one worker (`busy`); an enqueue while it is busy re-queues it after.
+ *   - A slot is touched only by the worker holding its run, except for the
+ *     deferred-append count, the failed flag and the release, which the
+ *     store's committer thread changes under e->lock.
+ *   - A run is let go (busy cleared, queued again if runnable) only once its
+ *     transition's deferred events are durable or failed.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- queue ------------------------------------------------------------- */
+
+/* Caller holds e->lock. */
+static void enqueue_locked(struct engine *e, const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n >= ENGINE_ID_MAX) return;
+    void *b = strmap_get(&e->busy, id, n);
+    if (b) {
+        strmap_put(&e->busy, id, n, (void *)2);
+        return;
+    }
+    if (strmap_get(&e->queued, id, n)) return;
+    if (e->qlen == e->qcap) {
+        if (e->qcap >= ENGINE_QUEUE_MAX) {
+            keel_log(KEEL_LOG_ERROR, "engine: run queue full; %s waits for the next restart", id);
+            return;
+        }
+        size_t cap = e->qcap ? e->qcap * 2 : 64;
+        char(*q)[ENGINE_ID_MAX] = malloc(cap * sizeof *q);
+        if (!q) return;
+        for (size_t i = 0; i < e->qlen; i++)
+            memcpy(q[i], e->queue[(e->qhead + i) % e->qcap], ENGINE_ID_MAX);
+        free(e->queue);
+        e->queue = q;
+        e->qcap = cap;
+        e->qhead = 0;
+    }
+    memcpy(e->queue[(e->qhead + e->qlen) % e->qcap], id, n + 1);
+    e->qlen++;
+    strmap_put(&e->queued, id, n, (void *)1);
+    pthread_cond_signal(&e->work);
+}
+
+void engine_enqueue(struct engine *e, const char *run_id)
+{
+    pthread_mutex_lock(&e->lock);
+    enqueue_locked(e, run_id);
+    pthread_mutex_unlock(&e->lock);
+}
+
+/* ---- workers ----------------------------------------------------------- */
+
+/* ---- run slots: a run's context kept between transitions ---------------
+ *
+ * Folding a run's journal from event 1 before every transition made a
+ * transition cost O(journal).  Instead the context of a runnable run (its
+ * row, writer, input and view) stays in a slot between transitions, and
+ * every event the engine appends is folded into the view as it is appended
+ * (engine_journal), so the view always equals the fold of the journal.
+ * This is sound because only the worker holding the run appends to its
+ * journal; the one outside writer (engine_run_cancel and reconcile.c on a
+ * needs_reconcile run) acts on parked runs, whose slots are dropped.  A slot
+ * is dropped when the run parks, ends or fails a transition, when a
+ * deferred append failed, when its arena passed SLOT_ARENA_MAX (the view is
+ * refolded next time, which also compacts it), and beyond SLOT_MAX slots.
+ *
+ * Deferred appends (engine_journal_deferred) let a transition end without
+ * waiting for its last events' fsync: the worker goes on with another run
+ * and the run is released (and queued again) by the completion callback of
+ * its last deferred append, on the store's committer thread.  So a run's
+ * next transition still starts from a durable journal, while one fsync
+ * covers the steps of many runs. */
+
+#define SLOT_MAX 1024
+#define SLOT_ARENA_MAX (256u * 1024)
+
+/* Caller holds e->lock. */
+static struct engine_slot *slot_get(struct engine *e, const char *id)
+{
+    size_t n = strlen(id);
+    struct engine_slot *sl = strmap_get(&e->slots, id, n);
+    if (sl) return sl;
+    sl = calloc(1, sizeof *sl);
+    if (!sl) return NULL;
+    memcpy(sl->id, id, n + 1);
+    arena_init(&sl->arena);
+    strmap_put(&e->slots, sl->id, n, sl);
+    return sl;
+}
+
+static void slot_unload(struct engine_slot *sl)
+{
+    journal_batch_discard(sl->batch);
+    sl->batch = NULL;
+    journal_writer_free(sl->c.w);
+    sl->c.w = NULL;
+    sl->loaded = false;
+    sl->failed = false;
+}
+
+static void slot_free_unlisted(struct engine_slot *sl)
+{
+    slot_unload(sl);
+    arena_cleanup(&sl->arena);
+    free(sl);
+}
+
+/* Caller holds e->lock; no append of sl is in flight. */
+static void slot_free(struct engine *e, struct engine_slot *sl)
+{
+    strmap_del(&e->slots, sl->id, strlen(sl->id));
+    slot_free_unlisted(sl);
+}
+
+/* The transition of sl's run is over and its deferred appends are durable
+ * (or failed): keep or drop the slot, and let the run go (queued again when
+ * still runnable or asked for meanwhile).  Caller holds e->lock. */
+static void release_locked(struct engine *e, struct engine_slot *sl, int outcome)
+{
+    char id[ENGINE_ID_MAX];
+    size_t n = strlen(sl->id);
+    memcpy(id, sl->id, n + 1);
+    if (outcome != 1 || sl->failed || sl->arena.total > SLOT_ARENA_MAX || e->slots.count > SLOT_MAX)
+        slot_free(e, sl);
+    void *again = strmap_del(&e->busy, id, n);
+    /* outcome < 0: the store or journal failed; the run keeps its place in
+     * the store and comes back through its recover timer (process). */
+    if (outcome == 1 || again == (void *)2) enqueue_locked(e, id);
+    pthread_cond_broadcast(&e->done);
+}
+
+/* Only the worker holding the run holds, so no lock is needed to count
+ * up; counting down (the callbacks) and reading (the worker at the end of
+ * its transition, engine_barrier) happen under e->lock. */
+void engine_slot_hold(struct engine_slot *sl)
+{
+    __atomic_add_fetch(&sl->inflight, 1, __ATOMIC_SEQ_CST);
+}
+
+static void unhold_locked(struct engine *e, struct engine_slot *sl)
+{
+    if (__atomic_sub_fetch(&sl->inflight, 1, __ATOMIC_SEQ_CST) > 0) return;
+    pthread_cond_broadcast(&e->durable);
+    if (sl->release) {
+        sl->release = false;
+        release_locked(e, sl, sl->outcome);
+    }
+}
+
+void engine_slot_unhold(struct engine_slot *sl)
+{
+    struct engine *e = sl->c.e;
+    pthread_mutex_lock(&e->lock);
+    unhold_locked(e, sl);
+    pthread_mutex_unlock(&e->lock);
+}
+
+void engine_deferred_done(void *ctx, int rc, const struct journal_appended *appended,
+                          const struct keel_err *err)
+{
+    (void)appended;
+    struct engine_slot *sl = ctx;
+    struct engine *e = sl->c.e;
+    if (rc) {
+        char msg[2 * KEEL_ERR_MSG_MAX] = "";
+        if (err) keel_err_format(err, msg, sizeof msg);
+        keel_log(KEEL_LOG_ERROR,
+                 "engine: run %s: a journal append failed: %s (the run is "
+                 "reloaded from its journal)",
+                 sl->id, msg);
+    }
+    pthread_mutex_lock(&e->lock);
+    if (rc) sl->failed = true;
+    unhold_locked(e, sl);
+    pthread_mutex_unlock(&e->lock);
+}
+
+int engine_flush(struct run_ctx *c, struct keel_err *err)
+{
+    struct engine_slot *sl = c->slot;
+    if (!sl || !sl->batch) return 0;
+    struct journal_batch *bt = sl->batch;
+    sl->batch = NULL;
+    engine_slot_hold(sl);
+    int rc = journal_batch_submit(bt, engine_deferred_done, sl, err);
+    if (rc) {
+        /* Not queued: the view holds events the journal does not. */
+        pthread_mutex_lock(&c->e->lock);
+        sl->failed = true;
+        unhold_locked(c->e, sl);
+        pthread_mutex_unlock(&c->e->lock);
+        keel_err_prefix(err, "run %s: queueing the step's events", c->run.id);
+    }
+    return rc;
+}
+
+int engine_barrier(struct run_ctx *c, struct keel_err *err)
+{
+    struct engine_slot *sl = c->slot;
+    if (!sl) return 0;
+    int rc = engine_flush(c, err);
+    if (rc) return rc;
+    pthread_mutex_lock(&c->e->lock);
+    while (__atomic_load_n(&sl->inflight, __ATOMIC_SEQ_CST) > 0)
+        pthread_cond_wait(&c->e->durable, &c->e->lock);
+    bool failed = sl->failed;
+    pthread_mutex_unlock(&c->e->lock);
+    if (failed)
+        return keel_fail(err, KEEL_EIO,
+                         "run %s: an earlier journal append failed; the run "
+                         "resumes from its journal",
+                         c->run.id);
+    return 0;
+}
+
+/* Reads the run's row, workflow version, tail and journal into sl. */
+static int slot_load(struct engine *e, struct engine_slot *sl, struct keel_err *err)
+{
+    slot_unload(sl);
+    arena_reset(&sl->arena);
+    struct arena *a = &sl->arena;
+    struct run_ctx *c = &sl->c;
+    memset(c, 0, sizeof *c);
+    c->e = e;
+    c->slot = sl;
+    c->arena = a;
+    int rc = store_run_get(e->store, sl->id, a, &c->run, err);
+    if (!rc) rc = engine_workflow_get(e, c->run.workflow, c->run.workflow_hash, &c->ew, err);
+    if (!rc) rc = journal_writer_open(e->store, sl->id, &c->w, err);
+    if (!rc) {
+        struct json_parse_opts o = {.dup = JSON_DUP_LAST};
+        rc = json_parse(a, c->run.input ? c->run.input : "{}",
+                        c->run.input ? strlen(c->run.input) : 2, &o, &c->input, err);
+    }
+    if (!rc) rc = engine_fold(e, sl->id, c->ew->wf, a, &c->view, err);
+    if (rc) return rc;
+    if (c->ew->wf->identity)
+        snprintf(c->agent_actor, sizeof c->agent_actor, "agent:%s", c->ew->wf->identity);
+    else
+        snprintf(c->agent_actor, sizeof c->agent_actor, "system");
+    sl->loaded = true;
+    sl->cancel_gen = UINT64_MAX; /* look for a cancel request first */
+    return 0;
+}
+
+/* KEEL_CHECK_VIEW=1 (the test suite sets it): once the transition's events
+ * are durable, fold the journal from event 1 and compare with the kept
+ * view; a difference is a bug in the incremental fold, so it aborts. */
+static void check_view(struct engine *e, struct run_ctx *c)
+{
+    struct keel_err err;
+    keel_err_clear(&err);
+    if (engine_barrier(c, &err)) return; /* failed append: the slot is reloaded anyway */
+    struct arena a;
+    arena_init(&a);
+    struct run_view v;
+    if (engine_fold(e, c->run.id, c->ew->wf, &a, &v, &err) == 0) {
+        const char *what = engine_view_diff(&c->view, &v);
+        if (what) {
+            keel_log(KEEL_LOG_ERROR,
+                     "engine: run %s: the kept view differs from the fold of "
+                     "its journal in '%s' after event %lld",
+                     c->run.id, what, (long long)v.events);
+            abort();
+        }
+    }
+    arena_cleanup(&a);
+}
+
+/* recovering: the run had a "<run>/recover" timer (taken off e->recover by
+ * the worker, under e->lock). */
+static int process(struct engine *e, struct engine_slot *sl, bool recovering)
+{
+    const char *run_id = sl->id;
+    struct keel_err err;
+    keel_err_clear(&err);
+    bool reload = !sl->loaded || sl->failed; /* failed: set before the release */
+    if (recovering) {
+        char rid[ENGINE_ID_MAX + 16];
+        snprintf(rid, sizeof rid, "%s/recover", run_id);
+        store_timer_delete(e->store, rid, NULL);
+    }
+    int rc = reload ? slot_load(e, sl, &err) : 0;
+    struct run_ctx *c = &sl->c;
+    if (!rc) {
+        if (c->view.events == 0) {
+            /* Created but crashed before run.started was journaled. */
+            struct arena *a = c->arena;
+            struct json_value *p = json_object(a);
+            json_object_setc(a, p, "workflow", json_cstr(a, c->run.workflow));
+            json_object_setc(a, p, "workflow_hash", json_cstr(a, c->run.workflow_hash));
+            json_object_setc(a, p, "input", c->input);
+            rc = engine_journal(c, "run.started", c->run.identity, p, &err);
+            if (!rc) rc = 1;
+        } else {
+            rc = engine_step(c, &err);
+        }
+    }
+    /* The transition's deferred events go out as one request; after a
+     * failure they are dropped with the slot (the journal is the truth). */
+    if (rc >= 0) {
+        int frc = engine_flush(c, &err);
+        if (frc) rc = frc;
+        if (!frc && e->check_view) check_view(e, c);
+    } else {
+        journal_batch_discard(sl->batch);
+        sl->batch = NULL;
+    }
+    if (rc < 0) {
+        char msg[2 * KEEL_ERR_MSG_MAX];
+        keel_err_format(&err, msg, sizeof msg);
+        keel_log(KEEL_LOG_ERROR, "engine: run %s: %s (trying again in 1 s)", run_id, msg);
+        /* The store or journal failed under the transition (disk full, a
+         * lock held too long): try the run again later through a timer row,
+         * so it is not forgotten until the next restart. */
+        char tid[ENGINE_ID_MAX + 16];
+        snprintf(tid, sizeof tid, "%s/recover", run_id);
+        struct store_timer t = {.id = tid, .run_id = run_id, .due_ms = keel_wall_ms() + 1000};
+        if (store_timer_set(e->store, &t, NULL) == 0) {
+            pthread_mutex_lock(&e->lock);
+            strmap_put(&e->recover, run_id, strlen(run_id), (void *)1);
+            pthread_cond_signal(&e->timer);
+            pthread_mutex_unlock(&e->lock);
+        }
+    }
+    return rc;
+}
+
+void *engine_worker_main(void *arg)
+{
+    struct engine *e = arg;
+    pthread_mutex_lock(&e->lock);
+    for (;;) {
+        while (!e->stopping && e->qlen == 0)
+            pthread_cond_wait(&e->work, &e->lock);
+        if (e->stopping) break;
+        char id[ENGINE_ID_MAX];
+        memcpy(id, e->queue[e->qhead], ENGINE_ID_MAX);
+        e->qhead = (e->qhead + 1) % e->qcap;
+        e->qlen--;
+        size_t n = strlen(id);
+        strmap_del(&e->queued, id, n);
+        struct engine_slot *sl = slot_get(e, id);
+        if (!sl) {
+            keel_log(KEEL_LOG_ERROR,
+                     "engine: out of memory taking run %s; it waits for the "
+                     "next restart",
+                     id);
+            continue;
+        }
+        strmap_put(&e->busy, sl->id, n, (void *)1);
+        bool recovering = e->recover.count && strmap_del(&e->recover, id, n) != NULL;
+        pthread_mutex_unlock(&e->lock);
+
+        int rc = process(e, sl, recovering);
+
+        pthread_mutex_lock(&e->lock);
+        if (__atomic_load_n(&sl->inflight, __ATOMIC_SEQ_CST) > 0) {
+            /* The last deferred append's callback lets the run go. */
+            sl->release = true;
+            sl->outcome = rc;
+        } else {
+            release_locked(e, sl, rc);
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    return NULL;
+}
+
+void *engine_timer_main(void *arg)
+{
+    struct engine *e = arg;
+    pthread_mutex_lock(&e->lock);
+    while (!e->stopping) {
+        pthread_mutex_unlock(&e->lock);
+        struct arena a;
+        arena_init(&a);
+        struct store_timer *ts = NULL;
+        size_t n = 0;
+        int64_t now = keel_wall_ms();
+        if (store_timer_claim_due(e->store, now, "engine", 30000, 0, &a, &ts, &n, NULL) == 0)
+            for (size_t i = 0; i < n; i++)
+                engine_enqueue(e, ts[i].run_id);
+        int64_t due = 0;
+        int64_t wait_ms = 3600 * 1000;
+        if (store_timer_next_due(e->store, &due, NULL) == 0) {
+            wait_ms = due - keel_wall_ms();
+            /* A due timer is claimed and being handled by a worker; look
+             * again once its claim could have lapsed or a signal comes. */
+            if (wait_ms <= 0) wait_ms = 1000;
+        }
+        arena_cleanup(&a);
+        pthread_mutex_lock(&e->lock);
+        if (e->stopping) break;
+        struct timespec ts_abs;
+        clock_gettime(CLOCK_MONOTONIC, &ts_abs);
+        ts_abs.tv_sec += wait_ms / 1000;
+        ts_abs.tv_nsec += (wait_ms % 1000) * 1000000;
+        if (ts_abs.tv_nsec >= 1000000000) {
+            ts_abs.tv_sec++;
+            ts_abs.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&e->timer, &e->lock, &ts_abs);
+    }
+    pthread_mutex_unlock(&e->lock);
+    return NULL;
+}
+
+/* Builds a new run's slot from what engine_run_start just wrote (the run
+ * row), journals run.started through it and queues the run: its first
+ * transition reads nothing back. */
+int engine_slot_start(struct engine *e, struct engine_workflow *ew, const struct store_run *run,
+                      const struct json_value *input, const char *who, struct keel_err *err)
+{
+    struct engine_slot *sl = calloc(1, sizeof *sl);
+    if (!sl) return keel_fail(err, KEEL_ENOMEM, "out of memory starting a run");
+    snprintf(sl->id, sizeof sl->id, "%s", run->id);
+    arena_init(&sl->arena);
+    struct arena *a = &sl->arena;
+    struct run_ctx *c = &sl->c;
+    c->e = e;
+    c->slot = sl;
+    c->arena = a;
+    c->ew = ew;
+    c->run = *run;
+    c->run.id = sl->id;
+    c->run.input = arena_strdup(a, run->input);
+    c->run.identity = arena_strdup(a, who);
+    c->input = json_clone(a, input);
+    if (ew->wf->identity)
+        snprintf(c->agent_actor, sizeof c->agent_actor, "agent:%s", ew->wf->identity);
+    else
+        snprintf(c->agent_actor, sizeof c->agent_actor, "system");
+    engine_view_init(&c->view, sl->id, ew->wf, a);
+    int rc = journal_writer_new(e->store, sl->id, &c->w, err);
+    if (!rc) {
+        struct json_value *p = json_object(a);
+        json_object_setc(a, p, "workflow", json_cstr(a, ew->wf->name));
+        json_object_setc(a, p, "workflow_hash", json_cstr(a, ew->wf->hash));
+        json_object_setc(a, p, "input", c->input);
+        rc = engine_journal(c, "run.started", who, p, err);
+    }
+    if (rc) {
+        slot_free_unlisted(sl);
+        return rc;
+    }
+    sl->loaded = true;
+    sl->cancel_gen = UINT64_MAX;
+    pthread_mutex_lock(&e->lock);
+    if (!strmap_get(&e->slots, sl->id, strlen(sl->id)) && e->slots.count < SLOT_MAX)
+        strmap_put(&e->slots, sl->id, strlen(sl->id), sl);
+    else
+        slot_free_unlisted(sl);
+    enqueue_locked(e, run->id);
+    pthread_mutex_unlock(&e->lock);
+    return 0;
+}
+
+/* After the store is closed (no callback can run any more). */
+void engine_slots_free(struct engine *e)
+{
+    for (size_t i = 0; i < e->slots.cap; i++)
+        if (e->slots.slots[i].key) slot_free_unlisted(e->slots.slots[i].value);
+    strmap_cleanup(&e->slots);
+}
