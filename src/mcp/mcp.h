@@ -321,7 +321,8 @@ int mcp_call_result_decode(struct json_value *result, struct mcp_call_result *ou
                            struct keel_err *err);
 
 /* The text of every "text" content block of a result, joined with "\n",
- * in arena a ("" if none). */
+ * in arena a ("" if none).  A NUL character in a text becomes U+FFFD, so
+ * the C string holds all of it. */
 const char *mcp_result_text(struct arena *a, const struct mcp_call_result *r);
 
 #endif

@@ -86,8 +86,7 @@ int mcp_call_result_decode(struct json_value *result, struct mcp_call_result *ou
     for (uint32_t i = 0; i < content->len; i++) {
         struct json_value *blk = content->u.items[i];
         if (!json_is(blk, JSON_OBJECT) || !plain_string(json_get(blk, "type")))
-            return keel_fail(err, KEEL_EPROTO, "content[%u] is not a content block with a type",
-                             i);
+            return keel_fail(err, KEEL_EPROTO, "content[%u] is not a content block with a type", i);
     }
     struct json_value *structured = json_get(result, "structuredContent");
     if (structured && !json_is(structured, JSON_OBJECT))
@@ -121,7 +120,15 @@ const char *mcp_result_text(struct arena *a, const struct mcp_call_result *r)
         struct json_value *text = json_get(blk, "text");
         if (strcmp(type, "text") != 0 || !json_is(text, JSON_STRING)) continue;
         if (!first) buf_putc(&b, '\n');
-        buf_append(&b, text->u.s.str, text->len);
+        /* A NUL in the text (JSON "\u0000") would cut the C string short
+         * and hide what follows: it becomes U+FFFD. */
+        const char *t = text->u.s.str, *end = t + text->len;
+        for (const char *z; t < end && (z = memchr(t, '\0', (size_t)(end - t))) != NULL;
+             t = z + 1) {
+            buf_append(&b, t, (size_t)(z - t));
+            buf_puts(&b, "\xEF\xBF\xBD");
+        }
+        buf_append(&b, t, (size_t)(end - t));
         first = false;
     }
     const char *s = arena_strndup(a, b.data ? b.data : "", b.len);

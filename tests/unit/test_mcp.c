@@ -1195,6 +1195,12 @@ TEST(decode_tools_and_results)
                                &r, &err) == 0);
     CHECK_STR(mcp_result_text(&a, &r), "a\nb");
     CHECK(!r.is_error && !r.structured && !r.meta);
+    /* A NUL inside a text does not hide the rest (found by fuzz_mcp_result). */
+    REQUIRE(mcp_call_result_decode(
+                test_parse(&a, "{\"content\":[{\"type\":\"text\",\"text\":\"a\\u0000b\"},"
+                               "{\"type\":\"text\",\"text\":\"c\"}]}"),
+                &r, &err) == 0);
+    CHECK_STR(mcp_result_text(&a, &r), "a\xEF\xBF\xBD" "b\nc");
     static const struct {
         const char *json;
         const char *msg;
