@@ -206,6 +206,21 @@ static int check_state(struct run_ctx *c, const char *key, const struct json_val
     return workflow_state_check(k, after, err);
 }
 
+/* Journals (deferred: nothing follows before the step completes) that step
+ * s applies value to state key with the key's reducer. */
+static int state_updated(struct run_ctx *c, const struct workflow_step *s, const char *key,
+                         struct json_value *value, struct keel_err *err)
+{
+    const struct workflow_state_key *k = workflow_state_find(c->ew->wf, key);
+    struct json_value *p = json_object(c->arena);
+    jset_s(c->arena, p, "key", key);
+    jset_v(c->arena, p, "value", value);
+    jset_s(c->arena, p, "reducer",
+           workflow_reducer_name(k ? k->reducer : WORKFLOW_REDUCER_REPLACE));
+    jset_s(c->arena, p, "step", s->id);
+    return engine_journal_deferred(c, "state.updated", NULL, p, err);
+}
+
 /* Reduces value into the step's save key, then completes the step. */
 int engine_complete(struct run_ctx *c, const struct workflow_step *s, struct json_value *result,
                     int next, struct keel_err *err)
@@ -217,14 +232,7 @@ int engine_complete(struct run_ctx *c, const struct workflow_step *s, struct jso
         if (check_state(c, s->save, result, &serr))
             return engine_step_failed(c, s, serr.code ? serr.code : KEEL_ESCHEMA, serr.msg, false,
                                       err);
-        const struct workflow_state_key *k = workflow_state_find(c->ew->wf, s->save);
-        struct json_value *p = json_object(c->arena);
-        jset_s(c->arena, p, "key", s->save);
-        jset_v(c->arena, p, "value", result);
-        jset_s(c->arena, p, "reducer",
-               workflow_reducer_name(k ? k->reducer : WORKFLOW_REDUCER_REPLACE));
-        jset_s(c->arena, p, "step", s->id);
-        if ((rc = engine_journal_deferred(c, "state.updated", NULL, p, err))) return rc;
+        if ((rc = state_updated(c, s, s->save, result, err))) return rc;
     }
     struct json_value *p = json_object(c->arena);
     jset_s(c->arena, p, "step", s->id);
@@ -761,14 +769,7 @@ static int exec_set(struct run_ctx *c, const struct workflow_step *s, struct kee
             return fail_run(c, s, rerr.code, rerr.msg, err);
         if (check_state(c, en->key, val, &rerr))
             return fail_run(c, s, rerr.code ? rerr.code : KEEL_ESCHEMA, rerr.msg, err);
-        const struct workflow_state_key *k = workflow_state_find(c->ew->wf, en->key);
-        struct json_value *p = json_object(c->arena);
-        jset_s(c->arena, p, "key", en->key);
-        jset_v(c->arena, p, "value", val);
-        jset_s(c->arena, p, "reducer",
-               workflow_reducer_name(k ? k->reducer : WORKFLOW_REDUCER_REPLACE));
-        jset_s(c->arena, p, "step", s->id);
-        int rc = engine_journal_deferred(c, "state.updated", NULL, p, err); /* pure step */
+        int rc = state_updated(c, s, en->key, val, err);
         if (rc) return rc;
     }
     return engine_complete(c, s, NULL, s->next, err);

@@ -304,27 +304,9 @@ static int build_event(const char *run_id, int64_t seq, const char *prev_hash, c
     return rc;
 }
 
-int journal_writer_open(struct store *s, const char *run_id, struct journal_writer **out,
+/* A writer for run_id at the empty tail (seq 0, zero hash). */
+static int writer_alloc(struct store *s, const char *run_id, struct journal_writer **out,
                         struct keel_err *err)
-{
-    if (!run_id || !*run_id || strlen(run_id) > STORE_ID_MAX)
-        return keel_fail(err, KEEL_EINVAL, "journal writer: run id is empty or longer than %d",
-                         STORE_ID_MAX);
-    struct journal_writer *w = calloc(1, sizeof *w);
-    if (!w) return keel_fail(err, KEEL_ENOMEM, "out of memory opening a journal writer");
-    w->s = s;
-    snprintf(w->run_id, sizeof w->run_id, "%s", run_id);
-    int rc = store_events_tail(s, run_id, &w->seq, w->hash, err);
-    if (rc) {
-        free(w);
-        return rc;
-    }
-    *out = w;
-    return 0;
-}
-
-int journal_writer_new(struct store *s, const char *run_id, struct journal_writer **out,
-                       struct keel_err *err)
 {
     if (!run_id || !*run_id || strlen(run_id) > STORE_ID_MAX)
         return keel_fail(err, KEEL_EINVAL, "journal writer: run id is empty or longer than %d",
@@ -336,6 +318,26 @@ int journal_writer_new(struct store *s, const char *run_id, struct journal_write
     memcpy(w->hash, journal_zero_hash, sizeof w->hash);
     *out = w;
     return 0;
+}
+
+int journal_writer_open(struct store *s, const char *run_id, struct journal_writer **out,
+                        struct keel_err *err)
+{
+    struct journal_writer *w = NULL;
+    int rc = writer_alloc(s, run_id, &w, err);
+    if (!rc) rc = store_events_tail(s, run_id, &w->seq, w->hash, err);
+    if (rc) {
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+int journal_writer_new(struct store *s, const char *run_id, struct journal_writer **out,
+                       struct keel_err *err)
+{
+    return writer_alloc(s, run_id, out, err);
 }
 
 void journal_writer_free(struct journal_writer *w)
