@@ -17,6 +17,17 @@
  * date, or OpenAI's retry-after-ms) when it sent one, else full jitter:
  * uniform in [0, min(8 s, 500 ms * 2^attempt)].
  *
+ * The deadline.  The whole call (every attempt, wait and fallback) has one
+ * deadline on the monotonic clock (struct clock), chosen by model_route.
+ * Invariants: no attempt starts with less than MODEL_MIN_ATTEMPT_MS left;
+ * each attempt's HTTP timeout is the provider's timeout or what is left,
+ * whichever is smaller; a wait never ends less than MODEL_MIN_ATTEMPT_MS
+ * before the deadline (a jittered backoff is shortened to fit, a
+ * Retry-After is not: that model's attempts end there, as for one over
+ * max_retry_wait).  When the deadline is what ended the call, it fails
+ * with KEEL_ETIMEOUT and a message listing what was tried and naming the
+ * setting to change.
+ *
  * Secrets: the key is copied only into the auth header line (built in
  * locked memory and wiped) and into curl's copy of the header list (wiped
  * before it is freed).  Every message built here from remote text passes
@@ -55,6 +66,7 @@ static void curl_start(void)
 
 struct http {
     long status;             /* 0 when no response came                        */
+    int64_t timeout_ms;      /* the limit this exchange had                   */
     struct buf body;
     bool too_big;
     int64_t retry_after_ms;  /* -1: the server said nothing                    */
@@ -157,14 +169,16 @@ static bool provider_sets(const struct model_provider *p, const char *fixed)
 }
 
 /* POSTs body to p's endpoint over c (the call's handle: reset here, so
- * only its connection cache carries over between attempts); the outcome is
- * in *h (init'd here). */
+ * only its connection cache carries over between attempts) with at most
+ * timeout_ms (> 0) for the whole exchange; the outcome is in *h (init'd
+ * here). */
 static void post(CURL *c, const struct model_provider *p, const char *body, size_t len,
-                 struct http *h)
+                 int64_t timeout_ms, struct http *h)
 {
     memset(h, 0, sizeof *h);
     buf_init(&h->body);
     h->retry_after_ms = -1;
+    h->timeout_ms = timeout_ms;
     curl_easy_reset(c);
     bool ok = true;
     struct curl_slist *hdrs = NULL;
@@ -202,8 +216,10 @@ static void post(CURL *c, const struct model_provider *p, const char *body, size
     curl_easy_setopt(c, CURLOPT_WRITEDATA, h);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, h);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)p->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)p->connect_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(p->connect_timeout_ms < timeout_ms ? p->connect_timeout_ms
+                                                               : timeout_ms));
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->curl_msg);
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
@@ -232,10 +248,40 @@ static const struct {
 struct outcome {
     int code;       /* 0: answered                                       */
     bool retry;
+    bool deadline;  /* the call's deadline ended this model's attempts   */
     long status;
     int64_t retry_after_ms;
     char msg[KEEL_ERR_MSG_MAX];
 };
+
+/* The call's deadline on the monotonic clock. */
+struct clock {
+    int64_t end_ms;      /* keel_mono_ns() / 1e6 at which the call must end */
+    int64_t deadline_ms; /* the setting's value                             */
+    const char *setting; /* where to change it: "models.routes.x.deadline"  */
+    bool is_default;     /* the setting is absent: the built-in default     */
+};
+
+static int64_t mono_ms(void)
+{
+    return keel_mono_ns() / 1000000;
+}
+
+static int64_t left_ms(const struct clock *k)
+{
+    return k->end_ms - mono_ms();
+}
+
+/* "2000 ms, models.routes.x.deadline" or "300000 ms, the default; set
+ * models.routes.x.deadline to change it", for messages. */
+static void clock_describe(const struct clock *k, char *out, size_t cap)
+{
+    if (k->is_default)
+        snprintf(out, cap, "%lld ms, the default; set %s to change it",
+                 (long long)k->deadline_ms, k->setting);
+    else
+        snprintf(out, cap, "%lld ms, %s", (long long)k->deadline_ms, k->setting);
+}
 
 /* An excerpt of an error reply: its error.message when it is JSON with
  * one, else the first bytes of the body. */
@@ -258,7 +304,7 @@ static void excerpt(struct buf *out, const struct http *h)
 }
 
 static void classify(const struct model_provider *p, const struct model_def *m,
-                     const struct http *h, struct outcome *o)
+                     const struct http *h, const struct clock *k, struct outcome *o)
 {
     memset(o, 0, sizeof *o);
     o->retry_after_ms = h->retry_after_ms;
@@ -269,13 +315,25 @@ static void classify(const struct model_provider *p, const struct model_def *m,
             snprintf(o->msg, sizeof o->msg,
                      "provider %s sent a reply over %u MiB for model %s; Keel refuses it",
                      p->name, MODEL_MAX_BODY >> 20, m->name);
+        } else if (h->rc == CURLE_OPERATION_TIMEDOUT && h->timeout_ms < p->timeout_ms) {
+            char d[300];
+            clock_describe(k, d, sizeof d);
+            o->code = KEEL_ETIMEOUT;
+            o->retry = true;
+            o->deadline = true;
+            snprintf(o->msg, sizeof o->msg,
+                     "provider %s did not answer within %lld ms for model %s (%s): that was "
+                     "what was left of the call's deadline (%s), less than the provider's "
+                     "timeout of %lld ms",
+                     p->name, (long long)h->timeout_ms, m->name, h->curl_msg, d,
+                     (long long)p->timeout_ms);
         } else if (h->rc == CURLE_OPERATION_TIMEDOUT) {
             o->code = KEEL_ETIMEOUT;
             o->retry = true;
             snprintf(o->msg, sizeof o->msg,
                      "provider %s did not answer within %lld ms for model %s (%s); raise "
                      "models.providers.%s.timeout or check the server",
-                     p->name, (long long)p->timeout_ms, m->name, h->curl_msg, p->name);
+                     p->name, (long long)h->timeout_ms, m->name, h->curl_msg, p->name);
         } else {
             o->code = KEEL_EIO;
             o->retry = true;
@@ -352,19 +410,73 @@ static void trail_add(struct arena *a, struct json_value *trail, const struct mo
     json_array_push(a, trail, t);
 }
 
-/* What one model did: 0 with *resp filled, or the last outcome in *last. */
+/* Appends to o->msg (NUL-terminated, cut at its size). */
+static void msg_append(struct outcome *o, const char *fmt, ...) KEEL_PRINTF(2, 3);
+static void msg_append(struct outcome *o, const char *fmt, ...)
+{
+    size_t n = strlen(o->msg);
+    if (n + 1 >= sizeof o->msg) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(o->msg + n, sizeof o->msg - n, fmt, ap);
+    va_end(ap);
+}
+
+/* The wait before the next attempt of a model after the failure in *last
+ * (attempt counts from 0), or -1 when there is none: no retry wanted, no
+ * retries left, a Retry-After over max_retry_wait, or no room before the
+ * deadline (last->msg then says which, and last->deadline is set for the
+ * deadline). */
+static int64_t retry_wait(const struct model_provider *p, int attempt, const struct clock *k,
+                          struct outcome *last)
+{
+    if (!last->retry || attempt >= p->retries) return -1;
+    int64_t room = left_ms(k) - MODEL_MIN_ATTEMPT_MS; /* the longest wait that fits */
+    char d[300];
+    clock_describe(k, d, sizeof d);
+    if (last->retry_after_ms > p->max_retry_wait_ms) {
+        msg_append(last,
+                   "; it asked to retry after %lld ms, more than max_retry_wait (%lld ms), "
+                   "so Keel moved on",
+                   (long long)last->retry_after_ms, (long long)p->max_retry_wait_ms);
+        return -1;
+    }
+    if (last->retry_after_ms > room) {
+        last->deadline = true;
+        msg_append(last,
+                   "; it asked to retry after %lld ms, which would end past the call's deadline "
+                   "(%lld ms left of %s), so Keel did not wait",
+                   (long long)last->retry_after_ms, (long long)(room + MODEL_MIN_ATTEMPT_MS), d);
+        return -1;
+    }
+    if (last->retry_after_ms >= 0) return last->retry_after_ms;
+    if (room < 0) {
+        last->deadline = true;
+        msg_append(last, "; no time was left for a retry before the call's deadline (%s)", d);
+        return -1;
+    }
+    int64_t wait = backoff_ms(attempt);
+    return wait < room ? wait : room; /* jitter shortened to fit the deadline */
+}
+
+/* What one model did: 0 with *resp filled, 1 with the last outcome in
+ * *last, 2 when it was not tried at all because less than
+ * MODEL_MIN_ATTEMPT_MS of the deadline was left (never for the first model
+ * of the chain: a call always makes one request), or a negative code. */
 static int call_model(CURL *c, struct model_gateway *g, const struct model_def *m,
-                      const struct model_request *r, struct arena *a, struct json_value *trail,
-                      int *attempts, struct model_response *resp, struct outcome *last,
-                      struct keel_err *err)
+                      const struct model_request *r, const struct clock *k, bool first,
+                      struct arena *a, struct json_value *trail, int *attempts,
+                      struct model_response *resp, struct outcome *last, struct keel_err *err)
 {
     const struct model_provider *p = m->provider;
+    if (!first && left_ms(k) < MODEL_MIN_ATTEMPT_MS) return 2;
     struct model_request rq = *r;
     if (rq.max_output_tokens <= 0) rq.max_output_tokens = m->max_output;
     struct arena scratch;
     arena_init(&scratch);
     struct json_value *body = NULL;
-    int rc = model_wire_request(p->kind->name, m->provider_model, &rq, &scratch, &body, err);
+    int rc = model_wire_request(p->kind->name, m->provider_model, m->max_tokens_field, &rq,
+                                &scratch, &body, err);
     if (rc) { /* the caller's messages are wrong: no model can help */
         arena_cleanup(&scratch);
         return rc;
@@ -376,10 +488,23 @@ static int call_model(CURL *c, struct model_gateway *g, const struct model_def *
 
     rc = 1; /* 1: failed, see *last */
     for (int attempt = 0; attempt <= p->retries; attempt++) {
+        /* retry_wait left MODEL_MIN_ATTEMPT_MS; a sleep that overran it
+         * (a loaded machine) ends the model here rather than send a
+         * request with no time to answer. */
+        int64_t left = left_ms(k);
+        if (attempt > 0 && left < MODEL_MIN_ATTEMPT_MS) {
+            char d[300];
+            clock_describe(k, d, sizeof d);
+            last->deadline = true;
+            msg_append(last, "; the wait ended too close to the call's deadline (%s) to retry",
+                       d);
+            break;
+        }
+        if (left < 1) left = 1; /* 0 would mean no limit to curl */
         struct http h;
-        post(c, p, text.data, text.len, &h);
+        post(c, p, text.data, text.len, left < p->timeout_ms ? left : p->timeout_ms, &h);
         (*attempts)++;
-        classify(p, m, &h, last);
+        classify(p, m, &h, k, last);
         if (last->code == 0) {
             struct keel_err e;
             keel_err_clear(&e);
@@ -399,20 +524,7 @@ static int call_model(CURL *c, struct model_gateway *g, const struct model_def *
         }
         buf_cleanup(&h.body);
         model_scrub(g, last->msg, sizeof last->msg);
-        int64_t wait = -1;
-        if (last->retry && attempt < p->retries) {
-            if (last->retry_after_ms < 0) {
-                wait = backoff_ms(attempt);
-            } else if (last->retry_after_ms <= p->max_retry_wait_ms) {
-                wait = last->retry_after_ms;
-            } else {
-                size_t n = strlen(last->msg);
-                snprintf(last->msg + n, sizeof last->msg - n,
-                         "; it asked to retry after %lld ms, more than max_retry_wait (%lld ms), "
-                         "so Keel moved on",
-                         (long long)last->retry_after_ms, (long long)p->max_retry_wait_ms);
-            }
-        }
+        int64_t wait = retry_wait(p, attempt, k, last);
         trail_add(a, trail, m, last, wait > 0 ? wait : 0);
         if (wait < 0) break;
         keel_log(KEEL_LOG_INFO, "model %s: attempt %d failed (%s); retrying in %lld ms", m->name,
@@ -423,10 +535,52 @@ static int call_model(CURL *c, struct model_gateway *g, const struct model_def *
     return rc;
 }
 
+/* A summary of the trail for the deadline message: "a (HTTP 503), a
+ * (ETIMEOUT), b (HTTP 429)", cut after cap bytes with the count left out. */
+static void trail_summary(const struct json_value *trail, struct buf *out, size_t cap)
+{
+    for (uint32_t i = 0; i < trail->len; i++) {
+        const struct json_value *t = trail->u.items[i];
+        if (out->len > cap) {
+            buf_printf(out, " and %u more", trail->len - i);
+            return;
+        }
+        int64_t status = json_get_int(t, "status", 0);
+        buf_printf(out, "%s%s (", i ? ", " : "", json_get_str(t, "model", "?"));
+        if (status > 0) buf_printf(out, "HTTP %lld)", (long long)status);
+        else buf_printf(out, "%s)", json_get_str(t, "code", "?"));
+    }
+}
+
+/* Fails the call because its deadline ended it: says what was tried and
+ * which setting to change.  Returns KEEL_ETIMEOUT. */
+static int deadline_fail(struct model_gateway *g, const struct clock *k, int64_t start_ms,
+                         const struct json_value *trail, int attempts, const char *skipped,
+                         const struct outcome *last, struct keel_err *err)
+{
+    struct buf b;
+    buf_init(&b);
+    char d[300];
+    clock_describe(k, d, sizeof d);
+    buf_printf(&b,
+               "the model call ran out of time: its deadline (%s) ended it after %d HTTP "
+               "request%s in %lld ms; tried: ",
+               d, attempts, attempts == 1 ? "" : "s", (long long)(mono_ms() - start_ms));
+    trail_summary(trail, &b, 300);
+    if (skipped && *skipped) buf_printf(&b, "; not tried: %s", skipped);
+    buf_printf(&b, "; %s %s in keel.yaml to allow more time. Last error: %s",
+               k->is_default ? "set" : "raise", k->setting, last->msg);
+    keel_fail(err, KEEL_ETIMEOUT, "%s", b.data);
+    if (err) model_scrub(g, err->msg, sizeof err->msg);
+    buf_cleanup(&b);
+    return KEEL_ETIMEOUT;
+}
+
 /* See model.h.  On success every string and value in *out is in a. */
 int model_call(struct model_gateway *g, const struct model_request *r, struct arena *a,
                struct model_response *out, struct keel_err *err)
 {
+    int64_t start_ms = mono_ms();
     struct model_route_choice choice;
     int rc = model_route(g, r, &choice, err);
     if (rc) return rc;
@@ -440,6 +594,18 @@ int model_call(struct model_gateway *g, const struct model_request *r, struct ar
     for (size_t i = 0; i < MODEL_MAX_FALLBACKS && choice.fallbacks[i]; i++)
         chain[nchain++] = choice.fallbacks[i];
 
+    /* Where the deadline is set, or would be: the route the call went
+     * through, else the chosen model's provider. */
+    struct clock k = {.end_ms = start_ms + choice.deadline_ms,
+                      .deadline_ms = choice.deadline_ms,
+                      .setting = choice.deadline_ref,
+                      .is_default = choice.deadline_ref == NULL};
+    if (!k.setting) {
+        const struct model_routedef *rt =
+            model_route_find(g, r->route ? r->route : "default");
+        k.setting = rt ? rt->deadline_ref : model_find(g, choice.model)->provider->deadline_ref;
+    }
+
     /* One easy handle per call: its connection cache lets a retry reuse
      * the connection when the server kept it open. */
     CURL *c = curl_easy_init();
@@ -448,16 +614,24 @@ int model_call(struct model_gateway *g, const struct model_request *r, struct ar
     int attempts = 0;
     struct outcome last;
     memset(&last, 0, sizeof last);
-    struct buf tried;
+    struct buf tried, skipped;
     buf_init(&tried);
+    buf_init(&skipped);
     for (size_t i = 0; i < nchain; i++) {
         const struct model_def *m = model_find(g, chain[i]);
         struct model_response resp = {0};
-        rc = call_model(c, g, m, r, a, trail, &attempts, &resp, &last, err);
+        rc = call_model(c, g, m, r, &k, i == 0, a, trail, &attempts, &resp, &last, err);
         if (rc < 0) {
             buf_cleanup(&tried);
+            buf_cleanup(&skipped);
             curl_easy_cleanup(c);
             return rc;
+        }
+        if (rc == 2) { /* the deadline is (all but) reached: no fallback starts */
+            for (size_t j = i; j < nchain; j++)
+                buf_printf(&skipped, "%s%s", j > i ? ", " : "", chain[j]);
+            keel_log(KEEL_LOG_WARN, "model call: deadline reached; not trying %s", skipped.data);
+            break;
         }
         buf_printf(&tried, "%s%s", i ? ", " : "", m->name);
         if (rc > 0) {
@@ -483,11 +657,19 @@ int model_call(struct model_gateway *g, const struct model_request *r, struct ar
         out->attempts = attempts;
         out->trail = trail;
         buf_cleanup(&tried);
+        buf_cleanup(&skipped);
         curl_easy_cleanup(c);
         return 0;
     }
     curl_easy_cleanup(c);
     if (!out->trail) out->trail = trail;
+    if (last.deadline || skipped.len) {
+        rc = deadline_fail(g, &k, start_ms, trail, attempts, skipped.data, &last, err);
+        buf_cleanup(&tried);
+        buf_cleanup(&skipped);
+        return rc;
+    }
+    buf_cleanup(&skipped);
     char when[96] = "";
     if (last.code == KEEL_EBUSY)
         snprintf(when, sizeof when, "; retry %s",

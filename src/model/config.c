@@ -4,10 +4,12 @@
  *
  *   models:
  *     providers: {NAME: {kind, base_url, api_key, timeout, retries,
- *                        max_retry_wait, headers}}
- *     models:    {NAME: {provider, model, context, max_output, price}}
+ *                        max_retry_wait, deadline, max_tokens_field, headers}}
+ *     models:    {NAME: {provider, model, context, max_output,
+ *                        max_tokens_field, price}}
  *     routes:    {NAME: {rules: [{tag|agent|min_prompt_tokens|min_tools...,
- *                                 model}], model, fallback: [NAME...]}}
+ *                                 model}], model, fallback: [NAME...],
+ *                        deadline}}
  *
  * The value arrives as JSON with the source line/column of every value (the
  * YAML loader keeps them), so each problem is reported at file:line:column
@@ -22,7 +24,9 @@
  *
  * Invariants of a returned gateway: every model names a declared provider,
  * every rule, route and fallback names a declared model, no route shares a
- * model's name, and all strings live in g->a (keys excepted).
+ * model's name, every provider and model has a max_tokens_field its kind
+ * accepts (a row of kind->limit_fields), and all strings live in g->a (keys
+ * excepted).
  */
 #include "internal.h"
 
@@ -144,6 +148,60 @@ static int duration(struct cfg *c, const struct json_value *v, const char *path,
                    (long long)(hi_ms / 1000));
     *out = ms;
     return 0;
+}
+
+/* deadline: a duration from MODEL_MIN_ATTEMPT_MS to MODEL_MAX_DEADLINE_MS. */
+static int deadline(struct cfg *c, const struct json_value *v, const char *path, int64_t *out)
+{
+    int rc = duration(c, v, path, "deadline", MODEL_MAX_DEADLINE_MS, out);
+    if (rc) return rc;
+    if (*out < MODEL_MIN_ATTEMPT_MS)
+        return bad(c, v, path,
+                   "deadline must be at least %d ms (Keel starts no attempt with less time "
+                   "left); it bounds a whole model call, retries and fallbacks included, e.g. "
+                   "deadline: 2m",
+                   MODEL_MIN_ATTEMPT_MS);
+    return 0;
+}
+
+/* max_tokens_field: one of the provider kind's limit fields. */
+static int limit_field(struct cfg *c, const struct model_provider *p, const struct json_value *v,
+                       const char *path, const char **out)
+{
+    char names[96];
+    model_limit_field_names(p->kind, names, sizeof names);
+    const char *f = json_is(v, JSON_STRING) ? model_limit_field(p->kind, v->u.s.str) : NULL;
+    if (!f && p->kind->limit_fields[1])
+        return bad(c, v, path,
+                   "max_tokens_field must be %s: OpenAI's own API wants max_completion_tokens "
+                   "(its o-series and gpt-4.1+/gpt-5 models refuse max_tokens), while vLLM, "
+                   "llama.cpp, Ollama and LiteLLM read max_tokens",
+                   names);
+    if (!f)
+        return bad(c, v, path,
+                   "max_tokens_field must be %s for provider %s (kind: %s takes no other); "
+                   "remove the setting",
+                   names, p->name, p->kind->name);
+    *out = f;
+    return 0;
+}
+
+/* Is the host of url (scheme://[user@]host[:port][/...]) host, ignoring
+ * case? */
+static bool url_host_is(const char *url, const char *host)
+{
+    const char *h = strstr(url, "://");
+    if (!h) return false;
+    h += 3;
+    size_t n = strcspn(h, "/?#");
+    const char *at = memchr(h, '@', n);
+    if (at) {
+        n -= (size_t)(at + 1 - h);
+        h = at + 1;
+    }
+    const char *colon = memchr(h, ':', n);
+    if (colon) n = (size_t)(colon - h);
+    return n == strlen(host) && !strncasecmp(h, host, n);
 }
 
 /* ---- api keys ------------------------------------------------------------ */
@@ -298,8 +356,10 @@ static int headers(struct cfg *c, struct model_provider *p, const struct json_va
 static int provider(struct cfg *c, struct model_provider *p, const struct json_value *v,
                     const char *path)
 {
-    static const char *const allowed[] = {"kind",    "base_url",       "api_key", "timeout",
-                                          "retries", "max_retry_wait", "headers", NULL};
+    static const char *const allowed[] = {"kind",     "base_url",         "api_key",
+                                          "timeout",  "retries",          "max_retry_wait",
+                                          "deadline", "max_tokens_field", "headers",
+                                          NULL};
     if (!json_is(v, JSON_OBJECT))
         return bad(c, v, path, "provider %s must be a mapping {kind, base_url, api_key, ...}",
                    p->name);
@@ -335,6 +395,10 @@ static int provider(struct cfg *c, struct model_provider *p, const struct json_v
     size_t ulen = base->len;
     while (ulen > 0 && url[ulen - 1] == '/') ulen--;
     p->url = arena_printf(&c->g->a, "%.*s%s", (int)ulen, url, p->kind->path);
+    p->max_tokens_field = p->kind->limit_fields[0];
+    if (p->kind->native_host && url_host_is(url, p->kind->native_host))
+        p->max_tokens_field = p->kind->native_limit_field;
+    p->deadline_ref = arena_printf(&c->g->a, "models.providers.%s.deadline", p->name);
 
     const struct json_value *x;
     if ((x = json_get(v, "timeout"))) {
@@ -353,6 +417,14 @@ static int provider(struct cfg *c, struct model_provider *p, const struct json_v
         join(sub, path, "max_retry_wait");
         if ((rc = duration(c, x, sub, "max_retry_wait", 3600000, &p->max_retry_wait_ms)))
             return rc;
+    }
+    if ((x = json_get(v, "deadline"))) {
+        join(sub, path, "deadline");
+        if ((rc = deadline(c, x, sub, &p->deadline_ms))) return rc;
+    }
+    if ((x = json_get(v, "max_tokens_field"))) {
+        join(sub, path, "max_tokens_field");
+        if ((rc = limit_field(c, p, x, sub, &p->max_tokens_field))) return rc;
     }
     if ((x = json_get(v, "headers"))) {
         join(sub, path, "headers");
@@ -401,8 +473,8 @@ static int price(struct cfg *c, struct model_def *m, const struct json_value *v,
 
 static int model(struct cfg *c, struct model_def *m, const struct json_value *v, const char *path)
 {
-    static const char *const allowed[] = {"provider",   "model", "context",
-                                          "max_output", "price", NULL};
+    static const char *const allowed[] = {"provider",         "model", "context", "max_output",
+                                          "max_tokens_field", "price", NULL};
     if (!json_is(v, JSON_OBJECT))
         return bad(c, v, path, "model %s must be a mapping {provider, model, ...}", m->name);
     int rc = fields(c, v, path, allowed, "a model");
@@ -431,6 +503,11 @@ static int model(struct cfg *c, struct model_def *m, const struct json_value *v,
     if ((x = json_get(v, "max_output"))) {
         join(sub, path, "max_output");
         if ((rc = integer(c, x, sub, "max_output", 1, 10000000, &m->max_output))) return rc;
+    }
+    m->max_tokens_field = m->provider->max_tokens_field;
+    if ((x = json_get(v, "max_tokens_field"))) {
+        join(sub, path, "max_tokens_field");
+        if ((rc = limit_field(c, m->provider, x, sub, &m->max_tokens_field))) return rc;
     }
     if ((x = json_get(v, "price"))) {
         join(sub, path, "price");
@@ -519,7 +596,7 @@ fail:
 static int route(struct cfg *c, struct model_routedef *rt, const struct json_value *v,
                  const char *path)
 {
-    static const char *const allowed[] = {"rules", "model", "fallback", NULL};
+    static const char *const allowed[] = {"rules", "model", "fallback", "deadline", NULL};
     if (!json_is(v, JSON_OBJECT))
         return bad(c, v, path, "route %s must be a mapping {rules, model, fallback}", rt->name);
     int rc = fields(c, v, path, allowed, "a route");
@@ -529,6 +606,11 @@ static int route(struct cfg *c, struct model_routedef *rt, const struct json_val
     if (model_find(c->g, rt->name))
         return bad(c, v, path, "route %s has the name of a declared model; rename one of them",
                    rt->name);
+    rt->deadline_ref = arena_printf(&c->g->a, "models.routes.%s.deadline", rt->name);
+    if ((x = json_get(v, "deadline"))) {
+        join(sub, path, "deadline");
+        if ((rc = deadline(c, x, sub, &rt->deadline_ms))) return rc;
+    }
     if ((x = json_get(v, "rules"))) {
         join(sub, path, "rules");
         if (!json_is(x, JSON_ARRAY)) return bad(c, x, sub, "rules must be a list of rules");

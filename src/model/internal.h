@@ -24,6 +24,11 @@
 #define MODEL_QUOTE_MAX 200           /* bytes of a bad reply quoted in errors */
 #define MODEL_DEFAULT_MAX_OUTPUT 1024 /* anthropic needs max_tokens          */
 #define MODEL_DEFAULT_CONTEXT 8192
+#define MODEL_DEFAULT_DEADLINE_MS 300000 /* a whole model_call: 5 min          */
+#define MODEL_MAX_DEADLINE_MS 86400000   /* deadline: at most 24 h            */
+#define MODEL_MIN_ATTEMPT_MS 100 /* an attempt is not started with less left:
+                                    no server answers a request that soon, and
+                                    one abandoned that fast may still be billed */
 
 /* One provider wire format: the kind's name, the path appended to
  * base_url, how the key is sent, and the functions that speak it (wire.c).
@@ -33,8 +38,15 @@ struct model_kind {
     const char *path;
     const char *auth;          /* header line prefix the key follows           */
     const char *const *fixed;  /* headers every request carries, NULL-ended    */
-    int (*request)(const char *provider_model, const struct model_request *r, struct arena *a,
-                   struct json_value **out, struct keel_err *err);
+    const char *const *limit_fields; /* names the output limit may be sent
+                                        under, NULL-ended; the first is the
+                                        default ...                         */
+    const char *native_host;        /* ... except at this host (the vendor's
+                                        own API; NULL: none), which gets    */
+    const char *native_limit_field; /* this one                            */
+    int (*request)(const char *provider_model, const char *limit_field,
+                   const struct model_request *r, struct arena *a, struct json_value **out,
+                   struct keel_err *err);
     int (*response)(const struct json_value *reply, struct arena *a,
                     struct model_response *out, struct keel_err *err);
 };
@@ -43,6 +55,10 @@ struct model_kind {
 const struct model_kind *model_kind_find(const char *name);
 /* "openai, anthropic" for messages (static). */
 const char *model_kind_names(void);
+/* The row of k->limit_fields equal to name (static), or NULL. */
+const char *model_limit_field(const struct model_kind *k, const char *name);
+/* "max_tokens or max_completion_tokens": k's limit fields, for messages. */
+void model_limit_field_names(const struct model_kind *k, char *out, size_t cap);
 
 struct model_provider {
     const char *name;
@@ -55,6 +71,10 @@ struct model_provider {
     int64_t connect_timeout_ms;
     int retries;
     int64_t max_retry_wait_ms;
+    int64_t deadline_ms;   /* 0: not declared                                   */
+    const char *deadline_ref; /* "models.providers.<name>.deadline"            */
+    const char *max_tokens_field; /* where the output limit goes (a row of
+                                     kind->limit_fields)                       */
     const char **headers;  /* "Name: value" lines                               */
     size_t nheaders;
 };
@@ -65,6 +85,7 @@ struct model_def {
     const char *provider_model;
     int64_t context;
     int64_t max_output;    /* 0 when not declared (openai then sends none)       */
+    const char *max_tokens_field; /* the model's own, else its provider's      */
     bool has_price;
     double price_input;    /* USD per million tokens */
     double price_output;
@@ -85,6 +106,8 @@ struct model_routedef {
     size_t nrules;
     struct model_def *model; /* when no rule matches */
     struct model_def *fallbacks[MODEL_MAX_FALLBACKS + 1];
+    int64_t deadline_ms;      /* 0: not declared                                */
+    const char *deadline_ref; /* "models.routes.<name>.deadline"               */
 };
 
 struct model_gateway {

@@ -92,6 +92,12 @@ struct model_route_choice {
     const char *rule;          /* why: "tag=triage", "prompt_tokens>=4000",
                                   "default", "model" (request named a model)    */
     const char *fallbacks[8];  /* declared model names tried next, NULL-ended   */
+    int64_t deadline_ms;       /* the whole call's time limit: the route's
+                                  deadline, else the chosen model's provider's,
+                                  else 5 minutes                                */
+    const char *deadline_ref;  /* the keel.yaml setting it came from, e.g.
+                                  "models.routes.default.deadline"; NULL for
+                                  the built-in default                          */
 };
 
 /* Picks the model for r by the route's rules, first match wins (tag,
@@ -122,10 +128,14 @@ struct model_response {
 /* Calls the model chosen by model_route, retrying on 429/5xx/timeouts with
  * jittered exponential backoff that honours Retry-After (seconds or an HTTP
  * date; a wait longer than the provider's max_retry_wait fails the attempt
- * instead of sleeping), then the route's fallbacks in order.  Everything in
- * *out is allocated in a.  Errors: KEEL_ENOENT (unknown route/model),
- * KEEL_EBUSY (rate limited after the retries; err->msg says when to retry),
- * KEEL_ETIMEOUT, KEEL_EIO (HTTP/transport), KEEL_EPROTO (a reply that is not
+ * instead of sleeping), then the route's fallbacks in order, all within the
+ * choice's deadline_ms: no attempt starts with less than 100 ms of it left,
+ * a Retry-After that would end past it fails that attempt at once, and each
+ * HTTP timeout is cut to what is left.  Everything in *out is allocated in
+ * a.  Errors: KEEL_ENOENT (unknown route/model), KEEL_EBUSY (rate limited
+ * after the retries; err->msg says when to retry), KEEL_ETIMEOUT (an HTTP
+ * timeout, or the deadline: err->msg then lists what was tried and names the
+ * setting), KEEL_EIO (HTTP/transport), KEEL_EPROTO (a reply that is not
  * the provider's JSON format; the message quotes at most 200 bytes of it),
  * KEEL_EDENIED (401/403: check the key — the key itself is never quoted).
  * On failure *out is untouched except out->trail (if non-NULL on entry it is
@@ -136,8 +146,11 @@ int model_call(struct model_gateway *g, const struct model_request *r, struct ar
 /* ---- provider wire formats (exposed for tests and fuzzing) -------------- */
 
 /* Builds the provider's HTTP request body for r sent to provider_model.
- * kind is "openai" or "anthropic".  Returns a new JSON value in a. */
-int model_wire_request(const char *kind, const char *provider_model,
+ * kind is "openai" or "anthropic".  limit_field names the member that
+ * carries r->max_output_tokens: for openai "max_tokens" or
+ * "max_completion_tokens" (keel.yaml's max_tokens_field), for anthropic
+ * "max_tokens"; NULL means "max_tokens".  Returns a new JSON value in a. */
+int model_wire_request(const char *kind, const char *provider_model, const char *limit_field,
                        const struct model_request *r, struct arena *a, struct json_value **out,
                        struct keel_err *err);
 

@@ -8,7 +8,9 @@
  * first whose every condition holds wins; conditions are the step's tag,
  * the acting agent, the estimated prompt tokens (>=) and the number of
  * tools offered (>=).  A model named directly has no fallbacks.  The
- * fallbacks never repeat the chosen model or each other.
+ * fallbacks never repeat the chosen model or each other.  The call's
+ * deadline is chosen here too: the route's, else the chosen model's
+ * provider's, else MODEL_DEFAULT_DEADLINE_MS.
  */
 #include "internal.h"
 
@@ -98,6 +100,22 @@ static void list_names(const struct model_gateway *g, bool routes, char *out, si
     if (!count) snprintf(out, cap, "none");
 }
 
+/* The call's deadline: the route's (rt may be NULL), else the model's
+ * provider's, else the default. */
+static void deadline_of(const struct model_routedef *rt, const struct model_def *m,
+                        struct model_route_choice *c)
+{
+    c->deadline_ms = MODEL_DEFAULT_DEADLINE_MS;
+    c->deadline_ref = NULL;
+    if (rt && rt->deadline_ms > 0) {
+        c->deadline_ms = rt->deadline_ms;
+        c->deadline_ref = rt->deadline_ref;
+    } else if (m->provider->deadline_ms > 0) {
+        c->deadline_ms = m->provider->deadline_ms;
+        c->deadline_ref = m->provider->deadline_ref;
+    }
+}
+
 /* See model.h.  out's strings are borrowed from g. */
 int model_route(const struct model_gateway *g, const struct model_request *r,
                 struct model_route_choice *out, struct keel_err *err)
@@ -123,6 +141,7 @@ int model_route(const struct model_gateway *g, const struct model_request *r,
                                  routes, models);
             c.model = g->models[0].name;
             c.rule = "only model";
+            deadline_of(NULL, &g->models[0], &c);
             *out = c;
             return 0;
         }
@@ -135,6 +154,7 @@ int model_route(const struct model_gateway *g, const struct model_request *r,
                              r->route, routes, models);
         c.model = m->name;
         c.rule = "model";
+        deadline_of(NULL, m, &c);
         *out = c;
         return 0;
     }
@@ -149,6 +169,7 @@ int model_route(const struct model_gateway *g, const struct model_request *r,
         }
     }
     c.model = chosen->name;
+    deadline_of(rt, chosen, &c);
     size_t n = 0;
     for (size_t i = 0; i < MODEL_MAX_FALLBACKS && rt->fallbacks[i]; i++) {
         const char *f = rt->fallbacks[i]->name;

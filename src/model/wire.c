@@ -220,8 +220,9 @@ static struct json_value *openai_call(struct arena *a, const struct json_value *
     return o;
 }
 
-static int openai_request(const char *provider_model, const struct model_request *r,
-                          struct arena *a, struct json_value **out, struct keel_err *err)
+static int openai_request(const char *provider_model, const char *limit_field,
+                          const struct model_request *r, struct arena *a, struct json_value **out,
+                          struct keel_err *err)
 {
     struct json_value *body = json_object(a), *msgs = json_array(a);
     json_object_setc(a, body, "model", json_cstr(a, provider_model));
@@ -269,8 +270,10 @@ static int openai_request(const char *provider_model, const struct model_request
         json_object_setc(a, rf, "json_schema", js);
         json_object_setc(a, body, "response_format", rf);
     }
+    /* max_tokens (what compatible servers read) or max_completion_tokens
+     * (what OpenAI's newer models require): keel.yaml's max_tokens_field. */
     if (r->max_output_tokens > 0)
-        json_object_setc(a, body, "max_tokens", json_int(a, r->max_output_tokens));
+        json_object_setc(a, body, limit_field, json_int(a, r->max_output_tokens));
     *out = body;
     (void)err;
     return 0;
@@ -352,8 +355,9 @@ static const char structured_prompt[] =
     "Reply with only a JSON value (no prose, no code fences) that validates against this JSON "
     "Schema: ";
 
-static int anthropic_request(const char *provider_model, const struct model_request *r,
-                             struct arena *a, struct json_value **out, struct keel_err *err)
+static int anthropic_request(const char *provider_model, const char *limit_field,
+                             const struct model_request *r, struct arena *a,
+                             struct json_value **out, struct keel_err *err)
 {
     struct json_value *body = json_object(a), *msgs = json_array(a);
     struct buf system;
@@ -384,7 +388,7 @@ static int anthropic_request(const char *provider_model, const struct model_requ
         json_write(&system, r->output_schema, 0, NULL);
     }
     json_object_setc(a, body, "model", json_cstr(a, provider_model));
-    json_object_setc(a, body, "max_tokens",
+    json_object_setc(a, body, limit_field,
                      json_int(a, r->max_output_tokens > 0 ? r->max_output_tokens
                                                           : MODEL_DEFAULT_MAX_OUTPUT));
     if (system.len) json_object_setc(a, body, "system", str_value(a, system.data, system.len));
@@ -622,11 +626,21 @@ static int anthropic_response(const struct json_value *reply, struct arena *a,
 static const char *const openai_fixed[] = {NULL};
 static const char *const anthropic_fixed[] = {"anthropic-version: 2023-06-01", NULL};
 
+/* Where the output limit goes.  OpenAI deprecated max_tokens for
+ * max_completion_tokens (its o-series and gpt-4.1+/gpt-5 models refuse
+ * max_tokens with a 400), but the servers that copy its API (vLLM,
+ * llama.cpp, Ollama, LiteLLM, ...) have read max_tokens for years and some
+ * silently ignore max_completion_tokens, which would leave a call with no
+ * limit at all.  So max_tokens is the default, and OpenAI's own host gets
+ * max_completion_tokens; keel.yaml's max_tokens_field overrides both. */
+static const char *const openai_limits[] = {"max_tokens", "max_completion_tokens", NULL};
+static const char *const anthropic_limits[] = {"max_tokens", NULL};
+
 static const struct model_kind kinds[] = {
-    {"openai", "/chat/completions", "Authorization: Bearer ", openai_fixed, openai_request,
-     openai_response},
-    {"anthropic", "/messages", "x-api-key: ", anthropic_fixed, anthropic_request,
-     anthropic_response},
+    {"openai", "/chat/completions", "Authorization: Bearer ", openai_fixed, openai_limits,
+     "api.openai.com", "max_completion_tokens", openai_request, openai_response},
+    {"anthropic", "/messages", "x-api-key: ", anthropic_fixed, anthropic_limits, NULL, NULL,
+     anthropic_request, anthropic_response},
 };
 
 /* See internal.h.  Returns a static row, or NULL. */
@@ -643,9 +657,27 @@ const char *model_kind_names(void)
     return "openai, anthropic";
 }
 
+/* See internal.h.  Returns a static string (a row of k->limit_fields), or
+ * NULL when name is not one of them. */
+const char *model_limit_field(const struct model_kind *k, const char *name)
+{
+    for (size_t i = 0; name && k->limit_fields[i]; i++)
+        if (!strcmp(k->limit_fields[i], name)) return k->limit_fields[i];
+    return NULL;
+}
+
+/* See internal.h.  Writes "a, b" into out. */
+void model_limit_field_names(const struct model_kind *k, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; k->limit_fields[i] && n < cap; i++)
+        n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? " or " : "", k->limit_fields[i]);
+}
+
 /* See model.h.  The body is built in a; it borrows (does not copy) values
  * of r (schemas, arguments), so r must outlive *out. */
-int model_wire_request(const char *kind, const char *provider_model,
+int model_wire_request(const char *kind, const char *provider_model, const char *limit_field,
                        const struct model_request *r, struct arena *a, struct json_value **out,
                        struct keel_err *err)
 {
@@ -653,9 +685,17 @@ int model_wire_request(const char *kind, const char *provider_model,
     if (!k)
         return keel_fail(err, KEEL_EINVAL, "unknown provider kind '%s'; expected one of: %s",
                          kind ? kind : "(null)", model_kind_names());
+    const char *field = model_limit_field(k, limit_field ? limit_field : "max_tokens");
+    if (!field) {
+        char names[96];
+        model_limit_field_names(k, names, sizeof names);
+        return keel_fail(err, KEEL_EINVAL,
+                         "a %s request carries its output limit in %s, not '%s'", k->name, names,
+                         limit_field);
+    }
     int rc = check_request(r, err);
     if (rc) return rc;
-    return k->request(provider_model, r, a, out, err);
+    return k->request(provider_model, field, r, a, out, err);
 }
 
 /* See model.h.  The reply is parsed in a scratch arena; only the neutral

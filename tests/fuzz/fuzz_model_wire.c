@@ -75,8 +75,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_array_push(&a, msgs, out.message);
         struct model_request r = {.messages = msgs};
         struct json_value *body = NULL;
-        check(model_wire_request("openai", "m", &r, &a, &body, &err) == 0);
-        check(model_wire_request("anthropic", "m", &r, &a, &body, &err) == 0);
+        check(model_wire_request("openai", "m", NULL, &r, &a, &body, &err) == 0);
+        check(model_wire_request("anthropic", "m", NULL, &r, &a, &body, &err) == 0);
     }
     arena_cleanup(&a);
     return 0;

@@ -523,7 +523,7 @@ TEST(wire_openai_request)
     r.max_output_tokens = 300;
     struct json_value *body = NULL;
     struct keel_err err;
-    REQUIRE(model_wire_request("openai", "gpt-4o-mini", &r, &a, &body, &err) == 0);
+    REQUIRE(model_wire_request("openai", "gpt-4o-mini", NULL, &r, &a, &body, &err) == 0);
     CHECK_JSON(body,
                "{\"model\": \"gpt-4o-mini\", \"max_tokens\": 300,"
                " \"messages\": ["
@@ -551,7 +551,7 @@ TEST(wire_openai_request)
                "\"strict\": false}}}");
     /* Without tools, schema or a limit, those members are absent. */
     struct model_request plain = {.messages = parse(&a, "[{\"role\":\"user\",\"content\":\"hi\"}]")};
-    REQUIRE(model_wire_request("openai", "m", &plain, &a, &body, &err) == 0);
+    REQUIRE(model_wire_request("openai", "m", NULL, &plain, &a, &body, &err) == 0);
     CHECK_JSON(body, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
     arena_cleanup(&a);
 }
@@ -563,7 +563,7 @@ TEST(wire_anthropic_request)
     struct model_request r = full_request(&a);
     struct json_value *body = NULL;
     struct keel_err err;
-    REQUIRE(model_wire_request("anthropic", "claude-sonnet", &r, &a, &body, &err) == 0);
+    REQUIRE(model_wire_request("anthropic", "claude-sonnet", NULL, &r, &a, &body, &err) == 0);
     CHECK_JSON(body,
                "{\"model\": \"claude-sonnet\", \"max_tokens\": 1024,"
                " \"system\": \"You triage tickets.\\n\\nBe brief.\\n\\nReply with only a JSON "
@@ -595,7 +595,7 @@ TEST(wire_anthropic_request)
                               "{\"role\":\"assistant\",\"content\":\"hello\"},"
                               "{\"role\":\"user\",\"content\":\"more\"}]"),
         .max_output_tokens = 77};
-    REQUIRE(model_wire_request("anthropic", "c", &plain, &a, &body, &err) == 0);
+    REQUIRE(model_wire_request("anthropic", "c", NULL, &plain, &a, &body, &err) == 0);
     CHECK_JSON(body, "{\"model\": \"c\", \"max_tokens\": 77, \"messages\": ["
                      "{\"role\": \"user\", \"content\": \"hi\"},"
                      "{\"role\": \"assistant\", \"content\": \"hello\"},"
@@ -630,7 +630,7 @@ TEST(wire_request_rejects_bad_neutral_input)
             struct json_value *body = NULL;
             struct keel_err err;
             keel_err_clear(&err);
-            int rc = model_wire_request(k ? "anthropic" : "openai", "m", &r, &a, &body, &err);
+            int rc = model_wire_request(k ? "anthropic" : "openai", "m", NULL, &r, &a, &body, &err);
             if (rc != KEEL_EINVAL || strcmp(err.path, cases[i].path) ||
                 !strstr(err.msg, cases[i].msg))
                 TEST_FAIL_AT(__FILE__, __LINE__, "case %zu: rc %d path %s msg %s", i, rc,
@@ -641,7 +641,7 @@ TEST(wire_request_rejects_bad_neutral_input)
     struct model_request r = {.messages = parse(&a, "[]")};
     struct json_value *body = NULL;
     struct keel_err err;
-    CHECK_INT(model_wire_request("cohere", "m", &r, &a, &body, &err), KEEL_EINVAL);
+    CHECK_INT(model_wire_request("cohere", "m", NULL, &r, &a, &body, &err), KEEL_EINVAL);
     arena_cleanup(&a);
 }
 
@@ -818,14 +818,14 @@ TEST(wire_reply_round_trips_into_the_next_request)
                     parse(&a, "{\"role\": \"tool\", \"tool_call_id\": \"c1\", \"content\": \"3\"}"));
     struct model_request r = {.messages = msgs};
     struct json_value *body = NULL;
-    REQUIRE(model_wire_request("anthropic", "c", &r, &a, &body, &err) == 0);
+    REQUIRE(model_wire_request("anthropic", "c", NULL, &r, &a, &body, &err) == 0);
     CHECK_JSON(json_get(body, "messages"),
                "[{\"role\": \"user\", \"content\": \"go\"},"
                " {\"role\": \"assistant\", \"content\": [{\"type\": \"tool_use\", \"id\": \"c1\", "
                "\"name\": \"f\", \"input\": {\"a\": [1, 2]}}]},"
                " {\"role\": \"user\", \"content\": [{\"type\": \"tool_result\", \"tool_use_id\": "
                "\"c1\", \"content\": \"3\"}]}]");
-    REQUIRE(model_wire_request("openai", "o", &r, &a, &body, &err) == 0);
+    REQUIRE(model_wire_request("openai", "o", NULL, &r, &a, &body, &err) == 0);
     CHECK_JSON(json_get(body, "messages"),
                "[{\"role\": \"user\", \"content\": \"go\"},"
                " {\"role\": \"assistant\", \"content\": \"\", \"tool_calls\": [{\"id\": \"c1\", "

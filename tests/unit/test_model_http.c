@@ -309,7 +309,7 @@ TEST(http_openai_tool_call_round_trip)
     }
     struct json_value *want = NULL;
     struct keel_err werr;
-    REQUIRE(model_wire_request("openai", "gpt-4o-mini", &r, &a, &want, &werr) == 0);
+    REQUIRE(model_wire_request("openai", "gpt-4o-mini", NULL, &r, &a, &want, &werr) == 0);
     CHECK(json_equal(json_get(recs->u.items[1], "body"), want));
     arena_cleanup(&a);
 }
@@ -367,7 +367,7 @@ TEST(http_anthropic_tool_use_round_trip)
     sent.max_output_tokens = 512; /* the model's max_output */
     struct json_value *want = NULL;
     struct keel_err werr;
-    REQUIRE(model_wire_request("anthropic", "claude-x", &sent, &a, &want, &werr) == 0);
+    REQUIRE(model_wire_request("anthropic", "claude-x", NULL, &sent, &a, &want, &werr) == 0);
     CHECK(json_equal(json_get(recs->u.items[1], "body"), want));
     CHECK_INT(json_get_int(json_get(recs->u.items[1], "body"), "max_tokens", 0), 512);
     arena_cleanup(&a);
