@@ -5,31 +5,31 @@
  * Every model call is journaled once as a model.response event carrying
  * {agent, model, usage: {input_tokens, output_tokens}, cost_usd} (the cost
  * was computed from the price table when the call was made, so a later
- * price change does not rewrite history).  This file sums those events over
- * a time window, per workflow, per agent and per model.  Nothing is cached:
- * the journal is the only record, and the answer is always consistent
- * with it.
+ * price change does not rewrite history).  This file sums those calls over
+ * a time window, per workflow, per agent and per model.
  *
- * Cost of a query.  The store has neither a time filter on runs nor a way
- * to read events by kind, so the scan is:
- *   1. every run row (paged, STORE_LIST_MAX at a time; the workflow filter
- *      is the store's), keeping in memory only runs that can have a call
- *      in the window: created before its end, and not ended before its
- *      start (updated_ms of an ended run is its last status change, which
- *      follows its last event; a run that has not ended may still be
- *      calling models, so its updated_ms says nothing);
- *   2. the journal of each kept run, comparing the kind string before
- *      anything else: only model.response payloads in the window are
- *      parsed, each into a scratch arena reset per event, so memory stays
- *      bounded by the largest payload plus one entry per group.
- * So a query costs O(runs) row reads plus O(events of overlapping runs).
+ * Cost of a query.  The store keeps a row per model.response event in
+ * model_calls (time, agent, model, tokens, cost), written in the same
+ * transaction as the event, so it always agrees with the journal; the
+ * journal stays the record, model_calls is an index of it.  A query is one
+ * store_usage_sum: four GROUP BY aggregates (totals, by workflow, by agent,
+ * by model) in one read transaction, each a range scan of the time index
+ * over the window plus a runs probe per call for the workflow.  So it
+ * costs O(calls in the window), whatever the size of the store and of the
+ * journals, and reads no payload (bench/usage: 10,000 runs of 40 calls,
+ * the whole history in ~0.4 s instead of ~5 s; the last 10% in ~40 ms).
+ * Until schema 4 it read every run row and the journal of every run that
+ * overlapped the window, parsing each model.response payload (~0.5 ms
+ * per run).
  *
  * Invariants: a call is counted iff since <= event time < until (half-open,
- * so consecutive windows never count a call twice) and it matches the
- * filters; "runs" of a group counts the runs with at least one counted call
- * in that group; token sums are exact integers; costs are summed with
- * Neumaier's compensation (so the order of the runs does not change the
- * result beyond the last bit) and shown rounded to 1e-12 dollars.
+ * so consecutive windows never count a call twice), its run row exists, and
+ * it matches the filters; "runs" of a group counts the runs with at least
+ * one counted call in that group; an agent, model or workflow that is empty
+ * is reported (and filtered) as "(unknown)"; token sums are exact integers;
+ * costs are summed with Neumaier's compensation (the store's keel_fsum, so
+ * the order of the rows does not change the result beyond the last bit)
+ * and shown rounded to 1e-12 dollars.
  */
 #include "internal.h"
 
@@ -45,142 +45,48 @@ static const char *const unknown_name = "(unknown)";
 /* One row of a breakdown (or the totals). */
 struct usage_sum {
     const char *name;
-    int64_t runs;
-    int64_t calls;
-    int64_t input_tokens;
-    int64_t output_tokens;
-    double cost, cost_carry; /* Neumaier: cost + cost_carry is the sum */
-    size_t last_run;         /* ordinal of the last run counted in runs */
+    const struct store_usage_sum *s;
 };
 
-/* A breakdown: name -> row, and the rows in creation order. */
-struct usage_group {
-    struct strmap by_name;
-    struct usage_sum **rows;
-    size_t n, cap;
+/* The breakdowns, in the order the answer lists them: the key each row is
+ * named by, the store grouping that computes it, and the row's name in a
+ * store row. */
+static const struct {
+    const char *list, *key;
+    unsigned grouping;
+} breakdowns[] = {
+    {"by_workflow", "workflow", STORE_USAGE_BY_WORKFLOW},
+    {"by_agent", "agent", STORE_USAGE_BY_AGENT},
+    {"by_model", "model", STORE_USAGE_BY_MODEL},
 };
 
-struct usage_scan {
-    struct arena *a;      /* the answer's arena: rows and names live here */
-    struct arena scratch; /* one payload at a time                        */
-    int64_t since, until;
-    const char *agent;    /* filter, without "agent:"; NULL: any          */
-    const char *workflow; /* the current run's workflow                  */
-    size_t run;           /* ordinal of the current run (1-based)        */
-    struct usage_sum total;
-    struct usage_group by_workflow, by_agent, by_model;
-};
-
-static void add_cost(struct usage_sum *s, double x)
+static const char *name_of(const struct store_usage_sum *s)
 {
-    double t = s->cost + x;
-    if ((s->cost >= 0 ? s->cost : -s->cost) >= (x >= 0 ? x : -x))
-        s->cost_carry += (s->cost - t) + x;
-    else
-        s->cost_carry += (x - t) + s->cost;
-    s->cost = t;
-}
-
-static void add_call(struct usage_sum *s, size_t run, int64_t in, int64_t out, double cost)
-{
-    if (s->last_run != run) {
-        s->last_run = run;
-        s->runs++;
-    }
-    s->calls++;
-    s->input_tokens += in;
-    s->output_tokens += out;
-    add_cost(s, cost);
-}
-
-/* The row of name in g, created (zeroed, name copied into a) if new. */
-static struct usage_sum *row_of(struct arena *a, struct usage_group *g, const char *name)
-{
-    size_t len = strnlen(name, USAGE_NAME_MAX);
-    struct usage_sum *s = strmap_get(&g->by_name, name, len);
-    if (s) return s;
-    if (g->n == g->cap) {
-        size_t cap = g->cap ? 2 * g->cap : 16;
-        struct usage_sum **rows = arena_alloc(a, cap * sizeof *rows);
-        if (g->n) memcpy(rows, g->rows, g->n * sizeof *rows);
-        g->rows = rows;
-        g->cap = cap;
-    }
-    s = arena_zalloc(a, sizeof *s);
-    s->name = arena_strndup(a, name, len);
-    g->rows[g->n++] = s;
-    strmap_put(&g->by_name, s->name, len, s);
-    return s;
-}
-
-/* A non-negative integer field of the usage object (a damaged or foreign
- * value counts as 0 rather than making the sums negative). */
-static int64_t tokens(const struct json_value *usage, const char *key)
-{
-    int64_t v = json_get_int(usage, key, 0);
-    return v > 0 ? v : 0;
-}
-
-static int on_event(void *ctx, const struct journal_event *ev)
-{
-    struct usage_scan *x = ctx;
-    /* Most events are not model responses: decide on the kind and the
-     * time before touching the payload. */
-    if (strcmp(ev->kind, "model.response") != 0) return 0;
-    if (ev->time_ms < x->since || ev->time_ms >= x->until) return 0;
-    arena_reset(&x->scratch);
-    struct json_value *p = NULL;
-    if (json_parse(&x->scratch, ev->payload, ev->payload_len, NULL, &p, NULL) != 0 ||
-        !json_is(p, JSON_OBJECT)) {
-        keel_log(KEEL_LOG_WARN, "usage: run %s event %lld: payload is not a JSON object; skipped",
-                 ev->run_id, (long long)ev->seq);
-        return 0;
-    }
-    /* The agent: the payload's, else the acting identity's. */
-    const char *agent = json_get_str(p, "agent", NULL);
-    if (!agent && ev->actor && !strncmp(ev->actor, "agent:", 6)) agent = ev->actor + 6;
-    if (!agent || !*agent) agent = unknown_name;
-    if (x->agent && strcmp(agent, x->agent) != 0) return 0;
-    const char *model = json_get_str(p, "model", NULL);
-    if (!model || !*model) model = unknown_name;
-    const struct json_value *usage = json_get(p, "usage");
-    int64_t in = tokens(usage, "input_tokens"), out = tokens(usage, "output_tokens");
-    const struct json_value *c = json_get(p, "cost_usd");
-    double cost = json_is(c, JSON_NUMBER) && c->u.n.d > 0 ? c->u.n.d : 0;
-
-    add_call(&x->total, x->run, in, out, cost);
-    add_call(row_of(x->a, &x->by_workflow, x->workflow), x->run, in, out, cost);
-    add_call(row_of(x->a, &x->by_agent, agent), x->run, in, out, cost);
-    add_call(row_of(x->a, &x->by_model, model), x->run, in, out, cost);
-    return 0;
-}
-
-/* Can run r have a model call in [since, until)? */
-static bool overlaps(const struct store_run *r, int64_t since, int64_t until)
-{
-    if (r->created_ms >= until) return false;
-    if (store_run_status_is_final(r->status) && r->updated_ms < since) return false;
-    return true;
+    const char *n = s->grouping == STORE_USAGE_BY_WORKFLOW ? s->workflow
+                    : s->grouping == STORE_USAGE_BY_AGENT  ? s->agent
+                                                           : s->model;
+    return n && *n ? n : unknown_name;
 }
 
 /* The sum in dollars, rounded to 1e-12 (a millionth of a micro-dollar,
  * far below any price) so binary noise does not show as 0.004471999999999999. */
-static double usd(const struct usage_sum *s)
+static double usd(const struct store_usage_sum *s)
 {
-    return round((s->cost + s->cost_carry) * 1e12) / 1e12;
+    return round(s->cost_usd * 1e12) / 1e12;
 }
 
 static int by_cost_desc(const void *pa, const void *pb)
 {
-    const struct usage_sum *a = *(struct usage_sum *const *)pa, *b = *(struct usage_sum *const *)pb;
-    double ca = usd(a), cb = usd(b);
+    const struct usage_sum *a = pa, *b = pb;
+    double ca = usd(a->s), cb = usd(b->s);
     if (ca != cb) return ca > cb ? -1 : 1;
-    int64_t ta = a->input_tokens + a->output_tokens, tb = b->input_tokens + b->output_tokens;
+    int64_t ta = a->s->input_tokens + a->s->output_tokens;
+    int64_t tb = b->s->input_tokens + b->s->output_tokens;
     if (ta != tb) return ta > tb ? -1 : 1;
     return strcmp(a->name, b->name);
 }
 
-static void put_sums(struct arena *a, struct json_value *o, const struct usage_sum *s)
+static void put_sums(struct arena *a, struct json_value *o, const struct store_usage_sum *s)
 {
     json_object_setc(a, o, "runs", json_int(a, s->runs));
     json_object_setc(a, o, "model_calls", json_int(a, s->calls));
@@ -189,25 +95,25 @@ static void put_sums(struct arena *a, struct json_value *o, const struct usage_s
     json_object_setc(a, o, "cost_usd", json_double(a, usd(s)));
 }
 
-static struct json_value *group_json(struct arena *a, struct usage_group *g, const char *key)
+/* The breakdown of grouping g among the store's rows, by cost. */
+static struct json_value *group_json(struct arena *a, const struct store_usage_sum *rows,
+                                     size_t n, unsigned g, const char *key)
 {
-    if (g->n > 1) qsort(g->rows, g->n, sizeof *g->rows, by_cost_desc);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += rows[i].grouping == g;
+    struct usage_sum *v = k ? arena_alloc(a, k * sizeof *v) : NULL;
+    k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].grouping == g) v[k++] = (struct usage_sum){name_of(&rows[i]), &rows[i]};
+    if (k > 1) qsort(v, k, sizeof *v, by_cost_desc);
     struct json_value *arr = json_array(a);
-    for (size_t i = 0; i < g->n; i++) {
+    for (size_t i = 0; i < k; i++) {
         struct json_value *o = json_object(a);
-        json_object_setc(a, o, key, json_cstr(a, g->rows[i]->name));
-        put_sums(a, o, g->rows[i]);
+        json_object_setc(a, o, key, json_cstr(a, v[i].name));
+        put_sums(a, o, v[i].s);
         json_array_push(a, arr, o);
     }
     return arr;
-}
-
-static void scan_cleanup(struct usage_scan *x)
-{
-    arena_cleanup(&x->scratch);
-    strmap_cleanup(&x->by_workflow.by_name);
-    strmap_cleanup(&x->by_agent.by_name);
-    strmap_cleanup(&x->by_model.by_name);
 }
 
 /* Checks a filter name: NULL is "no filter"; otherwise 1 to 127 bytes. */
@@ -243,46 +149,26 @@ int engine_usage(struct engine *e, const struct engine_usage_query *q, struct ar
     if (!rc) rc = check_name("agent", agent, err);
     if (rc) return rc;
 
-    struct usage_scan x;
-    memset(&x, 0, sizeof x);
-    x.a = a;
-    arena_init(&x.scratch);
-    x.since = since;
-    x.until = until;
-    x.agent = agent;
-    x.total.name = "total";
-    strmap_init(&x.by_workflow.by_name);
-    strmap_init(&x.by_agent.by_name);
-    strmap_init(&x.by_model.by_name);
-
-    /* Pages of run rows; the page arena is reset per page, so the paging
-     * key is copied out before. */
-    struct arena page;
-    arena_init(&page);
-    char after[STORE_ID_MAX + 1] = "";
-    for (;;) {
-        arena_reset(&page);
-        struct store_run_filter f = {
-            .workflow = q->workflow, .after_id = after[0] ? after : NULL, .limit = STORE_LIST_MAX};
-        struct store_run *runs = NULL;
-        size_t n = 0;
-        rc = store_run_list(e->store, &f, &page, &runs, &n, err);
-        if (rc || n == 0) break;
-        for (size_t i = 0; i < n && !rc; i++) {
-            if (!overlaps(&runs[i], since, until)) continue;
-            x.run++;
-            x.workflow = runs[i].workflow && runs[i].workflow[0] ? runs[i].workflow : unknown_name;
-            rc = journal_read(e->store, runs[i].id, 1, on_event, &x, err);
-            if (rc == KEEL_ENOENT) rc = 0; /* a run without events yet */
-        }
-        if (rc || n < STORE_LIST_MAX) break;
-        snprintf(after, sizeof after, "%s", runs[n - 1].id);
-    }
-    arena_cleanup(&page);
-    if (rc) {
-        scan_cleanup(&x);
-        return rc;
-    }
+    /* The totals (grouping 0: always exactly one row) and the three
+     * breakdowns, from one read of the store. */
+    static const unsigned groupings[] = {0, STORE_USAGE_BY_WORKFLOW, STORE_USAGE_BY_AGENT,
+                                         STORE_USAGE_BY_MODEL};
+    struct store_usage_filter f = {.since_ms = since,
+                                   .until_ms = until,
+                                   .workflow = q->workflow,
+                                   .agent = agent,
+                                   .unknown = unknown_name,
+                                   .groupings = groupings,
+                                   .n_groupings = KEEL_ARRAY_LEN(groupings)};
+    struct store_usage_sum *rows = NULL;
+    size_t n = 0;
+    rc = store_usage_sum(e->store, &f, a, &rows, &n, err);
+    if (rc) return rc;
+    const struct store_usage_sum *total = NULL;
+    for (size_t i = 0; i < n && !total; i++)
+        if (rows[i].grouping == 0) total = &rows[i];
+    if (!total)
+        return keel_fail(err, KEEL_EINTERNAL, "usage: the store returned no totals row");
 
     struct json_value *o = json_object(a);
     char t[32];
@@ -296,11 +182,10 @@ int engine_usage(struct engine *e, const struct engine_usage_query *q, struct ar
     json_object_setc(a, o, "until", json_cstr(a, t));
     if (q->workflow) json_object_setc(a, o, "workflow", json_cstr(a, q->workflow));
     if (agent) json_object_setc(a, o, "agent", json_cstr(a, agent));
-    put_sums(a, o, &x.total);
-    json_object_setc(a, o, "by_workflow", group_json(a, &x.by_workflow, "workflow"));
-    json_object_setc(a, o, "by_agent", group_json(a, &x.by_agent, "agent"));
-    json_object_setc(a, o, "by_model", group_json(a, &x.by_model, "model"));
-    scan_cleanup(&x);
+    put_sums(a, o, total);
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(breakdowns); i++)
+        json_object_setc(a, o, breakdowns[i].list,
+                         group_json(a, rows, n, breakdowns[i].grouping, breakdowns[i].key));
     *out = o;
     return 0;
 }

@@ -242,10 +242,13 @@ struct journal_writer {
     char hash[JOURNAL_HASH_HEX + 1];
 };
 
-/* An event built and ready for the store: its canonical payload and hash. */
+/* An event built and ready for the store: its canonical payload and hash,
+ * and for a model.response its usage row (ev.usage points at usage; a
+ * copy of a struct built must point it at its own usage again). */
 struct built {
     struct store_event ev;
     struct buf payload;
+    struct store_usage usage;
 };
 
 static int build_event(const char *run_id, int64_t seq, const char *prev_hash, const char *kind,
@@ -298,6 +301,14 @@ static int build_event(const char *run_id, int64_t seq, const char *prev_hash, c
     b->ev.payload = b->payload.data;
     b->ev.payload_len = b->payload.len;
     memcpy(b->ev.prev_hash, prev_hash, JOURNAL_HASH_HEX + 1);
+    /* A model call's usage goes to the store with its event (the store's
+     * model_calls row, written in the same transaction): taken here from
+     * the payload value, so the store never parses JSON on the commit path.
+     * Not hashed: it is derived from the payload, which is. */
+    if (k == JOURNAL_MODEL_RESPONSE) {
+        store_usage_of(payload, actor, &b->usage);
+        b->ev.usage = &b->usage;
+    }
     rc = hash_parts(prev_hash, run_id, seq, b->ev.time_ms, b->ev.kind, actor, b->payload.data,
                     b->payload.len, b->ev.hash, err);
     if (rc) buf_cleanup(&b->payload);
@@ -641,6 +652,9 @@ int journal_batch_submit(struct journal_batch *bt, journal_done_fn done, void *c
         bt->evs[i] = bt->items[i].b.ev;
         bt->evs[i].run_id = bt->run_id;
         bt->evs[i].actor = bt->items[i].actor;
+        /* items may have moved (realloc) since build_event pointed usage
+         * at the item's own copy: point it there again. */
+        if (bt->evs[i].usage) bt->evs[i].usage = &bt->items[i].b.usage;
     }
     bt->done = done;
     bt->ctx = ctx;

@@ -170,7 +170,10 @@ static void bind_event(sqlite3_stmt *st, int first, const struct store_event *ev
 }
 
 /* Inserts the group's events (q->batch, in order), INSERT_ROWS to a
- * statement while that many are left, then one by one. */
+ * statement while that many are left, then one by one; then the usage row
+ * of each model.response among them (struct store_event.usage, set by the
+ * journal), in the same transaction, so model_calls never disagrees with
+ * the events: both commit or neither does. */
 static int insert_batch(struct sq *q, struct conn *c, struct keel_err *err)
 {
     size_t i = 0;
@@ -184,6 +187,12 @@ static int insert_batch(struct sq *q, struct conn *c, struct keel_err *err)
         done_stmt(st);
         if (rc != SQLITE_DONE) return store_sq_fail(q, c->db, rc, "inserting events", err);
         i += rows;
+    }
+    for (i = 0; i < q->batch_n; i++) {
+        const struct store_event *ev = q->batch[i];
+        if (!ev->usage) continue;
+        int rc = store_sq_usage_insert(q, c, ev->run_id, ev->seq, ev->time_ms, ev->usage, err);
+        if (rc) return rc;
     }
     return 0;
 }

@@ -10,6 +10,8 @@
  *   sqlite_runs.c     runs, leases, and the list queries
  *   sqlite_journal.c  reading events, snapshots, workflow versions
  *   sqlite_records.c  approvals, timers, idempotency records, key/value
+ *   sqlite_usage.c    model usage: the model_calls rows, keel_fsum, and
+ *                     store_usage_sum
  *
  * Symbols shared between these files are named store_sq_*.
  */
@@ -59,6 +61,7 @@ enum stmt_id {
     ST_EV_TAIL_LOG, /* a run's last event in the log (after upto)       */
     ST_EV_SCAN,     /* a run's events in events_index, in seq order     */
     ST_EV_SCAN_LOG, /* a run's events in the log, in append order       */
+    ST_MC_INSERT,   /* a model call's usage row (sqlite_usage.c)        */
     ST_LOG_INDEX,
     ST_LOG_MARK,
     ST_LOG_COUNT,
@@ -324,6 +327,25 @@ int store_sq_workflow_put(struct store *s, const char *name, const char *hash, c
                           int64_t now_ms, struct keel_err *err);
 int store_sq_workflow_get(struct store *s, const char *name, const char *hash, struct arena *a,
                           const char **body, const char **hash_out, struct keel_err *err);
+
+/* ---- sqlite_usage.c ---- */
+
+/* Registers Keel's SQL functions (keel_fsum, a compensated SUM) on db;
+ * every connection does it when it opens. */
+int store_sq_register_functions(struct sq *q, sqlite3 *db, struct keel_err *err);
+
+/* Inserts the usage row of event (run_id, seq) at time_ms through c, inside
+ * the writer's open transaction. */
+int store_sq_usage_insert(struct sq *q, struct conn *c, const char *run_id, int64_t seq,
+                          int64_t time_ms, const struct store_usage *u, struct keel_err *err);
+
+/* Migration 4's second half: a model_calls row for every stored
+ * model.response event (inside the migration's transaction). */
+int store_sq_usage_backfill(struct sq *q, struct conn *c, struct keel_err *err);
+
+/* struct store_ops.usage_sum (contract in store.h, store_usage_sum). */
+int store_sq_usage_sum(struct store *s, const struct store_usage_filter *f, struct arena *a,
+                       struct store_usage_sum **out, size_t *n, struct keel_err *err);
 
 /* ---- sqlite_records.c ---- */
 

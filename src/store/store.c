@@ -12,6 +12,9 @@
 #include "store.h"
 #include "store_impl.h"
 
+#include "../json/json.h"
+
+#include <math.h>
 #include <semaphore.h>
 #include <string.h>
 
@@ -313,6 +316,74 @@ int store_run_release(struct store *s, const char *id, const char *owner, struct
 
 /* ---- events ------------------------------------------------------------ */
 
+/* The one kind whose events carry a usage row (see struct store_event). */
+static const char usage_kind[] = "model.response";
+
+/* A usage row is the model call's, whole and sane: a model.response event
+ * has one and no other event does, names end within their arrays, numbers
+ * are non-negative (and the cost finite), as store_usage_of makes them. */
+static int check_usage(const struct store_event *ev, struct keel_err *err)
+{
+    bool want = strcmp(ev->kind, usage_kind) == 0;
+    if (want && !ev->usage)
+        return keel_fail(err, KEEL_EINVAL,
+                         "event %lld of run %s is a %s without its usage row; fill "
+                         "store_event.usage (store_usage_of)",
+                         (long long)ev->seq, ev->run_id, usage_kind);
+    if (!want && ev->usage)
+        return keel_fail(err, KEEL_EINVAL,
+                         "event %lld of run %s is a %s but carries a usage row; only %s "
+                         "events do",
+                         (long long)ev->seq, ev->run_id, ev->kind, usage_kind);
+    if (!ev->usage) return 0;
+    const struct store_usage *u = ev->usage;
+    if (strnlen(u->agent, sizeof u->agent) == sizeof u->agent ||
+        strnlen(u->model, sizeof u->model) == sizeof u->model)
+        return keel_fail(err, KEEL_EINVAL,
+                         "usage row of event %lld of run %s: a name is not terminated within "
+                         "%d bytes",
+                         (long long)ev->seq, ev->run_id, STORE_ID_MAX);
+    if (u->input_tokens < 0 || u->output_tokens < 0 || !(u->cost_usd >= 0) ||
+        !isfinite(u->cost_usd))
+        return keel_fail(err, KEEL_EINVAL,
+                         "usage row of event %lld of run %s: tokens and cost must be "
+                         "non-negative (and the cost finite)",
+                         (long long)ev->seq, ev->run_id);
+    return 0;
+}
+
+/* Copies s up to its first NUL, at most STORE_ID_MAX bytes, into out. */
+static void copy_name(char out[STORE_ID_MAX + 1], const char *s)
+{
+    size_t n = s ? strnlen(s, STORE_ID_MAX) : 0;
+    if (n) memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+static int64_t positive_int(const struct json_value *obj, const char *key)
+{
+    int64_t v = json_get_int(obj, key, 0);
+    return v > 0 ? v : 0;
+}
+
+void store_usage_of(const struct json_value *payload, const char *actor, struct store_usage *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!json_is(payload, JSON_OBJECT)) return;
+    /* The agent: the payload's, else the acting identity's.  A payload
+     * agent that is an empty string stays empty (unknown): it does not
+     * fall back to the actor. */
+    const char *agent = json_get_str(payload, "agent", NULL);
+    if (!agent && actor && !strncmp(actor, "agent:", 6)) agent = actor + 6;
+    copy_name(out->agent, agent);
+    copy_name(out->model, json_get_str(payload, "model", NULL));
+    const struct json_value *usage = json_get(payload, "usage");
+    out->input_tokens = positive_int(usage, "input_tokens");
+    out->output_tokens = positive_int(usage, "output_tokens");
+    const struct json_value *c = json_get(payload, "cost_usd");
+    out->cost_usd = json_is(c, JSON_NUMBER) && c->u.n.d > 0 && isfinite(c->u.n.d) ? c->u.n.d : 0;
+}
+
 static int check_append(const struct store_append *req, struct keel_err *err)
 {
     if (req->n_events > STORE_APPEND_MAX)
@@ -333,6 +404,7 @@ static int check_append(const struct store_append *req, struct keel_err *err)
                              ev->payload_len, STORE_TEXT_MAX);
         TRY(check_hash("event prev_hash", ev->prev_hash, err));
         TRY(check_hash("event hash", ev->hash, err));
+        TRY(check_usage(ev, err));
     }
     if (req->status_run_id) {
         TRY(check_id("status run id", req->status_run_id, err));
@@ -411,6 +483,39 @@ int store_events_scan(struct store *s, const char *run_id, int64_t from_seq, int
     if (from_seq < 1) from_seq = 1;
     if (limit < 0) limit = 0;
     return s->ops->events_scan(s, run_id, from_seq, limit, fn, ctx, err);
+}
+
+int store_usage_sum(struct store *s, const struct store_usage_filter *f, struct arena *a,
+                    struct store_usage_sum **out, size_t *n, struct keel_err *err)
+{
+    static const unsigned all = STORE_USAGE_BY_ALL;
+    struct store_usage_filter fl = *f;
+    if (fl.since_ms < 0 || fl.until_ms < fl.since_ms)
+        return keel_fail(err, KEEL_EINVAL,
+                         "usage window [%lld, %lld) is not a window after 1970; since must not "
+                         "be after until",
+                         (long long)fl.since_ms, (long long)fl.until_ms);
+    TRY(check_opt_id("workflow filter", fl.workflow, err));
+    /* The agent filter may be the unknown name, so not an id: any text of
+     * at most STORE_ID_MAX bytes. */
+    if ((fl.agent && strnlen(fl.agent, STORE_ID_MAX + 1) > STORE_ID_MAX) ||
+        (fl.unknown && strnlen(fl.unknown, STORE_ID_MAX + 1) > STORE_ID_MAX))
+        return keel_fail(err, KEEL_ELIMIT, "usage: the agent filter and the unknown name are "
+                                           "limited to %d bytes",
+                         STORE_ID_MAX);
+    if (!fl.unknown) fl.unknown = "";
+    if (fl.n_groupings == 0 || !fl.groupings) {
+        fl.groupings = &all;
+        fl.n_groupings = 1;
+    }
+    if (fl.n_groupings > STORE_USAGE_GROUPINGS_MAX)
+        return keel_fail(err, KEEL_ELIMIT, "usage: %zu groupings in one query; the limit is %d",
+                         fl.n_groupings, STORE_USAGE_GROUPINGS_MAX);
+    for (size_t i = 0; i < fl.n_groupings; i++)
+        if (fl.groupings[i] & ~STORE_USAGE_BY_ALL)
+            return keel_fail(err, KEEL_EINVAL, "usage: grouping %#x has unknown bits",
+                             fl.groupings[i]);
+    return s->ops->usage_sum(s, &fl, a, out, n, err);
 }
 
 int store_snapshot_get(struct store *s, const char *run_id, int64_t max_seq, struct arena *a,

@@ -216,6 +216,21 @@ int store_run_release(struct store *s, const char *id, const char *owner, struct
 
 /* ---- journal events (the journal/ part builds on these) ---------------- */
 
+/* What a model call used, kept with its model.response event in the same
+ * transaction (a row of the model_calls table, docs/store.md), so usage
+ * queries (store_usage_sum) read neither journals nor payloads.  It is not
+ * part of the event's columns or hash: the payload stays the record, this
+ * is an index of it.  store_usage_of derives it from a payload, for the
+ * journal's append path and for migration 4's backfill alike. */
+struct store_usage {
+    char agent[STORE_ID_MAX + 1]; /* the payload's "agent" if a string, else the
+                                     actor's name after "agent:", else ""      */
+    char model[STORE_ID_MAX + 1]; /* the payload's "model" if a string, else "" */
+    int64_t input_tokens;  /* usage.input_tokens if a positive int64, else 0    */
+    int64_t output_tokens; /* usage.output_tokens likewise                      */
+    double cost_usd;       /* cost_usd if a positive number, else 0             */
+};
+
 /* One stored event.  The journal part defines the kinds, the payload shapes
  * and the hash chain; the store keeps the rows and enforces continuity. */
 struct store_event {
@@ -228,6 +243,10 @@ struct store_event {
     size_t payload_len;                /* bytes of payload                     */
     char prev_hash[STORE_HASH_HEX + 1]; /* hash of event seq-1 (64 zeros for seq 1) */
     char hash[STORE_HASH_HEX + 1];     /* this event's hash                    */
+    /* Set for a "model.response" event and for no other kind (store_append
+     * refuses either mismatch): its row in model_calls, written in the same
+     * transaction as the event.  Borrowed like the strings above. */
+    const struct store_usage *usage;
 };
 
 /* An append request: events (in order; one run or several) written
@@ -296,6 +315,60 @@ int store_snapshot_get(struct store *s, const char *run_id, int64_t max_seq, str
  * committer like an append. */
 int store_snapshot_put(struct store *s, const char *run_id, int64_t seq, const char *state,
                        struct keel_err *err);
+
+/* ---- model usage ------------------------------------------------------- */
+
+struct json_value;
+
+/* Fills *out from a model.response payload (an object; anything else gives
+ * an all-empty row) and the event's actor (may be NULL), per struct
+ * store_usage.  Names are copied up to their first NUL and cut to
+ * STORE_ID_MAX bytes (as usage reports always grouped them). */
+void store_usage_of(const struct json_value *payload, const char *actor, struct store_usage *out);
+
+/* Grouping dimensions of a usage query (bits; 0 is the grand total). */
+#define STORE_USAGE_BY_WORKFLOW 1u
+#define STORE_USAGE_BY_AGENT 2u
+#define STORE_USAGE_BY_MODEL 4u
+#define STORE_USAGE_BY_ALL 7u
+#define STORE_USAGE_GROUPINGS_MAX 8  /* groupings one query computes at most  */
+#define STORE_USAGE_ROWS_MAX 100000  /* rows one query returns at most        */
+
+struct store_usage_filter {
+    int64_t since_ms, until_ms; /* calls with since <= event time < until        */
+    const char *workflow;       /* only runs of this workflow; NULL: any          */
+    const char *agent;          /* only calls of this agent (compared after the
+                                   unknown mapping below); NULL: any              */
+    const char *unknown;        /* the name an empty agent or model is grouped,
+                                   filtered and returned as; NULL: ""            */
+    const unsigned *groupings;  /* STORE_USAGE_BY_* masks to compute, each a set
+                                   of rows; NULL (n_groupings 0): one grouping,
+                                   STORE_USAGE_BY_ALL                             */
+    size_t n_groupings;         /* 0 .. STORE_USAGE_GROUPINGS_MAX                 */
+};
+
+/* One group's sums. */
+struct store_usage_sum {
+    unsigned grouping;      /* the mask of the grouping this row belongs to       */
+    const char *workflow;   /* the group's key; NULL for a dimension the          */
+    const char *agent;      /*   grouping does not have                           */
+    const char *model;
+    int64_t runs;           /* distinct runs with a call in the group             */
+    int64_t calls;          /* model.response events                              */
+    int64_t input_tokens, output_tokens;
+    double cost_usd;        /* summed with Neumaier's compensation                 */
+};
+
+/* Sums the usage rows of model calls in f's window that match its filters,
+ * over model_calls joined with runs (a call whose run row is missing is not
+ * counted), once per grouping of f, all from one consistent read.  A
+ * grouping with dimensions yields one row per group that has calls (in no
+ * particular order); grouping 0 yields exactly one row (zeros if nothing
+ * matched).  *out is an array of *n rows in arena a.  KEEL_ELIMIT past
+ * STORE_USAGE_ROWS_MAX rows.  Costs an index range scan of the window per
+ * grouping (docs/store.md). */
+int store_usage_sum(struct store *s, const struct store_usage_filter *f, struct arena *a,
+                    struct store_usage_sum **out, size_t *n, struct keel_err *err);
 
 /* ---- workflow versions ------------------------------------------------- */
 
@@ -456,6 +529,8 @@ struct store_ops {
                        store_event_fn fn, void *ctx, struct keel_err *err);
     int (*snapshot_get)(struct store *s, const char *run_id, int64_t max_seq, struct arena *a,
                         int64_t *seq, const char **state, struct keel_err *err);
+    int (*usage_sum)(struct store *s, const struct store_usage_filter *f, struct arena *a,
+                     struct store_usage_sum **out, size_t *n, struct keel_err *err);
 
     int (*workflow_put)(struct store *s, const char *name, const char *hash, const char *body,
                         int64_t now_ms, struct keel_err *err);

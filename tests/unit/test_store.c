@@ -671,7 +671,7 @@ TEST(reopen_read_only_and_foreign_files)
     sqlite3_finalize(st);
     REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
     REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-    CHECK_INT(sqlite3_column_int(st, 0), 3);
+    CHECK_INT(sqlite3_column_int(st, 0), 4);
     sqlite3_finalize(st);
     sqlite3_close(db);
 
@@ -766,6 +766,7 @@ TEST(events_table_migrates_from_schema_2)
              "hash) SELECT run_id, seq, time_ms, kind, actor, payload, prev_hash, hash FROM "
              "events WHERE seq > 3 ORDER BY id;"
              "DROP TABLE events; DROP TABLE events_index; DROP TABLE events_indexed;"
+             "DROP TABLE model_calls;"
              "ALTER TABLE events_v2 RENAME TO events;"
              "PRAGMA user_version=2;"
              "COMMIT;");
@@ -774,7 +775,7 @@ TEST(events_table_migrates_from_schema_2)
 
     s = open_store(&t);
     REQUIRE(s);
-    CHECK_INT(raw_int(t.path, "PRAGMA user_version"), 3);
+    CHECK_INT(raw_int(t.path, "PRAGMA user_version"), 4);
     CHECK_INT(raw_int(t.path, "SELECT count(*) FROM events"), 6);
     CHECK_INT(raw_int(t.path, "SELECT count(*) FROM events_index i JOIN events e ON e.id = i.id "
                               "AND e.run_id = i.run_id AND e.seq = i.seq"),
