@@ -518,7 +518,10 @@ int engine_authorize(struct run_ctx *c, const struct workflow_step *s, const cha
     policy_entities_free(es);
     char actor[IDENTITY_NAME_MAX + 16];
     snprintf(actor, sizeof actor, "agent:%s", agent);
-    return engine_journal(c, "policy.decision", *agent ? actor : NULL, p, err);
+    /* Deferred: what follows is either the call, preceded by the
+     * synchronous tool.call.started, or a refusal, a failure or a park,
+     * each preceded by a synchronous append or a barrier. */
+    return engine_journal_deferred(c, "policy.decision", *agent ? actor : NULL, p, err);
 }
 
 /* The policy gate of a tool call.  Returns 1 to go on with the call, 0 if
@@ -639,7 +642,12 @@ int engine_journal_call_completed(struct run_ctx *c, const char *actor, struct j
                                   struct json_value **result, struct json_value **error,
                                   struct keel_err *err)
 {
-    int rc = engine_journal(c, "tool.call.completed", actor, p, err);
+    /* Deferred: the call is over; the outcome (state.updated and
+     * step.completed, a refusal the model reads next turn, or a failure)
+     * follows, and the run goes on only once all of it is durable.  Lost
+     * in a crash, the call is open again on resume: retried with the same
+     * idempotency key, or reconciled. */
+    int rc = engine_journal_deferred(c, "tool.call.completed", actor, p, err);
     if (rc != KEEL_ELIMIT) return rc;
     json_object_del(p, "result", 6);
     *result = NULL;
@@ -647,7 +655,7 @@ int engine_journal_call_completed(struct run_ctx *c, const char *actor, struct j
                               "the tool's result is larger than the journal's payload limit; make "
                               "the tool return less (or a reference to the data)");
     jset_v(c->arena, p, "error", *error);
-    return engine_journal(c, "tool.call.completed", actor, p, err);
+    return engine_journal_deferred(c, "tool.call.completed", actor, p, err);
 }
 
 int engine_needs_reconcile(struct run_ctx *c, const struct workflow_step *s, const char *call_id,
