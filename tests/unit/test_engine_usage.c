@@ -4,7 +4,8 @@
  * model.response events at chosen milliseconds, so the window bounds
  * (since inclusive, until exclusive), the run pruning (a run that has not
  * ended counts whatever its updated time), the filters and the sums are
- * checked exactly.  The end-to-end path (real agent runs, the API, the
+ * checked exactly; a store upgraded from schema 3 (calls only in the
+ * journals) answers as one written since.  The end-to-end path (real agent runs, the API, the
  * CLI) is tests/integration/usage.py.
  */
 #include "engine/engine.h"
@@ -13,6 +14,7 @@
 #include "test.h"
 
 #include <math.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -387,4 +389,73 @@ TEST(usage_time_forms)
         CHECK(strstr(err.msg, "RFC 3339") || strstr(err.msg, "1970"));
     }
     CHECK_INT(engine_usage_time(NULL, now, &ms, &err), KEEL_EINVAL);
+}
+
+/* A store written before schema 4 (no model_calls table: its calls exist
+ * only as model.response events) answers exactly as a store written since:
+ * opening it migrates and backfills the table from the payloads. */
+TEST(usage_store_upgraded_from_schema_3)
+{
+    REQUIRE(fixture());
+    char tmpl[] = "/tmp/keel-usage-old-XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    REQUIRE(dir);
+    char path[4200], uri[4300];
+    snprintf(path, sizeof path, "%s/keel.db", dir);
+    snprintf(uri, sizeof uri, "sqlite:%s", path);
+    struct keel_err err;
+    keel_err_clear(&err);
+    struct store *s;
+    REQUIRE(store_open(uri, NULL, &s, &err) == 0);
+    put_run(s, "run_1", "triage", STORE_RUN_SUCCEEDED, T0, T0 + 50, r1, 2);
+    put_run(s, "run_2", "draft", STORE_RUN_SUCCEEDED, T0 + 1000, T0 + 1100, r2, 2);
+    put_run(s, "run_3", "triage", STORE_RUN_NEEDS_RECONCILE, T0 - 100000, T0 - 99000, r3, 1);
+    put_run(s, "run_4", "triage", STORE_RUN_FAILED, T0 + 5000, T0 + 5100, r4, 1);
+    put_run(s, "run_5", "draft", STORE_RUN_SUCCEEDED, T0 + 6000, T0 + 6001, NULL, 0);
+    store_close(s);
+    /* Schema 3, as a Keel before this one left it. */
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK_INT(sqlite3_exec(db, "BEGIN; DROP TABLE model_calls; PRAGMA user_version=3; COMMIT;",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+
+    struct engine_opts o = {.data_dir = dir, .workers = 1};
+    struct engine *old = NULL;
+    REQUIRE(engine_start(&o, &old, &err) == 0);
+    struct arena a;
+    arena_init(&a);
+    /* The same queries on both stores give the same answers, field for
+     * field (a fixed until, so the texts match too). */
+    static const struct {
+        int64_t since, until;
+        const char *wf, *agent;
+    } qs[] = {
+        {0, T0 + 10000, NULL, NULL},         {T0 + 10, T0 + 20, NULL, NULL},
+        {T0 + 1500, T0 + 10000, NULL, NULL}, {0, T0 + 10000, "draft", NULL},
+        {0, T0 + 10000, NULL, "support/drafter"},
+        {0, T0 + 10000, "triage", "agent:support/triage"},
+    };
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(qs); i++) {
+        struct json_value *want = query(&a, qs[i].since, qs[i].until, qs[i].wf, qs[i].agent);
+        struct engine_usage_query q = {qs[i].since, qs[i].until, qs[i].wf, qs[i].agent};
+        struct json_value *got = NULL;
+        CHECK_INT(engine_usage(old, &q, &a, &got, &err), 0);
+        REQUIRE(want && got);
+        if (!json_equal(want, got)) fprintf(stderr, "  query %zu differs\n", i);
+        CHECK(json_equal(want, got));
+    }
+    /* And the sums are the fixture's (not merely equal to each other). */
+    struct engine_usage_query q = {0, T0 + 10000, NULL, NULL};
+    struct json_value *got = NULL;
+    REQUIRE(engine_usage(old, &q, &a, &got, &err) == 0);
+    CHECK_SUMS(got, 4, 6, 657, 68, 0.00012 + 0.0009 + 0.00006 + 0.00036 + 0.000013);
+    CHECK_STR(json_get_str(row(got, "by_agent", 1), "agent", ""), "support/triage");
+    CHECK_SUMS(row(got, "by_agent", 1), 3, 3, 407, 43, 0.00012 + 0.00036 + 0.000013);
+    arena_cleanup(&a);
+    engine_stop(old);
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
 }

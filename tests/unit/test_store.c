@@ -2,12 +2,16 @@
  * test_store.c — the store interface on its SQLite implementation: runs,
  * statuses and leases, workflow versions, approvals (decide once, even under
  * concurrency), timers, idempotency, key/value, event continuity, atomic
- * append requests, reopening, read-only and foreign files, group commit.
+ * append requests, reopening, read-only and foreign files, group commit,
+ * model usage rows (model_calls: written with their events, summed,
+ * backfilled by migration 4).
  */
+#include "json/json.h"
 #include "store/store.h"
 #include "test.h"
 #include "store_fixture.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -963,6 +967,369 @@ TEST(refused_requests_fail_alone)
     CHECK_INT(store_append_async(s, &nocb, &err), KEEL_EINVAL);
     pthread_mutex_destroy(&o.mu);
     pthread_cond_destroy(&o.cv);
+    store_close(s);
+    tmp_remove(&t);
+}
+
+/* ---- model usage (model_calls, schema 4) --------------------------------- */
+
+/* A model call to append: event seq of run at time t, with its usage row. */
+struct mcall {
+    const char *run;
+    int64_t seq, t;
+    const char *agent, *model;
+    int64_t in, out;
+    double cost;
+};
+
+/* The model.response event of m, its usage row in *u (which must outlive
+ * the append). */
+static struct store_event mc_event(const struct mcall *m, struct store_usage *u)
+{
+    struct store_event e = ev_at(m->run, m->seq);
+    e.time_ms = m->t;
+    e.kind = "model.response";
+    memset(u, 0, sizeof *u);
+    snprintf(u->agent, sizeof u->agent, "%s", m->agent);
+    snprintf(u->model, sizeof u->model, "%s", m->model);
+    u->input_tokens = m->in;
+    u->output_tokens = m->out;
+    u->cost_usd = m->cost;
+    e.usage = u;
+    return e;
+}
+
+static int append_one(struct store *s, const struct store_event *e, struct keel_err *err)
+{
+    struct store_append req = {.events = e, .n_events = 1};
+    return store_append(s, &req, err);
+}
+
+/* The usage row of a model.response is written with the event, in the
+ * same transaction: a refused request writes neither, and a group that
+ * fails on the usage row (here a conflicting row planted behind the
+ * store's back) does not keep the event either. */
+TEST(model_calls_written_with_their_events)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct keel_err err;
+    struct store_usage u1, u2, u3;
+    struct mcall c1 = {"m1", 2, 5000, "support/triage", "small", 100, 10, 0.00012};
+    struct mcall c2 = {"m1", 3, 5100, "", "big", 7, 0, 0};
+    struct store_event evs[2] = {ev_at("m1", 1), mc_event(&c1, &u1)};
+    struct store_append req = {.events = evs, .n_events = 2};
+    REQUIRE(store_append(s, &req, &err) == 0);
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM model_calls"), 1);
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM model_calls WHERE run_id = 'm1' AND seq = 2 "
+                              "AND time_ms = 5000 AND agent = 'support/triage' AND model = "
+                              "'small' AND input_tokens = 100 AND output_tokens = 10 AND "
+                              "cost_usd = 0.00012"),
+              1);
+
+    /* Usage rows are checked like every other field. */
+    struct store_event e = mc_event(&c2, &u2);
+    e.usage = NULL;
+    CHECK_INT(append_one(s, &e, &err), KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "without its usage row");
+    e = ev_at("m1", 3);
+    e.usage = &u1;
+    CHECK_INT(append_one(s, &e, &err), KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "only model.response");
+    e = mc_event(&c2, &u2);
+    u2.input_tokens = -1;
+    CHECK_INT(append_one(s, &e, &err), KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "non-negative");
+    e = mc_event(&c2, &u2);
+    u2.cost_usd = NAN;
+    CHECK_INT(append_one(s, &e, &err), KEEL_EINVAL);
+    e = mc_event(&c2, &u2);
+    memset(u2.model, 'x', sizeof u2.model); /* not terminated */
+    CHECK_INT(append_one(s, &e, &err), KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "not terminated");
+
+    /* A refused request: [the call, a gap] writes neither. */
+    struct store_event refused[2] = {mc_event(&c2, &u2), ev_at("m1", 9)};
+    req = (struct store_append){.events = refused, .n_events = 2};
+    CHECK_INT(store_append(s, &req, &err), KEEL_ESTATE);
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM model_calls"), 1);
+
+    /* A failed group: the usage row cannot be inserted, so the event,
+     * inserted first in the same transaction, is rolled back with it. */
+    raw_exec(t.path, "INSERT INTO model_calls VALUES ('m1', 3, 1, 'planted', 'x', 1, 1, 1)");
+    e = mc_event(&c2, &u3);
+    CHECK(append_one(s, &e, &err) != 0);
+    int64_t seq = -1;
+    char hash[STORE_HASH_HEX + 1];
+    REQUIRE(store_events_tail(s, "m1", &seq, hash, &err) == 0);
+    CHECK_INT(seq, 2);
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM events WHERE run_id = 'm1'"), 2);
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM model_calls WHERE agent = 'planted'"), 1);
+    /* Without the planted row the same append goes through, row and all. */
+    raw_exec(t.path, "DELETE FROM model_calls WHERE agent = 'planted'");
+    CHECK_INT(append_one(s, &e, &err), 0);
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM model_calls WHERE run_id = 'm1' AND seq = 3 "
+                              "AND agent = '' AND model = 'big' AND input_tokens = 7"),
+              1);
+    store_close(s);
+    tmp_remove(&t);
+}
+
+static const struct store_usage_sum *find_sum(const struct store_usage_sum *rows, size_t n,
+                                              unsigned g, const char *wf, const char *agent,
+                                              const char *model)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct store_usage_sum *r = &rows[i];
+        if (r->grouping != g) continue;
+        if ((wf == NULL) != (r->workflow == NULL) || (wf && strcmp(wf, r->workflow))) continue;
+        if ((agent == NULL) != (r->agent == NULL) || (agent && strcmp(agent, r->agent))) continue;
+        if ((model == NULL) != (r->model == NULL) || (model && strcmp(model, r->model))) continue;
+        return r;
+    }
+    return NULL;
+}
+
+static size_t count_grouping(const struct store_usage_sum *rows, size_t n, unsigned g)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += rows[i].grouping == g;
+    return k;
+}
+
+#define CHECK_USAGE(r, runs_, calls_, in_, out_)                                                   \
+    do {                                                                                           \
+        const struct store_usage_sum *r_ = (r);                                                    \
+        CHECK(r_ != NULL);                                                                         \
+        if (r_) {                                                                                  \
+            CHECK_INT(r_->runs, runs_);                                                            \
+            CHECK_INT(r_->calls, calls_);                                                          \
+            CHECK_INT(r_->input_tokens, in_);                                                      \
+            CHECK_INT(r_->output_tokens, out_);                                                    \
+        }                                                                                          \
+    } while (0)
+
+/* store_usage_sum: groupings, distinct runs per group, the half-open
+ * window, the filters, the unknown name, calls of runs without a row, and
+ * the compensated cost sum. */
+TEST(usage_sum_groups_and_filters)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct keel_err err;
+    struct store_run r1 = make_run("r1", STORE_RUN_SUCCEEDED), r2 = make_run("r2", STORE_RUN_FAILED),
+                     r3 = make_run("r3", STORE_RUN_RUNNING);
+    r2.workflow = "reply";
+    REQUIRE(store_run_create(s, &r1, &err) == 0);
+    REQUIRE(store_run_create(s, &r2, &err) == 0);
+    REQUIRE(store_run_create(s, &r3, &err) == 0);
+    /* r3: ten calls of $0.1 to the same group as r1's first; summed
+     * plainly, 0.1 eleven times is 1.0999999999999999. */
+    struct mcall calls[16] = {
+        {"r1", 1, 100, "a", "small", 10, 1, 0.1},  {"r1", 2, 200, "b", "big", 20, 2, 0.2},
+        {"r2", 1, 150, "a", "small", 5, 1, 0.05},  {"r2", 2, 300, "", "", 1, 1, 0},
+        {"ghost", 1, 120, "a", "small", 1000, 1000, 9}, /* no run row: not counted */
+    };
+    for (int i = 0; i < 10; i++)
+        calls[5 + i] = (struct mcall){"r3", i + 1, 400 + i, "a", "small", 1, 0, 0.1};
+    calls[15] = (struct mcall){"r1", 3, 1000, "a", "small", 99, 99, 99}; /* at until */
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(calls); i++) {
+        struct store_usage u;
+        struct store_event e = mc_event(&calls[i], &u);
+        REQUIRE(append_one(s, &e, &err) == 0);
+    }
+    static const unsigned gs[] = {0, STORE_USAGE_BY_WORKFLOW, STORE_USAGE_BY_AGENT,
+                                  STORE_USAGE_BY_MODEL, STORE_USAGE_BY_ALL};
+    struct store_usage_filter f = {.since_ms = 0, .until_ms = 1000, .unknown = "(unknown)",
+                                   .groupings = gs, .n_groupings = 5};
+    struct arena a;
+    arena_init(&a);
+    struct store_usage_sum *rows = NULL;
+    size_t n = 0;
+    REQUIRE(store_usage_sum(s, &f, &a, &rows, &n, &err) == 0);
+    const struct store_usage_sum *tot = find_sum(rows, n, 0, NULL, NULL, NULL);
+    CHECK_USAGE(tot, 3, 14, 46, 5);
+    CHECK(tot && fabs(tot->cost_usd - 1.35) < 1e-12);
+    CHECK_INT(count_grouping(rows, n, STORE_USAGE_BY_WORKFLOW), 2);
+    CHECK_USAGE(find_sum(rows, n, 1, "triage", NULL, NULL), 2, 12, 40, 3);
+    CHECK_USAGE(find_sum(rows, n, 1, "reply", NULL, NULL), 1, 2, 6, 2);
+    CHECK_INT(count_grouping(rows, n, STORE_USAGE_BY_AGENT), 3);
+    CHECK_USAGE(find_sum(rows, n, 2, NULL, "a", NULL), 3, 12, 25, 2);
+    CHECK_USAGE(find_sum(rows, n, 2, NULL, "b", NULL), 1, 1, 20, 2);
+    CHECK_USAGE(find_sum(rows, n, 2, NULL, "(unknown)", NULL), 1, 1, 1, 1);
+    CHECK_INT(count_grouping(rows, n, STORE_USAGE_BY_MODEL), 3);
+    CHECK_USAGE(find_sum(rows, n, 4, NULL, NULL, "small"), 3, 12, 25, 2);
+    CHECK_USAGE(find_sum(rows, n, 4, NULL, NULL, "(unknown)"), 1, 1, 1, 1);
+    CHECK_INT(count_grouping(rows, n, STORE_USAGE_BY_ALL), 4);
+    const struct store_usage_sum *tas = find_sum(rows, n, 7, "triage", "a", "small");
+    CHECK_USAGE(tas, 2, 11, 20, 1);
+    /* Compensated: exactly the double nearest 1.1 (Python's math.fsum). */
+    CHECK(tas && tas->cost_usd == 1.1);
+    CHECK_USAGE(find_sum(rows, n, 7, "reply", "(unknown)", "(unknown)"), 1, 1, 1, 1);
+
+    /* [150, 300): r2's first call and r1's second; 300 is out. */
+    f.since_ms = 150;
+    f.until_ms = 300;
+    REQUIRE(store_usage_sum(s, &f, &a, &rows, &n, &err) == 0);
+    CHECK_USAGE(find_sum(rows, n, 0, NULL, NULL, NULL), 2, 2, 25, 3);
+    /* Filters: the unknown name filters too; workflow and agent combine. */
+    f = (struct store_usage_filter){.until_ms = 1000, .agent = "(unknown)", .unknown = "(unknown)"};
+    REQUIRE(store_usage_sum(s, &f, &a, &rows, &n, &err) == 0);
+    CHECK_INT(n, 1);
+    CHECK_USAGE(find_sum(rows, n, 7, "reply", "(unknown)", "(unknown)"), 1, 1, 1, 1);
+    f = (struct store_usage_filter){.until_ms = 1000, .workflow = "reply", .agent = "a",
+                                    .groupings = gs, .n_groupings = 1};
+    REQUIRE(store_usage_sum(s, &f, &a, &rows, &n, &err) == 0);
+    CHECK_USAGE(find_sum(rows, n, 0, NULL, NULL, NULL), 1, 1, 5, 1);
+    /* Without an unknown name, empty names come back empty. */
+    f = (struct store_usage_filter){.until_ms = 1000, .workflow = "reply"};
+    REQUIRE(store_usage_sum(s, &f, &a, &rows, &n, &err) == 0);
+    CHECK_INT(n, 2);
+    CHECK_USAGE(find_sum(rows, n, 7, "reply", "", ""), 1, 1, 1, 1);
+    /* An empty window: the totals row, zeros; no group rows. */
+    f = (struct store_usage_filter){.since_ms = 5000, .until_ms = 6000, .groupings = gs,
+                                    .n_groupings = 2};
+    REQUIRE(store_usage_sum(s, &f, &a, &rows, &n, &err) == 0);
+    CHECK_INT(n, 1);
+    CHECK_USAGE(find_sum(rows, n, 0, NULL, NULL, NULL), 0, 0, 0, 0);
+    CHECK(rows[0].cost_usd == 0);
+
+    /* Bad queries. */
+    f = (struct store_usage_filter){.since_ms = 10, .until_ms = 5};
+    CHECK_INT(store_usage_sum(s, &f, &a, &rows, &n, &err), KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "since must not be after until");
+    static const unsigned bad_g[] = {8};
+    f = (struct store_usage_filter){.until_ms = 5, .groupings = bad_g, .n_groupings = 1};
+    CHECK_INT(store_usage_sum(s, &f, &a, &rows, &n, &err), KEEL_EINVAL);
+    unsigned many[STORE_USAGE_GROUPINGS_MAX + 1] = {0};
+    f = (struct store_usage_filter){.until_ms = 5, .groupings = many,
+                                    .n_groupings = KEEL_ARRAY_LEN(many)};
+    CHECK_INT(store_usage_sum(s, &f, &a, &rows, &n, &err), KEEL_ELIMIT);
+    f = (struct store_usage_filter){.until_ms = 5, .workflow = "x\ny"};
+    CHECK_INT(store_usage_sum(s, &f, &a, &rows, &n, &err), KEEL_EINVAL);
+    arena_cleanup(&a);
+    store_close(s);
+    tmp_remove(&t);
+}
+
+/* store_usage_of: the rule an append and the backfill share. */
+TEST(usage_of_payloads)
+{
+    static const struct {
+        const char *payload, *actor;
+        const char *agent, *model;
+        int64_t in, out;
+        double cost;
+    } cases[] = {
+        {"{\"agent\":\"t/a\",\"model\":\"m\",\"usage\":{\"input_tokens\":3,\"output_tokens\":4},"
+         "\"cost_usd\":0.5}",
+         "agent:t/other", "t/a", "m", 3, 4, 0.5},
+        /* No agent in the payload: the actor's; the actor is not an agent: "". */
+        {"{\"model\":\"m\"}", "agent:t/b", "t/b", "m", 0, 0, 0},
+        {"{\"model\":\"m\"}", "system", "", "m", 0, 0, 0},
+        /* An empty payload agent stays empty; a non-string agent falls back. */
+        {"{\"agent\":\"\",\"model\":\"m\"}", "agent:t/b", "", "m", 0, 0, 0},
+        {"{\"agent\":7,\"model\":[]}", "agent:t/b", "t/b", "", 0, 0, 0},
+        /* Damaged numbers count as 0. */
+        {"{\"usage\":{\"input_tokens\":-5,\"output_tokens\":2.5},\"cost_usd\":\"0.1\"}", NULL,
+         "", "", 0, 0, 0},
+        {"{\"usage\":{\"input_tokens\":2.0,\"output_tokens\":1e2},\"cost_usd\":-1}", NULL, "",
+         "", 2, 100, 0},
+        {"{\"usage\":[1],\"cost_usd\":1e999}", NULL, "", "", 0, 0, 0},
+        {"[1,2]", "agent:t/b", "", "", 0, 0, 0},
+    };
+    struct arena a;
+    arena_init(&a);
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(cases); i++) {
+        struct json_value *v = NULL;
+        REQUIRE(json_parse(&a, cases[i].payload, strlen(cases[i].payload), NULL, &v, NULL) == 0);
+        struct store_usage u;
+        memset(&u, 0x5a, sizeof u);
+        store_usage_of(v, cases[i].actor, &u);
+        CHECK_STR(u.agent, cases[i].agent);
+        CHECK_STR(u.model, cases[i].model);
+        CHECK_INT(u.input_tokens, cases[i].in);
+        CHECK_INT(u.output_tokens, cases[i].out);
+        CHECK(u.cost_usd == cases[i].cost);
+    }
+    /* Names are cut to STORE_ID_MAX bytes. */
+    char text[400];
+    snprintf(text, sizeof text, "{\"model\":\"%0300d\"}", 7);
+    struct json_value *v = NULL;
+    REQUIRE(json_parse(&a, text, strlen(text), NULL, &v, NULL) == 0);
+    struct store_usage u;
+    store_usage_of(v, NULL, &u);
+    CHECK_INT(strlen(u.model), STORE_ID_MAX);
+    arena_cleanup(&a);
+}
+
+/* Migration 4 fills model_calls from the model.response events already
+ * stored, by the same rule as an append (store_usage_of on the payload). */
+TEST(model_calls_backfilled_by_migration_4)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct keel_err err;
+    struct store_run r = make_run("old", STORE_RUN_SUCCEEDED);
+    REQUIRE(store_run_create(s, &r, &err) == 0);
+    static const char *const payloads[] = {
+        "{}",
+        "{\"agent\":\"support/triage\",\"call_id\":\"c1\",\"cost_usd\":0.00012,\"model\":"
+        "\"small\",\"step\":\"s\",\"usage\":{\"input_tokens\":100,\"output_tokens\":10}}",
+        "{\"call_id\":\"c2\",\"step\":\"s\",\"usage\":{\"input_tokens\":-5,\"output_tokens\":3}}",
+        "[\"not an object\"]",
+    };
+    struct store_usage u = {.agent = "whatever was appended", .model = "is rebuilt"};
+    for (int64_t i = 0; i < 4; i++) {
+        struct store_event e = ev_at("old", i + 1);
+        e.time_ms = 7000 + i;
+        e.payload = payloads[i];
+        e.payload_len = strlen(payloads[i]);
+        if (i) {
+            e.kind = "model.response";
+            e.actor = "agent:team/x";
+            e.usage = &u;
+        }
+        REQUIRE(append_one(s, &e, &err) == 0);
+    }
+    store_close(s);
+    /* Back to schema 3. */
+    raw_exec(t.path, "BEGIN; DROP TABLE model_calls; PRAGMA user_version=3; COMMIT;");
+
+    s = open_store(&t);
+    REQUIRE(s);
+    CHECK_INT(raw_int(t.path, "PRAGMA user_version"), 4);
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM model_calls"), 2);
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM model_calls WHERE run_id = 'old' AND seq = 2 "
+                              "AND time_ms = 7001 AND agent = 'support/triage' AND model = "
+                              "'small' AND input_tokens = 100 AND output_tokens = 10 AND "
+                              "cost_usd = 0.00012"),
+              1);
+    CHECK_INT(raw_int(t.path, "SELECT count(*) FROM model_calls WHERE run_id = 'old' AND seq = 3 "
+                              "AND agent = 'team/x' AND model = '' AND input_tokens = 0 AND "
+                              "output_tokens = 3 AND cost_usd = 0"),
+              1);
+    /* The migrated store sums and keeps appending rows. */
+    struct store_usage u5 = {.agent = "team/x", .model = "big", .input_tokens = 1};
+    struct mcall c5 = {"old", 5, 7010, "team/x", "big", 1, 0, 0};
+    struct store_event e5 = mc_event(&c5, &u5);
+    CHECK_INT(append_one(s, &e5, &err), 0);
+    struct arena a;
+    arena_init(&a);
+    struct store_usage_sum *rows = NULL;
+    size_t n = 0;
+    static const unsigned total = 0;
+    struct store_usage_filter f = {.until_ms = 8000, .groupings = &total, .n_groupings = 1};
+    REQUIRE(store_usage_sum(s, &f, &a, &rows, &n, &err) == 0);
+    REQUIRE(n == 1);
+    CHECK_USAGE(&rows[0], 1, 3, 101, 13);
+    arena_cleanup(&a);
     store_close(s);
     tmp_remove(&t);
 }
