@@ -20,6 +20,7 @@
 #define MOCK_MAX_SCRIPT ((size_t)16 << 20)        /* script file, POST /_mock/script     */
 #define MOCK_MAX_ENTRIES 100000                   /* entries in one script               */
 #define MOCK_MAX_DELAY_MS 60000                   /* delay_ms cap                        */
+#define MOCK_MAX_MODEL_IDS 1000                   /* max_completion_tokens_only entries  */
 #define MOCK_MAX_RECORD_BYTES ((size_t)512 << 20) /* kept records with bodies, JSON bytes */
 
 /* One HTTP request as main.c hands it over.  Everything is borrowed for the

@@ -127,6 +127,10 @@ struct script {
     struct arena arena; /* the parsed script and every string entries point to */
     struct entry *entries;
     size_t count;
+    /* Model ids that, like OpenAI's o-series and gpt-5, refuse max_tokens
+     * (they take max_completion_tokens): "max_completion_tokens_only". */
+    struct span *completion_only;
+    size_t ncompletion_only;
 };
 
 static void script_free(struct script *s)
@@ -478,6 +482,43 @@ static int parse_entry(struct sctx *c, struct arena *a, struct entry *e, const s
     return check_entry(c, e, v);
 }
 
+/* "max_completion_tokens_only": [model id, ...] at the top of the script. */
+static int parse_completion_only(struct sctx *c, struct script *s, const struct json_value *v)
+{
+    snprintf(c->ptr, sizeof c->ptr, "/max_completion_tokens_only");
+    if (!json_is(v, JSON_ARRAY) || v->len > MOCK_MAX_MODEL_IDS)
+        return bad(c, v, NULL,
+                   "'max_completion_tokens_only' must be a list of at most %d model ids, e.g. "
+                   "[\"o3-mini\", \"gpt-5\"]",
+                   MOCK_MAX_MODEL_IDS);
+    s->completion_only = arena_zalloc(&s->arena, (v->len + 1) * sizeof *s->completion_only);
+    for (uint32_t i = 0; i < v->len; i++) {
+        const struct json_value *id = v->u.items[i];
+        if (!json_is(id, JSON_STRING) || id->len == 0) {
+            snprintf(c->ptr, sizeof c->ptr, "/max_completion_tokens_only/%u", (unsigned)i);
+            return bad(c, id, NULL,
+                       "item %u of 'max_completion_tokens_only' must be a model id (a non-empty "
+                       "string), not %s",
+                       (unsigned)i, json_is(id, JSON_STRING) ? "an empty string"
+                                                              : json_type_name(id));
+        }
+        s->completion_only[i] = (struct span){id->u.s.str, id->len};
+    }
+    s->ncompletion_only = v->len;
+    c->ptr[0] = '\0';
+    return 0;
+}
+
+/* Does the script list model (NULL: none) as refusing max_tokens? */
+static bool completion_only(const struct script *s, const char *model)
+{
+    size_t n = model ? strlen(model) : 0;
+    for (size_t i = 0; model && i < s->ncompletion_only; i++)
+        if (s->completion_only[i].n == n && !memcmp(s->completion_only[i].p, model, n))
+            return true;
+    return false;
+}
+
 /* Parses a script document into a new struct script (free with
  * script_free). */
 static int script_parse(const char *text, size_t len, const char *file, struct script **out,
@@ -504,16 +545,22 @@ static int script_parse(const char *text, size_t len, const char *file, struct s
     if (json_is(root, JSON_OBJECT)) {
         for (uint32_t i = 0; i < root->len; i++) {
             const char *key = root->u.members[i].key;
-            if (strcmp(key, "responses") && strcmp(key, "comment")) {
+            if (strcmp(key, "responses") && strcmp(key, "comment") &&
+                strcmp(key, "max_completion_tokens_only")) {
                 char field[600];
                 rc = bad(&c, root->u.members[i].value,
                          key_field(field, sizeof field, NULL, &root->u.members[i]),
                          "unknown field '%.80s' at the top of the script; known fields: "
-                         "responses, comment",
+                         "responses, comment, max_completion_tokens_only",
                          key);
                 script_free(s);
                 return rc;
             }
+        }
+        const struct json_value *only = json_get(root, "max_completion_tokens_only");
+        if (only && (rc = parse_completion_only(&c, s, only))) {
+            script_free(s);
+            return rc;
         }
         list = json_get(root, "responses");
         snprintf(c.ptr, sizeof c.ptr, "/responses");
@@ -620,6 +667,11 @@ struct format {
     /* 0 if the auth headers are there, else -1 with a message. */
     int (*check_auth)(const struct mock_http_request *rq, struct verr *ve);
     int (*validate)(struct arena *a, const struct json_value *body, struct verr *ve);
+    /* What the script says about the request's model (lock held), after
+     * validate: NULL when it may be answered, else the error reply (in a)
+     * and its status in *status.  May be NULL: no such rules. */
+    struct json_value *(*model_rules)(struct arena *a, const struct script *s,
+                                      const struct json_value *body, int *status);
     void (*view)(const struct json_value *body, struct view *v);
     const char *(*tool_name)(const struct json_value *tool, size_t *len);
     struct json_value *(*reply)(struct arena *a, const struct planned *p);
@@ -1026,6 +1078,24 @@ static struct json_value *openai_error(struct arena *a, int status, const char *
     return r;
 }
 
+/* A model the script lists in max_completion_tokens_only gets max_tokens
+ * refused as OpenAI refuses it for its o-series and gpt-5 models: the same
+ * status, message, param and code. */
+static struct json_value *openai_model_rules(struct arena *a, const struct script *s,
+                                             const struct json_value *b, int *status)
+{
+    const struct json_value *mt = json_get(b, "max_tokens");
+    if (!mt || json_is(mt, JSON_NULL) || !completion_only(s, json_get_str(b, "model", NULL)))
+        return NULL;
+    *status = 400;
+    struct json_value *r = openai_error(a, 400,
+                                        "Unsupported parameter: 'max_tokens' is not supported "
+                                        "with this model. Use 'max_completion_tokens' instead.",
+                                        "max_tokens");
+    json_object_setc(a, json_get(r, "error"), "code", json_cstr(a, "unsupported_parameter"));
+    return r;
+}
+
 /* ---- Anthropic Messages ---- */
 
 static int anthropic_auth(const struct mock_http_request *rq, struct verr *ve)
@@ -1357,6 +1427,7 @@ static const struct format formats[FMT_COUNT] = {
                     {"stop", "tool_calls", "length"},
                     openai_auth,
                     openai_validate,
+                    openai_model_rules,
                     openai_view,
                     openai_tool_name,
                     openai_reply,
@@ -1365,6 +1436,7 @@ static const struct format formats[FMT_COUNT] = {
                        {"end_turn", "tool_use", "max_tokens"},
                        anthropic_auth,
                        anthropic_validate,
+                       NULL,
                        anthropic_view,
                        anthropic_tool_name,
                        anthropic_reply,
@@ -1598,6 +1670,12 @@ static void play(struct mock *m, struct call *c, const struct view *v, struct mo
     struct arena *a = c->a;
     int64_t n = ++m->calls;
     struct script *s = m->script;
+    int status = 0;
+    struct json_value *refused = f->model_rules ? f->model_rules(a, s, c->body, &status) : NULL;
+    if (refused) {
+        model_answer(m, c, n, status, refused, -1, out);
+        return;
+    }
     struct entry *e = NULL;
     size_t used_up = 0;
     for (size_t i = 0; i < s->count; i++) {

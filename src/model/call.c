@@ -283,6 +283,43 @@ static void clock_describe(const struct clock *k, char *out, size_t cap)
         snprintf(out, cap, "%lld ms, %s", (long long)k->deadline_ms, k->setting);
 }
 
+/* Appends to o->msg (NUL-terminated, cut at its size). */
+static void msg_append(struct outcome *o, const char *fmt, ...) KEEL_PRINTF(2, 3);
+static void msg_append(struct outcome *o, const char *fmt, ...)
+{
+    size_t n = strlen(o->msg);
+    if (n + 1 >= sizeof o->msg) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(o->msg + n, sizeof o->msg - n, fmt, ap);
+    va_end(ap);
+}
+
+/* A 400 about the output-limit field (OpenAI: "Unsupported parameter:
+ * 'max_tokens' is not supported with this model. Use 'max_completion_tokens'
+ * instead."; a server that predates it: "Unrecognized request argument
+ * supplied: max_completion_tokens") is most likely keel.yaml's
+ * max_tokens_field: say which field Keel sent and how to switch.  text is
+ * the quoted reply. */
+static void limit_hint(const struct model_def *m, const char *text, struct outcome *o)
+{
+    static const char *const refusals[] = {"unsupported", "not supported", "unrecognized",
+                                           "unknown",     "not permitted", "not allowed"};
+    const char *const *f = m->provider->kind->limit_fields;
+    const char *sent = m->max_tokens_field, *other = NULL;
+    for (size_t i = 0; f[i] && !other; i++)
+        if (f[i] != sent) other = f[i];
+    if (!other) return; /* the kind has one field: nothing to switch to */
+    bool refused = false;
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(refusals) && !refused; i++)
+        refused = strcasestr(text, refusals[i]) != NULL;
+    if (!strstr(text, other) && !(refused && strstr(text, sent))) return;
+    msg_append(o,
+               "; Keel sent the output limit as %s: if model %s takes %s, set "
+               "max_tokens_field: %s on models.models.%s (or on its provider) in keel.yaml",
+               sent, m->name, other, other, m->name);
+}
+
 /* An excerpt of an error reply: its error.message when it is JSON with
  * one, else the first bytes of the body. */
 static void excerpt(struct buf *out, const struct http *h)
@@ -304,7 +341,8 @@ static void excerpt(struct buf *out, const struct http *h)
 }
 
 static void classify(const struct model_provider *p, const struct model_def *m,
-                     const struct http *h, const struct clock *k, struct outcome *o)
+                     const struct http *h, const struct clock *k, bool limit_sent,
+                     struct outcome *o)
 {
     memset(o, 0, sizeof *o);
     o->retry_after_ms = h->retry_after_ms;
@@ -371,6 +409,7 @@ static void classify(const struct model_provider *p, const struct model_def *m,
     else
         snprintf(o->msg, sizeof o->msg, "provider %s answered HTTP %ld for model %s: %s",
                  p->name, h->status, m->name, q.data);
+    if (h->status == 400 && limit_sent) limit_hint(m, q.data, o);
     buf_cleanup(&q);
 }
 
@@ -410,18 +449,6 @@ static void trail_add(struct arena *a, struct json_value *trail, const struct mo
     json_array_push(a, trail, t);
 }
 
-/* Appends to o->msg (NUL-terminated, cut at its size). */
-static void msg_append(struct outcome *o, const char *fmt, ...) KEEL_PRINTF(2, 3);
-static void msg_append(struct outcome *o, const char *fmt, ...)
-{
-    size_t n = strlen(o->msg);
-    if (n + 1 >= sizeof o->msg) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(o->msg + n, sizeof o->msg - n, fmt, ap);
-    va_end(ap);
-}
-
 /* The wait before the next attempt of a model after the failure in *last
  * (attempt counts from 0), or -1 when there is none: no retry wanted, no
  * retries left, a Retry-After over max_retry_wait, or no room before the
@@ -434,14 +461,15 @@ static int64_t retry_wait(const struct model_provider *p, int attempt, const str
     int64_t room = left_ms(k) - MODEL_MIN_ATTEMPT_MS; /* the longest wait that fits */
     char d[300];
     clock_describe(k, d, sizeof d);
-    if (last->retry_after_ms > p->max_retry_wait_ms) {
+    bool asked = last->retry_after_ms >= 0; /* the server sent a Retry-After */
+    if (asked && last->retry_after_ms > p->max_retry_wait_ms) {
         msg_append(last,
                    "; it asked to retry after %lld ms, more than max_retry_wait (%lld ms), "
                    "so Keel moved on",
                    (long long)last->retry_after_ms, (long long)p->max_retry_wait_ms);
         return -1;
     }
-    if (last->retry_after_ms > room) {
+    if (asked && last->retry_after_ms > room) {
         last->deadline = true;
         msg_append(last,
                    "; it asked to retry after %lld ms, which would end past the call's deadline "
@@ -449,10 +477,12 @@ static int64_t retry_wait(const struct model_provider *p, int attempt, const str
                    (long long)last->retry_after_ms, (long long)(room + MODEL_MIN_ATTEMPT_MS), d);
         return -1;
     }
-    if (last->retry_after_ms >= 0) return last->retry_after_ms;
+    if (asked) return last->retry_after_ms;
     if (room < 0) {
+        if (!last->deadline) /* else its message already says so (a cut timeout) */
+            msg_append(last, "; no time was left for a retry before the call's deadline (%s)",
+                       d);
         last->deadline = true;
-        msg_append(last, "; no time was left for a retry before the call's deadline (%s)", d);
         return -1;
     }
     int64_t wait = backoff_ms(attempt);
@@ -504,7 +534,7 @@ static int call_model(CURL *c, struct model_gateway *g, const struct model_def *
         struct http h;
         post(c, p, text.data, text.len, left < p->timeout_ms ? left : p->timeout_ms, &h);
         (*attempts)++;
-        classify(p, m, &h, k, last);
+        classify(p, m, &h, k, rq.max_output_tokens > 0, last);
         if (last->code == 0) {
             struct keel_err e;
             keel_err_clear(&e);

@@ -690,7 +690,7 @@ int model_wire_request(const char *kind, const char *provider_model, const char 
         char names[96];
         model_limit_field_names(k, names, sizeof names);
         return keel_fail(err, KEEL_EINVAL,
-                         "a %s request carries its output limit in %s, not '%s'", k->name, names,
+                         "%s requests carry their output limit in %s, not '%s'", k->name, names,
                          limit_field);
     }
     int rc = check_request(r, err);

@@ -142,7 +142,7 @@ static struct model_gateway *gateway(void)
     keel_hex(rnd, sizeof rnd, hex);
     snprintf(canary, sizeof canary, "sk-canary-%s", hex);
     setenv("KEEL_TEST_CANARY_KEY", canary, 1);
-    char cfg[4096];
+    char cfg[8192];
     snprintf(cfg, sizeof cfg,
              "{\"providers\": {"
              " \"oa\": {\"kind\": \"openai\", \"base_url\": \"%s/v1\", \"api_key\": {\"env\": "
@@ -155,7 +155,11 @@ static struct model_gateway *gateway(void)
              " \"impatient\": {\"kind\": \"openai\", \"base_url\": \"%s/v1\", \"api_key\": "
              "{\"env\": \"KEEL_TEST_CANARY_KEY\"}, \"max_retry_wait\": \"500ms\"},"
              " \"flaky\": {\"kind\": \"openai\", \"base_url\": \"%s/v1\", \"api_key\": {\"env\": "
-             "\"KEEL_TEST_CANARY_KEY\"}, \"retries\": 1}},"
+             "\"KEEL_TEST_CANARY_KEY\"}, \"retries\": 1},"
+             " \"modern\": {\"kind\": \"openai\", \"base_url\": \"%s/v1\", \"api_key\": {\"env\": "
+             "\"KEEL_TEST_CANARY_KEY\"}, \"max_tokens_field\": \"max_completion_tokens\"},"
+             " \"bounded\": {\"kind\": \"openai\", \"base_url\": \"%s/v1\", \"api_key\": {\"env\": "
+             "\"KEEL_TEST_CANARY_KEY\"}, \"deadline\": \"1s\"}},"
              "\"models\": {"
              " \"gpt\": {\"provider\": \"oa\", \"model\": \"gpt-4o-mini\", \"price\": {\"input\": "
              "0.15, \"output\": 0.6}},"
@@ -164,10 +168,18 @@ static struct model_gateway *gateway(void)
              " \"slow\": {\"provider\": \"fast\", \"model\": \"slow-1\"},"
              " \"hurried\": {\"provider\": \"impatient\", \"model\": \"hurry-1\"},"
              " \"a\": {\"provider\": \"flaky\", \"model\": \"model-a\"},"
-             " \"b\": {\"provider\": \"oa\", \"model\": \"model-b\"}},"
+             " \"b\": {\"provider\": \"oa\", \"model\": \"model-b\"},"
+             " \"o3\": {\"provider\": \"oa\", \"model\": \"o3-mini\", "
+             "\"max_tokens_field\": \"max_completion_tokens\"},"
+             " \"o3wrong\": {\"provider\": \"oa\", \"model\": \"o3-mini\"},"
+             " \"g5\": {\"provider\": \"modern\", \"model\": \"gpt-5\", \"max_output\": 700},"
+             " \"bnd\": {\"provider\": \"bounded\", \"model\": \"bnd-1\"}},"
              "\"routes\": {\"default\": {\"model\": \"gpt\"}, \"chain\": {\"model\": \"a\", "
-             "\"fallback\": [\"b\"]}}}",
-             mock_url, mock_url, mock_url, mock_url, mock_url);
+             "\"fallback\": [\"b\"]},"
+             " \"tight\": {\"model\": \"b\", \"deadline\": \"1500ms\"},"
+             " \"tightchain\": {\"model\": \"a\", \"fallback\": [\"b\"], \"deadline\": \"1500ms\"},"
+             " \"jitter\": {\"model\": \"a\", \"fallback\": [\"b\"], \"deadline\": \"300ms\"}}}",
+             mock_url, mock_url, mock_url, mock_url, mock_url, mock_url, mock_url);
     struct arena a;
     arena_init(&a);
     struct json_value *v = NULL;
@@ -605,6 +617,293 @@ TEST(http_logs_never_hold_the_key)
     buf_cleanup(&log);
     close(fd);
     unlink(path);
+    arena_cleanup(&x.a);
+}
+
+/* ---- the output limit's field ----------------------------------------------- */
+
+/* The body the mock recorded for request i. */
+static const struct json_value *rec_body(const struct json_value *recs, uint32_t i)
+{
+    return recs && i < recs->len ? json_get(recs->u.items[i], "body") : NULL;
+}
+
+TEST(http_output_limit_goes_into_the_configured_field)
+{
+    /* The mock refuses max_tokens for o3-mini and gpt-5, as OpenAI does. */
+    struct model_gateway *g =
+        scripted("{\"max_completion_tokens_only\": [\"o3-mini\", \"gpt-5\"],"
+                 " \"responses\": [{\"content\": \"ok\", \"sticky\": true}]}");
+    REQUIRE(g);
+    struct exchange x;
+    const char *routes[] = {"o3", "g5", "gpt"};
+    int64_t limits[] = {333, 0, 444}; /* 0: the model's max_output (g5: 700) */
+    for (int i = 0; i < 3; i++) {
+        exchange_init(&x, routes[i]);
+        x.r.max_output_tokens = limits[i];
+        int rc = exchange_call(g, &x, routes[i]);
+        if (rc) fprintf(stderr, "model_call %s: %s\n", routes[i], x.err.msg);
+        CHECK_INT(rc, 0);
+        CHECK_INT(x.out.attempts, 1);
+        arena_cleanup(&x.a);
+    }
+    exchange_init(&x, NULL);
+    struct json_value *recs = records(&x.a);
+    REQUIRE(recs->len == 3);
+    /* per-model setting on a provider that sends max_tokens */
+    CHECK_INT(json_get_int(rec_body(recs, 0), "max_completion_tokens", 0), 333);
+    CHECK(json_get(rec_body(recs, 0), "max_tokens") == NULL);
+    /* provider setting, with the model's default limit */
+    CHECK_INT(json_get_int(rec_body(recs, 1), "max_completion_tokens", 0), 700);
+    CHECK(json_get(rec_body(recs, 1), "max_tokens") == NULL);
+    /* a compatible server's model: max_tokens, as before */
+    CHECK_INT(json_get_int(rec_body(recs, 2), "max_tokens", 0), 444);
+    CHECK(json_get(rec_body(recs, 2), "max_completion_tokens") == NULL);
+    for (uint32_t i = 0; i < 3; i++) CHECK_INT(json_get_int(recs->u.items[i], "status", 0), 200);
+    arena_cleanup(&x.a);
+}
+
+TEST(http_max_tokens_refused_like_openai_says_which_setting)
+{
+    /* o3wrong sends o3-mini its limit as max_tokens: the mock answers what
+     * OpenAI answers, and Keel's error says how to fix keel.yaml. */
+    struct model_gateway *g =
+        scripted("{\"max_completion_tokens_only\": [\"o3-mini\"],"
+                 " \"responses\": [{\"content\": \"ok\", \"sticky\": true}]}");
+    REQUIRE(g);
+    struct exchange x;
+    exchange_init(&x, "o3wrong");
+    x.r.max_output_tokens = 100;
+    CHECK_INT(exchange_call(g, &x, "o3wrong"), KEEL_EIO);
+    CHECK_CONTAINS(x.err.msg, "provider oa answered HTTP 400 for model o3wrong: 'Unsupported "
+                              "parameter: 'max_tokens' is not supported with this model. Use "
+                              "'max_completion_tokens' instead.'");
+    CHECK_CONTAINS(x.err.msg, "Keel sent the output limit as max_tokens: if model o3wrong takes "
+                              "max_completion_tokens, set max_tokens_field: max_completion_tokens "
+                              "on models.models.o3wrong");
+    struct json_value *recs = records(&x.a);
+    REQUIRE(recs->len == 1); /* a 400 is not retried */
+    CHECK_INT(json_get_int(recs->u.items[0], "status", 0), 400);
+    CHECK_INT(json_get_int(recs->u.items[0], "entry", 0), -1);
+    CHECK_INT(json_get_int(rec_body(recs, 0), "max_tokens", 0), 100);
+
+    /* Without a limit nothing is sent, so nothing is refused. */
+    struct model_response out2 = {0};
+    x.r.max_output_tokens = 0;
+    int rc = model_call(g, &x.r, &x.a, &out2, &x.err);
+    if (rc) fprintf(stderr, "model_call: %s\n", x.err.msg);
+    CHECK_INT(rc, 0);
+
+    /* The refusal is OpenAI's: its status, message, param and code. */
+    struct buf reply;
+    buf_init(&reply);
+    char url[256];
+    snprintf(url, sizeof url, "%s/v1/chat/completions", mock_url);
+    CURL *c = curl_easy_init();
+    REQUIRE(c);
+    struct curl_slist *h = curl_slist_append(NULL, "Authorization: Bearer sk-x");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS,
+                     "{\"model\": \"o3-mini\", \"max_tokens\": 5, \"messages\": "
+                     "[{\"role\": \"user\", \"content\": \"hi\"}]}");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &reply);
+    long status = 0;
+    REQUIRE(curl_easy_perform(c) == CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    CHECK_INT(status, 400);
+    struct json_value *got = test_parse(&x.a, reply.data);
+    struct json_value *want = test_parse(
+        &x.a, "{\"error\": {\"message\": \"Unsupported parameter: 'max_tokens' is not supported "
+              "with this model. Use 'max_completion_tokens' instead.\", \"type\": "
+              "\"invalid_request_error\", \"param\": \"max_tokens\", \"code\": "
+              "\"unsupported_parameter\"}}");
+    CHECK(json_equal(got, want));
+    buf_cleanup(&reply);
+    arena_cleanup(&x.a);
+}
+
+/* ---- the deadline ------------------------------------------------------------ */
+
+static int64_t rec_time(const struct json_value *recs, uint32_t i)
+{
+    return recs && i < recs->len ? json_get_int(recs->u.items[i], "time_ms", 0) : 0;
+}
+
+TEST(http_deadline_retry_after_past_it_fails_at_once)
+{
+    /* Retry-After 2 s is within max_retry_wait (5 s) but not within the
+     * route's 1.5 s deadline: no sleep, no second request. */
+    struct model_gateway *g =
+        scripted("{\"responses\": [{\"status\": 429, \"retry_after\": 2, \"sticky\": true}]}");
+    REQUIRE(g);
+    struct exchange x;
+    exchange_init(&x, "tight");
+    int64_t t0 = keel_mono_ns();
+    CHECK_INT(exchange_call(g, &x, "deadline 429"), KEEL_ETIMEOUT);
+    CHECK((keel_mono_ns() - t0) / 1000000 < 1000); /* did not wait the 2 s */
+    CHECK_CONTAINS(x.err.msg, "the model call ran out of time: its deadline (1500 ms, "
+                              "models.routes.tight.deadline) ended it after 1 HTTP request");
+    CHECK_CONTAINS(x.err.msg, "tried: b (HTTP 429)");
+    CHECK_CONTAINS(x.err.msg, "raise models.routes.tight.deadline in keel.yaml");
+    CHECK_CONTAINS(x.err.msg, "it asked to retry after 2000 ms, which would end past the call's "
+                              "deadline");
+    REQUIRE(x.out.trail && x.out.trail->len == 1);
+    CHECK_INT(json_get_int(x.out.trail->u.items[0], "retry_after_ms", 0), 2000);
+    CHECK_INT(json_get_int(x.out.trail->u.items[0], "wait_ms", -1), 0);
+    CHECK_CONTAINS(json_get_str(x.out.trail->u.items[0], "error", ""), "so Keel did not wait");
+    CHECK_INT(records(&x.a)->len, 1);
+    arena_cleanup(&x.a);
+}
+
+TEST(http_deadline_leaves_room_for_a_retry_that_fits)
+{
+    struct model_gateway *g = scripted("{\"responses\": [{\"status\": 429, \"retry_after\": 1}, "
+                                       "{\"content\": \"in time\"}]}");
+    REQUIRE(g);
+    struct exchange x;
+    exchange_init(&x, "tight");
+    int rc = exchange_call(g, &x, "deadline fits");
+    if (rc) fprintf(stderr, "model_call: %s\n", x.err.msg);
+    REQUIRE(rc == 0);
+    CHECK_STR(json_get_str(x.out.message, "content", ""), "in time");
+    CHECK_INT(x.out.attempts, 2);
+    struct json_value *recs = records(&x.a);
+    REQUIRE(recs->len == 2);
+    CHECK(rec_time(recs, 1) - rec_time(recs, 0) >= 1000);
+    arena_cleanup(&x.a);
+}
+
+TEST(http_deadline_cuts_the_last_attempts_timeout)
+{
+    /* b's provider allows 60 s per request; after a 1 s Retry-After, the
+     * retry gets what is left of 1.5 s, and the reply (5 s late) never
+     * comes in time. */
+    struct model_gateway *g =
+        scripted("{\"responses\": [{\"status\": 429, \"retry_after\": 1}, "
+                 "{\"delay_ms\": 5000, \"content\": \"too late\"}]}");
+    REQUIRE(g);
+    struct exchange x;
+    exchange_init(&x, "tight");
+    int64_t t0 = keel_mono_ns();
+    CHECK_INT(exchange_call(g, &x, "deadline cut"), KEEL_ETIMEOUT);
+    int64_t ms = (keel_mono_ns() - t0) / 1000000;
+    /* curl's clock may fire a hair early; the mock would answer at 6 s */
+    if (ms < 1400 || ms >= 4000)
+        TEST_FAIL_AT(__FILE__, __LINE__, "the call took %lld ms; expected about 1500",
+                     (long long)ms);
+    CHECK_CONTAINS(x.err.msg, "ended it after 2 HTTP requests");
+    CHECK_CONTAINS(x.err.msg, "tried: b (HTTP 429), b (ETIMEOUT)");
+    CHECK_CONTAINS(x.err.msg, "that was what was left of the call's deadline (1500 ms, "
+                              "models.routes.tight.deadline), less than the provider's timeout "
+                              "of 60000 ms");
+    CHECK(!strstr(x.err.msg, "retry after -1 ms")); /* no Retry-After was sent */
+    REQUIRE(x.out.trail && x.out.trail->len == 2);
+    const struct json_value *t = x.out.trail->u.items[1];
+    CHECK_INT(json_get_int(t, "status", -1), 0);
+    CHECK_STR(json_get_str(t, "code", ""), "ETIMEOUT");
+    struct json_value *recs = records(&x.a);
+    REQUIRE(recs->len == 2);
+    CHECK(rec_time(recs, 1) - rec_time(recs, 0) >= 1000);
+    arena_cleanup(&x.a);
+}
+
+TEST(http_deadline_no_fallback_starts_after_it)
+{
+    /* a takes all of the 1.5 s: b is never called. */
+    struct model_gateway *g =
+        scripted("{\"responses\": ["
+                 "{\"when\": {\"model\": \"model-a\"}, \"delay_ms\": 5000, \"content\": \"late\","
+                 " \"sticky\": true},"
+                 "{\"when\": {\"model\": \"model-b\"}, \"content\": \"from b\", \"sticky\": true}]}");
+    REQUIRE(g);
+    struct exchange x;
+    exchange_init(&x, "tightchain");
+    int64_t t0 = keel_mono_ns();
+    CHECK_INT(exchange_call(g, &x, "deadline chain"), KEEL_ETIMEOUT);
+    int64_t ms = (keel_mono_ns() - t0) / 1000000;
+    if (ms < 1400 || ms >= 4000)
+        TEST_FAIL_AT(__FILE__, __LINE__, "the call took %lld ms; expected about 1500",
+                     (long long)ms);
+    CHECK_CONTAINS(x.err.msg, "ended it after 1 HTTP request");
+    CHECK_CONTAINS(x.err.msg, "tried: a (ETIMEOUT); not tried: b;");
+    CHECK_CONTAINS(x.err.msg, "raise models.routes.tightchain.deadline");
+    CHECK_INT(x.out.attempts, 0); /* out untouched on failure but the trail */
+    REQUIRE(x.out.trail && x.out.trail->len == 1);
+    struct json_value *recs = records(&x.a);
+    REQUIRE(recs->len == 1);
+    CHECK_STR(json_get_str(rec_body(recs, 0), "model", ""), "model-a");
+
+    /* A Retry-After past the deadline moves on to the fallback at once,
+     * which answers in time. */
+    REQUIRE(script("{\"responses\": ["
+                   "{\"when\": {\"model\": \"model-a\"}, \"status\": 429, \"retry_after\": 5,"
+                   " \"sticky\": true},"
+                   "{\"when\": {\"model\": \"model-b\"}, \"content\": \"from b\"}]}"));
+    struct model_response out2 = {0};
+    t0 = keel_mono_ns();
+    int rc = model_call(g, &x.r, &x.a, &out2, &x.err);
+    if (rc) fprintf(stderr, "model_call: %s\n", x.err.msg);
+    REQUIRE(rc == 0);
+    CHECK((keel_mono_ns() - t0) / 1000000 < 1000);
+    CHECK_STR(out2.model, "b");
+    REQUIRE(out2.trail && out2.trail->len == 1);
+    CHECK_CONTAINS(json_get_str(out2.trail->u.items[0], "error", ""),
+                   "it asked to retry after 5000 ms, which would end past the call's deadline");
+    CHECK_INT(records(&x.a)->len, 2);
+    arena_cleanup(&x.a);
+}
+
+TEST(http_deadline_bounds_jittered_backoff)
+{
+    /* 503s everywhere under a 300 ms deadline: whatever the jitter draws,
+     * no wait runs past 200 ms (300 less the 100 an attempt needs), and
+     * the call ends soon after the deadline. */
+    struct model_gateway *g =
+        scripted("{\"responses\": [{\"status\": 503, \"sticky\": true}]}");
+    REQUIRE(g);
+    for (int round = 0; round < 3; round++) {
+        struct exchange x;
+        exchange_init(&x, "jitter");
+        int64_t t0 = keel_mono_ns();
+        int rc = exchange_call(g, &x, "jitter");
+        int64_t ms = (keel_mono_ns() - t0) / 1000000;
+        /* all 5 attempts can fit (EIO), or the deadline ends it first */
+        CHECK(rc == KEEL_ETIMEOUT || rc == KEEL_EIO);
+        if (rc == KEEL_ETIMEOUT) CHECK_CONTAINS(x.err.msg, "models.routes.jitter.deadline");
+        CHECK(ms < 1000);
+        REQUIRE(x.out.trail && x.out.trail->len >= 1);
+        int64_t waited = 0;
+        for (uint32_t i = 0; i < x.out.trail->len; i++) {
+            int64_t w = json_get_int(x.out.trail->u.items[i], "wait_ms", -1);
+            CHECK(w >= 0 && w <= 200);
+            waited += w;
+        }
+        CHECK(waited <= 200);
+        arena_cleanup(&x.a);
+    }
+}
+
+TEST(http_deadline_of_a_provider)
+{
+    /* bnd is named directly: its provider's deadline (1 s) applies. */
+    struct model_gateway *g =
+        scripted("{\"responses\": [{\"delay_ms\": 4000, \"content\": \"late\"}]}");
+    REQUIRE(g);
+    struct exchange x;
+    exchange_init(&x, "bnd");
+    int64_t t0 = keel_mono_ns();
+    CHECK_INT(exchange_call(g, &x, "provider deadline"), KEEL_ETIMEOUT);
+    int64_t ms = (keel_mono_ns() - t0) / 1000000;
+    if (ms < 900 || ms >= 3500)
+        TEST_FAIL_AT(__FILE__, __LINE__, "the call took %lld ms; expected about 1000",
+                     (long long)ms);
+    CHECK_CONTAINS(x.err.msg, "its deadline (1000 ms, models.providers.bounded.deadline)");
+    CHECK_CONTAINS(x.err.msg, "raise models.providers.bounded.deadline in keel.yaml");
+    CHECK_INT(records(&x.a)->len, 1);
     arena_cleanup(&x.a);
 }
 
