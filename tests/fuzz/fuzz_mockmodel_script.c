@@ -34,7 +34,7 @@ static void check(int cond)
 }
 
 static const char builtin_script[] =
-    "{\"responses\": ["
+    "{\"max_completion_tokens_only\": [\"o3\", \"gpt-5\"], \"responses\": ["
     "{\"when\": {\"tool_offered\": \"crm__lookup\", \"path\": \"openai\"},"
     " \"tool_calls\": [{\"name\": \"crm__lookup\", \"arguments\": {\"id\": 1}},"
     "  {\"name\": \"x\", \"arguments_text\": \"{oops\"}], \"content\": \"calling\"},"

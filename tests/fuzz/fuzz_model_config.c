@@ -10,8 +10,8 @@
  *
  * Properties beyond "no crash, no leak, no UB": a refused section gives
  * KEEL_EINVAL with a JSON Pointer under /models and no gateway; an accepted
- * one routes a request to a declared model with declared fallbacks, and
- * its lookups answer consistently.
+ * one routes a request to a declared model with declared fallbacks and a
+ * deadline in range, and its lookups answer consistently.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -97,6 +97,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(c.model && model_gateway_has(g, c.model));
         check(model_context_tokens(g, c.model) > 0);
         check(model_cost_usd(g, c.model, 1000, 1000) >= 0);
+        /* a deadline from keel.yaml is 100 ms to 24 h, named by its setting;
+         * the built-in one is 5 minutes */
+        check(c.deadline_ms >= 100 && c.deadline_ms <= 86400000);
+        check(c.deadline_ref ? !strncmp(c.deadline_ref, "models.", 7) &&
+                                   strstr(c.deadline_ref, ".deadline")
+                             : c.deadline_ms == 300000);
         for (size_t i = 0; i < 8 && c.fallbacks[i]; i++) {
             check(model_gateway_has(g, c.fallbacks[i]));
             check(strcmp(c.fallbacks[i], c.model) != 0);

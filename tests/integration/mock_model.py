@@ -455,6 +455,36 @@ def openai_validation():
 
 
 @test
+def completion_tokens_only_models_refuse_max_tokens():
+    # As OpenAI answers for its o-series and gpt-5 models, byte for byte in
+    # the fields a client reads; other models and max_completion_tokens pass.
+    m = Mock({"max_completion_tokens_only": ["o3-mini", "gpt-5"],
+              "responses": [{"content": "ok", "sticky": True}]})
+    status, _, raw = m.openai(user("x", model="o3-mini", max_tokens=50))
+    assert status == 400, (status, raw)
+    assert json.loads(raw) == {"error": {
+        "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                   "Use 'max_completion_tokens' instead.",
+        "type": "invalid_request_error", "param": "max_tokens",
+        "code": "unsupported_parameter"}}, raw
+    assert m.openai(user("x", model="o3-mini", max_completion_tokens=50))[0] == 200
+    assert m.openai(user("x", model="gpt-5"))[0] == 200          # no limit at all
+    assert m.openai(user("x", model="gpt-5", max_tokens=None))[0] == 200
+    assert m.openai(user("x", model="gpt-4o", max_tokens=50))[0] == 200
+    assert m.openai(user("x", model="gpt-5", max_tokens=50))[0] == 400
+    # Validation comes first: a bad value is the ordinary 400.
+    expect_400(m, m.openai, user("x", model="o3-mini", max_completion_tokens=0),
+               "positive integer", "max_completion_tokens")
+    # The Anthropic endpoint always takes max_tokens.
+    assert m.anthropic(auser("x", model="o3-mini"))[0] == 200
+    recs = m.records()
+    assert [r["status"] for r in recs] == [400, 200, 200, 200, 200, 400, 400, 200], recs
+    assert [r["entry"] for r in recs] == [-1, 0, 0, 0, 0, -1, -1, 0]
+    assert m.stats()["served"] == {"0": 5}
+    m.stop()
+
+
+@test
 def anthropic_validation():
     m = Mock([{"content": "ok", "sticky": True}])
     tu = {"type": "tool_use", "id": "t1", "name": "x", "input": {}}
@@ -860,6 +890,11 @@ def bad_scripts_exit_2():
         ('{"responses": [{"json": 1, "content": "a"}]}', "cannot be combined"),
         ('{"responses": [{"content": "a", "when": {"path": "gemini"}}]}', '"openai" or'),
         ('{"response": []}', "unknown field 'response'"),
+        ('{"responses": [], "max_completion_tokens_only": "o3"}',
+         ":1:49: at /max_completion_tokens_only: 'max_completion_tokens_only' must be a list"),
+        ('{"responses": [], "max_completion_tokens_only": ["o3", ""]}',
+         "at /max_completion_tokens_only/1: item 1 of 'max_completion_tokens_only' must be a "
+         "model id (a non-empty string), not an empty string"),
         ('"hello"', "not string"),
     ]
     for text, needle in cases:
