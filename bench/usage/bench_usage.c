@@ -1,9 +1,18 @@
 /*
  * bench_usage.c — what a usage query (engine_usage, GET /v1/usage) costs
- * over a store of finished agent runs, next to the obvious alternative in
- * the same run on the same store: reading every run's whole journal as
- * JSON (engine_run_events, what a client of /v1/runs/{id}/events does) and
- * summing the model.response events itself.
+ * over a store of finished agent runs, next to what it cost before schema 4
+ * and to the obvious alternative, in the same run on the same store:
+ *
+ *   after   engine_usage: store_usage_sum's indexed GROUP BYs over
+ *           model_calls (one row per model.response event);
+ *   before  the scan engine_usage made until schema 4, reproduced here
+ *           (scan_usage): every run row, then the journal of each run that
+ *           overlaps the window, parsing each model.response payload;
+ *   peer    every run's whole journal as JSON (engine_run_events, what a
+ *           client of /v1/runs/{id}/events does), summed by hand.
+ *
+ * "before" and "after" must agree (calls, runs, tokens, cost to 1e-12);
+ * the bench says so, or fails.
  *
  * The store: RUNS runs of two workflows, one a minute, each with TURNS
  * agent turns of ~10 events (model.request with the messages added, a
@@ -11,8 +20,8 @@
  * update, step events) — realistic payload sizes, synthetic content.
  *
  * Figures: the whole history, then the last 10% of the time span (most
- * runs ended before it and are skipped on their row alone), each as the
- * best of REPEAT runs, with events and runs per second.
+ * runs ended before it), each as the best of REPEAT runs, with events and
+ * runs per second; for 1,000 and 10,000 runs unless --runs names one size.
  *
  * Usage: bench_usage [--runs N] [--turns N] [--repeat N] [--reuse] [DATA_DIR]
  * DATA_DIR defaults to bench-usage-data in the current folder; it is
@@ -23,6 +32,7 @@
 #include "journal/journal.h"
 #include "store/store.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,33 +197,167 @@ static int naive(struct engine *e, int runs, int64_t since, int64_t *calls, int6
     return 0;
 }
 
+/* ---- before: the journal scan engine_usage made until schema 4 -------- */
+
+/* Sums of one group (or the totals); costs with Neumaier's compensation. */
+struct scan_sum {
+    char name[STORE_ID_MAX + 1];
+    int64_t runs, calls, in, out;
+    double cost, carry;
+    size_t last_run;
+};
+
+#define SCAN_GROUPS 16 /* distinct names per breakdown this store has at most */
+
+struct scan {
+    struct arena scratch;
+    int64_t since, until;
+    size_t run;
+    const char *workflow;
+    struct scan_sum total;
+    struct scan_sum groups[3][SCAN_GROUPS];
+    size_t n_groups[3];
+};
+
+static void scan_add(struct scan_sum *s, size_t run, int64_t in, int64_t out, double cost)
+{
+    if (s->last_run != run) {
+        s->last_run = run;
+        s->runs++;
+    }
+    s->calls++;
+    s->in += in;
+    s->out += out;
+    double t = s->cost + cost;
+    if (fabs(s->cost) >= fabs(cost))
+        s->carry += (s->cost - t) + cost;
+    else
+        s->carry += (cost - t) + s->cost;
+    s->cost = t;
+}
+
+static struct scan_sum *scan_group(struct scan *x, int g, const char *name)
+{
+    for (size_t i = 0; i < x->n_groups[g]; i++)
+        if (!strcmp(x->groups[g][i].name, name)) return &x->groups[g][i];
+    if (x->n_groups[g] == SCAN_GROUPS) abort(); /* not this store */
+    struct scan_sum *s = &x->groups[g][x->n_groups[g]++];
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    return s;
+}
+
+static int scan_event(void *ctx, const struct journal_event *ev)
+{
+    struct scan *x = ctx;
+    if (strcmp(ev->kind, "model.response") != 0) return 0;
+    if (ev->time_ms < x->since || ev->time_ms >= x->until) return 0;
+    arena_reset(&x->scratch);
+    struct json_value *p = NULL;
+    if (json_parse(&x->scratch, ev->payload, ev->payload_len, NULL, &p, NULL) != 0 ||
+        !json_is(p, JSON_OBJECT))
+        return 0;
+    const char *agent = json_get_str(p, "agent", NULL);
+    if (!agent && !strncmp(ev->actor, "agent:", 6)) agent = ev->actor + 6;
+    if (!agent || !*agent) agent = "(unknown)";
+    const char *model = json_get_str(p, "model", NULL);
+    if (!model || !*model) model = "(unknown)";
+    const struct json_value *u = json_get(p, "usage");
+    int64_t in = json_get_int(u, "input_tokens", 0), out = json_get_int(u, "output_tokens", 0);
+    const struct json_value *c = json_get(p, "cost_usd");
+    double cost = json_is(c, JSON_NUMBER) && c->u.n.d > 0 ? c->u.n.d : 0;
+    scan_add(&x->total, x->run, in > 0 ? in : 0, out > 0 ? out : 0, cost);
+    const char *names[3] = {x->workflow, agent, model};
+    for (int g = 0; g < 3; g++)
+        scan_add(scan_group(x, g, names[g]), x->run, in > 0 ? in : 0, out > 0 ? out : 0, cost);
+    return 0;
+}
+
+/* The whole scan: run rows a page at a time, then each overlapping run's
+ * journal.  Fills *x (x->scratch initialized by the caller). */
+static int scan_usage(struct store *s, int64_t since, int64_t until, struct scan *x)
+{
+    struct keel_err err;
+    keel_err_clear(&err);
+    x->since = since;
+    x->until = until;
+    x->run = 0;
+    memset(&x->total, 0, sizeof x->total);
+    memset(x->n_groups, 0, sizeof x->n_groups);
+    struct arena page;
+    arena_init(&page);
+    char after[STORE_ID_MAX + 1] = "";
+    int rc = 0;
+    for (;;) {
+        arena_reset(&page);
+        struct store_run_filter f = {.after_id = after[0] ? after : NULL,
+                                     .limit = STORE_LIST_MAX};
+        struct store_run *runs = NULL;
+        size_t n = 0;
+        rc = store_run_list(s, &f, &page, &runs, &n, &err);
+        if (rc || n == 0) break;
+        for (size_t i = 0; i < n && !rc; i++) {
+            const struct store_run *r = &runs[i];
+            if (r->created_ms >= until) continue;
+            if (store_run_status_is_final(r->status) && r->updated_ms < since) continue;
+            x->run++;
+            x->workflow = r->workflow;
+            rc = journal_read(s, r->id, 1, scan_event, x, &err);
+            if (rc == KEEL_ENOENT) rc = 0;
+        }
+        if (rc || n < STORE_LIST_MAX) break;
+        snprintf(after, sizeof after, "%s", runs[n - 1].id);
+    }
+    arena_cleanup(&page);
+    if (rc) fprintf(stderr, "scan: %s\n", err.msg);
+    return rc;
+}
+
+static double usd(double cost, double carry)
+{
+    return round((cost + carry) * 1e12) / 1e12;
+}
+
+/* Does the engine's answer u equal the scan's x, totals and every row? */
+static bool same_answer(const struct json_value *u, const struct scan *x)
+{
+    static const char *const lists[3] = {"by_workflow", "by_agent", "by_model"};
+    static const char *const keys[3] = {"workflow", "agent", "model"};
+    const struct scan_sum *t = &x->total;
+    const struct json_value *c = json_get(u, "cost_usd");
+    if (json_get_int(u, "runs", -1) != t->runs || json_get_int(u, "model_calls", -1) != t->calls ||
+        json_get_int(u, "input_tokens", -1) != t->in ||
+        json_get_int(u, "output_tokens", -1) != t->out || !json_is(c, JSON_NUMBER) ||
+        c->u.n.d != usd(t->cost, t->carry))
+        return false;
+    for (int g = 0; g < 3; g++) {
+        const struct json_value *arr = json_get(u, lists[g]);
+        if (!json_is(arr, JSON_ARRAY) || arr->len != x->n_groups[g]) return false;
+        for (uint32_t i = 0; i < arr->len; i++) {
+            const struct json_value *o = arr->u.items[i];
+            const struct scan_sum *s = NULL;
+            for (size_t k = 0; k < x->n_groups[g] && !s; k++)
+                if (!strcmp(x->groups[g][k].name, json_get_str(o, keys[g], ""))) s = &x->groups[g][k];
+            c = json_get(o, "cost_usd");
+            if (!s || json_get_int(o, "runs", -1) != s->runs ||
+                json_get_int(o, "model_calls", -1) != s->calls ||
+                json_get_int(o, "input_tokens", -1) != s->in ||
+                json_get_int(o, "output_tokens", -1) != s->out || !json_is(c, JSON_NUMBER) ||
+                c->u.n.d != usd(s->cost, s->carry))
+                return false;
+        }
+    }
+    return true;
+}
+
 static double ms_since(int64_t t0)
 {
     return (double)(keel_mono_ns() - t0) / 1e6;
 }
 
-int main(int argc, char **argv)
+/* Builds (or reuses) a store of runs runs in dir and prints the figures. */
+static int bench_size(const char *dir, int runs, int turns, int repeat, bool reuse)
 {
-    int runs = 2000, turns = 4, repeat = 3;
-    bool reuse = false;
-    const char *dir = "bench-usage-data";
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--runs") && i + 1 < argc)
-            runs = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--turns") && i + 1 < argc)
-            turns = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
-            repeat = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--reuse"))
-            reuse = true;
-        else if (argv[i][0] != '-')
-            dir = argv[i];
-        else {
-            fprintf(stderr, "usage: bench_usage [--runs N] [--turns N] [--repeat N] [DATA_DIR]\n");
-            return 2;
-        }
-    }
-    if (runs < 1 || runs > 1000000 || turns < 1 || turns > 1000 || repeat < 1) return 2;
     int64_t end = T0 + (int64_t)(runs - 1) * 60000 + (int64_t)turns * 1000 + 200;
     int64_t events = (int64_t)runs * (2 + 8 * turns), t = keel_mono_ns();
     if (!reuse) {
@@ -234,49 +378,117 @@ int main(int argc, char **argv)
         fprintf(stderr, "engine_start: %s\n", err.msg);
         return 1;
     }
+    /* The scan reads through a store of its own on the same file (the
+     * engine's is internal); read-only, as the CLI opens it. */
+    char uri[4200];
+    snprintf(uri, sizeof uri, "sqlite:%s/keel.db", dir);
+    struct store_opts ro = {.read_only = true};
+    struct store *s;
+    if (store_open(uri, &ro, &s, &err)) {
+        fprintf(stderr, "store_open: %s\n", err.msg);
+        engine_stop(e);
+        return 1;
+    }
     struct {
         const char *name;
         int64_t since;
-        int64_t runs_in;
     } windows[] = {
-        {"whole history", 0, runs},
-        {"last 10% of the span", T0 + (end - T0) * 9 / 10, 0},
+        {"whole history", 0},
+        {"last 10% of the span", T0 + (end - T0) * 9 / 10},
     };
-    for (size_t w = 0; w < KEEL_ARRAY_LEN(windows); w++) {
-        double best = 1e18;
-        int64_t calls = 0, tokens = 0;
-        for (int k = 0; k < repeat; k++) {
-            struct arena a;
-            arena_init(&a);
+    int rc = 0;
+    struct scan x;
+    memset(&x, 0, sizeof x);
+    arena_init(&x.scratch);
+    for (size_t w = 0; w < KEEL_ARRAY_LEN(windows) && !rc; w++) {
+        double best = 1e18, best_scan = 1e18;
+        int64_t calls = 0, tokens = 0, runs_in = 0;
+        struct arena a;
+        arena_init(&a);
+        struct json_value *u = NULL;
+        for (int k = 0; k < repeat && !rc; k++) {
+            arena_reset(&a);
             struct engine_usage_query q = {.since_ms = windows[w].since, .until_ms = end + 1};
-            struct json_value *u;
             t = keel_mono_ns();
             if (engine_usage(e, &q, &a, &u, &err)) {
                 fprintf(stderr, "engine_usage: %s\n", err.msg);
-                return 1;
+                rc = 1;
+                break;
             }
             double ms = ms_since(t);
             if (ms < best) best = ms;
             calls = json_get_int(u, "model_calls", 0);
             tokens = json_get_int(u, "input_tokens", 0) + json_get_int(u, "output_tokens", 0);
-            windows[w].runs_in = json_get_int(u, "runs", 0);
-            arena_cleanup(&a);
+            runs_in = json_get_int(u, "runs", 0);
+            t = keel_mono_ns();
+            if (scan_usage(s, windows[w].since, end + 1, &x)) {
+                rc = 1;
+                break;
+            }
+            ms = ms_since(t);
+            if (ms < best_scan) best_scan = ms;
         }
-        printf("engine_usage, %-22s %8.1f ms  (%lld runs counted, %lld calls, %lld tokens; "
-               "%.0f events/s over the store)\n",
-               windows[w].name, best, (long long)windows[w].runs_in, (long long)calls,
-               (long long)tokens, (double)events / (best / 1e3));
+        if (!rc) {
+            bool same = same_answer(u, &x);
+            printf("%s, %d runs:\n", windows[w].name, runs);
+            printf("  after:  engine_usage (model_calls) %9.2f ms  (%lld runs counted, %lld calls, "
+                   "%lld tokens)\n",
+                   best, (long long)runs_in, (long long)calls, (long long)tokens);
+            printf("  before: journal scan              %9.2f ms  (%.1fx the time; same answer: "
+                   "%s)\n",
+                   best_scan, best_scan / best, same ? "yes" : "NO");
+            if (!same) rc = 1;
+        }
+        arena_cleanup(&a);
     }
+    arena_cleanup(&x.scratch);
+    store_close(s);
     double best = 1e18;
     int64_t calls = 0, tokens = 0;
-    for (int k = 0; k < repeat; k++) {
+    for (int k = 0; k < repeat && !rc; k++) {
         t = keel_mono_ns();
-        if (naive(e, runs, 0, &calls, &tokens)) return 1;
+        if (naive(e, runs, 0, &calls, &tokens)) rc = 1;
         double ms = ms_since(t);
         if (ms < best) best = ms;
     }
-    printf("peer: every journal as JSON  %8.1f ms  (%lld calls, %lld tokens; %.0f events/s)\n",
-           best, (long long)calls, (long long)tokens, (double)events / (best / 1e3));
+    if (!rc)
+        printf("peer: every journal as JSON, whole history %9.2f ms  (%lld calls, %lld tokens; "
+               "%.0f events/s)\n",
+               best, (long long)calls, (long long)tokens, (double)events / (best / 1e3));
     engine_stop(e);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    int runs = 0, turns = 4, repeat = 3;
+    bool reuse = false;
+    const char *dir = "bench-usage-data";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--runs") && i + 1 < argc)
+            runs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--turns") && i + 1 < argc)
+            turns = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
+            repeat = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reuse"))
+            reuse = true;
+        else if (argv[i][0] != '-')
+            dir = argv[i];
+        else {
+            fprintf(stderr, "usage: bench_usage [--runs N] [--turns N] [--repeat N] [--reuse] "
+                            "[DATA_DIR]\n");
+            return 2;
+        }
+    }
+    if (runs < 0 || runs > 1000000 || turns < 1 || turns > 1000 || repeat < 1) return 2;
+    if (runs) return bench_size(dir, runs, turns, repeat, reuse);
+    if (reuse) {
+        fprintf(stderr, "bench_usage: --reuse needs --runs (the store holds one size)\n");
+        return 2;
+    }
+    static const int sizes[] = {1000, 10000};
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(sizes); i++)
+        if (bench_size(dir, sizes[i], turns, repeat, false)) return 1;
     return 0;
 }
