@@ -4,8 +4,10 @@
  * Reference: docs/models.md, "Wire formats".
  *
  * One row per provider kind in `kinds`: its name, the path appended to
- * base_url, a request builder and a reply reader.  Adding a kind is adding
- * a row and its two functions.
+ * base_url, its auth and fixed headers, the members the output limit may
+ * be sent under (and which one its vendor's own host gets by default), a
+ * request builder and a reply reader.  Adding a kind is adding a row and
+ * its two functions.
  *
  * Requests are built from input Keel produced (the agent loop's messages),
  * so a malformed neutral message is KEEL_EINVAL with err->path naming it
