@@ -592,14 +592,16 @@ static int deadline_fail(struct model_gateway *g, const struct clock *k, int64_t
     buf_init(&b);
     char d[300];
     clock_describe(k, d, sizeof d);
+    /* The fix comes before the lists, so a long trail cannot cut it off
+     * (err->msg holds KEEL_ERR_MSG_MAX bytes). */
     buf_printf(&b,
                "the model call ran out of time: its deadline (%s) ended it after %d HTTP "
-               "request%s in %lld ms; tried: ",
-               d, attempts, attempts == 1 ? "" : "s", (long long)(mono_ms() - start_ms));
+               "request%s in %lld ms; %s %s in keel.yaml to allow more time. Tried: ",
+               d, attempts, attempts == 1 ? "" : "s", (long long)(mono_ms() - start_ms),
+               k->is_default ? "set" : "raise", k->setting);
     trail_summary(trail, &b, 300);
-    if (skipped && *skipped) buf_printf(&b, "; not tried: %s", skipped);
-    buf_printf(&b, "; %s %s in keel.yaml to allow more time. Last error: %s",
-               k->is_default ? "set" : "raise", k->setting, last->msg);
+    if (skipped && *skipped) buf_printf(&b, "; not tried: %.300s", skipped);
+    buf_printf(&b, ". Last error: %s", last->msg);
     keel_fail(err, KEEL_ETIMEOUT, "%s", b.data);
     if (err) model_scrub(g, err->msg, sizeof err->msg);
     buf_cleanup(&b);

@@ -747,8 +747,9 @@ TEST(http_deadline_retry_after_past_it_fails_at_once)
     CHECK((keel_mono_ns() - t0) / 1000000 < 1000); /* did not wait the 2 s */
     CHECK_CONTAINS(x.err.msg, "the model call ran out of time: its deadline (1500 ms, "
                               "models.routes.tight.deadline) ended it after 1 HTTP request");
-    CHECK_CONTAINS(x.err.msg, "tried: b (HTTP 429)");
-    CHECK_CONTAINS(x.err.msg, "raise models.routes.tight.deadline in keel.yaml");
+    CHECK_CONTAINS(x.err.msg, " ms; raise models.routes.tight.deadline in keel.yaml to allow "
+                              "more time. Tried: b (HTTP 429). Last error: provider oa "
+                              "rate-limited model b (HTTP 429)");
     CHECK_CONTAINS(x.err.msg, "it asked to retry after 2000 ms, which would end past the call's "
                               "deadline");
     REQUIRE(x.out.trail && x.out.trail->len == 1);
@@ -796,7 +797,7 @@ TEST(http_deadline_cuts_the_last_attempts_timeout)
         TEST_FAIL_AT(__FILE__, __LINE__, "the call took %lld ms; expected about 1500",
                      (long long)ms);
     CHECK_CONTAINS(x.err.msg, "ended it after 2 HTTP requests");
-    CHECK_CONTAINS(x.err.msg, "tried: b (HTTP 429), b (ETIMEOUT)");
+    CHECK_CONTAINS(x.err.msg, "Tried: b (HTTP 429), b (ETIMEOUT).");
     CHECK_CONTAINS(x.err.msg, "that was what was left of the call's deadline (1500 ms, "
                               "models.routes.tight.deadline), less than the provider's timeout "
                               "of 60000 ms");
@@ -829,7 +830,7 @@ TEST(http_deadline_no_fallback_starts_after_it)
         TEST_FAIL_AT(__FILE__, __LINE__, "the call took %lld ms; expected about 1500",
                      (long long)ms);
     CHECK_CONTAINS(x.err.msg, "ended it after 1 HTTP request");
-    CHECK_CONTAINS(x.err.msg, "tried: a (ETIMEOUT); not tried: b;");
+    CHECK_CONTAINS(x.err.msg, "Tried: a (ETIMEOUT); not tried: b. Last error: provider flaky");
     CHECK_CONTAINS(x.err.msg, "raise models.routes.tightchain.deadline");
     CHECK_INT(x.out.attempts, 0); /* out untouched on failure but the trail */
     REQUIRE(x.out.trail && x.out.trail->len == 1);
