@@ -36,8 +36,13 @@
  * built behind it in batches, and the rows not yet indexed ("the log") are
  * found by a range scan of the newest ids (see migration 3 and index_log).
  *
+ * Model usage (sqlite_usage.c).  model_calls holds a row per model.response
+ * event, inserted by the group commit right after the group's events (same
+ * transaction), so usage reports are an indexed aggregate (migration 4).
+ *
  * Schema.  Versioned by PRAGMA user_version; the migrations table below is
- * applied in order, each in its own transaction.  application_id marks the
+ * applied in order, each in its own transaction (with, where a migration
+ * needs it, C code after its SQL: migration_code).  application_id marks the
  * file as a Keel store.  Statements are prepared once per connection and
  * cached (conn->st[]).
  */

@@ -6,8 +6,10 @@
  * Invariants: an implementation's op is only called with ids that are
  * non-empty, at most STORE_ID_MAX bytes and free of control characters,
  * JSON/text fields of at most STORE_TEXT_MAX bytes, enum values in range and
- * limits clamped to STORE_LIST_MAX.  store_append (synchronous) is built on
- * the implementation's append_async and a per-call semaphore.
+ * limits clamped to STORE_LIST_MAX, and an event carries a usage row iff it
+ * is a model.response (struct store_event.usage), with sane values.
+ * store_append (synchronous) is built on the implementation's append_async
+ * and a per-call semaphore.
  */
 #include "store.h"
 #include "store_impl.h"
