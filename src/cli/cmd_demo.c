@@ -189,7 +189,7 @@ static void print_explain(struct engine *e, const char *run)
     struct json_value *rep = NULL;
     struct keel_err err;
     keel_err_clear(&err);
-    if (engine_run_explain(e, run, &a, &rep, &err) == 0) {
+    if (engine_run_explain(e, run, 0, 0, &a, &rep, &err) == 0) {
         struct buf b;
         buf_init(&b);
         obs_explain_text(rep, &b, color);

@@ -115,10 +115,11 @@ int engine_approval_decide(struct engine *e, const char *approval_id, const stru
                            bool approve, const char *comment, struct keel_err *err);
 
 /* The explain report of a run (docs/explain.md): {summary, timeline, ...}
- * built from its journal and workflow version by src/obs/.  KEEL_ENOENT
- * for an unknown run. */
-int engine_run_explain(struct engine *e, const char *run_id, struct arena *a,
-                       struct json_value **out, struct keel_err *err);
+ * built from its journal and workflow version by src/obs/, with the
+ * timeline's visits [from, from + limit) (limit 0: OBS_PAGE_DEFAULT; see
+ * obs_explain_page).  KEEL_ENOENT for an unknown run. */
+int engine_run_explain(struct engine *e, const char *run_id, uint32_t from, uint32_t limit,
+                       struct arena *a, struct json_value **out, struct keel_err *err);
 
 /* Workflows known to the engine: [{name, steps, file}]. */
 int engine_workflow_list(struct engine *e, struct arena *a, struct json_value **out,

@@ -13,8 +13,8 @@
 
 #include "../obs/obs.h"
 
-int engine_run_explain(struct engine *e, const char *run_id, struct arena *a,
-                       struct json_value **out, struct keel_err *err)
+int engine_run_explain(struct engine *e, const char *run_id, uint32_t from, uint32_t limit,
+                       struct arena *a, struct json_value **out, struct keel_err *err)
 {
     struct json_value *run;
     int rc = engine_run_show(e, run_id, a, &run, err); /* KEEL_ENOENT for an unknown run */
@@ -34,5 +34,7 @@ int engine_run_explain(struct engine *e, const char *run_id, struct arena *a,
                  run_id, row.workflow, row.workflow_hash, werr.msg);
         ew = NULL;
     }
-    return obs_explain(run, events, ew ? ew->wf : NULL, a, out, err);
+    rc = obs_explain(run, events, ew ? ew->wf : NULL, a, out, err);
+    if (!rc) obs_explain_page(*out, from, limit, a);
+    return rc;
 }

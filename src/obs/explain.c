@@ -54,10 +54,15 @@ static int64_t time_ms_of(const struct json_value *t)
         int digits = 0;
         for (p++; *p >= '0' && *p <= '9'; p++)
             if (digits++ < 3) ms = ms * 10 + (*p - '0');
-        while (digits > 0 && digits < 3) ms *= 10, digits++;
+        while (digits > 0 && digits < 3)
+            ms *= 10, digits++;
     }
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                    .tm_hour = h, .tm_min = mi, .tm_sec = s};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = s};
     return (int64_t)timegm(&tm) * 1000 + ms;
 }
 
@@ -73,7 +78,8 @@ struct agent_stats *obs_identity_stats(struct ctx *c, const char *name)
     s->name = arena_strdup(c->a, name);
     /* Append, so identities list in order of first appearance. */
     struct agent_stats **tail = &c->agents;
-    while (*tail) tail = &(*tail)->next;
+    while (*tail)
+        tail = &(*tail)->next;
     *tail = s;
     return s;
 }
@@ -156,8 +162,9 @@ static const char *outcome(struct ctx *c, const char *status, int64_t duration)
                             json_get_str(c->final_payload, "by", "?"), d,
                             json_get_str(c->final_payload, "reason", "no reason given"));
     if (!strcmp(status, "needs_reconcile"))
-        return arena_printf(c->a, "Needs reconciling: call %s to %s at step %s started but has no "
-                                  "recorded result; check the tool's side, then cancel the run.",
+        return arena_printf(c->a,
+                            "Needs reconciling: call %s to %s at step %s started but has no "
+                            "recorded result; check the tool's side, then cancel the run.",
                             json_get_str(c->final_payload, "call_id", "?"),
                             json_get_str(c->final_payload, "tool", "?"),
                             json_get_str(c->final_payload, "step", "?"));
@@ -200,9 +207,10 @@ int obs_explain(const struct json_value *run, const struct json_value *events,
     if (wf) {
         struct journal_state_key *keys = arena_zalloc(a, (wf->nstate + 1) * sizeof *keys);
         for (size_t i = 0; i < wf->nstate; i++)
-            keys[i] = (struct journal_state_key){.key = wf->state[i].name,
-                                                 .reducer = (enum journal_reducer)wf->state[i].reducer,
-                                                 .initial = wf->state[i].initial};
+            keys[i] =
+                (struct journal_state_key){.key = wf->state[i].name,
+                                           .reducer = (enum journal_reducer)wf->state[i].reducer,
+                                           .initial = wf->state[i].initial};
         c->reducers = (struct journal_reducers){.keys = keys, .n = wf->nstate};
     }
     c->state = journal_state_initial(&c->reducers, a);
@@ -242,7 +250,8 @@ int obs_explain(const struct json_value *run, const struct json_value *events,
             visits[nvisits++] = c->cur;
         }
     }
-    for (size_t i = 0; i < nvisits; i++) visit_totals(c, visits[i]);
+    for (size_t i = 0; i < nvisits; i++)
+        visit_totals(c, visits[i]);
     finish_visits(c);
 
     /* run */
@@ -269,7 +278,8 @@ int obs_explain(const struct json_value *run, const struct json_value *events,
     int64_t duration = c->first_ms && end_ms >= c->first_ms ? end_ms - c->first_ms : 0;
     set_i(c, r, "duration_ms", duration);
     set_i(c, r, "events", events->len);
-    if (str(run, "error")) set_s(c, r, "error", str(run, "error"));
+    if (str(run, "error"))
+        set_s(c, r, "error", str(run, "error"));
     else if (c->final_kind && !strcmp(c->final_kind, "failed"))
         set_v(c, r, "error", json_get(json_get(c->final_payload, "error"), "message"));
     if (c->final_kind && !strcmp(c->final_kind, "succeeded"))
@@ -338,4 +348,46 @@ int obs_explain(const struct json_value *run, const struct json_value *events,
     strmap_cleanup(&c->approvals);
     *out = report;
     return 0;
+}
+
+/* The seq range a visit covers: start_seq .. end_seq (or, still open, to
+ * the end of the journal). */
+static void visit_range(const struct json_value *v, int64_t *lo, int64_t *hi)
+{
+    *lo = json_get_int(v, "start_seq", 0);
+    *hi = json_get_int(v, "end_seq", INT64_MAX);
+}
+
+void obs_explain_page(struct json_value *report, uint32_t from, uint32_t limit, struct arena *a)
+{
+    struct json_value *tl = json_get(report, "timeline");
+    if (!json_is(tl, JSON_ARRAY)) return;
+    if (limit == 0) limit = OBS_PAGE_DEFAULT;
+    if (limit > OBS_PAGE_MAX) limit = OBS_PAGE_MAX;
+    uint32_t total = tl->len;
+    uint32_t lo = from < total ? from : total;
+    uint32_t n = total - lo < limit ? total - lo : limit;
+    struct json_value *page = json_array(a);
+    for (uint32_t i = 0; i < n; i++)
+        json_array_push(a, page, tl->u.items[lo + i]);
+    struct json_value *sw = json_get(report, "switches");
+    if (json_is(sw, JSON_ARRAY) && (lo > 0 || n < total)) {
+        struct json_value *keep = json_array(a);
+        int64_t first = INT64_MAX, last = -1;
+        for (uint32_t i = 0; i < n; i++) {
+            int64_t l, h;
+            visit_range(page->u.items[i], &l, &h);
+            if (l < first) first = l;
+            if (h > last) last = h;
+        }
+        for (uint32_t i = 0; n && i < sw->len; i++) {
+            int64_t seq = json_get_int(sw->u.items[i], "seq", -1);
+            if (seq >= first && seq <= last) json_array_push(a, keep, sw->u.items[i]);
+        }
+        json_object_setc(a, report, "switches", keep);
+    }
+    json_object_setc(a, report, "timeline", page);
+    json_object_setc(a, report, "timeline_total", json_int(a, total));
+    json_object_setc(a, report, "timeline_from", json_int(a, lo));
+    if (lo + n < total) json_object_setc(a, report, "timeline_next", json_int(a, lo + n));
 }

@@ -14,9 +14,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define WIDTH_VALUE 160 /* bytes of a value shown inline          */
+#define WIDTH_VALUE 160  /* bytes of a value shown inline          */
 #define WIDTH_RESULT 480 /* bytes of a tool result or state value  */
-#define WIDTH_LINE 240  /* bytes of a summary line, at most       */
+#define WIDTH_LINE 240   /* bytes of a summary line, at most       */
 
 struct out {
     struct buf *b;
@@ -41,14 +41,16 @@ static double d_(const struct json_value *o, const char *k)
 /* Colours: one row per role, so the palette is a table. */
 enum tone { TONE_NONE, TONE_BAD, TONE_GOOD, TONE_WARN, TONE_DIM, TONE_BOLD };
 static const char *const tone_code[] = {
-    [TONE_NONE] = "", [TONE_BAD] = "\x1b[31m", [TONE_GOOD] = "\x1b[32m",
-    [TONE_WARN] = "\x1b[33m", [TONE_DIM] = "\x1b[2m", [TONE_BOLD] = "\x1b[1m",
+    [TONE_NONE] = "",         [TONE_BAD] = "\x1b[31m", [TONE_GOOD] = "\x1b[32m",
+    [TONE_WARN] = "\x1b[33m", [TONE_DIM] = "\x1b[2m",  [TONE_BOLD] = "\x1b[1m",
 };
 
 static void tone(struct out *o, enum tone t, const char *text)
 {
-    if (o->color && t != TONE_NONE) buf_printf(o->b, "%s%s\x1b[0m", tone_code[t], text);
-    else buf_puts(o->b, text);
+    if (o->color && t != TONE_NONE)
+        buf_printf(o->b, "%s%s\x1b[0m", tone_code[t], text);
+    else
+        buf_puts(o->b, text);
 }
 
 /* The tone of a status or decision word. */
@@ -58,12 +60,24 @@ static enum tone tone_of(const char *word)
         const char *word;
         enum tone t;
     } table[] = {
-        {"succeeded", TONE_GOOD}, {"completed", TONE_GOOD}, {"ok", TONE_GOOD},
-        {"allow", TONE_GOOD},     {"approved", TONE_GOOD},  {"failed", TONE_BAD},
-        {"error", TONE_BAD},      {"deny", TONE_BAD},       {"denied", TONE_BAD},
-        {"refused", TONE_BAD},    {"cancelled", TONE_BAD},  {"needs_reconcile", TONE_BAD},
-        {"expired", TONE_BAD},    {"waiting", TONE_WARN},   {"approval", TONE_WARN},
-        {"retrying", TONE_WARN},  {"awaiting_approval", TONE_WARN}, {"running", TONE_WARN},
+        {"succeeded", TONE_GOOD},
+        {"completed", TONE_GOOD},
+        {"ok", TONE_GOOD},
+        {"allow", TONE_GOOD},
+        {"approved", TONE_GOOD},
+        {"failed", TONE_BAD},
+        {"error", TONE_BAD},
+        {"deny", TONE_BAD},
+        {"denied", TONE_BAD},
+        {"refused", TONE_BAD},
+        {"cancelled", TONE_BAD},
+        {"needs_reconcile", TONE_BAD},
+        {"expired", TONE_BAD},
+        {"waiting", TONE_WARN},
+        {"approval", TONE_WARN},
+        {"retrying", TONE_WARN},
+        {"awaiting_approval", TONE_WARN},
+        {"running", TONE_WARN},
     };
     for (size_t i = 0; word && i < KEEL_ARRAY_LEN(table); i++)
         if (!strcmp(table[i].word, word)) return table[i].t;
@@ -78,7 +92,8 @@ static void put_cut(struct buf *b, const char *s, size_t max)
         buf_puts(b, s);
         return;
     }
-    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80) max--;
+    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
+        max--;
     buf_append(b, s, max);
     buf_puts(b, "\xE2\x80\xA6");
 }
@@ -87,8 +102,10 @@ static void put_value(struct buf *b, const struct json_value *v, size_t max)
 {
     struct buf t;
     buf_init(&t);
-    if (v) json_write(&t, v, 0, NULL);
-    else buf_puts(&t, "(unset)");
+    if (v)
+        json_write(&t, v, 0, NULL);
+    else
+        buf_puts(&t, "(unset)");
     /* Newlines inside strings are escaped by the writer; keep one line. */
     put_cut(b, t.data ? t.data : "", max);
     buf_cleanup(&t);
@@ -114,7 +131,8 @@ static size_t columns(const char *s)
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p == 0x1b) {
-            while (p[1] && !(p[1] >= '@' && p[1] <= '~' && p[1] != '[')) p++;
+            while (p[1] && !(p[1] >= '@' && p[1] <= '~' && p[1] != '['))
+                p++;
             if (p[1]) p++;
             continue;
         }
@@ -136,7 +154,8 @@ static void put_cols(struct buf *b, const char *s, size_t cols, bool color)
     while (*p) {
         if (*p == 0x1b) {
             const char *q = p;
-            while (q[1] && !(q[1] >= '@' && q[1] <= '~' && q[1] != '[')) q++;
+            while (q[1] && !(q[1] >= '@' && q[1] <= '~' && q[1] != '['))
+                q++;
             if (q[1]) q++;
             buf_append(b, p, (size_t)(q - p) + 1);
             p = q + 1;
@@ -204,8 +223,9 @@ static void summary_text(struct out *o, const struct json_value *r)
     put_cut(l, s_(sum, "outcome", ""), WIDTH_LINE);
     emit(&s);
     /* 3-4: counts. */
-    buf_printf(l, "Steps: %lld visits, retries %lld, failures %lld · Tool calls made: %lld · Policy: "
-                  "%lld allowed, %lld denied, %lld needed approval · Refused: %lld",
+    buf_printf(l,
+               "Steps: %lld visits, retries %lld, failures %lld · Tool calls made: %lld · Policy: "
+               "%lld allowed, %lld denied, %lld needed approval · Refused: %lld",
                i_(n, "steps"), i_(n, "retries"), i_(n, "failures"), i_(n, "tool_calls"),
                i_(n, "allowed"), i_(n, "denied"), i_(n, "needed_approval"), i_(n, "refusals"));
     emit(&s);
@@ -220,10 +240,11 @@ static void summary_text(struct out *o, const struct json_value *r)
     uint32_t na = json_is(ag, JSON_ARRAY) ? ag->len : 0;
     for (uint32_t i = 0; i < na && i < 3; i++) {
         const struct json_value *a = ag->u.items[i];
-        buf_printf(l, "%s %s (credential: %s): %lld tool calls, %lld model calls, %lld+%lld tokens, $%.4f",
-                   i ? "       " : "Actors:", s_(a, "identity", "?"), s_(a, "credential", "?"),
-                   i_(a, "tool_calls"), i_(a, "model_calls"), i_(a, "input_tokens"),
-                   i_(a, "output_tokens"), d_(a, "cost_usd"));
+        buf_printf(
+            l, "%s %s (credential: %s): %lld tool calls, %lld model calls, %lld+%lld tokens, $%.4f",
+            i ? "       " : "Actors:", s_(a, "identity", "?"), s_(a, "credential", "?"),
+            i_(a, "tool_calls"), i_(a, "model_calls"), i_(a, "input_tokens"),
+            i_(a, "output_tokens"), d_(a, "cost_usd"));
         if (i == 2 && na > 3) buf_printf(l, " … and %u more", na - 3);
         emit(&s);
     }
@@ -232,10 +253,12 @@ static void summary_text(struct out *o, const struct json_value *r)
     uint32_t np = json_is(aps, JSON_ARRAY) ? aps->len : 0;
     for (uint32_t i = 0; i < np && i < 3; i++) {
         const struct json_value *a = aps->u.items[i];
-        buf_printf(l, "%s %s (group %s, step %s): ", i ? "          " : "Approvals:",
-                   s_(a, "id", "?"), s_(a, "group", "?"), s_(a, "step", "?"));
+        buf_printf(l,
+                   "%s %s (group %s, step %s): ", i ? "          " : "Approvals:", s_(a, "id", "?"),
+                   s_(a, "group", "?"), s_(a, "step", "?"));
         tone(&(struct out){l, o->color, 0}, tone_of(s_(a, "decision", "")), s_(a, "decision", "?"));
-        if (json_get(a, "by")) buf_printf(l, " by %s at %s", s_(a, "by", "?"), s_(a, "decided_at", "?"));
+        if (json_get(a, "by"))
+            buf_printf(l, " by %s at %s", s_(a, "by", "?"), s_(a, "decided_at", "?"));
         const char *cm = s_(a, "comment", NULL);
         if (cm) {
             buf_puts(l, ": ");
@@ -273,8 +296,17 @@ static void summary_text(struct out *o, const struct json_value *r)
         put_cut(l, s_(a, "message", ""), WIDTH_LINE);
         emit_rows(&s, more ? (left - 1 < 2 ? left - 1 : 2) : (left < 2 ? left : 2));
     }
-    buf_printf(l, "Timeline (%u step visits; `keel explain RUN --json` has every value):",
-               json_is(json_get(r, "timeline"), JSON_ARRAY) ? json_get(r, "timeline")->len : 0);
+    uint32_t shown =
+        json_is(json_get(r, "timeline"), JSON_ARRAY) ? json_get(r, "timeline")->len : 0;
+    int64_t total = json_get_int(r, "timeline_total", shown),
+            from = json_get_int(r, "timeline_from", 0);
+    if (total == (int64_t)shown)
+        buf_printf(l,
+                   "Timeline (%u step visits; `keel explain RUN --json` has every value):", shown);
+    else
+        buf_printf(l, "Timeline (step visits %lld to %lld of %lld; --from N and --all for others):",
+                   (long long)(shown ? from + 1 : from), (long long)(from + shown),
+                   (long long)total);
     emit_rows(&s, 1);
     buf_cleanup(&s.line);
 }
@@ -303,7 +335,8 @@ static void call_text(struct out *o, const struct json_value *call)
     if (ap) {
         buf_printf(b, "      approval %s (group %s): ", s_(ap, "id", "?"), s_(ap, "group", "?"));
         tone(o, tone_of(s_(ap, "decision", "")), s_(ap, "decision", "?"));
-        if (json_get(ap, "by")) buf_printf(b, " by %s at %s", s_(ap, "by", "?"), s_(ap, "decided_at", "?"));
+        if (json_get(ap, "by"))
+            buf_printf(b, " by %s at %s", s_(ap, "by", "?"), s_(ap, "decided_at", "?"));
         buf_putc(b, '\n');
     }
     const struct json_value *rf = json_get(call, "refused");
@@ -333,8 +366,9 @@ static void model_text(struct out *o, const struct json_value *m)
     buf_printf(b, "    model %s turn %lld %s", s_(m, "call_id", "?"), i_(m, "turn"),
                s_(m, "model", "?"));
     if (json_get(m, "provider")) buf_printf(b, " (%s)", s_(m, "provider", ""));
-    buf_printf(b, " #%lld→#%lld %lld+%lld tokens $%.4f", i_(m, "request_seq"), i_(m, "response_seq"),
-               i_(m, "input_tokens"), i_(m, "output_tokens"), d_(m, "cost_usd"));
+    buf_printf(b, " #%lld→#%lld %lld+%lld tokens $%.4f", i_(m, "request_seq"),
+               i_(m, "response_seq"), i_(m, "input_tokens"), i_(m, "output_tokens"),
+               d_(m, "cost_usd"));
     if (json_get(m, "purpose") && strcmp(s_(m, "purpose", ""), "turn") != 0)
         buf_printf(b, " [%s]", s_(m, "purpose", ""));
     buf_putc(b, '\n');
@@ -361,8 +395,10 @@ static void visit_text(struct out *o, const struct json_value *e)
 {
     struct buf *b = o->b;
     const struct json_value *actor = json_get(e, "actor");
-    if (json_get(e, "end_seq")) buf_printf(b, "\n#%lld-#%lld ", i_(e, "start_seq"), i_(e, "end_seq"));
-    else buf_printf(b, "\n#%lld-… ", i_(e, "start_seq"));
+    if (json_get(e, "end_seq"))
+        buf_printf(b, "\n#%lld-#%lld ", i_(e, "start_seq"), i_(e, "end_seq"));
+    else
+        buf_printf(b, "\n#%lld-… ", i_(e, "start_seq"));
     tone(o, TONE_BOLD, s_(e, "step", "?"));
     buf_printf(b, " (%s", s_(e, "kind", "?"));
     if (i_(e, "visit")) buf_printf(b, ", visit %lld", i_(e, "visit") + 1);
@@ -383,17 +419,20 @@ static void visit_text(struct out *o, const struct json_value *e)
         buf_putc(b, '\n');
     }
     l = json_get(e, "model_calls");
-    for (uint32_t i = 0; json_is(l, JSON_ARRAY) && i < l->len; i++) model_text(o, l->u.items[i]);
+    for (uint32_t i = 0; json_is(l, JSON_ARRAY) && i < l->len; i++)
+        model_text(o, l->u.items[i]);
     l = json_get(e, "calls");
-    for (uint32_t i = 0; json_is(l, JSON_ARRAY) && i < l->len; i++) call_text(o, l->u.items[i]);
+    for (uint32_t i = 0; json_is(l, JSON_ARRAY) && i < l->len; i++)
+        call_text(o, l->u.items[i]);
     l = json_get(e, "handoffs");
     for (uint32_t i = 0; json_is(l, JSON_ARRAY) && i < l->len; i++)
         buf_printf(b, "    handoff #%lld %s → %s\n", i_(l->u.items[i], "seq"),
                    s_(l->u.items[i], "from", "?"), s_(l->u.items[i], "to", "?"));
     l = json_get(e, "summaries");
     for (uint32_t i = 0; json_is(l, JSON_ARRAY) && i < l->len; i++)
-        buf_printf(b, "    context summarized #%lld (%lld → %lld tokens)\n", i_(l->u.items[i], "seq"),
-                   i_(l->u.items[i], "tokens_before"), i_(l->u.items[i], "tokens_after"));
+        buf_printf(b, "    context summarized #%lld (%lld → %lld tokens)\n",
+                   i_(l->u.items[i], "seq"), i_(l->u.items[i], "tokens_before"),
+                   i_(l->u.items[i], "tokens_after"));
     l = json_get(e, "rejected_outputs");
     for (uint32_t i = 0; json_is(l, JSON_ARRAY) && i < l->len; i++) {
         buf_printf(b, "    output rejected #%lld: ", i_(l->u.items[i], "seq"));
@@ -402,7 +441,8 @@ static void visit_text(struct out *o, const struct json_value *e)
     }
     l = json_get(e, "budget");
     for (uint32_t i = 0; json_is(l, JSON_ARRAY) && i < l->len; i++)
-        buf_printf(b, "    %s #%lld\n", s_(l->u.items[i], "event", "budget"), i_(l->u.items[i], "seq"));
+        buf_printf(b, "    %s #%lld\n", s_(l->u.items[i], "event", "budget"),
+                   i_(l->u.items[i], "seq"));
     l = json_get(e, "approvals");
     for (uint32_t i = 0; json_is(l, JSON_ARRAY) && i < l->len; i++) {
         const struct json_value *ap = l->u.items[i];
@@ -410,7 +450,8 @@ static void visit_text(struct out *o, const struct json_value *e)
         buf_printf(b, "    approval %s (group %s) #%lld: ", s_(ap, "id", "?"), s_(ap, "group", "?"),
                    i_(ap, "requested_seq"));
         tone(o, tone_of(s_(ap, "decision", "")), s_(ap, "decision", "?"));
-        if (json_get(ap, "by")) buf_printf(b, " by %s at %s", s_(ap, "by", "?"), s_(ap, "decided_at", "?"));
+        if (json_get(ap, "by"))
+            buf_printf(b, " by %s at %s", s_(ap, "by", "?"), s_(ap, "decided_at", "?"));
         buf_putc(b, '\n');
     }
     const struct json_value *sw = json_get(e, "switch");
@@ -439,7 +480,8 @@ static void visit_text(struct out *o, const struct json_value *e)
         const struct json_value *er = l->u.items[i];
         buf_printf(b, "    ");
         tone(o, TONE_BAD, "failed");
-        buf_printf(b, " attempt %lld #%lld: %s ", i_(er, "attempt"), i_(er, "seq"), s_(er, "code", ""));
+        buf_printf(b, " attempt %lld #%lld: %s ", i_(er, "attempt"), i_(er, "seq"),
+                   s_(er, "code", ""));
         put_cut(b, s_(er, "message", ""), 300);
         if (json_get(er, "retry_at")) buf_puts(b, " (retry scheduled)");
         buf_putc(b, '\n');
@@ -455,13 +497,21 @@ void obs_explain_text(const struct json_value *report, struct buf *out, bool col
     obs_explain_text_width(report, out, color, 0);
 }
 
-void obs_explain_text_width(const struct json_value *report, struct buf *out, bool color,
-                            int width)
+void obs_explain_text_width(const struct json_value *report, struct buf *out, bool color, int width)
 {
     struct out o = {out, color, width > 0 && width < 20 ? 20 : width};
     summary_text(&o, report);
     const struct json_value *t = json_get(report, "timeline");
-    for (uint32_t i = 0; json_is(t, JSON_ARRAY) && i < t->len; i++) visit_text(&o, t->u.items[i]);
+    for (uint32_t i = 0; json_is(t, JSON_ARRAY) && i < t->len; i++)
+        visit_text(&o, t->u.items[i]);
+    const struct json_value *next = json_get(report, "timeline_next");
+    if (json_is(next, JSON_NUMBER)) {
+        int64_t total = json_get_int(report, "timeline_total", 0),
+                at = json_get_int(report, "timeline_next", 0);
+        buf_printf(out, "\n… %lld more step visits: keel explain %s --from %lld (or --all)\n",
+                   (long long)(total - at), json_get_str(json_get(report, "run"), "id", "RUN"),
+                   (long long)at);
+    }
     const struct json_value *an = json_get(report, "anomalies");
     if (json_is(an, JSON_ARRAY) && an->len) {
         buf_puts(out, "\nAnomalies in the journal:\n");

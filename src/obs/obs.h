@@ -44,6 +44,18 @@ int obs_explain(const struct json_value *run, const struct json_value *events,
                 const struct workflow *wf, struct arena *a, struct json_value **out,
                 struct keel_err *err);
 
+/* Pages of the timeline.  A run that loops for weeks has tens of thousands
+ * of step visits; the report of all of them outgrows a response.  This
+ * keeps, in report (an obs_explain value, changed in place), the visits
+ * [from, from + limit) of the timeline and the switches evaluated within
+ * them, and records timeline_total, timeline_from and, when visits remain,
+ * timeline_next (the from of the next page).  The summary, state and
+ * provenance stay whole: they are bounded by the run, not its length. */
+#define OBS_PAGE_DEFAULT 1000  /* visits in a page when none is asked for   */
+#define OBS_PAGE_MAX 100000    /* visits in a page, at most                 */
+void obs_explain_page(struct json_value *report, uint32_t from, uint32_t limit,
+                      struct arena *a);
+
 /* Appends the terminal rendering of report (an obs_explain value) to out:
  * the summary first, at most OBS_SUMMARY_LINES lines, then the timeline, one
  * block per step visit.  color adds ANSI colours.  Tolerates any JSON value

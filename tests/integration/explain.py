@@ -248,6 +248,40 @@ def test_bad_branch(srv):
     c.check(st == 200 and api_rep == rep, "GET /v1/runs/{id}/explain equals --json")
     st, api_rep = srv.api("GET", "/v1/runs/%s/explain" % rid, token=ALICE_TOKEN)
     c.check(st == 200 and api_rep["run"]["id"] == rid, "an approver may read the report")
+
+    # Pages of the timeline: the summary stays whole, the switches follow
+    # the visits of the page.
+    c.check(rep["timeline_total"] == 5 and rep["timeline_from"] == 0 and
+            "timeline_next" not in rep, "one page holds a short run")
+    st, pg = srv.api("GET", "/v1/runs/%s/explain?from=1&limit=2" % rid)
+    c.check(st == 200 and [t["step"] for t in pg["timeline"]] == ["lookup", "route"]
+            and pg["timeline_total"] == 5 and pg["timeline_from"] == 1
+            and pg["timeline_next"] == 3, "page 1+2: %s" % {k: pg.get(k) for k in
+                                                          ("timeline_total", "timeline_from",
+                                                           "timeline_next")})
+    c.check([w["step"] for w in pg["switches"]] == ["route"] and pg["summary"] == rep["summary"],
+            "the page's switch, the whole summary")
+    st, pg = srv.api("GET", "/v1/runs/%s/explain?from=3&limit=2" % rid)
+    c.check(st == 200 and [t["step"] for t in pg["timeline"]] == ["escalate", "reply"]
+            and "timeline_next" not in pg and pg["switches"] == [], "the last page")
+    st, pg = srv.api("GET", "/v1/runs/%s/explain?from=9" % rid)
+    c.check(st == 200 and pg["timeline"] == [] and pg["timeline_total"] == 5, "past the end")
+    for q in ("limit=0", "limit=100001", "from=-1", "from=x", "limit="):
+        st, body = srv.api("GET", "/v1/runs/%s/explain?%s" % (rid, q))
+        c.check(st == 400 and body["error"]["code"] == "EINVAL", "bad %s: %s %s" % (q, st, body))
+    code, ptext, err = srv.cli("explain", rid, "--limit", "2", "--no-color")
+    c.check(code == 0 and "step visits 1 to 2 of 5" in ptext
+            and "3 more step visits: keel explain %s --from 2" % rid in ptext,
+            "the text says what is left: %s" % ptext[-300:])
+    code, out, err = srv.cli("explain", rid, "--all", "--limit", "2", "--json")
+    allrep = json.loads(out) if code == 0 else {}
+    c.check(code == 0 and allrep.get("timeline") == rep["timeline"]
+            and allrep.get("switches") == rep["switches"] and "timeline_next" not in allrep,
+            "--all joins every page: %d %s" % (code, err))
+    code, out, err = srv.cli("explain", rid, "--from")
+    c.check(code == 2 and "--from needs a number" in err, "--from alone: %d %s" % (code, err))
+    code, out, err = srv.cli("explain", rid, "--all", "--from", "1")
+    c.check(code == 2, "--all with --from: usage error: %d" % code)
     no_secrets(srv, "bad run", text, out, json.dumps(evs))
 
 

@@ -705,6 +705,22 @@ TEST(pure_steps_journal_no_step_started)
     CHECK(json_get(rep, "anomalies") == NULL);
     CHECK_INT(json_get(rep, "timeline")->len, 2 * loops);
     CHECK_INT(json_get(rep, "switches")->len, loops);
+    /* A page: visits 3..6 (bump, again, bump, again from the second lap
+     * on), the two switches among them, and where the next page starts. */
+    struct json_value *pg = NULL;
+    REQUIRE(obs_explain(NULL, jb.events, wf, &a, &pg, NULL) == 0);
+    obs_explain_page(pg, 3, 4, &a);
+    CHECK_INT(json_get(pg, "timeline")->len, 4);
+    CHECK_STR(str_at(pg, "/timeline/0/step"), "again");
+    CHECK_INT(int_at(pg, "/timeline_total"), 2 * loops);
+    CHECK_INT(int_at(pg, "/timeline_from"), 3);
+    CHECK_INT(int_at(pg, "/timeline_next"), 7);
+    CHECK_INT(json_get(pg, "switches")->len, 2);
+    REQUIRE(obs_explain(NULL, jb.events, wf, &a, &pg, NULL) == 0);
+    obs_explain_page(pg, 2 * loops - 1, 0, &a);
+    CHECK_INT(json_get(pg, "timeline")->len, 1);
+    CHECK(json_get(pg, "timeline_next") == NULL);
+    CHECK_INT(json_get(pg, "switches")->len, 1);
     const struct json_value *last = visit_of(rep, "bump", loops - 1);
     REQUIRE(last);
     CHECK_INT(json_get_int(last, "visit", -1), loops - 1);
