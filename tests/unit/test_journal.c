@@ -3,7 +3,8 @@
  * kinds and payload checks, writers racing on one run, many threads on many
  * runs, async pipelining, JSONL output, verification and tamper detection
  * (rows changed behind Keel's back with SQLite), reopening, and the state
- * fold (every reducer; snapshot fold == fold from scratch).
+ * fold (every reducer; snapshot fold == fold from scratch), and the usage
+ * row each model.response hands the store on every append path.
  */
 #include "journal/journal.h"
 #include "test.h"
@@ -447,6 +448,119 @@ TEST(async_pipelined_appends)
     REQUIRE(journal_write_jsonl(s, "run_async", &out, &err) == 0);
     CHECK_CONTAINS(out.data, "\"actor\":\"agent:t/199\"");
     buf_cleanup(&out);
+    pthread_mutex_destroy(&aw.mu);
+    pthread_cond_destroy(&aw.cv);
+    arena_cleanup(&a);
+    store_close(s);
+    tmp_remove(&t);
+}
+
+/* A model.response payload: agent (NULL: left out), model, tokens, cost. */
+static struct json_value *response(struct arena *a, const char *agent, const char *model,
+                                   int64_t in, int64_t out, double cost)
+{
+    struct json_value *p = json_object(a);
+    json_object_setc(a, p, "step", json_cstr(a, "ask"));
+    json_object_setc(a, p, "call_id", json_cstr(a, "ask/0/m0"));
+    json_object_setc(a, p, "model", json_cstr(a, model));
+    if (agent) json_object_setc(a, p, "agent", json_cstr(a, agent));
+    struct json_value *u = json_object(a);
+    json_object_setc(a, u, "input_tokens", json_int(a, in));
+    json_object_setc(a, u, "output_tokens", json_int(a, out));
+    json_object_setc(a, p, "usage", u);
+    json_object_setc(a, p, "cost_usd", json_double(a, cost));
+    return p;
+}
+
+/* Every append path hands the store a model.response's usage row, built
+ * from the payload (the agent from the actor when the payload has none),
+ * and keeps it alive until the commit: the async path's caller frees its
+ * actor at once, a batch's items move as it grows.  The hash chain is the
+ * same as without it (the row is not hashed). */
+TEST(model_responses_carry_their_usage)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct keel_err err;
+    static const char wfh[] = "1111111111111111111111111111111111111111111111111111111111111111";
+    struct store_run run = {.id = "run_u", .workflow = "wf", .workflow_hash = wfh,
+                            .input = "{}", .identity = "human:alice"};
+    REQUIRE(store_run_create(s, &run, &err) == 0);
+    struct journal_writer *w;
+    REQUIRE(journal_writer_open(s, "run_u", &w, &err) == 0);
+    struct arena a;
+    arena_init(&a);
+    /* Synchronous. */
+    REQUIRE(journal_writer_append(w, "model.response", "agent:t/other",
+                                  response(&a, "t/sync", "m1", 10, 1, 0.5), 1000, NULL,
+                                  &err) == 0);
+    struct async_wait aw = {.in_order = true};
+    pthread_mutex_init(&aw.mu, NULL);
+    pthread_cond_init(&aw.cv, NULL);
+    /* Asynchronous, the agent only in the actor, which is gone at once. */
+    char *actor = strdup("agent:t/async");
+    REQUIRE(journal_writer_append_async(w, "model.response", actor,
+                                        response(&a, NULL, "m2", 20, 2, 0.25), 2000, on_done,
+                                        &aw, &err) == 0);
+    memset(actor, 'x', strlen(actor));
+    free(actor);
+    /* A batch of 6 (its items are reallocated at 4): calls first and last. */
+    struct journal_batch *bt = NULL;
+    for (int i = 0; i < 6; i++) {
+        char who[32];
+        snprintf(who, sizeof who, "agent:t/b%d", i);
+        if (i == 0 || i == 5) {
+            REQUIRE(journal_batch_add(w, &bt, "model.response", who,
+                                      response(&a, who + 6, "m3", 100 + i, i, 0.125), 3000 + i,
+                                      NULL, NULL, &err) == 0);
+        } else {
+            REQUIRE(journal_batch_add(w, &bt, "step.started", who,
+                                      parse(&a, "{\"step\":\"s\",\"attempt\":1}"), 3000 + i,
+                                      NULL, NULL, &err) == 0);
+        }
+        memset(who, 'y', sizeof who - 1);
+    }
+    REQUIRE(journal_batch_submit(bt, on_done, &aw, &err) == 0);
+    pthread_mutex_lock(&aw.mu);
+    while (aw.done < 2) pthread_cond_wait(&aw.cv, &aw.mu);
+    pthread_mutex_unlock(&aw.mu);
+    CHECK_INT(aw.failed, 0);
+    journal_writer_free(w);
+
+    static const unsigned by_agent = STORE_USAGE_BY_AGENT | STORE_USAGE_BY_MODEL;
+    struct store_usage_filter f = {.until_ms = 10000, .groupings = &by_agent, .n_groupings = 1};
+    struct store_usage_sum *rows = NULL;
+    size_t n = 0;
+    REQUIRE(store_usage_sum(s, &f, &a, &rows, &n, &err) == 0);
+    static const struct {
+        const char *agent, *model;
+        int64_t in, out;
+        double cost;
+    } want[] = {
+        {"t/sync", "m1", 10, 1, 0.5},
+        {"t/async", "m2", 20, 2, 0.25},
+        {"t/b0", "m3", 100, 0, 0.125},
+        {"t/b5", "m3", 105, 5, 0.125},
+    };
+    CHECK_INT(n, KEEL_ARRAY_LEN(want));
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(want); i++) {
+        const struct store_usage_sum *r = NULL;
+        for (size_t k = 0; k < n && !r; k++)
+            if (rows[k].agent && !strcmp(rows[k].agent, want[i].agent)) r = &rows[k];
+        CHECK(r != NULL);
+        if (!r) continue;
+        CHECK_STR(r->model, want[i].model);
+        CHECK_INT(r->calls, 1);
+        CHECK_INT(r->input_tokens, want[i].in);
+        CHECK_INT(r->output_tokens, want[i].out);
+        CHECK(r->cost_usd == want[i].cost);
+    }
+    struct journal_verify_report rep;
+    REQUIRE(journal_verify(s, "run_u", &rep, &err) == 0);
+    CHECK(rep.ok);
+    CHECK_INT(rep.events, 8);
     pthread_mutex_destroy(&aw.mu);
     pthread_cond_destroy(&aw.cv);
     arena_cleanup(&a);
