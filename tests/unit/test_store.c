@@ -1280,8 +1280,8 @@ TEST(model_calls_backfilled_by_migration_4)
     REQUIRE(store_run_create(s, &r, &err) == 0);
     static const char *const payloads[] = {
         "{}",
-        "{\"agent\":\"support/triage\",\"call_id\":\"c1\",\"cost_usd\":0.00012,\"model\":"
-        "\"small\",\"step\":\"s\",\"usage\":{\"input_tokens\":100,\"output_tokens\":10}}",
+        ("{\"agent\":\"support/triage\",\"call_id\":\"c1\",\"cost_usd\":0.00012,\"model\":"
+         "\"small\",\"step\":\"s\",\"usage\":{\"input_tokens\":100,\"output_tokens\":10}}"),
         "{\"call_id\":\"c2\",\"step\":\"s\",\"usage\":{\"input_tokens\":-5,\"output_tokens\":3}}",
         "[\"not an object\"]",
     };
