@@ -706,11 +706,14 @@ TEST(reopen_read_only_and_foreign_files)
     tmp_remove(&t);
 }
 
-/* Runs sql on the database file behind the store's back. */
+/* Runs sql on the database file behind the store's back (waiting for the
+ * lock if the store, still open, is writing: its committer indexes the log
+ * and its checkpointer runs on their own). */
 static void raw_exec(const char *path, const char *sql)
 {
     sqlite3 *db;
     if (sqlite3_open(path, &db) != SQLITE_OK) abort();
+    sqlite3_busy_timeout(db, 10000);
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         fprintf(stderr, "raw_exec: %s\n", msg ? msg : "?");
@@ -724,6 +727,7 @@ static int64_t raw_int(const char *path, const char *sql)
     sqlite3 *db;
     sqlite3_stmt *st;
     if (sqlite3_open(path, &db) != SQLITE_OK) abort();
+    sqlite3_busy_timeout(db, 10000);
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         fprintf(stderr, "raw_int %s: %s\n", sql, sqlite3_errmsg(db));
         abort();
