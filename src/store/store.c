@@ -513,10 +513,15 @@ int store_usage_sum(struct store *s, const struct store_usage_filter *f, struct 
     if (fl.n_groupings > STORE_USAGE_GROUPINGS_MAX)
         return keel_fail(err, KEEL_ELIMIT, "usage: %zu groupings in one query; the limit is %d",
                          fl.n_groupings, STORE_USAGE_GROUPINGS_MAX);
-    for (size_t i = 0; i < fl.n_groupings; i++)
-        if (fl.groupings[i] & ~STORE_USAGE_BY_ALL)
-            return keel_fail(err, KEEL_EINVAL, "usage: grouping %#x has unknown bits",
-                             fl.groupings[i]);
+    unsigned seen = 0; /* bit g: grouping g was asked for */
+    for (size_t i = 0; i < fl.n_groupings; i++) {
+        unsigned g = fl.groupings[i];
+        if (g & ~STORE_USAGE_BY_ALL)
+            return keel_fail(err, KEEL_EINVAL, "usage: grouping %#x has unknown bits", g);
+        if (seen & (1u << g))
+            return keel_fail(err, KEEL_EINVAL, "usage: grouping %#x is asked for twice", g);
+        seen |= 1u << g;
+    }
     return s->ops->usage_sum(s, &fl, a, out, n, err);
 }
 

@@ -339,11 +339,11 @@ struct store_usage_filter {
     const char *workflow;       /* only runs of this workflow; NULL: any          */
     const char *agent;          /* only calls of this agent (compared after the
                                    unknown mapping below); NULL: any              */
-    const char *unknown;        /* the name an empty agent or model is grouped,
-                                   filtered and returned as; NULL: ""            */
-    const unsigned *groupings;  /* STORE_USAGE_BY_* masks to compute, each a set
-                                   of rows; NULL (n_groupings 0): one grouping,
-                                   STORE_USAGE_BY_ALL                             */
+    const char *unknown;        /* the name an empty agent, model or workflow is
+                                   grouped, filtered and returned as; NULL: ""   */
+    const unsigned *groupings;  /* distinct STORE_USAGE_BY_* masks to compute,
+                                   each a set of rows; NULL (n_groupings 0): one
+                                   grouping, STORE_USAGE_BY_ALL                  */
     size_t n_groupings;         /* 0 .. STORE_USAGE_GROUPINGS_MAX                 */
 };
 
@@ -365,8 +365,9 @@ struct store_usage_sum {
  * grouping with dimensions yields one row per group that has calls (in no
  * particular order); grouping 0 yields exactly one row (zeros if nothing
  * matched).  *out is an array of *n rows in arena a.  KEEL_ELIMIT past
- * STORE_USAGE_ROWS_MAX rows.  Costs an index range scan of the window per
- * grouping (docs/store.md). */
+ * STORE_USAGE_ROWS_MAX rows.  Costs one range scan of the window in the
+ * time index, whatever the groupings, and a runs probe per run in it
+ * (docs/store.md, "Model usage"). */
 int store_usage_sum(struct store *s, const struct store_usage_filter *f, struct arena *a,
                     struct store_usage_sum **out, size_t *n, struct keel_err *err);
 

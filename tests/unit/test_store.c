@@ -1209,6 +1209,10 @@ TEST(usage_sum_groups_and_filters)
     static const unsigned bad_g[] = {8};
     f = (struct store_usage_filter){.until_ms = 5, .groupings = bad_g, .n_groupings = 1};
     CHECK_INT(store_usage_sum(s, &f, &a, &rows, &n, &err), KEEL_EINVAL);
+    static const unsigned twice[] = {STORE_USAGE_BY_AGENT, 0, STORE_USAGE_BY_AGENT};
+    f = (struct store_usage_filter){.until_ms = 5, .groupings = twice, .n_groupings = 3};
+    CHECK_INT(store_usage_sum(s, &f, &a, &rows, &n, &err), KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "twice");
     unsigned many[STORE_USAGE_GROUPINGS_MAX + 1] = {0};
     f = (struct store_usage_filter){.until_ms = 5, .groupings = many,
                                     .n_groupings = KEEL_ARRAY_LEN(many)};
