@@ -290,8 +290,7 @@ static int scan_usage(struct store *s, int64_t since, int64_t until, struct scan
     int rc = 0;
     for (;;) {
         arena_reset(&page);
-        struct store_run_filter f = {.after_id = after[0] ? after : NULL,
-                                     .limit = STORE_LIST_MAX};
+        struct store_run_filter f = {.after_id = after[0] ? after : NULL, .limit = STORE_LIST_MAX};
         struct store_run *runs = NULL;
         size_t n = 0;
         rc = store_run_list(s, &f, &page, &runs, &n, &err);
@@ -337,7 +336,8 @@ static bool same_answer(const struct json_value *u, const struct scan *x)
             const struct json_value *o = arr->u.items[i];
             const struct scan_sum *s = NULL;
             for (size_t k = 0; k < x->n_groups[g] && !s; k++)
-                if (!strcmp(x->groups[g][k].name, json_get_str(o, keys[g], ""))) s = &x->groups[g][k];
+                if (!strcmp(x->groups[g][k].name, json_get_str(o, keys[g], "")))
+                    s = &x->groups[g][k];
             c = json_get(o, "cost_usd");
             if (!s || json_get_int(o, "runs", -1) != s->runs ||
                 json_get_int(o, "model_calls", -1) != s->calls ||

@@ -94,11 +94,12 @@ static void put_sums(struct arena *a, struct json_value *o, const struct store_u
 }
 
 /* The breakdown of grouping g among the store's rows, by cost. */
-static struct json_value *group_json(struct arena *a, const struct store_usage_sum *rows,
-                                     size_t n, unsigned g, const char *key)
+static struct json_value *group_json(struct arena *a, const struct store_usage_sum *rows, size_t n,
+                                     unsigned g, const char *key)
 {
     size_t k = 0;
-    for (size_t i = 0; i < n; i++) k += rows[i].grouping == g;
+    for (size_t i = 0; i < n; i++)
+        k += rows[i].grouping == g;
     struct usage_sum *v = k ? arena_alloc(a, k * sizeof *v) : NULL;
     k = 0;
     for (size_t i = 0; i < n; i++)
@@ -165,8 +166,7 @@ int engine_usage(struct engine *e, const struct engine_usage_query *q, struct ar
     const struct store_usage_sum *total = NULL;
     for (size_t i = 0; i < n && !total; i++)
         if (rows[i].grouping == 0) total = &rows[i];
-    if (!total)
-        return keel_fail(err, KEEL_EINTERNAL, "usage: the store returned no totals row");
+    if (!total) return keel_fail(err, KEEL_EINTERNAL, "usage: the store returned no totals row");
 
     struct json_value *o = json_object(a);
     char t[32];

@@ -67,8 +67,8 @@ static void fsum_final(sqlite3_context *ctx)
 int store_sq_register_functions(struct sq *q, sqlite3 *db, struct keel_err *err)
 {
     int rc = sqlite3_create_function_v2(db, "keel_fsum", 1,
-                                        SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
-                                        NULL, NULL, fsum_step, fsum_final, NULL);
+                                        SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+                                        NULL, fsum_step, fsum_final, NULL);
     if (rc != SQLITE_OK) return store_sq_fail(q, db, rc, "registering keel_fsum", err);
     return 0;
 }
@@ -90,7 +90,8 @@ int store_sq_usage_insert(struct sq *q, struct conn *c, const char *run_id, int6
     sqlite3_bind_double(st, 8, u->cost_usd);
     int rc = sqlite3_step(st);
     done_stmt(st);
-    if (rc != SQLITE_DONE) return store_sq_fail(q, c->db, rc, "inserting a model call's usage", err);
+    if (rc != SQLITE_DONE)
+        return store_sq_fail(q, c->db, rc, "inserting a model call's usage", err);
     return 0;
 }
 
@@ -150,16 +151,20 @@ int store_sq_usage_backfill(struct sq *q, struct conn *c, struct keel_err *err)
  * one GROUP BY ... count(DISTINCT run_id) query per grouping (each its own
  * scan, join and DISTINCT b-tree) took 15-20 ms for the four a report
  * needs.  ?3 is the unknown name an empty name becomes. */
-#define NAME(col) "coalesce(nullif(" col ", ''), ?3)"
+
+/* The per-(run, agent, model) sums over the window, grouped in SQL. */
+static const char usage_inner[] =
+    "SELECT run_id, coalesce(nullif(agent, ''), ?3) AS agent, "
+    "coalesce(nullif(model, ''), ?3) AS model, count(*) AS calls, "
+    "sum(input_tokens) AS input, sum(output_tokens) AS output, keel_fsum(cost_usd) AS cost "
+    "FROM model_calls INDEXED BY model_calls_by_time WHERE time_ms >= ?1 AND time_ms < ?2";
 
 static void usage_sql(struct buf *b, const struct store_usage_filter *f)
 {
-    buf_puts(b, "SELECT g.run_id, " NAME("r.workflow") ", g.agent, g.model, g.calls, g.input, "
-                "g.output, g.cost FROM (SELECT run_id, " NAME("agent") " AS agent, " NAME("model")
-                " AS model, count(*) AS calls, sum(input_tokens) AS input, sum(output_tokens) AS "
-                "output, keel_fsum(cost_usd) AS cost FROM model_calls INDEXED BY "
-                "model_calls_by_time WHERE time_ms >= ?1 AND time_ms < ?2");
-    if (f->agent) buf_puts(b, " AND " NAME("agent") " = ?5");
+    buf_puts(b, "SELECT g.run_id, coalesce(nullif(r.workflow, ''), ?3), g.agent, g.model, "
+                "g.calls, g.input, g.output, g.cost FROM (");
+    buf_puts(b, usage_inner);
+    if (f->agent) buf_puts(b, " AND coalesce(nullif(agent, ''), ?3) = ?5");
     buf_puts(b, " GROUP BY run_id, 2, 3) AS g JOIN runs r ON r.id = g.run_id");
     if (f->workflow) buf_puts(b, " WHERE r.workflow = ?4");
     buf_puts(b, " ORDER BY g.run_id");

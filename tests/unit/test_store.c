@@ -1125,8 +1125,9 @@ TEST(usage_sum_groups_and_filters)
     struct store *s = open_store(&t);
     REQUIRE(s);
     struct keel_err err;
-    struct store_run r1 = make_run("r1", STORE_RUN_SUCCEEDED), r2 = make_run("r2", STORE_RUN_FAILED),
-                     r3 = make_run("r3", STORE_RUN_RUNNING);
+    struct store_run r1 = make_run("r1", STORE_RUN_SUCCEEDED);
+    struct store_run r2 = make_run("r2", STORE_RUN_FAILED);
+    struct store_run r3 = make_run("r3", STORE_RUN_RUNNING);
     r2.workflow = "reply";
     REQUIRE(store_run_create(s, &r1, &err) == 0);
     REQUIRE(store_run_create(s, &r2, &err) == 0);
