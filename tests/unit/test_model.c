@@ -226,6 +226,35 @@ static const struct bad_case bad_cases[] = {
     {"{%P, \"models\": {\"small\": {\"provider\": \"local\", \"model\": \"m\"}}, \"routes\": "
      "{\"default\": {\"rules\": []}}}",
      "/models/routes/default", "needs model:"},
+    {"{\"providers\": {\"local\": {\"kind\": \"openai\", \"base_url\": \"http://h\", "
+     "\"max_tokens_field\": \"max_output_tokens\"}}}",
+     "/models/providers/local/max_tokens_field",
+     "max_tokens_field must be max_tokens or max_completion_tokens: OpenAI's own API wants"},
+    {"{\"providers\": {\"local\": {\"kind\": \"openai\", \"base_url\": \"http://h\", "
+     "\"max_tokens_field\": 1}}}",
+     "/models/providers/local/max_tokens_field", "must be max_tokens or max_completion_tokens"},
+    {"{\"providers\": {\"c\": {\"kind\": \"anthropic\", \"base_url\": \"http://h\", "
+     "\"max_tokens_field\": \"max_completion_tokens\"}}}",
+     "/models/providers/c/max_tokens_field",
+     "must be max_tokens for provider c (kind: anthropic takes no other)"},
+    {"{%P, \"models\": {\"small\": {\"provider\": \"local\", \"model\": \"m\", "
+     "\"max_tokens_field\": \"max_new_tokens\"}}}",
+     "/models/models/small/max_tokens_field", "must be max_tokens or max_completion_tokens"},
+    {"{\"providers\": {\"local\": {\"kind\": \"openai\", \"base_url\": \"http://h\", "
+     "\"deadline\": \"soon\"}}}",
+     "/models/providers/local/deadline", "deadline must be a duration like"},
+    {"{\"providers\": {\"local\": {\"kind\": \"openai\", \"base_url\": \"http://h\", "
+     "\"deadline\": \"50ms\"}}}",
+     "/models/providers/local/deadline", "deadline must be at least 100 ms"},
+    {"{\"providers\": {\"local\": {\"kind\": \"openai\", \"base_url\": \"http://h\", "
+     "\"deadline\": \"25h\"}}}",
+     "/models/providers/local/deadline", "(at most 86400 s)"},
+    {"{%P, \"models\": {\"small\": {\"provider\": \"local\", \"model\": \"m\"}}, \"routes\": "
+     "{\"default\": {\"model\": \"small\", \"deadline\": 120}}}",
+     "/models/routes/default/deadline", "deadline must be a duration like 500ms, 30s or 2m"},
+    {"{%P, \"models\": {\"small\": {\"provider\": \"local\", \"model\": \"m\", "
+     "\"deadline\": \"2m\"}}}",
+     "/models/models/small/deadline", "unknown field 'deadline' in a model"},
     {"{%P, \"engines\": {}}", "/models/engines", "unknown field 'engines' in models"},
     {"[1]", "/models", "must be a mapping"},
 };
@@ -330,6 +359,108 @@ TEST(config_key_from_file_strips_the_newline)
                    ".", &g, &err),
               KEEL_EINVAL);
     CHECK_CONTAINS(err.msg, "not set or empty");
+}
+
+TEST(config_max_tokens_field_defaults_by_host)
+{
+    /* OpenAI's own host gets max_completion_tokens (its newer models refuse
+     * max_tokens); any other OpenAI-compatible server gets max_tokens (what
+     * vLLM, llama.cpp, Ollama and LiteLLM read); a model may override its
+     * provider. */
+    struct {
+        const char *url, *field;
+    } hosts[] = {
+        {"https://api.openai.com/v1", "max_completion_tokens"},
+        {"https://API.OpenAI.com:443/v1/", "max_completion_tokens"},
+        {"https://user@api.openai.com/v1", "max_completion_tokens"},
+        {"http://127.0.0.1:8000/v1", "max_tokens"},
+        {"https://api.openai.com.example.net/v1", "max_tokens"},
+        {"https://example.net/api.openai.com/v1", "max_tokens"},
+        {"https://my-litellm.internal:4000", "max_tokens"},
+    };
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(hosts); i++) {
+        char json[512];
+        snprintf(json, sizeof json,
+                 "{\"providers\": {\"p\": {\"kind\": \"openai\", \"base_url\": \"%s\"}}, "
+                 "\"models\": {\"m\": {\"provider\": \"p\", \"model\": \"x\"}}}",
+                 hosts[i].url);
+        struct model_gateway *g = NULL;
+        struct keel_err err;
+        REQUIRE(load(json, ".", &g, &err) == 0);
+        if (strcmp(g->providers[0].max_tokens_field, hosts[i].field))
+            TEST_FAIL_AT(__FILE__, __LINE__, "%s: %s, expected %s", hosts[i].url,
+                         g->providers[0].max_tokens_field, hosts[i].field);
+        CHECK_STR(model_find(g, "m")->max_tokens_field, hosts[i].field);
+        model_gateway_free(g);
+    }
+    const char *json =
+        "{\"providers\": {"
+        "  \"oai\": {\"kind\": \"openai\", \"base_url\": \"https://api.openai.com/v1\","
+        "          \"max_tokens_field\": \"max_tokens\"},"
+        "  \"proxy\": {\"kind\": \"openai\", \"base_url\": \"http://litellm:4000\"},"
+        "  \"claude\": {\"kind\": \"anthropic\", \"base_url\": \"http://h\","
+        "             \"max_tokens_field\": \"max_tokens\"}},"
+        " \"models\": {"
+        "  \"old\": {\"provider\": \"oai\", \"model\": \"gpt-4o-mini\"},"
+        "  \"o3\": {\"provider\": \"proxy\", \"model\": \"o3\", "
+        "          \"max_tokens_field\": \"max_completion_tokens\"},"
+        "  \"llama\": {\"provider\": \"proxy\", \"model\": \"llama-3\"},"
+        "  \"sonnet\": {\"provider\": \"claude\", \"model\": \"s\"}}}";
+    struct model_gateway *g = NULL;
+    struct keel_err err;
+    REQUIRE(load(json, ".", &g, &err) == 0);
+    CHECK_STR(model_find(g, "old")->max_tokens_field, "max_tokens");
+    CHECK_STR(model_find(g, "o3")->max_tokens_field, "max_completion_tokens");
+    CHECK_STR(model_find(g, "llama")->max_tokens_field, "max_tokens");
+    CHECK_STR(model_find(g, "sonnet")->max_tokens_field, "max_tokens");
+    model_gateway_free(g);
+}
+
+TEST(route_deadline_from_route_provider_or_default)
+{
+    const char *json =
+        "{\"providers\": {"
+        "  \"slowp\": {\"kind\": \"openai\", \"base_url\": \"http://h\", \"deadline\": \"10m\"},"
+        "  \"plain\": {\"kind\": \"openai\", \"base_url\": \"http://h\"}},"
+        " \"models\": {"
+        "  \"thinker\": {\"provider\": \"slowp\", \"model\": \"o3\"},"
+        "  \"quick\": {\"provider\": \"plain\", \"model\": \"q\"}},"
+        " \"routes\": {"
+        "  \"default\": {\"model\": \"quick\", \"fallback\": [\"thinker\"], \"deadline\": \"90s\"},"
+        "  \"deep\": {\"model\": \"thinker\"},"
+        "  \"casual\": {\"model\": \"quick\", \"deadline\": \"1500ms\"},"
+        "  \"loose\": {\"model\": \"quick\", \"fallback\": \"thinker\"}}}";
+    struct model_gateway *g = NULL;
+    struct keel_err err;
+    REQUIRE(load(json, ".", &g, &err) == 0);
+    struct arena a;
+    arena_init(&a);
+    struct {
+        const char *route;
+        int64_t ms;
+        const char *ref; /* NULL: the default */
+    } cases[] = {
+        {NULL, 90000, "models.routes.default.deadline"},
+        {"casual", 1500, "models.routes.casual.deadline"},
+        {"deep", 600000, "models.providers.slowp.deadline"},   /* the route sets none */
+        {"loose", MODEL_DEFAULT_DEADLINE_MS, NULL},            /* the chosen model's provider
+                                                                  decides, not a fallback's */
+        {"thinker", 600000, "models.providers.slowp.deadline"}, /* a model named directly */
+        {"quick", MODEL_DEFAULT_DEADLINE_MS, NULL},
+    };
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(cases); i++) {
+        struct model_request r = {.route = cases[i].route, .messages = parse(&a, "[]")};
+        struct model_route_choice c;
+        REQUIRE(model_route(g, &r, &c, &err) == 0);
+        if (c.deadline_ms != cases[i].ms ||
+            (cases[i].ref ? !c.deadline_ref || strcmp(c.deadline_ref, cases[i].ref)
+                          : c.deadline_ref != NULL))
+            TEST_FAIL_AT(__FILE__, __LINE__, "case %zu: %lld ms from %s", i,
+                         (long long)c.deadline_ms, c.deadline_ref ? c.deadline_ref : "(default)");
+    }
+    CHECK_INT(MODEL_DEFAULT_DEADLINE_MS, 300000);
+    arena_cleanup(&a);
+    model_gateway_free(g);
 }
 
 /* ---- routing, cost, estimates ---------------------------------------------- */
@@ -553,6 +684,38 @@ TEST(wire_openai_request)
     struct model_request plain = {.messages = parse(&a, "[{\"role\":\"user\",\"content\":\"hi\"}]")};
     REQUIRE(model_wire_request("openai", "m", NULL, &plain, &a, &body, &err) == 0);
     CHECK_JSON(body, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
+    arena_cleanup(&a);
+}
+
+TEST(wire_output_limit_field)
+{
+    struct arena a;
+    arena_init(&a);
+    struct model_request r = {.messages = parse(&a, "[{\"role\":\"user\",\"content\":\"hi\"}]"),
+                              .max_output_tokens = 250};
+    struct json_value *body = NULL;
+    struct keel_err err;
+    REQUIRE(model_wire_request("openai", "o3", "max_completion_tokens", &r, &a, &body, &err) == 0);
+    CHECK_JSON(body, "{\"model\": \"o3\", \"max_completion_tokens\": 250,"
+                     " \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
+    REQUIRE(model_wire_request("openai", "llama", "max_tokens", &r, &a, &body, &err) == 0);
+    CHECK_JSON(body, "{\"model\": \"llama\", \"max_tokens\": 250,"
+                     " \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
+    /* No limit: neither member. */
+    r.max_output_tokens = 0;
+    REQUIRE(model_wire_request("openai", "o3", "max_completion_tokens", &r, &a, &body, &err) == 0);
+    CHECK(!json_get(body, "max_completion_tokens") && !json_get(body, "max_tokens"));
+    REQUIRE(model_wire_request("anthropic", "c", "max_tokens", &r, &a, &body, &err) == 0);
+    CHECK_INT(json_get_int(body, "max_tokens", 0), MODEL_DEFAULT_MAX_OUTPUT);
+    /* A field the kind does not take is the caller's mistake. */
+    body = NULL;
+    CHECK_INT(model_wire_request("anthropic", "c", "max_completion_tokens", &r, &a, &body, &err),
+              KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "anthropic requests carry their output limit in max_tokens, not "
+                            "'max_completion_tokens'");
+    CHECK_INT(model_wire_request("openai", "o", "n_predict", &r, &a, &body, &err), KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "in max_tokens or max_completion_tokens, not 'n_predict'");
+    CHECK(body == NULL);
     arena_cleanup(&a);
 }
 
