@@ -17,9 +17,9 @@
  * per run, agent and model, with a runs probe per run for the workflow.  So it
  * costs O(calls in the window), whatever the size of the store and of the
  * journals, and reads no payload (bench/usage, 10,000 runs of 4 calls: the
- * whole history in 120 ms, the last 10% of it in 7 ms).  Until schema 4 it
- * read every run row and the journal of every run that overlapped the
- * window, parsing each model.response payload (700 ms and 77 ms there).
+ * whole history in 86 ms, the last 100 minutes in 1.2 ms).  Until schema 4
+ * it read every run row and the journal of every run that overlapped the
+ * window, parsing each model.response payload (609 ms and 18.8 ms there).
  *
  * Invariants: a call is counted iff since <= event time < until (half-open,
  * so consecutive windows never count a call twice), its run row exists, and
