@@ -303,8 +303,9 @@ static void msg_append(struct outcome *o, const char *fmt, ...)
  * the quoted reply. */
 static void limit_hint(const struct model_def *m, const char *text, struct outcome *o)
 {
-    static const char *const refusals[] = {"unsupported", "not supported", "unrecognized",
-                                           "unknown",     "not permitted", "not allowed"};
+    static const char *const refusals[] = {"unsupported",   "not supported", "unrecognized",
+                                           "unknown",       "not permitted", "not allowed",
+                                           "instead"};
     const char *const *f = m->provider->kind->limit_fields;
     const char *sent = m->max_tokens_field, *other = NULL;
     for (size_t i = 0; f[i] && !other; i++)
@@ -313,7 +314,9 @@ static void limit_hint(const struct model_def *m, const char *text, struct outco
     bool refused = false;
     for (size_t i = 0; i < KEEL_ARRAY_LEN(refusals) && !refused; i++)
         refused = strcasestr(text, refusals[i]) != NULL;
-    if (!strstr(text, other) && !(refused && strstr(text, sent))) return;
+    /* Only a refusal that names a limit field: "max_tokens is too large"
+     * is about the value, not the field. */
+    if (!refused || (!strstr(text, other) && !strstr(text, sent))) return;
     msg_append(o,
                "; Keel sent the output limit as %s: if model %s takes %s, set "
                "max_tokens_field: %s on models.models.%s (or on its provider) in keel.yaml",

@@ -1124,6 +1124,41 @@ TEST(raw_retry_after_http_date)
     arena_cleanup(&x.a);
 }
 
+TEST(raw_limit_field_refused_by_an_older_server)
+{
+    /* A server that predates max_completion_tokens refuses it: the error
+     * says to switch back to max_tokens.  A 400 about the limit's value
+     * names a field too, but is no refusal of it: no advice. */
+    struct raw_server s = {
+        .nreplies = 2,
+        .replies = {"HTTP/1.1 400 Bad Request\r\n\r\n{\"error\": {\"message\": \"Unrecognized "
+                    "request argument supplied: max_completion_tokens\"}}",
+                    "HTTP/1.1 400 Bad Request\r\n\r\n{\"error\": {\"message\": \"max_tokens is "
+                    "too large: 9000. This model supports at most 4096 completion tokens\"}}"}};
+    REQUIRE(raw_start(&s));
+    struct model_gateway *g =
+        raw_gateway(&s, "openai", ", \"max_tokens_field\": \"max_completion_tokens\"");
+    REQUIRE(g);
+    struct exchange x;
+    exchange_init(&x, NULL);
+    x.r.max_output_tokens = 9000;
+    struct model_response out2 = {0};
+    int rc1 = exchange_call(g, &x, "older server");
+    char first[KEEL_ERR_MSG_MAX];
+    snprintf(first, sizeof first, "%s", x.err.msg);
+    int rc2 = model_call(g, &x.r, &x.a, &out2, &x.err);
+    raw_stop(&s);
+    CHECK_INT(rc1, KEEL_EIO);
+    CHECK_CONTAINS(first, "Keel sent the output limit as max_completion_tokens: if model m takes "
+                          "max_tokens, set max_tokens_field: max_tokens on models.models.m");
+    CHECK_INT(rc2, KEEL_EIO);
+    CHECK_CONTAINS(x.err.msg, "max_tokens is too large");
+    CHECK(!strstr(x.err.msg, "max_tokens_field"));
+    CHECK_CONTAINS(s.heads[0], "POST /v1/chat/completions");
+    model_gateway_free(g);
+    arena_cleanup(&x.a);
+}
+
 TEST(raw_anthropic_headers)
 {
     static const char ok[] =
