@@ -792,8 +792,9 @@ TEST(http_deadline_cuts_the_last_attempts_timeout)
     int64_t t0 = keel_mono_ns();
     CHECK_INT(exchange_call(g, &x, "deadline cut"), KEEL_ETIMEOUT);
     int64_t ms = (keel_mono_ns() - t0) / 1000000;
-    /* curl's clock may fire a hair early; the mock would answer at 6 s */
-    if (ms < 1400 || ms >= 4000)
+    /* curl's clock may fire a hair early; the mock would answer at 6 s (the
+     * upper bound only proves the cut, with room for a loaded machine) */
+    if (ms < 1400 || ms >= 5500)
         TEST_FAIL_AT(__FILE__, __LINE__, "the call took %lld ms; expected about 1500",
                      (long long)ms);
     CHECK_CONTAINS(x.err.msg, "ended it after 2 HTTP requests");
@@ -826,7 +827,7 @@ TEST(http_deadline_no_fallback_starts_after_it)
     int64_t t0 = keel_mono_ns();
     CHECK_INT(exchange_call(g, &x, "deadline chain"), KEEL_ETIMEOUT);
     int64_t ms = (keel_mono_ns() - t0) / 1000000;
-    if (ms < 1400 || ms >= 4000)
+    if (ms < 1400 || ms >= 4900) /* a would answer at 5 s */
         TEST_FAIL_AT(__FILE__, __LINE__, "the call took %lld ms; expected about 1500",
                      (long long)ms);
     CHECK_CONTAINS(x.err.msg, "ended it after 1 HTTP request");
@@ -849,7 +850,7 @@ TEST(http_deadline_no_fallback_starts_after_it)
     int rc = model_call(g, &x.r, &x.a, &out2, &x.err);
     if (rc) fprintf(stderr, "model_call: %s\n", x.err.msg);
     REQUIRE(rc == 0);
-    CHECK((keel_mono_ns() - t0) / 1000000 < 1000);
+    CHECK((keel_mono_ns() - t0) / 1000000 < 4000); /* not the 5 s Retry-After */
     CHECK_STR(out2.model, "b");
     REQUIRE(out2.trail && out2.trail->len == 1);
     CHECK_CONTAINS(json_get_str(out2.trail->u.items[0], "error", ""),
@@ -875,7 +876,7 @@ TEST(http_deadline_bounds_jittered_backoff)
         /* all 5 attempts can fit (EIO), or the deadline ends it first */
         CHECK(rc == KEEL_ETIMEOUT || rc == KEEL_EIO);
         if (rc == KEEL_ETIMEOUT) CHECK_CONTAINS(x.err.msg, "models.routes.jitter.deadline");
-        CHECK(ms < 1000);
+        CHECK(ms < 2500); /* 200 ms of waits at most, plus five local requests */
         REQUIRE(x.out.trail && x.out.trail->len >= 1);
         int64_t waited = 0;
         for (uint32_t i = 0; i < x.out.trail->len; i++) {
@@ -899,7 +900,7 @@ TEST(http_deadline_of_a_provider)
     int64_t t0 = keel_mono_ns();
     CHECK_INT(exchange_call(g, &x, "provider deadline"), KEEL_ETIMEOUT);
     int64_t ms = (keel_mono_ns() - t0) / 1000000;
-    if (ms < 900 || ms >= 3500)
+    if (ms < 900 || ms >= 3900) /* the mock would answer at 4 s */
         TEST_FAIL_AT(__FILE__, __LINE__, "the call took %lld ms; expected about 1000",
                      (long long)ms);
     CHECK_CONTAINS(x.err.msg, "its deadline (1000 ms, models.providers.bounded.deadline)");
