@@ -415,8 +415,8 @@ static int run_workload(const char *dir, int workload, int only, int rounds, boo
         "scaled: 500 agents at every size (policies naming an agent grow with N)",
         "fixed: N/5 agents, each named by the same number of policies at every size",
         "hot: as fixed, but requests name only 20 agents and 100 tools at every size",
-        "store: the fixed policies, but one store (2,000 agents, 10,000 tools) at every size "
-        "and requests drawn from all of it",
+        ("store: the fixed policies, but one store (2,000 agents, 10,000 tools) at every size "
+         "and requests drawn from all of it"),
     };
     bool fixed = workload > 0;
     int status = 0;
