@@ -46,22 +46,22 @@ static int journal_ev(struct run_ctx *c, const char *kind, const char *actor,
 {
     struct journal_event ev;
     int rc;
-    if (deferred && c->slot) {
-        /* Built and chained now, queued with the transition's other
-         * deferred events as one request (engine_flush). */
+    if (c->slot) {
+        /* Built and chained now into the transition's batch.  Deferred:
+         * queued when the transition ends or something waits for it;
+         * otherwise the batch goes out now (with whatever was deferred
+         * before it: one request, one fsync) and this waits for it. */
         rc = journal_batch_add(c->w, &c->slot->batch, kind, actor ? actor : "system", payload, 0,
                                c->arena, &ev, err);
+        if (!rc) rc = engine_view_apply(&c->view, &ev, err);
+        if (!rc && !deferred) rc = engine_barrier(c, err);
     } else {
-        rc = engine_flush(c, err); /* what was deferred goes first */
-        if (!rc)
-            rc = journal_writer_append_ev(c->w, kind, actor ? actor : "system", payload, 0, NULL,
-                                          NULL, c->arena, &ev, err);
+        rc = journal_writer_append_ev(c->w, kind, actor ? actor : "system", payload, 0, NULL,
+                                      NULL, c->arena, &ev, err);
+        if (!rc) rc = engine_view_apply(&c->view, &ev, err);
     }
-    if (rc) {
-        keel_err_prefix(err, "run %s: journal %s", c->run.id, kind);
-        return rc;
-    }
-    return engine_view_apply(&c->view, &ev, err);
+    if (rc) keel_err_prefix(err, "run %s: journal %s", c->run.id, kind);
+    return rc;
 }
 
 int engine_journal(struct run_ctx *c, const char *kind, const char *actor,

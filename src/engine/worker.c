@@ -194,7 +194,9 @@ int engine_flush(struct run_ctx *c, struct keel_err *err)
     struct journal_batch *bt = sl->batch;
     sl->batch = NULL;
     engine_slot_hold(sl);
-    int rc = journal_batch_submit(bt, engine_deferred_done, sl, err);
+    /* Eager: a run alone commits on this thread, no hand-off to the
+     * committer and back; among many, the request joins the next group. */
+    int rc = journal_batch_submit_eager(bt, engine_deferred_done, sl, err);
     if (rc) {
         /* Not queued: the view holds events the journal does not. */
         pthread_mutex_lock(&c->e->lock);

@@ -633,8 +633,8 @@ static void batch_done(struct store_append *req, int rc, const struct keel_err *
     batch_free(bt);
 }
 
-int journal_batch_submit(struct journal_batch *bt, journal_done_fn done, void *ctx,
-                         struct keel_err *err)
+static int submit(struct journal_batch *bt, journal_done_fn done, void *ctx, bool eager,
+                  struct keel_err *err)
 {
     if (!bt) return 0;
     if (!done) {
@@ -666,13 +666,26 @@ int journal_batch_submit(struct journal_batch *bt, journal_done_fn done, void *c
     int64_t seq0 = bt->seq0;
     char hash0[JOURNAL_HASH_HEX + 1];
     memcpy(hash0, bt->hash0, sizeof hash0);
-    int rc = store_append_async(w->s, &bt->req, err);
+    int rc = eager ? store_append_eager(w->s, &bt->req, err)
+                   : store_append_async(w->s, &bt->req, err);
     if (rc) { /* not queued: done will not run */
         w->seq = seq0;
         memcpy(w->hash, hash0, sizeof w->hash);
         batch_free(bt);
     }
     return rc;
+}
+
+int journal_batch_submit(struct journal_batch *bt, journal_done_fn done, void *ctx,
+                         struct keel_err *err)
+{
+    return submit(bt, done, ctx, false, err);
+}
+
+int journal_batch_submit_eager(struct journal_batch *bt, journal_done_fn done, void *ctx,
+                               struct keel_err *err)
+{
+    return submit(bt, done, ctx, true, err);
 }
 
 int journal_append(struct store *s, const char *run_id, const char *kind, const char *actor,

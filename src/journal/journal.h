@@ -239,6 +239,10 @@ int journal_batch_add(struct journal_writer *w, struct journal_batch **bp, const
 size_t journal_batch_len(const struct journal_batch *bt);
 int journal_batch_submit(struct journal_batch *bt, journal_done_fn done, void *ctx,
                          struct keel_err *err);
+/* The same through store_append_eager: committed at once on this thread
+ * (done runs before it returns) when the store is idle, else queued. */
+int journal_batch_submit_eager(struct journal_batch *bt, journal_done_fn done, void *ctx,
+                               struct keel_err *err);
 void journal_batch_discard(struct journal_batch *bt);
 
 /* Convenience for one-off appends: reads the tail from the store, appends,

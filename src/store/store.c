@@ -429,6 +429,23 @@ int store_append_async(struct store *s, struct store_append *req, struct keel_er
     return s->ops->append_async(s, req, err);
 }
 
+int store_append_eager(struct store *s, struct store_append *req, struct keel_err *err)
+{
+    TRY(check_append(req, err));
+    if (!req->done)
+        return keel_fail(err, KEEL_EINVAL, "store_append_eager needs a completion callback");
+    if (s->ops->append) {
+        struct keel_err e;
+        keel_err_clear(&e);
+        int rc = s->ops->append(s, req, &e);
+        if (rc <= 0) { /* committed (or failed) on this thread */
+            req->done(req, rc, rc ? &e : NULL);
+            return 0;
+        }
+    }
+    return s->ops->append_async(s, req, err);
+}
+
 struct sync_wait {
     sem_t sem;
     int rc;

@@ -295,6 +295,14 @@ int store_append(struct store *s, struct store_append *req, struct keel_err *err
  * failed.  req and everything it points to stay borrowed until then. */
 int store_append_async(struct store *s, struct store_append *req, struct keel_err *err);
 
+/* The same, except that when the store is idle (no group being committed,
+ * nothing queued) req is committed at once on the calling thread and
+ * req->done runs there before this returns: a writer that is alone pays no
+ * thread hand-off.  Otherwise req is queued as by store_append_async.
+ * Returns nonzero only when req was refused before either (then done does
+ * not run).  Not from a completion callback. */
+int store_append_eager(struct store *s, struct store_append *req, struct keel_err *err);
+
 /* The last event of run_id: *seq (0 if the run has no events) and its hash
  * (64 zeros if none) into hash[65]. */
 int store_events_tail(struct store *s, const char *run_id, int64_t *seq,
