@@ -975,6 +975,54 @@ TEST(refused_requests_fail_alone)
     tmp_remove(&t);
 }
 
+/* store_append_eager on an idle store: committed on the caller's thread,
+ * the callback run before it returns (a refusal too). */
+struct eager_rec {
+    int calls, rc;
+    pthread_t thread;
+};
+
+static void eager_done(struct store_append *req, int rc, const struct keel_err *err)
+{
+    struct eager_rec *r = req->ctx;
+    r->calls++;
+    r->rc = rc;
+    r->thread = pthread_self();
+    if (rc) CHECK(err && err->msg[0]);
+}
+
+TEST(eager_append_commits_on_the_callers_thread_when_idle)
+{
+    struct tmp t;
+    tmp_make(&t);
+    struct store *s = open_store(&t);
+    REQUIRE(s);
+    struct keel_err err;
+    keel_err_clear(&err);
+    struct store_event e1 = ev_at("e", 1), gap = ev_at("e", 3);
+    struct eager_rec r = {0};
+    struct store_append req = {.events = &e1, .n_events = 1, .done = eager_done, .ctx = &r};
+    REQUIRE(store_append_eager(s, &req, &err) == 0);
+    CHECK_INT(r.calls, 1);
+    CHECK_INT(r.rc, 0);
+    CHECK(pthread_equal(r.thread, pthread_self()));
+    int64_t seq;
+    char hash[65];
+    REQUIRE(store_events_tail(s, "e", &seq, hash, &err) == 0);
+    CHECK_INT(seq, 1);
+    struct store_append bad = {.events = &gap, .n_events = 1, .done = eager_done, .ctx = &r};
+    REQUIRE(store_append_eager(s, &bad, &err) == 0);
+    CHECK_INT(r.calls, 2);
+    CHECK_INT(r.rc, KEEL_ESTATE);
+    CHECK(pthread_equal(r.thread, pthread_self()));
+    /* Malformed: refused up front, no callback. */
+    struct store_append nocb = {.events = &e1, .n_events = 1};
+    CHECK_INT(store_append_eager(s, &nocb, &err), KEEL_EINVAL);
+    CHECK_INT(r.calls, 2);
+    store_close(s);
+    tmp_remove(&t);
+}
+
 /* ---- model usage (model_calls, schema 4) --------------------------------- */
 
 /* A model call to append: event seq of run at time t, with its usage row. */
