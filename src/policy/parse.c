@@ -11,6 +11,7 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct parser {
@@ -682,6 +683,50 @@ static int or_expr(struct parser *p, struct policy_node **out)
     return 0;
 }
 
+/* The height of the tree under root, without recursion (a chain of binary
+ * operators is as high as it is long, and the parser builds chains in a
+ * loop): refuses a tree higher than POLICY_MAX_HEIGHT at its deepest node,
+ * since evaluation, validation and printing recurse over it. */
+static int check_height(struct parser *p, const struct policy_node *root)
+{
+    struct item {
+        const struct policy_node *n;
+        uint32_t h;
+    };
+    size_t cap = 64, len = 0;
+    struct item *st = malloc(cap * sizeof *st);
+    if (!st) return fail_at(p, root->line, root->column, "out of memory checking an expression");
+    st[len++] = (struct item){root, 1};
+    int rc = 0;
+    while (len && !rc) {
+        struct item it = st[--len];
+        if (it.h > POLICY_MAX_HEIGHT) {
+            rc = fail_at(p, it.n->line, it.n->column,
+                         "expression is more than %d levels deep here (each operator of a "
+                         "chain such as a && b && c adds a level); split it, or test "
+                         "membership with a set: [1, 2, 3].contains(x)",
+                         POLICY_MAX_HEIGHT);
+            break;
+        }
+        for (uint32_t i = 0; i < it.n->nkids; i++) {
+            if (!it.n->kids[i]) continue;
+            if (len == cap) {
+                struct item *m = realloc(st, 2 * cap * sizeof *st);
+                if (!m) {
+                    rc = fail_at(p, root->line, root->column,
+                                 "out of memory checking an expression");
+                    break;
+                }
+                st = m;
+                cap *= 2;
+            }
+            st[len++] = (struct item){it.n->kids[i], it.h + 1};
+        }
+    }
+    free(st);
+    return rc;
+}
+
 /* Expr ::= Or | 'if' Expr 'then' Expr 'else' Expr */
 static int parse_expr(struct parser *p, struct policy_node **out)
 {
@@ -710,6 +755,7 @@ static int parse_expr(struct parser *p, struct policy_node **out)
         rc = or_expr(p, out);
     }
     p->depth--;
+    if (rc == 0 && p->depth == 0) rc = check_height(p, *out); /* the whole expression */
     return rc;
 }
 

@@ -87,6 +87,13 @@ const struct policy_value *policy_record_get(const struct policy_record *rec, co
 /* Caps on input-controlled sizes. */
 #define POLICY_MAX_TEXT (16u << 20)  /* bytes of policy text per file        */
 #define POLICY_MAX_DEPTH 200         /* nesting of expressions and values    */
+#define POLICY_MAX_HEIGHT 10000      /* levels of an expression's tree, chains
+                                        of operators included (a && b && c is
+                                        two levels): evaluation recurses this
+                                        deep, so a longer chain is refused at
+                                        parse time instead of overflowing the
+                                        stack (Cedar itself has no limit yet:
+                                        cedar-policy/cedar#2383)             */
 #define POLICY_MAX_POLICIES 1000000  /* policies in one set                  */
 
 /* Converts Cedar's JSON value encoding (bools, integers, strings, arrays as

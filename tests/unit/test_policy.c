@@ -415,6 +415,85 @@ TEST(templates_and_links)
     arena_cleanup(&a);
 }
 
+/* A chain of operators is as deep as it is long (the parser builds it in a
+ * loop, evaluation recurses down it): up to POLICY_MAX_HEIGHT levels are
+ * evaluated, a longer chain is refused with its position instead of
+ * overflowing the stack (a 200,000-term chain used to overflow the stack). */
+static char *chain(const char *head, const char *link, int n)
+{
+    size_t hl = strlen(head), ll = strlen(link);
+    char *t = malloc(hl + ll * (size_t)n + 1);
+    memcpy(t, head, hl);
+    for (int i = 0; i < n; i++) memcpy(t + hl + ll * (size_t)i, link, ll);
+    t[hl + ll * (size_t)n] = '\0';
+    return t;
+}
+
+TEST(long_operator_chains)
+{
+    struct keel_err err;
+    struct arena a;
+    arena_init(&a);
+    struct policy_expr *e = NULL;
+    /* 1 + 1 + ... : n terms, n levels. */
+    char *ok = chain("1", " + 1", POLICY_MAX_HEIGHT - 1);
+    keel_err_clear(&err);
+    REQUIRE(policy_expr_parse(ok, "c.yaml", 3, 7, &e, &err) == 0);
+    struct json_value *res = NULL;
+    REQUIRE(policy_expr_eval(e, json_object(&a), &a, &res, &err) == 0);
+    CHECK(json_is(res, JSON_NUMBER) && res->u.n.i == POLICY_MAX_HEIGHT);
+    policy_expr_free(e);
+    free(ok);
+    static const struct {
+        const char *head, *link;
+        int n;
+    } bad[] = {{"1", " + 1", POLICY_MAX_HEIGHT},
+               {"true", " && true", 200000},
+               {"1", " + 1", 200000},
+               {"context", ".a", 200000},
+               {"context has a", " || context has a", 200000}};
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(bad); i++) {
+        char *t = chain(bad[i].head, bad[i].link, bad[i].n);
+        keel_err_clear(&err);
+        e = NULL;
+        CHECK_INT(policy_expr_parse(t, "c.yaml", 3, 7, &e, &err), KEEL_EINVAL);
+        CHECK_CONTAINS(err.msg, "levels deep");
+        CHECK_STR(err.file, "c.yaml");
+        CHECK_INT(err.line, 3);
+        policy_expr_free(e);
+        free(t);
+    }
+    /* The same in a policy: at the limit it is authorized, past it refused. */
+    char *cond = chain("true", " && true", POLICY_MAX_HEIGHT - 1);
+    struct buf text;
+    buf_init(&text);
+    buf_printf(&text, "permit(principal, action, resource) when { %s };", cond);
+    struct policy_set *set = NULL;
+    keel_err_clear(&err);
+    REQUIRE(policy_set_parse(text.data, text.len, "deep.cedar", 0, &set, &err) == 0);
+    struct policy_request req = {{"User", "alice", 4, 5}, {"Action", "x", 6, 1}, {"Doc", "d", 3, 1},
+                                 {0, NULL}};
+    struct policy_response r;
+    policy_response_init(&r);
+    policy_authorize(set, NULL, &req, &r);
+    CHECK_INT(r.decision, POLICY_ALLOW);
+    policy_response_cleanup(&r);
+    policy_set_free(set);
+    buf_reset(&text);
+    buf_printf(&text, "permit(principal, action, resource) when { %s && true };", cond);
+    set = NULL;
+    keel_err_clear(&err);
+    CHECK_INT(policy_set_parse(text.data, text.len, "deep.cedar", 0, &set, &err), KEEL_EINVAL);
+    CHECK_CONTAINS(err.msg, "levels deep");
+    CHECK_STR(err.file, "deep.cedar");
+    CHECK_INT(err.line, 1);
+    CHECK(err.column > 40);
+    policy_set_free(set);
+    buf_cleanup(&text);
+    free(cond);
+    arena_cleanup(&a);
+}
+
 TEST(policy_set_hash_and_files)
 {
     const char *a = "permit(principal, action, resource);";
