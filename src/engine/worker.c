@@ -194,9 +194,15 @@ int engine_flush(struct run_ctx *c, struct keel_err *err)
     struct journal_batch *bt = sl->batch;
     sl->batch = NULL;
     engine_slot_hold(sl);
-    /* Eager: a run alone commits on this thread, no hand-off to the
-     * committer and back; among many, the request joins the next group. */
-    int rc = journal_batch_submit_eager(bt, engine_deferred_done, sl, err);
+    /* A run alone (nothing queued, no other run in a transition or waiting
+     * for its events) commits on this thread when the store is idle: no
+     * hand-off to the committer and back.  Among many, committing inline
+     * would cut a group short, so the request joins the next group. */
+    pthread_mutex_lock(&c->e->lock);
+    bool alone = c->e->qlen == 0 && c->e->busy.count <= 1;
+    pthread_mutex_unlock(&c->e->lock);
+    int rc = alone ? journal_batch_submit_eager(bt, engine_deferred_done, sl, err)
+                   : journal_batch_submit(bt, engine_deferred_done, sl, err);
     if (rc) {
         /* Not queued: the view holds events the journal does not. */
         pthread_mutex_lock(&c->e->lock);
