@@ -137,8 +137,10 @@ static void release_locked(struct engine *e, struct engine_slot *sl, int outcome
     void *again = strmap_del(&e->busy, id, n);
     /* outcome < 0: the store or journal failed; the run keeps its place in
      * the store and comes back through its recover timer (process). */
-    if (outcome == 1 || again == (void *)2) enqueue_locked(e, id);
-    pthread_cond_broadcast(&e->done);
+    if (outcome == 1 || again == (void *)2)
+        enqueue_locked(e, id);
+    else /* it stopped moving: engine_run_wait's waiters look again */
+        pthread_cond_broadcast(&e->done);
 }
 
 /* Only the worker holding the run holds, so no lock is needed to count
