@@ -37,12 +37,14 @@
  *
  * Threads and invariants:
  *   - A run is driven by at most one worker at a time (the `busy` map);
- *     only that worker appends to its journal, so one journal_writer per
- *     transition never races.  Requests from outside (cancel, approval
- *     decisions, timers) only record their fact in the store and enqueue the
- *     run; the worker journals it.
+ *     only that worker appends to its journal, so the run's journal_writer
+ *     (kept with its context between transitions, worker.c) never races.
+ *     Requests from outside (cancel, approval decisions, timers) only record
+ *     their fact in the store and enqueue the run; the worker journals it.
  *   - A worker performs one transition (one step) and puts the run back at
- *     the end of the queue, so many runs share the pool fairly.
+ *     the end of the queue once the transition's events are durable, so
+ *     many runs share the pool fairly and a step never starts from events
+ *     that could still be lost.
  *   - A waiting run is a row, not a thread: it leaves the queue and is
  *     enqueued again by a decision, a cancel, or the timer thread.
  *   - The timer thread sleeps on a condition variable until the earliest
