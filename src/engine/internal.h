@@ -252,13 +252,6 @@ int engine_flush(struct run_ctx *c, struct keel_err *err);
 /* Queues them and waits until every deferred event of the run is durable
  * (before an effect); KEEL_EIO if one failed (the effect must not happen). */
 int engine_barrier(struct run_ctx *c, struct keel_err *err);
-/* Counting a slot's deferred appends (engine.c): hold before queueing one,
- * unhold if it could not be queued; engine_deferred_done is its callback. */
-void engine_slot_hold(struct engine_slot *sl);
-void engine_slot_unhold(struct engine_slot *sl);
-void engine_deferred_done(void *ctx, int rc, const struct journal_appended *appended,
-                          const struct keel_err *err);
-
 /* A run's context kept between transitions, and its deferred appends. */
 struct engine_slot {
     char id[ENGINE_ID_MAX];

@@ -44,22 +44,15 @@ void engine_idempotency_key(const char *run, const char *step, int index, char o
 static int journal_ev(struct run_ctx *c, const char *kind, const char *actor,
                       struct json_value *payload, bool deferred, struct keel_err *err)
 {
+    /* Built and chained now into the transition's batch.  Deferred: queued
+     * when the transition ends or something waits for it; otherwise the
+     * batch goes out now (with whatever was deferred before it: one request,
+     * one fsync) and this waits for it. */
     struct journal_event ev;
-    int rc;
-    if (c->slot) {
-        /* Built and chained now into the transition's batch.  Deferred:
-         * queued when the transition ends or something waits for it;
-         * otherwise the batch goes out now (with whatever was deferred
-         * before it: one request, one fsync) and this waits for it. */
-        rc = journal_batch_add(c->w, &c->slot->batch, kind, actor ? actor : "system", payload, 0,
+    int rc = journal_batch_add(c->w, &c->slot->batch, kind, actor ? actor : "system", payload, 0,
                                c->arena, &ev, err);
-        if (!rc) rc = engine_view_apply(&c->view, &ev, err);
-        if (!rc && !deferred) rc = engine_barrier(c, err);
-    } else {
-        rc = journal_writer_append_ev(c->w, kind, actor ? actor : "system", payload, 0, NULL,
-                                      NULL, c->arena, &ev, err);
-        if (!rc) rc = engine_view_apply(&c->view, &ev, err);
-    }
+    if (!rc) rc = engine_view_apply(&c->view, &ev, err);
+    if (!rc && !deferred) rc = engine_barrier(c, err);
     if (rc) keel_err_prefix(err, "run %s: journal %s", c->run.id, kind);
     return rc;
 }
@@ -900,8 +893,8 @@ int engine_step(struct run_ctx *c, struct keel_err *err)
     /* A kept context looks again only after a cancel request somewhere
      * (engine_run_cancel bumps the generation before it enqueues). */
     uint64_t gen = __atomic_load_n(&c->e->cancel_gen, __ATOMIC_SEQ_CST);
-    bool look = !c->slot || c->slot->cancel_gen != gen;
-    if (c->slot) c->slot->cancel_gen = gen;
+    bool look = c->slot->cancel_gen != gen;
+    c->slot->cancel_gen = gen;
     if (look && store_kv_get(c->e->store, ck, a, &by, NULL) == 0) {
         struct json_value *p = json_object(c->arena);
         jset_s(c->arena, p, "by", by);

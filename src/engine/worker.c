@@ -143,14 +143,10 @@ static void release_locked(struct engine *e, struct engine_slot *sl, int outcome
         pthread_cond_broadcast(&e->done);
 }
 
-/* Only the worker holding the run holds, so no lock is needed to count
- * up; counting down (the callbacks) and reading (the worker at the end of
- * its transition, engine_barrier) happen under e->lock. */
-void engine_slot_hold(struct engine_slot *sl)
-{
-    __atomic_add_fetch(&sl->inflight, 1, __ATOMIC_SEQ_CST);
-}
-
+/* A request of sl's is durable or failed.  sl->inflight is counted up
+ * without a lock by the worker holding the run (engine_flush), and counted
+ * down and read under e->lock (here, at the end of a transition, in
+ * engine_barrier). */
 static void unhold_locked(struct engine *e, struct engine_slot *sl)
 {
     if (__atomic_sub_fetch(&sl->inflight, 1, __ATOMIC_SEQ_CST) > 0) return;
@@ -161,15 +157,9 @@ static void unhold_locked(struct engine *e, struct engine_slot *sl)
     }
 }
 
-void engine_slot_unhold(struct engine_slot *sl)
-{
-    struct engine *e = sl->c.e;
-    pthread_mutex_lock(&e->lock);
-    unhold_locked(e, sl);
-    pthread_mutex_unlock(&e->lock);
-}
-
-void engine_deferred_done(void *ctx, int rc, const struct journal_appended *appended,
+/* The completion of a slot's request, on the committer thread (or on the
+ * worker's, when the request was committed there). */
+static void deferred_done(void *ctx, int rc, const struct journal_appended *appended,
                           const struct keel_err *err)
 {
     (void)appended;
@@ -192,10 +182,10 @@ void engine_deferred_done(void *ctx, int rc, const struct journal_appended *appe
 int engine_flush(struct run_ctx *c, struct keel_err *err)
 {
     struct engine_slot *sl = c->slot;
-    if (!sl || !sl->batch) return 0;
+    if (!sl->batch) return 0;
     struct journal_batch *bt = sl->batch;
     sl->batch = NULL;
-    engine_slot_hold(sl);
+    __atomic_add_fetch(&sl->inflight, 1, __ATOMIC_SEQ_CST);
     /* A run alone (nothing queued, no other run in a transition or waiting
      * for its events) commits on this thread when the store is idle: no
      * hand-off to the committer and back.  Among many, committing inline
@@ -203,8 +193,8 @@ int engine_flush(struct run_ctx *c, struct keel_err *err)
     pthread_mutex_lock(&c->e->lock);
     bool alone = c->e->qlen == 0 && c->e->busy.count <= 1;
     pthread_mutex_unlock(&c->e->lock);
-    int rc = alone ? journal_batch_submit_eager(bt, engine_deferred_done, sl, err)
-                   : journal_batch_submit(bt, engine_deferred_done, sl, err);
+    int rc = alone ? journal_batch_submit_eager(bt, deferred_done, sl, err)
+                   : journal_batch_submit(bt, deferred_done, sl, err);
     if (rc) {
         /* Not queued: the view holds events the journal does not. */
         pthread_mutex_lock(&c->e->lock);
@@ -219,7 +209,6 @@ int engine_flush(struct run_ctx *c, struct keel_err *err)
 int engine_barrier(struct run_ctx *c, struct keel_err *err)
 {
     struct engine_slot *sl = c->slot;
-    if (!sl) return 0;
     int rc = engine_flush(c, err);
     if (rc) return rc;
     pthread_mutex_lock(&c->e->lock);

@@ -38,6 +38,7 @@
 #include "journal.h"
 
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -398,10 +399,9 @@ static void copy_built(const struct built *b, struct arena *a, struct journal_ev
     memcpy(out->hash, b->ev.hash, sizeof out->hash);
 }
 
-static int append_sync(struct journal_writer *w, const char *kind, const char *actor,
-                       const struct json_value *payload, int64_t time_ms,
-                       struct journal_appended *out, struct arena *a, struct journal_event *ev,
-                       struct keel_err *err)
+int journal_writer_append(struct journal_writer *w, const char *kind, const char *actor,
+                          const struct json_value *payload, int64_t time_ms,
+                          struct journal_appended *out, struct keel_err *err)
 {
     struct built b;
     int rc = build_event(w->run_id, w->seq + 1, w->hash, kind, actor, payload, time_ms, &b, err);
@@ -416,17 +416,9 @@ static int append_sync(struct journal_writer *w, const char *kind, const char *a
             out->time_ms = b.ev.time_ms;
             memcpy(out->hash, b.ev.hash, sizeof out->hash);
         }
-        if (ev) copy_built(&b, a, ev);
     }
     buf_cleanup(&b.payload);
     return conflict(rc, err);
-}
-
-int journal_writer_append(struct journal_writer *w, const char *kind, const char *actor,
-                          const struct json_value *payload, int64_t time_ms,
-                          struct journal_appended *out, struct keel_err *err)
-{
-    return append_sync(w, kind, actor, payload, time_ms, out, NULL, NULL, err);
 }
 
 int journal_writer_append_text(struct journal_writer *w, const char *kind, const char *actor,
@@ -449,91 +441,6 @@ int journal_writer_append_text(struct journal_writer *w, const char *kind, const
     return rc;
 }
 
-struct async_append {
-    struct store_append req;
-    struct built b;
-    journal_done_fn done;
-    void *ctx;
-    char run_id[STORE_ID_MAX + 1];
-    char actor[JOURNAL_ACTOR_MAX + 1];
-};
-
-static void async_done(struct store_append *req, int rc, const struct keel_err *err)
-{
-    struct async_append *aa = (struct async_append *)req;
-    struct journal_appended app = {.seq = aa->b.ev.seq, .time_ms = aa->b.ev.time_ms};
-    memcpy(app.hash, aa->b.ev.hash, sizeof app.hash);
-    struct keel_err e;
-    if (rc && err) {
-        e = *err;
-        rc = conflict(rc, &e);
-    }
-    aa->done(aa->ctx, rc, rc ? NULL : &app, rc && err ? &e : err);
-    buf_cleanup(&aa->b.payload);
-    free(aa);
-}
-
-static int append_async(struct journal_writer *w, const char *kind, const char *actor,
-                        const struct json_value *payload, int64_t time_ms, journal_done_fn done,
-                        void *ctx, struct arena *a, struct journal_event *ev, struct keel_err *err)
-{
-    if (!done) return keel_fail(err, KEEL_EINVAL, "journal_writer_append_async needs a callback");
-    struct async_append *aa = calloc(1, sizeof *aa);
-    if (!aa) return keel_fail(err, KEEL_ENOMEM, "out of memory queueing an event");
-    int rc =
-        build_event(w->run_id, w->seq + 1, w->hash, kind, actor, payload, time_ms, &aa->b, err);
-    if (rc) {
-        free(aa);
-        return rc;
-    }
-    /* The queued event must not point at the caller's strings or the
-     * writer (either may be gone before the commit): copy them. */
-    memcpy(aa->run_id, w->run_id, strlen(w->run_id) + 1); /* lengths checked at open */
-    memcpy(aa->actor, actor, strlen(actor) + 1);          /* and by build_event     */
-    aa->b.ev.run_id = aa->run_id;
-    aa->b.ev.actor = aa->actor;
-    if (ev) copy_built(&aa->b, a, ev); /* before queueing: aa may be gone after */
-    aa->done = done;
-    aa->ctx = ctx;
-    aa->req.events = &aa->b.ev;
-    aa->req.n_events = 1;
-    aa->req.done = async_done;
-    aa->req.ctx = aa;
-    /* Advance the writer's tail before queueing: once queued, the event may
-     * complete at once, and its callback may append the run's next event
-     * through this writer (on another thread); after queueing, neither w nor
-     * aa may be touched here.  If it cannot be queued, put the tail back. */
-    int64_t old_seq = w->seq;
-    char old_hash[JOURNAL_HASH_HEX + 1];
-    memcpy(old_hash, w->hash, sizeof old_hash);
-    w->seq = aa->b.ev.seq;
-    memcpy(w->hash, aa->b.ev.hash, sizeof w->hash);
-    rc = store_append_async(w->s, &aa->req, err);
-    if (rc) {
-        w->seq = old_seq;
-        memcpy(w->hash, old_hash, sizeof w->hash);
-        buf_cleanup(&aa->b.payload);
-        free(aa);
-    }
-    return rc;
-}
-
-int journal_writer_append_async(struct journal_writer *w, const char *kind, const char *actor,
-                                const struct json_value *payload, int64_t time_ms,
-                                journal_done_fn done, void *ctx, struct keel_err *err)
-{
-    return append_async(w, kind, actor, payload, time_ms, done, ctx, NULL, NULL, err);
-}
-
-int journal_writer_append_ev(struct journal_writer *w, const char *kind, const char *actor,
-                             const struct json_value *payload, int64_t time_ms,
-                             journal_done_fn done, void *ctx, struct arena *a,
-                             struct journal_event *ev, struct keel_err *err)
-{
-    if (done) return append_async(w, kind, actor, payload, time_ms, done, ctx, a, ev, err);
-    return append_sync(w, kind, actor, payload, time_ms, NULL, a, ev, err);
-}
-
 /* ---- batches: a transition's events in one request ---------------------- */
 
 struct batch_item {
@@ -541,17 +448,23 @@ struct batch_item {
     char actor[JOURNAL_ACTOR_MAX + 1];
 };
 
+/* Events a batch holds without further allocation: a transition makes one
+ * to three, a pipelined single append one. */
+#define BATCH_INLINE 4
+
 struct journal_batch {
     struct store_append req; /* must stay first: the store hands it back */
     struct journal_writer *w;
-    struct batch_item *items;
-    struct store_event *evs;
+    struct batch_item *items; /* inline_items, or on the heap past BATCH_INLINE */
+    struct store_event *evs;  /* inline_evs, or on the heap */
     size_t n, cap;
     int64_t seq0; /* the writer's tail before the first item */
     char hash0[JOURNAL_HASH_HEX + 1];
     char run_id[STORE_ID_MAX + 1];
     journal_done_fn done;
     void *ctx;
+    struct batch_item inline_items[BATCH_INLINE];
+    struct store_event inline_evs[BATCH_INLINE];
 };
 
 int journal_batch_add(struct journal_writer *w, struct journal_batch **bp, const char *kind,
@@ -565,18 +478,25 @@ int journal_batch_add(struct journal_writer *w, struct journal_batch **bp, const
         return keel_fail(err, KEEL_ELIMIT, "journal batch holds %d events; submit it first",
                          STORE_APPEND_MAX);
     if (!bt) {
-        bt = calloc(1, sizeof *bt);
+        /* The inline arrays are filled as they are used: only the head is
+         * zeroed (the whole struct is a few KiB). */
+        bt = malloc(sizeof *bt);
         if (!bt) return keel_fail(err, KEEL_ENOMEM, "out of memory batching events");
+        memset(bt, 0, offsetof(struct journal_batch, inline_items));
         bt->w = w;
+        bt->items = bt->inline_items;
+        bt->cap = BATCH_INLINE;
         bt->seq0 = w->seq;
         memcpy(bt->hash0, w->hash, sizeof bt->hash0);
         memcpy(bt->run_id, w->run_id, strlen(w->run_id) + 1);
         *bp = bt;
     }
     if (bt->n == bt->cap) {
-        size_t cap = bt->cap ? 2 * bt->cap : 4;
-        struct batch_item *it = realloc(bt->items, cap * sizeof *it);
+        size_t cap = 2 * bt->cap;
+        struct batch_item *it = malloc(cap * sizeof *it);
         if (!it) return keel_fail(err, KEEL_ENOMEM, "out of memory batching events");
+        memcpy(it, bt->items, bt->n * sizeof *it);
+        if (bt->items != bt->inline_items) free(bt->items);
         bt->items = it;
         bt->cap = cap;
     }
@@ -601,8 +521,8 @@ static void batch_free(struct journal_batch *bt)
 {
     for (size_t i = 0; i < bt->n; i++)
         buf_cleanup(&bt->items[i].b.payload);
-    free(bt->items);
-    free(bt->evs);
+    if (bt->items != bt->inline_items) free(bt->items);
+    if (bt->evs != bt->inline_evs) free(bt->evs);
     free(bt);
 }
 
@@ -641,7 +561,7 @@ static int submit(struct journal_batch *bt, journal_done_fn done, void *ctx, boo
         journal_batch_discard(bt);
         return keel_fail(err, KEEL_EINVAL, "journal_batch_submit needs a callback");
     }
-    bt->evs = malloc(bt->n * sizeof *bt->evs);
+    bt->evs = bt->n <= BATCH_INLINE ? bt->inline_evs : malloc(bt->n * sizeof *bt->evs);
     if (!bt->evs) {
         journal_batch_discard(bt);
         return keel_fail(err, KEEL_ENOMEM, "out of memory submitting events");
@@ -652,8 +572,8 @@ static int submit(struct journal_batch *bt, journal_done_fn done, void *ctx, boo
         bt->evs[i] = bt->items[i].b.ev;
         bt->evs[i].run_id = bt->run_id;
         bt->evs[i].actor = bt->items[i].actor;
-        /* items may have moved (realloc) since build_event pointed usage
-         * at the item's own copy: point it there again. */
+        /* items may have moved (grown onto the heap) since build_event
+         * pointed usage at the item's own copy: point it there again. */
         if (bt->evs[i].usage) bt->evs[i].usage = &bt->items[i].b.usage;
     }
     bt->done = done;
@@ -666,8 +586,8 @@ static int submit(struct journal_batch *bt, journal_done_fn done, void *ctx, boo
     int64_t seq0 = bt->seq0;
     char hash0[JOURNAL_HASH_HEX + 1];
     memcpy(hash0, bt->hash0, sizeof hash0);
-    int rc = eager ? store_append_eager(w->s, &bt->req, err)
-                   : store_append_async(w->s, &bt->req, err);
+    int rc =
+        eager ? store_append_eager(w->s, &bt->req, err) : store_append_async(w->s, &bt->req, err);
     if (rc) { /* not queued: done will not run */
         w->seq = seq0;
         memcpy(w->hash, hash0, sizeof w->hash);
@@ -686,6 +606,21 @@ int journal_batch_submit_eager(struct journal_batch *bt, journal_done_fn done, v
                                struct keel_err *err)
 {
     return submit(bt, done, ctx, true, err);
+}
+
+/* The pipelined single append is a batch of one: one way to queue events. */
+int journal_writer_append_async(struct journal_writer *w, const char *kind, const char *actor,
+                                const struct json_value *payload, int64_t time_ms,
+                                journal_done_fn done, void *ctx, struct keel_err *err)
+{
+    if (!done) return keel_fail(err, KEEL_EINVAL, "journal_writer_append_async needs a callback");
+    struct journal_batch *bt = NULL;
+    int rc = journal_batch_add(w, &bt, kind, actor, payload, time_ms, NULL, NULL, err);
+    if (rc) {
+        journal_batch_discard(bt);
+        return rc;
+    }
+    return journal_batch_submit(bt, done, ctx, err);
 }
 
 int journal_append(struct store *s, const char *run_id, const char *kind, const char *actor,

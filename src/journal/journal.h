@@ -204,28 +204,19 @@ int journal_writer_append_text(struct journal_writer *w, const char *kind, const
  * append asynchronously again, as the next step of a run would, but not
  * synchronously).  If one
  * fails, every later queued event of this writer fails too (the store sees
- * a gap), and the writer must be reopened. */
+ * a gap), and the writer must be reopened.  (A batch of one: see below.) */
 typedef void (*journal_done_fn)(void *ctx, int rc, const struct journal_appended *appended,
                                 const struct keel_err *err);
 int journal_writer_append_async(struct journal_writer *w, const char *kind, const char *actor,
                                 const struct json_value *payload, int64_t time_ms,
                                 journal_done_fn done, void *ctx, struct keel_err *err);
 
-/* The engine's form: appends synchronously (done NULL) or pipelined (as
- * journal_writer_append_async), and fills *ev (may be NULL) with the event
- * as built — seq, time, canonical payload text, hashes; strings in arena
- * a — so the caller can fold exactly what the journal holds without reading
- * it back.  In the pipelined form *ev is filled before the event is queued,
- * so it is valid even if done runs first. */
-int journal_writer_append_ev(struct journal_writer *w, const char *kind, const char *actor,
-                             const struct json_value *payload, int64_t time_ms,
-                             journal_done_fn done, void *ctx, struct arena *a,
-                             struct journal_event *ev, struct keel_err *err);
-
 /* Batches: several events of one run built now (each chained onto the
  * previous, the writer's tail advanced) and queued later as ONE atomic
  * request, with one completion.  journal_batch_add creates *bp on first
- * use and fills *ev (may be NULL) as journal_writer_append_ev does.
+ * use and fills *ev (may be NULL) with the event as built — seq, time,
+ * canonical payload, hashes; strings in arena a — so the caller can fold
+ * exactly what the journal will hold without reading it back.
  * journal_batch_submit queues the batch (NULL: nothing to do) and takes it
  * over: done(ctx, ...) runs once, for all its events, with the last one's
  * seq and hash; if it cannot be queued it is freed, the writer's tail is

@@ -41,8 +41,8 @@ static void read_end(struct sq *q, struct conn *c, bool began)
 }
 
 /* Runs statement id (bound to run_id) for one row of (seq, hash). */
-static int tail_row(struct sq *q, struct conn *c, enum stmt_id id, const char *run_id,
-                    int64_t *seq, char *hash, bool *found, struct keel_err *err)
+static int tail_row(struct sq *q, struct conn *c, enum stmt_id id, const char *run_id, int64_t *seq,
+                    char *hash, bool *found, struct keel_err *err)
 {
     sqlite3_stmt *st = store_sq_stmt(q, c, id, err);
     if (!st) return err ? err->code : KEEL_EIO;
@@ -59,20 +59,6 @@ static int tail_row(struct sq *q, struct conn *c, enum stmt_id id, const char *r
     return rc;
 }
 
-int store_sq_tail(struct sq *q, struct conn *c, const char *run_id, int64_t *seq, char *hash,
-                  struct keel_err *err)
-{
-    /* The log holds the newest events; the index only older ones. */
-    bool found = false;
-    int rc = tail_row(q, c, ST_EV_TAIL_LOG, run_id, seq, hash, &found, err);
-    if (!rc && !found) rc = tail_row(q, c, ST_EV_TAIL, run_id, seq, hash, &found, err);
-    if (!rc && !found) {
-        *seq = 0;
-        memcpy(hash, store_sq_zero_hash, sizeof store_sq_zero_hash);
-    }
-    return rc;
-}
-
 int store_sq_tail_indexed(struct sq *q, struct conn *c, const char *run_id, int64_t *seq,
                           char *hash, struct keel_err *err)
 {
@@ -82,6 +68,16 @@ int store_sq_tail_indexed(struct sq *q, struct conn *c, const char *run_id, int6
         *seq = 0;
         memcpy(hash, store_sq_zero_hash, sizeof store_sq_zero_hash);
     }
+    return rc;
+}
+
+int store_sq_tail(struct sq *q, struct conn *c, const char *run_id, int64_t *seq, char *hash,
+                  struct keel_err *err)
+{
+    /* The log holds the newest events; the index only older ones. */
+    bool found = false;
+    int rc = tail_row(q, c, ST_EV_TAIL_LOG, run_id, seq, hash, &found, err);
+    if (!rc && !found) rc = store_sq_tail_indexed(q, c, run_id, seq, hash, err);
     return rc;
 }
 
@@ -161,7 +157,8 @@ int store_sq_events_scan(struct store *s, const char *run_id, int64_t from_seq, 
     int64_t left = limit > 0 ? limit : -1;
     int rc = read_begin(q, c, &began, err);
     if (!rc) rc = scan_half(q, c, ST_EV_SCAN, run_id, from_seq, &left, fn, ctx, err);
-    if (!rc && left != 0) rc = scan_half(q, c, ST_EV_SCAN_LOG, run_id, from_seq, &left, fn, ctx, err);
+    if (!rc && left != 0)
+        rc = scan_half(q, c, ST_EV_SCAN_LOG, run_id, from_seq, &left, fn, ctx, err);
     read_end(q, c, began);
     store_sq_reader_put(q, c);
     return rc;
