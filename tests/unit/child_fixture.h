@@ -2,7 +2,8 @@
  * child_fixture.h — for the runners whose tests start programs built next
  * to them as child processes (test_mcp: the example tool servers;
  * test_model_http: the mock model server): where those programs are, the
- * check that one was built, and JSON from a test's literal text.
+ * check that one was built (and, from json_fixture.h, JSON from a test's
+ * literal text).
  *
  * A runner is one .c file (CMakeLists.txt links nothing else into it), so
  * everything here is static inline.
@@ -10,7 +11,7 @@
 #ifndef KEEL_TEST_CHILD_FIXTURE_H
 #define KEEL_TEST_CHILD_FIXTURE_H
 
-#include "json/json.h"
+#include "json_fixture.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -41,23 +42,9 @@ static inline bool test_built_program(const char *name, char *path, size_t cap)
 {
     snprintf(path, cap, "%s/%s", test_build_dir(), name);
     if (access(path, X_OK) == 0) return true;
-    fprintf(stderr, "%s: %s is missing; build it first (ninja %s)\n",
-            program_invocation_short_name, path, name);
+    fprintf(stderr, "%s: %s is missing; build it first (ninja %s)\n", program_invocation_short_name,
+            path, name);
     return false;
-}
-
-/* Parses a test's literal JSON text into a; aborts (saying why) when the
- * text itself is broken, which is a bug in the test. */
-static inline struct json_value *test_parse(struct arena *a, const char *text)
-{
-    struct json_value *v = NULL;
-    struct keel_err err;
-    keel_err_clear(&err);
-    if (json_parse(a, text, strlen(text), NULL, &v, &err) != 0) {
-        fprintf(stderr, "bad test JSON: %s\n  %s\n", err.msg, text);
-        abort();
-    }
-    return v;
 }
 
 #endif

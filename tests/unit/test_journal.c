@@ -8,6 +8,7 @@
  */
 #include "journal/journal.h"
 #include "test.h"
+#include "json_fixture.h"
 #include "store_fixture.h"
 
 #include <pthread.h>
@@ -20,17 +21,6 @@
 static void tmp_make(struct tmp *t)
 {
     tmp_make_named(t, "journal");
-}
-
-static struct json_value *parse(struct arena *a, const char *text)
-{
-    struct json_value *v = NULL;
-    struct keel_err err;
-    if (json_parse(a, text, strlen(text), NULL, &v, &err)) {
-        fprintf(stderr, "bad test JSON %s: %s\n", text, err.msg);
-        abort();
-    }
-    return v;
 }
 
 static char *canon(struct arena *a, const struct json_value *v)
@@ -143,11 +133,11 @@ TEST(append_checks_and_chain)
     /* Refusals leave the journal untouched. */
     CHECK_INT(journal_writer_append(w, "step.exploded", "system", NULL, 0, NULL, &err),
               KEEL_EINVAL);
-    CHECK_INT(journal_writer_append(w, "step.started", "system", parse(&a, "{\"step\":\"a\"}"), 0,
+    CHECK_INT(journal_writer_append(w, "step.started", "system", test_parse(&a, "{\"step\":\"a\"}"), 0,
                                     NULL, &err),
               KEEL_EINVAL);
     CHECK_CONTAINS(err.msg, "attempt");
-    CHECK_INT(journal_writer_append(w, "step.started", "system", parse(&a, "[1]"), 0, NULL, &err),
+    CHECK_INT(journal_writer_append(w, "step.started", "system", test_parse(&a, "[1]"), 0, NULL, &err),
               KEEL_EINVAL);
     CHECK_INT(journal_writer_append(w, "run.succeeded", "", NULL, 0, NULL, &err), KEEL_EINVAL);
     CHECK_INT(journal_writer_append_text(w, "run.succeeded", "system", "{bad", 4, 0, NULL, &err),
@@ -156,7 +146,7 @@ TEST(append_checks_and_chain)
 
     struct journal_appended app;
     REQUIRE(journal_writer_append(w, "run.started", "human:alice",
-                                  parse(&a, "{\"workflow\":\"triage\",\"workflow_hash\":\"h\","
+                                  test_parse(&a, "{\"workflow\":\"triage\",\"workflow_hash\":\"h\","
                                             "\"input\":{\"b\":2,\"a\":1}}"),
                                   1000, &app, &err) == 0);
     CHECK_INT(app.seq, 1);
@@ -517,7 +507,7 @@ TEST(model_responses_carry_their_usage)
                                       NULL, NULL, &err) == 0);
         } else {
             REQUIRE(journal_batch_add(w, &bt, "step.started", who,
-                                      parse(&a, "{\"step\":\"s\",\"attempt\":1}"), 3000 + i,
+                                      test_parse(&a, "{\"step\":\"s\",\"attempt\":1}"), 3000 + i,
                                       NULL, NULL, &err) == 0);
         }
         memset(who, 'y', sizeof who - 1);
@@ -737,7 +727,7 @@ TEST(fold_reducers)
         {"notes", JOURNAL_REDUCE_APPEND, NULL},
         {"meta", JOURNAL_REDUCE_MERGE, NULL},
         {"cost", JOURNAL_REDUCE_ADD, NULL},
-        {"count", JOURNAL_REDUCE_ADD, parse(&a, "10")},
+        {"count", JOURNAL_REDUCE_ADD, test_parse(&a, "10")},
     };
     struct journal_reducers r = {keys, KEEL_ARRAY_LEN(keys), JOURNAL_REDUCE_REPLACE};
     struct journal_event evs[] = {
@@ -807,7 +797,7 @@ TEST(fold_with_snapshots_equals_fold_from_scratch)
     struct journal_state_key keys[] = {
         {"log", JOURNAL_REDUCE_APPEND, NULL},
         {"m", JOURNAL_REDUCE_MERGE, NULL},
-        {"n", JOURNAL_REDUCE_ADD, parse(&a, "0")},
+        {"n", JOURNAL_REDUCE_ADD, test_parse(&a, "0")},
         {"last", JOURNAL_REDUCE_REPLACE, NULL},
     };
     struct journal_reducers r = {keys, KEEL_ARRAY_LEN(keys), JOURNAL_REDUCE_REPLACE};

@@ -5,20 +5,10 @@
  * and the expression API used by workflow conditions.
  */
 #include "test.h"
+#include "json_fixture.h"
 
 #include "json/json.h"
 #include "policy/policy.h"
-
-static struct json_value *J(struct arena *a, const char *text)
-{
-    struct json_value *v = NULL;
-    struct keel_err err;
-    if (json_parse(a, text, strlen(text), NULL, &v, &err) < 0) {
-        fprintf(stderr, "bad JSON in test: %s: %s\n", text, err.msg);
-        abort();
-    }
-    return v;
-}
 
 /* Evaluates expr with vars (JSON) and formats the result in Cedar syntax,
  * or "error: <message>". */
@@ -36,7 +26,7 @@ static const char *eval_str(const char *expr, const char *vars)
         return out;
     }
     struct policy_value v;
-    if (policy_expr_eval_value(e, vars ? J(&a, vars) : NULL, &a, &v, &err) < 0) {
+    if (policy_expr_eval_value(e, vars ? test_parse(&a, vars) : NULL, &a, &v, &err) < 0) {
         snprintf(out, sizeof out, "error: %s", err.msg);
     } else {
         struct buf b;
@@ -267,7 +257,7 @@ static int fixture_init(struct fixture *f)
         fprintf(stderr, "%s\n", err.msg);
         return -1;
     }
-    if (policy_entities_parse_json(J(&f->a, fixture_entities), NULL, &f->es, &err) < 0) {
+    if (policy_entities_parse_json(test_parse(&f->a, fixture_entities), NULL, &f->es, &err) < 0) {
         fprintf(stderr, "%s\n", err.msg);
         return -1;
     }
@@ -292,7 +282,7 @@ static void decide(struct fixture *f, const char *p, const char *act, const char
              p, act, r);
     struct policy_request req;
     struct keel_err err;
-    if (policy_request_from_json(&f->a, J(&f->a, text), NULL, &req, &err) < 0) abort();
+    if (policy_request_from_json(&f->a, test_parse(&f->a, text), NULL, &req, &err) < 0) abort();
     policy_authorize(f->set, f->es, &req, &f->resp);
 }
 
@@ -345,7 +335,7 @@ TEST(entities_hierarchy_and_errors)
     arena_init(&a);
     struct policy_entities *es;
     struct keel_err err;
-    REQUIRE(policy_entities_parse_json(J(&a, fixture_entities), NULL, &es, &err) == 0);
+    REQUIRE(policy_entities_parse_json(test_parse(&a, fixture_entities), NULL, &es, &err) == 0);
     struct policy_euid alice = {"User", "alice", 4, 5}, all = {"Group", "all", 5, 3},
                        bob = {"User", "bob", 4, 3}, folder = {"Folder", "f", 6, 1},
                        d1 = {"Doc", "d1", 3, 2};
@@ -359,15 +349,15 @@ TEST(entities_hierarchy_and_errors)
     policy_entities_free(es);
     /* duplicate uid, bad attrs */
     CHECK(policy_entities_parse_json(
-              J(&a, "[{\"uid\":{\"type\":\"A\",\"id\":\"x\"}},{\"uid\":{\"type\":\"A\",\"id\":\"x\"}}]"),
+              test_parse(&a, "[{\"uid\":{\"type\":\"A\",\"id\":\"x\"}},{\"uid\":{\"type\":\"A\",\"id\":\"x\"}}]"),
               NULL, &es, &err) == KEEL_EINVAL);
     CHECK_CONTAINS(err.msg, "appears twice");
-    CHECK(policy_entities_parse_json(J(&a, "[{\"uid\":{\"type\":\"A\",\"id\":\"x\"},"
+    CHECK(policy_entities_parse_json(test_parse(&a, "[{\"uid\":{\"type\":\"A\",\"id\":\"x\"},"
                                            "\"attrs\":{\"n\":1.5}}]"),
                                      NULL, &es, &err) == KEEL_EINVAL);
     CHECK_CONTAINS(err.msg, "not a 64-bit integer");
     CHECK(policy_entities_parse_json(
-              J(&a, "[{\"uid\":{\"type\":\"A\",\"id\":\"x\"},\"parents\":[{\"type\":\"A\",\"id\":\"y\"}]},"
+              test_parse(&a, "[{\"uid\":{\"type\":\"A\",\"id\":\"x\"},\"parents\":[{\"type\":\"A\",\"id\":\"y\"}]},"
                     "{\"uid\":{\"type\":\"A\",\"id\":\"y\"},\"parents\":[{\"type\":\"A\",\"id\":\"x\"}]}]"),
               NULL, &es, &err) == KEEL_EINVAL);
     CHECK_CONTAINS(err.msg, "cycle");
@@ -387,7 +377,7 @@ TEST(templates_and_links)
     struct arena a;
     arena_init(&a);
     CHECK(policy_set_link_json(set,
-                               J(&a, "[{\"templateId\":\"t\",\"newId\":\"l1\",\"values\":{"
+                               test_parse(&a, "[{\"templateId\":\"t\",\"newId\":\"l1\",\"values\":{"
                                      "\"?principal\":{\"type\":\"User\",\"id\":\"alice\"},"
                                      "\"?resource\":{\"type\":\"Folder\",\"id\":\"f\"}}}]"),
                                &err) == 0);
@@ -397,7 +387,7 @@ TEST(templates_and_links)
     CHECK(policy_set_link(set, "t", "l1", &u, &u, &err) == KEEL_EEXIST);
     CHECK(policy_set_link(set, "nope", "l3", &u, &u, &err) == KEEL_ENOENT);
     struct policy_entities *es;
-    REQUIRE(policy_entities_parse_json(J(&a, fixture_entities), NULL, &es, &err) == 0);
+    REQUIRE(policy_entities_parse_json(test_parse(&a, fixture_entities), NULL, &es, &err) == 0);
     struct policy_request req = {{"User", "alice", 4, 5}, {"Action", "x", 6, 1}, {"Doc", "d1", 3, 2},
                                  {0, NULL}};
     struct policy_response r;
@@ -539,14 +529,14 @@ TEST(expression_api_json_result)
     REQUIRE(policy_expr_parse("{ok: input.n > 3, d: decimal(\"1.5\")}", "wf.yaml", 7, 11, &e,
                               &err) == 0);
     struct json_value *res;
-    REQUIRE(policy_expr_eval(e, J(&a, "{\"input\": {\"n\": 5}}"), &a, &res, &err) == 0);
+    REQUIRE(policy_expr_eval(e, test_parse(&a, "{\"input\": {\"n\": 5}}"), &a, &res, &err) == 0);
     struct buf b;
     buf_init(&b);
     json_write(&b, res, JSON_WRITE_CANONICAL, NULL);
     CHECK_STR(b.data, "{\"d\":{\"__extn\":{\"arg\":\"1.5000\",\"fn\":\"decimal\"}},\"ok\":true}");
     buf_cleanup(&b);
     /* an evaluation error is positioned in the host file */
-    CHECK(policy_expr_eval(e, J(&a, "{\"input\": {\"n\": \"x\"}}"), &a, &res, &err) == KEEL_EINVAL);
+    CHECK(policy_expr_eval(e, test_parse(&a, "{\"input\": {\"n\": \"x\"}}"), &a, &res, &err) == KEEL_EINVAL);
     CHECK_STR(err.file, "wf.yaml");
     CHECK_INT(err.line, 7);
     CHECK_INT(err.column, 16);
@@ -568,14 +558,14 @@ TEST(value_json_roundtrip)
         "\"dt\":{\"__extn\":{\"fn\":\"datetime\",\"arg\":\"2024-05-06T07:08:09.010Z\"}}}";
     struct policy_value v;
     struct keel_err err;
-    REQUIRE(policy_value_from_json(&a, J(&a, text), false, &v, &err) == 0);
+    REQUIRE(policy_value_from_json(&a, test_parse(&a, text), false, &v, &err) == 0);
     CHECK_INT(v.type, POLICY_RECORD);
     CHECK_INT(policy_record_get(v.u.rec, "set", 3)->u.set->len, 2);
     struct json_value *back = policy_value_to_json(&a, &v);
     struct policy_value v2;
     REQUIRE(policy_value_from_json(&a, back, false, &v2, &err) == 0);
     CHECK(policy_value_equal(&v, &v2));
-    CHECK(policy_value_from_json(&a, J(&a, "{\"a\":null}"), false, &v, &err) == KEEL_EINVAL);
+    CHECK(policy_value_from_json(&a, test_parse(&a, "{\"a\":null}"), false, &v, &err) == KEEL_EINVAL);
     arena_cleanup(&a);
 }
 
@@ -603,7 +593,7 @@ TEST(index_matches_unindexed_evaluation)
     arena_init(&a);
     struct policy_entities *es;
     REQUIRE(policy_entities_parse_json(
-                J(&a, "[{\"uid\":{\"type\":\"User\",\"id\":\"u\"},\"parents\":[{\"type\":\"Group\","
+                test_parse(&a, "[{\"uid\":{\"type\":\"User\",\"id\":\"u\"},\"parents\":[{\"type\":\"Group\","
                       "\"id\":\"g1\"},{\"type\":\"Group\",\"id\":\"g3\"}]}]"),
                 NULL, &es, &err) == 0);
     struct policy_response r1, r2;
@@ -651,7 +641,7 @@ TEST(schema_directed_entities_and_context)
     arena_init(&a);
     struct policy_entities *es;
     REQUIRE(policy_entities_parse_json(
-                J(&a, "[{\"uid\":{\"type\":\"User\",\"id\":\"u\"},\"attrs\":{\"boss\":{\"type\":"
+                test_parse(&a, "[{\"uid\":{\"type\":\"User\",\"id\":\"u\"},\"attrs\":{\"boss\":{\"type\":"
                       "\"User\",\"id\":\"b\"},\"ip\":\"10.1.2.3\",\"when\":\"2024-01-01\"},"
                       "\"parents\":[]}]"),
                 schema, &es, &err) == 0);
@@ -663,7 +653,7 @@ TEST(schema_directed_entities_and_context)
     struct policy_request req;
     REQUIRE(policy_request_from_json(
                 &a,
-                J(&a, "{\"principal\":{\"type\":\"User\",\"id\":\"u\"},\"action\":{\"type\":"
+                test_parse(&a, "{\"principal\":{\"type\":\"User\",\"id\":\"u\"},\"action\":{\"type\":"
                       "\"Action\",\"id\":\"read\"},\"resource\":{\"type\":\"User\",\"id\":\"u\"},"
                       "\"context\":{\"from\":\"192.168.0.1\"}}"),
                 schema, &req, &err) == 0);
@@ -675,7 +665,7 @@ TEST(schema_directed_entities_and_context)
     policy_entities_free(es);
     /* a bare string that is not a valid literal of the declared type is rejected */
     CHECK(policy_entities_parse_json(
-              J(&a, "[{\"uid\":{\"type\":\"User\",\"id\":\"u\"},\"attrs\":{\"ip\":\"::ffff:1.2.3.4\"},"
+              test_parse(&a, "[{\"uid\":{\"type\":\"User\",\"id\":\"u\"},\"attrs\":{\"ip\":\"::ffff:1.2.3.4\"},"
                     "\"parents\":[]}]"),
               schema, &es, &err) == KEEL_EINVAL);
     CHECK_CONTAINS(err.msg, "invalid ip");

@@ -12,20 +12,10 @@
  * attribute, tag, key (with NUL bytes) and ancestor.
  */
 #include "test.h"
+#include "json_fixture.h"
 
 #include "json/json.h"
 #include "policy/policy.h"
-
-static struct json_value *J(struct arena *a, const char *text)
-{
-    struct json_value *v = NULL;
-    struct keel_err err;
-    if (json_parse(a, text, strlen(text), NULL, &v, &err) < 0) {
-        fprintf(stderr, "bad JSON in test: %s: %s\n", text, err.msg);
-        abort();
-    }
-    return v;
-}
 
 static uint32_t rng_state = 2463534242u;
 
@@ -166,7 +156,7 @@ TEST(index_random_sets_match_flat_evaluation)
     buf_init(&eb);
     gen_entities(&eb);
     struct policy_entities *es;
-    REQUIRE(policy_entities_parse_json(J(&a, eb.data), NULL, &es, &err) == 0);
+    REQUIRE(policy_entities_parse_json(test_parse(&a, eb.data), NULL, &es, &err) == 0);
     long evaluated_idx = 0, evaluated_flat = 0, allows = 0, errors = 0;
     for (int round = 0; round < 4; round++) {
         /* the indexed set comes in several files, so index lists grow across calls */
@@ -203,7 +193,7 @@ TEST(index_random_sets_match_flat_evaluation)
                      "\"%s\"},\"resource\":{\"type\":\"%s\"},\"context\":%s}",
                      p, act, res, ctx);
             struct policy_request req;
-            REQUIRE(policy_request_from_json(&a, J(&a, rq), NULL, &req, &err) == 0);
+            REQUIRE(policy_request_from_json(&a, test_parse(&a, rq), NULL, &req, &err) == 0);
             policy_authorize(s1, es, &req, &r1);
             policy_authorize(s2, es, &req, &r2);
             same_response(&r1, &r2);
@@ -315,7 +305,7 @@ TEST(index_chunks_links_and_pointers)
     arena_init(&a);
     struct policy_entities *es;
     REQUIRE(policy_entities_parse_json(
-                J(&a, "[{\"uid\":{\"type\":\"Doc\",\"id\":\"d\"},\"parents\":[{\"type\":"
+                test_parse(&a, "[{\"uid\":{\"type\":\"Doc\",\"id\":\"d\"},\"parents\":[{\"type\":"
                       "\"Folder\",\"id\":\"f\"}]}]"),
                 NULL, &es, &err) == 0);
     struct policy_response r;
@@ -356,7 +346,7 @@ TEST(index_duplicates_and_in_homes)
     arena_init(&a);
     struct policy_entities *es;
     REQUIRE(policy_entities_parse_json(
-                J(&a, "[{\"uid\":{\"type\":\"Action\",\"id\":\"a\"},\"parents\":[{\"type\":"
+                test_parse(&a, "[{\"uid\":{\"type\":\"Action\",\"id\":\"a\"},\"parents\":[{\"type\":"
                       "\"Action\",\"id\":\"grp\"}]},{\"uid\":{\"type\":\"User\",\"id\":\"u\"},"
                       "\"parents\":[{\"type\":\"Group\",\"id\":\"g\"}]}]"),
                 NULL, &es, &err) == 0);
@@ -412,7 +402,7 @@ TEST(entities_laid_out_in_blocks)
     arena_init(&a);
     struct keel_err err;
     struct policy_entities *es;
-    int rc = policy_entities_parse_json(J(&a, b.data), NULL, &es, &err);
+    int rc = policy_entities_parse_json(test_parse(&a, b.data), NULL, &es, &err);
     if (rc < 0) fprintf(stderr, "%s\n", err.msg);
     REQUIRE(rc == 0);
     REQUIRE(policy_entities_count(es) == 100);
@@ -522,7 +512,7 @@ TEST(records_across_segments_and_packed_conditions)
                    u ? "," : "", u, u);
     buf_putc(&ej, ']');
     struct policy_entities *es;
-    REQUIRE(policy_entities_parse_json(J(&a, ej.data), NULL, &es, &err) == 0);
+    REQUIRE(policy_entities_parse_json(test_parse(&a, ej.data), NULL, &es, &err) == 0);
     struct policy_response r;
     policy_response_init(&r);
     int checked = 0;
@@ -536,7 +526,7 @@ TEST(records_across_segments_and_packed_conditions)
                  i % 7, i, i, i);
         snprintf(uid, sizeof uid, "u%d", i % 7);
         struct policy_request req;
-        REQUIRE(policy_request_from_json(&a, J(&a, ctx), NULL, &req, &err) == 0);
+        REQUIRE(policy_request_from_json(&a, test_parse(&a, ctx), NULL, &req, &err) == 0);
         policy_authorize(set, es, &req, &r);
         CHECK_INT(r.decision, POLICY_ALLOW);
         CHECK_INT(r.nerrors, 0);
@@ -632,7 +622,7 @@ TEST(entities_blocks_over_a_huge_page)
     arena_init(&a);
     struct keel_err err;
     struct policy_entities *es;
-    REQUIRE(policy_entities_parse_json(J(&a, b.data), NULL, &es, &err) == 0);
+    REQUIRE(policy_entities_parse_json(test_parse(&a, b.data), NULL, &es, &err) == 0);
     REQUIRE(policy_entities_count(es) == N + 53);
     const char *text = "permit(principal in Org::\"o1\", action, resource) when { principal.n >= 0 };";
     struct policy_set *set;
