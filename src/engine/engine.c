@@ -1061,6 +1061,12 @@ int engine_workflow_list(struct engine *e, struct arena *a, struct json_value **
     return 0;
 }
 
+void engine_get_stats(struct engine *e, struct engine_stats *out)
+{
+    out->folds = __atomic_load_n(&e->folds, __ATOMIC_RELAXED);
+    out->compactions = __atomic_load_n(&e->compactions, __ATOMIC_RELAXED);
+}
+
 void engine_store_stats(struct engine *e, struct store_stats *out)
 {
     store_get_stats(e->store, out);

@@ -163,4 +163,12 @@ int engine_usage_time(const char *text, int64_t now_ms, int64_t *out_ms, struct 
  * benchmarks and diagnostics. */
 void engine_store_stats(struct engine *e, struct store_stats *out);
 
+/* The engine's own counters, for tests, benchmarks and diagnostics. */
+struct engine_stats {
+    uint64_t folds;       /* runs loaded by folding their journal from event 1
+                             (a resume, or a context dropped since)           */
+    uint64_t compactions; /* kept contexts copied into a fresh arena           */
+};
+void engine_get_stats(struct engine *e, struct engine_stats *out);
+
 #endif

@@ -80,6 +80,8 @@ struct engine {
     uint64_t cancel_gen;    /* bumped by each cancel request                 */
     bool check_view;        /* KEEL_CHECK_VIEW=1: refold after each transition
                                and compare with the kept view (tests)       */
+    uint64_t folds;         /* journals folded from event 1 (slot loads)     */
+    uint64_t compactions;   /* kept contexts copied into a fresh arena       */
 
     pthread_t *workers;
     int nworkers;
@@ -256,6 +258,7 @@ int engine_barrier(struct run_ctx *c, struct keel_err *err);
 struct engine_slot {
     char id[ENGINE_ID_MAX];
     struct arena arena;
+    size_t compact_at; /* arena.total past which it is compacted (worker.c) */
     struct run_ctx c;
     bool loaded;                 /* c holds the run's row, writer, input and view  */
     uint64_t cancel_gen;         /* e->cancel_gen when cancel/<run> was looked up   */

@@ -73,8 +73,17 @@ void engine_enqueue(struct engine *e, const char *run_id)
  * journal; the one outside writer (engine_run_cancel and reconcile.c on a
  * needs_reconcile run) acts on parked runs, whose slots are dropped.  A slot
  * is dropped when the run parks, ends or fails a transition, when a
- * deferred append failed, when its arena passed SLOT_ARENA_MAX (the view is
- * refolded next time, which also compacts it), and beyond SLOT_MAX slots.
+ * deferred append failed, and beyond SLOT_MAX slots.
+ *
+ * A slot's arena holds what the context keeps and, besides, every
+ * transition's scratch (payloads built, results parsed) and, after a load,
+ * every payload the fold parsed.  Past compact_at it is compacted: what the
+ * context keeps is copied into a fresh arena (slot_compact, O(state)) and
+ * the old one freed.  compact_at is then 4x the kept size (at least
+ * SLOT_ARENA_MIN), so copying costs O(1) per byte allocated.  (Until
+ * 2026-11-26 a slot past 256 KiB was dropped instead and the run refolded
+ * from event 1; a run of 1,000 steps then refolded at every transition,
+ * since the fold alone passed the limit: 501 steps/s at 64 runs.)
  *
  * Deferred appends (engine_journal_deferred) let a transition end without
  * waiting for its last events' fsync: the worker goes on with another run
@@ -84,7 +93,7 @@ void engine_enqueue(struct engine *e, const char *run_id)
  * covers the steps of many runs. */
 
 #define SLOT_MAX 1024
-#define SLOT_ARENA_MAX (256u * 1024)
+#define SLOT_ARENA_MIN (64u * 1024)
 
 /* Caller holds e->lock. */
 static struct engine_slot *slot_get(struct engine *e, const char *id)
@@ -132,7 +141,7 @@ static void release_locked(struct engine *e, struct engine_slot *sl, int outcome
     char id[ENGINE_ID_MAX];
     size_t n = strlen(sl->id);
     memcpy(id, sl->id, n + 1);
-    if (outcome != 1 || sl->failed || sl->arena.total > SLOT_ARENA_MAX || e->slots.count > SLOT_MAX)
+    if (outcome != 1 || sl->failed || e->slots.count > SLOT_MAX)
         slot_free(e, sl);
     void *again = strmap_del(&e->busy, id, n);
     /* outcome < 0: the store or journal failed; the run keeps its place in
@@ -224,6 +233,103 @@ int engine_barrier(struct run_ctx *c, struct keel_err *err)
     return 0;
 }
 
+/* ---- compaction: the kept context copied into a fresh arena ------------ */
+
+static const char *sdup(struct arena *a, const char *s)
+{
+    return s ? arena_strdup(a, s) : NULL;
+}
+
+/* Copies v's values (strings, JSON, counters) into arena a; v->arena is
+ * left to the caller.  Every pointer of the view that may point into the
+ * old arena is copied, including those that may point into the workflow
+ * (step ids), which costs a few bytes and needs no reasoning about where
+ * each came from. */
+static void view_copy(struct run_view *v, struct arena *a)
+{
+    if (v->red.n) {
+        struct journal_state_key *k = arena_alloc(a, v->red.n * sizeof *k);
+        memcpy(k, v->red.keys, v->red.n * sizeof *k);
+        v->red.keys = k;
+    }
+    v->step = sdup(a, v->step);
+    v->next_step = sdup(a, v->next_step);
+    if (v->visit_n) {
+        int *n = arena_alloc(a, v->wf->nsteps * sizeof *n);
+        memcpy(n, v->visit_n, v->wf->nsteps * sizeof *n);
+        v->visit_n = n;
+    }
+    struct visit_count *visits = NULL;
+    for (struct visit_count *vc = v->visits; vc; vc = vc->next) {
+        struct visit_count *n = arena_alloc(a, sizeof *n);
+        n->step = sdup(a, vc->step);
+        n->n = vc->n;
+        n->next = visits; /* order is not used: looked up by step */
+        visits = n;
+    }
+    v->visits = visits;
+    v->last_result = json_clone(a, v->last_result);
+    v->call_key = sdup(a, v->call_key);
+    v->call_id = sdup(a, v->call_id);
+    v->call_args = json_clone(a, v->call_args);
+    v->call_result = json_clone(a, v->call_result);
+    v->call_error = json_clone(a, v->call_error);
+    v->wait_id = sdup(a, v->wait_id);
+    v->approval_id = sdup(a, v->approval_id);
+    v->approval_decision = sdup(a, v->approval_decision);
+    v->approval_by = sdup(a, v->approval_by);
+    v->approval_comment = sdup(a, v->approval_comment);
+    if (v->capvisit_events) {
+        struct agent_event *ev = arena_alloc(a, v->capvisit_events * sizeof *ev);
+        for (size_t i = 0; i < v->nvisit_events; i++) {
+            ev[i].seq = v->visit_events[i].seq;
+            ev[i].kind = sdup(a, v->visit_events[i].kind);
+            ev[i].actor = sdup(a, v->visit_events[i].actor);
+            ev[i].payload = json_clone(a, v->visit_events[i].payload);
+        }
+        v->visit_events = ev;
+    }
+    struct agent_usage *usage = NULL, **tail = &usage;
+    for (struct agent_usage *u = v->usage; u; u = u->next) {
+        struct agent_usage *n = arena_alloc(a, sizeof *n);
+        *n = *u;
+        n->agent = sdup(a, u->agent);
+        n->next = NULL;
+        *tail = n;
+        tail = &n->next;
+    }
+    v->usage = usage;
+    v->state = json_clone(a, v->state);
+    v->error_message = sdup(a, v->error_message);
+}
+
+/* Copies what sl's context keeps (run row, input, view) into a fresh arena
+ * and frees the old one.  Only between transitions: no batch open, no
+ * append in flight (their events live in the arena). */
+static void slot_compact(struct engine *e, struct engine_slot *sl)
+{
+    struct arena a;
+    arena_init(&a);
+    struct run_ctx *c = &sl->c;
+    struct store_run *r = &c->run;
+    r->id = sl->id;
+    r->workflow = sdup(&a, r->workflow);
+    r->workflow_hash = sdup(&a, r->workflow_hash);
+    r->reason = sdup(&a, r->reason);
+    r->input = sdup(&a, r->input);
+    r->identity = sdup(&a, r->identity);
+    r->parent_id = sdup(&a, r->parent_id);
+    r->lease_owner = sdup(&a, r->lease_owner);
+    c->input = json_clone(&a, c->input);
+    view_copy(&c->view, &a);
+    arena_cleanup(&sl->arena);
+    sl->arena = a; /* struct arena has no pointer to itself: it moves */
+    c->arena = c->view.arena = &sl->arena;
+    sl->compact_at = 4 * sl->arena.total;
+    if (sl->compact_at < SLOT_ARENA_MIN) sl->compact_at = SLOT_ARENA_MIN;
+    __atomic_add_fetch(&e->compactions, 1, __ATOMIC_RELAXED);
+}
+
 /* Reads the run's row, workflow version, tail and journal into sl. */
 static int slot_load(struct engine *e, struct engine_slot *sl, struct keel_err *err)
 {
@@ -245,6 +351,8 @@ static int slot_load(struct engine *e, struct engine_slot *sl, struct keel_err *
     }
     if (!rc) rc = engine_fold(e, sl->id, c->ew->wf, a, &c->view, err);
     if (rc) return rc;
+    __atomic_add_fetch(&e->folds, 1, __ATOMIC_RELAXED);
+    sl->compact_at = 0; /* the fold parsed every payload: compact now */
     if (c->ew->wf->identity)
         snprintf(c->agent_actor, sizeof c->agent_actor, "agent:%s", c->ew->wf->identity);
     else
@@ -292,6 +400,10 @@ static int process(struct engine *e, struct engine_slot *sl, bool recovering)
         store_timer_delete(e->store, rid, NULL);
     }
     int rc = reload ? slot_load(e, sl, &err) : 0;
+    /* Between transitions nothing of the run is in flight (it was released
+     * once its appends were durable).  The self-check compacts before every
+     * transition, so the suite compares compacted views with the journal. */
+    if (!rc && (e->check_view || sl->arena.total > sl->compact_at)) slot_compact(e, sl);
     struct run_ctx *c = &sl->c;
     if (!rc) {
         if (c->view.events == 0) {
@@ -457,6 +569,7 @@ int engine_slot_start(struct engine *e, struct engine_workflow *ew, const struct
     }
     sl->loaded = true;
     sl->cancel_gen = UINT64_MAX;
+    sl->compact_at = SLOT_ARENA_MIN;
     pthread_mutex_lock(&e->lock);
     if (!strmap_get(&e->slots, sl->id, strlen(sl->id)) && e->slots.count < SLOT_MAX)
         strmap_put(&e->slots, sl->id, strlen(sl->id), sl);

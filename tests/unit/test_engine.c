@@ -88,6 +88,26 @@ static const char *spin_yaml =
     "    default: done\n"
     "  - id: done\n"
     "    succeed: true\n";
+/* input.laps laps of two steps; each lap leaves a few hundred bytes of
+ * scratch in the run's kept context. */
+static const char *long_yaml =
+    "name: long\n"
+    "input: {type: object, required: [laps], properties: {laps: {type: integer}}}\n"
+    "state:\n"
+    "  n: {reducer: add, initial: 0}\n"
+    "  last: {reducer: replace}\n"
+    "steps:\n"
+    "  - id: count\n"
+    "    set: {n: 1, last: {lap: \"${state.n}\", pad: "
+    "\"0123456789012345678901234567890123456789012345678901234567890123\"}}\n"
+    "  - id: again\n"
+    "    switch:\n"
+    "      - if: 'state.n < input.laps'\n"
+    "        goto: count\n"
+    "    default: done\n"
+    "  - id: done\n"
+    "    succeed: {output: {n: \"${state.n}\"}}\n";
+
 static void write_file(const char *dir, const char *name, const char *text)
 {
     char path[4096];
@@ -126,6 +146,7 @@ static char *make_home(void)
     write_file(wf, "loop.yaml", loop_yaml);
     write_file(wf, "guard.yaml", guard_yaml);
     write_file(wf, "spin.yaml", spin_yaml);
+    write_file(wf, "long.yaml", long_yaml);
     char a[65], b[65], cfg[1024];
     keel_sha256_hex(ALICE, strlen(ALICE), a);
     keel_sha256_hex(BOB, strlen(BOB), b);
@@ -237,6 +258,45 @@ TEST(control_steps_and_reducers)
     CHECK_INT(wait_run(e, id), RUN_FAILED);
     REQUIRE(engine_run_show(e, id, &a, &run, &err) == 0);
     CHECK_STR(json_get_str(run, "error", ""), "too big");
+    arena_cleanup(&a);
+    engine_stop(e);
+    rm_home(home);
+}
+
+/* A long run keeps its context from start to end: it is never refolded
+ * from its journal (that made each transition O(journal) once the kept
+ * arena passed a fixed size), and its arena is compacted instead.  The
+ * self-check is off here: it refolds after every transition by design. */
+TEST(long_run_is_never_refolded)
+{
+    char *home = make_home();
+    struct keel_err err;
+    keel_err_clear(&err);
+    const char *cv = getenv("KEEL_CHECK_VIEW");
+    char *saved = cv ? strdup(cv) : NULL;
+    unsetenv("KEEL_CHECK_VIEW");
+    struct engine *e = start(home, &err);
+    if (saved) setenv("KEEL_CHECK_VIEW", saved, 1);
+    free(saved);
+    REQUIRE(e);
+    char id[64];
+    REQUIRE(start_run(e, "long", "{\"laps\": 1500}", id, &err) == 0);
+    enum engine_run_status st = RUN_RUNNING;
+    engine_run_wait(e, id, 120000, true, &st, NULL);
+    CHECK_INT(st, RUN_SUCCEEDED);
+    struct arena a;
+    arena_init(&a);
+    struct json_value *run;
+    REQUIRE(engine_run_show(e, id, &a, &run, &err) == 0);
+    CHECK_INT(json_get_int(json_get(run, "state"), "n", -1), 1500);
+    struct engine_stats stats;
+    engine_get_stats(e, &stats);
+    CHECK_INT(stats.folds, 0);
+    CHECK(stats.compactions >= 1);
+    struct json_value *v;
+    REQUIRE(engine_run_verify(e, id, &a, &v, &err) == 0);
+    CHECK(json_get_bool(v, "ok", false));
+    CHECK(json_get_int(v, "events", 0) > 4500);
     arena_cleanup(&a);
     engine_stop(e);
     rm_home(home);
