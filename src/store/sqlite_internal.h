@@ -38,7 +38,7 @@
 #define INSERT_ROWS 16
 
 /* Events are indexed once this many wait in the log (see index_log). */
-#define LOG_INDEX_ROWS 1024
+#define LOG_INDEX_ROWS 4096
 
 enum stmt_id {
     ST_BEGIN,
