@@ -1065,6 +1065,7 @@ void engine_get_stats(struct engine *e, struct engine_stats *out)
 {
     out->folds = __atomic_load_n(&e->folds, __ATOMIC_RELAXED);
     out->compactions = __atomic_load_n(&e->compactions, __ATOMIC_RELAXED);
+    out->parked = __atomic_load_n(&e->parked, __ATOMIC_RELAXED);
 }
 
 void engine_store_stats(struct engine *e, struct store_stats *out)

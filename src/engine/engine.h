@@ -168,6 +168,9 @@ struct engine_stats {
     uint64_t folds;       /* runs loaded by folding their journal from event 1
                              (a resume, or a context dropped since)           */
     uint64_t compactions; /* kept contexts copied into a fresh arena           */
+    uint64_t parked;      /* transitions whose events were built while the
+                             run's previous request was in flight (queued by
+                             its completion: docs/engine.md, pipelining)     */
 };
 void engine_get_stats(struct engine *e, struct engine_stats *out);
 

@@ -82,6 +82,7 @@ struct engine {
                                and compare with the kept view (tests)       */
     uint64_t folds;         /* journals folded from event 1 (slot loads)     */
     uint64_t compactions;   /* kept contexts copied into a fresh arena       */
+    uint64_t parked;        /* requests parked behind a run's previous one   */
 
     pthread_t *workers;
     int nworkers;
@@ -264,7 +265,10 @@ struct engine_slot {
     uint64_t cancel_gen;         /* e->cancel_gen when cancel/<run> was looked up   */
     struct journal_batch *batch; /* deferred events not yet queued          */
     /* Guarded by e->lock. */
-    int inflight; /* deferred appends queued, not yet durable        */
+    int inflight; /* requests queued and not yet durable, plus parked */
+    struct journal_batch *parked; /* a transition's events built while the
+                                     run's previous request was in flight;
+                                     queued by that request's completion */
     bool failed;  /* one failed: c is ahead of the journal; reload   */
     bool release; /* the transition ended while appends were queued  */
     int outcome;  /* what the transition returned, for the release   */

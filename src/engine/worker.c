@@ -7,10 +7,21 @@
  *   - A run is in the queue at most once (`queued`) and driven by at most
  *     one worker (`busy`); an enqueue while it is busy re-queues it after.
  *   - A slot is touched only by the worker holding its run, except for the
- *     deferred-append count, the failed flag and the release, which the
- *     store's committer thread changes under e->lock.
- *   - A run is let go (busy cleared, queued again if runnable) only once its
- *     transition's deferred events are durable or failed.
+ *     request count, the parked request, the failed flag and the release,
+ *     which the store's committer thread changes under e->lock (and the
+ *     writer's tail, which queueing or discarding a parked request may put
+ *     back: no worker holds the run then, or it waits in engine_flush or
+ *     engine_barrier, and a failure has the slot reloaded).
+ *   - A run has at most one request with the store and at most one more
+ *     built (parked) behind it.  A parked request is queued only by the
+ *     completion of the one before it, once that one is durable: one group
+ *     commit never holds two of a run's requests, and every request starts
+ *     from a durable journal.
+ *   - A runnable run is let go (busy cleared, queued again) once its
+ *     transition's events are queued, even while they are in flight: its
+ *     next transition is computed meanwhile, and its events park.  Anything
+ *     that reaches the world waits for all of them (engine_barrier).  A run
+ *     that stopped moving is let go once its events are durable or failed.
  */
 #include "internal.h"
 
@@ -86,11 +97,15 @@ void engine_enqueue(struct engine *e, const char *run_id)
  * since the fold alone passed the limit: 501 steps/s at 64 runs.)
  *
  * Deferred appends (engine_journal_deferred) let a transition end without
- * waiting for its last events' fsync: the worker goes on with another run
- * and the run is released (and queued again) by the completion callback of
- * its last deferred append, on the store's committer thread.  So a run's
- * next transition still starts from a durable journal, while one fsync
- * covers the steps of many runs. */
+ * waiting for its last events' fsync: one fsync covers the steps of many
+ * runs.  And the run's next transition is computed while they are in
+ * flight: a pure step (set, switch) needs nothing durable to be computed,
+ * and its events park until the previous request is durable, when its
+ * completion callback (on the store's committer thread) queues them.  So
+ * when a group commit ends, the next group is queued by the callbacks
+ * themselves, with no worker to wake and no step to build between two
+ * commits (bench/journal's "prepared" pass measures the same shape).  A
+ * step with an effect waits at engine_barrier for everything before it. */
 
 #define SLOT_MAX 1024
 #define SLOT_ARENA_MIN (64u * 1024)
@@ -113,6 +128,8 @@ static void slot_unload(struct engine_slot *sl)
 {
     journal_batch_discard(sl->batch);
     sl->batch = NULL;
+    journal_batch_discard(sl->parked);
+    sl->parked = NULL;
     journal_writer_free(sl->c.w);
     sl->c.w = NULL;
     sl->loaded = false;
@@ -126,22 +143,24 @@ static void slot_free_unlisted(struct engine_slot *sl)
     free(sl);
 }
 
-/* Caller holds e->lock; no append of sl is in flight. */
+/* Caller holds e->lock; no request of sl is in flight. */
 static void slot_free(struct engine *e, struct engine_slot *sl)
 {
     strmap_del(&e->slots, sl->id, strlen(sl->id));
     slot_free_unlisted(sl);
 }
 
-/* The transition of sl's run is over and its deferred appends are durable
- * (or failed): keep or drop the slot, and let the run go (queued again when
- * still runnable or asked for meanwhile).  Caller holds e->lock. */
+/* The transition of sl's run is over: its events are durable (or failed),
+ * or, for a runnable run, queued.  Keep or drop the slot (never while a
+ * request of it is in flight: its completion needs it), and let the run go
+ * (queued again when still runnable or asked for meanwhile).  Caller holds
+ * e->lock. */
 static void release_locked(struct engine *e, struct engine_slot *sl, int outcome)
 {
     char id[ENGINE_ID_MAX];
     size_t n = strlen(sl->id);
     memcpy(id, sl->id, n + 1);
-    if (outcome != 1 || sl->failed || e->slots.count > SLOT_MAX)
+    if ((outcome != 1 || sl->failed || e->slots.count > SLOT_MAX) && sl->inflight == 0)
         slot_free(e, sl);
     void *again = strmap_del(&e->busy, id, n);
     /* outcome < 0: the store or journal failed; the run keeps its place in
@@ -152,17 +171,54 @@ static void release_locked(struct engine *e, struct engine_slot *sl, int outcome
         pthread_cond_broadcast(&e->done);
 }
 
-/* A request of sl's is durable or failed.  sl->inflight is counted up
- * without a lock by the worker holding the run (engine_flush), and counted
- * down and read under e->lock (here, at the end of a transition, in
- * engine_barrier). */
-static void unhold_locked(struct engine *e, struct engine_slot *sl)
+/* A request of sl's is durable or failed (caller holds e->lock).  Returns
+ * the parked request to queue next, if any: the caller queues it and then
+ * lets the run go (queue_parked); else, when nothing is left in flight, a
+ * run whose transition ended is let go here. */
+static struct journal_batch *unhold_locked(struct engine *e, struct engine_slot *sl)
 {
-    if (__atomic_sub_fetch(&sl->inflight, 1, __ATOMIC_SEQ_CST) > 0) return;
+    int left = --sl->inflight;
+    struct journal_batch *next = NULL;
+    if (sl->parked && left == 1) { /* the one before it is done */
+        next = sl->parked;
+        sl->parked = NULL;
+        if (sl->failed) { /* it chains onto an event the journal lacks */
+            journal_batch_discard(next);
+            next = NULL;
+            left = --sl->inflight;
+        }
+    }
     pthread_cond_broadcast(&e->durable);
-    if (sl->release) {
+    if (!next && left == 0 && sl->release) {
         sl->release = false;
         release_locked(e, sl, sl->outcome);
+    }
+    return next;
+}
+
+static void deferred_done(void *ctx, int rc, const struct journal_appended *appended,
+                          const struct keel_err *err);
+
+/* Queues a parked request that unhold_locked handed back (caller holds
+ * e->lock, which this drops while queueing), then lets a runnable run go:
+ * its next transition may be computed while this request is in flight. */
+static void queue_parked(struct engine *e, struct engine_slot *sl, struct journal_batch *next)
+{
+    while (next) {
+        pthread_mutex_unlock(&e->lock);
+        struct keel_err qerr;
+        int rc = journal_batch_submit(next, deferred_done, sl, &qerr);
+        pthread_mutex_lock(&e->lock);
+        next = NULL;
+        if (rc) {
+            keel_log(KEEL_LOG_ERROR, "engine: run %s: queueing its next events failed: %s", sl->id,
+                     qerr.msg);
+            sl->failed = true;
+            next = unhold_locked(e, sl);
+        } else if (sl->release && sl->outcome == 1 && !sl->failed) {
+            sl->release = false;
+            release_locked(e, sl, 1);
+        }
     }
 }
 
@@ -184,32 +240,52 @@ static void deferred_done(void *ctx, int rc, const struct journal_appended *appe
     }
     pthread_mutex_lock(&e->lock);
     if (rc) sl->failed = true;
-    unhold_locked(e, sl);
+    queue_parked(e, sl, unhold_locked(e, sl));
     pthread_mutex_unlock(&e->lock);
 }
 
 int engine_flush(struct run_ctx *c, struct keel_err *err)
 {
     struct engine_slot *sl = c->slot;
+    struct engine *e = c->e;
     if (!sl->batch) return 0;
     struct journal_batch *bt = sl->batch;
     sl->batch = NULL;
-    __atomic_add_fetch(&sl->inflight, 1, __ATOMIC_SEQ_CST);
+    pthread_mutex_lock(&e->lock);
+    /* At most one request parked: a second waits for the first to go. */
+    while (sl->parked && !sl->failed)
+        pthread_cond_wait(&e->durable, &e->lock);
+    if (sl->failed) {
+        pthread_mutex_unlock(&e->lock);
+        journal_batch_discard(bt);
+        return keel_fail(err, KEEL_EIO,
+                         "run %s: an earlier journal append failed; the run resumes from its "
+                         "journal",
+                         c->run.id);
+    }
+    sl->inflight++;
+    if (sl->inflight > 1) {
+        /* The run's previous request is with the store: this one is
+         * queued by that one's completion, once it is durable. */
+        sl->parked = bt;
+        e->parked++;
+        pthread_mutex_unlock(&e->lock);
+        return 0;
+    }
     /* A run alone (nothing queued, no other run in a transition or waiting
      * for its events) commits on this thread when the store is idle: no
      * hand-off to the committer and back.  Among many, committing inline
      * would cut a group short, so the request joins the next group. */
-    pthread_mutex_lock(&c->e->lock);
-    bool alone = c->e->qlen == 0 && c->e->busy.count <= 1;
-    pthread_mutex_unlock(&c->e->lock);
+    bool alone = e->qlen == 0 && e->busy.count <= 1;
+    pthread_mutex_unlock(&e->lock);
     int rc = alone ? journal_batch_submit_eager(bt, deferred_done, sl, err)
                    : journal_batch_submit(bt, deferred_done, sl, err);
     if (rc) {
         /* Not queued: the view holds events the journal does not. */
-        pthread_mutex_lock(&c->e->lock);
+        pthread_mutex_lock(&e->lock);
         sl->failed = true;
-        unhold_locked(c->e, sl);
-        pthread_mutex_unlock(&c->e->lock);
+        queue_parked(e, sl, unhold_locked(e, sl));
+        pthread_mutex_unlock(&e->lock);
         keel_err_prefix(err, "run %s: queueing the step's events", c->run.id);
     }
     return rc;
@@ -221,7 +297,7 @@ int engine_barrier(struct run_ctx *c, struct keel_err *err)
     int rc = engine_flush(c, err);
     if (rc) return rc;
     pthread_mutex_lock(&c->e->lock);
-    while (__atomic_load_n(&sl->inflight, __ATOMIC_SEQ_CST) > 0)
+    while (sl->inflight > 0) /* what is parked counts too */
         pthread_cond_wait(&c->e->durable, &c->e->lock);
     bool failed = sl->failed;
     pthread_mutex_unlock(&c->e->lock);
@@ -394,15 +470,24 @@ static int process(struct engine *e, struct engine_slot *sl, bool recovering)
     struct keel_err err;
     keel_err_clear(&err);
     bool reload = !sl->loaded || sl->failed; /* failed: set before the release */
+    if (reload) {
+        /* A reload reads the journal: nothing of the run may still be on
+         * its way there (a failure fails the requests chained after it). */
+        pthread_mutex_lock(&e->lock);
+        while (sl->inflight > 0)
+            pthread_cond_wait(&e->durable, &e->lock);
+        pthread_mutex_unlock(&e->lock);
+    }
     if (recovering) {
         char rid[ENGINE_ID_MAX + 16];
         snprintf(rid, sizeof rid, "%s/recover", run_id);
         store_timer_delete(e->store, rid, NULL);
     }
     int rc = reload ? slot_load(e, sl, &err) : 0;
-    /* Between transitions nothing of the run is in flight (it was released
-     * once its appends were durable).  The self-check compacts before every
-     * transition, so the suite compares compacted views with the journal. */
+    /* A request in flight holds its own copies of its events, nothing in
+     * the arena, so the context may be compacted meanwhile.  The self-check
+     * compacts before every transition, so the suite compares compacted
+     * views with the journal. */
     if (!rc && (e->check_view || sl->arena.total > sl->compact_at)) slot_compact(e, sl);
     struct run_ctx *c = &sl->c;
     if (!rc) {
@@ -478,8 +563,13 @@ void *engine_worker_main(void *arg)
         int rc = process(e, sl, recovering);
 
         pthread_mutex_lock(&e->lock);
-        if (__atomic_load_n(&sl->inflight, __ATOMIC_SEQ_CST) > 0) {
-            /* The last deferred append's callback lets the run go. */
+        if (sl->inflight > 0 && rc == 1 && !sl->parked && !sl->failed) {
+            /* Its events are queued: its next transition may be computed
+             * while they are in flight. */
+            release_locked(e, sl, rc);
+        } else if (sl->inflight > 0) {
+            /* Parked events, or a run that stopped moving: the completion
+             * that queues them, or the last one, lets it go. */
             sl->release = true;
             sl->outcome = rc;
         } else {

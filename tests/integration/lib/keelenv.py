@@ -170,10 +170,25 @@ class Home:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _env_with(changes):
+    """os.environ with changes applied (None deletes), or None for as is."""
+    if not changes:
+        return None
+    e = dict(os.environ)
+    for k, v in changes.items():
+        if v is None:
+            e.pop(k, None)
+        else:
+            e[k] = v
+    return e
+
+
 class Server:
     """`keel serve` on a free port; ready once it printed its address."""
 
-    def __init__(self, home, extra=()):
+    def __init__(self, home, extra=(), env=None):
+        """env: variables to set (a value of None removes one) for this
+        daemon only."""
         self.home = home
         # stderr goes to a file: a pipe nobody reads could fill and block
         # the daemon.
@@ -183,7 +198,7 @@ class Server:
             [KEEL, "serve", "--data", home.data, "--listen", "127.0.0.1:0",
              "--config", os.path.join(home.dir, "keel.yaml")] + list(extra),
             stdout=subprocess.PIPE, stderr=self.log, text=True,
-            start_new_session=True)
+            start_new_session=True, env=_env_with(env))
         atexit.register(self._reap)
         line = self.proc.stdout.readline()
         if "listening on" not in line:
