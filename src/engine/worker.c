@@ -200,15 +200,15 @@ static void deferred_done(void *ctx, int rc, const struct journal_appended *appe
                           const struct keel_err *err);
 
 /* Queues a parked request that unhold_locked handed back (caller holds
- * e->lock, which this drops while queueing), then lets a runnable run go:
- * its next transition may be computed while this request is in flight. */
+ * e->lock; the store's queue lock is taken inside it, never the other way
+ * round, and no store lock is held while completions run), then lets a
+ * runnable run go: its next transition may be computed while this request
+ * is in flight. */
 static void queue_parked(struct engine *e, struct engine_slot *sl, struct journal_batch *next)
 {
     while (next) {
-        pthread_mutex_unlock(&e->lock);
         struct keel_err qerr;
         int rc = journal_batch_submit(next, deferred_done, sl, &qerr);
-        pthread_mutex_lock(&e->lock);
         next = NULL;
         if (rc) {
             keel_log(KEEL_LOG_ERROR, "engine: run %s: queueing its next events failed: %s", sl->id,

@@ -135,24 +135,6 @@ static int check_payload(enum journal_kind k, const struct json_value *payload,
 
 /* ---- hashing ----------------------------------------------------------- */
 
-/* Writes the decimal digits of v (with '-' if negative) at out, which has
- * room for 20 bytes; returns how many were written.  printf's "%lld" output,
- * without printf's cost on the append path. */
-static size_t put_i64(char *out, int64_t v)
-{
-    char tmp[20];
-    size_t n = 0, len = 0;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0) out[len++] = '-';
-    while (n)
-        out[len++] = tmp[--n];
-    return len;
-}
-
 /* The bytes hashed (see the specification above) are laid out in a stack
  * buffer when they fit, which they do for the usual small payload. */
 enum { HASH_STACK_BYTES = 2048 };
@@ -180,9 +162,9 @@ static int hash_parts(const char *prev_hash, const char *run_id, int64_t seq, in
     memcpy(p + n, run_id, lr);
     n += lr;
     p[n++] = '\n';
-    n += put_i64(p + n, seq);
+    n += keel_i64_text(p + n, seq);
     p[n++] = '\n';
-    n += put_i64(p + n, time_ms);
+    n += keel_i64_text(p + n, time_ms);
     p[n++] = '\n';
     memcpy(p + n, kind, lk);
     n += lk;

@@ -42,8 +42,7 @@ struct json_value *json_int(struct arena *a, int64_t i)
 {
     struct json_value *v = new_value(a, JSON_NUMBER);
     char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%lld", (long long)i);
-    v->u.n.text = arena_strndup(a, tmp, (size_t)n);
+    v->u.n.text = arena_strndup(a, tmp, keel_i64_text(tmp, i));
     v->u.n.i = i;
     v->u.n.d = (double)i;
     v->nflags = JSON_NUM_INT | JSON_NUM_I64;

@@ -57,6 +57,21 @@ void keel_new_id(const char *prefix, char *out, size_t cap)
     snprintf(out, cap, "%s_%s", prefix, enc);
 }
 
+size_t keel_i64_text(char *out, int64_t v)
+{
+    char tmp[20];
+    size_t n = 0, len = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) out[len++] = '-';
+    while (n)
+        out[len++] = tmp[--n];
+    return len;
+}
+
 void keel_hex(const uint8_t *data, size_t len, char *out)
 {
     static const char hx[] = "0123456789abcdef";

@@ -1,5 +1,8 @@
 /* Unit tests for src/util: buffers, arenas, the hash map, durations, ids. */
 #include "test.h"
+
+#include <stdint.h>
+#include <stdio.h>
 #include "util/util.h"
 
 TEST(buf_grows_and_formats)
@@ -59,6 +62,20 @@ TEST(strmap_put_get_del)
         CHECK(v == ((i % 2) ? (void *)(i + 1) : NULL));
     }
     strmap_cleanup(&m);
+}
+
+/* keel_i64_text writes what printf's %lld writes, at the edges too. */
+TEST(i64_text_matches_printf)
+{
+    const int64_t v[] = {0, 1, -1, 9, 10, -10, 812, 1700000000000, INT64_MAX, INT64_MIN,
+                         INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        char want[32], got[32];
+        snprintf(want, sizeof want, "%lld", (long long)v[i]);
+        size_t n = keel_i64_text(got, v[i]);
+        got[n] = '\0';
+        CHECK_STR(got, want);
+    }
 }
 
 TEST(durations)
