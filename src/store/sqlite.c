@@ -705,10 +705,13 @@ int store_sqlite_open(const char *location, const struct store_opts *opts, struc
             return rc;
         }
         q->log_rows = (size_t)rows;
-        /* Index what the log holds at once: from then on the committer knows
-         * every run with events in the log (log_complete), so a run's first
-         * append costs an index probe, not a walk of the log. */
-        q->index_wanted = true;
+        /* Index what the log holds before anything is appended: from then on
+         * the committer knows every run with events in the log
+         * (log_complete), so a run's first append costs an index probe, not
+         * a walk of the log.  Here rather than on the committer, so a store
+         * just opened is idle (an eager append commits on its caller's
+         * thread; tests rely on that). */
+        store_sq_index_log(q);
         if (pthread_create(&q->committer, NULL, store_sq_committer_main, q) != 0) {
             sq_free(q);
             return keel_fail(err, KEEL_EIO, "cannot start the store's committer thread");

@@ -344,7 +344,7 @@ static void commit_group(struct sq *q, struct store_append **reqs, size_t n, str
  * the next durable commit's fsync covers it (WAL frames are synced in
  * order), and losing it to a power cut loses nothing — the events are
  * still in the log. */
-static void index_log(struct sq *q)
+void store_sq_index_log(struct sq *q)
 {
     struct conn *c = &q->writer;
     struct keel_err err;
@@ -441,7 +441,7 @@ void *store_sq_committer_main(void *arg)
             q->index_wanted = false;
             q->busy = true;
             pthread_mutex_unlock(&q->qlock);
-            index_log(q);
+            store_sq_index_log(q);
             pthread_mutex_lock(&q->qlock);
             q->busy = false;
             continue;
@@ -497,7 +497,7 @@ void *store_sq_committer_main(void *arg)
          * else once it is twice as long (so a busy store still indexes). */
         if (q->log_rows >= q->log_index_at && (idle || q->log_rows >= 2 * q->log_index_at)) {
             pthread_mutex_unlock(&q->qlock);
-            index_log(q);
+            store_sq_index_log(q);
             pthread_mutex_lock(&q->qlock);
         }
         q->busy = false;

@@ -252,6 +252,11 @@ int store_sq_set_status(struct sq *q, struct conn *c, const char *id, enum store
 
 /* The committer thread (arg: the struct sq); runs until q->stopping and
  * the queue is drained. */
+/* Adds the log's events to events_index in one transaction (the committer
+ * does it every LOG_INDEX_ROWS events; store_open once, before it starts
+ * the committer).  Holds the writer; a failure is logged, not returned:
+ * reads find the events in the log meanwhile. */
+void store_sq_index_log(struct sq *q);
 void *store_sq_committer_main(void *arg);
 
 /* struct store_ops.append: commits on the caller's thread when the store

@@ -825,9 +825,9 @@ TEST(events_table_migrates_from_schema_2)
 
 /* Indexing covers the whole log, whoever wrote it: an event another
  * connection added is indexed with the store's own (it is read back, and
- * the index matches the rows).  N - 1 events alone reach LOG_INDEX_ROWS,
- * whether the index pass the store asks for at open runs before the first
- * append or after the second. */
+ * the index matches the rows).  The store indexes its log at open, so the
+ * first append starts a fresh log; N = LOG_INDEX_ROWS + 1 events reach the
+ * mark. */
 TEST(index_covers_events_written_by_another_connection)
 {
     struct tmp t;
