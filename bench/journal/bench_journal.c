@@ -304,6 +304,28 @@ struct tput {
 
 static int g_rounds = 1; /* --rounds N: each 64-run pass N times, the median printed */
 
+/* The end of a pass: spot-checks that what was written is a valid chain,
+ * closes and removes the store, and turns the counts into figures. */
+static struct tput pass_result(struct store *s, const char *dir, const char *name, int64_t steps,
+                               double elapsed, double cpu)
+{
+    struct store_stats st;
+    store_get_stats(s, &st);
+    struct keel_err err;
+    struct journal_verify_report rep;
+    if (journal_verify(s, "run_000", &rep, &err) || !rep.ok) die("verify", &err);
+    store_close(s);
+    remove_db(dir, name);
+    struct tput out = {
+        .cpu_us_per_step = steps ? cpu * 1e6 / (double)steps : 0,
+        .steps_per_s = (double)steps / elapsed,
+        .events_per_commit = st.group_commits ? (double)st.events / (double)st.group_commits : 0,
+        .commit_ms = st.group_commits ? (double)st.commit_ns / (double)st.group_commits / 1e6 : 0,
+        .sync_ms = st.group_commits ? (double)st.sync_ns / (double)st.group_commits / 1e6 : 0,
+    };
+    return out;
+}
+
 static struct tput throughput(const char *dir, int runs, int events_per_step, double seconds)
 {
     char name[64];
@@ -336,24 +358,9 @@ static struct tput throughput(const char *dir, int runs, int events_per_step, do
     }
     double elapsed = (double)(keel_mono_ns() - t0) / 1e9;
     double cpu = cpu_seconds() - cpu0;
-    struct store_stats st;
-    store_get_stats(s, &st);
-    /* Spot-check that what was written is a valid chain. */
-    struct keel_err err;
-    struct journal_verify_report rep;
-    if (journal_verify(s, "run_000", &rep, &err) || !rep.ok) die("verify", &err);
-    store_close(s);
-    remove_db(dir, name);
     free(rs);
     free(th);
-    struct tput out = {
-        .cpu_us_per_step = steps ? cpu * 1e6 / (double)steps : 0,
-        .steps_per_s = (double)steps / elapsed,
-        .events_per_commit = st.group_commits ? (double)st.events / (double)st.group_commits : 0,
-        .commit_ms = st.group_commits ? (double)st.commit_ns / (double)st.group_commits / 1e6 : 0,
-        .sync_ms = st.group_commits ? (double)st.sync_ns / (double)st.group_commits / 1e6 : 0,
-    };
-    return out;
+    return pass_result(s, dir, name, steps, elapsed, cpu);
 }
 
 /* ---- 4. many runs, no thread per run ----------------------------------- */
@@ -374,19 +381,26 @@ static int workers_count(void)
 }
 
 struct pool;
-struct async_run {
+/* A run of the pool passes (the prepared pass uses the fields after
+ * `failed` too). */
+struct pool_run {
     struct journal_writer *w;
     struct arena a;
-    int64_t steps;
+    int64_t steps; /* durable */
     struct pool *pool;
     int failed;
+    int64_t built;
+    struct journal_batch *parked; /* built, waiting for the step in flight */
+    bool inflight;                /* a step of this run is with the store */
+    bool held;                    /* a worker is building its next step   */
+    bool finished;
 };
 
 struct pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;      /* workers: a run is ready, or stop */
     pthread_cond_t idle_cv; /* main: active dropped to 0 */
-    struct async_run **ready;
+    struct pool_run **ready;
     size_t cap, head, count;
     int active; /* runs not yet finished */
     int stop;
@@ -403,7 +417,7 @@ static void run_finished(struct pool *p)
 static void async_done(void *ctx, int rc, const struct journal_appended *app,
                        const struct keel_err *err)
 {
-    struct async_run *r = ctx;
+    struct pool_run *r = ctx;
     struct pool *p = r->pool;
     if (rc) r->failed = 1;
     else r->steps++;
@@ -428,7 +442,7 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&p->mu);
             return NULL;
         }
-        struct async_run *r = p->ready[p->head];
+        struct pool_run *r = p->ready[p->head];
         p->head = (p->head + 1) % p->cap;
         p->count--;
         int stop = p->stop;
@@ -448,72 +462,6 @@ static void *worker_main(void *arg)
     }
 }
 
-static struct tput throughput_async(const char *dir, int runs, double seconds)
-{
-    const char *name = "tput-async.db";
-    struct store *s = open_store(dir, name);
-    struct pool p = {.cap = (size_t)runs, .active = runs};
-    pthread_mutex_init(&p.mu, NULL);
-    pthread_cond_init(&p.cv, NULL);
-    pthread_cond_init(&p.idle_cv, NULL);
-    p.ready = calloc((size_t)runs, sizeof *p.ready);
-    struct async_run *rs = calloc((size_t)runs, sizeof *rs);
-    struct keel_err err;
-    for (int i = 0; i < runs; i++) {
-        char id[32];
-        snprintf(id, sizeof id, "run_%03d", i);
-        if (journal_writer_open(s, id, &rs[i].w, &err)) die("writer", &err);
-        arena_init(&rs[i].a);
-        rs[i].pool = &p;
-        p.ready[p.count++] = &rs[i];
-    }
-    pthread_t th[64];
-    int workers = workers_count();
-    double cpu0 = cpu_seconds();
-    int64_t t0 = keel_mono_ns();
-    for (int i = 0; i < workers; i++) pthread_create(&th[i], NULL, worker_main, &p);
-    struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
-    nanosleep(&ts, NULL); /* the measurement window, not synchronisation */
-    pthread_mutex_lock(&p.mu);
-    p.stop = 1;
-    pthread_cond_broadcast(&p.cv);
-    while (p.active > 0) pthread_cond_wait(&p.idle_cv, &p.mu);
-    pthread_cond_broadcast(&p.cv); /* let the workers see active == 0 */
-    pthread_mutex_unlock(&p.mu);
-    for (int i = 0; i < workers; i++) pthread_join(th[i], NULL);
-    double elapsed = (double)(keel_mono_ns() - t0) / 1e9;
-    double cpu = cpu_seconds() - cpu0;
-    int64_t steps = 0;
-    for (int i = 0; i < runs; i++) {
-        if (rs[i].failed) {
-            fprintf(stderr, "bench_journal: async run %d failed\n", i);
-            exit(1);
-        }
-        steps += rs[i].steps;
-        journal_writer_free(rs[i].w);
-        arena_cleanup(&rs[i].a);
-    }
-    struct store_stats st;
-    store_get_stats(s, &st);
-    struct journal_verify_report rep;
-    if (journal_verify(s, "run_000", &rep, &err) || !rep.ok) die("verify", &err);
-    store_close(s);
-    remove_db(dir, name);
-    free(rs);
-    free(p.ready);
-    pthread_mutex_destroy(&p.mu);
-    pthread_cond_destroy(&p.cv);
-    pthread_cond_destroy(&p.idle_cv);
-    struct tput out = {
-        .cpu_us_per_step = steps ? cpu * 1e6 / (double)steps : 0,
-        .steps_per_s = (double)steps / elapsed,
-        .events_per_commit = st.group_commits ? (double)st.events / (double)st.group_commits : 0,
-        .commit_ms = st.group_commits ? (double)st.commit_ns / (double)st.group_commits / 1e6 : 0,
-        .sync_ms = st.group_commits ? (double)st.sync_ns / (double)st.group_commits / 1e6 : 0,
-    };
-    return out;
-}
-
 /* ---- 5. the pool, each run's next step prepared while the last is in flight -- */
 
 /* The same rule as the pool above (a run's next step is handed to the store
@@ -526,33 +474,9 @@ static struct tput throughput_async(const char *dir, int runs, double seconds)
  * themselves, and no worker has to wake up and build before the next
  * commit can start; the workers build the step after that during it. */
 
-struct prep_pool;
-struct prep_run {
-    struct journal_writer *w;
-    struct arena a;
-    int64_t steps; /* durable */
-    int64_t built;
-    struct prep_pool *pool;
-    struct journal_batch *parked; /* built, waiting for the step in flight */
-    bool inflight;                /* a step of this run is with the store */
-    bool held;                    /* a worker is building its next step   */
-    bool finished;
-    int failed;
-};
-
-struct prep_pool {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;      /* workers: a run needs building, or stop */
-    pthread_cond_t idle_cv; /* main: every run finished               */
-    struct prep_run **ready;
-    size_t cap, head, count;
-    int active;
-    int stop;
-};
-
 /* mu held.  A run finishes once, when stopping and nothing of it is in
  * flight or being built. */
-static void prep_finish_locked(struct prep_pool *p, struct prep_run *r)
+static void prep_finish_locked(struct pool *p, struct pool_run *r)
 {
     if (r->finished || r->inflight || r->held) return;
     if (r->parked) {
@@ -564,7 +488,7 @@ static void prep_finish_locked(struct prep_pool *p, struct prep_run *r)
     pthread_cond_broadcast(&p->idle_cv);
 }
 
-static void prep_push_locked(struct prep_pool *p, struct prep_run *r)
+static void prep_push_locked(struct pool *p, struct pool_run *r)
 {
     r->held = true;
     p->ready[(p->head + p->count++) % p->cap] = r; /* at most once per run */
@@ -576,8 +500,8 @@ static void prep_done(void *ctx, int rc, const struct journal_appended *app,
 {
     (void)app;
     (void)err;
-    struct prep_run *r = ctx;
-    struct prep_pool *p = r->pool;
+    struct pool_run *r = ctx;
+    struct pool *p = r->pool;
     pthread_mutex_lock(&p->mu);
     r->inflight = false;
     if (rc) {
@@ -612,12 +536,12 @@ static void prep_done(void *ctx, int rc, const struct journal_appended *app,
 
 static void *prep_worker_main(void *arg)
 {
-    struct prep_pool *p = arg;
+    struct pool *p = arg;
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->count && p->active > 0) pthread_cond_wait(&p->cv, &p->mu);
         if (!p->count) break;
-        struct prep_run *r = p->ready[p->head];
+        struct pool_run *r = p->ready[p->head];
         p->head = (p->head + 1) % p->cap;
         p->count--;
         for (;;) {
@@ -663,16 +587,19 @@ static void *prep_worker_main(void *arg)
     return NULL;
 }
 
-static struct tput throughput_prepared(const char *dir, int runs, double seconds)
+/* Runs `runs` runs on a pool of workers_count() threads running `worker`
+ * for `seconds`, then stops them (prepared: each run finishes once nothing
+ * of it is in flight or being built) and measures. */
+static struct tput pool_pass(const char *dir, const char *name, int runs, double seconds,
+                             void *(*worker)(void *), bool prepared)
 {
-    const char *name = "tput-prep.db";
     struct store *s = open_store(dir, name);
-    struct prep_pool p = {.cap = (size_t)runs, .active = runs};
+    struct pool p = {.cap = (size_t)runs, .active = runs};
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.cv, NULL);
     pthread_cond_init(&p.idle_cv, NULL);
     p.ready = calloc((size_t)runs, sizeof *p.ready);
-    struct prep_run *rs = calloc((size_t)runs, sizeof *rs);
+    struct pool_run *rs = calloc((size_t)runs, sizeof *rs);
     struct keel_err err;
     for (int i = 0; i < runs; i++) {
         char id[32];
@@ -687,12 +614,15 @@ static struct tput throughput_prepared(const char *dir, int runs, double seconds
     int workers = workers_count();
     double cpu0 = cpu_seconds();
     int64_t t0 = keel_mono_ns();
-    for (int i = 0; i < workers; i++) pthread_create(&th[i], NULL, prep_worker_main, &p);
+    for (int i = 0; i < workers; i++) pthread_create(&th[i], NULL, worker, &p);
     struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
     nanosleep(&ts, NULL); /* the measurement window, not synchronisation */
     pthread_mutex_lock(&p.mu);
     p.stop = 1;
-    for (int i = 0; i < runs; i++) prep_finish_locked(&p, &rs[i]);
+    if (prepared)
+        for (int i = 0; i < runs; i++) prep_finish_locked(&p, &rs[i]);
+    else
+        pthread_cond_broadcast(&p.cv);
     while (p.active > 0) pthread_cond_wait(&p.idle_cv, &p.mu);
     pthread_cond_broadcast(&p.cv); /* let the workers see active == 0 */
     pthread_mutex_unlock(&p.mu);
@@ -702,32 +632,29 @@ static struct tput throughput_prepared(const char *dir, int runs, double seconds
     int64_t steps = 0;
     for (int i = 0; i < runs; i++) {
         if (rs[i].failed) {
-            fprintf(stderr, "bench_journal: prepared run %d failed\n", i);
+            fprintf(stderr, "bench_journal: %s run %d failed\n", name, i);
             exit(1);
         }
         steps += rs[i].steps;
         journal_writer_free(rs[i].w);
         arena_cleanup(&rs[i].a);
     }
-    struct store_stats st;
-    store_get_stats(s, &st);
-    struct journal_verify_report rep;
-    if (journal_verify(s, "run_000", &rep, &err) || !rep.ok) die("verify", &err);
-    store_close(s);
-    remove_db(dir, name);
     free(rs);
     free(p.ready);
     pthread_mutex_destroy(&p.mu);
     pthread_cond_destroy(&p.cv);
     pthread_cond_destroy(&p.idle_cv);
-    struct tput out = {
-        .cpu_us_per_step = steps ? cpu * 1e6 / (double)steps : 0,
-        .steps_per_s = (double)steps / elapsed,
-        .events_per_commit = st.group_commits ? (double)st.events / (double)st.group_commits : 0,
-        .commit_ms = st.group_commits ? (double)st.commit_ns / (double)st.group_commits / 1e6 : 0,
-        .sync_ms = st.group_commits ? (double)st.sync_ns / (double)st.group_commits / 1e6 : 0,
-    };
-    return out;
+    return pass_result(s, dir, name, steps, elapsed, cpu);
+}
+
+static struct tput throughput_async(const char *dir, int runs, double seconds)
+{
+    return pool_pass(dir, "tput-async.db", runs, seconds, worker_main, false);
+}
+
+static struct tput throughput_prepared(const char *dir, int runs, double seconds)
+{
+    return pool_pass(dir, "tput-prep.db", runs, seconds, prep_worker_main, true);
 }
 
 /* ---- rounds ------------------------------------------------------------ */

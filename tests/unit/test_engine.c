@@ -177,6 +177,15 @@ static struct engine *start(const char *home, struct keel_err *err)
     return e;
 }
 
+/* Each test's opening: a fresh home (make_home), an engine on it started
+ * by startfn, and `err` cleared. */
+#define OPEN_ENGINE(startfn)                                                                       \
+    char *home = make_home();                                                                      \
+    struct keel_err err;                                                                           \
+    keel_err_clear(&err);                                                                          \
+    struct engine *e = startfn(home, &err);                                                        \
+    REQUIRE(e)
+
 static int start_run(struct engine *e, const char *wf, const char *input, char id[64],
                      struct keel_err *err)
 {
@@ -224,11 +233,7 @@ static const char *pending_approval(struct engine *e, const char *run)
 
 TEST(control_steps_and_reducers)
 {
-    char *home = make_home();
-    struct keel_err err;
-    keel_err_clear(&err);
-    struct engine *e = start(home, &err);
-    REQUIRE(e);
+    OPEN_ENGINE(start);
     char id[64];
     REQUIRE(start_run(e, "flow", "{\"n\": 5}", id, &err) == 0);
     CHECK_INT(wait_run(e, id), RUN_SUCCEEDED);
@@ -309,11 +314,7 @@ static void check_long_run(struct engine *e, const char *id, int laps)
  * arena passed a fixed size), and its arena is compacted instead. */
 TEST(long_run_is_never_refolded)
 {
-    char *home = make_home();
-    struct keel_err err;
-    keel_err_clear(&err);
-    struct engine *e = start_unchecked(home, &err);
-    REQUIRE(e);
+    OPEN_ENGINE(start_unchecked);
     char id[64];
     REQUIRE(start_run(e, "long", "{\"laps\": 1500}", id, &err) == 0);
     check_long_run(e, id, 1500);
@@ -330,11 +331,7 @@ TEST(long_run_is_never_refolded)
  * queued by their completion.  Every run counts every lap. */
 TEST(concurrent_pipelined_runs)
 {
-    char *home = make_home();
-    struct keel_err err;
-    keel_err_clear(&err);
-    struct engine *e = start_unchecked(home, &err);
-    REQUIRE(e);
+    OPEN_ENGINE(start_unchecked);
     enum { RUNS = 24, LAPS = 150 };
     char ids[RUNS][64];
     for (int i = 0; i < RUNS; i++)
@@ -350,11 +347,7 @@ TEST(concurrent_pipelined_runs)
 
 TEST(input_schema_refused_and_nothing_written)
 {
-    char *home = make_home();
-    struct keel_err err;
-    keel_err_clear(&err);
-    struct engine *e = start(home, &err);
-    REQUIRE(e);
+    OPEN_ENGINE(start);
     char id[64];
     CHECK_INT(start_run(e, "flow", "{\"n\": \"five\"}", id, &err), KEEL_ESCHEMA);
     CHECK_CONTAINS(err.msg, "input schema");
@@ -373,11 +366,7 @@ TEST(input_schema_refused_and_nothing_written)
 
 TEST(approval_by_group_member_and_resume_after_restart)
 {
-    char *home = make_home();
-    struct keel_err err;
-    keel_err_clear(&err);
-    struct engine *e = start(home, &err);
-    REQUIRE(e);
+    OPEN_ENGINE(start);
     char id[64];
     REQUIRE(start_run(e, "gate", "{}", id, &err) == 0);
     CHECK_INT(wait_run(e, id), RUN_WAITING);
@@ -425,11 +414,7 @@ TEST(approval_by_group_member_and_resume_after_restart)
 
 TEST(loop_visits_ask_anew)
 {
-    char *home = make_home();
-    struct keel_err err;
-    keel_err_clear(&err);
-    struct engine *e = start(home, &err);
-    REQUIRE(e);
+    OPEN_ENGINE(start);
     const struct identity_set *ids = engine_identities(e);
     const struct identity *alice = identity_authenticate(ids, ALICE, strlen(ALICE));
     char id[64], first[64];
@@ -467,11 +452,7 @@ static int thread_count(void)
 
 TEST(parked_runs_hold_no_thread)
 {
-    char *home = make_home();
-    struct keel_err err;
-    keel_err_clear(&err);
-    struct engine *e = start(home, &err);
-    REQUIRE(e);
+    OPEN_ENGINE(start);
     int before = thread_count();
     enum { N = 200 };
     static char ids[N][64];
@@ -493,11 +474,7 @@ TEST(parked_runs_hold_no_thread)
 
 TEST(approval_timeout_fires_through_timer_thread)
 {
-    char *home = make_home();
-    struct keel_err err;
-    keel_err_clear(&err);
-    struct engine *e = start(home, &err);
-    REQUIRE(e);
+    OPEN_ENGINE(start);
     char id[64];
     REQUIRE(start_run(e, "expire", "{}", id, &err) == 0);
     /* Parks, then the timer thread wakes it at the deadline: on_timeout
@@ -516,11 +493,7 @@ TEST(approval_timeout_fires_through_timer_thread)
 
 TEST(cancel_waiting_run)
 {
-    char *home = make_home();
-    struct keel_err err;
-    keel_err_clear(&err);
-    struct engine *e = start(home, &err);
-    REQUIRE(e);
+    OPEN_ENGINE(start);
     char id[64];
     REQUIRE(start_run(e, "gate", "{}", id, &err) == 0);
     CHECK_INT(wait_run(e, id), RUN_WAITING);
@@ -544,11 +517,7 @@ TEST(cancel_waiting_run)
  * before it. */
 TEST(cancel_running_run)
 {
-    char *home = make_home();
-    struct keel_err err;
-    keel_err_clear(&err);
-    struct engine *e = start(home, &err);
-    REQUIRE(e);
+    OPEN_ENGINE(start);
     char id[64];
     REQUIRE(start_run(e, "spin", "{}", id, &err) == 0);
     const struct identity *admin = identity_find(engine_identities(e), IDENTITY_ADMIN, "admin");
@@ -586,11 +555,7 @@ TEST(cancel_running_run)
 
 TEST(admin_token_created_private)
 {
-    char *home = make_home();
-    struct keel_err err;
-    keel_err_clear(&err);
-    struct engine *e = start(home, &err);
-    REQUIRE(e);
+    OPEN_ENGINE(start);
     char path[4096];
     snprintf(path, sizeof path, "%s/data/admin.token", home);
     struct stat st;
@@ -643,11 +608,7 @@ TEST(idempotency_key_is_stable_per_call)
 
 TEST(state_schema_checked_after_each_reducer)
 {
-    char *home = make_home();
-    struct keel_err err;
-    keel_err_clear(&err);
-    struct engine *e = start(home, &err);
-    REQUIRE(e);
+    OPEN_ENGINE(start);
     char id[64];
     REQUIRE(start_run(e, "guard", "{}", id, &err) == 0);
     CHECK_INT(wait_run(e, id), RUN_FAILED);
