@@ -538,6 +538,7 @@ int engine_start(const struct engine_opts *opts, struct engine **out, struct kee
     strmap_init(&e->queued);
     strmap_init(&e->busy);
     strmap_init(&e->recover);
+    strmap_init(&e->retry);
     strmap_init(&e->slots);
 
     /* Everything that can be wrong with the files is checked before the
@@ -613,6 +614,9 @@ void engine_stop(struct engine *e)
     strmap_cleanup(&e->queued);
     strmap_cleanup(&e->busy);
     strmap_cleanup(&e->recover);
+    for (size_t i = 0; i < e->retry.cap; i++)
+        if (e->retry.slots[i].key) free(e->retry.slots[i].value);
+    strmap_cleanup(&e->retry);
     free(e->queue);
     workflows_free(e->workflows);
     policy_set_free(e->policies);
@@ -1066,6 +1070,8 @@ void engine_get_stats(struct engine *e, struct engine_stats *out)
     out->folds = __atomic_load_n(&e->folds, __ATOMIC_RELAXED);
     out->compactions = __atomic_load_n(&e->compactions, __ATOMIC_RELAXED);
     out->parked = __atomic_load_n(&e->parked, __ATOMIC_RELAXED);
+    out->append_failures = __atomic_load_n(&e->append_failures, __ATOMIC_RELAXED);
+    out->memory_retries = __atomic_load_n(&e->memory_retries, __ATOMIC_RELAXED);
 }
 
 void engine_store_stats(struct engine *e, struct store_stats *out)

@@ -168,6 +168,10 @@ struct engine_stats {
     uint64_t folds;       /* runs loaded by folding their journal from event 1
                              (a resume, or a context dropped since)           */
     uint64_t compactions; /* kept contexts copied into a fresh arena           */
+    uint64_t append_failures; /* requests the store failed (their runs are
+                                 reloaded from their journals)            */
+    uint64_t memory_retries;  /* runs kept in memory to be tried again because
+                                 the store could not take their retry timer */
     uint64_t parked;      /* transitions whose events were built while the
                              run's previous request was in flight (queued by
                              its completion: docs/engine.md, pipelining)     */

@@ -231,6 +231,7 @@ static void deferred_done(void *ctx, int rc, const struct journal_appended *appe
     struct engine_slot *sl = ctx;
     struct engine *e = sl->c.e;
     if (rc) {
+        __atomic_add_fetch(&e->append_failures, 1, __ATOMIC_RELAXED);
         char msg[2 * KEEL_ERR_MSG_MAX] = "";
         if (err) keel_err_format(err, msg, sizeof msg);
         keel_log(KEEL_LOG_ERROR,
@@ -268,7 +269,7 @@ int engine_flush(struct run_ctx *c, struct keel_err *err)
         /* The run's previous request is with the store: this one is
          * queued by that one's completion, once it is durable. */
         sl->parked = bt;
-        e->parked++;
+        __atomic_add_fetch(&e->parked, 1, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&e->lock);
         return 0;
     }
@@ -524,12 +525,28 @@ static int process(struct engine *e, struct engine_slot *sl, bool recovering)
         char tid[ENGINE_ID_MAX + 16];
         snprintf(tid, sizeof tid, "%s/recover", run_id);
         struct store_timer t = {.id = tid, .run_id = run_id, .due_ms = keel_wall_ms() + 1000};
-        if (store_timer_set(e->store, &t, NULL) == 0) {
-            pthread_mutex_lock(&e->lock);
-            strmap_put(&e->recover, run_id, strlen(run_id), (void *)1);
-            pthread_cond_signal(&e->timer);
-            pthread_mutex_unlock(&e->lock);
+        struct keel_err terr;
+        keel_err_clear(&terr);
+        bool timer = store_timer_set(e->store, &t, &terr) == 0;
+        /* If the store cannot take the timer row either, the run is kept in
+         * memory to be tried again at the same time: a failing store must
+         * not make the engine forget a run until the next restart. */
+        int64_t *due = timer ? NULL : malloc(sizeof *due);
+        if (!timer) {
+            keel_log(KEEL_LOG_ERROR,
+                     "engine: run %s: its retry timer could not be stored either (%s); it is "
+                     "tried again from memory",
+                     run_id, terr.msg);
+            if (due) *due = t.due_ms;
         }
+        pthread_mutex_lock(&e->lock);
+        if (timer) strmap_put(&e->recover, run_id, strlen(run_id), (void *)1);
+        if (due) {
+            free(strmap_put(&e->retry, run_id, strlen(run_id), due));
+            __atomic_add_fetch(&e->memory_retries, 1, __ATOMIC_RELAXED);
+        }
+        pthread_cond_signal(&e->timer);
+        pthread_mutex_unlock(&e->lock);
     }
     return rc;
 }
@@ -580,6 +597,30 @@ void *engine_worker_main(void *arg)
     return NULL;
 }
 
+/* Queues the runs kept in memory for a retry (their timer row could not
+ * be stored) whose time has come; returns the earliest time still to come,
+ * or 0.  Caller holds e->lock. */
+static int64_t retry_due_locked(struct engine *e, int64_t now)
+{
+    int64_t next = 0;
+    for (size_t i = 0; i < e->retry.cap; i++) {
+        const char *id = e->retry.slots[i].key;
+        int64_t *due = e->retry.slots[i].value;
+        if (!id || !due) continue;
+        if (*due > now) {
+            if (!next || *due < next) next = *due;
+            continue;
+        }
+        char run[ENGINE_ID_MAX];
+        snprintf(run, sizeof run, "%s", id);
+        free(strmap_del(&e->retry, run, strlen(run)));
+        enqueue_locked(e, run);
+        i = (size_t)-1; /* the map may have moved entries: look again */
+        next = 0;
+    }
+    return next;
+}
+
 void *engine_timer_main(void *arg)
 {
     struct engine *e = arg;
@@ -605,6 +646,9 @@ void *engine_timer_main(void *arg)
         arena_cleanup(&a);
         pthread_mutex_lock(&e->lock);
         if (e->stopping) break;
+        int64_t next = retry_due_locked(e, keel_wall_ms());
+        if (next && next - keel_wall_ms() < wait_ms) wait_ms = next - keel_wall_ms();
+        if (wait_ms < 1) wait_ms = 1;
         struct timespec ts_abs;
         clock_gettime(CLOCK_MONOTONIC, &ts_abs);
         ts_abs.tv_sec += wait_ms / 1000;

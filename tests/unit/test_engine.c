@@ -9,6 +9,8 @@
 #include "engine/engine.h"
 #include "test.h"
 
+#include <pthread.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -342,6 +344,236 @@ TEST(concurrent_pipelined_runs)
     CHECK_INT(stats.folds, 0);
     CHECK(stats.parked > 0); /* the pipelined path was taken */
     engine_stop(e);
+    rm_home(home);
+}
+
+/* ---- a store that fails: a VFS over the default one that fails the next
+ * write to a WAL file when armed (registered as the default VFS, so the
+ * engine's store uses it), and tells the test when it did. */
+
+static sqlite3_vfs *real_vfs;
+static sqlite3_vfs faulty_vfs;
+static sqlite3_io_methods faulty_io;
+static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t fault_cv = PTHREAD_COND_INITIALIZER;
+static bool fault_armed;
+static int fault_fired;
+
+struct faulty_file {
+    sqlite3_file base;
+    bool wal;
+    sqlite3_file *real; /* right after this struct */
+};
+
+#define REAL(f) (((struct faulty_file *)(f))->real)
+static int ff_close(sqlite3_file *f)
+{
+    return REAL(f)->pMethods->xClose(REAL(f));
+}
+static int ff_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o)
+{
+    return REAL(f)->pMethods->xRead(REAL(f), b, n, o);
+}
+static int ff_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o)
+{
+    if (((struct faulty_file *)f)->wal) {
+        pthread_mutex_lock(&fault_mu);
+        bool fail = fault_armed;
+        if (fail) {
+            fault_armed = false;
+            fault_fired++;
+            pthread_cond_broadcast(&fault_cv);
+        }
+        pthread_mutex_unlock(&fault_mu);
+        if (fail) return SQLITE_IOERR_WRITE;
+    }
+    return REAL(f)->pMethods->xWrite(REAL(f), b, n, o);
+}
+static int ff_truncate(sqlite3_file *f, sqlite3_int64 n)
+{
+    return REAL(f)->pMethods->xTruncate(REAL(f), n);
+}
+static int ff_sync(sqlite3_file *f, int flags)
+{
+    return REAL(f)->pMethods->xSync(REAL(f), flags);
+}
+static int ff_size(sqlite3_file *f, sqlite3_int64 *n)
+{
+    return REAL(f)->pMethods->xFileSize(REAL(f), n);
+}
+static int ff_lock(sqlite3_file *f, int l)
+{
+    return REAL(f)->pMethods->xLock(REAL(f), l);
+}
+static int ff_unlock(sqlite3_file *f, int l)
+{
+    return REAL(f)->pMethods->xUnlock(REAL(f), l);
+}
+static int ff_reserved(sqlite3_file *f, int *out)
+{
+    return REAL(f)->pMethods->xCheckReservedLock(REAL(f), out);
+}
+static int ff_fcntl(sqlite3_file *f, int op, void *arg)
+{
+    return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
+}
+static int ff_sector(sqlite3_file *f)
+{
+    return REAL(f)->pMethods->xSectorSize(REAL(f));
+}
+static int ff_devchar(sqlite3_file *f)
+{
+    return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
+}
+static int ff_shm_map(sqlite3_file *f, int pg, int sz, int extend, void volatile **out)
+{
+    return REAL(f)->pMethods->xShmMap(REAL(f), pg, sz, extend, out);
+}
+static int ff_shm_lock(sqlite3_file *f, int off, int n, int flags)
+{
+    return REAL(f)->pMethods->xShmLock(REAL(f), off, n, flags);
+}
+static void ff_shm_barrier(sqlite3_file *f)
+{
+    REAL(f)->pMethods->xShmBarrier(REAL(f));
+}
+static int ff_shm_unmap(sqlite3_file *f, int del)
+{
+    return REAL(f)->pMethods->xShmUnmap(REAL(f), del);
+}
+static int ff_fetch(sqlite3_file *f, sqlite3_int64 o, int n, void **out)
+{
+    return REAL(f)->pMethods->xFetch(REAL(f), o, n, out);
+}
+static int ff_unfetch(sqlite3_file *f, sqlite3_int64 o, void *p)
+{
+    return REAL(f)->pMethods->xUnfetch(REAL(f), o, p);
+}
+#undef REAL
+
+static int ff_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out_flags)
+{
+    (void)vfs;
+    struct faulty_file *ff = (struct faulty_file *)f;
+    ff->real = (sqlite3_file *)(ff + 1);
+    ff->wal = (flags & SQLITE_OPEN_WAL) != 0;
+    int rc = real_vfs->xOpen(real_vfs, name, ff->real, flags, out_flags);
+    f->pMethods = rc == SQLITE_OK ? &faulty_io : NULL;
+    return rc;
+}
+
+static void faulty_vfs_install(void)
+{
+    if (real_vfs) return;
+    real_vfs = sqlite3_vfs_find(NULL);
+    faulty_vfs = *real_vfs;
+    faulty_vfs.zName = "keel-test-faulty";
+    faulty_vfs.szOsFile = (int)sizeof(struct faulty_file) + real_vfs->szOsFile;
+    faulty_vfs.xOpen = ff_open;
+    faulty_io = (sqlite3_io_methods){
+        .iVersion = 3, /* the unix VFS's files: every method below exists */
+        .xClose = ff_close,
+        .xRead = ff_read,
+        .xWrite = ff_write,
+        .xTruncate = ff_truncate,
+        .xSync = ff_sync,
+        .xFileSize = ff_size,
+        .xLock = ff_lock,
+        .xUnlock = ff_unlock,
+        .xCheckReservedLock = ff_reserved,
+        .xFileControl = ff_fcntl,
+        .xSectorSize = ff_sector,
+        .xDeviceCharacteristics = ff_devchar,
+        .xShmMap = ff_shm_map,
+        .xShmLock = ff_shm_lock,
+        .xShmBarrier = ff_shm_barrier,
+        .xShmUnmap = ff_shm_unmap,
+        .xFetch = ff_fetch,
+        .xUnfetch = ff_unfetch,
+    };
+    sqlite3_vfs_register(&faulty_vfs, 1);
+}
+
+static void faulty_vfs_remove(void)
+{
+    if (!real_vfs) return;
+    sqlite3_vfs_register(real_vfs, 1);
+    sqlite3_vfs_unregister(&faulty_vfs);
+    real_vfs = NULL;
+}
+
+/* Arms the fault and waits (a condition variable, not a sleep) until a
+ * WAL write failed. */
+static void fail_next_wal_write(void)
+{
+    pthread_mutex_lock(&fault_mu);
+    int before = fault_fired;
+    fault_armed = true;
+    while (fault_fired == before)
+        pthread_cond_wait(&fault_cv, &fault_mu);
+    pthread_mutex_unlock(&fault_mu);
+}
+
+/* A group commit fails while runs are pipelined: the failed requests'
+ * runs drop what was parked behind them (it chains onto events the journal
+ * lacks), are reloaded from their journals, and finish with every lap
+ * counted once.  The write that fails may be the index pass's (then no
+ * request fails), so the fault is armed again until a request failed. */
+TEST(store_failure_while_pipelined)
+{
+    faulty_vfs_install();
+    OPEN_ENGINE(start_unchecked);
+    enum { RUNS = 8, LAPS = 400 };
+    char ids[RUNS][64];
+    for (int i = 0; i < RUNS; i++)
+        REQUIRE(start_run(e, "long", "{\"laps\": 400}", ids[i], &err) == 0);
+    struct engine_stats stats = {0};
+    for (int tries = 0; tries < 10 && stats.append_failures == 0; tries++) {
+        fail_next_wal_write();
+        engine_get_stats(e, &stats);
+    }
+    CHECK(stats.append_failures > 0);
+    for (int i = 0; i < RUNS; i++) check_long_run(e, ids[i], LAPS);
+    engine_get_stats(e, &stats);
+    CHECK(stats.folds > 0); /* the failed runs were reloaded */
+    engine_stop(e);
+    faulty_vfs_remove();
+    rm_home(home);
+}
+
+/* The same, with a store that cannot take timer rows either (its timers
+ * table is gone): a run whose transition failed, and whose retry timer
+ * cannot be stored, is tried again from memory, not forgotten until the
+ * next restart.  A run's last transition ends it, which waits for its
+ * events to be durable; when the group commit holding the request before
+ * it fails, that transition fails.  So runs of one lap are started in
+ * rounds, with a fault in each, until a run took that path. */
+TEST(failed_run_retried_when_its_timer_cannot_be_stored)
+{
+    faulty_vfs_install();
+    OPEN_ENGINE(start_unchecked);
+    char db[4200];
+    snprintf(db, sizeof db, "%s/data/keel.db", home);
+    sqlite3 *raw = NULL;
+    REQUIRE(sqlite3_open(db, &raw) == SQLITE_OK);
+    sqlite3_busy_timeout(raw, 10000);
+    CHECK_INT(sqlite3_exec(raw, "DROP TABLE timers", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+    enum { RUNS = 16, ROUNDS = 200 };
+    char ids[RUNS][64];
+    struct engine_stats stats = {0};
+    int rounds = 0;
+    for (; rounds < ROUNDS && stats.memory_retries == 0; rounds++) {
+        for (int i = 0; i < RUNS; i++)
+            REQUIRE(start_run(e, "long", "{\"laps\": 1}", ids[i], &err) == 0);
+        fail_next_wal_write();
+        for (int i = 0; i < RUNS; i++) check_long_run(e, ids[i], 1);
+        engine_get_stats(e, &stats);
+    }
+    fprintf(stderr, "rounds until a run was retried from memory: %d\n", rounds);
+    CHECK(stats.memory_retries > 0);
+    engine_stop(e);
+    faulty_vfs_remove();
     rm_home(home);
 }
 
