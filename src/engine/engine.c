@@ -537,7 +537,6 @@ int engine_start(const struct engine_opts *opts, struct engine **out, struct kee
     strmap_init(&e->tools);
     strmap_init(&e->queued);
     strmap_init(&e->busy);
-    strmap_init(&e->recover);
     strmap_init(&e->retry);
     strmap_init(&e->slots);
 
@@ -613,7 +612,6 @@ void engine_stop(struct engine *e)
     strmap_cleanup(&e->tools);
     strmap_cleanup(&e->queued);
     strmap_cleanup(&e->busy);
-    strmap_cleanup(&e->recover);
     for (size_t i = 0; i < e->retry.cap; i++)
         if (e->retry.slots[i].key) free(e->retry.slots[i].value);
     strmap_cleanup(&e->retry);

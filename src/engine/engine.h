@@ -170,8 +170,10 @@ struct engine_stats {
     uint64_t compactions; /* kept contexts copied into a fresh arena           */
     uint64_t append_failures; /* requests the store failed (their runs are
                                  reloaded from their journals)            */
-    uint64_t memory_retries;  /* runs kept in memory to be tried again because
-                                 the store could not take their retry timer */
+    uint64_t memory_retries;  /* transitions that failed on the store, their
+                                 runs kept in memory to be tried again 1 s
+                                 later (no timer row: the store may be the
+                                 thing failing)                             */
     uint64_t parked;      /* transitions whose events were built while the
                              run's previous request was in flight (queued by
                              its completion: docs/engine.md, pipelining)     */

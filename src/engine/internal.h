@@ -74,10 +74,9 @@ struct engine {
     size_t qhead, qlen, qcap;
     struct strmap queued;   /* run id -> (void*)1 while in the queue        */
     struct strmap busy;     /* run id -> (void*)1 or 2 (2: re-queue after)  */
-    struct strmap recover;  /* run id -> 1 while a "<run>/recover" timer is set */
-    struct strmap retry;    /* run id -> malloc'd int64_t due ms: a run to try
-                               again whose recover timer row could not be
-                               stored (the timer thread queues it)        */
+    struct strmap retry;    /* run id -> malloc'd int64_t due ms: a run whose
+                               transition failed on the store, to try again
+                               (the timer thread queues it)               */
     struct strmap slots;    /* run id -> struct engine_slot * (kept contexts) */
     pthread_cond_t durable; /* a slot's deferred appends all completed      */
     uint64_t cancel_gen;    /* bumped by each cancel request                 */
@@ -87,7 +86,7 @@ struct engine {
     uint64_t compactions;   /* kept contexts copied into a fresh arena       */
     uint64_t parked;        /* requests parked behind a run's previous one   */
     uint64_t append_failures; /* requests the store failed                   */
-    uint64_t memory_retries;  /* retries kept in memory (no timer row)       */
+    uint64_t memory_retries;  /* retries after a store failure (in memory)   */
 
     pthread_t *workers;
     int nworkers;

@@ -164,7 +164,7 @@ static void release_locked(struct engine *e, struct engine_slot *sl, int outcome
         slot_free(e, sl);
     void *again = strmap_del(&e->busy, id, n);
     /* outcome < 0: the store or journal failed; the run keeps its place in
-     * the store and comes back through its recover timer (process). */
+     * the store and comes back when its retry is due (process). */
     if (outcome == 1 || again == (void *)2)
         enqueue_locked(e, id);
     else /* it stopped moving: engine_run_wait's waiters look again */
@@ -292,17 +292,23 @@ int engine_flush(struct run_ctx *c, struct keel_err *err)
     return rc;
 }
 
+/* Waits until nothing of sl's run is in flight or parked; returns whether
+ * one of its requests failed. */
+static bool wait_settled(struct engine *e, struct engine_slot *sl)
+{
+    pthread_mutex_lock(&e->lock);
+    while (sl->inflight > 0) /* what is parked counts too */
+        pthread_cond_wait(&e->durable, &e->lock);
+    bool failed = sl->failed;
+    pthread_mutex_unlock(&e->lock);
+    return failed;
+}
+
 int engine_barrier(struct run_ctx *c, struct keel_err *err)
 {
-    struct engine_slot *sl = c->slot;
     int rc = engine_flush(c, err);
     if (rc) return rc;
-    pthread_mutex_lock(&c->e->lock);
-    while (sl->inflight > 0) /* what is parked counts too */
-        pthread_cond_wait(&c->e->durable, &c->e->lock);
-    bool failed = sl->failed;
-    pthread_mutex_unlock(&c->e->lock);
-    if (failed)
+    if (wait_settled(c->e, c->slot))
         return keel_fail(err, KEEL_EIO,
                          "run %s: an earlier journal append failed; the run "
                          "resumes from its journal",
@@ -381,8 +387,8 @@ static void view_copy(struct run_view *v, struct arena *a)
 }
 
 /* Copies what sl's context keeps (run row, input, view) into a fresh arena
- * and frees the old one.  Only between transitions: no batch open, no
- * append in flight (their events live in the arena). */
+ * and frees the old one.  Only between transitions (no batch open); a
+ * request in flight or parked holds its own copies of its events. */
 static void slot_compact(struct engine *e, struct engine_slot *sl)
 {
     struct arena a;
@@ -463,27 +469,15 @@ static void check_view(struct engine *e, struct run_ctx *c)
     arena_cleanup(&a);
 }
 
-/* recovering: the run had a "<run>/recover" timer (taken off e->recover by
- * the worker, under e->lock). */
-static int process(struct engine *e, struct engine_slot *sl, bool recovering)
+static int process(struct engine *e, struct engine_slot *sl)
 {
     const char *run_id = sl->id;
     struct keel_err err;
     keel_err_clear(&err);
     bool reload = !sl->loaded || sl->failed; /* failed: set before the release */
-    if (reload) {
-        /* A reload reads the journal: nothing of the run may still be on
-         * its way there (a failure fails the requests chained after it). */
-        pthread_mutex_lock(&e->lock);
-        while (sl->inflight > 0)
-            pthread_cond_wait(&e->durable, &e->lock);
-        pthread_mutex_unlock(&e->lock);
-    }
-    if (recovering) {
-        char rid[ENGINE_ID_MAX + 16];
-        snprintf(rid, sizeof rid, "%s/recover", run_id);
-        store_timer_delete(e->store, rid, NULL);
-    }
+    /* A reload reads the journal: nothing of the run may still be on its
+     * way there (a failure fails the requests chained after it). */
+    if (reload) wait_settled(e, sl);
     int rc = reload ? slot_load(e, sl, &err) : 0;
     /* A request in flight holds its own copies of its events, nothing in
      * the arena, so the context may be compacted meanwhile.  The self-check
@@ -520,27 +514,13 @@ static int process(struct engine *e, struct engine_slot *sl, bool recovering)
         keel_err_format(&err, msg, sizeof msg);
         keel_log(KEEL_LOG_ERROR, "engine: run %s: %s (trying again in 1 s)", run_id, msg);
         /* The store or journal failed under the transition (disk full, a
-         * lock held too long): try the run again later through a timer row,
-         * so it is not forgotten until the next restart. */
-        char tid[ENGINE_ID_MAX + 16];
-        snprintf(tid, sizeof tid, "%s/recover", run_id);
-        struct store_timer t = {.id = tid, .run_id = run_id, .due_ms = keel_wall_ms() + 1000};
-        struct keel_err terr;
-        keel_err_clear(&terr);
-        bool timer = store_timer_set(e->store, &t, &terr) == 0;
-        /* If the store cannot take the timer row either, the run is kept in
-         * memory to be tried again at the same time: a failing store must
-         * not make the engine forget a run until the next restart. */
-        int64_t *due = timer ? NULL : malloc(sizeof *due);
-        if (!timer) {
-            keel_log(KEEL_LOG_ERROR,
-                     "engine: run %s: its retry timer could not be stored either (%s); it is "
-                     "tried again from memory",
-                     run_id, terr.msg);
-            if (due) *due = t.due_ms;
-        }
+         * lock held too long): the timer thread queues the run again in
+         * 1 s.  The retry is kept in memory, not in a timer row: the store
+         * that just failed may not take the row either, and after a
+         * restart every unfinished run is resumed anyway. */
+        int64_t *due = malloc(sizeof *due);
+        if (due) *due = keel_wall_ms() + 1000;
         pthread_mutex_lock(&e->lock);
-        if (timer) strmap_put(&e->recover, run_id, strlen(run_id), (void *)1);
         if (due) {
             free(strmap_put(&e->retry, run_id, strlen(run_id), due));
             __atomic_add_fetch(&e->memory_retries, 1, __ATOMIC_RELAXED);
@@ -574,10 +554,9 @@ void *engine_worker_main(void *arg)
             continue;
         }
         strmap_put(&e->busy, sl->id, n, (void *)1);
-        bool recovering = e->recover.count && strmap_del(&e->recover, id, n) != NULL;
         pthread_mutex_unlock(&e->lock);
 
-        int rc = process(e, sl, recovering);
+        int rc = process(e, sl);
 
         pthread_mutex_lock(&e->lock);
         if (sl->inflight > 0 && rc == 1 && !sl->parked && !sl->failed) {
@@ -597,9 +576,9 @@ void *engine_worker_main(void *arg)
     return NULL;
 }
 
-/* Queues the runs kept in memory for a retry (their timer row could not
- * be stored) whose time has come; returns the earliest time still to come,
- * or 0.  Caller holds e->lock. */
+/* Queues the runs whose retry (after a transition failed on the store) is
+ * due; returns the earliest time still to come, or 0.  Caller holds
+ * e->lock. */
 static int64_t retry_due_locked(struct engine *e, int64_t now)
 {
     int64_t next = 0;

@@ -542,9 +542,8 @@ TEST(store_failure_while_pipelined)
 }
 
 /* The same, with a store that cannot take timer rows either (its timers
- * table is gone): a run whose transition failed, and whose retry timer
- * cannot be stored, is tried again from memory, not forgotten until the
- * next restart.  A run's last transition ends it, which waits for its
+ * table is gone): a run whose transition failed is tried again (from
+ * memory, needing no timer row), not forgotten until the next restart.  A run's last transition ends it, which waits for its
  * events to be durable; when the group commit holding the request before
  * it fails, that transition fails.  So runs of one lap are started in
  * rounds, with a fault in each, until a run took that path. */
