@@ -241,6 +241,23 @@ static int exchange_call(struct model_gateway *g, struct exchange *x, const char
     return rc;
 }
 
+/* exchange_call, timed: *ms is how long the call took. */
+static int timed_call(struct model_gateway *g, struct exchange *x, const char *where, int64_t *ms)
+{
+    int64_t t0 = keel_mono_ns();
+    int rc = exchange_call(g, x, where);
+    *ms = (keel_mono_ns() - t0) / 1000000;
+    return rc;
+}
+
+/* A call that must have taken between lo and hi ms (about `about`). */
+#define CHECK_MS(ms, lo, hi, about)                                                                \
+    do {                                                                                           \
+        if ((ms) < (lo) || (ms) >= (hi))                                                           \
+            TEST_FAIL_AT(__FILE__, __LINE__, "the call took %lld ms; expected about %d",           \
+                         (long long)(ms), (about));                                                \
+    } while (0)
+
 static const char *rec_str(const struct json_value *recs, uint32_t i, const char *key)
 {
     if (!recs || i >= recs->len) return NULL;
@@ -544,13 +561,10 @@ TEST(http_timeout_is_etimeout)
     REQUIRE(g);
     struct exchange x;
     exchange_init(&x, "slow");
-    int64_t t0 = keel_mono_ns();
-    CHECK_INT(exchange_call(g, &x, "timeout"), KEEL_ETIMEOUT);
-    int64_t ms = (keel_mono_ns() - t0) / 1000000;
+    int64_t ms;
+    CHECK_INT(timed_call(g, &x, "timeout", &ms), KEEL_ETIMEOUT);
     /* curl's own clock may fire a hair early; the mock would answer at 3 s. */
-    if (ms < 280 || ms >= 2900)
-        TEST_FAIL_AT(__FILE__, __LINE__, "the call took %lld ms; expected about 300",
-                     (long long)ms);
+    CHECK_MS(ms, 280, 2900, 300);
     CHECK_CONTAINS(x.err.msg, "did not answer within 300 ms");
     REQUIRE(x.out.trail && x.out.trail->len == 1);
     CHECK_INT(json_get_int(x.out.trail->u.items[0], "status", -1), 0);
@@ -789,14 +803,11 @@ TEST(http_deadline_cuts_the_last_attempts_timeout)
     REQUIRE(g);
     struct exchange x;
     exchange_init(&x, "tight");
-    int64_t t0 = keel_mono_ns();
-    CHECK_INT(exchange_call(g, &x, "deadline cut"), KEEL_ETIMEOUT);
-    int64_t ms = (keel_mono_ns() - t0) / 1000000;
+    int64_t ms;
+    CHECK_INT(timed_call(g, &x, "deadline cut", &ms), KEEL_ETIMEOUT);
     /* curl's clock may fire a hair early; the mock would answer at 6 s (the
      * upper bound only proves the cut, with room for a loaded machine) */
-    if (ms < 1400 || ms >= 5500)
-        TEST_FAIL_AT(__FILE__, __LINE__, "the call took %lld ms; expected about 1500",
-                     (long long)ms);
+    CHECK_MS(ms, 1400, 5500, 1500);
     CHECK_CONTAINS(x.err.msg, "ended it after 2 HTTP requests");
     CHECK_CONTAINS(x.err.msg, "Tried: b (HTTP 429), b (ETIMEOUT).");
     CHECK_CONTAINS(x.err.msg, "that was what was left of the call's deadline (1500 ms, "
@@ -824,12 +835,9 @@ TEST(http_deadline_no_fallback_starts_after_it)
     REQUIRE(g);
     struct exchange x;
     exchange_init(&x, "tightchain");
-    int64_t t0 = keel_mono_ns();
-    CHECK_INT(exchange_call(g, &x, "deadline chain"), KEEL_ETIMEOUT);
-    int64_t ms = (keel_mono_ns() - t0) / 1000000;
-    if (ms < 1400 || ms >= 4900) /* a would answer at 5 s */
-        TEST_FAIL_AT(__FILE__, __LINE__, "the call took %lld ms; expected about 1500",
-                     (long long)ms);
+    int64_t ms;
+    CHECK_INT(timed_call(g, &x, "deadline chain", &ms), KEEL_ETIMEOUT);
+    CHECK_MS(ms, 1400, 4900, 1500); /* a would answer at 5 s */
     CHECK_CONTAINS(x.err.msg, "ended it after 1 HTTP request");
     CHECK_CONTAINS(x.err.msg, "Tried: a (ETIMEOUT); not tried: b. Last error: provider flaky");
     CHECK_CONTAINS(x.err.msg, "raise models.routes.tightchain.deadline");
@@ -846,7 +854,7 @@ TEST(http_deadline_no_fallback_starts_after_it)
                    " \"sticky\": true},"
                    "{\"when\": {\"model\": \"model-b\"}, \"content\": \"from b\"}]}"));
     struct model_response out2 = {0};
-    t0 = keel_mono_ns();
+    int64_t t0 = keel_mono_ns();
     int rc = model_call(g, &x.r, &x.a, &out2, &x.err);
     if (rc) fprintf(stderr, "model_call: %s\n", x.err.msg);
     REQUIRE(rc == 0);
@@ -897,12 +905,9 @@ TEST(http_deadline_of_a_provider)
     REQUIRE(g);
     struct exchange x;
     exchange_init(&x, "bnd");
-    int64_t t0 = keel_mono_ns();
-    CHECK_INT(exchange_call(g, &x, "provider deadline"), KEEL_ETIMEOUT);
-    int64_t ms = (keel_mono_ns() - t0) / 1000000;
-    if (ms < 900 || ms >= 3900) /* the mock would answer at 4 s */
-        TEST_FAIL_AT(__FILE__, __LINE__, "the call took %lld ms; expected about 1000",
-                     (long long)ms);
+    int64_t ms;
+    CHECK_INT(timed_call(g, &x, "provider deadline", &ms), KEEL_ETIMEOUT);
+    CHECK_MS(ms, 900, 3900, 1000); /* the mock would answer at 4 s */
     CHECK_CONTAINS(x.err.msg, "its deadline (1000 ms, models.providers.bounded.deadline)");
     CHECK_CONTAINS(x.err.msg, "raise models.providers.bounded.deadline in keel.yaml");
     CHECK_INT(records(&x.a)->len, 1);
