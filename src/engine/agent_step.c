@@ -182,14 +182,22 @@ static int offer(struct ag *g, struct keel_err *err)
 
 /* ---- tool calls --------------------------------------------------------- */
 
-static int refuse(struct ag *g, const struct agent_call *k, const char *tool, const char *reason,
-                  const char *msg, struct keel_err *err)
+/* The payload every event of a call the model proposed starts with: the
+ * step, Keel's call id, the model's, and the agent. */
+static struct json_value *call_payload(struct ag *g, const struct agent_call *k)
 {
     struct json_value *p = json_object(g->a);
     jset_s(g->a, p, "step", g->s->id);
     jset_s(g->a, p, "call_id", k->call_id);
     jset_s(g->a, p, "tool_call_id", k->tool_call_id);
     jset_s(g->a, p, "agent", g->conv.agent);
+    return p;
+}
+
+static int refuse(struct ag *g, const struct agent_call *k, const char *tool, const char *reason,
+                  const char *msg, struct keel_err *err)
+{
+    struct json_value *p = call_payload(g, k);
     jset_s(g->a, p, "tool", tool);
     jset_s(g->a, p, "reason", reason);
     jset_s(g->a, p, "message", msg);
@@ -212,11 +220,7 @@ static int execute(struct ag *g, const struct agent_call *k, const struct offere
     int64_t t0 = keel_mono_ns();
     int rc =
         mcp_pool_call(g->c->e->pool, o->qualified, args, key, g->s->timeout_ms, g->a, &r, &cerr);
-    struct json_value *p = json_object(g->a);
-    jset_s(g->a, p, "step", g->s->id);
-    jset_s(g->a, p, "call_id", k->call_id);
-    jset_s(g->a, p, "tool_call_id", k->tool_call_id);
-    jset_s(g->a, p, "agent", g->conv.agent);
+    struct json_value *p = call_payload(g, k);
     jset_s(g->a, p, "tool", o->qualified);
     jset_i(g->a, p, "duration_ms", (keel_mono_ns() - t0) / 1000000);
     struct json_value *result = NULL, *error = NULL;
@@ -396,11 +400,7 @@ static int handle_call(struct ag *g, const struct agent_call *k, struct keel_err
     char kb[3 * ENGINE_ID_MAX + 32];
     int n = snprintf(kb, sizeof kb, "%s/%s", c->run.id, k->call_id);
     keel_sha256_hex(kb, (size_t)n, key);
-    struct json_value *p = json_object(g->a);
-    jset_s(g->a, p, "step", g->s->id);
-    jset_s(g->a, p, "call_id", k->call_id);
-    jset_s(g->a, p, "tool_call_id", k->tool_call_id);
-    jset_s(g->a, p, "agent", g->conv.agent);
+    struct json_value *p = call_payload(g, k);
     jset_s(g->a, p, "server", o->server);
     jset_s(g->a, p, "tool", o->tool);
     jset_v(g->a, p, "args", args);
