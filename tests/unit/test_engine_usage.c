@@ -87,6 +87,7 @@ static void put_run(struct store *s, const char *id, const char *wf, enum store_
     arena_cleanup(&a);
 }
 
+
 /* The fixture: four runs over two workflows, two agents, two models. */
 static const struct call r1[] = {
     {"support/triage", "small", 100, 10, 0.00012, T0 + 10, false},
@@ -104,6 +105,16 @@ static const struct call r4[] = {
     /* agent only in the actor */
     {NULL, "small", 7, 3, 0.000013, T0 + 5050, false},
 };
+
+/* The five runs every usage test reads (r1-r4 above; run_5 made no call). */
+static void put_runs(struct store *s)
+{
+    put_run(s, "run_1", "triage", STORE_RUN_SUCCEEDED, T0, T0 + 50, r1, 2);
+    put_run(s, "run_2", "draft", STORE_RUN_SUCCEEDED, T0 + 1000, T0 + 1100, r2, 2);
+    put_run(s, "run_3", "triage", STORE_RUN_NEEDS_RECONCILE, T0 - 100000, T0 - 99000, r3, 1);
+    put_run(s, "run_4", "triage", STORE_RUN_FAILED, T0 + 5000, T0 + 5100, r4, 1);
+    put_run(s, "run_5", "draft", STORE_RUN_SUCCEEDED, T0 + 6000, T0 + 6001, NULL, 0);
+}
 
 static char *home;
 static struct engine *eng;
@@ -136,11 +147,7 @@ static struct engine *fixture(void)
         fprintf(stderr, "store_open: %s\n", err.msg);
         return NULL;
     }
-    put_run(s, "run_1", "triage", STORE_RUN_SUCCEEDED, T0, T0 + 50, r1, 2);
-    put_run(s, "run_2", "draft", STORE_RUN_SUCCEEDED, T0 + 1000, T0 + 1100, r2, 2);
-    put_run(s, "run_3", "triage", STORE_RUN_NEEDS_RECONCILE, T0 - 100000, T0 - 99000, r3, 1);
-    put_run(s, "run_4", "triage", STORE_RUN_FAILED, T0 + 5000, T0 + 5100, r4, 1);
-    put_run(s, "run_5", "draft", STORE_RUN_SUCCEEDED, T0 + 6000, T0 + 6001, NULL, 0);
+    put_runs(s);
     store_close(s);
     struct engine_opts o = {.data_dir = home, .workers = 1};
     if (engine_start(&o, &eng, &err)) {
@@ -407,11 +414,7 @@ TEST(usage_store_upgraded_from_schema_3)
     keel_err_clear(&err);
     struct store *s;
     REQUIRE(store_open(uri, NULL, &s, &err) == 0);
-    put_run(s, "run_1", "triage", STORE_RUN_SUCCEEDED, T0, T0 + 50, r1, 2);
-    put_run(s, "run_2", "draft", STORE_RUN_SUCCEEDED, T0 + 1000, T0 + 1100, r2, 2);
-    put_run(s, "run_3", "triage", STORE_RUN_NEEDS_RECONCILE, T0 - 100000, T0 - 99000, r3, 1);
-    put_run(s, "run_4", "triage", STORE_RUN_FAILED, T0 + 5000, T0 + 5100, r4, 1);
-    put_run(s, "run_5", "draft", STORE_RUN_SUCCEEDED, T0 + 6000, T0 + 6001, NULL, 0);
+    put_runs(s);
     store_close(s);
     /* Schema 3, as a Keel before this one left it. */
     sqlite3 *db;
